@@ -1,0 +1,328 @@
+"""Real datasets: the registry of the paper's datasets, loading, seeded splits and channel statistics.
+
+``load_real(name, split)`` returns a :class:`RealDataset` of uint8 RGB images. Fashion-MNIST is
+read from Debian's ``dataset-fashion-mnist`` files when present (offline); every dataset can also
+come from a ``datasets.save_to_disk`` folder under ``$TCKR_DATA_DIR/<name>`` or from the
+Hugging Face hub when online.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import io, paths
+
+SPLITS = ("train", "test")
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A registered dataset that cannot be read from any of the places looked at."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    hf_id: str
+    hf_config: str | None
+    train_split: str
+    test_split: str | None
+    image_column: str
+    label_column: str
+    class_names: tuple[str, ...]
+    notes: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class RealDataset:
+    """Images ``N×H×W×3`` uint8 RGB, labels ``N`` int64, class names indexed by label id."""
+
+    name: str
+    split: str
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, index: np.ndarray) -> "RealDataset":
+        index = np.asarray(index)
+        return RealDataset(self.name, self.split, self.images[index], self.labels[index], self.class_names)
+
+
+@lru_cache(maxsize=None)
+def _registry() -> dict[str, DatasetSpec]:
+    specs = {}
+    for f in sorted((paths.ASSETS / "datasets").glob("*.json")):
+        d = json.loads(f.read_text())
+        specs[d["name"]] = DatasetSpec(
+            name=d["name"], hf_id=d["hf_id"], hf_config=d.get("hf_config"),
+            train_split=d.get("train_split") or "train", test_split=d.get("test_split"),
+            image_column=d["image_column"], label_column=d["label_column"],
+            class_names=tuple(d["class_names"]), notes=d.get("notes", ""),
+        )
+    return specs
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by :func:`load_real`."""
+    return sorted(_registry())
+
+
+def spec(name: str) -> DatasetSpec:
+    """The registry entry of a dataset; ``ValueError`` naming the accepted names otherwise."""
+    reg = _registry()
+    if name not in reg:
+        raise ValueError(f"unknown dataset {name!r}; accepted: {', '.join(sorted(reg))}")
+    return reg[name]
+
+
+def class_names(name: str) -> list[str]:
+    return list(spec(name).class_names)
+
+
+def load_real(name: str, split: str, *, size: int | None = None) -> RealDataset:
+    """Load a real split (``"train"`` or ``"test"``) as uint8 RGB arrays, optionally resized to ``size``×``size``."""
+    s = spec(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for {name}; accepted: {', '.join(SPLITS)}")
+    tried = []
+    images = labels = None
+    if name == "fashion_mnist":
+        tried.append(f"Debian files in {paths.FASHION_MNIST_DEBIAN} (apt-get install dataset-fashion-mnist)")
+        if (paths.FASHION_MNIST_DEBIAN / "train-images-idx3-ubyte.gz").is_file():
+            images, labels = _read_fashion_mnist_idx(paths.FASHION_MNIST_DEBIAN, split)
+    if images is None:
+        local = paths.data_dir() / name
+        tried.append(f"a datasets.save_to_disk folder at {local}")
+        if local.exists():
+            images, labels = _from_hf_dataset(_load_from_disk(local, s, split), s, size)
+    if images is None:
+        tried.append(f"the Hugging Face hub id {s.hf_id!r}")
+        images, labels = _from_hf_dataset(_load_from_hub(s, split, tried), s, size)
+    if size is not None and images.shape[1:3] != (size, size):
+        images = resize_images(images, size)
+    images = to_rgb(images)
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= s.num_classes):
+        raise ValueError(f"{name}/{split}: labels outside 0..{s.num_classes - 1} (registry has {s.num_classes} classes)")
+    return RealDataset(name, split, images, labels, list(s.class_names))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _read_fashion_mnist_idx(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    prefix = "train" if split == "train" else "t10k"
+    images = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
+    labels = _read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
+    return images, labels
+
+
+def _hf_split(s: DatasetSpec, split: str) -> str:
+    hf = s.train_split if split == "train" else s.test_split
+    if hf is None:
+        raise ValueError(f"{s.name} has no {split} split on the hub; carve one from train with tckr.data.make_splits")
+    return hf
+
+
+def _load_from_disk(folder: Path, s: DatasetSpec, split: str):
+    import datasets
+
+    obj = datasets.load_from_disk(str(folder))
+    if isinstance(obj, datasets.DatasetDict):
+        hf = _hf_split(s, split)
+        if hf not in obj:
+            raise DatasetUnavailableError(f"{s.name}: {folder} holds splits {list(obj)}, not {hf!r}")
+        return obj[hf]
+    return obj
+
+
+def _load_from_hub(s: DatasetSpec, split: str, tried: list[str]):
+    try:
+        import datasets
+
+        return datasets.load_dataset(s.hf_id, s.hf_config, split=_hf_split(s, split))
+    except ValueError:
+        raise
+    except Exception as e:  # network, auth, missing files: one clear message instead of a deep trace
+        how = (
+            f"Run on a machine with Hugging Face access once, then `datasets.load_dataset({s.hf_id!r})"
+            f".save_to_disk('{paths.data_dir() / s.name}')`, or set TCKR_DATA_DIR to a folder holding '{s.name}/'."
+        )
+        if s.name == "fashion_mnist":
+            how = "Install it offline with `apt-get install -y dataset-fashion-mnist`. " + how
+        raise DatasetUnavailableError(
+            f"dataset {s.name!r} ({split}) is not reachable. Looked at: {'; '.join(tried)}. "
+            f"Last error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. {how}"
+        ) from None
+
+
+def _from_hf_dataset(ds, s: DatasetSpec, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    for col in (s.image_column, s.label_column):
+        if col not in ds.column_names:
+            raise DatasetUnavailableError(f"{s.name}: column {col!r} missing; the dataset has {ds.column_names}")
+    labels = np.asarray(ds[s.label_column], dtype=np.int64)
+    out = None
+    for i, img in enumerate(ds[s.image_column]):
+        arr = _pil_to_rgb(img, size)
+        if out is None:
+            out = np.empty((len(ds),) + arr.shape, dtype=np.uint8)
+        elif arr.shape != out.shape[1:]:
+            raise ValueError(f"{s.name}: images of different sizes ({arr.shape} vs {out.shape[1:]}); pass size=")
+        out[i] = arr
+    if out is None:
+        out = np.zeros((0, size or 1, size or 1, 3), dtype=np.uint8)
+    return out, labels
+
+
+def _pil_to_rgb(img, size: int | None) -> np.ndarray:
+    from PIL import Image
+
+    if not isinstance(img, Image.Image):
+        img = Image.fromarray(np.asarray(img))
+    img = img.convert("RGB")
+    if size is not None and img.size != (size, size):
+        w, h = img.size
+        side = min(w, h)
+        img = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+        img = img.resize((size, size), Image.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def to_rgb(images: np.ndarray) -> np.ndarray:
+    """``N×H×W`` or ``N×H×W×1`` grayscale becomes ``N×H×W×3``; RGB passes through."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected N×H×W, N×H×W×1 or N×H×W×3 images, got shape {images.shape}")
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    return np.ascontiguousarray(images, dtype=np.uint8)
+
+
+def resize_images(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
+    """Resize ``N×H×W[×C]`` uint8 images to ``size``×``size`` (bilinear, antialiased), in chunks."""
+    import torch
+    import torch.nn.functional as F
+
+    images = to_rgb(images)
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for start in range(0, len(images), chunk):
+        x = torch.from_numpy(images[start:start + chunk]).permute(0, 3, 1, 2).float()
+        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start:start + chunk] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
+@dataclass
+class Splits:
+    """Indices into the real train split: D (private training set, the members), H (held-out
+    non-members, same size as D), val (early stopping) and pool (the rest, public)."""
+
+    D: np.ndarray
+    H: np.ndarray
+    val: np.ndarray
+    pool: np.ndarray
+
+    NAMES = ("D", "H", "val", "pool")
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in self.NAMES}
+
+
+def _stratified_take(index_by_class: list[np.ndarray], n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Take ``n`` indices spread over classes in proportion to what is left; return them and the rest."""
+    left = np.array([len(ix) for ix in index_by_class], dtype=np.float64)
+    if n > left.sum():
+        raise ValueError(f"asked for {n} examples but only {int(left.sum())} remain")
+    quota = np.floor(left / left.sum() * n).astype(int)
+    short = n - quota.sum()
+    order = np.argsort(-(left / left.sum() * n - quota), kind="stable")
+    quota[order[:short]] += 1
+    taken, rest = [], []
+    for ix, q in zip(index_by_class, quota):
+        taken.append(ix[:q])
+        rest.append(ix[q:])
+    out = np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
+    return np.sort(out).astype(np.int64), rest
+
+
+def make_splits(labels: np.ndarray, train_size: int, val_size: int, seed: int) -> Splits:
+    """Seeded, class-stratified D / H / val / pool indices; |H| = |D|. ``train_size=0`` gives D the
+    largest size that leaves room for H and val."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if train_size == 0:
+        train_size = (n - val_size) // 2
+    if 2 * train_size + val_size > n:
+        raise ValueError(
+            f"|D|={train_size}, |H|={train_size} and val={val_size} need {2 * train_size + val_size} examples; the train split has {n}"
+        )
+    rng = np.random.default_rng(seed)
+    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    D, by_class = _stratified_take(by_class, train_size, rng)
+    H, by_class = _stratified_take(by_class, train_size, rng)
+    val, by_class = _stratified_take(by_class, val_size, rng)
+    pool = np.sort(np.concatenate(by_class)).astype(np.int64) if by_class else np.zeros(0, np.int64)
+    return Splits(D, H, val, pool)
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Seeded class-stratified subset of ``size`` indices (all of them when ``size`` is 0 or too large)."""
+    labels = np.asarray(labels)
+    if size <= 0 or size >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    return _stratified_take(by_class, size, rng)[0]
+
+
+def channel_stats(name: str, size: int | None = None) -> dict[str, list[float]]:
+    """Per-channel mean and std (in [0, 1]) of the train split, computed once and cached."""
+    cache = paths.CACHE / "stats" / f"{name}_{size or 'native'}.json"
+    if cache.is_file():
+        return io.read_json(cache)
+    ds = load_real(name, "train", size=size)
+    stats = compute_channel_stats(ds.images)
+    io.write_json(cache, stats)
+    return stats
+
+
+def compute_channel_stats(images: np.ndarray, chunk: int = 8192) -> dict[str, list[float]]:
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    count = 0
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].reshape(-1, 3).astype(np.float64) / 255.0
+        total += x.sum(0)
+        total_sq += (x ** 2).sum(0)
+        count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 1e-12))
+    return {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
+
+
+def hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")

@@ -1,0 +1,101 @@
+"""Atomic writes of result files, arrays and safetensors weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def save_array(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """``np.save`` through a temporary file (``allow_pickle`` is never needed to read it back)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
+def load_array(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def save_csv(path: str | os.PathLike, frame) -> Path:
+    """Write a pandas DataFrame as CSV, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def save_weights(path: str | os.PathLike, tensors: dict, metadata: dict[str, Any] | None = None) -> Path:
+    """Save tensors as safetensors; metadata values are stored as JSON strings."""
+    from safetensors.torch import save_file
+
+    meta = {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
+    """Load a safetensors file: (tensors, metadata with JSON values decoded)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        raw = f.metadata() or {}
+    meta = {}
+    for k, v in raw.items():
+        try:
+            meta[k] = json.loads(v)
+        except (json.JSONDecodeError, TypeError):
+            meta[k] = v
+    return load_file(str(path)), meta

@@ -1,0 +1,220 @@
+"""Run folders: ``runs/<run_id>/`` holds the resolved config, environment, seeds, split indices and
+every phase's outputs. All notebooks of a study open the same folder with :func:`open_run`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import random
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from . import data, io, paths
+from .config import Config, ConfigError, config_from_dict, load_config
+
+CONFIG_FILE = "config.yaml"
+REAL_SPLITS = ("D", "H", "val", "pool", "test")
+
+
+@dataclass
+class Run:
+    """An open run folder and its resolved config."""
+
+    dir: Path
+    cfg: Config
+    seed: int = 0
+    _splits: data.Splits | None = field(default=None, repr=False)
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run folder; its parent folders are created."""
+        p = self.dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def dataset(self) -> str:
+        return self.cfg.study.dataset
+
+    @property
+    def class_names(self) -> list[str]:
+        return data.class_names(self.dataset)
+
+    def splits(self) -> data.Splits:
+        """D / H / val / pool indices into the real train split, written on first use."""
+        if self._splits is None:
+            self._splits = ensure_splits(self)
+        return self._splits
+
+    def test_index(self) -> np.ndarray:
+        f = self.dir / "splits" / "test.npy"
+        if not f.is_file():
+            labels = _load_real_cached(self.dataset, "test", self.cfg.data.image_size).labels
+            io.save_array(f, data.stratified_subset(labels, self.cfg.data.test_size, self.cfg.data.split_seed))
+        return io.load_array(f)
+
+    def real(self, split: str) -> data.RealDataset:
+        """Real images of one of ``D``, ``H``, ``val``, ``pool`` (from the train split) or ``test``,
+        resized to ``data.image_size``."""
+        if split not in REAL_SPLITS:
+            raise ValueError(f"unknown real split {split!r}; accepted: {', '.join(REAL_SPLITS)}")
+        if split == "test":
+            ds = _load_real_cached(self.dataset, "test", self.cfg.data.image_size)
+            out = ds.subset(self.test_index())
+        else:
+            ds = _load_real_cached(self.dataset, "train", self.cfg.data.image_size)
+            out = ds.subset(getattr(self.splits(), split))
+        out.split = split
+        return out
+
+    def stats(self) -> dict[str, list[float]]:
+        """Channel mean/std of the dataset's train split at the run's image size (cached)."""
+        return data.channel_stats(self.dataset, self.cfg.data.image_size)
+
+    def seed_for(self, base: int) -> int:
+        """A phase seed (``base`` from the config) shifted by the run's seed, so repeated seeds differ."""
+        return int(base) + 1000 * int(self.seed)
+
+
+@lru_cache(maxsize=4)
+def _load_real_cached(name: str, split: str, size: int) -> data.RealDataset:
+    return data.load_real(name, split, size=size)
+
+
+def new_run_id(cfg: Config) -> str:
+    return f"{cfg.study.name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def open_run(config: str | Path | Config | None = None, run_dir: str | Path | None = None,
+             overrides: dict[str, Any] | None = None, seed: int | None = None) -> Run:
+    """Open (or create) a run folder.
+
+    ``config`` is a YAML path or a :class:`Config`; ``run_dir`` defaults to ``runs/<name>-<time>``.
+    An existing folder keeps its saved config: a different config for it is an error that lists the
+    differing keys. ``seed`` defaults to the first of ``study.seeds``.
+    """
+    run_path = paths.resolve(run_dir) if run_dir else None
+    saved = run_path / CONFIG_FILE if run_path else None
+    cfg = None
+    if config is not None:
+        cfg = config if isinstance(config, Config) else load_config(config, overrides)
+        if isinstance(config, Config) and overrides:
+            cfg = config_from_dict(config.to_dict(), overrides)
+    if saved is not None and saved.is_file():
+        stored = config_from_dict(yaml.safe_load(saved.read_text()))
+        if cfg is not None and cfg.hash() != stored.hash():
+            diff = _diff(stored.to_dict(), cfg.to_dict())
+            raise ConfigError(
+                f"run folder {run_path} was made with other settings ({'; '.join(diff[:8])}); "
+                "open it without a config, or use a new run folder"
+            )
+        cfg = stored
+    if cfg is None:
+        raise ValueError(f"no config given and no {CONFIG_FILE} in {run_path}; pass a config path such as configs/mini.yaml")
+    if run_path is None:
+        run_path = paths.RUNS / new_run_id(cfg)
+    run_path.mkdir(parents=True, exist_ok=True)
+    seed = cfg.study.seeds[0] if seed is None else int(seed)
+    run = Run(dir=run_path, cfg=cfg, seed=seed)
+    if not (run_path / CONFIG_FILE).is_file():
+        io.write_text(run_path / CONFIG_FILE, cfg.to_yaml())
+    if not (run_path / "environment.json").is_file():
+        io.write_json(run_path / "environment.json", environment())
+    seeds_file = run_path / "seeds.json"
+    seeds = io.read_json(seeds_file) if seeds_file.is_file() else {}
+    if seeds.get("run_seed") not in (None, seed):
+        raise ConfigError(f"run folder {run_path} was made with seed {seeds['run_seed']}, not {seed}")
+    io.write_json(seeds_file, {"run_seed": seed, "split_seed": cfg.data.split_seed, "train": run.seed_for(cfg.train.seed),
+                               "lora": run.seed_for(cfg.lora.seed), "synthesis": run.seed_for(cfg.synthesis.seed),
+                               "mia": run.seed_for(cfg.mia.seed)})
+    return run
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
+def ensure_splits(run: Run) -> data.Splits:
+    folder = run.dir / "splits"
+    files = {k: folder / f"{k}.npy" for k in data.Splits.NAMES}
+    if not all(f.is_file() for f in files.values()):
+        labels = _load_real_cached(run.dataset, "train", run.cfg.data.image_size).labels
+        s = data.make_splits(labels, run.cfg.data.train_size, run.cfg.data.val_size, run.cfg.data.split_seed)
+        for k, f in files.items():
+            io.save_array(f, getattr(s, k))
+    return data.Splits(**{k: io.load_array(f) for k, f in files.items()})
+
+
+def environment() -> dict[str, Any]:
+    """Versions, machine and git commit, written into every run folder."""
+    import importlib.metadata as md
+
+    pkgs = {}
+    for name in ("torch", "torchvision", "diffusers", "transformers", "peft", "accelerate", "timm", "datasets",
+                 "numpy", "pandas", "scikit-learn", "papermill"):
+        try:
+            pkgs[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pkgs[name] = None
+    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
+                           "processor": platform.machine(), "packages": pkgs, "git": git_commit()}
+    try:
+        import torch
+
+        env["cuda"] = torch.cuda.is_available()
+        env["gpu"] = torch.cuda.get_device_name(0) if env["cuda"] else None
+        env["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    import os
+
+    env["cpu_count"] = os.cpu_count()
+    env["created"] = _dt.datetime.now().isoformat(timespec="seconds")
+    return env
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def device(cfg: Config):
+    """The torch device the config asks for (``auto``: CUDA when available)."""
+    import torch
+
+    want = cfg.study.device
+    if want == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"study.device is {want!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(want)
