@@ -1,0 +1,34 @@
+import json
+
+import numpy as np
+import pytest
+
+from tckr import runs
+from tckr.config import ConfigError
+
+
+def test_run_folder_records_everything(tmp_path):
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
+    for f in ("config.yaml", "environment.json", "seeds.json"):
+        assert (run.dir / f).is_file()
+    env = json.loads((run.dir / "environment.json").read_text())
+    assert env["packages"]["torch"] and "commit" in env["git"]
+    s = run.splits()
+    assert len(s.D) == run.cfg.data.train_size == len(s.H)
+    assert not set(s.D) & set(s.H) and not set(s.D) & set(s.val)
+    D = run.real("D")
+    assert D.images.shape == (len(s.D), 32, 32, 3) and D.split == "D"
+    assert len(run.real("test")) == run.cfg.data.test_size
+    again = runs.open_run(None, run.dir)
+    assert again.cfg.hash() == run.cfg.hash()
+    assert np.array_equal(again.splits().D, s.D)
+
+
+def test_reopening_with_other_settings_fails(tmp_path):
+    runs.open_run("configs/tiny.yaml", tmp_path / "r")
+    with pytest.raises(ConfigError, match="train.epochs: 2 -> 9"):
+        runs.open_run("configs/tiny.yaml", tmp_path / "r", overrides={"train.epochs": 9})
+    with pytest.raises(ValueError, match="no config given"):
+        runs.open_run(None, tmp_path / "empty")
+    with pytest.raises(ValueError, match="unknown real split"):
+        runs.open_run(None, tmp_path / "r").real("train")
