@@ -105,3 +105,13 @@ def test_channel_stats_and_rgb():
     assert st["mean"] == pytest.approx([0.25] * 3) and st["std"] == pytest.approx([np.sqrt(0.25 - 0.0625)] * 3, rel=1e-5)
     with pytest.raises(ValueError, match="expected N×H×W"):
         data.to_rgb(np.zeros((2, 3, 3, 4), dtype=np.uint8))
+
+
+def test_label_columns_as_names_or_lists():
+    s = data.spec("dermamnist")
+    assert list(data._label_ids([[4], [0]], s)) == [4, 0]
+    p = data.spec("oxford_pets")
+    name = p.class_names[5]
+    assert list(data._label_ids([name, name.upper()], p)) == [5, 5]
+    with pytest.raises(ValueError, match="not in the registry"):
+        data._label_ids(["not a breed"], p)

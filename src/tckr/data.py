@@ -182,7 +182,7 @@ def _from_hf_dataset(ds, s: DatasetSpec, size: int | None) -> tuple[np.ndarray, 
     for col in (s.image_column, s.label_column):
         if col not in ds.column_names:
             raise DatasetUnavailableError(f"{s.name}: column {col!r} missing; the dataset has {ds.column_names}")
-    labels = np.asarray(ds[s.label_column], dtype=np.int64)
+    labels = _label_ids(ds[s.label_column], s)
     out = None
     for i, img in enumerate(ds[s.image_column]):
         arr = _pil_to_rgb(img, size)
@@ -194,6 +194,20 @@ def _from_hf_dataset(ds, s: DatasetSpec, size: int | None) -> tuple[np.ndarray, 
     if out is None:
         out = np.zeros((0, size or 1, size or 1, 3), dtype=np.uint8)
     return out, labels
+
+
+def _label_ids(values, s: DatasetSpec) -> np.ndarray:
+    """Integer label ids from an int column, a one-item list column (MedMNIST copies) or a class-name column."""
+    values = list(values)
+    if values and isinstance(values[0], (list, tuple)):
+        values = [v[0] for v in values]
+    if values and isinstance(values[0], str):
+        lookup = {n.lower(): i for i, n in enumerate(s.class_names)}
+        unknown = sorted({v for v in values if v.lower().replace("_", " ") not in lookup and v.lower() not in lookup})
+        if unknown:
+            raise ValueError(f"{s.name}: label names not in the registry: {unknown[:5]}")
+        values = [lookup.get(v.lower(), lookup.get(v.lower().replace("_", " "))) for v in values]
+    return np.asarray(values, dtype=np.int64)
 
 
 def _pil_to_rgb(img, size: int | None) -> np.ndarray:
