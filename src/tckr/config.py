@@ -97,6 +97,7 @@ class ClassifierConfig:
     student_arch: str = "mobilenetv3_large_100"
     pretrained: bool = True  # ImageNet weights when reachable
     input_size: int = 224
+    stem_stride: int = 0  # issue 3: stride of the first conv; 0 = 1 for inputs <= 64 px (mini tier), else the arch's
 
 
 @dataclass
@@ -112,6 +113,7 @@ class TrainConfig:
     crop_padding: float = 0.1  # random crop with this fraction of padding; 0 disables
     augmix: bool = True
     mixup_alpha: float = 0.2  # 0 disables MixUp
+    warmup_epochs: float = 0.0  # issue 3: linear learning-rate warm-up before the cosine decay
     seed: int = 0
 
 

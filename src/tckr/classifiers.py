@@ -1,0 +1,134 @@
+"""Classifiers of the study: MobileNetV3 (and any other timm architecture) with a new head.
+
+``build(arch, num_classes, pretrained=, input_size=)`` makes a timm model whose classifier head
+has ``num_classes`` outputs. Inputs of 64 pixels or less (the mini tier's 32×32) get a stride-1
+stem convolution, so the network keeps 2× more spatial resolution than its ImageNet design;
+``classifier.stem_stride`` in the config overrides the rule.
+
+Pretrained weights (paper tier) come from timm's Hugging Face cache. When they cannot be read
+(offline machine, no cache) :func:`build` raises :class:`PretrainedUnavailableError` saying how to
+get them or to set ``classifier.pretrained: false``: a silently random-initialised "pretrained"
+model would change every number of the study. The paper's Once-for-All subnet strings are not
+implemented (the ``ofa`` package and its supernet weights are not available offline).
+
+Weights are saved as safetensors with a JSON sidecar of the same stem (``.json``): ``arch``,
+``num_classes``, ``class_names``, ``normalisation`` (channel mean/std in [0, 1]), ``input_size``,
+``stem_stride``, ``config_hash`` and any ``extra`` information (training summary).
+:func:`load` checks the architecture and class count it is asked for and names what differs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import io
+
+SMALL_INPUT = 64  # inputs at most this side get a stride-1 stem
+
+
+class PretrainedUnavailableError(RuntimeError):
+    """ImageNet weights were asked for but cannot be read."""
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file whose architecture or class count is not the one asked for."""
+
+
+def default_stem_stride(input_size: int) -> int:
+    """1 for small inputs; 0 (keep the architecture's own) otherwise."""
+    return 1 if input_size <= SMALL_INPUT else 0
+
+
+def build(arch: str, num_classes: int, *, pretrained: bool, input_size: int, stem_stride: int = 0) -> nn.Module:
+    """A timm ``arch`` with a fresh ``num_classes``-way head; ``stem_stride`` 0 picks the rule above."""
+    import timm
+
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if not timm.is_model(arch):
+        close = timm.list_models(f"*{arch.split('_')[0]}*")[:12]
+        raise ValueError(f"unknown timm architecture {arch!r}; similar names: {', '.join(close) or 'none'}")
+    try:
+        model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes)
+    except Exception as e:  # hub/network/cache errors: one clear message
+        if not pretrained:
+            raise
+        raise PretrainedUnavailableError(
+            f"ImageNet weights for {arch!r} could not be loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "Run once on a machine with Hugging Face access so timm caches them (HF_HOME), or set "
+            "classifier.pretrained: false to train from random initialisation."
+        ) from None
+    stride = stem_stride or default_stem_stride(input_size)
+    if stride:
+        set_stem_stride(model, stride)
+    model.tckr_arch = arch
+    model.tckr_stem_stride = stride
+    return model
+
+
+def set_stem_stride(model: nn.Module, stride: int) -> None:
+    """Set the stride of the first convolution (timm's ``conv_stem`` or the first ``nn.Conv2d``)."""
+    conv = getattr(model, "conv_stem", None)
+    if not isinstance(conv, nn.Conv2d):
+        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise ValueError(f"{type(model).__name__} has no convolution whose stride could be set")
+    conv.stride = (stride, stride)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save(model: nn.Module, path: str | Path, *, arch: str, class_names: list[str], normalisation: dict[str, list[float]],
+         config_hash: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``path`` (safetensors) and its JSON sidecar; the metadata is stored in both."""
+    meta = {
+        "arch": arch,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "normalisation": {"mean": list(normalisation["mean"]), "std": list(normalisation["std"])},
+        "input_size": int(getattr(model, "tckr_input_size", 0) or 0),
+        "stem_stride": int(getattr(model, "tckr_stem_stride", 0) or 0),
+        "config_hash": config_hash,
+        "extra": extra or {},
+    }
+    state = {k: v for k, v in model.state_dict().items()}
+    io.save_weights(path, state, meta)
+    io.write_json(sidecar_path(path), meta)
+    return Path(path)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a weights file (the sidecar when present, else the safetensors header)."""
+    side = sidecar_path(path)
+    if side.is_file():
+        return io.read_json(side)
+    return io.load_weights(path)[1]
+
+
+def load(path: str | Path, *, arch: str | None = None, num_classes: int | None = None) -> nn.Module:
+    """Rebuild the model saved at ``path`` (eval mode, CPU); its metadata is ``model.tckr_meta``."""
+    tensors, meta = io.load_weights(path)
+    problems = []
+    if "arch" not in meta or "num_classes" not in meta:
+        raise WeightsMismatchError(f"{path}: no 'arch'/'num_classes' metadata; not a tckr classifier file")
+    if arch is not None and meta["arch"] != arch:
+        problems.append(f"architecture is {meta['arch']!r}, expected {arch!r}")
+    if num_classes is not None and int(meta["num_classes"]) != int(num_classes):
+        problems.append(f"class count is {meta['num_classes']}, expected {num_classes}")
+    if problems:
+        raise WeightsMismatchError(f"{path}: " + "; ".join(problems))
+    input_size = int(meta.get("input_size") or 224)
+    model = build(meta["arch"], int(meta["num_classes"]), pretrained=False, input_size=input_size,
+                  stem_stride=int(meta.get("stem_stride") or 0))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise WeightsMismatchError(f"{path}: weights do not fit {meta['arch']}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.tckr_input_size = input_size
+    model.tckr_meta = meta
+    return model.eval()

@@ -1,0 +1,449 @@
+"""Training of the teacher (real data D) and students (synthetic data, Generative Knowledge Distillation).
+
+:func:`fit` is the one training loop of the study (teacher, students, LiRA shadows): AdamW, cosine
+schedule, label smoothing (hard targets only), the paper's augmentations each switchable in
+``cfg.train`` (flip, random crop with padding, AugMix, MixUp), AMP on GPU, early stopping and
+best-epoch selection on a validation split — never on the test split.
+
+Data pipeline: images stay decoded ``uint8`` tensors (``N×H×W×3``; memory-maps are indexed per
+batch); every augmentation is applied to whole batches as tensor ops (flip and crop vectorised,
+AugMix through ``torchvision.transforms.v2`` on chunks of :data:`AUGMIX_CHUNK` images that share
+one sampled op chain, each image with its own mixing weights). No per-image PIL work.
+
+GKD (:func:`student`): the student's target for each augmented synthetic batch is the teacher's
+softmax on that same batch at temperature ``gkd.temperature`` (loss: soft cross-entropy between
+student and teacher at that temperature, times T²); ``gkd.label_mode: hard`` trains on the
+synthetic set's prompted class labels instead (the paper's ablation). ``gkd.regenerate_every: k``
+redraws the student's training subset from the largest synthetic set every k epochs.
+
+History CSV columns (one row per epoch, ``run/classifiers/<model>_history.csv``):
+``epoch`` (1-based), ``train_loss``, ``train_accuracy`` (argmax vs the target's argmax, in %),
+``val_loss``, ``val_accuracy`` (%), ``lr`` (at the epoch's end), ``seconds`` (the epoch's training
+time), ``images_per_second``, ``best`` (this epoch is the best so far on validation accuracy).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import classifiers, io, runs
+from .config import Config
+
+AUGMIX_CHUNK = 8
+QUERY_AUGMENTS = ("identity", "flip", "shift")
+
+
+# ---------------------------------------------------------------- data pipeline
+def normalisation(cfg: Config) -> dict[str, list[float]]:
+    """Channel mean/std of the dataset's real train split at the config's image size."""
+    from . import data
+
+    return data.channel_stats(cfg.study.dataset, cfg.data.image_size)
+
+
+def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 N×H×W×3, got {arr.dtype} {arr.shape}")
+    if not arr.flags.writeable:
+        arr = np.array(arr)
+    return torch.from_numpy(arr)
+
+
+def _take(images: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch ``B×3×H×W`` uint8 on ``device``."""
+    return images[index.to(images.device)].to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(len(x), generator=gen, device=gen.device) < 0.5
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
+def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero-pad by ``pad`` pixels and crop back to size at a random offset per image."""
+    if pad <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]
+    out = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Translate down-right by ``pixels`` with zero fill (the deterministic "shift" query)."""
+    if pixels <= 0:
+        return x
+    return F.pad(x, (pixels, 0, pixels, 0))[..., : x.shape[-2], : x.shape[-1]]
+
+
+def augmix(x: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms import v2
+
+    op = v2.AugMix()
+    return torch.cat([op(chunk) for chunk in x.split(AUGMIX_CHUNK)])
+
+
+def crop_pixels(cfg: Config) -> int:
+    return int(round(cfg.train.crop_padding * cfg.data.image_size))
+
+
+def augment_batch(x: torch.Tensor, cfg: Config, gen: torch.Generator) -> torch.Tensor:
+    """The paper's image augmentations on a uint8 batch ``B×3×H×W`` (MixUp comes later, on floats)."""
+    if cfg.train.flip:
+        x = random_flip(x, gen)
+    x = random_crop(x, crop_pixels(cfg), gen)
+    if cfg.train.augmix:
+        x = augmix(x)
+    return x
+
+
+class Preprocess(nn.Module):
+    """uint8 ``B×3×H×W`` -> normalised float at the classifier's input size."""
+
+    def __init__(self, norm: dict[str, list[float]], input_size: int):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(norm["std"]).view(1, 3, 1, 1) * 255.0)
+        self.input_size = input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        return x
+
+
+def mixup(x: torch.Tensor, t: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """MixUp of a float batch and its target distributions with a Beta(alpha, alpha) weight."""
+    if alpha <= 0:
+        return x, t
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
+    return lam * x + (1 - lam) * x[perm], lam * t + (1 - lam) * t[perm]
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+
+
+def _hard_to_dist(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    return F.one_hot(labels, num_classes).float() * (1 - smoothing) + smoothing / num_classes
+
+
+# ---------------------------------------------------------------- training
+def _set_threads(cfg: Config) -> None:
+    if cfg.study.num_threads > 0 and torch.get_num_threads() != cfg.study.num_threads:
+        torch.set_num_threads(cfg.study.num_threads)
+
+
+def _autocast(device: torch.device, cfg: Config):
+    enabled = device.type == "cuda" and cfg.train.amp
+    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
+
+
+def _num_classes(targets: torch.Tensor, labels: np.ndarray | None, cfg: Config) -> int:
+    if targets.ndim == 2:
+        return targets.shape[1]
+    from . import data
+
+    return len(data.class_names(cfg.study.dataset))
+
+
+def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, *,
+        seed: int, epochs: int | None = None, history_path: str | Path | None = None, progress: bool = True, desc: str = "",
+        teacher: nn.Module | None = None, redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+        num_classes: int | None = None) -> tuple[nn.Module, pd.DataFrame]:
+    """Train ``arch`` from ``images`` (uint8 N×H×W×3) and ``targets`` (int64 labels, or float32 N×C
+    class distributions) and return the model at its best validation epoch (eval mode) with the history.
+
+    ``teacher``: a model whose softmax (``gkd.temperature``) on each augmented batch replaces the
+    targets (online GKD). ``redraw(epoch)`` returns a new ``(images, targets)`` training set; it is
+    called every ``gkd.regenerate_every`` epochs when that is set.
+    """
+    from tqdm.auto import tqdm
+
+    _set_threads(cfg)
+    dev = runs.device(cfg)
+    tc = cfg.train
+    epochs = tc.epochs if epochs is None else int(epochs)
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    x_all = _as_tensor(images)
+    t_all = torch.as_tensor(np.asarray(targets))
+    if len(x_all) != len(t_all):
+        raise ValueError(f"{len(x_all)} images but {len(t_all)} targets")
+    if t_all.ndim == 1 and t_all.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"targets must be int64 labels (N) or float32 distributions (N×C), got {t_all.dtype} {tuple(t_all.shape)}")
+    n_cls = num_classes or _num_classes(t_all, None, cfg)
+    xv = _as_tensor(val_images)
+    yv = torch.as_tensor(np.asarray(val_labels), dtype=torch.int64)
+
+    runs.seed_everything(seed)
+    model = classifiers.build(arch, n_cls, pretrained=cfg.classifier.pretrained, input_size=cfg.classifier.input_size,
+                              stem_stride=cfg.classifier.stem_stride)
+    model.tckr_input_size = cfg.classifier.input_size
+    norm = normalisation(cfg)
+    pre = Preprocess(norm, cfg.classifier.input_size).to(dev)
+    model.to(dev)
+    if teacher is not None:
+        teacher = teacher.to(dev).eval()
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    steps_per_epoch = max(1, math.ceil(len(x_all) / tc.batch_size))
+    total = steps_per_epoch * epochs
+    warmup = min(int(round(tc.warmup_epochs * steps_per_epoch)), total - 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and tc.amp)
+    temp = cfg.gkd.temperature if teacher is not None else 1.0
+
+    rows: list[dict[str, Any]] = []
+    best_acc, best_state, best_epoch, bad = -1.0, None, 0, 0
+    bar = tqdm(range(1, epochs + 1), desc=desc or arch, disable=not progress, leave=False)
+    for epoch in bar:
+        if redraw is not None and cfg.gkd.regenerate_every > 0 and epoch > 1 and (epoch - 1) % cfg.gkd.regenerate_every == 0:
+            new_x, new_t = redraw(epoch)
+            x_all, t_all = _as_tensor(new_x), torch.as_tensor(np.asarray(new_t))
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = correct = seen = 0.0
+        perm = torch.randperm(len(x_all), generator=gen)
+        for start in range(0, len(perm), tc.batch_size):
+            idx = perm[start:start + tc.batch_size]
+            if len(idx) < 2 and len(perm) > 1:
+                continue
+            xb = augment_batch(_take(x_all, idx, dev), cfg, gen)
+            xb = pre(xb)
+            if teacher is None:
+                tb = t_all[idx].to(dev)
+                tb = tb.float() if tb.ndim == 2 else _hard_to_dist(tb, n_cls, tc.label_smoothing)
+                xb, tb = mixup(xb, tb, tc.mixup_alpha, gen)
+            else:
+                xb, _ = mixup(xb, xb.new_zeros(len(xb), 1), tc.mixup_alpha, gen)
+            with _autocast(dev, cfg):
+                if teacher is not None:
+                    with torch.no_grad():
+                        tb = F.softmax(teacher(xb).float() / temp, dim=1)
+                logits = model(xb)
+            loss = soft_cross_entropy(logits / temp, tb) * temp ** 2
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += float((logits.detach().argmax(1) == tb.argmax(1)).sum())
+            seen += len(idx)
+        seconds = time.perf_counter() - t0
+        val_loss, val_acc = _evaluate(model, pre, xv, yv, dev, cfg)
+        is_best = val_acc > best_acc
+        if is_best:
+            best_acc, best_epoch, bad = val_acc, epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            bad += 1
+        rows.append({"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_accuracy": 100 * correct / max(seen, 1),
+                     "val_loss": val_loss, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"], "seconds": seconds,
+                     "images_per_second": seen / max(seconds, 1e-9), "best": is_best})
+        if history_path is not None:
+            io.save_csv(history_path, pd.DataFrame(rows))
+        bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", val=f"{val_acc:.1f}", best=f"{best_acc:.1f}@{best_epoch}")
+        if tc.patience and bad >= tc.patience:
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.cpu().eval()
+    history = pd.DataFrame(rows)
+    model.tckr_fit = {"best_epoch": best_epoch, "epochs_run": len(rows), "val_accuracy": best_acc,
+                      "train_seconds": float(history["seconds"].sum()), "train_size": int(len(x_all)), "seed": int(seed)}
+    return model, history
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, pre: Preprocess, x: torch.Tensor, y: torch.Tensor, dev: torch.device, cfg: Config,
+              batch_size: int = 512) -> tuple[float, float]:
+    model.eval()
+    loss = correct = 0.0
+    for start in range(0, len(x), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(x)))
+        with _autocast(dev, cfg):
+            logits = model(pre(_take(x, idx, dev))).float()
+        yb = y[idx].to(dev)
+        loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += float((logits.argmax(1) == yb).sum())
+    n = max(len(x), 1)
+    return loss / n, 100 * correct / n
+
+
+# ---------------------------------------------------------------- inference
+def _batches(model: nn.Module, images: np.ndarray, cfg: Config, augment: str, batch_size: int, fn: Callable) -> np.ndarray:
+    if augment not in QUERY_AUGMENTS:
+        raise ValueError(f"unknown augment {augment!r}; accepted: {', '.join(QUERY_AUGMENTS)}")
+    _set_threads(cfg)
+    dev = runs.device(cfg)
+    x = _as_tensor(images)
+    input_size = getattr(model, "tckr_input_size", None) or cfg.classifier.input_size
+    pre = Preprocess(normalisation(cfg), input_size).to(dev)
+    was_training = model.training
+    model.to(dev).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            xb = _take(x, torch.arange(start, min(start + batch_size, len(x))), dev)
+            if augment == "flip":
+                xb = xb.flip(-1)
+            elif augment == "shift":
+                xb = shift(xb, max(1, crop_pixels(cfg) // 2))
+            with _autocast(dev, cfg):
+                out.append(fn(pre(xb)).float().cpu())
+    model.train(was_training)
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def predict_logits(model: nn.Module, images: np.ndarray, cfg: Config, *, augment: str = "identity", batch_size: int = 512) -> np.ndarray:
+    """Logits ``N×C`` float32 of uint8 ``N×H×W×3`` images, optionally horizontally flipped (``flip``)
+    or translated down-right by half the crop padding (``shift``, at least one pixel)."""
+    return _batches(model, images, cfg, augment, batch_size, model)
+
+
+def embed(model: nn.Module, images: np.ndarray, cfg: Config, batch_size: int = 512) -> np.ndarray:
+    """Penultimate features ``N×F`` float32 (timm's ``forward_head(pre_logits=True)``)."""
+    return _batches(model, images, cfg, "identity", batch_size,
+                    lambda x: model.forward_head(model.forward_features(x), pre_logits=True))
+
+
+def soft_labels(teacher: nn.Module, images: np.ndarray, cfg: Config, temperature: float | None = None) -> np.ndarray:
+    """The teacher's softmax ``N×C`` float32 on un-augmented images."""
+    t = cfg.gkd.temperature if temperature is None else temperature
+    logits = torch.from_numpy(predict_logits(teacher, images, cfg)).double()
+    return F.softmax(logits / t, dim=1).float().numpy()
+
+
+# ---------------------------------------------------------------- teacher and students of a run
+def model_name(role: str, multiple: float | None = None, label_mode: str = "soft") -> str:
+    """``teacher`` or ``student_synth<k>x`` (``_hard`` appended for hard-label students)."""
+    if role == "teacher":
+        return "teacher"
+    return f"student_synth{multiple_tag(multiple)}x" + ("_hard" if label_mode == "hard" else "")
+
+
+def multiple_tag(multiple: float) -> str:
+    return f"{multiple:g}"
+
+
+def weights_file(run: runs.Run, role: str, multiple: float | None = None, label_mode: str = "soft") -> Path:
+    """Run-folder weights path, named like the released files (``<dataset>_mbnv3_real`` / ``_synth<k>x``)."""
+    stem = f"{run.dataset}_mbnv3_real" if role == "teacher" else f"{run.dataset}_mbnv3_synth{multiple_tag(multiple)}x"
+    if role != "teacher" and label_mode == "hard":
+        stem += "_hard"
+    return run.path("classifiers", f"{stem}.safetensors")
+
+
+def history_file(run: runs.Run, name: str) -> Path:
+    return run.path("classifiers", f"{name}_history.csv")
+
+
+def _save_run_model(run: runs.Run, model: nn.Module, path: Path, arch: str, info: dict[str, Any]) -> None:
+    classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=normalisation(run.cfg),
+                     config_hash=run.cfg.hash(), extra=info)
+
+
+def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> nn.Module:
+    """The run's teacher: trained on ``run.real("D")`` with validation on ``run.real("val")``, or loaded
+    from ``run/classifiers/`` when it was trained before. Training info is ``model.tckr_meta["extra"]``."""
+    cfg = run.cfg
+    path = weights_file(run, "teacher")
+    arch = cfg.classifier.teacher_arch
+    if path.is_file() and not retrain:
+        return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    D, val = run.real("D"), run.real("val")
+    model, hist = fit(cfg, arch, D.images, D.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
+                      history_path=history_file(run, "teacher"), progress=progress, desc="teacher")
+    info = {"role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None, **model.tckr_fit}
+    _save_run_model(run, model, path, arch, info)
+    return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+
+
+def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = None, *, label_mode: str | None = None,
+            progress: bool = True, retrain: bool = False) -> nn.Module:
+    """A student trained only on the run's synthetic set of ``multiple``×|D| images (validation on the
+    real ``val`` split), with the teacher's soft labels (GKD) or the prompted labels (``hard``)."""
+    from . import synthesis
+
+    cfg = run.cfg
+    mode = label_mode or cfg.gkd.label_mode
+    if mode not in ("soft", "hard"):
+        raise ValueError(f"label_mode {mode!r}; accepted: 'soft', 'hard'")
+    arch = cfg.classifier.student_arch
+    name = model_name("student", multiple, mode)
+    path = weights_file(run, "student", multiple, mode)
+    if path.is_file() and not retrain:
+        return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    synth = synthesis.load_synthetic(run, multiple)
+    if mode == "soft" and teacher_model is None:
+        teacher_model = teacher(run, progress=progress)
+    redraw = None
+    if cfg.gkd.regenerate_every > 0:
+        redraw = _redrawer(run, len(synth.labels), run.seed_for(cfg.train.seed))
+    val = run.real("val")
+    model, hist = fit(cfg, arch, synth.images, synth.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
+                      history_path=history_file(run, name), progress=progress, desc=name,
+                      teacher=teacher_model if mode == "soft" else None, redraw=redraw, num_classes=len(run.class_names))
+    info = {"role": "student", "name": name, "label_mode": mode, "multiple": float(multiple), **model.tckr_fit}
+    _save_run_model(run, model, path, arch, info)
+    return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+
+
+def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """Draws ``size`` images (class-stratified) from the run's largest synthetic set."""
+    from . import data, synthesis
+
+    pool = synthesis.load_synthetic(run, max(synthesis.available_multiples(run)))
+
+    def draw(epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = data.stratified_subset(pool.labels, size, seed + epoch)
+        return np.asarray(pool.images[idx]), np.asarray(pool.labels[idx])
+
+    return draw
+
+
+def export_weights(run: runs.Run) -> list[Path]:
+    """Copy the run's teacher and students to ``trained_mbnv3/teachers`` and ``trained_mbnv3/students``."""
+    import shutil
+
+    from . import paths
+
+    out = []
+    for f in sorted((run.dir / "classifiers").glob("*.safetensors")):
+        sub = "teachers" if f.stem.endswith("_real") else "students"
+        dest = paths.TRAINED / sub / f.name
+        for src, dst in ((f, dest), (classifiers.sidecar_path(f), classifiers.sidecar_path(dest))):
+            with io.atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        out.append(dest)
+    return out
