@@ -421,3 +421,45 @@ def _torch_dtype(name: str, device):
     if device.type == "cpu" and name == "float16":
         return torch.float32
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
+
+
+def build_random_blip2(seed: int = 0, image_size: int = 32, num_query_tokens: int = 4):
+    """A tiny ``Blip2ForConditionalGeneration`` with random weights and a processor, built offline.
+
+    Same classes as ``Salesforce/blip2-opt-2.7b`` (ViT vision tower, Q-Former, OPT language model,
+    ``Blip2Processor``), with a word-level tokenizer over the attribute captioner's vocabulary. For testing the
+    BLIP-2 path end to end without the hub: its captions are random words, not descriptions.
+    Returns ``(model, processor)``.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig,
+                              Blip2VisionConfig, BlipImageProcessor, OPTConfig, PreTrainedTokenizerFast)
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<image>"]
+    vocab = {t: i for i, t in enumerate(specials + attribute_vocabulary() + [",", "-"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
+                                        unk_token="<unk>")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
+    processor = Blip2Processor(image_processor, tokenizer, num_query_tokens=num_query_tokens)
+    hidden = 32
+    config = Blip2Config(
+        vision_config=Blip2VisionConfig(hidden_size=hidden, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, image_size=image_size, patch_size=8).to_dict(),
+        qformer_config=Blip2QFormerConfig(hidden_size=hidden, intermediate_size=64, num_hidden_layers=1,
+                                          num_attention_heads=2, encoder_hidden_size=hidden,
+                                          vocab_size=len(vocab)).to_dict(),
+        text_config=OPTConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=1, ffn_dim=64,
+                              num_attention_heads=2, word_embed_proj_dim=hidden, max_position_embeddings=64,
+                              bos_token_id=vocab["</s>"], eos_token_id=vocab["</s>"],
+                              pad_token_id=vocab["<pad>"], tie_word_embeddings=False, init_std=0.5).to_dict(),
+        num_query_tokens=num_query_tokens, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Blip2ForConditionalGeneration(config).eval()
+    return model, processor
