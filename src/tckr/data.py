@@ -340,3 +340,17 @@ def compute_channel_stats(images: np.ndarray, chunk: int = 8192) -> dict[str, li
 
 def hf_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+
+
+def summarise_splits(run) -> "pd.DataFrame":
+    """Class counts of a run's D / H / val / pool / test splits; written to ``results/splits.csv``."""
+    import pandas as pd
+
+    train = load_real(run.dataset, "train").labels
+    test = load_real(run.dataset, "test").labels
+    names = class_names(run.dataset)
+    counts = {k: np.bincount(train[v], minlength=len(names)) for k, v in run.splits().as_dict().items()}
+    counts["test"] = np.bincount(test[run.test_index()], minlength=len(names))
+    frame = pd.DataFrame({"class_id": np.arange(len(names)), "class_name": names, **counts})
+    io.save_csv(run.path("results", "splits.csv"), frame)
+    return frame

@@ -97,7 +97,7 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
 
     ``config`` is a YAML path or a :class:`Config`; ``run_dir`` defaults to ``runs/<name>-<time>``.
     An existing folder keeps its saved config: a different config for it is an error that lists the
-    differing keys. ``seed`` defaults to the first of ``study.seeds``.
+    differing keys. ``seed`` defaults to the folder's recorded seed, else the first of ``study.seeds``.
     """
     run_path = paths.resolve(run_dir) if run_dir else None
     saved = run_path / CONFIG_FILE if run_path else None
@@ -120,14 +120,16 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
     if run_path is None:
         run_path = paths.RUNS / new_run_id(cfg)
     run_path.mkdir(parents=True, exist_ok=True)
-    seed = cfg.study.seeds[0] if seed is None else int(seed)
+    seeds_file = run_path / "seeds.json"
+    seeds = io.read_json(seeds_file) if seeds_file.is_file() else {}
+    if seed is None:
+        seed = seeds.get("run_seed", cfg.study.seeds[0])
+    seed = int(seed)
     run = Run(dir=run_path, cfg=cfg, seed=seed)
     if not (run_path / CONFIG_FILE).is_file():
         io.write_text(run_path / CONFIG_FILE, cfg.to_yaml())
     if not (run_path / "environment.json").is_file():
         io.write_json(run_path / "environment.json", environment())
-    seeds_file = run_path / "seeds.json"
-    seeds = io.read_json(seeds_file) if seeds_file.is_file() else {}
     if seeds.get("run_seed") not in (None, seed):
         raise ConfigError(f"run folder {run_path} was made with seed {seeds['run_seed']}, not {seed}")
     io.write_json(seeds_file, {"run_seed": seed, "split_seed": cfg.data.split_seed, "train": run.seed_for(cfg.train.seed),

@@ -1,0 +1,363 @@
+"""Figures and tables, drawn only from a run's result files (no training code is imported).
+
+    python -m tckr.plots runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
+
+Inputs (written by the phases): ``results/classifiers.csv`` (04), ``results/mia.csv`` and
+``mia/roc/<target>_<attack>.csv`` (05), ``results/audit.csv`` (05), ``results/ablation.csv`` (04),
+``synthetic/`` shards (03) and the real split indices. Outputs: ``figures/*.pdf|png`` and
+``results/table.csv|md`` (teacher vs students: accuracy, AUC_MIA, TPR@1% FPR, AOP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+
+FIGURES = ("table", "cardinality", "roc", "samples", "ablation", "audit")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path_stem: Path) -> list[Path]:
+    """Save a matplotlib figure as PDF and PNG (atomically) and close it."""
+    out = []
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("pdf", "png"):
+        target = path_stem.with_suffix(f".{ext}")
+        with io.atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+        out.append(target)
+    _plt().close(fig)
+    return out
+
+
+def headline_attack(run_dir: Path) -> str:
+    """The attack reported as AUC_MIA: the first of the run's ``mia.attacks``."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return cfg["mia"]["attacks"][0]
+
+
+def _read(run_dir: Path, *parts: str) -> pd.DataFrame:
+    f = run_dir.joinpath(*parts)
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} is missing: run the phase that writes it first")
+    return pd.read_csv(f)
+
+
+def aop(accuracy: float, auc: float, lam: float = 2.0) -> float:
+    """AOP with accuracy and AUC as fractions (same formula as ``tckr.metrics.aop``)."""
+    return float(accuracy) / (2.0 * max(float(auc), 0.5)) ** lam
+
+
+def study_table(run_dir: str | Path) -> pd.DataFrame:
+    """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent), written to results/table.csv and .md."""
+    run_dir = Path(run_dir)
+    clf = _read(run_dir, "results", "classifiers.csv")
+    mia = _read(run_dir, "results", "mia.csv")
+    attack = headline_attack(run_dir)
+    m = mia[mia["attack"] == attack].set_index("target")
+    rows = []
+    for _, r in clf.iterrows():
+        row = {"model": r["model"], "role": r["role"], "cardinality": r.get("cardinality", np.nan),
+               "label_mode": r.get("label_mode", ""), "accuracy": 100 * r["test_accuracy"]}
+        if r["model"] in m.index:
+            mr = m.loc[r["model"]]
+            row.update(auc_mia=100 * mr["auc"], auc_lo=100 * mr.get("auc_lo", np.nan), auc_hi=100 * mr.get("auc_hi", np.nan),
+                       tpr_at_1pct=100 * mr["tpr_at_1pct"], aop=100 * aop(r["test_accuracy"], mr["auc"]))
+        else:
+            row.update(auc_mia=np.nan, auc_lo=np.nan, auc_hi=np.nan, tpr_at_1pct=np.nan, aop=np.nan)
+        row["attack"] = attack
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table = table.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first").reset_index(drop=True)
+    io.save_csv(run_dir / "results" / "table.csv", table)
+    io.write_text(run_dir / "results" / "table.md", table_markdown(table))
+    return table
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    """The study table as Markdown (percent, two decimals; ± columns when present)."""
+    def fmt(r, col):
+        v = r.get(col, np.nan)
+        if pd.isna(v):
+            return "–"
+        ci = r.get(f"{col}_ci", np.nan)
+        return f"{v:.2f} ± {ci:.2f}" if not pd.isna(ci) else f"{v:.2f}"
+
+    lines = ["| model | cardinality | accuracy (%) | AUC_MIA (%) | TPR@1% FPR (%) | AOP |", "|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        card = "real" if r["role"] == "teacher" else f"{r['cardinality']:g}×"
+        lines.append(f"| {r['model']} | {card} | {fmt(r, 'accuracy')} | {fmt(r, 'auc_mia')} | {fmt(r, 'tpr_at_1pct')} | {fmt(r, 'aop')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_table(run_dir: Path) -> list[Path]:
+    table = study_table(run_dir)
+    plt = _plt()
+    cols = ["model", "accuracy", "auc_mia", "tpr_at_1pct", "aop"]
+    labels = ["model", "accuracy %", f"AUC_MIA % ({table['attack'].iloc[0]})", "TPR@1%FPR %", "AOP"]
+    cells = [[r["model"]] + [("–" if pd.isna(r[c]) else f"{r[c]:.2f}") for c in cols[1:]] for _, r in table.iterrows()]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(cells) + 0.9))
+    ax.axis("off")
+    t = ax.table(cellText=cells, colLabels=labels, loc="center", cellLoc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(9)
+    t.scale(1, 1.4)
+    ax.set_title("Teacher (real data) vs students (synthetic data)")
+    return save_figure(fig, run_dir / "figures" / "table")
+
+
+def plot_cardinality(run_dir: Path) -> list[Path]:
+    table = study_table(run_dir)
+    plt = _plt()
+    teacher = table[table["role"] == "teacher"]
+    students = table[(table["role"] == "student")].sort_values("cardinality")
+    if "label_mode" in students and students["label_mode"].notna().any():
+        main_mode = students["label_mode"].mode().iloc[0]
+        students = students[students["label_mode"] == main_mode]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, col, name in zip(axes, ["accuracy", "auc_mia", "aop"], ["CAS / accuracy (%)", "AUC_MIA (%)", "AOP"]):
+        ax.plot(students["cardinality"], students[col], "o-", label="students (synthetic)")
+        if len(teacher) and not pd.isna(teacher[col].iloc[0]):
+            ax.axhline(teacher[col].iloc[0], ls="--", color="k", label="teacher (real)")
+        ax.set_xscale("log")
+        ax.set_xlabel("synthetic cardinality (× |D|)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "cardinality")
+
+
+def plot_roc(run_dir: Path) -> list[Path]:
+    attack = headline_attack(run_dir)
+    files = sorted((run_dir / "mia" / "roc").glob(f"*_{attack}.csv"))
+    if not files:
+        raise FileNotFoundError(f"no ROC arrays for attack {attack!r} in {run_dir / 'mia' / 'roc'}: run 05_mia_lira first")
+    plt = _plt()
+    fig, (lin, log) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for f in files:
+        roc = pd.read_csv(f)
+        name = f.stem[: -len(attack) - 1]
+        for ax in (lin, log):
+            ax.plot(roc["fpr"], roc["tpr"], label=name, lw=2.0 if name == "teacher" else 1.2)
+    for ax in (lin, log):
+        ax.plot([1e-5, 1], [1e-5, 1], color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.grid(alpha=0.3)
+    log.set_xscale("log")
+    log.set_yscale("log")
+    log.set_xlim(1e-3, 1)
+    log.set_ylim(1e-3, 1)
+    lin.set_title(f"ROC ({attack})")
+    log.set_title("ROC, log-log")
+    lin.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "roc")
+
+
+def image_grid(rows: list[np.ndarray], row_labels: list[str], title: str = "", col_header: str | None = None):
+    """A figure with one row of uint8 images per label."""
+    plt = _plt()
+    ncols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(0.9 * ncols + 1.5, 0.9 * len(rows) + 0.5), squeeze=False)
+    for i, (imgs, label) in enumerate(zip(rows, row_labels)):
+        for j in range(ncols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if j < len(imgs):
+                ax.imshow(imgs[j])
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _real_images(run_dir: Path, split: str = "D"):
+    import yaml
+
+    from . import data
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    idx = io.load_array(run_dir / "splits" / f"{split}.npy")
+    ds = data.load_real(cfg["study"]["dataset"], "train", size=cfg["data"]["image_size"])
+    return ds.images[idx], ds.labels[idx], ds.class_names
+
+
+def _synthetic_images(run_dir: Path):
+    """The run's largest synthetic set, read from its shards."""
+    from . import synthesis
+    from .runs import open_run
+
+    run = open_run(None, run_dir)
+    s = synthesis.load_synthetic(run, max(synthesis.available_multiples(run)))
+    return s.images, s.labels
+
+
+def plot_samples(run_dir: Path, per_class: int = 6) -> list[Path]:
+    real, real_y, names = _real_images(run_dir)
+    syn, syn_y = _synthetic_images(run_dir)
+    rows, labels = [], []
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(names):
+        r = real[real_y == c]
+        s = syn[syn_y == c]
+        r = r[rng.permutation(len(r))[:per_class]]
+        s = s[rng.permutation(len(s))[:per_class]]
+        rows.append(np.concatenate([r, s]))
+        labels.append(name)
+    fig = image_grid(rows, labels, title=f"real (left {per_class}) vs synthetic (right {per_class}) per class")
+    return save_figure(fig, run_dir / "figures" / "real_vs_synthetic")
+
+
+def plot_ablation(run_dir: Path) -> list[Path]:
+    ab = _read(run_dir, "results", "ablation.csv")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    labels = [f"{r.prompt_mode} prompts\n{r.label_mode} labels" for r in ab.itertuples()]
+    ax.bar(range(len(ab)), 100 * ab["test_accuracy"], color=["C0" if m == "soft" else "C1" for m in ab["label_mode"]])
+    for i, v in enumerate(100 * ab["test_accuracy"]):
+        ax.text(i, v + 0.5, f"{v:.1f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(ab)), labels, fontsize=8)
+    ax.set_ylabel("student CAS (%)")
+    card = ab["cardinality"].iloc[0] if "cardinality" in ab else ""
+    ax.set_title(f"Ablation at {card:g}× |D|: GKD soft labels and caption prompts")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "ablation")
+
+
+def plot_audit(run_dir: Path) -> list[Path]:
+    au = _read(run_dir, "results", "audit.csv")
+    plt = _plt()
+    spaces = [s for s in ("feature", "pixel") if f"{s}_dist_D" in au.columns] or ["feature"]
+    fig, axes = plt.subplots(1, len(spaces), figsize=(5 * len(spaces), 3.4), squeeze=False)
+    for ax, space in zip(axes[0], spaces):
+        d_m, d_n = au[f"{space}_dist_D"], au[f"{space}_dist_H"]
+        bins = np.histogram_bin_edges(np.concatenate([d_m, d_n]), bins=40)
+        ax.hist(d_m, bins=bins, alpha=0.6, label="to nearest member (D)")
+        ax.hist(d_n, bins=bins, alpha=0.6, label="to nearest non-member (H)")
+        ax.set_xlabel(f"nearest-neighbour distance ({space} space)")
+        ax.set_ylabel("synthetic images")
+        ax.legend(fontsize=8)
+    fig.suptitle("Memorisation audit: are synthetic images closer to members than to non-members?")
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "audit_distances")
+
+
+PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_roc, "samples": plot_samples,
+            "ablation": plot_ablation, "audit": plot_audit}
+
+
+def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_dir: str | Path | None = None,
+                 strict: bool = True, log=print) -> dict[str, list[Path]]:
+    """Draw every figure of a finished run from its result files; optionally copy PNGs to ``images_dir``."""
+    if run_dir is None:
+        raise ValueError("run_dir: give a finished run folder, e.g. runs/mini-20261129-190000")
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+    out, missing = {}, []
+    for name in which:
+        try:
+            out[name] = PLOTTERS[name](run_dir)
+            log(f"{name:<12} -> {', '.join(str(p) for p in out[name])}")
+        except FileNotFoundError as e:
+            missing.append(f"{name}: {e}")
+            log(f"{name:<12} skipped: {e}")
+    if missing and strict:
+        raise FileNotFoundError("some figures could not be drawn:\n" + "\n".join(missing))
+    if images_dir:
+        images_dir = Path(images_dir)
+        images_dir.mkdir(parents=True, exist_ok=True)
+        for paths_ in out.values():
+            for p in paths_:
+                if p.suffix == ".png":
+                    shutil.copyfile(p, images_dir / p.name)
+    return out
+
+
+def aggregate_seeds(root: str | Path, seed_dirs: list[Path]) -> pd.DataFrame:
+    """Mean ± 95% CI (Student t) of the study table over seed runs; written to ``root/results/table.csv|md``."""
+    from scipy import stats
+
+    frames = []
+    for i, d in enumerate(seed_dirs):
+        t = study_table(d)
+        t["seed_run"] = i
+        frames.append(t)
+    allt = pd.concat(frames, ignore_index=True)
+    io.save_csv(Path(root) / "results" / "table_per_seed.csv", allt)
+    metrics = ["accuracy", "auc_mia", "tpr_at_1pct", "aop"]
+    rows = []
+    for (model, role), g in allt.groupby(["model", "role"], sort=False):
+        row = {"model": model, "role": role, "cardinality": g["cardinality"].iloc[0], "n_seeds": len(g),
+               "attack": g["attack"].iloc[0]}
+        for m in metrics:
+            v = g[m].dropna().to_numpy()
+            row[m] = v.mean() if len(v) else np.nan
+            row[f"{m}_ci"] = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    io.save_csv(Path(root) / "results" / "table.csv", table)
+    io.write_text(Path(root) / "results" / "table.md", table_markdown(table))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tckr.plots", description="Regenerate every figure of a run from its result files.")
+    ap.add_argument("run_dir")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
+    ap.add_argument("--images", action="store_true", help="also copy the PNGs to the repository's images/ folder")
+    args = ap.parse_args(argv)
+    from . import paths
+
+    which = tuple(args.only.split(",")) if args.only else FIGURES
+    try:
+        make_figures(paths.resolve(args.run_dir), which, images_dir=paths.IMAGES if args.images else None)
+    except FileNotFoundError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:
+    """A grid of real images of D per class (figures/real_samples)."""
+    run_dir = Path(run_dir)
+    real, y, names = _real_images(run_dir)
+    rows = [real[y == c][:per_class] for c in range(len(names))]
+    return save_figure(image_grid(rows, names, title="real training images (D) per class"), run_dir / "figures" / "real_samples")
+
+
+def show(figures: dict[str, list[Path]] | list[Path]) -> None:
+    """Display the PNGs of saved figures inline in a notebook."""
+    from IPython.display import Image, display
+
+    items = [p for ps in figures.values() for p in ps] if isinstance(figures, dict) else list(figures)
+    for p in items:
+        if Path(p).suffix == ".png":
+            display(Image(filename=str(p)))

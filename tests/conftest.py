@@ -1,0 +1,25 @@
+"""Shared fixtures. ``tiny_chain`` runs every phase notebook through papermill on configs/tiny.yaml once per
+test session (the end-to-end tier); tests of each phase read the result files it leaves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def tiny_chain(tmp_path_factory) -> Path:
+    """The run folder of the whole notebook chain (00_data … 06_figures) on configs/tiny.yaml."""
+    from tckr import study
+
+    run_dir = tmp_path_factory.mktemp("tiny_chain") / "run"
+    messages = []
+    study.run_study("configs/tiny.yaml", run_dir, log=messages.append)
+    return run_dir
