@@ -1,0 +1,87 @@
+"""End-to-end tier: the whole notebook chain on configs/tiny.yaml, and the study runner's behaviour."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tckr import plots, runs, study
+
+FIGURE_STEMS = ["table", "cardinality", "roc", "real_vs_synthetic", "ablation", "audit_distances", "real_samples"]
+
+
+@pytest.mark.e2e
+def test_chain_writes_notebooks_results_and_figures(tiny_chain):
+    for phase in study.PHASES:
+        assert (tiny_chain / "notebooks" / f"{phase}.ipynb").is_file(), phase
+    phases = pd.read_csv(tiny_chain / "results" / "phases.csv")
+    assert list(phases["phase"]) == list(study.PHASES) and (phases["status"] == "done").all()
+    table = pd.read_csv(tiny_chain / "results" / "table.csv")
+    assert {"model", "role", "cardinality", "accuracy", "auc_mia", "tpr_at_1pct", "aop"} <= set(table.columns)
+    assert (table["role"] == "teacher").sum() == 1
+    cfg = runs.open_run(None, tiny_chain).cfg
+    students = table[table["role"] == "student"]
+    assert set(cfg.synthesis.cardinalities) <= set(students["cardinality"])
+    assert table["accuracy"].between(0, 100).all() and table["auc_mia"].between(0, 100).all()
+    np.testing.assert_allclose(table["aop"], table["accuracy"] / (2 * np.maximum(table["auc_mia"] / 100, 0.5)) ** 2, rtol=1e-9)
+    for stem in FIGURE_STEMS:
+        for ext in ("pdf", "png"):
+            f = tiny_chain / "figures" / f"{stem}.{ext}"
+            assert f.is_file() and f.stat().st_size > 1000, f
+    assert "| teacher |" in (tiny_chain / "results" / "table.md").read_text()
+
+
+@pytest.mark.e2e
+def test_rerun_skips_finished_phases(tiny_chain):
+    log = []
+    records = study.run_phases(runs.open_run(None, tiny_chain), log=log.append)
+    assert all(r["status"] == "skipped (done)" for r in records)
+    assert all("skipped" in m for m in log)
+
+
+@pytest.mark.e2e
+def test_figures_regenerate_from_result_files_without_training_code(tiny_chain):
+    for f in (tiny_chain / "figures").glob("*"):
+        f.unlink()
+    code = (
+        "import sys; from tckr import plots; plots.make_figures(sys.argv[1], log=lambda m: None);"
+        "banned = [m for m in ('tckr.train', 'tckr.lora', 'tckr.generator', 'tckr.mia', 'diffusers', 'peft', 'timm') if m in sys.modules];"
+        "assert not banned, banned"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tiny_chain)], check=True, timeout=300)
+    for stem in ["table", "cardinality", "roc", "real_vs_synthetic", "ablation", "audit_distances"]:
+        assert (tiny_chain / "figures" / f"{stem}.png").is_file(), stem
+
+
+def test_failed_phase_names_the_phase_and_notebook(tmp_path):
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
+    with pytest.raises(study.PhaseFailed) as e:
+        study.run_phases(run, ("06_figures",), log=lambda m: None)
+    msg = str(e.value)
+    assert "06_figures" in msg and str(tmp_path / "r" / "notebooks" / "06_figures.ipynb") in msg
+    assert pd.read_csv(tmp_path / "r" / "results" / "phases.csv")["status"].tolist() == ["failed"]
+
+
+def test_cli_rejects_unknown_phase(capsys):
+    with pytest.raises(SystemExit):
+        study.main(["configs/tiny.yaml", "--phases", "07_nope"])
+    assert "unknown phase" in capsys.readouterr().err
+
+
+def test_seed_aggregate_gives_mean_and_ci(tmp_path, monkeypatch):
+    tables = {0: [90.0, 80.0], 1: [92.0, 82.0], 2: [94.0, 84.0]}
+
+    def fake_table(d):
+        acc = tables[int(d.name[-1])]
+        return pd.DataFrame({"model": ["teacher", "student_1x"], "role": ["teacher", "student"], "cardinality": [np.nan, 1.0],
+                             "accuracy": acc, "auc_mia": [60.0, 55.0], "tpr_at_1pct": [2.0, 1.0], "aop": [60.0, 60.0],
+                             "attack": ["lira_online"] * 2})
+
+    monkeypatch.setattr(plots, "study_table", fake_table)
+    out = plots.aggregate_seeds(tmp_path, [tmp_path / f"seed{i}" for i in range(3)])
+    t = out.set_index("model")
+    assert t.loc["teacher", "accuracy"] == pytest.approx(92.0)
+    assert t.loc["teacher", "accuracy_ci"] == pytest.approx(4.303 * 2 / np.sqrt(3), rel=1e-3)
+    assert "92.00 ± 4.97" in (tmp_path / "results" / "table.md").read_text()
