@@ -1,0 +1,413 @@
+"""Synthesis: the synthetic training set, generated from the run's captions by the (LoRA-adapted) generator.
+
+Prompts are class-balanced and cycled within each class: image ``i`` of the largest set is class ``i mod C``
+and uses that class's ``i // C``-th prompt (wrapping around), in D's order. ``synthesis.prompt_mode`` is
+``"caption"`` (the run's ``"<class>: <caption>"`` prompts from notebook 01) or ``"class"`` (the class name only,
+the ablation). Image ``i`` is drawn with its own noise seed ``run.seed_for(synthesis.seed) + i``: seeds never
+reach the fine-tuning seed (``lora.seed`` is smaller), and an image does not depend on which process made it.
+
+Only the largest cardinality in ``synthesis.cardinalities`` (multiples of |D|) is generated; a smaller one is
+a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...), see :func:`subset_index`.
+
+Files under ``<run>/synthetic/``:
+
+- ``manifest.json``: what the set was made with (generator base, adapter, guidance, steps, resolution, prompt
+  mode, seeds, sizes). A rerun with other settings is an error instead of a mixed set.
+- ``plan.csv``: one row per image of the largest set: ``i``, ``label``, ``class_name``, ``prompt``, ``seed``,
+  ``shard``.
+- ``shards/shard_<j>.npy`` (uint8 ``n×H×W×3``) and ``shards/shard_<j>.csv`` (that shard's rows of the plan),
+  both written atomically; the CSV is written last, so a shard is finished when its CSV exists. A rerun skips
+  finished shards; ``shard="k/n"`` (or ``python -m tckr.synthesis --shard k/n``) makes only shards ``j`` with
+  ``j mod n == k - 1``, so ``n`` processes or GPUs share the work without talking to each other.
+- ``subsets/x<multiple>.npy``: the indices (into the largest set) of each smaller cardinality.
+
+Figure: ``<run>/figures/synthetic_samples.{pdf,png}``, samples per class (:func:`plot_samples`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import io
+
+SYNTHETIC_DIR = "synthetic"
+PLAN_COLUMNS = ("i", "label", "class_name", "prompt", "seed", "shard")
+
+
+@dataclass
+class SyntheticSet:
+    """Synthetic images (uint8 ``N×H×W×3`` RGB), their prompted labels (int64) and prompts."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    prompts: list[str]
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows of the largest set
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def set_size(run, multiple: float) -> int:
+    """Images in the synthetic set of ``multiple`` × |D|."""
+    if multiple <= 0:
+        raise ValueError(f"a cardinality is a positive multiple of |D|, got {multiple}")
+    return int(round(multiple * len(run.splits().D)))
+
+
+def class_counts(n: int, num_classes: int) -> np.ndarray:
+    """Class-balanced counts of ``n`` images: ``n // C`` each, the remainder to the first classes."""
+    counts = np.full(num_classes, n // num_classes, dtype=np.int64)
+    counts[: n % num_classes] += 1
+    return counts
+
+
+def class_prompts(run) -> list[list[str]]:
+    """Per class, the prompts synthesis cycles through (``synthesis.prompt_mode``)."""
+    names = run.class_names
+    mode = run.cfg.synthesis.prompt_mode
+    if mode == "class":
+        return [[n] for n in names]
+    if mode != "caption":
+        raise ValueError(f"synthesis.prompt_mode: unknown mode {mode!r}; accepted: 'caption', 'class'")
+    from . import captions
+
+    table = captions.load_captions(run)
+    out = [table.loc[table["label"] == c, "prompt"].tolist() for c in range(len(names))]
+    empty = [names[c] for c, p in enumerate(out) if not p]
+    if empty:
+        raise ValueError(f"no captions for classes {empty} in {captions.captions_path(run)}; every class needs at least one")
+    return out
+
+
+def plan(run) -> pd.DataFrame:
+    """The largest synthetic set, one row per image (columns ``PLAN_COLUMNS``)."""
+    cfg = run.cfg.synthesis
+    n = set_size(run, max(cfg.cardinalities))
+    prompts = class_prompts(run)
+    C = len(prompts)
+    i = np.arange(n, dtype=np.int64)
+    labels, rank = i % C, i // C
+    base = run.seed_for(cfg.seed)
+    lora_seed = run.seed_for(run.cfg.lora.seed)
+    if base <= lora_seed < base + n:
+        raise ValueError(f"synthesis.seed {cfg.seed}: noise seeds {base}..{base + n - 1} would include the fine-tuning "
+                         f"seed {lora_seed}; pick a synthesis.seed above {lora_seed} or below {lora_seed - n + 1}")
+    return pd.DataFrame({"i": i, "label": labels, "class_name": [run.class_names[c] for c in labels],
+                         "prompt": [prompts[c][r % len(prompts[c])] for c, r in zip(labels, rank)],
+                         "seed": base + i, "shard": i // cfg.shard_size})
+
+
+def subset_index(run, multiple: float) -> np.ndarray:
+    """Rows of the largest set that form the set of ``multiple`` × |D| (sorted; seeded; class-balanced; nested)."""
+    cfg = run.cfg.synthesis
+    largest = max(cfg.cardinalities)
+    n_max, n = set_size(run, largest), set_size(run, multiple)
+    if n > n_max:
+        raise ValueError(f"multiple {multiple} is larger than the largest generated cardinality {largest}")
+    C = len(run.class_names)
+    labels = np.arange(n_max) % C
+    rng = np.random.default_rng([run.seed_for(cfg.seed), 1])
+    picks = []
+    for c, k in enumerate(class_counts(n, C)):
+        rows = np.flatnonzero(labels == c)
+        picks.append(rows[rng.permutation(len(rows))[:k]])
+    return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def synthetic_dir(run) -> Path:
+    return run.dir / SYNTHETIC_DIR
+
+
+def shard_paths(run, j: int) -> tuple[Path, Path]:
+    folder = synthetic_dir(run) / "shards"
+    return folder / f"shard_{j:05d}.npy", folder / f"shard_{j:05d}.csv"
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"k/n"`` (1 ≤ k ≤ n) as ``(k, n)``; ``None`` is ``(1, 1)``."""
+    if shard is None:
+        return 1, 1
+    try:
+        k, n = (int(x) for x in str(shard).split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like 'k/n' with 1 <= k <= n (e.g. '2/4'), got {shard!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"shard must look like 'k/n' with 1 <= k <= n (e.g. '2/4'), got {shard!r}")
+    return k, n
+
+
+def adapter_path(run) -> Path:
+    """Where notebook 02 leaves the run's LoRA adapter (it may not exist)."""
+    try:
+        from . import lora
+
+        if hasattr(lora, "adapter_path"):
+            return Path(lora.adapter_path(run))
+    except ImportError:
+        pass
+    return run.dir / "lora" / f"lora_{run.cfg.generator.arch}_{run.dataset}.safetensors"
+
+
+def load_pipeline(run, *, use_lora: bool = True, device=None):
+    """The run's generator: ``generator.base`` with the run's adapter from notebook 02 when there is one."""
+    import torch
+
+    from . import generator
+    from .runs import device as run_device
+
+    dev = device or run_device(run.cfg)
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[run.cfg.generator.dtype]
+    if dev.type == "cpu":
+        dtype = torch.float32
+    adapter = adapter_path(run) if use_lora else None
+    adapter = adapter if adapter is not None and adapter.is_file() else None
+    pipe = generator.load(run.cfg.generator.base, lora=adapter, dtype=dtype, device=dev)
+    pipe._tckr_adapter = str(adapter) if adapter else None
+    return pipe
+
+
+def _settings(run, pipe, table: pd.DataFrame) -> dict[str, Any]:
+    cfg = run.cfg.synthesis
+    return {"base": getattr(pipe, "_tckr_base", f"custom {type(pipe).__name__}"), "adapter": getattr(pipe, "_tckr_adapter", None),
+            "arch": run.cfg.generator.arch, "resolution": run.cfg.generator.resolution,
+            "guidance_scale": cfg.guidance_scale, "steps": cfg.steps, "prompt_mode": cfg.prompt_mode,
+            "seed": run.seed_for(cfg.seed), "shard_size": cfg.shard_size, "n": len(table),
+            "prompts_sha256": hashlib.sha256("\n".join(table["prompt"]).encode()).hexdigest()[:16],
+            "largest_multiple": max(cfg.cardinalities), "cardinalities": sorted(cfg.cardinalities),
+            "d_size": len(run.splits().D)}
+
+
+def _check_manifest(run, settings: dict[str, Any]) -> None:
+    path = synthetic_dir(run) / "manifest.json"
+    if path.is_file():
+        old = io.read_json(path)
+        diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+        if diff:
+            raise RuntimeError(f"{synthetic_dir(run)} was generated with other settings ({'; '.join(diff)}); "
+                               "use a new run folder, or delete that folder to start over")
+    else:
+        io.write_json(path, settings)
+
+
+def shard_done(run, j: int, rows: pd.DataFrame | None = None) -> bool:
+    """Whether shard ``j`` is finished (its table exists and matches the plan, its array has the right shape)."""
+    npy, csv = shard_paths(run, j)
+    if not (npy.is_file() and csv.is_file()):
+        return False
+    if rows is not None:
+        done = pd.read_csv(csv, keep_default_na=False)
+        if len(done) != len(rows) or not np.array_equal(done["i"].to_numpy(), rows["i"].to_numpy()):
+            return False
+        arr = io.load_array(npy, mmap=True)
+        if arr.shape[0] != len(rows) or arr.dtype != np.uint8:
+            return False
+    return True
+
+
+def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True, batch_size: int | None = None) -> dict[str, Any]:
+    """Generate the run's largest synthetic set (this process's shards of it), skipping finished shards.
+
+    ``pipe`` defaults to :func:`load_pipeline`; any ``StableDiffusionPipeline`` works (tests pass one with random
+    weights). Returns a summary: shards done/total, images made now, seconds, images per second.
+    """
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    cfg = run.cfg.synthesis
+    k, n_workers = parse_shard(shard)
+    table = plan(run)
+    n_shards = int(table["shard"].max()) + 1 if len(table) else 0
+    mine = [j for j in range(n_shards) if j % n_workers == k - 1]
+    todo = [j for j in mine if not shard_done(run, j, table[table["shard"] == j])]
+    summary = {"shards_total": n_shards, "shards_mine": len(mine), "shards_made": 0, "images_made": 0,
+               "seconds": 0.0, "images_per_s": None}
+    folder = synthetic_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    if pipe is None and todo:
+        pipe = load_pipeline(run)
+    if pipe is not None:
+        _check_manifest(run, _settings(run, pipe, table))
+    if not (folder / "plan.csv").is_file():
+        io.save_csv(folder / "plan.csv", table)
+    if not todo:
+        _write_subsets(run)
+        return summary
+    device = pipe.device
+    res = run.cfg.generator.resolution
+    bs = int(batch_size or cfg.batch_size)
+    start = time.perf_counter()
+    bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="img", disable=not progress)
+    for j in todo:
+        rows = table[table["shard"] == j]
+        npy, csv = shard_paths(run, j)
+        for stale in npy.parent.glob(f".{npy.stem}.*"):
+            stale.unlink(missing_ok=True)
+        images = np.empty((len(rows), res, res, 3), dtype=np.uint8)
+        prompts, seeds = rows["prompt"].tolist(), rows["seed"].tolist()
+        for s in range(0, len(rows), bs):
+            gens = [torch.Generator(device="cpu").manual_seed(int(x)) for x in seeds[s:s + bs]]
+            with torch.inference_mode():
+                out = pipe(prompt=prompts[s:s + bs], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                           height=res, width=res, generator=gens, output_type="np").images
+            images[s:s + len(gens)] = np.clip(np.round(np.asarray(out) * 255), 0, 255).astype(np.uint8)
+            bar.update(len(gens))
+        io.save_array(npy, images)
+        io.save_csv(csv, rows)
+        summary["shards_made"] += 1
+        summary["images_made"] += len(rows)
+    bar.close()
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    summary["images_per_s"] = round(summary["images_made"] / max(summary["seconds"], 1e-9), 3)
+    _write_subsets(run)
+    return summary
+
+
+def _write_subsets(run) -> None:
+    if not is_complete(run):
+        return
+    for m in run.cfg.synthesis.cardinalities:
+        path = synthetic_dir(run) / "subsets" / f"x{m:g}.npy"
+        if not path.is_file():
+            io.save_array(path, subset_index(run, m))
+
+
+def status(run) -> pd.DataFrame:
+    """One row per shard of the plan: ``shard``, ``images``, ``done``."""
+    table = plan(run)
+    per = table.groupby("shard").size()
+    return pd.DataFrame({"shard": per.index, "images": per.to_numpy(),
+                         "done": [shard_done(run, int(j)) for j in per.index]})
+
+
+def is_complete(run) -> bool:
+    """Whether every shard of the largest set is finished."""
+    folder = synthetic_dir(run)
+    if not (folder / "manifest.json").is_file():
+        return False
+    n_shards = math.ceil(io.read_json(folder / "manifest.json")["n"] / run.cfg.synthesis.shard_size)
+    return all(shard_done(run, j) for j in range(n_shards))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def available_multiples(run) -> list[float]:
+    """The cardinalities (multiples of |D|) this run has a finished synthetic set for."""
+    if not is_complete(run):
+        return []
+    return sorted(float(m) for m in io.read_json(synthetic_dir(run) / "manifest.json")["cardinalities"])
+
+
+def load_synthetic(run, multiple: float) -> SyntheticSet:
+    """The synthetic set of ``multiple`` × |D| (a seeded class-balanced subset of the largest set)."""
+    have = available_multiples(run)
+    match = [m for m in have if math.isclose(m, float(multiple), rel_tol=1e-9)]
+    if not match:
+        what = f"only multiples {have}" if have else "no finished synthetic set"
+        raise FileNotFoundError(f"run {run.dir} has {what}, not {multiple}× |D|; run notebooks/03_generate.ipynb "
+                                f"(tckr.synthesis.generate) with {multiple} in synthesis.cardinalities")
+    images, table = _read_all(run)
+    idx = subset_index(run, match[0])
+    images = images[idx]
+    if images.shape[1] != run.cfg.data.image_size:
+        from .data import resize_images
+
+        images = resize_images(images, run.cfg.data.image_size)
+    return SyntheticSet(images=np.ascontiguousarray(images), labels=table["label"].to_numpy(np.int64)[idx],
+                        prompts=table["prompt"].iloc[idx].tolist(), index=idx)
+
+
+def _read_all(run) -> tuple[np.ndarray, pd.DataFrame]:
+    n = io.read_json(synthetic_dir(run) / "manifest.json")["n"]
+    n_shards = math.ceil(n / run.cfg.synthesis.shard_size)
+    arrays, tables = [], []
+    for j in range(n_shards):
+        npy, csv = shard_paths(run, j)
+        arrays.append(io.load_array(npy, mmap=True))
+        tables.append(pd.read_csv(csv, keep_default_na=False, dtype={"prompt": str, "class_name": str}))
+    table = pd.concat(tables, ignore_index=True)
+    if not np.array_equal(table["i"].to_numpy(), np.arange(n)):
+        raise RuntimeError(f"shards under {synthetic_dir(run)} do not cover images 0..{n - 1} in order")
+    return np.concatenate(arrays), table
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def plot_samples(run, multiple: float | None = None, per_class: int = 8, name: str = "synthetic_samples"):
+    """A grid of synthetic samples, one row per class; saved as ``<run>/figures/<name>.{pdf,png}``."""
+    from matplotlib.figure import Figure
+
+    multiple = max(available_multiples(run) or [0]) if multiple is None else multiple
+    s = load_synthetic(run, multiple)
+    names = run.class_names
+    fig = Figure(figsize=(1.6 + per_class * 0.8, 0.4 + len(names) * 0.8))
+    axes = fig.subplots(len(names), per_class, squeeze=False)
+    for c, name_c in enumerate(names):
+        rows = np.flatnonzero(s.labels == c)[:per_class]
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.axis("off")
+            if j < len(rows):
+                ax.imshow(s.images[rows[j]])
+        axes[c, 0].text(-0.1, 0.5, name_c, transform=axes[c, 0].transAxes, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"synthetic samples ({multiple:g}× |D|, prompt mode {run.cfg.synthesis.prompt_mode!r})", fontsize=9)
+    fig.subplots_adjust(left=0.18, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.05)
+    out = []
+    for ext in ("pdf", "png"):
+        p = run.path("figures", f"{name}.{ext}")
+        with io.atomic_path(p) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+        out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m tckr.synthesis", description="Generate (a share of) a run's synthetic set.")
+    parser.add_argument("--config", help="study config (needed when the run folder is new)")
+    parser.add_argument("--run-dir", required=True, help="run folder")
+    parser.add_argument("--shard", default=None, help="k/n: make only shards j with j mod n == k-1")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per pipeline call (default synthesis.batch_size)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="mechanics only: generator.arch with random weights instead of generator.base")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    from . import runs
+
+    run = runs.open_run(args.config, args.run_dir)
+    if run.cfg.study.num_threads:
+        import torch
+
+        torch.set_num_threads(run.cfg.study.num_threads)
+    pipe = None
+    if args.random_weights:
+        from . import generator
+
+        pipe = generator.build_random(run.cfg.generator.arch)
+        pipe._tckr_base = f"random:{run.cfg.generator.arch}"
+    summary = generate(run, pipe, shard=args.shard, progress=not args.no_progress, batch_size=args.batch_size)
+    print(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

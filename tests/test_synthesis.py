@@ -1,0 +1,179 @@
+"""Synthesis mechanics on the tiny generator architecture with random weights (the images are noise; what is
+tested is the plan, the seeds, the shards, resuming and the subsets)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tckr import captions, runs, synthesis
+
+# 20 images (0.2 × |D| = 100) in shards of 7, 7 and 6; 2 pipeline calls per shard (batch 6)
+OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
+             "synthesis.batch_size": 6}
+N, SHARD = 20, 7
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+class CountingPipe:
+    """Wraps a pipeline: counts calls and raises after ``fail_after`` of them."""
+
+    def __init__(self, pipe, fail_after=None):
+        self.pipe, self.fail_after, self.calls = pipe, fail_after, 0
+        self._tckr_base = pipe._tckr_base
+
+    @property
+    def device(self):
+        return self.pipe.device
+
+    def __call__(self, **kwargs):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise Interrupted("simulated crash")
+        self.calls += 1
+        return self.pipe(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    import torch
+
+    from tckr import generator
+
+    torch.set_num_threads(2)
+    p = generator.build_random("tiny", seed=0)
+    p._tckr_base = "random:tiny"
+    return p
+
+
+def _run(path, **extra):
+    run = runs.open_run("configs/tiny.yaml", path, overrides={**OVERRIDES, **extra})
+    if run.cfg.synthesis.prompt_mode == "caption":
+        captions.caption_run(run, progress=False)
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, pipe):
+    run = _run(tmp_path_factory.mktemp("synthesis") / "uninterrupted")
+    summary = synthesis.generate(run, pipe, progress=False)
+    assert summary["shards_made"] == 3 and summary["images_made"] == N
+    return run
+
+
+def _shards(run):
+    return [np.load(synthesis.shard_paths(run, j)[0]) for j in range(3)]
+
+
+def test_plan_is_class_balanced_and_cycles_captions(reference):
+    table = synthesis.plan(reference)
+    assert list(table.columns) == list(synthesis.PLAN_COLUMNS) and len(table) == N
+    assert np.bincount(table["label"], minlength=10).tolist() == [2] * 10
+    assert table["shard"].tolist() == [i // SHARD for i in range(N)]
+    caps = captions.load_captions(reference)
+    for c in range(10):
+        class_prompts = caps.loc[caps["label"] == c, "prompt"].tolist()
+        got = table.loc[table["label"] == c, "prompt"].tolist()
+        assert got == [class_prompts[r % len(class_prompts)] for r in range(2)]
+        assert all(p.startswith(reference.class_names[c] + ": ") for p in got)
+    assert synthesis.class_counts(23, 10).tolist() == [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]
+
+
+def test_seeds_are_disjoint_from_fine_tuning(reference, tmp_path):
+    table = synthesis.plan(reference)
+    base = reference.seed_for(reference.cfg.synthesis.seed)
+    assert table["seed"].tolist() == list(range(base, base + N))
+    assert reference.seed_for(reference.cfg.lora.seed) not in set(table["seed"])
+    clash = runs.open_run("configs/tiny.yaml", tmp_path / "clash", overrides={**OVERRIDES, "synthesis.seed": 410,
+                                                                              "synthesis.prompt_mode": "class"})
+    with pytest.raises(ValueError, match="fine-tuning seed 420"):
+        synthesis.plan(clash)
+
+
+def test_class_prompt_mode_uses_class_names_only(tmp_path):
+    run = _run(tmp_path / "class_mode", **{"synthesis.prompt_mode": "class"})
+    table = synthesis.plan(run)
+    assert table["prompt"].tolist() == table["class_name"].tolist()
+    assert not (run.dir / "captions").exists()
+
+
+def test_shards_and_sets(reference):
+    assert synthesis.available_multiples(reference) == [0.1, 0.2]
+    big = synthesis.load_synthetic(reference, 0.2)
+    assert big.images.dtype == np.uint8 and big.images.shape == (N, 32, 32, 3)
+    assert big.labels.dtype == np.int64 and big.prompts == synthesis.plan(reference)["prompt"].tolist()
+    assert np.array_equal(big.index, np.arange(N))
+    assert big.images.std() > 0
+    for j, shard in enumerate(_shards(reference)):
+        assert np.array_equal(shard, big.images[SHARD * j:SHARD * (j + 1)])
+        rows = pd.read_csv(synthesis.shard_paths(reference, j)[1], keep_default_na=False)
+        assert rows["i"].tolist() == list(range(SHARD * j, min(SHARD * (j + 1), N)))
+    assert len({im.tobytes() for im in big.images}) == N
+
+
+def test_smaller_cardinality_is_a_class_balanced_subset_of_the_largest(reference):
+    big = synthesis.load_synthetic(reference, 0.2)
+    small = synthesis.load_synthetic(reference, 0.1)
+    assert len(small) == 10 and np.bincount(small.labels, minlength=10).tolist() == [1] * 10
+    assert np.array_equal(small.images, big.images[small.index])
+    assert np.array_equal(small.labels, big.labels[small.index])
+    assert small.prompts == [big.prompts[i] for i in small.index]
+    assert np.array_equal(small.index, synthesis.subset_index(reference, 0.1))
+    saved = np.load(reference.dir / "synthetic" / "subsets" / "x0.1.npy")
+    assert np.array_equal(saved, small.index)
+    middle = synthesis.subset_index(reference, 0.15)
+    assert set(middle) >= set(small.index)
+    assert np.bincount(big.labels[middle], minlength=10).tolist() == [2] * 5 + [1] * 5
+
+
+def test_interrupted_run_resumes_and_matches_uninterrupted(reference, pipe, tmp_path):
+    run = _run(tmp_path / "interrupted")
+    crashing = CountingPipe(pipe, fail_after=3)
+    with pytest.raises(Interrupted):
+        synthesis.generate(run, crashing, progress=False)
+    assert synthesis.status(run)["done"].tolist() == [True, False, False]
+    assert not synthesis.shard_paths(run, 1)[0].exists()
+    assert not [p for p in (run.dir / "synthetic" / "shards").iterdir() if p.name.startswith(".")]
+    assert synthesis.available_multiples(run) == []
+    with pytest.raises(FileNotFoundError, match="03_generate"):
+        synthesis.load_synthetic(run, 0.2)
+    first = synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns
+    resumed = CountingPipe(pipe)
+    summary = synthesis.generate(run, resumed, progress=False)
+    assert summary["shards_made"] == 2 and resumed.calls == 3
+    assert synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns == first
+    for a, b in zip(_shards(run), _shards(reference)):
+        assert np.array_equal(a, b)
+    again = CountingPipe(pipe)
+    assert synthesis.generate(run, again, progress=False)["shards_made"] == 0 and again.calls == 0
+
+
+def test_k_of_n_shards_cover_everything_exactly_once(reference, pipe, tmp_path):
+    """Shard 1/2 in this process, shard 2/2 through the command line (its own random-weights pipeline, same seed)."""
+    run = _run(tmp_path / "split")
+    first = synthesis.generate(run, pipe, shard="1/2", progress=False)
+    assert first["shards_mine"] == first["shards_made"] == 2
+    assert synthesis.status(run)["done"].tolist() == [True, False, True]
+    second = synthesis.main(["--run-dir", str(run.dir), "--shard", "2/2", "--random-weights", "--no-progress"])
+    assert second["shards_mine"] == second["shards_made"] == 1
+    assert synthesis.status(run)["done"].all()
+    for a, b in zip(_shards(run), _shards(reference)):
+        assert np.array_equal(a, b)
+    assert synthesis.generate(run, pipe, shard="3/3", progress=False)["shards_made"] == 0
+    for bad in ("0/2", "3/2", "1-2", "a/b"):
+        with pytest.raises(ValueError, match="k/n"):
+            synthesis.parse_shard(bad)
+
+
+def test_other_generator_settings_are_refused(reference, pipe):
+    other = CountingPipe(pipe)
+    other._tckr_base = "some/other-model"
+    with pytest.raises(RuntimeError, match="other settings"):
+        synthesis.generate(reference, other, progress=False)
+
+
+def test_samples_figure(reference):
+    paths = synthesis.plot_samples(reference, per_class=3)
+    assert [p.suffix for p in paths] == [".pdf", ".png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
