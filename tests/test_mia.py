@@ -299,3 +299,23 @@ def test_cli_trains_one_shard(tiny_run, quick_fit):
     assert done == ["shadow_000", "shadow_002"] and quick_fit == done
     with pytest.raises(ValueError, match="k/n"):
         mia.parse_shard("2/2")
+
+
+@pytest.mark.e2e
+def test_notebook_05_on_the_tiny_chain(tiny_chain):
+    """05_mia_lira ran in the chain: the teacher and every student attacked, AOP and audit written."""
+    run_dir = tiny_chain
+    table = pd.read_csv(run_dir / "results" / "mia.csv")
+    clf = pd.read_csv(run_dir / "results" / "classifiers.csv")
+    assert set(table["target"]) == set(clf["model"]) and "teacher" in set(table["target"])
+    assert (table["role"] == "student").any()
+    for _, r in table.iterrows():
+        assert 0.0 <= r["auc_lo"] <= r["auc"] <= r["auc_hi"] <= 1.0
+        assert (run_dir / "mia" / "roc" / f"{r['target']}_{r['attack']}.csv").is_file()
+    keep = np.load(run_dir / "mia" / "keep.npy")
+    assert (keep.sum(0) == keep.shape[0] // 2).all() and (table["n_shadows"] == keep.shape[0]).all()
+    aop = pd.read_csv(run_dir / "results" / "aop.csv")
+    assert set(aop["target"]) == set(clf["model"])
+    assert (pd.read_csv(run_dir / "results" / "audit_summary.csv")["n"] > 0).all()
+    assert (run_dir / "figures" / "mia_roc_lira_online.png").is_file()
+    assert (run_dir / "figures" / "mia_audit_pairs.png").is_file()

@@ -138,6 +138,9 @@ def plot(run) -> list[Path]:
     """Distance distributions and the closest pairs, from ``results/audit.csv`` (images re-read by index)."""
     from . import mia, synthesis
 
+    if not (run.dir / "results" / "audit.csv").is_file():
+        print("no results/audit.csv (no synthetic set audited yet): no audit figures")
+        return []
     plt = mia._plt()
     table = pd.read_csv(run.dir / "results" / "audit.csv")
     summ = pd.read_csv(run.dir / "results" / "audit_summary.csv")

@@ -596,9 +596,11 @@ def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | N
 def write_aop(run, attack_name: str = "lira_online") -> pd.DataFrame:
     """``results/aop.csv``: test accuracy (``results/classifiers.csv``) and the attack's AUC per target, with AOP (%)."""
     clf_file, mia_file = run.dir / "results" / "classifiers.csv", run.dir / "results" / "mia.csv"
-    for f, phase in ((clf_file, "04_run_evaluate"), (mia_file, "05_mia_lira")):
-        if not f.is_file():
-            raise FileNotFoundError(f"{f} is missing: run {phase} first")
+    if not mia_file.is_file():
+        raise FileNotFoundError(f"{mia_file} is missing: run tckr.mia.attack(run) first")
+    if not clf_file.is_file():
+        print(f"{clf_file} is missing (run 04_run_evaluate for the test accuracies): no AOP table")
+        return pd.DataFrame()
     clf = pd.read_csv(clf_file)
     res = pd.read_csv(mia_file)
     res = res[res["attack"] == attack_name][["target", "role", "cardinality", "label_mode", "auc", "auc_lo", "auc_hi"]]
@@ -630,6 +632,15 @@ def save_figure(fig, stem: Path) -> list[Path]:
         out.append(target)
     _plt().close(fig)
     return out
+
+
+def show(paths: Iterable[Path]):
+    """The PNGs among ``paths`` as notebook images."""
+    from IPython.display import Image, display
+
+    for f in paths:
+        if Path(f).suffix == ".png":
+            display(Image(filename=str(f)))
 
 
 def _roc_axes(plt, title: str):
