@@ -176,3 +176,17 @@ def test_unknown_captioner_is_an_error():
 
     with pytest.raises(ConfigError, match="blip2"):
         load_config("configs/tiny.yaml", {"captions.captioner": "clip"})
+
+
+@pytest.mark.e2e
+def test_notebook_01_in_the_chain(tiny_chain):
+    run = runs.open_run(None, tiny_chain)
+    table = captions.load_captions(run)
+    assert len(table) == run.cfg.data.train_size
+    assert np.array_equal(table["index"], run.splits().D)
+    assert (table["prompt"] == table["class_name"] + ": " + table["caption"]).all()
+    order = captions.read_original_order(tiny_chain / "captions" / captions.original_order_name(run.dataset), run.class_names)
+    assert order["prompt"].tolist() == table["prompt"].tolist()
+    grouped = captions.read_grouped_by_class(tiny_chain / "captions" / captions.grouped_by_class_name(run.dataset))
+    assert sum(len(v) for v in grouped.values()) == len(table)
+    assert (tiny_chain / "notebooks" / "01_captions.ipynb").is_file()

@@ -177,3 +177,24 @@ def test_samples_figure(reference):
     paths = synthesis.plot_samples(reference, per_class=3)
     assert [p.suffix for p in paths] == [".pdf", ".png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+@pytest.mark.e2e
+def test_notebook_03_in_the_chain(tiny_chain):
+    run = runs.open_run(None, tiny_chain)
+    d = len(run.splits().D)
+    multiples = sorted(run.cfg.synthesis.cardinalities)
+    assert synthesis.available_multiples(run) == multiples
+    big = synthesis.load_synthetic(run, multiples[-1])
+    assert big.images.shape == (round(multiples[-1] * d), run.cfg.data.image_size, run.cfg.data.image_size, 3)
+    assert big.images.dtype == np.uint8 and big.images.std() > 0
+    for m in multiples:
+        s = synthesis.load_synthetic(run, m)
+        counts = np.bincount(s.labels, minlength=len(run.class_names))
+        assert len(s) == round(m * d) and counts.max() - counts.min() <= 1
+        assert np.array_equal(s.images, big.images[s.index])
+    prompts = set(captions.load_captions(run)["prompt"])
+    assert set(big.prompts) <= prompts
+    assert (tiny_chain / "figures" / "synthetic_samples.png").is_file()
+    assert (tiny_chain / "figures" / "synthetic_samples.pdf").is_file()
+    assert (tiny_chain / "notebooks" / "03_generate.ipynb").is_file()

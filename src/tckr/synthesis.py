@@ -4,7 +4,8 @@ Prompts are class-balanced and cycled within each class: image ``i`` of the larg
 and uses that class's ``i // C``-th prompt (wrapping around), in D's order. ``synthesis.prompt_mode`` is
 ``"caption"`` (the run's ``"<class>: <caption>"`` prompts from notebook 01) or ``"class"`` (the class name only,
 the ablation). Image ``i`` is drawn with its own noise seed ``run.seed_for(synthesis.seed) + i``: seeds never
-reach the fine-tuning seed (``lora.seed`` is smaller), and an image does not depend on which process made it.
+reach the fine-tuning seed (``lora.seed``; :func:`plan` refuses an overlap), and an image does not depend on
+which process made it (shards are bit-identical across processes at the same batch size).
 
 Only the largest cardinality in ``synthesis.cardinalities`` (multiples of |D|) is generated; a smaller one is
 a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...), see :func:`subset_index`.
@@ -162,8 +163,11 @@ def adapter_path(run) -> Path:
     return run.dir / "lora" / f"lora_{run.cfg.generator.arch}_{run.dataset}.safetensors"
 
 
-def load_pipeline(run, *, use_lora: bool = True, device=None):
-    """The run's generator: ``generator.base`` with the run's adapter from notebook 02 when there is one."""
+def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
+    """The run's generator: ``generator.base`` with the run's adapter from notebook 02 when there is one.
+
+    ``random_weights`` builds ``generator.arch`` with random weights instead (mechanics only: its images are noise).
+    """
     import torch
 
     from . import generator
@@ -173,11 +177,21 @@ def load_pipeline(run, *, use_lora: bool = True, device=None):
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[run.cfg.generator.dtype]
     if dev.type == "cpu":
         dtype = torch.float32
+    if random_weights:
+        pipe = generator.build_random(run.cfg.generator.arch, dtype=dtype).to(dev)
+        pipe._tckr_base, pipe._tckr_adapter = f"random:{run.cfg.generator.arch}", None
+        return pipe
     adapter = adapter_path(run) if use_lora else None
     adapter = adapter if adapter is not None and adapter.is_file() else None
     pipe = generator.load(run.cfg.generator.base, lora=adapter, dtype=dtype, device=dev)
     pipe._tckr_adapter = str(adapter) if adapter else None
     return pipe
+
+
+def class_balance(run) -> pd.DataFrame:
+    """Images per class (columns) of each available synthetic set (rows, by multiple of |D|)."""
+    rows = {m: np.bincount(load_synthetic(run, m).labels, minlength=len(run.class_names)) for m in available_multiples(run)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=run.class_names).rename_axis("multiple")
 
 
 def _settings(run, pipe, table: pd.DataFrame) -> dict[str, Any]:
@@ -230,6 +244,8 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     from tqdm.auto import tqdm
 
     cfg = run.cfg.synthesis
+    if run.cfg.study.num_threads and torch.get_num_threads() != run.cfg.study.num_threads:
+        torch.set_num_threads(run.cfg.study.num_threads)
     k, n_workers = parse_shard(shard)
     table = plan(run)
     n_shards = int(table["shard"].max()) + 1 if len(table) else 0
@@ -394,16 +410,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from . import runs
 
     run = runs.open_run(args.config, args.run_dir)
-    if run.cfg.study.num_threads:
-        import torch
-
-        torch.set_num_threads(run.cfg.study.num_threads)
-    pipe = None
-    if args.random_weights:
-        from . import generator
-
-        pipe = generator.build_random(run.cfg.generator.arch)
-        pipe._tckr_base = f"random:{run.cfg.generator.arch}"
+    pipe = load_pipeline(run, random_weights=True) if args.random_weights else None
     summary = generate(run, pipe, shard=args.shard, progress=not args.no_progress, batch_size=args.batch_size)
     print(summary)
     return summary
