@@ -82,10 +82,12 @@ def test_plan_is_class_balanced_and_cycles_captions(reference):
 
 def test_seeds_are_disjoint_from_fine_tuning(reference, tmp_path):
     table = synthesis.plan(reference)
-    base = reference.seed_for(reference.cfg.synthesis.seed)
+    base = reference.seed_for(reference.cfg.synthesis.seed) * 2**32
     assert table["seed"].tolist() == list(range(base, base + N))
+    assert table["seed"].max() < 2**63
     assert reference.seed_for(reference.cfg.lora.seed) not in set(table["seed"])
-    clash = runs.open_run("configs/tiny.yaml", tmp_path / "clash", overrides={**OVERRIDES, "synthesis.seed": 410,
+    clash = runs.open_run("configs/tiny.yaml", tmp_path / "clash", overrides={**OVERRIDES, "synthesis.seed": 0,
+                                                                              "data.train_size": 2500,
                                                                               "synthesis.prompt_mode": "class"})
     with pytest.raises(ValueError, match="fine-tuning seed 420"):
         synthesis.plan(clash)
@@ -198,3 +200,33 @@ def test_notebook_03_in_the_chain(tiny_chain):
     assert (tiny_chain / "figures" / "synthetic_samples.png").is_file()
     assert (tiny_chain / "figures" / "synthetic_samples.pdf").is_file()
     assert (tiny_chain / "notebooks" / "03_generate.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_killed_process_resumes(reference, tmp_path):
+    """SIGKILL the command line after its first shard, rerun it, and get the uninterrupted result."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = _run(tmp_path / "killed")
+    cmd = [sys.executable, "-m", "tckr.synthesis", "--run-dir", str(run.dir), "--random-weights", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_csv = synthesis.shard_paths(run, 0)[1]
+    deadline = time.time() + 300
+    while not first_csv.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    status = synthesis.status(run)
+    assert status["done"].iloc[0] and not status["done"].all(), "the process was not killed mid-way; rerun the test"
+    made_before = status["done"].sum()
+    first = synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns
+    summary = synthesis.main(["--run-dir", str(run.dir), "--random-weights", "--no-progress"])
+    assert summary["shards_made"] == 3 - made_before
+    assert synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns == first
+    assert not [p for p in (run.dir / "synthetic" / "shards").iterdir() if p.name.startswith(".")]
+    for a, b in zip(_shards(run), _shards(reference)):
+        assert np.array_equal(a, b)

@@ -3,9 +3,10 @@
 Prompts are class-balanced and cycled within each class: image ``i`` of the largest set is class ``i mod C``
 and uses that class's ``i // C``-th prompt (wrapping around), in D's order. ``synthesis.prompt_mode`` is
 ``"caption"`` (the run's ``"<class>: <caption>"`` prompts from notebook 01) or ``"class"`` (the class name only,
-the ablation). Image ``i`` is drawn with its own noise seed ``run.seed_for(synthesis.seed) + i``: seeds never
-reach the fine-tuning seed (``lora.seed``; :func:`plan` refuses an overlap), and an image does not depend on
-which process made it (shards are bit-identical across processes at the same batch size).
+the ablation). Image ``i`` is drawn with its own noise seed ``run.seed_for(synthesis.seed) * 2**32 + i``: the
+seeds of repeated runs (run seeds) never overlap, they never reach the fine-tuning seed (``lora.seed``;
+:func:`plan` refuses an overlap), and an image does not depend on which process made it (shards are
+bit-identical across processes at the same batch size).
 
 Only the largest cardinality in ``synthesis.cardinalities`` (multiples of |D|) is generated; a smaller one is
 a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...), see :func:`subset_index`.
@@ -41,6 +42,7 @@ from . import io
 
 SYNTHETIC_DIR = "synthetic"
 PLAN_COLUMNS = ("i", "label", "class_name", "prompt", "seed", "shard")
+SEED_STRIDE = 2**32  # noise seeds of image i: run.seed_for(synthesis.seed) * SEED_STRIDE + i
 
 
 @dataclass
@@ -99,11 +101,11 @@ def plan(run) -> pd.DataFrame:
     C = len(prompts)
     i = np.arange(n, dtype=np.int64)
     labels, rank = i % C, i // C
-    base = run.seed_for(cfg.seed)
+    base = run.seed_for(cfg.seed) * SEED_STRIDE
     lora_seed = run.seed_for(run.cfg.lora.seed)
     if base <= lora_seed < base + n:
         raise ValueError(f"synthesis.seed {cfg.seed}: noise seeds {base}..{base + n - 1} would include the fine-tuning "
-                         f"seed {lora_seed}; pick a synthesis.seed above {lora_seed} or below {lora_seed - n + 1}")
+                         f"seed {lora_seed}; pick a positive synthesis.seed")
     return pd.DataFrame({"i": i, "label": labels, "class_name": [run.class_names[c] for c in labels],
                          "prompt": [prompts[c][r % len(prompts[c])] for c, r in zip(labels, rank)],
                          "seed": base + i, "shard": i // cfg.shard_size})
