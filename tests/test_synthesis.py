@@ -230,3 +230,24 @@ def test_killed_process_resumes(reference, tmp_path):
     assert not [p for p in (run.dir / "synthetic" / "shards").iterdir() if p.name.startswith(".")]
     for a, b in zip(_shards(run), _shards(reference)):
         assert np.array_equal(a, b)
+
+
+def test_pipeline_from_a_local_base_with_the_runs_adapter(pipe, tmp_path):
+    """load_pipeline reads generator.base from a folder and picks up notebook 02's adapter; the manifest names both."""
+    from tckr import generator, lora
+
+    base = tmp_path / "base"
+    pipe.save_pretrained(base)
+    run = _run(tmp_path / "adapted", **{"generator.base": str(base), "synthesis.prompt_mode": "class"})
+    plain = synthesis.load_pipeline(run)
+    assert plain._tckr_adapter is None
+    assert not any("lora" in k for k in plain.unet.state_dict())
+    generator.add_lora(plain, rank=2, alpha=2.0, init=False)
+    generator.save_lora(plain, lora.adapter_path(run), rank=2, alpha=2.0)
+    adapted = synthesis.load_pipeline(run)
+    assert adapted._tckr_adapter == str(lora.adapter_path(run))
+    assert any("lora" in k for k in adapted.unet.state_dict())
+    assert synthesis.load_pipeline(run, use_lora=False)._tckr_adapter is None
+    synthesis.generate(run, adapted, shard="1/3", progress=False)
+    manifest = (run.dir / "synthetic" / "manifest.json").read_text()
+    assert str(base) in manifest and lora.adapter_name(run.cfg) in manifest
