@@ -1,0 +1,134 @@
+"""Evaluation of the teacher and the students on the real test split, written as tidy result files.
+
+Accuracies are in percent. A student's test accuracy is its Classification Accuracy Score (CAS).
+
+``run/results/classifiers.csv`` — one row per model (re-evaluating a model replaces its row):
+    model          ``teacher`` or ``student_synth<k>x`` (``_hard`` for hard-label students)
+    role           ``teacher`` | ``student``
+    arch           timm architecture name
+    cardinality    the student's synthetic-set size as a multiple of |D| (NaN for the teacher)
+    label_mode     ``real`` (teacher), ``soft`` (GKD) or ``hard`` (prompted class labels)
+    train_size     images in the training set (|D| for the teacher)
+    test_accuracy  accuracy on the real test split (%, the CAS of a student)
+    val_accuracy   accuracy on the real validation split at the selected epoch (%)
+    best_epoch     epoch selected on validation accuracy (1-based)
+    epochs_run     epochs trained before early stopping or the budget
+    train_seconds  training time (sum of the epochs' times, validation excluded)
+    seed           training seed
+``run/results/per_class.csv``: model, class_id, class_name, accuracy (%), support (test images of the class).
+``run/results/confusion_<model>.csv``: model, true_id, true_name, predicted_id, predicted_name, count
+(every true × predicted pair, zeros included).
+``run/figures/classifier_curves.{pdf,png}``: validation accuracy and training loss per epoch, drawn from
+``run/classifiers/*_history.csv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from . import io, runs, train
+
+COLUMNS = ["model", "role", "arch", "cardinality", "label_mode", "train_size", "test_accuracy", "val_accuracy",
+           "best_epoch", "epochs_run", "train_seconds", "seed"]
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts ``C×C``: rows true class, columns predicted class."""
+    return np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def evaluate(run: runs.Run, model: nn.Module) -> dict[str, Any]:
+    """Test a model saved by :func:`tckr.train.teacher` / :func:`tckr.train.student`; write its rows."""
+    meta = getattr(model, "tckr_meta", None)
+    if not meta or "name" not in meta.get("extra", {}):
+        raise ValueError("evaluate() takes a model returned by tckr.train.teacher or tckr.train.student (it carries tckr_meta)")
+    info = meta["extra"]
+    name = info["name"]
+    test = run.real("test")
+    pred = train.predict_logits(model, test.images, run.cfg).argmax(1)
+    n_cls = len(run.class_names)
+    cm = confusion(test.labels, pred, n_cls)
+    support = cm.sum(1)
+    row = {"model": name, "role": info["role"], "arch": meta["arch"],
+           "cardinality": np.nan if info.get("multiple") is None else float(info["multiple"]),
+           "label_mode": info["label_mode"], "train_size": int(info["train_size"]),
+           "test_accuracy": 100.0 * float(np.trace(cm)) / max(int(cm.sum()), 1),
+           "val_accuracy": float(info["val_accuracy"]), "best_epoch": int(info["best_epoch"]),
+           "epochs_run": int(info["epochs_run"]), "train_seconds": float(info["train_seconds"]), "seed": int(info["seed"])}
+    _upsert(run.path("results", "classifiers.csv"), pd.DataFrame([row], columns=COLUMNS))
+    per_class = pd.DataFrame({"model": name, "class_id": np.arange(n_cls), "class_name": run.class_names,
+                              "accuracy": 100.0 * np.diag(cm) / np.maximum(support, 1), "support": support})
+    _upsert(run.path("results", "per_class.csv"), per_class)
+    t, p = np.meshgrid(np.arange(n_cls), np.arange(n_cls), indexing="ij")
+    names = np.asarray(run.class_names)
+    io.save_csv(run.path("results", f"confusion_{name}.csv"), pd.DataFrame({
+        "model": name, "true_id": t.ravel(), "true_name": names[t.ravel()], "predicted_id": p.ravel(),
+        "predicted_name": names[p.ravel()], "count": cm.ravel()}))
+    return row
+
+
+def _upsert(path: Path, rows: pd.DataFrame) -> None:
+    if path.is_file():
+        old = pd.read_csv(path)
+        rows = pd.concat([old[~old["model"].isin(rows["model"].unique())], rows], ignore_index=True)
+    order = rows["model"].map(lambda m: (m != "teacher", m))
+    io.save_csv(path, rows.iloc[sorted(range(len(rows)), key=lambda i: order.iloc[i])].reset_index(drop=True))
+
+
+def results_table(run: runs.Run) -> pd.DataFrame:
+    """``results/classifiers.csv`` of the run."""
+    path = run.dir / "results" / "classifiers.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}; evaluate a teacher or student first (tckr.evaluate.evaluate)")
+    return pd.read_csv(path)
+
+
+def plot_curves(run: runs.Run) -> Path:
+    """Validation accuracy and training loss per epoch of every model of the run (PDF + PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = sorted((run.dir / "classifiers").glob("*_history.csv"))
+    if not files:
+        raise FileNotFoundError(f"no training histories in {run.dir / 'classifiers'}; train a teacher first")
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for f in files:
+        h = pd.read_csv(f)
+        name = f.name[: -len("_history.csv")]
+        line, = ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=name)
+        best = h.loc[h["val_accuracy"].idxmax()]
+        ax_acc.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=10, color=line.get_color())
+        ax_loss.plot(h["epoch"], h["train_loss"], marker="o", ms=3, color=line.get_color(), label=name)
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy (★ selected epoch)")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    out = run.path("figures", "classifier_curves.pdf")
+    for ext in ("pdf", "png"):
+        with io.atomic_path(out.with_suffix(f".{ext}")) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150)
+    plt.close(fig)
+    return out
+
+
+def per_class_table(run: runs.Run) -> pd.DataFrame:
+    """Per-class test accuracy (%), one column per model."""
+    path = run.dir / "results" / "per_class.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}; evaluate a teacher or student first (tckr.evaluate.evaluate)")
+    pc = pd.read_csv(path)
+    return pc.pivot(index="class_name", columns="model", values="accuracy").reindex(run.class_names)
+
+
+def show(figure: Path):
+    """Display a saved figure's PNG in a notebook."""
+    from IPython.display import Image
+
+    return Image(filename=str(Path(figure).with_suffix(".png")))

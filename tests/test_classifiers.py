@@ -1,0 +1,57 @@
+"""tckr.classifiers: building timm MobileNetV3 with a new head, saving and loading with checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from tckr import classifiers, io
+
+
+def test_build_small_input_has_stride1_stem_and_new_head():
+    m = classifiers.build("mobilenetv3_small_050", 7, pretrained=False, input_size=32)
+    assert m.conv_stem.stride == (1, 1)
+    out = m.eval()(torch.zeros(2, 3, 32, 32))
+    assert out.shape == (2, 7)
+
+
+def test_build_large_input_keeps_arch_stride():
+    m = classifiers.build("mobilenetv3_small_050", 3, pretrained=False, input_size=224)
+    assert m.conv_stem.stride == (2, 2)
+    m2 = classifiers.build("mobilenetv3_small_050", 3, pretrained=False, input_size=224, stem_stride=1)
+    assert m2.conv_stem.stride == (1, 1)
+
+
+def test_unknown_arch_names_similar():
+    with pytest.raises(ValueError, match="unknown timm architecture 'mobilenetv9'"):
+        classifiers.build("mobilenetv9", 10, pretrained=False, input_size=32)
+
+
+def test_pretrained_unreachable_is_a_clear_error(monkeypatch):
+    import timm
+
+    def boom(*a, **k):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(timm, "create_model", boom)
+    with pytest.raises(classifiers.PretrainedUnavailableError, match="classifier.pretrained: false"):
+        classifiers.build("mobilenetv3_small_050", 10, pretrained=True, input_size=224)
+
+
+def test_save_load_roundtrip_and_mismatch(tmp_path):
+    torch.manual_seed(0)
+    m = classifiers.build("mobilenetv3_small_050", 4, pretrained=False, input_size=32).eval()
+    m.tckr_input_size = 32
+    norm = {"mean": [0.5] * 3, "std": [0.25] * 3}
+    path = tmp_path / "w.safetensors"
+    classifiers.save(m, path, arch="mobilenetv3_small_050", class_names=list("abcd"), normalisation=norm,
+                     config_hash="abc123", extra={"role": "teacher"})
+    side = io.read_json(tmp_path / "w.json")
+    assert side["arch"] == "mobilenetv3_small_050" and side["class_names"] == list("abcd")
+    assert side["normalisation"] == norm and side["config_hash"] == "abc123" and side["input_size"] == 32
+    loaded = classifiers.load(path, arch="mobilenetv3_small_050", num_classes=4)
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(m(x).numpy(), loaded(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert loaded.tckr_meta["extra"]["role"] == "teacher"
+    with pytest.raises(classifiers.WeightsMismatchError, match=r"architecture is 'mobilenetv3_small_050', expected 'resnet18'; class count is 4, expected 10"):
+        classifiers.load(path, arch="resnet18", num_classes=10)

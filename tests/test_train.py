@@ -1,0 +1,196 @@
+"""tckr.train / tckr.evaluate: batched augmentation, the training loop, GKD, inference, result files."""
+
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tckr import classifiers, evaluate, runs, train
+from tckr.config import load_config
+
+ARCH = "mobilenetv3_small_050"
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [128, 128, 128]], dtype=np.float64)
+
+
+def toy(n, seed, noise=40.0):
+    """Class = colour of a centred blob, plus pixel noise: learnable in a few epochs, flip/crop invariant."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 10
+    rng.shuffle(y)
+    yy, xx = np.mgrid[:32, :32]
+    blob = (((yy - 15.5) ** 2 + (xx - 15.5) ** 2) < 100)[None, :, :, None]
+    x = blob * PALETTE[y][:, None, None, :] + rng.normal(0, noise, (n, 32, 32, 3))
+    return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("configs/tiny.yaml", {"train.epochs": 8, "train.batch_size": 25, "train.lr": 5e-3, "train.crop_padding": 0.0,
+                                             "study.num_threads": 1})
+
+
+@pytest.fixture(scope="module")
+def fitted(cfg, tmp_path_factory):
+    x, y = toy(300, 0)
+    xv, yv = toy(300, 1)
+    hist_path = tmp_path_factory.mktemp("h") / "hist.csv"
+    model, hist = train.fit(cfg, ARCH, x, y, xv, yv, seed=0, history_path=hist_path, progress=False)
+    return model, hist, hist_path, (xv, yv)
+
+
+def test_random_crop_is_a_translation_with_zero_fill():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).reshape(2, 3, 8, 8) % 200 + 1
+    gen = torch.Generator().manual_seed(0)
+    out = train.random_crop(x, 2, gen)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    for i in range(2):
+        found = False
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                ref = torch.zeros_like(x[i])
+                ys, xs = slice(max(0, -dy), 8 - max(0, dy)), slice(max(0, -dx), 8 - max(0, dx))
+                yd, xd = slice(max(0, dy), 8 - max(0, -dy)), slice(max(0, dx), 8 - max(0, -dx))
+                ref[:, ys, xs] = x[i][:, yd, xd]
+                found |= bool(torch.equal(ref, out[i]))
+        assert found
+
+
+def test_flip_and_shift_queries():
+    x = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(1)
+    out = train.random_flip(x, gen)
+    for a, b in zip(x, out):
+        assert torch.equal(a, b) or torch.equal(a.flip(-1), b)
+    s = train.shift(x, 1)
+    assert torch.equal(s[..., 1:, 1:], x[..., :-1, :-1]) and int(s[..., 0, :].sum()) == 0
+
+
+def test_augmix_batches_keep_dtype_and_shape():
+    x = torch.randint(0, 255, (20, 3, 32, 32), dtype=torch.uint8)
+    out = train.augmix(x)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+
+
+def test_fit_learns_and_selects_best_epoch_on_val(cfg, fitted):
+    model, hist, hist_path, (xv, yv) = fitted
+    assert list(hist.columns) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                                  "images_per_second", "best"]
+    pd.testing.assert_frame_equal(pd.read_csv(hist_path), hist, check_dtype=False)
+    acc = 100 * np.mean(train.predict_logits(model, xv, cfg).argmax(1) == yv)
+    assert acc == pytest.approx(hist.val_accuracy.max(), abs=1e-6)
+    assert model.tckr_fit["best_epoch"] == int(hist.loc[hist.val_accuracy.idxmax(), "epoch"])
+    assert hist.val_accuracy.max() >= 60, hist
+    assert not model.training
+
+
+def test_predict_logits_and_embed(cfg, fitted):
+    model, _, _, (xv, _) = fitted
+    ident = train.predict_logits(model, xv[:7], cfg)
+    assert ident.shape == (7, 10) and ident.dtype == np.float32
+    flip = train.predict_logits(model, xv[:7], cfg, augment="flip")
+    np.testing.assert_allclose(flip, train.predict_logits(model, xv[:7, :, ::-1].copy(), cfg), atol=1e-4)
+    assert train.predict_logits(model, xv[:7], cfg, augment="shift").shape == (7, 10)
+    np.testing.assert_allclose(train.predict_logits(model, xv[:7], cfg, batch_size=3), ident, atol=1e-4)
+    with pytest.raises(ValueError, match="accepted: identity, flip, shift"):
+        train.predict_logits(model, xv[:2], cfg, augment="rotate")
+    feats = train.embed(model, xv[:5], cfg)
+    assert feats.ndim == 2 and feats.shape[0] == 5 and feats.dtype == np.float32
+
+
+def test_fit_rejects_bad_inputs(cfg):
+    x, y = toy(10, 0)
+    with pytest.raises(ValueError, match="uint8"):
+        train.fit(cfg, ARCH, x.astype(np.float32), y, x, y, seed=0, progress=False)
+    with pytest.raises(ValueError, match="10 images but 9 targets"):
+        train.fit(cfg, ARCH, x, y[:9], x, y, seed=0, progress=False)
+
+
+def test_gkd_student_on_held_out_data_matches_teacher(cfg, fitted):
+    """GKD sanity: a student trained on other real images with the teacher's online soft labels."""
+    teacher, _, _, (xv, yv) = fitted
+    xh, _ = toy(300, 2)
+    xt, yt = toy(300, 3)
+    soft = train.soft_labels(teacher, xh, cfg)
+    assert soft.shape == (300, 10) and np.allclose(soft.sum(1), 1, atol=1e-5)
+    student, hist = train.fit(cfg, ARCH, xh, soft, xv, yv, seed=1, teacher=teacher, progress=False)
+    acc_t = 100 * np.mean(train.predict_logits(teacher, xt, cfg).argmax(1) == yt)
+    acc_s = 100 * np.mean(train.predict_logits(student, xt, cfg).argmax(1) == yt)
+    assert acc_s >= acc_t - 2, (acc_t, acc_s)
+
+
+def test_soft_targets_without_teacher_and_mixup(cfg):
+    x, y = toy(100, 4)
+    soft = np.eye(10, dtype=np.float32)[y]
+    c2 = load_config("configs/tiny.yaml", {"train.epochs": 1, "train.mixup_alpha": 0.2, "train.augmix": True,
+                                           "train.batch_size": 50, "study.num_threads": 1})
+    model, hist = train.fit(c2, ARCH, x, soft, x[:20], y[:20], seed=0, progress=False)
+    assert len(hist) == 1 and np.isfinite(hist.train_loss).all()
+
+
+@dataclass
+class FakeSynthetic:
+    images: np.ndarray
+    labels: np.ndarray
+    prompts: list
+
+
+@pytest.fixture
+def fake_synthesis(monkeypatch):
+    sets = {}
+    mod = types.ModuleType("tckr.synthesis")
+    mod.SyntheticSet = FakeSynthetic
+
+    def load_synthetic(run, multiple):
+        if multiple not in sets:
+            raise FileNotFoundError("run notebooks/03_generate.ipynb")
+        return sets[multiple]
+
+    mod.load_synthetic = load_synthetic
+    mod.available_multiples = lambda run: sorted(sets)
+    monkeypatch.setitem(sys.modules, "tckr.synthesis", mod)
+    import tckr
+
+    monkeypatch.setattr(tckr, "synthesis", mod, raising=False)
+    return sets
+
+
+def test_teacher_students_and_result_files(tmp_path, fake_synthesis):
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={"train.epochs": 2, "gkd.regenerate_every": 1,
+                                                                          "train.batch_size": 50, "study.num_threads": 1})
+    with pytest.raises(FileNotFoundError, match="03_generate"):
+        train.students(run, [0.5])
+    n = len(run.real("D"))
+    for mult in (0.5, 1.0):
+        x, y = toy(int(mult * n), 7)
+        fake_synthesis[mult] = FakeSynthetic(x, y, [f"c{i}" for i in y])
+    t = train.teacher(run, progress=False)
+    assert train.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
+    assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_real.json").is_file()
+    again = train.teacher(run, progress=False)  # cached: loaded, not retrained
+    assert again.tckr_meta["extra"] == t.tckr_meta["extra"]
+    studs = [*train.students(run, [0.5], t).values(), *train.students(run, [0.5], t, label_mode="hard").values()]
+    assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x.safetensors").is_file()
+    assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x_hard.safetensors").is_file()
+    rows = [evaluate.evaluate(run, m) for m in [t, *studs]]
+    table = evaluate.results_table(run)
+    assert list(table.columns) == evaluate.COLUMNS
+    assert table.model.iloc[0] == "teacher"
+    assert set(table.model) == {"teacher", "student_synth0.5x", "student_synth0.5x_hard"}
+    assert np.isnan(table.set_index("model").loc["teacher", "cardinality"])
+    assert table.set_index("model").loc["student_synth0.5x", "train_size"] == len(fake_synthesis[0.5].labels)
+    test = run.real("test")
+    per_class = pd.read_csv(run.dir / "results" / "per_class.csv")
+    assert len(per_class) == 3 * 10 and set(per_class.columns) >= {"model", "class_id", "class_name", "accuracy"}
+    conf = pd.read_csv(run.dir / "results" / "confusion_teacher.csv")
+    assert conf["count"].sum() == len(test)
+    diag = conf[conf.true_id == conf.predicted_id]["count"].sum()
+    assert 100 * diag / len(test) == pytest.approx(rows[0]["test_accuracy"])
+    evaluate.evaluate(run, t)  # re-evaluation replaces the row
+    assert len(evaluate.results_table(run)) == 3
+    fig = evaluate.plot_curves(run)
+    assert fig.is_file() and fig.with_suffix(".png").is_file()
