@@ -27,8 +27,7 @@ def main() -> None:
     ap.add_argument("--run-dir", default=None, help="reuse a run folder's teacher (default: a temporary folder)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run = runs.open_run(args.config if args.run_dir is None else None, args.run_dir or Path(tmp) / "run") \
-            if args.run_dir else runs.open_run(args.config, Path(tmp) / "run")
+        run = runs.open_run(None, args.run_dir) if args.run_dir else runs.open_run(args.config, Path(tmp) / "run")
         cfg = run.cfg
         torch.set_num_threads(max(cfg.study.num_threads, 1))
         t0 = time.perf_counter()

@@ -194,3 +194,28 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis):
     assert len(evaluate.results_table(run)) == 3
     fig = evaluate.plot_curves(run)
     assert fig.is_file() and fig.with_suffix(".png").is_file()
+
+
+@pytest.mark.e2e
+def test_notebook_04_in_the_chain(tiny_chain):
+    run = runs.open_run(None, tiny_chain)
+    table = evaluate.results_table(run)
+    multiples = sorted(run.cfg.synthesis.cardinalities)
+    expected = ["teacher"] + [train.model_name("student", m, run.cfg.gkd.label_mode) for m in multiples]
+    assert sorted(table.model) == sorted(expected)
+    assert table.test_accuracy.between(0, 100).all() and table.val_accuracy.between(0, 100).all()
+    teacher_row = table.set_index("model").loc["teacher"]
+    assert teacher_row.train_size == len(run.splits().D) and np.isnan(teacher_row.cardinality)
+    for m in multiples:
+        path = train.weights_file(run, "student", m, run.cfg.gkd.label_mode)
+        model = classifiers.load(path, arch=run.cfg.classifier.student_arch, num_classes=len(run.class_names))
+        assert model.tckr_meta["config_hash"] == run.cfg.hash()
+        hist = pd.read_csv(train.history_file(run, train.model_name("student", m, run.cfg.gkd.label_mode)))
+        assert len(hist) == table.set_index("model").loc[train.model_name("student", m, run.cfg.gkd.label_mode), "epochs_run"]
+    per_class = pd.read_csv(tiny_chain / "results" / "per_class.csv")
+    assert len(per_class) == len(expected) * len(run.class_names)
+    conf = pd.read_csv(tiny_chain / "results" / "confusion_teacher.csv")
+    assert conf["count"].sum() == len(run.real("test"))
+    assert (tiny_chain / "figures" / "classifier_curves.pdf").is_file()
+    assert (tiny_chain / "figures" / "classifier_curves.png").is_file()
+    assert (tiny_chain / "notebooks" / "04_run_evaluate.ipynb").is_file()
