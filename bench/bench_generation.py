@@ -4,7 +4,8 @@
     .venv/bin/python bench/bench_generation.py --batch-sizes 32 64 --images 256
 
 Uses ``models/tiny-sd-fashion`` when it exists, else the tiny architecture with random weights (same compute).
-Prints one row per batch size (images/s, seconds per batch, ratio to the best) and the compute per image
+Prints one row per dtype (float32, bfloat16) and batch size (images/s, seconds per batch, ratio to the best; the
+dtypes alternate so both see the same machine load) and the compute per image
 (UNet, VAE decoder, text encoder) counted with ``torch.utils.flop_counter``. The machine's load average is
 printed before and after: other processes on the same cores lower the numbers. The ``sd2`` architecture in
 fp16 on a GPU is not measured here (no GPU on the machine this was written on).
@@ -19,13 +20,12 @@ import time
 import torch
 
 
-def load_pipe(base: str):
+def load_pipe(base: str, dtype: torch.dtype = torch.float32):
     from tckr import generator, paths
 
     if (paths.resolve(base)).is_dir():
-        return generator.load(base), base
-    pipe = generator.build_random("tiny")
-    return pipe, "tiny architecture, random weights"
+        return generator.load(base, dtype=dtype), base
+    return generator.build_random("tiny", dtype=dtype), "tiny architecture, random weights"
 
 
 def flops_per_image(pipe, size: int, steps: int, guidance: float) -> dict[str, float]:
@@ -72,20 +72,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64, 128])
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     ap.add_argument("--images", type=int, default=128, help="images timed per batch size (at least one batch)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pipe, what = load_pipe(args.base)
+    pipes = {d: load_pipe(args.base, getattr(torch, d)) for d in args.dtypes}
+    pipe, what = pipes[args.dtypes[0]]
     print(f"generator: {what}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.size}x{args.size}, {args.steps} steps, guidance {args.guidance}")
     f = flops_per_image(pipe, args.size, args.steps, args.guidance)
     print("GFLOP per image: " + ", ".join(f"{k} {v:.2f}" for k, v in f.items()) + f", total {sum(f.values()):.2f}")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
-    rows = [(b, measure(pipe, b, max(args.images, b), args.size, args.steps, args.guidance)) for b in args.batch_sizes]
-    best = max(r for _, r in rows)
-    print(f"{'batch':>6} {'images/s':>9} {'s/batch':>8} {'vs best':>8} {'GFLOP/s':>8}")
-    for b, r in rows:
-        print(f"{b:>6} {r:>9.2f} {b / r:>8.2f} {r / best:>8.2f} {r * sum(f.values()):>8.1f}")
+    rows = [(d, b, measure(pipes[d][0], b, max(args.images, b), args.size, args.steps, args.guidance))
+            for b in args.batch_sizes for d in args.dtypes]
+    best = max(r for *_, r in rows)
+    print(f"{'dtype':>9} {'batch':>6} {'images/s':>9} {'s/batch':>8} {'vs best':>8} {'GFLOP/s':>8}")
+    for d, b, r in rows:
+        print(f"{d:>9} {b:>6} {r:>9.2f} {b / r:>8.2f} {r / best:>8.2f} {r * sum(f.values()):>8.1f}")
     print(f"load average after: {os.getloadavg()[0]:.2f}; goal >= 15 images/s; best {best:.2f} images/s")
 
 

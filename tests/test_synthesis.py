@@ -251,3 +251,14 @@ def test_pipeline_from_a_local_base_with_the_runs_adapter(pipe, tmp_path):
     synthesis.generate(run, adapted, shard="1/3", progress=False)
     manifest = (run.dir / "synthetic" / "manifest.json").read_text()
     assert str(base) in manifest and lora.adapter_name(run.cfg) in manifest
+
+
+def test_bfloat16_generator_on_cpu(tmp_path):
+    import torch
+
+    run = _run(tmp_path / "bf16", **{"generator.dtype": "bfloat16", "synthesis.prompt_mode": "class"})
+    p = synthesis.load_pipeline(run, random_weights=True)
+    assert p.unet.dtype == torch.bfloat16
+    synthesis.generate(run, p, shard="1/3", progress=False)
+    shard = np.load(synthesis.shard_paths(run, 0)[0])
+    assert shard.dtype == np.uint8 and shard.shape == (SHARD, 32, 32, 3)
