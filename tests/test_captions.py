@@ -98,8 +98,9 @@ def test_original_release_files_are_read(tmp_path):
     assert table["class_name"].tolist() == ["airplane", "automobile"]
     assert table["prompt"].tolist() == ["airplane: an airplane flying in the blue sky", "automobile: a red car parked on a street"]
     js = tmp_path / "cifar10.json"
-    js.write_text(json.dumps({"airplane": ["a jet on a runway", "a plane"], "cat": ["a cat on a sofa"]}))
+    js.write_text(json.dumps({"airplane": ["a jet on a runway", "airplane: a plane"], "cat": ["a cat on a sofa"]}))
     grouped = captions.read_grouped_by_class(js)
+    assert grouped["airplane"] == ["a jet on a runway", "airplane: a plane"]
     t = captions.captions_from_grouped(grouped, ["airplane", "automobile", "cat"])
     assert t["label"].tolist() == [0, 0, 2]
     assert t["prompt"].tolist() == ["airplane: a jet on a runway", "airplane: a plane", "cat: a cat on a sofa"]

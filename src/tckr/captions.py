@@ -269,11 +269,18 @@ def read_grouped_by_class(path: str | Path) -> dict[str, list[str]]:
 
 def captions_from_grouped(grouped: dict[str, list[str]], class_names: Sequence[str]) -> pd.DataFrame:
     """A grouped-by-class mapping as a table (``label``, ``class_name``, ``caption``, ``prompt``) in class order;
-    class names outside ``class_names`` are an error that names them."""
+    class names outside ``class_names`` are an error that names them. Captions already written as
+    ``"<class>: <caption>"`` lose that prefix."""
     unknown = [k for k in grouped if k not in class_names]
     if unknown:
         raise ValueError(f"classes {unknown} are not among this dataset's classes: {', '.join(class_names)}")
-    rows = [(class_names.index(k), k, c, prompt_for(k, c)) for k in class_names for c in grouped.get(k, [])]
+    class_names = list(class_names)
+    rows = []
+    for k in class_names:
+        for c in grouped.get(k, []):
+            c = _clean(c)
+            c = c[len(k) + 1:].strip() if c.startswith(k + ":") else c
+            rows.append((class_names.index(k), k, c, prompt_for(k, c)))
     return pd.DataFrame(rows, columns=["label", "class_name", "caption", "prompt"])
 
 
