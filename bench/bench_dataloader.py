@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1536, help="training images per round and pipeline")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, nargs="*", default=[0, 2], help="DataLoader num_workers settings to compare")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the training process (DataLoader workers are extra processes)")
     args = ap.parse_args()
     ov = {} if args.augmix == "config" else {"train.augmix": args.augmix == "on"}
     from tckr.config import load_config

@@ -160,7 +160,7 @@ def _autocast(device: torch.device, cfg: Config):
     return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
 
 
-def _num_classes(targets: torch.Tensor, labels: np.ndarray | None, cfg: Config) -> int:
+def _num_classes(targets: torch.Tensor, cfg: Config) -> int:
     if targets.ndim == 2:
         return targets.shape[1]
     from . import data
@@ -193,7 +193,7 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
         raise ValueError(f"{len(x_all)} images but {len(t_all)} targets")
     if t_all.ndim == 1 and t_all.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"targets must be int64 labels (N) or float32 distributions (N×C), got {t_all.dtype} {tuple(t_all.shape)}")
-    n_cls = num_classes or _num_classes(t_all, None, cfg)
+    n_cls = num_classes or _num_classes(t_all, cfg)
     xv = _as_tensor(val_images)
     yv = torch.as_tensor(np.asarray(val_labels), dtype=torch.int64)
 
