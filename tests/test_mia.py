@@ -263,11 +263,31 @@ def test_shadows_mask_first_shards_and_resume(tiny_run, quick_fit, monkeypatch):
 def test_attack_writes_results_roc_arrays_aop_and_figures(tiny_run, quick_fit):
     from tckr import io
 
+    from tckr import classifiers, train
+
     run = tiny_run
     mia.train_shadows(run, progress=False)
-    assert mia.query_targets(run, progress=False) == ["teacher"]
-    res = mia.attack(run)
+    assert mia.query_targets(run, "teacher", progress=False) == ["teacher"]
+    student = mia.available_targets(run)["teacher"]
+    model = classifiers.load(student["path"])
+    classifiers.save(model, run.path("classifiers", "fashion_mnist_mbnv3_synth1x.safetensors"), arch=model.tckr_meta["arch"],
+                     class_names=run.class_names, normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
+                     extra={"role": "student", "name": "student_synth1x", "label_mode": "soft", "multiple": 1.0})
+    assert mia.query_targets(run, progress=False) == ["teacher", "student_synth1x"]
+    assert list(mia.select_targets(run, "students")) == ["student_synth1x"]
+    with pytest.raises(ValueError, match="available"):
+        mia.select_targets(run, "student_synth9x")
+    res = mia.attack(run, "teacher")
     assert list(res["attack"]) == list(run.cfg.mia.attacks) and set(res["target"]) == {"teacher"}
+    mia.attack(run, "students")
+    both = pd.read_csv(run.dir / "results" / "mia.csv")
+    assert len(both) == 2 * len(res) and set(both["role"]) == {"teacher", "student"}
+    assert (both[both["target"] == "student_synth1x"]["cardinality"] == 1.0).all()
+    # the student is a copy of the teacher: identical scores
+    np.testing.assert_array_equal(np.load(run.dir / "mia" / "scores" / "teacher_lira_online.npy"),
+                                  np.load(run.dir / "mia" / "scores" / "student_synth1x_lira_online.npy"))
+    (run.dir / "results" / "mia.csv").unlink()
+    mia.attack(run, "teacher")
     table = pd.read_csv(run.dir / "results" / "mia.csv")
     for col in ("target", "role", "cardinality", "attack", "auc", "auc_lo", "auc_hi", "tpr_at_0.1pct", "tpr_at_1pct",
                 "tpr_at_1pct_lo", "tpr_at_1pct_hi", "balanced_accuracy", "n_shadows", "n_members", "n_nonmembers"):
@@ -280,7 +300,7 @@ def test_attack_writes_results_roc_arrays_aop_and_figures(tiny_run, quick_fit):
         assert metrics.attack_metrics(s, member)["auc"] == pytest.approx(r["auc"])
         roc = pd.read_csv(run.dir / "mia" / "roc" / f"teacher_{r['attack']}.csv")
         assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(r["auc"])
-    mia.attack(run, attacks=["loss"])
+    mia.attack(run, "teacher", attacks=["loss"])
     assert len(pd.read_csv(run.dir / "results" / "mia.csv")) == len(table)
     io.save_csv(run.path("results", "classifiers.csv"), pd.DataFrame({"model": ["teacher"], "test_accuracy": [80.0]}))
     aop = mia.write_aop(run)
