@@ -159,7 +159,7 @@ def fake_synthesis(monkeypatch):
     return sets
 
 
-def test_teacher_students_and_result_files(tmp_path, fake_synthesis):
+def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch):
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={"train.epochs": 2, "gkd.regenerate_every": 1,
                                                                           "train.batch_size": 50, "study.num_threads": 1})
     with pytest.raises(FileNotFoundError, match="03_generate"):
@@ -194,6 +194,17 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis):
     assert len(evaluate.results_table(run)) == 3
     fig = evaluate.plot_curves(run)
     assert fig.is_file() and fig.with_suffix(".png").is_file()
+    from tckr import paths
+
+    monkeypatch.setattr(paths, "TRAINED", tmp_path / "trained_mbnv3")
+    exported = train.export_weights(run)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in exported) == [
+        "trained_mbnv3/students/fashion_mnist_mbnv3_synth0.5x.safetensors",
+        "trained_mbnv3/students/fashion_mnist_mbnv3_synth0.5x_hard.safetensors",
+        "trained_mbnv3/teachers/fashion_mnist_mbnv3_real.safetensors"]
+    assert (tmp_path / "trained_mbnv3" / "teachers" / "fashion_mnist_mbnv3_real.json").is_file()
+    teacher_copy = next(p for p in exported if "teachers" in p.parts)
+    assert classifiers.load(teacher_copy, num_classes=10).tckr_meta["extra"]["role"] == "teacher"
 
 
 @pytest.mark.e2e
