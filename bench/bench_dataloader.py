@@ -3,7 +3,8 @@ per-sample PIL + torchvision-transforms ``DataLoader`` (images stored PNG-encode
 access, as a Hugging Face ``datasets`` Image column does).
 
     .venv/bin/python bench/bench_dataloader.py                    # mini config's augmentations
-    .venv/bin/python bench/bench_dataloader.py --augmix on        # force AugMix on (the paper's recipe)
+    .venv/bin/python bench/bench_dataloader.py --augmix on --set train.crop_padding=0.1 train.mixup_alpha=0.2
+                                                                  # the paper's augmentations
 
 Both pipelines train the same model (the config's teacher architecture, same init) with the same
 augmentations (flip, random crop with padding, optionally AugMix, MixUp on the batch), the same batch
@@ -113,12 +114,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/mini.yaml")
     ap.add_argument("--augmix", choices=["config", "on", "off"], default="config")
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value, e.g. train.crop_padding=0.1 train.mixup_alpha=0.2")
     ap.add_argument("--images", type=int, default=1536, help="training images per round and pipeline")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, nargs="*", default=[0, 2], help="DataLoader num_workers settings to compare")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the training process (DataLoader workers are extra processes)")
     args = ap.parse_args()
-    ov = {} if args.augmix == "config" else {"train.augmix": args.augmix == "on"}
+    import yaml
+
+    ov = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    if args.augmix != "config":
+        ov["train.augmix"] = args.augmix == "on"
     from tckr.config import load_config
 
     cfg = load_config(args.config, ov)
