@@ -2,7 +2,8 @@
 
     python -m tckr.plots runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
 
-Inputs (written by the phases): ``results/classifiers.csv`` (04), ``results/mia.csv`` and
+Inputs (written by the phases): ``results/classifiers.csv`` (04; accuracies in percent), ``results/mia.csv``
+(05; AUC and TPR as fractions) and
 ``mia/roc/<target>_<attack>.csv`` (05), ``results/audit.csv`` (05), ``results/ablation.csv`` (04),
 ``synthetic/`` shards (03) and the real split indices. Outputs: ``figures/*.pdf|png`` and
 ``results/table.csv|md`` (teacher vs students: accuracy, AUC_MIA, TPR@1% FPR, AOP).
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .metrics import aop
 
 FIGURES = ("table", "cardinality", "roc", "samples", "ablation", "audit")
 
@@ -60,11 +62,6 @@ def _read(run_dir: Path, *parts: str) -> pd.DataFrame:
     return pd.read_csv(f)
 
 
-def aop(accuracy: float, auc: float, lam: float = 2.0) -> float:
-    """AOP with accuracy and AUC as fractions (same formula as ``tckr.metrics.aop``)."""
-    return float(accuracy) / (2.0 * max(float(auc), 0.5)) ** lam
-
-
 def study_table(run_dir: str | Path) -> pd.DataFrame:
     """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent), written to results/table.csv and .md."""
     run_dir = Path(run_dir)
@@ -75,11 +72,11 @@ def study_table(run_dir: str | Path) -> pd.DataFrame:
     rows = []
     for _, r in clf.iterrows():
         row = {"model": r["model"], "role": r["role"], "cardinality": r.get("cardinality", np.nan),
-               "label_mode": r.get("label_mode", ""), "accuracy": 100 * r["test_accuracy"]}
+               "label_mode": r.get("label_mode", ""), "accuracy": r["test_accuracy"]}
         if r["model"] in m.index:
             mr = m.loc[r["model"]]
             row.update(auc_mia=100 * mr["auc"], auc_lo=100 * mr.get("auc_lo", np.nan), auc_hi=100 * mr.get("auc_hi", np.nan),
-                       tpr_at_1pct=100 * mr["tpr_at_1pct"], aop=100 * aop(r["test_accuracy"], mr["auc"]))
+                       tpr_at_1pct=100 * mr["tpr_at_1pct"], aop=100 * aop(r["test_accuracy"] / 100, mr["auc"]))
         else:
             row.update(auc_mia=np.nan, auc_lo=np.nan, auc_hi=np.nan, tpr_at_1pct=np.nan, aop=np.nan)
         row["attack"] = attack
@@ -235,8 +232,8 @@ def plot_ablation(run_dir: Path) -> list[Path]:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     labels = [f"{r.prompt_mode} prompts\n{r.label_mode} labels" for r in ab.itertuples()]
-    ax.bar(range(len(ab)), 100 * ab["test_accuracy"], color=["C0" if m == "soft" else "C1" for m in ab["label_mode"]])
-    for i, v in enumerate(100 * ab["test_accuracy"]):
+    ax.bar(range(len(ab)), ab["test_accuracy"], color=["C0" if m == "soft" else "C1" for m in ab["label_mode"]])
+    for i, v in enumerate(ab["test_accuracy"]):
         ax.text(i, v + 0.5, f"{v:.1f}", ha="center", fontsize=8)
     ax.set_xticks(range(len(ab)), labels, fontsize=8)
     ax.set_ylabel("student CAS (%)")
