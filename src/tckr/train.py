@@ -5,8 +5,8 @@ schedule, label smoothing (hard targets only), the paper's augmentations each sw
 ``cfg.train`` (flip, random crop with padding, AugMix, MixUp), AMP on GPU, early stopping and
 best-epoch selection on a validation split — never on the test split.
 
-Data pipeline: images stay decoded ``uint8`` tensors (``N×H×W×3``; memory-maps are indexed per
-batch); every augmentation is applied to whole batches as tensor ops (flip and crop vectorised,
+Data pipeline: images stay decoded ``uint8`` tensors (``N×H×W×3``; read-only memory-maps, e.g. a
+large synthetic set, are indexed per batch with sorted indices); every augmentation is applied to whole batches as tensor ops (flip and crop vectorised,
 AugMix through ``torchvision.transforms.v2`` on chunks of :data:`AUGMIX_CHUNK` images that share
 one sampled op chain, each image with its own mixing weights). No per-image PIL work.
 
@@ -52,20 +52,25 @@ def normalisation(cfg: Config) -> dict[str, list[float]]:
     return data.channel_stats(cfg.study.dataset, cfg.data.image_size)
 
 
-def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
+    """In-memory images as a uint8 tensor (no copy); read-only memory-maps stay arrays, read per batch."""
     if isinstance(images, torch.Tensor):
         return images
-    arr = np.asarray(images)
+    arr = images if isinstance(images, np.ndarray) else np.asarray(images)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"images must be uint8 N×H×W×3, got {arr.dtype} {arr.shape}")
-    if not arr.flags.writeable:
-        arr = np.array(arr)
+    if isinstance(arr, np.memmap) or not arr.flags.writeable:
+        return arr
     return torch.from_numpy(arr)
 
 
-def _take(images: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _take(images: torch.Tensor | np.ndarray, index: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch ``B×3×H×W`` uint8 on ``device``."""
-    return images[index.to(images.device)].to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
+    if isinstance(images, np.ndarray):
+        batch = torch.from_numpy(np.ascontiguousarray(images[index.numpy()]))
+    else:
+        batch = images[index.to(images.device)]
+    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
 
 
 def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -234,7 +239,7 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
         loss_sum = correct = seen = 0.0
         perm = torch.randperm(len(x_all), generator=gen)
         for start in range(0, len(perm), tc.batch_size):
-            idx = perm[start:start + tc.batch_size]
+            idx = perm[start:start + tc.batch_size].sort().values
             if len(idx) < 2 and len(perm) > 1:
                 continue
             xb = augment_batch(_take(x_all, idx, dev), cfg, gen)
