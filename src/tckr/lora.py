@@ -1,9 +1,45 @@
-"""LoRA fine-tuning of the generator's UNet (see :func:`finetune`), and the denoising loss shared with pretraining."""
+"""LoRA fine-tuning of the generator's UNet on the private real set D (the paper's generator adaptation).
+
+:func:`finetune` wraps the UNet's attention projections (``lora.target_modules``: ``to_q``, ``to_k``,
+``to_v``, ``to_out.0``) in a peft LoRA adapter of rank ``lora.rank`` and scale ``lora.alpha / rank`` and
+trains it on the images of D with their prompts (``"<class>: <caption>"``, the run's
+``captions/captions.csv`` from :mod:`tckr.captions`): resize to ``generator.resolution`` with centre
+crop, random horizontal flip, batch ``lora.batch_size`` × gradient accumulation ``lora.grad_accum``,
+AdamW at ``lora.learning_rate``, for ``lora.epochs`` epochs or ``lora.max_steps`` optimiser steps.
+Devices, mixed precision and multi-GPU data parallelism come from ``accelerate``
+(``accelerate launch -m tckr.lora configs/paper/cifar10.yaml runs/<id>`` runs it on every GPU).
+
+Files under ``<run>/lora/``:
+
+- ``lora_<generator arch>_<dataset>.safetensors``: the adapter (``unet.<module>.lora_A.weight`` /
+  ``lora_B`` tensors) with metadata ``rank``, ``alpha``, ``target_modules``, ``base_model``,
+  ``dataset``, ``steps``, ``seed``, ``config_hash``. :func:`tckr.generator.load` /
+  :func:`tckr.generator.load_lora` read it; :func:`export_adapter` copies it to the repo's ``lora_sd2/``.
+- ``loss.csv``: one row per optimiser step; columns ``step``, ``epoch``, ``loss`` (mean denoising loss
+  over the accumulated batches), ``lr``, ``seconds`` (since this session's start).
+- ``checkpoints/checkpoint-<step>/``: ``adapter.safetensors``, ``optimizer.pt``, ``state.json``;
+  written every ``lora.checkpoint_every`` steps, at most ``lora.checkpoints_total_limit`` kept; a rerun
+  resumes from the newest one. ``training.json``: the settings and timing of the finished run.
+- ``figures/lora_loss.{pdf,png}`` (:func:`plot_loss`) and ``figures/lora_samples.{pdf,png}``
+  (:func:`plot_samples`: base model vs adapted model, same prompts and seeds).
+"""
 
 from __future__ import annotations
 
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+
+from . import generator, io, paths
+
+LORA_DIR = "lora"
 
 
 def denoising_loss(unet, scheduler, latents: torch.Tensor, text_embeddings: torch.Tensor, *,
@@ -32,3 +68,296 @@ def denoising_loss(unet, scheduler, latents: torch.Tensor, text_embeddings: torc
         w = torch.clamp(snr, max=snr_gamma) / (snr if kind == "epsilon" else snr + 1)
         per = per * w
     return per.mean()
+
+
+def adapter_name(cfg) -> str:
+    """``lora_<generator arch>_<dataset>.safetensors`` (the original release's ``lora_sd2_<dataset>`` naming)."""
+    return f"lora_{cfg.generator.arch}_{cfg.study.dataset}.safetensors"
+
+
+def adapter_path(run) -> Path:
+    return run.path(LORA_DIR, adapter_name(run.cfg))
+
+
+def export_adapter(run, dest: str | Path | None = None) -> Path:
+    """Copy the run's adapter to the repository's ``lora_sd2/`` folder (or ``dest``)."""
+    src = adapter_path(run)
+    if not src.is_file():
+        raise FileNotFoundError(f"no adapter at {src}; run notebooks/02_lora_finetune.ipynb (tckr.lora.finetune) first")
+    out = Path(dest or paths.LORA) / src.name
+    with io.atomic_path(out) as tmp:
+        shutil.copyfile(src, tmp)
+    return out
+
+
+def preprocess(images: np.ndarray, resolution: int, *, center_crop: bool, flip: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 ``N×H×W×3`` -> float ``N×3×R×R`` in [-1, 1]: resize the short side to R, centre (or top-left) crop, flip."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    h, w = x.shape[-2:]
+    if min(h, w) != resolution:
+        s = resolution / min(h, w)
+        x = F.interpolate(x, size=(max(resolution, round(h * s)), max(resolution, round(w * s))), mode="bilinear",
+                          antialias=True, align_corners=False)
+    h, w = x.shape[-2:]
+    top, left = ((h - resolution) // 2, (w - resolution) // 2) if center_crop else (0, 0)
+    x = x[..., top:top + resolution, left:left + resolution]
+    if flip is not None and flip.any():
+        x[torch.from_numpy(flip)] = x[torch.from_numpy(flip)].flip(-1)
+    return x.clamp(-1, 1)
+
+
+def training_prompts(run) -> list[str]:
+    """The prompts of D's images in D's order, from the run's captions file."""
+    from . import captions
+
+    table = captions.load_captions(run)
+    order = pd.Series(np.arange(len(table)), index=table["index"].to_numpy())
+    d_index = run.splits().D
+    missing = np.setdiff1d(d_index, table["index"].to_numpy())
+    if len(missing):
+        raise ValueError(f"{captions.captions_path(run)} has no caption for {len(missing)} image(s) of D "
+                         f"(e.g. index {missing[0]}); rerun notebooks/01_captions.ipynb")
+    return table["prompt"].to_numpy()[order.loc[d_index].to_numpy()].tolist()
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    found = [p for p in folder.glob("checkpoint-*") if (p / "state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _weight_dtype(mixed_precision: str) -> torch.dtype:
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
+
+
+def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) -> Path:
+    """Train the run's LoRA adapter (see the module docstring); returns its path. A finished adapter is
+    kept unless ``overwrite``; an interrupted run resumes from its newest checkpoint."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    cfg, lc = run.cfg, run.cfg.lora
+    out = adapter_path(run)
+    folder = out.parent
+    ckdir = folder / "checkpoints"
+    if out.is_file() and not overwrite:
+        return out
+    if overwrite:
+        shutil.rmtree(ckdir, ignore_errors=True)
+    if cfg.study.num_threads:
+        torch.set_num_threads(cfg.study.num_threads)
+    from . import runs as _runs
+
+    dev = _runs.device(cfg)
+    on_cpu = torch.device(dev).type == "cpu"
+    mp = "no" if on_cpu else lc.mixed_precision
+    acc = Accelerator(mixed_precision=mp, cpu=on_cpu)
+    seed = run.seed_for(lc.seed)
+    _runs.seed_everything(seed)
+    wdtype = _weight_dtype(mp)
+    if pipe is None:
+        pipe = generator.load(cfg.generator.base)
+    pipe.to(acc.device, dtype=wdtype)
+    for m in (pipe.unet, pipe.vae, pipe.text_encoder):
+        m.requires_grad_(False)
+    generator.add_lora(pipe, lc.rank, lc.alpha, lc.target_modules)
+    lora_params = [p for n, p in pipe.unet.named_parameters() if "lora_" in n]
+    for p in lora_params:
+        p.data = p.data.float()
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(lora_params, lr=lc.learning_rate)
+
+    D = run.real("D")
+    prompts = training_prompts(run)
+    tok = pipe.tokenizer
+    ids = torch.tensor(tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids)
+    batches_per_epoch = math.ceil(len(D) / lc.batch_size)
+    per_process = math.ceil(batches_per_epoch / acc.num_processes)
+    steps_per_epoch = math.ceil(per_process / lc.grad_accum)
+    total = lc.max_steps if lc.max_steps > 0 else lc.epochs * steps_per_epoch
+    epochs = math.ceil(total / steps_per_epoch)
+
+    step = 0
+    ckpts = _checkpoints(ckdir)
+    history: list[dict] = []
+    if ckpts:
+        last = ckpts[-1]
+        tensors, _ = io.load_weights(last / "adapter.safetensors")
+        mods = dict(pipe.unet.named_modules())
+        with torch.no_grad():
+            for key, t in tensors.items():
+                mod, ab = key[len("unet."):].rsplit(".lora_", 1)
+                getattr(mods[mod], f"lora_{ab[0]}")["default"].weight.copy_(t)
+        opt.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+        step = io.read_json(last / "state.json")["step"]
+        loss_csv = folder / "loss.csv"
+        if loss_csv.is_file():
+            old = pd.read_csv(loss_csv)
+            history = old[old["step"] <= step].to_dict("records")
+    unet, opt = acc.prepare(pipe.unet, opt)
+    unet.train()
+    scheduler = pipe.scheduler
+    t0 = time.time()
+    bar = tqdm(total=total, initial=step, desc="LoRA fine-tuning", disable=not progress or not acc.is_main_process,
+               file=sys.stdout)
+    for epoch in range(epochs):
+        perm = np.random.default_rng([seed, epoch]).permutation(len(D))
+        flips = np.random.default_rng([seed, epoch, 1]).random(len(D)) < 0.5 if lc.random_flip else None
+        mine = [(acc.process_index + acc.num_processes * i) % batches_per_epoch for i in range(per_process)]
+        groups = [mine[i:i + lc.grad_accum] for i in range(0, len(mine), lc.grad_accum)]
+        for gi, group in enumerate(groups):
+            if epoch * steps_per_epoch + gi < step:
+                continue
+            losses = []
+            for micro, b in enumerate(group):
+                idx = perm[b * lc.batch_size:(b + 1) * lc.batch_size]
+                x = preprocess(D.images[idx], cfg.generator.resolution, center_crop=lc.center_crop,
+                               flip=None if flips is None else flips[idx]).to(acc.device, wdtype)
+                g = torch.Generator().manual_seed(int(seed) * 1_000_003 + step * 1009 + micro * 31 + acc.process_index)
+                with torch.no_grad():
+                    post = pipe.vae.encode(x).latent_dist
+                    noise = torch.randn(post.mean.shape, generator=g).to(post.mean)
+                    z = (post.mean + post.std * noise) * pipe.vae.config.scaling_factor
+                    emb = pipe.text_encoder(ids[idx].to(acc.device))[0]
+                with acc.autocast():
+                    loss = denoising_loss(unet, scheduler, z, emb, generator=g)
+                acc.backward(loss / len(group))
+                losses.append(loss.item())
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            history.append({"step": step, "epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lc.learning_rate,
+                            "seconds": time.time() - t0})
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+            if acc.is_main_process and (step % lc.checkpoint_every == 0 or step == total):
+                _checkpoint(pipe, opt, ckdir, step, lc.checkpoints_total_limit, history, folder)
+            if step >= total:
+                break
+        if step >= total:
+            break
+    bar.close()
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        meta = {"dataset": run.dataset, "steps": step, "seed": seed, "config_hash": cfg.hash(),
+                "resolution": cfg.generator.resolution, "train_images": len(D)}
+        generator.save_lora(pipe, out, rank=lc.rank, alpha=lc.alpha, target_modules=lc.target_modules,
+                            base=cfg.generator.base, extra=meta)
+        io.write_json(folder / "training.json", {**meta, "lora": cfg.to_dict()["lora"], "seconds_last_session": time.time() - t0,
+                                                 "processes": acc.num_processes, "mixed_precision": mp})
+    return out
+
+
+def _checkpoint(pipe, opt, ckdir: Path, step: int, limit: int, history: list[dict], folder: Path) -> None:
+    dest = ckdir / f"checkpoint-{step}"
+    tmp = ckdir / f".tmp-checkpoint-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    io.save_weights(tmp / "adapter.safetensors", generator.lora_state(pipe))
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    io.write_json(tmp / "state.json", {"step": step})
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    io.save_csv(folder / "loss.csv", pd.DataFrame(history))
+    for old in _checkpoints(ckdir)[:-max(1, limit)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_history(run) -> pd.DataFrame:
+    """The run's per-step LoRA loss table (``lora/loss.csv``)."""
+    f = run.dir / LORA_DIR / "loss.csv"
+    if not f.is_file():
+        raise FileNotFoundError(f"no LoRA loss history at {f}; run notebooks/02_lora_finetune.ipynb first")
+    return pd.read_csv(f)
+
+
+def plot_loss(run):
+    """Per-step LoRA loss with a moving average; saved as ``figures/lora_loss.{pdf,png}``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = load_history(run)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(h["step"], h["loss"], lw=0.6, alpha=0.5, label="per step")
+    ax.plot(h["step"], h["loss"].rolling(max(1, len(h) // 20), min_periods=1).mean(), lw=1.5, label="moving average")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("denoising loss")
+    ax.set_title(f"LoRA fine-tuning on D ({run.dataset})")
+    ax.legend()
+    fig.tight_layout()
+    _save_figure(fig, run, "lora_loss")
+    return fig
+
+
+def sample_pair(run, n_per_class: int = 4, seed: int | None = None) -> dict[str, np.ndarray]:
+    """Images of the base model and of the adapted model with the same prompts and seeds (``n_per_class`` per class)."""
+    prompts = training_prompts(run)
+    D = run.real("D")
+    chosen = [i for c in range(D.num_classes) for i in np.flatnonzero(D.labels == c)[:n_per_class]]
+    batch = [prompts[i] for i in chosen]
+    seed = run.seed_for(run.cfg.synthesis.seed) if seed is None else seed
+    out = {"real": D.images[chosen]}
+    for name, lora in (("base", None), ("lora", adapter_path(run))):
+        pipe = generator.load(run.cfg.generator.base, lora)
+        with torch.no_grad():
+            img = pipe(batch, num_inference_steps=run.cfg.synthesis.steps, guidance_scale=run.cfg.synthesis.guidance_scale,
+                       height=run.cfg.generator.resolution, width=run.cfg.generator.resolution, output_type="np",
+                       generator=torch.Generator().manual_seed(seed)).images
+        out[name] = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    return out
+
+
+def plot_samples(run, n_per_class: int = 4):
+    """Rows per class: real D images, base-model samples, adapted samples (same prompts and seeds);
+    saved as ``figures/lora_samples.{pdf,png}``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = sample_pair(run, n_per_class)
+    names = run.class_names
+    k = len(names)
+    fig, axes = plt.subplots(k, 3 * n_per_class, figsize=(3 * n_per_class * 0.6, k * 0.65))
+    for c in range(k):
+        for j, key in enumerate(("real", "base", "lora")):
+            for i in range(n_per_class):
+                ax = axes[c, j * n_per_class + i]
+                ax.imshow(s[key][c * n_per_class + i])
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0 and i == 0:
+                    ax.set_title({"real": "real D", "base": "base", "lora": "LoRA"}[key], fontsize=7, loc="left")
+        axes[c, 0].set_ylabel(names[c], fontsize=6, rotation=0, ha="right")
+    fig.tight_layout(pad=0.1)
+    _save_figure(fig, run, "lora_samples")
+    return fig
+
+
+def _save_figure(fig, run, name: str) -> None:
+    for ext in ("pdf", "png"):
+        with io.atomic_path(run.path("figures", f"{name}.{ext}")) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tckr.lora CONFIG RUN_DIR`` (or under ``accelerate launch``): fine-tune the run's adapter."""
+    import argparse
+
+    from . import runs
+
+    ap = argparse.ArgumentParser(description="LoRA fine-tuning of the generator's UNet on the run's D")
+    ap.add_argument("config")
+    ap.add_argument("run_dir")
+    ap.add_argument("--export", action="store_true", help="also copy the adapter to the repository's lora_sd2/")
+    a = ap.parse_args(argv)
+    run = runs.open_run(a.config, a.run_dir)
+    path = finetune(run)
+    print(path)
+    if a.export:
+        print(export_adapter(run))
+
+
+if __name__ == "__main__":
+    main()

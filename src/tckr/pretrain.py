@@ -42,7 +42,8 @@ def _log(work: Path, msg: str) -> None:
 def pool_data(config: str, work: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Pool images, labels and prompts (``"<class>: <caption>"``), cached under ``work``."""
     f = work / "pool_prompts.csv"
-    run = runs.open_run(config, work / "run")
+    saved = (work / "run" / runs.CONFIG_FILE).is_file()
+    run = runs.open_run(None if saved else config, work / "run")
     pool = run.real("pool")
     if not f.is_file():
         caps = captions.attribute_captions(pool.images)
@@ -90,6 +91,40 @@ def train_vae(pipe, images: np.ndarray, work: Path, *, steps: int, batch: int, l
     vae.eval()
     io.save_csv(work / "vae_loss.csv", pd.DataFrame(rows))
     io.save_weights(f, vae.state_dict(), {"steps": steps, "seconds": time.time() - t0})
+
+
+def finetune_decoder(pipe, images: np.ndarray, work: Path, *, steps: int, batch: int, lr: float, seed: int) -> None:
+    """More training of the VAE's decoder alone (encoder frozen, so the latent space the UNet learnt stays valid)."""
+    f = work / "vae_decoder.safetensors"
+    vae = pipe.vae
+    dec = {k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
+    if f.is_file():
+        vae.load_state_dict(io.load_weights(f)[0], strict=False)
+        _log(work, f"vae decoder: loaded {f}")
+        return
+    if steps <= 0:
+        return
+    params = [p for n, p in vae.named_parameters() if n.startswith(("decoder.", "post_quant_conv."))]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed + 1)
+    t0 = time.time()
+    for step in range(steps):
+        idx = torch.randint(len(images), (batch,), generator=g).numpy()
+        x = to_tensor(images[idx])
+        with torch.no_grad():
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        rec = vae.decode(z).sample
+        loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps))
+        if (step + 1) % 50 == 0:
+            _log(work, f"decoder step {step + 1}/{steps} rec {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    vae.eval()
+    io.save_weights(f, {k: v for k, v in vae.state_dict().items() if k in dec}, {"steps": steps, "seconds": time.time() - t0})
 
 
 @torch.no_grad()
@@ -193,6 +228,25 @@ def _save_checkpoint(ckpt: Path, params, ema, opt, step: int, losses: list[dict]
     _log(work, f"checkpoint at step {step}")
 
 
+def snapshot(work: str | Path, *, ema: bool = True, seed: int = 0):
+    """The pipeline as of the newest checkpoint in ``work`` (EMA weights by default), e.g. to measure a run in progress."""
+    work = paths.resolve(work)
+    pipe = generator.build_random("tiny", seed=seed)
+    pipe.vae.load_state_dict(io.load_weights(work / "vae.safetensors")[0])
+    pipe.vae.register_to_config(scaling_factor=float(io.load_weights(work / "pool_latents.safetensors")[1]["scaling_factor"]))
+    if (work / "vae_decoder.safetensors").is_file():
+        pipe.vae.load_state_dict(io.load_weights(work / "vae_decoder.safetensors")[0], strict=False)
+    weights, _ = io.load_weights(work / "checkpoint" / ("ema.safetensors" if ema else "weights.safetensors"))
+    for prefix, module in (("unet.", pipe.unet), ("text_encoder.", pipe.text_encoder)):
+        missing = module.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}, strict=False).missing_keys
+        if missing:
+            raise KeyError(f"{work}: checkpoint lacks {prefix}{missing[0]} (and {len(missing) - 1} more)")
+    pipe.unet.eval()
+    pipe.text_encoder.eval()
+    pipe.vae.eval()
+    return pipe
+
+
 def save_model(pipe, out: Path) -> None:
     """``save_pretrained`` in fp16 safetensors (the float32 model rounded; loads back as float32)."""
     pipe.to(dtype=torch.float16)
@@ -209,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vae-steps", type=int, default=300)
     ap.add_argument("--vae-batch", type=int, default=32)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--decoder-steps", type=int, default=0, help="then train the VAE decoder alone (encoder frozen)")
     ap.add_argument("--kl-weight", type=float, default=1e-4)
     ap.add_argument("--steps", type=int, default=12000)
     ap.add_argument("--batch", type=int, default=64)
@@ -237,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     train_vae(pipe, images, work, steps=a.vae_steps, batch=a.vae_batch, lr=a.vae_lr, kl_weight=a.kl_weight, seed=a.seed)
     latents = encode_pool(pipe, images, work)
     _log(work, f"latents: scaling factor {pipe.vae.config.scaling_factor:.4f}")
+    finetune_decoder(pipe, images, work, steps=a.decoder_steps, batch=a.vae_batch, lr=a.vae_lr / 2, seed=a.seed)
     train_denoiser(pipe, latents, prompts, work, steps=a.steps, batch=a.batch, lr=a.lr, warmup=a.warmup,
                    drop_prompt=a.drop_prompt, snr_gamma=a.snr_gamma, ema_decay=a.ema, checkpoint_every=a.checkpoint_every,
                    seed=a.seed, max_minutes=a.max_minutes)

@@ -1,0 +1,52 @@
+"""Does the LoRA adapt the generator to D? Fine-tunes the mini tier's adapter and compares base vs adapted samples.
+
+Runs notebook 01's and 02's functions on ``--run`` (captions of D, :func:`tckr.lora.finetune`, timed), then
+:mod:`generator_quality` on the base model with and without the adapter (same prompts from D's captions,
+same seeds): agreement with a real-data classifier, Fréchet distance to D's and H's probe features.
+
+    python bench/lora_adaptation.py --run runs/quality-mini --out bench/results/lora_adaptation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import generator_quality as gq  # noqa: E402
+
+from tckr import captions, io, lora, paths, runs  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="configs/mini.yaml")
+    ap.add_argument("--run", default="runs/quality-mini")
+    ap.add_argument("--n-per-class", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    run = runs.open_run(None if (paths.resolve(a.run) / "config.yaml").is_file() else a.config, a.run)
+    torch.set_num_threads(a.threads)
+    captions.caption_run(run, progress=False)
+    t0 = time.time()
+    adapter = lora.finetune(run, progress=False)
+    seconds = time.time() - t0
+    torch.set_num_threads(a.threads)
+    sys.argv = [sys.argv[0], "--model", run.cfg.generator.base, "--lora", str(adapter), "--run", str(run.dir),
+                "--config", a.config, "--n-per-class", str(a.n_per_class), "--threads", str(a.threads)]
+    if a.out:
+        sys.argv += ["--out", a.out]
+    print(json.dumps({"adapter": str(adapter), "finetune_seconds": seconds,
+                      "steps": io.read_json(run.dir / "lora" / "training.json")["steps"]}))
+    gq.main()
+
+
+if __name__ == "__main__":
+    main()

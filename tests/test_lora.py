@@ -1,0 +1,79 @@
+"""tckr.lora: a few LoRA steps on the tiny architecture, metadata, loss history, and resume after a crash."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from tckr import captions, generator, io, lora, runs
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    torch.set_num_threads(2)
+    d = tmp_path_factory.mktemp("lora_base") / "base"
+    generator.build_random("tiny", seed=2).save_pretrained(str(d), safe_serialization=True)
+    return d
+
+
+def _run(tmp_path, base_dir, name):
+    run = runs.open_run("configs/tiny.yaml", tmp_path / name, overrides={"generator.base": str(base_dir)})
+    captions.caption_run(run, progress=False)
+    return run
+
+
+def test_a_few_lora_steps(tmp_path, base_dir):
+    run = _run(tmp_path, base_dir, "a")
+    path = lora.finetune(run, progress=False)
+    assert path == run.dir / "lora" / "lora_tiny_fashion_mnist.safetensors"
+    tensors, meta = io.load_weights(path)
+    assert meta["rank"] == 4 and meta["alpha"] == 4.0 and meta["base_model"] == str(base_dir)
+    assert meta["target_modules"] == ["to_k", "to_q", "to_v", "to_out.0"] and meta["steps"] == 4
+    assert all(k.startswith("unet.") and (".lora_A." in k or ".lora_B." in k) for k in tensors)
+    assert any(t.abs().max() > 0 for k, t in tensors.items() if ".lora_B." in k), "LoRA up weights never moved"
+    hist = pd.read_csv(run.dir / "lora" / "loss.csv")
+    assert list(hist["step"]) == [1, 2, 3, 4] and hist["loss"].notna().all()
+    assert len(list((run.dir / "lora" / "checkpoints").glob("checkpoint-*"))) <= run.cfg.lora.checkpoints_total_limit
+    pipe = generator.load(run.cfg.generator.base, lora=path)
+    assert pipe._tckr_lora["rank"] == 4
+    assert lora.finetune(run, progress=False) == path  # finished: kept
+
+
+def test_resume_after_crash_matches_uninterrupted_run(tmp_path, base_dir, monkeypatch):
+    full = lora.finetune(_run(tmp_path, base_dir, "full"), progress=False)
+    run = _run(tmp_path, base_dir, "crash")
+    real_checkpoint = lora._checkpoint
+
+    def crash_after_first(pipe, opt, ckdir, step, *args):
+        real_checkpoint(pipe, opt, ckdir, step, *args)
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(lora, "_checkpoint", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        lora.finetune(run, progress=False)
+    assert not lora.adapter_path(run).is_file()
+    monkeypatch.setattr(lora, "_checkpoint", real_checkpoint)
+    resumed = lora.finetune(run, progress=False)
+    a, _ = io.load_weights(full)
+    b, _ = io.load_weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert list(pd.read_csv(run.dir / "lora" / "loss.csv")["step"]) == [1, 2, 3, 4]
+
+
+def test_missing_captions_say_which_notebook(tmp_path, base_dir):
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "nocap", overrides={"generator.base": str(base_dir)})
+    with pytest.raises(FileNotFoundError, match="01_captions"):
+        lora.finetune(run, progress=False)
+
+
+def test_preprocess_resizes_crops_and_flips():
+    import numpy as np
+
+    img = np.zeros((2, 32, 48, 3), np.uint8)
+    img[:, :, :4] = 255
+    x = lora.preprocess(img, 16, center_crop=False, flip=np.array([False, True]))
+    assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    assert x[0, :, :, 0].mean() > 0.5 and x[1, :, :, -1].mean() > 0.5
