@@ -2,9 +2,9 @@
 
 ``build(arch, num_classes, pretrained=, input_size=)`` makes a timm model whose classifier head
 has ``num_classes`` outputs, zero-initialised (training starts from uniform predictions; timm's
-default head init gives a loss near 4 at step 0 on 10 classes and slows short trainings). Inputs of 64 pixels or less (the mini tier's 32×32) get a stride-1
-stem convolution, so the network keeps 2× more spatial resolution than its ImageNet design;
-``classifier.stem_stride`` in the config overrides the rule.
+default head init gives a loss near 4 at step 0 on 10 classes and slows short trainings). Inputs
+of 64 pixels or less (the mini tier's 32×32) get a stride-1 stem convolution, so the network keeps
+2× more spatial resolution than its ImageNet design; ``classifier.stem_stride`` overrides the rule.
 
 Pretrained weights (paper tier) come from timm's Hugging Face cache. When they cannot be read
 (offline machine, no cache) :func:`build` raises :class:`PretrainedUnavailableError` saying how to

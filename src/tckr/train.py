@@ -6,9 +6,11 @@ schedule, label smoothing (hard targets only), the paper's augmentations each sw
 best-epoch selection on a validation split — never on the test split.
 
 Data pipeline: images stay decoded ``uint8`` tensors (``N×H×W×3``; read-only memory-maps, e.g. a
-large synthetic set, are indexed per batch with sorted indices); every augmentation is applied to whole batches as tensor ops (flip and crop vectorised,
-AugMix through ``torchvision.transforms.v2`` on chunks of :data:`AUGMIX_CHUNK` images that share
-one sampled op chain, each image with its own mixing weights). No per-image PIL work.
+large synthetic set, are indexed per batch with sorted indices); every augmentation is applied to
+whole batches as tensor ops (flip and crop vectorised, AugMix through ``torchvision.transforms.v2``
+on chunks of :data:`AUGMIX_CHUNK` images that share one sampled op chain, each image with its own
+mixing weights); model and inputs are channels-last. No per-image PIL work.
+``bench/bench_dataloader.py`` compares it with the original per-sample PIL ``DataLoader``.
 
 GKD (:func:`student`): the student's target for each augmented synthetic batch is the teacher's
 softmax on that same batch at temperature ``gkd.temperature`` (loss: soft cross-entropy between
@@ -19,8 +21,11 @@ redraws the student's training subset from the largest synthetic set every k epo
 History CSV columns (one row per epoch, ``run/classifiers/<model>_history.csv``):
 ``epoch`` (1-based), ``train_loss``, ``train_accuracy`` (argmax vs the target's argmax, in %),
 ``val_loss``, ``val_accuracy`` (%), ``lr`` (at the epoch's end), ``seconds`` (the epoch's training
-time), ``images_per_second``, ``best`` (this epoch is the selected one so far: highest validation accuracy, ties going to the later
-epoch; early stopping counts epochs without a strict improvement).
+time), ``images_per_second``, ``best`` (this epoch is the selected one so far: highest validation
+accuracy, ties going to the later epoch; early stopping counts epochs without a strict improvement).
+
+Used by other phases: :func:`fit` (LiRA shadows), :func:`predict_logits` (membership queries
+``identity``/``flip``/``shift``), :func:`embed` (memorisation audit), :func:`teacher`.
 """
 
 from __future__ import annotations
