@@ -9,7 +9,8 @@ import pytest
 
 from tckr import plots, runs, study
 
-FIGURE_STEMS = ["table", "cardinality", "roc", "real_vs_synthetic", "ablation", "audit_distances", "real_samples"]
+FIGURE_STEMS = ["table", "cardinality", "roc", "real_vs_synthetic", "ablation", "audit_distances", "real_samples",
+                "classifier_curves"]
 
 
 @pytest.mark.e2e
@@ -51,7 +52,7 @@ def test_figures_regenerate_from_result_files_without_training_code(tiny_chain):
         "assert not banned, banned"
     )
     subprocess.run([sys.executable, "-c", code, str(tiny_chain)], check=True, timeout=300)
-    for stem in ["table", "cardinality", "roc", "real_vs_synthetic", "ablation", "audit_distances"]:
+    for stem in ["table", "cardinality", "roc", "real_vs_synthetic", "ablation", "audit_distances", "classifier_curves"]:
         assert (tiny_chain / "figures" / f"{stem}.png").is_file(), stem
 
 

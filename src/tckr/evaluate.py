@@ -89,33 +89,10 @@ def results_table(run: runs.Run) -> pd.DataFrame:
 
 
 def plot_curves(run: runs.Run) -> Path:
-    """Validation accuracy and training loss per epoch of every model of the run (PDF + PNG)."""
-    import matplotlib
+    """Validation accuracy and training loss per epoch of every model of the run (``tckr.plots.plot_curves``)."""
+    from . import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = sorted((run.dir / "classifiers").glob("*_history.csv"))
-    if not files:
-        raise FileNotFoundError(f"no training histories in {run.dir / 'classifiers'}; train a teacher first")
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for f in files:
-        h = pd.read_csv(f)
-        name = f.name[: -len("_history.csv")]
-        line, = ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=name)
-        best = h.loc[h["val_accuracy"].idxmax()]
-        ax_acc.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=10, color=line.get_color())
-        ax_loss.plot(h["epoch"], h["train_loss"], marker="o", ms=3, color=line.get_color(), label=name)
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy (★ selected epoch)")
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    ax_acc.legend(fontsize=8)
-    fig.tight_layout()
-    out = run.path("figures", "classifier_curves.pdf")
-    for ext in ("pdf", "png"):
-        with io.atomic_path(out.with_suffix(f".{ext}")) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150)
-    plt.close(fig)
-    return out
+    return plots.plot_curves(run.dir)[0]
 
 
 def per_class_table(run: runs.Run) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import pandas as pd
 from . import io
 from .metrics import aop
 
-FIGURES = ("table", "cardinality", "roc", "samples", "ablation", "audit")
+FIGURES = ("table", "cardinality", "roc", "samples", "ablation", "audit", "curves")
 
 
 def _plt():
@@ -262,8 +262,31 @@ def plot_audit(run_dir: Path) -> list[Path]:
     return save_figure(fig, run_dir / "figures" / "audit_distances")
 
 
+def plot_curves(run_dir: str | Path) -> list[Path]:
+    """Validation accuracy (★ the selected epoch) and training loss per epoch of every classifier, from
+    ``classifiers/*_history.csv``: ``figures/classifier_curves``."""
+    run_dir = Path(run_dir)
+    files = sorted((run_dir / "classifiers").glob("*_history.csv"))
+    if not files:
+        raise FileNotFoundError(f"no training histories in {run_dir / 'classifiers'}; train a teacher first")
+    plt = _plt()
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for f in files:
+        h = pd.read_csv(f)
+        name = f.name[: -len("_history.csv")]
+        line, = ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=name)
+        best = h.loc[h["val_accuracy"].idxmax()]
+        ax_acc.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=10, color=line.get_color())
+        ax_loss.plot(h["epoch"], h["train_loss"], marker="o", ms=3, color=line.get_color(), label=name)
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy (★ selected epoch)")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "classifier_curves")
+
+
 PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_roc, "samples": plot_samples,
-            "ablation": plot_ablation, "audit": plot_audit}
+            "ablation": plot_ablation, "audit": plot_audit, "curves": plot_curves}
 
 
 def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_dir: str | Path | None = None,
