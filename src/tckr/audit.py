@@ -30,7 +30,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, plots
 
 SPACES = ("feature", "pixel")
 
@@ -136,12 +136,12 @@ def audit(run, multiples: Iterable[float] | None = None, max_synthetic: int | No
 
 def plot(run) -> list[Path]:
     """Distance distributions and the closest pairs, from ``results/audit.csv`` (images re-read by index)."""
-    from . import mia, synthesis
+    from . import synthesis
 
     if not (run.dir / "results" / "audit.csv").is_file():
         print("no results/audit.csv (no synthetic set audited yet): no audit figures")
         return []
-    plt = mia._plt()
+    plt = plots._plt()
     table = pd.read_csv(run.dir / "results" / "audit.csv")
     summ = pd.read_csv(run.dir / "results" / "audit_summary.csv")
     out = []
@@ -161,7 +161,7 @@ def plot(run) -> list[Path]:
             ax.set_ylabel("synthetic images")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    out += mia.save_figure(fig, run.path("figures", "mia_audit_distances"))
+    out += plots.save_figure(fig, run.path("figures", "mia_audit_distances"))
 
     k = int(run.cfg.audit.n_pairs)
     top = table.nsmallest(k, "feature_dist_D")
@@ -180,5 +180,5 @@ def plot(run) -> list[Path]:
         axes[i, 0].set_ylabel(name, fontsize=8)
     fig.suptitle("Synthetic images closest to a member (teacher feature space)", fontsize=9)
     fig.tight_layout()
-    out += mia.save_figure(fig, run.path("figures", "mia_audit_pairs"))
+    out += plots.save_figure(fig, run.path("figures", "mia_audit_pairs"))
     return out

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, metrics
+from .plots import _plt, save_figure, show
 
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia", "rmia_offline")
 _CHUNK_BYTES = 32 << 20
@@ -613,36 +614,6 @@ def write_aop(run, attack_name: str = "lira_online") -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- figures (from the saved files)
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, stem: Path) -> list[Path]:
-    """Save a figure as PDF and PNG (atomically) and close it."""
-    out = []
-    for ext in ("pdf", "png"):
-        target = stem.with_suffix(f".{ext}")
-        with io.atomic_path(target) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        out.append(target)
-    _plt().close(fig)
-    return out
-
-
-def show(paths: Iterable[Path]):
-    """The PNGs among ``paths`` as notebook images."""
-    from IPython.display import Image, display
-
-    for f in paths:
-        if Path(f).suffix == ".png":
-            display(Image(filename=str(f)))
-
-
 def _roc_axes(plt, title: str):
     fig, (lin, log) = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax in (lin, log):
