@@ -132,7 +132,6 @@ class MiaConfig:
     attacks: list[str] = field(default_factory=lambda: ["lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia"])
     n_bootstrap: int = 200
     seed: int = 0
-    original_variant: bool = False  # also run the original TCKR protocol (shadows on test halves), labelled as such
     population_size: int = 1000  # RMIA's population samples z: real images from the public pool split (val when it is empty)
     rmia_a: float = 0.3  # offline RMIA: p(x) = ((1 + a) p_out(x) + 1 - a) / 2
     rmia_gamma: float = 1.0  # RMIA: likelihood-ratio threshold against each z
