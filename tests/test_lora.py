@@ -77,3 +77,16 @@ def test_preprocess_resizes_crops_and_flips():
     x = lora.preprocess(img, 16, center_crop=False, flip=np.array([False, True]))
     assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
     assert x[0, :, :, 0].mean() > 0.5 and x[1, :, :, -1].mean() > 0.5
+
+
+@pytest.mark.e2e
+def test_notebook_02_results_in_tiny_chain(tiny_chain):
+    adapter = tiny_chain / "lora" / "lora_tiny_fashion_mnist.safetensors"
+    tensors, meta = io.load_weights(adapter)
+    assert meta["rank"] == 4 and meta["base_model"] == "models/tiny-sd-fashion" and meta["steps"] == 4
+    assert len(tensors) == 2 * 32  # lora_A + lora_B for the 4 projections of the tiny UNet's 8 attention layers
+    hist = pd.read_csv(tiny_chain / "lora" / "loss.csv")
+    assert list(hist["step"]) == [1, 2, 3, 4] and hist["loss"].between(0, 10).all()
+    for name in ("lora_loss", "lora_samples"):
+        assert (tiny_chain / "figures" / f"{name}.png").is_file() and (tiny_chain / "figures" / f"{name}.pdf").is_file()
+    assert (tiny_chain / "notebooks" / "02_lora_finetune.ipynb").is_file()
