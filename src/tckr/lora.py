@@ -286,8 +286,7 @@ def plot_loss(run):
     ax.set_title(f"LoRA fine-tuning on D ({run.dataset})")
     ax.legend()
     fig.tight_layout()
-    _save_figure(fig, run, "lora_loss")
-    return fig
+    return _save_figure(fig, run, "lora_loss")
 
 
 def sample_pair(run, n_per_class: int = 4, seed: int | None = None) -> dict[str, np.ndarray]:
@@ -331,14 +330,13 @@ def plot_samples(run, n_per_class: int = 4):
                     ax.set_title({"real": "real D", "base": "base", "lora": "LoRA"}[key], fontsize=7, loc="left")
         axes[c, 0].set_ylabel(names[c], fontsize=6, rotation=0, ha="right")
     fig.tight_layout(pad=0.1)
-    _save_figure(fig, run, "lora_samples")
-    return fig
+    return _save_figure(fig, run, "lora_samples")
 
 
-def _save_figure(fig, run, name: str) -> None:
-    for ext in ("pdf", "png"):
-        with io.atomic_path(run.path("figures", f"{name}.{ext}")) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150)
+def _save_figure(fig, run, name: str) -> list[Path]:
+    from . import plots
+
+    return plots.save_figure(fig, run.path("figures", name))
 
 
 def main(argv: list[str] | None = None) -> None:
