@@ -39,7 +39,7 @@ def save_figure(fig, path_stem: Path) -> list[Path]:
     out = []
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     for ext in ("pdf", "png"):
-        target = path_stem.with_suffix(f".{ext}")
+        target = path_stem.parent / f"{path_stem.name}.{ext}"
         with io.atomic_path(target) as tmp:
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
         out.append(target)
