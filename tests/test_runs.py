@@ -32,3 +32,19 @@ def test_reopening_with_other_settings_fails(tmp_path):
         runs.open_run(None, tmp_path / "empty")
     with pytest.raises(ValueError, match="unknown real split"):
         runs.open_run(None, tmp_path / "r").real("train")
+
+
+def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
+    import os
+
+    from tckr import io
+
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    io.write_json(target, {"a": 1})
+    assert list(tmp_path.iterdir()) == [target]
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~io._umask()
