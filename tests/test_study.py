@@ -43,17 +43,19 @@ def test_rerun_skips_finished_phases(tiny_chain):
 
 
 @pytest.mark.e2e
-def test_figures_regenerate_from_result_files_without_training_code(tiny_chain):
-    for f in (tiny_chain / "figures").glob("*"):
-        f.unlink()
+def test_figures_regenerate_from_result_files_without_training_code(tiny_chain, tmp_path):
+    import shutil
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_chain, run_copy, ignore=shutil.ignore_patterns("figures"))
     code = (
         "import sys; from tckr import plots; plots.make_figures(sys.argv[1], log=lambda m: None);"
         "banned = [m for m in ('tckr.train', 'tckr.lora', 'tckr.generator', 'tckr.mia', 'diffusers', 'peft', 'timm') if m in sys.modules];"
         "assert not banned, banned"
     )
-    subprocess.run([sys.executable, "-c", code, str(tiny_chain)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", code, str(run_copy)], check=True, timeout=300)
     for stem in ["table", "cardinality", "roc", "real_vs_synthetic", "ablation", "audit_distances", "classifier_curves"]:
-        assert (tiny_chain / "figures" / f"{stem}.png").is_file(), stem
+        assert (run_copy / "figures" / f"{stem}.png").is_file(), stem
 
 
 def test_failed_phase_names_the_phase_and_notebook(tmp_path):

@@ -4,7 +4,10 @@
 The caption-prompt students come from the run itself (``train.student`` with ``label_mode`` soft/hard).
 The class-only prompt set is generated into a sub-run ``<run>/ablation/class_prompts/`` (same config with
 ``synthesis.prompt_mode: class`` and only this cardinality; same splits, same LoRA adapter, same seeds),
-and its students are trained there against the run's teacher.
+and its students are trained there against the run's teacher. Every ablation student is evaluated like the
+others (``tckr.evaluate``): the hard-label caption-prompt student gets a row in the run's
+``results/classifiers.csv`` (and is attacked by 05 like every model in ``classifiers/``); the class-prompt
+students' rows go to the sub-run's ``results/``.
 
 ``run/results/ablation.csv``: prompt_mode (caption | class), label_mode (soft | hard), cardinality
 (multiple of |D|), model, test_accuracy (% of the real test split, the student's CAS).
@@ -16,7 +19,7 @@ import shutil
 
 import pandas as pd
 
-from . import io, runs, synthesis, train
+from . import evaluate, io, runs, synthesis, train
 from .config import config_from_dict
 
 SUBRUN = ("ablation", "class_prompts")
@@ -35,11 +38,6 @@ def class_prompt_run(run: runs.Run, multiple: float) -> runs.Run:
     return sub
 
 
-def _accuracy(run: runs.Run, model) -> float:
-    test = run.real("test")
-    return 100.0 * float((train.predict_logits(model, test.images, run.cfg).argmax(1) == test.labels).mean())
-
-
 def run_ablation(run: runs.Run, multiple: float | None = None, teacher_model=None, *, progress: bool = True) -> pd.DataFrame:
     """Train (or load) the four ablation students at ``multiple`` (default: the smallest cardinality)."""
     multiple = float(multiple or min(run.cfg.synthesis.cardinalities))
@@ -51,8 +49,9 @@ def run_ablation(run: runs.Run, multiple: float | None = None, teacher_model=Non
     for prompt_mode, r in (("caption", run), ("class", sub)):
         for label_mode in ("soft", "hard"):
             model = train.student(r, multiple, teacher_model, label_mode=label_mode, progress=progress)
+            result = evaluate.evaluate(r, model)
             rows.append({"prompt_mode": prompt_mode, "label_mode": label_mode, "cardinality": multiple,
-                         "model": train.model_name("student", multiple, label_mode), "test_accuracy": _accuracy(run, model)})
+                         "model": result["model"], "test_accuracy": result["test_accuracy"]})
     table = pd.DataFrame(rows)
     io.save_csv(run.path("results", "ablation.csv"), table)
     return table
