@@ -215,6 +215,7 @@ def test_notebook_04_in_the_chain(tiny_chain):
     table = evaluate.results_table(run)
     multiples = sorted(run.cfg.synthesis.cardinalities)
     expected = ["teacher"] + [train.model_name("student", m, run.cfg.gkd.label_mode) for m in multiples]
+    expected.append(train.model_name("student", min(multiples), "hard"))  # the ablation's hard-label student
     assert sorted(table.model) == sorted(expected)
     assert table.test_accuracy.between(0, 100).all() and table.val_accuracy.between(0, 100).all()
     teacher_row = table.set_index("model").loc["teacher"]
