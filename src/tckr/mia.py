@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, metrics
-from .plots import _plt, save_figure, show
+from .plots import roc_axes, save_figure, show
 
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia", "rmia_offline")
 _CHUNK_BYTES = 32 << 20
@@ -614,24 +614,9 @@ def write_aop(run, attack_name: str = "lira_online") -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- figures (from the saved files)
-def _roc_axes(plt, title: str):
-    fig, (lin, log) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax in (lin, log):
-        ax.plot([1e-5, 1], [1e-5, 1], color="grey", lw=0.8, ls=":")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.grid(alpha=0.3)
-    log.set_xscale("log")
-    log.set_yscale("log")
-    lin.set_title(title)
-    log.set_title("log-log")
-    return fig, lin, log
-
-
 def plot_roc(run) -> list[Path]:
     """``figures/mia_roc_<target>`` (every attack) and ``figures/mia_roc_lira_online`` (every target),
     linear and log-log, from ``mia/roc/*.csv`` and ``results/mia.csv``."""
-    plt = _plt()
     res = pd.read_csv(run.dir / "results" / "mia.csv")
     n_ex = int(res["n_members"].iloc[0] + res["n_nonmembers"].iloc[0])
     lo = 1.0 / max(n_ex, 1)
@@ -643,7 +628,7 @@ def plot_roc(run) -> list[Path]:
             ax.plot(roc["fpr"], roc["tpr"], lw=lw, label=f"{label} (AUC {r['auc']:.3f}, TPR@1% {100 * r['tpr_at_1pct']:.1f}%)")
 
     for t, rows in res.groupby("target", sort=False):
-        fig, lin, log = _roc_axes(plt, f"MIA ROC: {t} ({int(rows['n_shadows'].iloc[0])} shadows)")
+        fig, lin, log = roc_axes(f"MIA ROC: {t} ({int(rows['n_shadows'].iloc[0])} shadows)")
         for _, r in rows.iterrows():
             draw((lin, log), r, r["attack"])
         log.set_xlim(lo, 1)
@@ -653,7 +638,7 @@ def plot_roc(run) -> list[Path]:
         out += save_figure(fig, run.path("figures", f"mia_roc_{t}"))
     online = res[res["attack"] == "lira_online"]
     if len(online):
-        fig, lin, log = _roc_axes(plt, "LiRA online: teacher vs students")
+        fig, lin, log = roc_axes("LiRA online: teacher vs students")
         for _, r in online.iterrows():
             draw((lin, log), r, r["target"], lw=2.0 if r["role"] == "teacher" else 1.2)
         log.set_xlim(lo, 1)

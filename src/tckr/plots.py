@@ -142,18 +142,9 @@ def plot_cardinality(run_dir: Path) -> list[Path]:
     return save_figure(fig, run_dir / "figures" / "cardinality")
 
 
-def plot_roc(run_dir: Path) -> list[Path]:
-    attack = headline_attack(run_dir)
-    files = sorted((run_dir / "mia" / "roc").glob(f"*_{attack}.csv"))
-    if not files:
-        raise FileNotFoundError(f"no ROC arrays for attack {attack!r} in {run_dir / 'mia' / 'roc'}: run 05_mia_lira first")
-    plt = _plt()
-    fig, (lin, log) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for f in files:
-        roc = pd.read_csv(f)
-        name = f.stem[: -len(attack) - 1]
-        for ax in (lin, log):
-            ax.plot(roc["fpr"], roc["tpr"], label=name, lw=2.0 if name == "teacher" else 1.2)
+def roc_axes(title: str):
+    """A figure with a linear and a log-log ROC panel, the chance diagonal drawn in both."""
+    fig, (lin, log) = _plt().subplots(1, 2, figsize=(10, 4.2))
     for ax in (lin, log):
         ax.plot([1e-5, 1], [1e-5, 1], color="grey", lw=0.8, ls=":")
         ax.set_xlabel("false positive rate")
@@ -161,10 +152,24 @@ def plot_roc(run_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     log.set_xscale("log")
     log.set_yscale("log")
+    lin.set_title(title)
+    log.set_title("log-log")
+    return fig, lin, log
+
+
+def plot_roc(run_dir: Path) -> list[Path]:
+    attack = headline_attack(run_dir)
+    files = sorted((run_dir / "mia" / "roc").glob(f"*_{attack}.csv"))
+    if not files:
+        raise FileNotFoundError(f"no ROC arrays for attack {attack!r} in {run_dir / 'mia' / 'roc'}: run 05_mia_lira first")
+    fig, lin, log = roc_axes(f"ROC ({attack})")
+    for f in files:
+        roc = pd.read_csv(f)
+        name = f.stem[: -len(attack) - 1]
+        for ax in (lin, log):
+            ax.plot(roc["fpr"], roc["tpr"], label=name, lw=2.0 if name == "teacher" else 1.2)
     log.set_xlim(1e-3, 1)
     log.set_ylim(1e-3, 1)
-    lin.set_title(f"ROC ({attack})")
-    log.set_title("ROC, log-log")
     lin.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, run_dir / "figures" / "roc")
