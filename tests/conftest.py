@@ -23,3 +23,16 @@ def tiny_chain(tmp_path_factory) -> Path:
     messages = []
     study.run_study("configs/tiny.yaml", run_dir, log=messages.append)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_base(tmp_path_factory) -> Path:
+    """A local ``save_pretrained`` folder of the tiny Stable-Diffusion architecture with random weights."""
+    import torch
+
+    from tckr import generator
+
+    torch.set_num_threads(2)
+    d = tmp_path_factory.mktemp("tiny_sd") / "base"
+    generator.build_random("tiny", seed=1).save_pretrained(str(d), safe_serialization=True)
+    return d

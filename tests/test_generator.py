@@ -16,12 +16,9 @@ def _images(pipe, prompts, seed=0, steps=2, size=32):
                     generator=torch.Generator().manual_seed(seed)).images
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    torch.set_num_threads(2)
-    d = tmp_path_factory.mktemp("tiny") / "base"
-    generator.build_random("tiny", seed=1).save_pretrained(str(d), safe_serialization=True)
-    return d
+@pytest.fixture
+def tiny_dir(tiny_sd_base):
+    return tiny_sd_base
 
 
 def _with_random_lora(pipe, seed=0):

@@ -9,12 +9,9 @@ import torch
 from tckr import captions, generator, io, lora, runs
 
 
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    torch.set_num_threads(2)
-    d = tmp_path_factory.mktemp("lora_base") / "base"
-    generator.build_random("tiny", seed=2).save_pretrained(str(d), safe_serialization=True)
-    return d
+@pytest.fixture
+def base_dir(tiny_sd_base):
+    return tiny_sd_base
 
 
 def _run(tmp_path, base_dir, name):

@@ -143,25 +143,7 @@ def plot(run) -> list[Path]:
         return []
     plt = plots._plt()
     table = pd.read_csv(run.dir / "results" / "audit.csv")
-    summ = pd.read_csv(run.dir / "results" / "audit_summary.csv")
-    out = []
-    mults = sorted(table["multiple"].unique())
-    fig, axes = plt.subplots(len(mults), len(SPACES), figsize=(5 * len(SPACES), 3.2 * len(mults)), squeeze=False)
-    for row, mult in zip(axes, mults):
-        sub = table[table["multiple"] == mult]
-        for ax, space in zip(row, SPACES):
-            d_m, d_n = sub[f"{space}_dist_D"], sub[f"{space}_dist_H"]
-            bins = np.histogram_bin_edges(np.r_[d_m, d_n], bins=40)
-            ax.hist(d_m, bins=bins, alpha=0.6, label="nearest member (D)")
-            ax.hist(d_n, bins=bins, alpha=0.6, label="nearest non-member (H)")
-            s = summ[(summ["source"] == "synthetic") & (summ["multiple"] == mult) & (summ["space"] == space)].iloc[0]
-            ax.set_title(f"{mult:g}×, {space} space: {100 * s['frac_closer_to_member']:.1f}% closer to D, "
-                         f"Wilcoxon p={s['p_wilcoxon']:.2g}", fontsize=8)
-            ax.set_xlabel("nearest-neighbour distance")
-            ax.set_ylabel("synthetic images")
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    out += plots.save_figure(fig, run.path("figures", "mia_audit_distances"))
+    out = plots.save_figure(plots.audit_distances_figure(run.dir), run.path("figures", "mia_audit_distances"))
 
     k = int(run.cfg.audit.n_pairs)
     top = table.nsmallest(k, "feature_dist_D")

@@ -249,22 +249,34 @@ def plot_ablation(run_dir: Path) -> list[Path]:
     return save_figure(fig, run_dir / "figures" / "ablation")
 
 
-def plot_audit(run_dir: Path) -> list[Path]:
-    au = _read(run_dir, "results", "audit.csv")
-    plt = _plt()
-    spaces = [s for s in ("feature", "pixel") if f"{s}_dist_D" in au.columns] or ["feature"]
-    fig, axes = plt.subplots(1, len(spaces), figsize=(5 * len(spaces), 3.4), squeeze=False)
-    for ax, space in zip(axes[0], spaces):
-        d_m, d_n = au[f"{space}_dist_D"], au[f"{space}_dist_H"]
-        bins = np.histogram_bin_edges(np.concatenate([d_m, d_n]), bins=40)
-        ax.hist(d_m, bins=bins, alpha=0.6, label="to nearest member (D)")
-        ax.hist(d_n, bins=bins, alpha=0.6, label="to nearest non-member (H)")
-        ax.set_xlabel(f"nearest-neighbour distance ({space} space)")
-        ax.set_ylabel("synthetic images")
-        ax.legend(fontsize=8)
-    fig.suptitle("Memorisation audit: are synthetic images closer to members than to non-members?")
+def audit_distances_figure(run_dir: Path):
+    """Nearest-member vs nearest-non-member distances of the audited synthetic images, one panel per
+    (cardinality, space), titled with the fraction closer to D and the Wilcoxon p-value (results/audit*.csv)."""
+    run_dir = Path(run_dir)
+    table = _read(run_dir, "results", "audit.csv")
+    summ = _read(run_dir, "results", "audit_summary.csv")
+    spaces = [s for s in ("feature", "pixel") if f"{s}_dist_D" in table.columns]
+    mults = sorted(table["multiple"].unique())
+    fig, axes = _plt().subplots(len(mults), len(spaces), figsize=(5 * len(spaces), 3.2 * len(mults)), squeeze=False)
+    for row, mult in zip(axes, mults):
+        sub = table[table["multiple"] == mult]
+        for ax, space in zip(row, spaces):
+            d_m, d_n = sub[f"{space}_dist_D"], sub[f"{space}_dist_H"]
+            bins = np.histogram_bin_edges(np.r_[d_m, d_n], bins=40)
+            ax.hist(d_m, bins=bins, alpha=0.6, label="nearest member (D)")
+            ax.hist(d_n, bins=bins, alpha=0.6, label="nearest non-member (H)")
+            s = summ[(summ["source"] == "synthetic") & (summ["multiple"] == mult) & (summ["space"] == space)].iloc[0]
+            ax.set_title(f"{mult:g}×, {space} space: {100 * s['frac_closer_to_member']:.1f}% closer to D, "
+                         f"Wilcoxon p={s['p_wilcoxon']:.2g}", fontsize=8)
+            ax.set_xlabel("nearest-neighbour distance")
+            ax.set_ylabel("synthetic images")
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    return save_figure(fig, run_dir / "figures" / "audit_distances")
+    return fig
+
+
+def plot_audit(run_dir: Path) -> list[Path]:
+    return save_figure(audit_distances_figure(run_dir), Path(run_dir) / "figures" / "audit_distances")
 
 
 def plot_curves(run_dir: str | Path) -> list[Path]:
@@ -366,9 +378,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:
     """A grid of real images of D per class (figures/real_samples)."""
@@ -386,3 +395,7 @@ def show(figures: dict[str, list[Path]] | list[Path]) -> None:
     for p in items:
         if Path(p).suffix == ".png":
             display(Image(filename=str(p)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

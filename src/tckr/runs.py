@@ -102,10 +102,10 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
     run_path = paths.resolve(run_dir) if run_dir else None
     saved = run_path / CONFIG_FILE if run_path else None
     cfg = None
-    if config is not None:
-        cfg = config if isinstance(config, Config) else load_config(config, overrides)
-        if isinstance(config, Config) and overrides:
-            cfg = config_from_dict(config.to_dict(), overrides)
+    if isinstance(config, Config):
+        cfg = config_from_dict(config.to_dict(), overrides) if overrides else config
+    elif config is not None:
+        cfg = load_config(config, overrides)
     if saved is not None and saved.is_file():
         stored = config_from_dict(yaml.safe_load(saved.read_text()))
         if cfg is not None and cfg.hash() != stored.hash():
