@@ -144,6 +144,8 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=10_000)
     ap.add_argument("--teacher", action="store_true", help="also score with the run's teacher (tckr.train.teacher)")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="generator weights' dtype (the mini tier samples in bfloat16: configs/mini.yaml generator.dtype)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="JSON file for the numbers")
     ap.add_argument("--probe-only", action="store_true", help="only train (or load) the probe classifier")
@@ -163,7 +165,7 @@ def main() -> None:
 
         teacher = train.teacher(run, progress=False)
     prompts, labels = d_prompts(run, a.n_per_class)
-    result = {"model": a.model, "n": len(prompts), "steps": a.steps, "guidance": a.guidance, "probe_test_accuracy": acc,
+    result = {"model": a.model, "n": len(prompts), "steps": a.steps, "guidance": a.guidance, "dtype": a.dtype, "probe_test_accuracy": acc,
               "frechet_H_D": frechet(h_feat, d_feat)}
     variants = [("base", None)] + ([("lora", a.lora)] if a.lora else [])
     for name, lora in variants:
@@ -171,8 +173,11 @@ def main() -> None:
             from tckr import pretrain
 
             pipe = pretrain.snapshot(a.model)
+            if lora is not None:
+                generator.load_lora(pipe, lora)
         else:
             pipe = generator.load(a.model, lora)
+        pipe.to(dtype=getattr(torch, a.dtype))
         t0 = time.time()
         imgs = sample(pipe, prompts, steps=a.steps, guidance=a.guidance, seed=a.seed)
         result[name] = measure(run, imgs, labels, model, d_feat, teacher, h_feat) | {"sampling_seconds": time.time() - t0}

@@ -87,3 +87,21 @@ def test_notebook_02_results_in_tiny_chain(tiny_chain):
     for name in ("lora_loss", "lora_samples"):
         assert (tiny_chain / "figures" / f"{name}.png").is_file() and (tiny_chain / "figures" / f"{name}.pdf").is_file()
     assert (tiny_chain / "notebooks" / "02_lora_finetune.ipynb").is_file()
+
+
+def test_training_noise_follows_the_schedule_for_every_scheduler():
+    """Regression: a fresh DPMSolverMultistepScheduler's add_noise noised t=999 the least (reversed schedule)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    cfg = {k: v for k, v in generator.component_configs("tiny")["scheduler"].items() if not k.startswith("_")}
+    ref = DDPMScheduler.from_config(cfg)
+    g = torch.Generator().manual_seed(0)
+    x, n = torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g)
+    t = torch.tensor([0, 300, 700, 999])
+    for cls in (DPMSolverMultistepScheduler, DDIMScheduler, EulerDiscreteScheduler, DDPMScheduler):
+        noisy, velocity = lora.forward_diffusion(cls.from_config(cfg), x, n, t)
+        torch.testing.assert_close(noisy, ref.add_noise(x, n, t))
+        torch.testing.assert_close(velocity, ref.get_velocity(x, n, t))
+    signal = [float(torch.nn.functional.cosine_similarity(noisy[i].flatten(), x[i].flatten(), dim=0)) for i in range(4)]
+    assert signal[0] > 0.99 and signal[-1] < 0.2, signal
+    assert signal == sorted(signal, reverse=True), signal

@@ -42,23 +42,37 @@ from . import generator, io, paths
 LORA_DIR = "lora"
 
 
+def forward_diffusion(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(noisy, velocity)`` at training timesteps ``t``, from the scheduler's ``alphas_cumprod``.
+
+    Not ``scheduler.add_noise``: a freshly built ``DPMSolverMultistepScheduler`` indexes its noise levels
+    against its descending timestep list, so its ``add_noise(x, n, t)`` noises timestep 999 the least and
+    timestep 0 the most — training through it teaches the UNet a reversed schedule (diffusers' own training
+    scripts avoid this by noising with a ``DDPMScheduler``). This formula is the same for every scheduler."""
+    ac = scheduler.alphas_cumprod.to(device=latents.device, dtype=torch.float32)[t]
+    a = ac.sqrt().view(-1, *([1] * (latents.dim() - 1))).to(latents.dtype)
+    s = (1 - ac).sqrt().view(-1, *([1] * (latents.dim() - 1))).to(latents.dtype)
+    return a * latents + s * noise, a * noise - s * latents
+
+
 def denoising_loss(unet, scheduler, latents: torch.Tensor, text_embeddings: torch.Tensor, *,
                    generator: torch.Generator | None = None, snr_gamma: float = 0.0) -> torch.Tensor:
     """The diffusion training loss of ``unet`` on scaled ``latents`` at uniformly drawn timesteps.
 
     The target follows ``scheduler.config.prediction_type`` (``epsilon`` or ``v_prediction``);
-    ``snr_gamma > 0`` applies min-SNR weighting (Hang et al., 2023)."""
+    ``snr_gamma > 0`` applies min-SNR weighting (Hang et al., 2023). Noise is added by
+    :func:`forward_diffusion`."""
     n = latents.shape[0]
     dev = latents.device
     noise = torch.randn(latents.shape, generator=generator, device="cpu").to(dev, latents.dtype)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator, device="cpu").to(dev)
-    noisy = scheduler.add_noise(latents, noise, t)
+    noisy, velocity = forward_diffusion(scheduler, latents, noise, t)
     pred = unet(noisy, t, encoder_hidden_states=text_embeddings).sample
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise
     elif kind == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, t)
+        target = velocity
     else:
         raise ValueError(f"unsupported prediction_type {kind!r}; accepted: 'epsilon', 'v_prediction'")
     per = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
