@@ -39,18 +39,33 @@ def _log(work: Path, msg: str) -> None:
         f.write(line + "\n")
 
 
-def pool_data(config: str, work: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Pool images, labels and prompts (``"<class>: <caption>"``), cached under ``work``."""
+def pool_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Pool images, labels and prompts (``"<class>: <caption>"``), cached under ``work``.
+
+    ``limit > 0`` keeps a seeded subset of that many pool images (sorted pool order), chosen before
+    captioning. The cache ``pool_prompts.csv`` holds ``index`` (into the pool), ``label``, ``prompt``;
+    a cache without ``index`` covers the whole pool."""
     f = work / "pool_prompts.csv"
     saved = (work / "run" / runs.CONFIG_FILE).is_file()
     run = runs.open_run(None if saved else config, work / "run")
     pool = run.real("pool")
-    if not f.is_file():
-        caps = captions.attribute_captions(pool.images)
-        prompts = [captions.prompt_for(pool.class_names[y], c) for y, c in zip(pool.labels, caps)]
-        io.save_csv(f, pd.DataFrame({"label": pool.labels, "prompt": prompts}))
-    prompts = pd.read_csv(f)["prompt"].tolist()
-    return pool.images, pool.labels, prompts
+    keep = np.arange(len(pool))
+    if limit and limit < len(pool):
+        keep = np.sort(np.random.default_rng(seed).choice(len(pool), limit, replace=False))
+    if f.is_file():
+        cached = pd.read_csv(f)
+        index = cached["index"].to_numpy() if "index" in cached else np.arange(len(cached))
+        by_index = dict(zip(index.tolist(), cached["prompt"]))
+        missing = [i for i in keep.tolist() if i not in by_index]
+        if missing:
+            raise ValueError(f"{f} has no prompt for pool image {missing[0]} (and {len(missing) - 1} more): it was made "
+                             "with another --pool-limit or --seed; use a new --work folder")
+        prompts = [by_index[i] for i in keep.tolist()]
+    else:
+        caps = captions.attribute_captions(pool.images[keep])
+        prompts = [captions.prompt_for(pool.class_names[y], c) for y, c in zip(pool.labels[keep], caps)]
+        io.save_csv(f, pd.DataFrame({"index": keep, "label": pool.labels[keep], "prompt": prompts}))
+    return pool.images[keep], pool.labels[keep], prompts
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -284,10 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     runs.seed_everything(a.seed)
     pipe = generator.build_random("tiny", seed=a.seed)
-    images, labels, prompts = pool_data(a.config, work)
-    if a.pool_limit and a.pool_limit < len(images):
-        keep = np.sort(np.random.default_rng(a.seed).choice(len(images), a.pool_limit, replace=False))
-        images, labels, prompts = images[keep], labels[keep], [prompts[i] for i in keep]
+    images, labels, prompts = pool_data(a.config, work, limit=a.pool_limit, seed=a.seed)
     _log(work, f"pool: {len(images)} images, e.g. {prompts[0]!r}")
     train_vae(pipe, images, work, steps=a.vae_steps, batch=a.vae_batch, lr=a.vae_lr, kl_weight=a.kl_weight, seed=a.seed)
     latents = encode_pool(pipe, images, work)

@@ -1,0 +1,44 @@
+"""tckr.pretrain: a few steps of both stages on configs/tiny.yaml's pool, a loadable result, resume, cache checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tckr import generator, io, pretrain
+
+
+def _args(tmp_path, steps: int) -> list[str]:
+    return ["--config", "configs/tiny.yaml", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "model"),
+            "--pool-limit", "48", "--vae-steps", "2", "--vae-batch", "8", "--steps", str(steps), "--batch", "8",
+            "--warmup", "2", "--checkpoint-every", "2", "--threads", "1"]
+
+
+def test_pretrain_saves_a_loadable_pipeline_and_resumes(tmp_path):
+    pretrain.main(_args(tmp_path, 3))
+    work = tmp_path / "work"
+    assert io.read_json(work / "checkpoint" / "state.json")["step"] == 3
+    prompts = pd.read_csv(work / "pool_prompts.csv")
+    assert list(prompts.columns) == ["index", "label", "prompt"] and len(prompts) == 48
+    assert prompts["prompt"].str.contains(": ").all()
+    scale = io.load_weights(work / "pool_latents.safetensors")[1]["scaling_factor"]
+
+    pipe = generator.load(tmp_path / "model")
+    assert pipe.vae.config.scaling_factor == pytest.approx(float(scale))
+    img = pipe(["Sneaker: a small bright object"], num_inference_steps=2, guidance_scale=2.0, output_type="np").images
+    assert img.shape == (1, 32, 32, 3) and np.isfinite(img).all()
+
+    pretrain.main(_args(tmp_path, 5))
+    assert "resumed from step 3" in (work / "log.txt").read_text()
+    loss = pd.read_csv(work / "loss.csv")
+    assert loss["step"].tolist() == [1, 2, 3, 4, 5] and np.isfinite(loss["loss"]).all()
+    assert io.read_json(work / "checkpoint" / "state.json")["step"] == 5
+
+
+def test_prompt_cache_from_another_subset_is_refused(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    pretrain.pool_data("configs/tiny.yaml", work, limit=10, seed=0)
+    with pytest.raises(ValueError, match="another --pool-limit or --seed"):
+        pretrain.pool_data("configs/tiny.yaml", work, limit=10, seed=1)
