@@ -11,6 +11,10 @@ measures them with real-data classifiers:
   ``frechet_H_D`` is the same distance for held-out real images H (what a perfect generator would reach);
   ``nn_D``: mean distance of each sample to its nearest D image in that feature space; ``frechet_H``: the
   samples' distance to held-out real images H (a LoRA that only memorised D would lower frechet_D, not frechet_H).
+  With ``--teacher`` the same Fréchet distances in the teacher's penultimate features (``*_teacher``).
+- With ``--lora``: ``lora_vs_base``, 95% paired-bootstrap intervals (``--n-bootstrap`` resamples of the
+  samples, base and LoRA drawn together since they share prompts and seeds) of lora − base for the
+  probe Fréchet distances and both agreements. An interval below 0 for ``frechet_D`` is a measured move towards D.
 
     python bench/generator_quality.py --model models/tiny-sd-fashion
     python bench/generator_quality.py --model models/tiny-sd-fashion --lora runs/x/lora/lora_tiny_fashion_mnist.safetensors
@@ -115,22 +119,52 @@ def sample(pipe, prompts: list[str], *, steps: int, guidance: float, seed: int, 
     return np.concatenate(out)
 
 
-def measure(run, images: np.ndarray, labels: np.ndarray, model: Probe, d_feat: np.ndarray, teacher=None,
-            h_feat: np.ndarray | None = None) -> dict:
+def nearest_distance(a: np.ndarray, b: np.ndarray, chunk: int = 1000) -> np.ndarray:
+    """Euclidean distance of each row of ``a`` to its nearest row of ``b`` (chunked: no N×M×F array)."""
+    bb = (b ** 2).sum(1)
+    out = []
+    for s in range(0, len(a), chunk):
+        x = a[s:s + chunk]
+        d2 = (x ** 2).sum(1)[:, None] + bb[None, :] - 2 * x @ b.T
+        out.append(np.sqrt(np.maximum(d2.min(1), 0)))
+    return np.concatenate(out)
+
+
+def measure(run, images: np.ndarray, labels: np.ndarray, model: Probe, feats: dict, teacher=None) -> tuple[dict, dict]:
+    """Numbers of one set of samples, and its features (``probe``, ``teacher``) for paired comparisons."""
     pred = logits(model, images).argmax(1)
     f = features(model, images)
-    dist = np.sqrt(((f[:, None, :] - d_feat[None, :, :]) ** 2).sum(-1)).min(1)
     out = {"agreement_probe": float((pred == labels).mean()),
            "agreement_probe_per_class": [float((pred[labels == c] == c).mean()) for c in range(len(run.class_names))],
-           "frechet_D": frechet(f, d_feat), "nn_D": float(dist.mean())}
-    if h_feat is not None:
-        out["frechet_H"] = frechet(f, h_feat)
+           "frechet_D": frechet(f, feats["probe_D"]), "frechet_H": frechet(f, feats["probe_H"]),
+           "nn_D": float(nearest_distance(f, feats["probe_D"]).mean())}
+    kept = {"probe": f, "correct_probe": pred == labels}
     if teacher is not None:
         from tckr import train
 
         t = train.predict_logits(teacher, images, run.cfg).argmax(1)
+        tf = train.embed(teacher, images, run.cfg).astype(np.float64)
         out["agreement_teacher"] = float((t == labels).mean())
-    return out
+        out["agreement_teacher_per_class"] = [float((t[labels == c] == c).mean()) for c in range(len(run.class_names))]
+        out["frechet_D_teacher"] = frechet(tf, feats["teacher_D"])
+        out["frechet_H_teacher"] = frechet(tf, feats["teacher_H"])
+        kept |= {"teacher": tf, "correct_teacher": t == labels}
+    return out, kept
+
+
+def paired_bootstrap(base: dict, lora: dict, feats: dict, n_boot: int, seed: int = 0) -> dict:
+    """95% intervals of lora − base, resampling the (paired: same prompt, same seed) samples together."""
+    rng = np.random.default_rng(seed)
+    n = len(base["probe"])
+    diffs = {"frechet_D": [], "frechet_H": [], "agreement_probe": []} | ({"agreement_teacher": []} if "teacher" in base else {})
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        for split in ("D", "H"):
+            diffs[f"frechet_{split}"].append(frechet(lora["probe"][i], feats[f"probe_{split}"]) - frechet(base["probe"][i], feats[f"probe_{split}"]))
+        diffs["agreement_probe"].append(lora["correct_probe"][i].mean() - base["correct_probe"][i].mean())
+        if "teacher" in base:
+            diffs["agreement_teacher"].append(lora["correct_teacher"][i].mean() - base["correct_teacher"][i].mean())
+    return {f"{k}_lora_minus_base_ci95": [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in diffs.items()}
 
 
 def main() -> None:
@@ -147,6 +181,7 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="generator weights' dtype (the mini tier samples in bfloat16: configs/mini.yaml generator.dtype)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-bootstrap", type=int, default=200, help="paired bootstrap of lora − base (0 = none)")
     ap.add_argument("--out", default=None, help="JSON file for the numbers")
     ap.add_argument("--probe-only", action="store_true", help="only train (or load) the probe classifier")
     a = ap.parse_args()
@@ -156,17 +191,21 @@ def main() -> None:
     if a.probe_only:
         return
     acc = io.load_weights(run.path("quality", "probe.safetensors"))[1]["test_accuracy"]
-    d = run.real("D")
-    d_feat = features(model, d.images)
-    h_feat = features(model, run.real("H").images)
+    d, h = run.real("D"), run.real("H")
+    feats = {"probe_D": features(model, d.images), "probe_H": features(model, h.images)}
     teacher = None
     if a.teacher:
         from tckr import train
 
         teacher = train.teacher(run, progress=False)
+        feats |= {"teacher_D": train.embed(teacher, d.images, run.cfg).astype(np.float64),
+                  "teacher_H": train.embed(teacher, h.images, run.cfg).astype(np.float64)}
     prompts, labels = d_prompts(run, a.n_per_class)
     result = {"model": a.model, "n": len(prompts), "steps": a.steps, "guidance": a.guidance, "dtype": a.dtype, "probe_test_accuracy": acc,
-              "frechet_H_D": frechet(h_feat, d_feat)}
+              "frechet_H_D": frechet(feats["probe_H"], feats["probe_D"])}
+    if teacher is not None:
+        result["frechet_H_D_teacher"] = frechet(feats["teacher_H"], feats["teacher_D"])
+    kept = {}
     variants = [("base", None)] + ([("lora", a.lora)] if a.lora else [])
     for name, lora in variants:
         if (paths.resolve(a.model) / "checkpoint").is_dir():
@@ -180,8 +219,12 @@ def main() -> None:
         pipe.to(dtype=getattr(torch, a.dtype))
         t0 = time.time()
         imgs = sample(pipe, prompts, steps=a.steps, guidance=a.guidance, seed=a.seed)
-        result[name] = measure(run, imgs, labels, model, d_feat, teacher, h_feat) | {"sampling_seconds": time.time() - t0}
+        seconds = time.time() - t0
+        result[name], kept[name] = measure(run, imgs, labels, model, feats, teacher)
+        result[name]["sampling_seconds"] = seconds
         io.save_array(run.path("quality", f"samples_{name}.npy"), imgs)
+    if a.lora and a.n_bootstrap:
+        result["lora_vs_base"] = paired_bootstrap(kept["base"], kept["lora"], feats, a.n_bootstrap)
     print(json.dumps(result, indent=1))
     if a.out:
         io.write_json(paths.resolve(a.out), result)
