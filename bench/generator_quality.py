@@ -115,7 +115,7 @@ def sample(pipe, prompts: list[str], *, steps: int, guidance: float, seed: int, 
     for s in range(0, len(prompts), batch):
         g = torch.Generator().manual_seed(seed + s)
         img = pipe(prompts[s:s + batch], num_inference_steps=steps, guidance_scale=guidance, output_type="np", generator=g).images
-        out.append((np.clip(img, 0, 1) * 255).round().astype(np.uint8))
+        out.append(generator.to_uint8(img))
     return np.concatenate(out)
 
 

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import io, paths
@@ -82,6 +83,16 @@ def build_random(arch: str, *, seed: int = 0, dtype: torch.dtype = torch.float32
     pipe.to(dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``N×H×W×3`` images -> float ``N×3×H×W`` in [-1, 1] (the VAE's input range)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def to_uint8(images) -> np.ndarray:
+    """The pipeline's ``output_type="np"`` images (float ``N×H×W×3`` in [0, 1]) as uint8."""
+    return np.clip(np.round(np.asarray(images) * 255), 0, 255).astype(np.uint8)
 
 
 def _strip(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def export_adapter(run, dest: str | Path | None = None) -> Path:
 
 def preprocess(images: np.ndarray, resolution: int, *, center_crop: bool, flip: np.ndarray | None = None) -> torch.Tensor:
     """uint8 ``N×H×W×3`` -> float ``N×3×R×R`` in [-1, 1]: resize the short side to R, centre (or top-left) crop, flip."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    x = generator.to_pixels(images)
     h, w = x.shape[-2:]
     if min(h, w) != resolution:
         s = resolution / min(h, w)
@@ -286,11 +286,9 @@ def load_history(run) -> pd.DataFrame:
 
 def plot_loss(run):
     """Per-step LoRA loss with a moving average; saved as ``figures/lora_loss.{pdf,png}``."""
-    import matplotlib
+    from . import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots._plt()
     h = load_history(run)
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(h["step"], h["loss"], lw=0.6, alpha=0.5, label="per step")
@@ -317,18 +315,16 @@ def sample_pair(run, n_per_class: int = 4, seed: int | None = None) -> dict[str,
             img = pipe(batch, num_inference_steps=run.cfg.synthesis.steps, guidance_scale=run.cfg.synthesis.guidance_scale,
                        height=run.cfg.generator.resolution, width=run.cfg.generator.resolution, output_type="np",
                        generator=torch.Generator().manual_seed(seed)).images
-        out[name] = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+        out[name] = generator.to_uint8(img)
     return out
 
 
 def plot_samples(run, n_per_class: int = 4):
     """Rows per class: real D images, base-model samples, adapted samples (same prompts and seeds);
     saved as ``figures/lora_samples.{pdf,png}``."""
-    import matplotlib
+    from . import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots._plt()
     s = sample_pair(run, n_per_class)
     names = run.class_names
     k = len(names)

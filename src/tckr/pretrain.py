@@ -68,11 +68,6 @@ def pool_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tupl
     return pool.images[keep], pool.labels[keep], prompts
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``N×H×W×3`` -> float ``N×3×H×W`` in [-1, 1] (the VAE's input range)."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 def train_vae(pipe, images: np.ndarray, work: Path, *, steps: int, batch: int, lr: float, kl_weight: float, seed: int) -> None:
     vae = pipe.vae
     f = work / "vae.safetensors"
@@ -88,7 +83,7 @@ def train_vae(pipe, images: np.ndarray, work: Path, *, steps: int, batch: int, l
     rows = []
     for step in range(steps):
         idx = torch.randint(len(images), (batch,), generator=g).numpy()
-        x = to_tensor(images[idx])
+        x = generator.to_pixels(images[idx])
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
         rec = vae.decode(z).sample
@@ -125,7 +120,7 @@ def finetune_decoder(pipe, images: np.ndarray, work: Path, *, steps: int, batch:
     t0 = time.time()
     for step in range(steps):
         idx = torch.randint(len(images), (batch,), generator=g).numpy()
-        x = to_tensor(images[idx])
+        x = generator.to_pixels(images[idx])
         with torch.no_grad():
             post = vae.encode(x).latent_dist
             z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
@@ -151,7 +146,7 @@ def encode_pool(pipe, images: np.ndarray, work: Path) -> tuple[torch.Tensor, tor
     else:
         means, stds = [], []
         for s in range(0, len(images), 512):
-            post = pipe.vae.encode(to_tensor(images[s:s + 512])).latent_dist
+            post = pipe.vae.encode(generator.to_pixels(images[s:s + 512])).latent_dist
             means.append(post.mean)
             stds.append(post.std)
         mean, std = torch.cat(means), torch.cat(stds)

@@ -153,18 +153,6 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return k, n
 
 
-def adapter_path(run) -> Path:
-    """Where notebook 02 leaves the run's LoRA adapter (it may not exist)."""
-    try:
-        from . import lora
-
-        if hasattr(lora, "adapter_path"):
-            return Path(lora.adapter_path(run))
-    except ImportError:
-        pass
-    return run.dir / "lora" / f"lora_{run.cfg.generator.arch}_{run.dataset}.safetensors"
-
-
 def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
     """The run's generator: ``generator.base`` with the run's adapter from notebook 02 when there is one.
 
@@ -174,7 +162,7 @@ def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, d
     """
     import torch
 
-    from . import generator
+    from . import generator, lora
     from .runs import device as run_device
 
     dev = device or run_device(run.cfg)
@@ -185,7 +173,7 @@ def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, d
         pipe = generator.build_random(run.cfg.generator.arch, dtype=dtype).to(dev)
         pipe._tckr_base, pipe._tckr_adapter = f"random:{run.cfg.generator.arch}", None
         return pipe
-    adapter = adapter_path(run) if use_lora else None
+    adapter = lora.adapter_path(run) if use_lora else None
     adapter = adapter if adapter is not None and adapter.is_file() else None
     pipe = generator.load(run.cfg.generator.base, lora=adapter, dtype=dtype, device=dev)
     pipe._tckr_adapter = str(adapter) if adapter else None
@@ -247,6 +235,8 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     import torch
     from tqdm.auto import tqdm
 
+    from .generator import to_uint8
+
     cfg = run.cfg.synthesis
     if run.cfg.study.num_threads and torch.get_num_threads() != run.cfg.study.num_threads:
         torch.set_num_threads(run.cfg.study.num_threads)
@@ -285,7 +275,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
             with torch.inference_mode():
                 out = pipe(prompt=prompts[s:s + bs], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
                            height=res, width=res, generator=gens, output_type="np").images
-            images[s:s + len(gens)] = np.clip(np.round(np.asarray(out) * 255), 0, 255).astype(np.uint8)
+            images[s:s + len(gens)] = to_uint8(out)
             bar.update(len(gens))
         io.save_array(npy, images)
         io.save_csv(csv, rows)
