@@ -31,7 +31,7 @@ import torch
 from scipy import linalg
 from torch import nn
 
-from tckr import captions, generator, io, paths, runs
+from tckr import audit, captions, generator, io, paths, runs
 
 
 class Probe(nn.Module):
@@ -119,17 +119,6 @@ def sample(pipe, prompts: list[str], *, steps: int, guidance: float, seed: int, 
     return np.concatenate(out)
 
 
-def nearest_distance(a: np.ndarray, b: np.ndarray, chunk: int = 1000) -> np.ndarray:
-    """Euclidean distance of each row of ``a`` to its nearest row of ``b`` (chunked: no N×M×F array)."""
-    bb = (b ** 2).sum(1)
-    out = []
-    for s in range(0, len(a), chunk):
-        x = a[s:s + chunk]
-        d2 = (x ** 2).sum(1)[:, None] + bb[None, :] - 2 * x @ b.T
-        out.append(np.sqrt(np.maximum(d2.min(1), 0)))
-    return np.concatenate(out)
-
-
 def measure(run, images: np.ndarray, labels: np.ndarray, model: Probe, feats: dict, teacher=None) -> tuple[dict, dict]:
     """Numbers of one set of samples, and its features (``probe``, ``teacher``) for paired comparisons."""
     pred = logits(model, images).argmax(1)
@@ -137,7 +126,7 @@ def measure(run, images: np.ndarray, labels: np.ndarray, model: Probe, feats: di
     out = {"agreement_probe": float((pred == labels).mean()),
            "agreement_probe_per_class": [float((pred[labels == c] == c).mean()) for c in range(len(run.class_names))],
            "frechet_D": frechet(f, feats["probe_D"]), "frechet_H": frechet(f, feats["probe_H"]),
-           "nn_D": float(nearest_distance(f, feats["probe_D"]).mean())}
+           "nn_D": float(audit.nearest(f, feats["probe_D"])[0].mean())}
     kept = {"probe": f, "correct_probe": pred == labels}
     if teacher is not None:
         from tckr import train
