@@ -316,13 +316,9 @@ def caption_run(run, captioner=None, *, progress: bool = True, overwrite: bool =
         return table
     D = run.real("D")
     if captioner is None:
-        import torch
+        from .runs import device as _device, set_threads
 
-        from .runs import device as _device
-
-        if run.cfg.study.num_threads and torch.get_num_threads() != run.cfg.study.num_threads:
-            torch.set_num_threads(run.cfg.study.num_threads)
-
+        set_threads(run.cfg)
         captioner = build_captioner(run.cfg, _device(run.cfg))
     caps = [_clean(c) for c in captioner.caption(D.images, progress=progress)]
     if len(caps) != len(D):

@@ -157,9 +157,9 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
         return out
     if overwrite:
         shutil.rmtree(ckdir, ignore_errors=True)
-    if cfg.study.num_threads:
-        torch.set_num_threads(cfg.study.num_threads)
     from . import runs as _runs
+
+    _runs.set_threads(cfg)
 
     dev = _runs.device(cfg)
     on_cpu = torch.device(dev).type == "cpu"

@@ -210,6 +210,14 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def set_threads(cfg: Config) -> None:
+    """torch's CPU threads as ``study.num_threads`` asks (0 leaves torch's default)."""
+    import torch
+
+    if cfg.study.num_threads and torch.get_num_threads() != cfg.study.num_threads:
+        torch.set_num_threads(cfg.study.num_threads)
+
+
 def device(cfg: Config):
     """The torch device the config asks for (``auto``: CUDA when available)."""
     import torch

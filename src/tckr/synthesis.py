@@ -236,10 +236,10 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     from tqdm.auto import tqdm
 
     from .generator import to_uint8
+    from .runs import set_threads
 
     cfg = run.cfg.synthesis
-    if run.cfg.study.num_threads and torch.get_num_threads() != run.cfg.study.num_threads:
-        torch.set_num_threads(run.cfg.study.num_threads)
+    set_threads(run.cfg)
     k, n_workers = parse_shard(shard)
     table = plan(run)
     n_shards = int(table["shard"].max()) + 1 if len(table) else 0

@@ -160,10 +160,6 @@ def _hard_to_dist(labels: torch.Tensor, num_classes: int, smoothing: float) -> t
 
 
 # ---------------------------------------------------------------- training
-def _set_threads(cfg: Config) -> None:
-    if cfg.study.num_threads > 0 and torch.get_num_threads() != cfg.study.num_threads:
-        torch.set_num_threads(cfg.study.num_threads)
-
 
 def _autocast(device: torch.device, cfg: Config):
     enabled = device.type == "cuda" and cfg.train.amp
@@ -191,7 +187,7 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     """
     from tqdm.auto import tqdm
 
-    _set_threads(cfg)
+    runs.set_threads(cfg)
     dev = runs.device(cfg)
     tc = cfg.train
     epochs = tc.epochs if epochs is None else int(epochs)
@@ -313,7 +309,7 @@ def _evaluate(model: nn.Module, pre: Preprocess, x: torch.Tensor, y: torch.Tenso
 def _batches(model: nn.Module, images: np.ndarray, cfg: Config, augment: str, batch_size: int, fn: Callable) -> np.ndarray:
     if augment not in QUERY_AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}; accepted: {', '.join(QUERY_AUGMENTS)}")
-    _set_threads(cfg)
+    runs.set_threads(cfg)
     dev = runs.device(cfg)
     x = _as_tensor(images)
     input_size = getattr(model, "tckr_input_size", None) or cfg.classifier.input_size
@@ -442,12 +438,9 @@ def students(run: runs.Run, cardinalities: list[float] | None = None, teacher_mo
 
 def require_synthetic(run: runs.Run, multiples: list[float]) -> None:
     """``FileNotFoundError`` naming the missing synthetic sets unless all of ``multiples`` exist."""
-    try:
-        from . import synthesis
+    from . import synthesis
 
-        have = [float(m) for m in synthesis.available_multiples(run)]
-    except ImportError:
-        have = []
+    have = [float(m) for m in synthesis.available_multiples(run)]
     missing = [m for m in multiples if not any(abs(m - h) < 1e-9 for h in have)]
     if missing:
         raise FileNotFoundError(
