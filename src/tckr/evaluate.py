@@ -102,10 +102,3 @@ def per_class_table(run: runs.Run) -> pd.DataFrame:
         raise FileNotFoundError(f"no {path}; evaluate a teacher or student first (tckr.evaluate.evaluate)")
     pc = pd.read_csv(path)
     return pc.pivot(index="class_name", columns="model", values="accuracy").reindex(run.class_names)
-
-
-def show(figure: Path):
-    """Display a saved figure's PNG in a notebook."""
-    from IPython.display import Image
-
-    return Image(filename=str(Path(figure).with_suffix(".png")))
