@@ -1,4 +1,5 @@
-"""tckr.pretrain: a few steps of both stages on configs/tiny.yaml's pool, a loadable result, resume, cache checks."""
+"""tckr.pretrain: a few steps of both stages on configs/tiny.yaml's public partition, a loadable result with its
+training indices, resume, cache checks."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import generator, io, pretrain
+from tckr import generator, io, pretrain, provenance, runs
 
 
 def _args(tmp_path, steps: int) -> list[str]:
     return ["--config", "configs/tiny.yaml", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "model"),
-            "--pool-limit", "48", "--vae-steps", "2", "--vae-batch", "8", "--steps", str(steps), "--batch", "8",
+            "--limit", "48", "--vae-steps", "2", "--vae-batch", "8", "--steps", str(steps), "--batch", "8",
             "--warmup", "2", "--checkpoint-every", "2", "--threads", "1"]
 
 
@@ -19,10 +20,14 @@ def test_pretrain_saves_a_loadable_pipeline_and_resumes(tmp_path):
     pretrain.main(_args(tmp_path, 3))
     work = tmp_path / "work"
     assert io.read_json(work / "checkpoint" / "state.json")["step"] == 3
-    prompts = pd.read_csv(work / "pool_prompts.csv")
+    prompts = pd.read_csv(work / "public_prompts.csv")
     assert list(prompts.columns) == ["index", "label", "prompt"] and len(prompts) == 48
     assert prompts["prompt"].str.contains(": ").all()
-    scale = io.load_weights(work / "pool_latents.safetensors")[1]["scaling_factor"]
+    scale = io.load_weights(work / "public_latents.safetensors")[1]["scaling_factor"]
+    rec, index = provenance.read_training_data(tmp_path / "model")
+    public = runs.open_run(None, work / "run").splits().public
+    assert rec["n"] == 48 and np.array_equal(index, np.sort(prompts["index"].to_numpy()))
+    assert np.isin(index, public).all()
 
     pipe = generator.load(tmp_path / "model")
     assert pipe.vae.config.scaling_factor == pytest.approx(float(scale))
@@ -39,6 +44,6 @@ def test_pretrain_saves_a_loadable_pipeline_and_resumes(tmp_path):
 def test_prompt_cache_from_another_subset_is_refused(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    pretrain.pool_data("configs/tiny.yaml", work, limit=10, seed=0)
-    with pytest.raises(ValueError, match="another --pool-limit or --seed"):
-        pretrain.pool_data("configs/tiny.yaml", work, limit=10, seed=1)
+    pretrain.public_data("configs/tiny.yaml", work, limit=10, seed=0)
+    with pytest.raises(ValueError, match="another --limit, --seed or config"):
+        pretrain.public_data("configs/tiny.yaml", work, limit=10, seed=1)

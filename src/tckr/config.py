@@ -43,6 +43,8 @@ class DataConfig:
     test_size: int = 0  # 0 = the whole official test split, else a seeded stratified subset
     image_size: int = 224  # side the real images are resized to for every phase
     split_seed: int = 0
+    public_size: int = 0  # public partition carved from the train split first (its own seed): what a pretrained base may see
+    public_seed: int = 0
 
 
 @dataclass

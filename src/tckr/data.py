@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -252,15 +252,18 @@ def resize_images(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarra
 
 @dataclass
 class Splits:
-    """Indices into the real train split: D (private training set, the members), H (held-out
-    non-members, same size as D), val (early stopping) and pool (the rest, public)."""
+    """Indices into the real train split: public (carved first, with its own seed: the only images a
+    pretrained base generator or audit feature extractor may see), D (private training set, the
+    members), H (held-out non-members, same size as D), val (early stopping) and pool (the private
+    rest, never trained on)."""
 
     D: np.ndarray
     H: np.ndarray
     val: np.ndarray
     pool: np.ndarray
+    public: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
-    NAMES = ("D", "H", "val", "pool")
+    NAMES = ("D", "H", "val", "pool", "public")
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.NAMES}
@@ -283,24 +286,43 @@ def _stratified_take(index_by_class: list[np.ndarray], n: int, rng: np.random.Ge
     return np.sort(out).astype(np.int64), rest
 
 
-def make_splits(labels: np.ndarray, train_size: int, val_size: int, seed: int) -> Splits:
-    """Seeded, class-stratified D / H / val / pool indices; |H| = |D|. ``train_size=0`` gives D the
-    largest size that leaves room for H and val."""
+def public_split(labels: np.ndarray, public_size: int, public_seed: int) -> np.ndarray:
+    """The public partition: a seeded, class-stratified subset of ``public_size`` indices that depends
+    on nothing but the labels, its size and its seed, so no other split setting can move an image
+    between public and private."""
     labels = np.asarray(labels)
-    n = len(labels)
+    if public_size < 0 or public_size > len(labels):
+        raise ValueError(f"data.public_size must lie in [0, {len(labels)}] for this train split, got {public_size}")
+    if public_size == 0:
+        return np.zeros(0, np.int64)
+    rng = np.random.default_rng([int(public_seed), 0x9B1C])
+    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    return _stratified_take(by_class, public_size, rng)[0]
+
+
+def make_splits(labels: np.ndarray, train_size: int, val_size: int, seed: int, *, public_size: int = 0,
+                public_seed: int = 0) -> Splits:
+    """Seeded, class-stratified public / D / H / val / pool indices; |H| = |D|. The public partition
+    (:func:`public_split`) is carved first; D, H and val are drawn from the rest with ``seed``, and
+    pool is what remains of it. ``train_size=0`` gives D the largest size that leaves room for H and val."""
+    labels = np.asarray(labels)
+    public = public_split(labels, public_size, public_seed)
+    private = np.setdiff1d(np.arange(len(labels)), public)
+    n = len(private)
     if train_size == 0:
         train_size = (n - val_size) // 2
     if 2 * train_size + val_size > n:
         raise ValueError(
-            f"|D|={train_size}, |H|={train_size} and val={val_size} need {2 * train_size + val_size} examples; the train split has {n}"
+            f"|D|={train_size}, |H|={train_size} and val={val_size} need {2 * train_size + val_size} examples; "
+            f"the train split has {n} outside the public partition ({len(public)})"
         )
     rng = np.random.default_rng(seed)
-    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    by_class = [rng.permutation(private[labels[private] == c]) for c in np.unique(labels)]
     D, by_class = _stratified_take(by_class, train_size, rng)
     H, by_class = _stratified_take(by_class, train_size, rng)
     val, by_class = _stratified_take(by_class, val_size, rng)
     pool = np.sort(np.concatenate(by_class)).astype(np.int64) if by_class else np.zeros(0, np.int64)
-    return Splits(D, H, val, pool)
+    return Splits(D, H, val, pool, public)
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

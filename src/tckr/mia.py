@@ -347,6 +347,12 @@ def _population(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return src.images[pos], src.labels[pos], index
 
 
+def pool_index(run) -> np.ndarray:
+    """Train-split indices of P = D ∪ H (D first), without loading images."""
+    s = run.splits()
+    return np.r_[s.D, s.H].astype(np.int64)
+
+
 def pool(run) -> Pool:
     """P = D ∪ H with labels and membership (True = in D), and Z; ``mia/pool.npz`` records the indices."""
     D, H = run.real("D"), run.real("H")

@@ -1,18 +1,21 @@
-"""Pretraining of the tiny generator (the mini tier's base model), from scratch, on a public pool.
+"""Pretraining of the tiny generator (the mini tier's base model), from scratch, on the public partition.
 
 The tiny architecture of :func:`tckr.generator.build_random` is trained in two stages on the real
-images of the run's ``pool`` split (train images outside D, H and val), with prompts
+images of the config's ``public`` split (:func:`tckr.data.public_split`: carved from the train split
+before D, H, val and pool, with its own seed, so no study setting moves an image into or out of it), with prompts
 ``"<class name>: <caption>"`` from the offline attribute captioner (:mod:`tckr.captions`):
 
 1. the VAE (reconstruction + a small KL term); its latent scaling factor is then set to 1 / std of
-   the pool's latents, as Stable Diffusion's 0.18215 was;
-2. the UNet and the CLIP text encoder together, on the pool's latents, with the denoising loss of
+   the public images' latents, as Stable Diffusion's 0.18215 was;
+2. the UNet and the CLIP text encoder together, on the public images' latents, with the denoising loss of
    :func:`tckr.lora.denoising_loss` (the same code LoRA fine-tuning uses), 10% of prompts dropped
    to ``""`` for classifier-free guidance, min-SNR weighting and an EMA of the weights.
 
 Checkpoints (safetensors + optimiser state) are written every ``--checkpoint-every`` steps under
 ``--work``; a rerun resumes from the last one. The result is a diffusers ``save_pretrained`` folder
-(fp16 safetensors; :func:`tckr.generator.load` reads it back in float32).
+(fp16 safetensors; :func:`tckr.generator.load` reads it back in float32), with the exact train-split
+indices it saw in ``training_index.npy`` and their sha256 in ``training_data.json``
+(:mod:`tckr.provenance` checks them against every study's D, H, val and test).
 
     python -m tckr.pretrain --out models/tiny-sd-fashion --work runs/pretrain-tiny-sd-fashion
 """
@@ -39,33 +42,34 @@ def _log(work: Path, msg: str) -> None:
         f.write(line + "\n")
 
 
-def pool_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Pool images, labels and prompts (``"<class>: <caption>"``), cached under ``work``.
+def public_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Public images, labels, prompts (``"<class>: <caption>"``) and their train-split indices, cached under ``work``.
 
-    ``limit > 0`` keeps a seeded subset of that many pool images (sorted pool order), chosen before
-    captioning. The cache ``pool_prompts.csv`` holds ``index`` (into the pool), ``label``, ``prompt``;
-    a cache without ``index`` covers the whole pool."""
-    f = work / "pool_prompts.csv"
+    ``limit > 0`` keeps a seeded subset of that many public images (sorted order), chosen before
+    captioning. The cache ``public_prompts.csv`` holds ``index`` (into the train split), ``label``, ``prompt``."""
+    f = work / "public_prompts.csv"
     saved = (work / "run" / runs.CONFIG_FILE).is_file()
     run = runs.open_run(None if saved else config, work / "run")
-    pool = run.real("pool")
-    keep = np.arange(len(pool))
-    if limit and limit < len(pool):
-        keep = np.sort(np.random.default_rng(seed).choice(len(pool), limit, replace=False))
+    public = run.real("public")
+    if not len(public):
+        raise ValueError(f"{config} has no public partition (data.public_size is 0): a base model may only see public images")
+    keep = np.arange(len(public))
+    if limit and limit < len(public):
+        keep = np.sort(np.random.default_rng(seed).choice(len(public), limit, replace=False))
+    index = run.splits().public[keep]
     if f.is_file():
         cached = pd.read_csv(f)
-        index = cached["index"].to_numpy() if "index" in cached else np.arange(len(cached))
-        by_index = dict(zip(index.tolist(), cached["prompt"]))
-        missing = [i for i in keep.tolist() if i not in by_index]
+        by_index = dict(zip(cached["index"].tolist(), cached["prompt"]))
+        missing = [i for i in index.tolist() if i not in by_index]
         if missing:
-            raise ValueError(f"{f} has no prompt for pool image {missing[0]} (and {len(missing) - 1} more): it was made "
-                             "with another --pool-limit or --seed; use a new --work folder")
-        prompts = [by_index[i] for i in keep.tolist()]
+            raise ValueError(f"{f} has no prompt for train image {missing[0]} (and {len(missing) - 1} more): it was made "
+                             "with another --limit, --seed or config; use a new --work folder")
+        prompts = [by_index[i] for i in index.tolist()]
     else:
-        caps = captions.attribute_captions(pool.images[keep])
-        prompts = [captions.prompt_for(pool.class_names[y], c) for y, c in zip(pool.labels[keep], caps)]
-        io.save_csv(f, pd.DataFrame({"index": keep, "label": pool.labels[keep], "prompt": prompts}))
-    return pool.images[keep], pool.labels[keep], prompts
+        caps = captions.attribute_captions(public.images[keep])
+        prompts = [captions.prompt_for(public.class_names[y], c) for y, c in zip(public.labels[keep], caps)]
+        io.save_csv(f, pd.DataFrame({"index": index, "label": public.labels[keep], "prompt": prompts}))
+    return public.images[keep], public.labels[keep], prompts, index
 
 
 def train_vae(pipe, images: np.ndarray, work: Path, *, steps: int, batch: int, lr: float, kl_weight: float, seed: int) -> None:
@@ -138,9 +142,9 @@ def finetune_decoder(pipe, images: np.ndarray, work: Path, *, steps: int, batch:
 
 
 @torch.no_grad()
-def encode_pool(pipe, images: np.ndarray, work: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of every pool image (unscaled), cached; sets the VAE's scaling factor."""
-    f = work / "pool_latents.safetensors"
+def encode_public(pipe, images: np.ndarray, work: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every public image (unscaled), cached; sets the VAE's scaling factor."""
+    f = work / "public_latents.safetensors"
     if f.is_file():
         t, meta = io.load_weights(f)
     else:
@@ -243,7 +247,7 @@ def snapshot(work: str | Path, *, ema: bool = True, seed: int = 0):
     work = paths.resolve(work)
     pipe = generator.build_random("tiny", seed=seed)
     pipe.vae.load_state_dict(io.load_weights(work / "vae.safetensors")[0])
-    pipe.vae.register_to_config(scaling_factor=float(io.load_weights(work / "pool_latents.safetensors")[1]["scaling_factor"]))
+    pipe.vae.register_to_config(scaling_factor=float(io.load_weights(work / "public_latents.safetensors")[1]["scaling_factor"]))
     if (work / "vae_decoder.safetensors").is_file():
         pipe.vae.load_state_dict(io.load_weights(work / "vae_decoder.safetensors")[0], strict=False)
     weights, _ = io.load_weights(work / "checkpoint" / ("ema.safetensors" if ema else "weights.safetensors"))
@@ -257,19 +261,23 @@ def snapshot(work: str | Path, *, ema: bool = True, seed: int = 0):
     return pipe
 
 
-def save_model(pipe, out: Path) -> None:
-    """``save_pretrained`` in fp16 safetensors (the float32 model rounded; loads back as float32)."""
+def save_model(pipe, out: Path, *, dataset: str, index: np.ndarray, config: str) -> None:
+    """``save_pretrained`` in fp16 safetensors (the float32 model rounded; loads back as float32), with
+    the train-split indices the model saw (:func:`tckr.provenance.write_training_data`)."""
+    from . import provenance
+
     pipe.to(dtype=torch.float16)
     pipe.save_pretrained(str(out), safe_serialization=True)
     pipe.to(dtype=torch.float32)
+    provenance.write_training_data(out, dataset=dataset, split="train", index=index, source=f"tckr.pretrain --config {config}")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="configs/mini.yaml", help="study config whose split defines the pool")
+    ap.add_argument("--config", default="configs/mini.yaml", help="study config whose public partition is trained on")
     ap.add_argument("--out", default="models/tiny-sd-fashion", help="save_pretrained folder to write")
     ap.add_argument("--work", default="runs/pretrain-tiny-sd-fashion", help="working folder (checkpoints, logs)")
-    ap.add_argument("--pool-limit", type=int, default=30000, help="seeded subset of the pool used (0 = all)")
+    ap.add_argument("--limit", type=int, default=0, help="seeded subset of the public partition used (0 = all)")
     ap.add_argument("--vae-steps", type=int, default=300)
     ap.add_argument("--vae-batch", type=int, default=32)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
@@ -294,19 +302,20 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     runs.seed_everything(a.seed)
     pipe = generator.build_random("tiny", seed=a.seed)
-    images, labels, prompts = pool_data(a.config, work, limit=a.pool_limit, seed=a.seed)
-    _log(work, f"pool: {len(images)} images, e.g. {prompts[0]!r}")
+    images, labels, prompts, index = public_data(a.config, work, limit=a.limit, seed=a.seed)
+    _log(work, f"public partition: {len(images)} images, e.g. {prompts[0]!r}")
     train_vae(pipe, images, work, steps=a.vae_steps, batch=a.vae_batch, lr=a.vae_lr, kl_weight=a.kl_weight, seed=a.seed)
-    latents = encode_pool(pipe, images, work)
+    latents = encode_public(pipe, images, work)
     _log(work, f"latents: scaling factor {pipe.vae.config.scaling_factor:.4f}")
     finetune_decoder(pipe, images, work, steps=a.decoder_steps, batch=a.vae_batch, lr=a.vae_lr / 2, seed=a.seed)
     train_denoiser(pipe, latents, prompts, work, steps=a.steps, batch=a.batch, lr=a.lr, warmup=a.warmup,
                    drop_prompt=a.drop_prompt, snr_gamma=a.snr_gamma, ema_decay=a.ema, checkpoint_every=a.checkpoint_every,
                    seed=a.seed, max_minutes=a.max_minutes)
-    save_model(pipe, out)
+    dataset = runs.open_run(None, work / "run").dataset
+    save_model(pipe, out, dataset=dataset, index=index, config=a.config)
     step = io.read_json(work / "checkpoint" / "state.json")["step"]
     io.write_json(work / "summary.json", {"steps": step, "seconds_this_session": time.time() - t0, "out": str(out),
-                                          "pool_size": len(images)})
+                                          "public_size": len(images)})
     _log(work, f"saved {out} after {step} steps")
 
 

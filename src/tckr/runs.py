@@ -20,7 +20,7 @@ from . import data, io, paths
 from .config import Config, ConfigError, config_from_dict, load_config
 
 CONFIG_FILE = "config.yaml"
-REAL_SPLITS = ("D", "H", "val", "pool", "test")
+REAL_SPLITS = ("D", "H", "val", "pool", "public", "test")
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Run:
         return io.load_array(f)
 
     def real(self, split: str) -> data.RealDataset:
-        """Real images of one of ``D``, ``H``, ``val``, ``pool`` (from the train split) or ``test``,
+        """Real images of one of ``D``, ``H``, ``val``, ``pool``, ``public`` (from the train split) or ``test``,
         resized to ``data.image_size``."""
         if split not in REAL_SPLITS:
             raise ValueError(f"unknown real split {split!r}; accepted: {', '.join(REAL_SPLITS)}")
@@ -129,7 +129,9 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
     if not (run_path / CONFIG_FILE).is_file():
         io.write_text(run_path / CONFIG_FILE, cfg.to_yaml())
     if not (run_path / "environment.json").is_file():
-        io.write_json(run_path / "environment.json", environment())
+        from . import provenance
+
+        io.write_json(run_path / "environment.json", {**environment(), "base_generator": provenance.check_disjoint(run)})
     if seeds.get("run_seed") not in (None, seed):
         raise ConfigError(f"run folder {run_path} was made with seed {seeds['run_seed']}, not {seed}")
     io.write_json(seeds_file, {"run_seed": seed, "split_seed": cfg.data.split_seed, "train": run.seed_for(cfg.train.seed),
@@ -150,13 +152,19 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def ensure_splits(run: Run) -> data.Splits:
+    """The run's split indices (``splits/<name>.npy``), written on first use. Files already on disk
+    must equal what the config gives (a missing one is added, a different one is an error)."""
     folder = run.dir / "splits"
     files = {k: folder / f"{k}.npy" for k in data.Splits.NAMES}
     if not all(f.is_file() for f in files.values()):
         labels = _load_real_cached(run.dataset, "train", run.cfg.data.image_size).labels
-        s = data.make_splits(labels, run.cfg.data.train_size, run.cfg.data.val_size, run.cfg.data.split_seed)
+        d = run.cfg.data
+        s = data.make_splits(labels, d.train_size, d.val_size, d.split_seed, public_size=d.public_size, public_seed=d.public_seed)
         for k, f in files.items():
-            io.save_array(f, getattr(s, k))
+            if not f.is_file():
+                io.save_array(f, getattr(s, k))
+            elif not np.array_equal(io.load_array(f), getattr(s, k)):
+                raise ConfigError(f"{f} differs from the {k} split that this run's config gives; use a new run folder")
     return data.Splits(**{k: io.load_array(f) for k, f in files.items()})
 
 

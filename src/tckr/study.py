@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import io, paths, runs
+from . import io, paths, provenance, runs
 from .config import load_config
 from .notebook import execute_notebook
 
@@ -81,6 +81,7 @@ def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: 
     for seed in seeds:
         folder = root if len(seeds) == 1 else root / f"seed{seed}"
         run = runs.open_run(cfg, folder, seed=seed)
+        provenance.check_disjoint(run)
         if len(seeds) > 1:
             log(f"== seed {seed}: {folder}")
         run_phases(run, phases, force=force, log=log)
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_study(args.config, args.run_dir, phases=phases, force=args.force, seeds=args.seeds,
                   log=lambda m: print(m, flush=True))
-    except PhaseFailed as e:
+    except (PhaseFailed, provenance.DataLeakError) as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
     return 0
