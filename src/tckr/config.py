@@ -137,6 +137,13 @@ class MiaConfig:
     population_size: int = 1000  # RMIA's population samples z: real images from the public pool split (val when it is empty)
     rmia_a: float = 0.3  # offline RMIA: p(x) = ((1 + a) p_out(x) + 1 - a) / 2
     rmia_gamma: float = 1.0  # RMIA: likelihood-ratio threshold against each z
+    headline: str = "auto"  # the one pre-registered attack behind AOP, the table and the cardinality figure; auto = lira_online_fixed below 64 shadows, else lira_online
+    n_pipelines: int = 0  # shadow pipelines (teacher -> captions -> LoRA -> synthesis -> GKD students) for the student attack; 0 = none
+    pipeline_cardinalities: list[float] = field(default_factory=list)  # student cardinalities the pipelines replicate; empty = synthesis.cardinalities
+    generator_examples: int = 0  # class-balanced subset of P for the generator attack (denoising error); 0 = skip that attack
+    generator_queries: int = 4  # K fixed (timestep, noise) pairs shared by every generator
+    synthetic_examples: int = 0  # class-balanced subset of P for the synthetic-set attack (nearest synthetic images); 0 = all of P
+    canaries: int = 0  # mislabeled canaries in P (label flipped in caption, prompt and teacher target), scored separately; 0 = none
 
 
 @dataclass
