@@ -1,5 +1,6 @@
-"""tckr.mia: attack math on synthetic logits with known truth, the membership mask, and resumable
-shadows on the tiny config (real tckr.train.fit)."""
+"""tckr.mia: the membership mask first, resumable shadows on the tiny config (real tckr.train.fit), the
+attacks' result files with the pre-registered headline, and AOP from it. The attack mathematics is
+tested in test_attacks.py."""
 
 import numpy as np
 import pandas as pd
@@ -98,10 +99,8 @@ def test_shadows_mask_first_shards_and_resume(tiny_run, quick_fit, monkeypatch):
     assert mia.train_shadows(run, progress=False) == [1] and quick_fit.count("shadow_001") == 1
 
 
-def test_attack_writes_results_roc_arrays_aop_and_figures(tiny_run, quick_fit):
-    from tckr import io
-
-    from tckr import classifiers, train
+def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
+    from tckr import attacks, classifiers, io, plots, train
 
     run = tiny_run
     mia.train_shadows(run, progress=False)
@@ -115,6 +114,11 @@ def test_attack_writes_results_roc_arrays_aop_and_figures(tiny_run, quick_fit):
     assert list(mia.select_targets(run, "students")) == ["student_synth1x"]
     with pytest.raises(ValueError, match="available"):
         mia.select_targets(run, "student_synth9x")
+    res = mia.attack(run, "teacher", attacks=["lira_online", "loss"])
+    # 4 shadows: the auto headline is the fixed-variance online LiRA, scored although not asked for
+    assert list(res["attack"]) == ["lira_online", "loss", "lira_online_fixed"]
+    assert io.read_json(run.dir / "results" / "headline.json") == {
+        "attack": "lira_online_fixed", "setting": "auto", "n_shadows": 4, "rule": attacks.headline_rule("auto")}
     res = mia.attack(run, "teacher")
     assert list(res["attack"]) == list(run.cfg.mia.attacks) and set(res["target"]) == {"teacher"}
     mia.attack(run, "students")
@@ -141,13 +145,31 @@ def test_attack_writes_results_roc_arrays_aop_and_figures(tiny_run, quick_fit):
     mia.attack(run, "teacher", attacks=["loss"])
     assert len(pd.read_csv(run.dir / "results" / "mia.csv")) == len(table)
     io.save_csv(run.path("results", "classifiers.csv"), pd.DataFrame({"model": ["teacher"], "test_accuracy": [80.0]}))
-    aop = mia.write_aop(run)
-    auc_online = table.set_index("attack").loc["lira_online", "auc"]
-    assert aop["aop"].iloc[0] == pytest.approx(100 * metrics.aop(0.8, auc_online))
-    figs = mia.plot_roc(run)
-    assert {f.name for f in figs} >= {"mia_roc_teacher.pdf", "mia_roc_teacher.png", "mia_roc_lira_online.png"}
+    by_attack = table.set_index("attack")["auc"]
+    assert by_attack["lira_online_fixed"] != by_attack["lira_online"]  # the checks below can tell them apart
+    aop = mia.write_aop(run)  # the headline, never lira_online by default nor the best variant
+    assert list(aop["attack"]) == ["lira_online_fixed"]
+    assert aop["aop"].iloc[0] == pytest.approx(100 * metrics.aop(0.8, by_attack["lira_online_fixed"]))
+    (run.dir / "results" / "headline.json").unlink()  # then the config's rule with the shadows of mia.csv
+    assert mia.write_aop(run)["auc"].iloc[0] == pytest.approx(by_attack["lira_online_fixed"])
+    assert mia.write_aop(run, "rmia")["auc"].iloc[0] == pytest.approx(by_attack["rmia"])
+    with pytest.raises(ValueError, match="rmia_offline"):
+        mia.write_aop(run, "rmia_offline")
+    assert plots.headline_attack(run.dir) == "lira_online_fixed"
+    figs = plots.plot_mia_roc(run.dir)
+    assert {f.name for f in figs} >= {"mia_roc_teacher.pdf", "mia_roc_teacher.png", "roc.png"}
     with pytest.raises(FileNotFoundError, match="not trained"):
         mia.attack(run, n_shadows=6)
+
+
+def test_configured_headline_and_bad_names(tmp_path):
+    from tckr import runs
+
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "rmia", overrides={**TINY, "mia.headline": "rmia"})
+    assert mia.headline(run) == {"attack": "rmia", "setting": "rmia", "n_shadows": 4, "rule": "configured: mia.headline = rmia"}
+    assert mia.headline(runs.open_run("configs/tiny.yaml", tmp_path / "auto", overrides=TINY), 64)["attack"] == "lira_online"
+    with pytest.raises(ValueError, match="best_of_all"):  # refused when the config is read or when the headline is drawn
+        mia.headline(runs.open_run("configs/tiny.yaml", tmp_path / "bad", overrides={**TINY, "mia.headline": "best_of_all"}))
 
 
 def test_cli_trains_one_shard(tiny_run, quick_fit):
@@ -161,7 +183,9 @@ def test_cli_trains_one_shard(tiny_run, quick_fit):
 
 @pytest.mark.e2e
 def test_notebook_05_on_the_tiny_chain(tiny_chain):
-    """05_mia_lira ran in the chain: the teacher and every student attacked, AOP and audit written."""
+    """05_mia_lira ran in the chain: the teacher and every student attacked, AOP from the headline, audit written."""
+    from tckr import io
+
     run_dir = tiny_chain
     table = pd.read_csv(run_dir / "results" / "mia.csv")
     clf = pd.read_csv(run_dir / "results" / "classifiers.csv")
@@ -175,5 +199,8 @@ def test_notebook_05_on_the_tiny_chain(tiny_chain):
     aop = pd.read_csv(run_dir / "results" / "aop.csv")
     assert set(aop["target"]) == set(clf["model"])
     assert (pd.read_csv(run_dir / "results" / "audit_summary.csv")["n"] > 0).all()
-    assert (run_dir / "figures" / "mia_roc_lira_online.png").is_file()
-    assert (run_dir / "figures" / "mia_audit_pairs.png").is_file()
+    head = io.read_json(run_dir / "results" / "headline.json")
+    assert head["attack"] == "lira_online_fixed" and head["n_shadows"] == keep.shape[0] < 64
+    assert (aop["attack"] == head["attack"]).all()
+    assert (run_dir / "figures" / "roc.png").is_file() and (run_dir / "figures" / "mia_roc_teacher.png").is_file()
+    assert (run_dir / "figures" / "audit_pairs.png").is_file()

@@ -334,9 +334,8 @@ def audit_pairs_figure(run_dir: str | Path):
     table = _read(run_dir, "results", "audit.csv")
     k = int(((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("audit") or {}).get("n_pairs", 16))
     top = table.nsmallest(k, "feature_dist_D")
-    D, _, _ = _real_images(run_dir, "D")
-    H, _, _ = _real_images(run_dir, "H")
     run = open_run(None, run_dir)
+    D, H = run.real("D").images, run.real("H").images
     sets = {m: synthesis.load_synthetic(run, m) for m in top["multiple"].unique()}
     plt = _plt()
     fig, axes = plt.subplots(3, len(top), figsize=(1.3 * len(top) + 1, 4.4), squeeze=False)
