@@ -1,173 +1,12 @@
-"""tckr.mia: attack math on synthetic logits with known truth, the membership mask, and resumable
-shadows on the tiny config (real tckr.train.fit)."""
+"""tckr.mia: the membership mask first, resumable shadows on the tiny config (real tckr.train.fit), the
+attacks' result files with the pre-registered headline, and AOP from it. The attack mathematics is
+tested in test_attacks.py."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tckr import metrics, mia
-
-
-def planted(m=16, n=2000, q=2, c=10, seed=0, effect=1.5, in_sd=0.3, out_sd=1.0, null=False):
-    """Logits whose true-class confidence is higher (and less spread) when the model trained on the example.
-    ``null``: membership changes nothing."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, c, n)
-    keep = mia.membership_mask(m, labels, seed)
-    member = rng.permutation(np.r_[np.ones(n // 2, bool), np.zeros(n - n // 2, bool)])
-    mu = 2.0 * rng.standard_normal(n)
-    delta = effect * np.abs(rng.standard_normal(n))
-
-    def model(inside):
-        z = 0.1 * rng.standard_normal((n, q, c))
-        if null:
-            conf = mu + out_sd * rng.standard_normal(n)
-        else:
-            conf = mu + np.where(inside, delta + in_sd * rng.standard_normal(n), out_sd * rng.standard_normal(n))
-        z[np.arange(n), :, labels] += conf[:, None]
-        return z.astype(np.float32)
-
-    return model(member), np.stack([model(keep[i]) for i in range(m)]), labels, keep, member
-
-
-VARIANTS = [(True, False), (True, True), (False, False), (False, True)]
-
-
-def auc(scores, member):
-    return metrics.attack_metrics(scores, member)["auc"]
-
-
-# ---------------------------------------------------------------- mask
-def test_mask_is_balanced_stratified_seeded_and_extensible():
-    labels = np.repeat(np.arange(10), 40)
-    keep = mia.membership_mask(8, labels, seed=3)
-    assert keep.dtype == bool and keep.shape == (8, 400)
-    assert (keep.sum(0) == 4).all()
-    assert (keep.sum(1) == 200).all()
-    for c in range(10):
-        assert (keep[:, labels == c].sum(1) == 20).all()
-    assert np.array_equal(keep, mia.membership_mask(8, labels, seed=3))
-    assert not np.array_equal(keep, mia.membership_mask(8, labels, seed=4))
-    assert np.array_equal(mia.membership_mask(16, labels, seed=3)[:8], keep)
-    odd = mia.membership_mask(4, np.r_[labels, 0], seed=0)
-    assert (odd.sum(0) == 2).all()
-    with pytest.raises(ValueError, match="even"):
-        mia.membership_mask(5, labels, 0)
-
-
-# ---------------------------------------------------------------- stable logit
-def test_stable_logit_matches_the_definition_and_survives_extreme_logits():
-    from scipy.special import logsumexp, softmax
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((3, 50, 2, 7)).astype(np.float32) * 3
-    y = rng.integers(0, 7, 50)
-    phi = mia.stable_logit(x, y)
-    p = softmax(x.astype(np.float64), axis=-1)
-    py = np.take_along_axis(p, y[None, :, None, None].repeat(3, 0).repeat(2, 2), -1)[..., 0]
-    assert phi.dtype == np.float64 and phi.shape == (3, 50, 2)
-    np.testing.assert_allclose(phi, np.log(py) - np.log1p(-py), rtol=1e-6, atol=1e-6)
-    big = np.array([[[1000.0, -1000.0, 0.0]], [[-1000.0, 1000.0, 999.0]]])
-    phi = mia.stable_logit(big, np.array([0, 1]))
-    assert np.isfinite(phi).all()
-    np.testing.assert_allclose(phi[:, 0], [1000.0 - logsumexp([-1000.0, 0.0]), 1000.0 - logsumexp([-1000.0, 999.0])])
-
-
-# ---------------------------------------------------------------- LiRA
-@pytest.mark.parametrize("online,fixed", VARIANTS)
-def test_members_score_higher(online, fixed):
-    t, s, y, keep, member = planted()
-    scores = mia.lira(t, s, y, keep, online=online, fixed_variance=fixed)
-    assert scores.shape == (len(y),) and np.isfinite(scores).all()
-    assert scores[member].mean() > scores[~member].mean()
-    assert auc(scores, member) > 0.75
-
-
-@pytest.mark.parametrize("online,fixed", VARIANTS)
-def test_auc_is_chance_when_in_and_out_coincide(online, fixed):
-    t, s, y, keep, member = planted(n=4000, null=True, seed=1)
-    assert abs(auc(mia.lira(t, s, y, keep, online=online, fixed_variance=fixed), member) - 0.5) < 0.03
-
-
-def test_online_beats_offline_on_a_planted_signal():
-    t, s, y, keep, member = planted(seed=2)
-    on = metrics.attack_metrics(mia.lira(t, s, y, keep, online=True), member)
-    off = metrics.attack_metrics(mia.lira(t, s, y, keep, online=False), member)
-    assert on["auc"] > off["auc"] + 0.05
-    assert on["tpr_at_1pct"] > off["tpr_at_1pct"]
-
-
-def test_lira_is_chunk_and_thread_invariant_and_matches_a_direct_computation(monkeypatch):
-    from scipy.stats import norm
-
-    t, s, y, keep, member = planted(m=8, n=600, seed=3)
-    ref = mia.lira(t, s, y, keep, workers=1)
-    monkeypatch.setattr(mia, "_CHUNK_BYTES", 4096)
-    np.testing.assert_allclose(mia.lira(t, s, y, keep, workers=2), ref, rtol=1e-12)
-    pt, ps = mia.stable_logit(t, y), mia.stable_logit(s, y)
-    direct = np.empty(len(y))
-    for j in range(len(y)):
-        i, o = ps[keep[:, j], j], ps[~keep[:, j], j]
-        direct[j] = np.mean(norm.logpdf(pt[j], i.mean(0), i.std(0, ddof=1)) - norm.logpdf(pt[j], o.mean(0), o.std(0, ddof=1)))
-    np.testing.assert_allclose(ref, direct, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(mia.lira_from_stable(pt, ps, keep), ref, rtol=1e-12)
-    off = mia.lira(t, s, y, keep, online=False)
-    o_mean = np.array([ps[~keep[:, j], j].mean(0) for j in range(len(y))])
-    o_sd = np.array([ps[~keep[:, j], j].std(0, ddof=1) for j in range(len(y))])
-    np.testing.assert_allclose(off, norm.logcdf((pt - o_mean) / o_sd).mean(1), rtol=1e-9)
-
-
-def test_lira_accepts_memory_mapped_shadows(tmp_path):
-    t, s, y, keep, member = planted(m=4, n=300, seed=4)
-    np.save(tmp_path / "s.npy", s)
-    mm = np.load(tmp_path / "s.npy", mmap_mode="r")
-    np.testing.assert_allclose(mia.lira(t, mm, y, keep), mia.lira(t, s, y, keep))
-
-
-def test_few_shadows_need_fixed_variance_and_bad_shapes_are_named():
-    t, s, y, keep, member = planted(m=2, n=200)
-    with pytest.raises(ValueError, match="fixed_variance"):
-        mia.lira(t, s, y, keep)
-    assert np.isfinite(mia.lira(t, s, y, keep, fixed_variance=True)).all()
-    with pytest.raises(ValueError, match="shadow_in"):
-        mia.lira(t, s, y, keep[:, :10])
-    with pytest.raises(ValueError, match="must agree"):
-        mia.lira(t[:10], s, y, keep)
-    with pytest.raises(ValueError, match="labels"):
-        mia.lira(t, s, y + 100, keep)
-
-
-# ---------------------------------------------------------------- baselines
-def test_loss_attack_ranks_low_loss_first():
-    t, s, y, keep, member = planted(seed=5)
-    scores = mia.loss_attack(t, y)
-    assert auc(scores, member) > 0.6
-    two_d = mia.loss_attack(t[:, 0], y)
-    from scipy.special import log_softmax
-
-    np.testing.assert_allclose(two_d, log_softmax(t[:, 0].astype(np.float64), axis=1)[np.arange(len(y)), y], rtol=1e-6)
-
-
-@pytest.mark.parametrize("online", [True, False])
-def test_rmia_finds_members_and_is_chance_on_null(online):
-    for null, check in ((False, lambda a: a > 0.65), (True, lambda a: abs(a - 0.5) < 0.04)):
-        t, s, y, keep, member = planted(n=3000, null=null, seed=6)
-        tz, sz, yz, _, _ = planted(n=500, null=True, seed=7)
-        # population samples: nobody trained on them (OUT everywhere)
-        scores = mia.rmia(t, s, y, keep, tz, sz, yz, online=online)
-        assert ((scores >= 0) & (scores <= 1)).all()
-        assert check(auc(scores, member)), (null, online, auc(scores, member))
-
-
-def test_score_dispatches_every_attack():
-    t, s, y, keep, member = planted(m=4, n=400, seed=8)
-    tz, sz, yz, _, _ = planted(m=4, n=100, null=True, seed=9)
-    phi = dict(target_phi=mia.stable_logit(t, y), shadow_phi=mia.stable_logit(s, y), shadow_in=keep,
-               target_z_phi=mia.stable_logit(tz, yz), shadow_z_phi=mia.stable_logit(sz, yz), queries=["identity", "flip"])
-    for a in mia.ATTACKS:
-        assert mia.score(a, **phi).shape == (400,)
-    with pytest.raises(ValueError, match="accepted"):
-        mia.score("lira_magic", **phi)
 
 
 # ---------------------------------------------------------------- the run: mask first, resumable shards
@@ -260,10 +99,8 @@ def test_shadows_mask_first_shards_and_resume(tiny_run, quick_fit, monkeypatch):
     assert mia.train_shadows(run, progress=False) == [1] and quick_fit.count("shadow_001") == 1
 
 
-def test_attack_writes_results_roc_arrays_aop_and_figures(tiny_run, quick_fit):
-    from tckr import io
-
-    from tckr import classifiers, train
+def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
+    from tckr import attacks, classifiers, io, plots, train
 
     run = tiny_run
     mia.train_shadows(run, progress=False)
@@ -277,6 +114,11 @@ def test_attack_writes_results_roc_arrays_aop_and_figures(tiny_run, quick_fit):
     assert list(mia.select_targets(run, "students")) == ["student_synth1x"]
     with pytest.raises(ValueError, match="available"):
         mia.select_targets(run, "student_synth9x")
+    res = mia.attack(run, "teacher", attacks=["lira_online", "loss"])
+    # 4 shadows: the auto headline is the fixed-variance online LiRA, scored although not asked for
+    assert list(res["attack"]) == ["lira_online", "loss", "lira_online_fixed"]
+    assert io.read_json(run.dir / "results" / "headline.json") == {
+        "attack": "lira_online_fixed", "setting": "auto", "n_shadows": 4, "rule": attacks.headline_rule("auto")}
     res = mia.attack(run, "teacher")
     assert list(res["attack"]) == list(run.cfg.mia.attacks) and set(res["target"]) == {"teacher"}
     mia.attack(run, "students")
@@ -303,13 +145,31 @@ def test_attack_writes_results_roc_arrays_aop_and_figures(tiny_run, quick_fit):
     mia.attack(run, "teacher", attacks=["loss"])
     assert len(pd.read_csv(run.dir / "results" / "mia.csv")) == len(table)
     io.save_csv(run.path("results", "classifiers.csv"), pd.DataFrame({"model": ["teacher"], "test_accuracy": [80.0]}))
-    aop = mia.write_aop(run)
-    auc_online = table.set_index("attack").loc["lira_online", "auc"]
-    assert aop["aop"].iloc[0] == pytest.approx(100 * metrics.aop(0.8, auc_online))
-    figs = mia.plot_roc(run)
-    assert {f.name for f in figs} >= {"mia_roc_teacher.pdf", "mia_roc_teacher.png", "mia_roc_lira_online.png"}
+    by_attack = table.set_index("attack")["auc"]
+    assert by_attack["lira_online_fixed"] != by_attack["lira_online"]  # the checks below can tell them apart
+    aop = mia.write_aop(run)  # the headline, never lira_online by default nor the best variant
+    assert list(aop["attack"]) == ["lira_online_fixed"]
+    assert aop["aop"].iloc[0] == pytest.approx(100 * metrics.aop(0.8, by_attack["lira_online_fixed"]))
+    (run.dir / "results" / "headline.json").unlink()  # then the config's rule with the shadows of mia.csv
+    assert mia.write_aop(run)["auc"].iloc[0] == pytest.approx(by_attack["lira_online_fixed"])
+    assert mia.write_aop(run, "rmia")["auc"].iloc[0] == pytest.approx(by_attack["rmia"])
+    with pytest.raises(ValueError, match="rmia_offline"):
+        mia.write_aop(run, "rmia_offline")
+    assert plots.headline_attack(run.dir) == "lira_online_fixed"
+    figs = plots.plot_mia_roc(run.dir)
+    assert {f.name for f in figs} >= {"mia_roc_teacher.pdf", "mia_roc_teacher.png", "roc.png"}
     with pytest.raises(FileNotFoundError, match="not trained"):
         mia.attack(run, n_shadows=6)
+
+
+def test_configured_headline_and_bad_names(tmp_path):
+    from tckr import runs
+
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "rmia", overrides={**TINY, "mia.headline": "rmia"})
+    assert mia.headline(run) == {"attack": "rmia", "setting": "rmia", "n_shadows": 4, "rule": "configured: mia.headline = rmia"}
+    assert mia.headline(runs.open_run("configs/tiny.yaml", tmp_path / "auto", overrides=TINY), 64)["attack"] == "lira_online"
+    with pytest.raises(ValueError, match="best_of_all"):  # refused when the config is read or when the headline is drawn
+        mia.headline(runs.open_run("configs/tiny.yaml", tmp_path / "bad", overrides={**TINY, "mia.headline": "best_of_all"}))
 
 
 def test_cli_trains_one_shard(tiny_run, quick_fit):
@@ -323,7 +183,9 @@ def test_cli_trains_one_shard(tiny_run, quick_fit):
 
 @pytest.mark.e2e
 def test_notebook_05_on_the_tiny_chain(tiny_chain):
-    """05_mia_lira ran in the chain: the teacher and every student attacked, AOP and audit written."""
+    """05_mia_lira ran in the chain: the teacher and every student attacked, AOP from the headline, audit written."""
+    from tckr import io
+
     run_dir = tiny_chain
     table = pd.read_csv(run_dir / "results" / "mia.csv")
     clf = pd.read_csv(run_dir / "results" / "classifiers.csv")
@@ -337,5 +199,8 @@ def test_notebook_05_on_the_tiny_chain(tiny_chain):
     aop = pd.read_csv(run_dir / "results" / "aop.csv")
     assert set(aop["target"]) == set(clf["model"])
     assert (pd.read_csv(run_dir / "results" / "audit_summary.csv")["n"] > 0).all()
-    assert (run_dir / "figures" / "mia_roc_lira_online.png").is_file()
-    assert (run_dir / "figures" / "mia_audit_pairs.png").is_file()
+    head = io.read_json(run_dir / "results" / "headline.json")
+    assert head["attack"] == "lira_online_fixed" and head["n_shadows"] == keep.shape[0] < 64
+    assert (aop["attack"] == head["attack"]).all()
+    assert (run_dir / "figures" / "roc.png").is_file() and (run_dir / "figures" / "mia_roc_teacher.png").is_file()
+    assert (run_dir / "figures" / "audit_pairs.png").is_file()

@@ -150,6 +150,8 @@ class MiaConfig:
 class AuditConfig:
     max_synthetic: int = 5000  # synthetic images sampled for the nearest-neighbour audit; 0 = all
     n_pairs: int = 16  # closest pairs shown in the figure
+    feature_train_size: int = 10000  # public images (class-stratified, seeded) the audit's feature extractor trains on; 0 = the whole public partition
+    ratio_tau: float = 0.5  # near-copy when d_D / d_H (nearest member over nearest non-member distance) is below this
 
 
 @dataclass

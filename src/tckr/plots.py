@@ -3,10 +3,11 @@
     python -m tckr.plots runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
 
 Inputs (written by the phases): ``results/classifiers.csv`` (04; accuracies in percent), ``results/mia.csv``
-(05; AUC and TPR as fractions) and
-``mia/roc/<target>_<attack>.csv`` (05), ``results/audit.csv`` (05), ``results/ablation.csv`` (04),
-``synthetic/`` shards (03) and the real split indices. Outputs: ``figures/*.pdf|png`` and
-``results/table.csv|md`` (teacher vs students: accuracy, AUC_MIA, TPR@1% FPR, AOP).
+(05; AUC and TPR as fractions), ``results/headline.json`` (05; the pre-registered headline attack),
+``mia/roc/<target>_<attack>.csv`` (05), ``results/audit.csv``, ``audit_control.csv`` and
+``audit_summary.csv`` (05), ``results/ablation.csv`` (04), ``synthetic/`` shards (03) and the real split
+indices. Outputs: ``figures/*.pdf|png`` and ``results/table.csv|md`` (teacher vs students: accuracy,
+AUC_MIA, TPR@1% FPR and AOP, all from the headline attack).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import attacks, io
 from .metrics import aop
 
 FIGURES = ("table", "cardinality", "roc", "samples", "ablation", "audit", "curves")
@@ -47,12 +48,23 @@ def save_figure(fig, path_stem: Path) -> list[Path]:
     return out
 
 
-def headline_attack(run_dir: Path) -> str:
-    """The attack reported as AUC_MIA: the first of the run's ``mia.attacks``."""
+def headline_attack(run_dir: str | Path) -> str:
+    """The run's pre-registered headline attack: ``results/headline.json`` (written by
+    ``tckr.mia.attack``), else the ``mia.headline`` rule of the run's config with its shadow count."""
     import yaml
 
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return cfg["mia"]["attacks"][0]
+    from .config import MiaConfig
+
+    run_dir = Path(run_dir)
+    f = run_dir / "results" / "headline.json"
+    if f.is_file():
+        return io.read_json(f)["attack"]
+    mia_cfg = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("mia") or {}
+    n_shadows = mia_cfg.get("n_shadows", MiaConfig.n_shadows)
+    res = run_dir / "results" / "mia.csv"
+    if res.is_file():
+        n_shadows = int(pd.read_csv(res)["n_shadows"].max())
+    return attacks.headline_attack(mia_cfg.get("headline", MiaConfig.headline), n_shadows)
 
 
 def _read(run_dir: Path, *parts: str) -> pd.DataFrame:
@@ -157,22 +169,46 @@ def roc_axes(title: str):
     return fig, lin, log
 
 
-def plot_roc(run_dir: Path) -> list[Path]:
-    attack = headline_attack(run_dir)
-    files = sorted((run_dir / "mia" / "roc").glob(f"*_{attack}.csv"))
-    if not files:
-        raise FileNotFoundError(f"no ROC arrays for attack {attack!r} in {run_dir / 'mia' / 'roc'}: run 05_mia_lira first")
-    fig, lin, log = roc_axes(f"ROC ({attack})")
-    for f in files:
-        roc = pd.read_csv(f)
-        name = f.stem[: -len(attack) - 1]
-        for ax in (lin, log):
-            ax.plot(roc["fpr"], roc["tpr"], label=name, lw=2.0 if name == "teacher" else 1.2)
-    log.set_xlim(1e-3, 1)
-    log.set_ylim(1e-3, 1)
-    lin.legend(fontsize=8)
+def _roc_lines(ax_pair, run_dir: Path, r, label: str, lw: float = 1.3) -> None:
+    roc = _read(run_dir, "mia", "roc", f"{r['target']}_{r['attack']}.csv")
+    for ax in ax_pair:
+        ax.plot(roc["fpr"], roc["tpr"], lw=lw, label=f"{label} (AUC {r['auc']:.3f}, TPR@1% {100 * r['tpr_at_1pct']:.1f}%)")
+
+
+def mia_roc_figure(run_dir: str | Path, target: str | None = None):
+    """Linear and log-log ROC from ``mia/roc/`` and ``results/mia.csv``: every attack against ``target``
+    (the headline drawn thicker), or with ``target=None`` the headline attack against every target."""
+    run_dir = Path(run_dir)
+    res = _read(run_dir, "results", "mia.csv")
+    head = headline_attack(run_dir)
+    n_ex = int(res["n_members"].iloc[0] + res["n_nonmembers"].iloc[0])
+    if target is None:
+        rows = res[res["attack"] == head]
+        if rows.empty:
+            raise FileNotFoundError(f"{run_dir / 'results' / 'mia.csv'} has no rows of the headline attack {head!r}: run tckr.mia.attack")
+        fig, lin, log = roc_axes(f"ROC of the headline attack ({head}): teacher vs students")
+        for _, r in rows.iterrows():
+            _roc_lines((lin, log), run_dir, r, r["target"], lw=2.0 if r["role"] == "teacher" else 1.2)
+    else:
+        rows = res[res["target"] == target]
+        fig, lin, log = roc_axes(f"MIA ROC: {target} ({int(rows['n_shadows'].iloc[0])} shadows)")
+        for _, r in rows.iterrows():
+            is_head = r["attack"] == head
+            _roc_lines((lin, log), run_dir, r, r["attack"] + (" [headline]" if is_head else ""), lw=2.2 if is_head else 1.2)
+    log.set_xlim(1.0 / max(n_ex, 1), 1)
+    log.set_ylim(1.0 / max(n_ex, 1), 1)
+    lin.legend(fontsize=7)
     fig.tight_layout()
-    return save_figure(fig, run_dir / "figures" / "roc")
+    return fig
+
+
+def plot_mia_roc(run_dir: str | Path) -> list[Path]:
+    """``figures/roc`` (the headline attack, every target) and ``figures/mia_roc_<target>`` (every attack)."""
+    run_dir = Path(run_dir)
+    out = save_figure(mia_roc_figure(run_dir), run_dir / "figures" / "roc")
+    for t in _read(run_dir, "results", "mia.csv")["target"].unique():
+        out += save_figure(mia_roc_figure(run_dir, t), run_dir / "figures" / f"mia_roc_{t}")
+    return out
 
 
 def image_grid(rows: list[np.ndarray], row_labels: list[str], title: str = "", col_header: str | None = None):
@@ -249,34 +285,80 @@ def plot_ablation(run_dir: Path) -> list[Path]:
     return save_figure(fig, run_dir / "figures" / "ablation")
 
 
-def audit_distances_figure(run_dir: Path):
-    """Nearest-member vs nearest-non-member distances of the audited synthetic images, one panel per
-    (cardinality, space), titled with the fraction closer to D and the Wilcoxon p-value (results/audit*.csv)."""
+def audit_distances_figure(run_dir: str | Path):
+    """Nearest-member (D) and nearest-non-member (H) distances of the audited synthetic images, with the
+    control images' nearest-member distances and the duplicate threshold, one panel per (cardinality,
+    space); titles give the two-sided tests and the near-copy rates beside the control's
+    (``results/audit.csv``, ``audit_control.csv``, ``audit_summary.csv``)."""
     run_dir = Path(run_dir)
     table = _read(run_dir, "results", "audit.csv")
     summ = _read(run_dir, "results", "audit_summary.csv")
+    ctrl_file = run_dir / "results" / "audit_control.csv"
+    ctrl = pd.read_csv(ctrl_file) if ctrl_file.is_file() else None
     spaces = [s for s in ("feature", "pixel") if f"{s}_dist_D" in table.columns]
     mults = sorted(table["multiple"].unique())
-    fig, axes = _plt().subplots(len(mults), len(spaces), figsize=(5 * len(spaces), 3.2 * len(mults)), squeeze=False)
+    fig, axes = _plt().subplots(len(mults), len(spaces), figsize=(5.5 * len(spaces), 3.4 * len(mults)), squeeze=False)
     for row, mult in zip(axes, mults):
         sub = table[table["multiple"] == mult]
         for ax, space in zip(row, spaces):
             d_m, d_n = sub[f"{space}_dist_D"], sub[f"{space}_dist_H"]
             bins = np.histogram_bin_edges(np.r_[d_m, d_n], bins=40)
-            ax.hist(d_m, bins=bins, alpha=0.6, label="nearest member (D)")
-            ax.hist(d_n, bins=bins, alpha=0.6, label="nearest non-member (H)")
+            ax.hist(d_m, bins=bins, alpha=0.6, density=True, label="synthetic: nearest member (D)")
+            ax.hist(d_n, bins=bins, alpha=0.6, density=True, label="synthetic: nearest non-member (H)")
             s = summ[(summ["source"] == "synthetic") & (summ["multiple"] == mult) & (summ["space"] == space)].iloc[0]
-            ax.set_title(f"{mult:g}×, {space} space: {100 * s['frac_closer_to_member']:.1f}% closer to D, "
-                         f"Wilcoxon p={s['p_wilcoxon']:.2g}", fontsize=8)
+            c = summ[summ["source"].str.startswith("control") & (summ["space"] == space)]
+            ctrl_rate = f", control {100 * c['frac_near_copies_dup'].iloc[0]:.1f}%" if len(c) else ""
+            if ctrl is not None:
+                ax.hist(ctrl[f"{space}_dist_D"], bins=bins, density=True, histtype="step", color="k", lw=1.0,
+                        label="held-out real: nearest member (D)")
+            ax.axvline(s["dup_threshold"], color="r", ls="--", lw=1.0, label="duplicate threshold")
+            ax.set_title(f"{mult:g}×, {space}: {100 * s['frac_closer_to_member']:.1f}% closer to D, Wilcoxon p={s['p_wilcoxon_two_sided']:.2g} "
+                         f"(two-sided)\nnear copies {int(s['near_copies_dup'])}/{int(s['n'])} = {100 * s['frac_near_copies_dup']:.1f}%{ctrl_rate}",
+                         fontsize=8)
             ax.set_xlabel("nearest-neighbour distance")
-            ax.set_ylabel("synthetic images")
-            ax.legend(fontsize=7)
+            ax.set_ylabel("density")
+            ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
 
 
-def plot_audit(run_dir: Path) -> list[Path]:
-    return save_figure(audit_distances_figure(run_dir), Path(run_dir) / "figures" / "audit_distances")
+def audit_pairs_figure(run_dir: str | Path):
+    """The ``audit.n_pairs`` synthetic images closest to a member in feature space, each with its nearest
+    member and nearest non-member (images re-read by the indices in ``results/audit.csv``)."""
+    import yaml
+
+    from . import synthesis
+    from .runs import open_run
+
+    run_dir = Path(run_dir)
+    table = _read(run_dir, "results", "audit.csv")
+    k = int(((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("audit") or {}).get("n_pairs", 16))
+    top = table.nsmallest(k, "feature_dist_D")
+    run = open_run(None, run_dir)
+    D, H = run.real("D").images, run.real("H").images
+    sets = {m: synthesis.load_synthetic(run, m) for m in top["multiple"].unique()}
+    plt = _plt()
+    fig, axes = plt.subplots(3, len(top), figsize=(1.3 * len(top) + 1, 4.4), squeeze=False)
+    for j, (_, r) in enumerate(top.iterrows()):
+        imgs = [sets[r["multiple"]].images[int(r["synthetic_index"])], D[int(r["feature_nn_D"])], H[int(r["feature_nn_H"])]]
+        dists = [f"{r['multiple']:g}×", f"{r['feature_dist_D']:.3f}", f"{r['feature_dist_H']:.3f}"]
+        for i, (img, txt) in enumerate(zip(imgs, dists)):
+            axes[i, j].imshow(img)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            axes[i, j].set_xlabel(txt, fontsize=7)
+    for i, name in enumerate(["synthetic", "nearest D", "nearest H"]):
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle("Synthetic images closest to a member (features of the public-data classifier)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_audit(run_dir: str | Path) -> list[Path]:
+    """``figures/audit_distances`` and ``figures/audit_pairs`` from the audit's result files."""
+    run_dir = Path(run_dir)
+    out = save_figure(audit_distances_figure(run_dir), run_dir / "figures" / "audit_distances")
+    return out + save_figure(audit_pairs_figure(run_dir), run_dir / "figures" / "audit_pairs")
 
 
 def plot_curves(run_dir: str | Path) -> list[Path]:
@@ -302,7 +384,7 @@ def plot_curves(run_dir: str | Path) -> list[Path]:
     return save_figure(fig, run_dir / "figures" / "classifier_curves")
 
 
-PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_roc, "samples": plot_samples,
+PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_mia_roc, "samples": plot_samples,
             "ablation": plot_ablation, "audit": plot_audit, "curves": plot_curves}
 
 
