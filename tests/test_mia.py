@@ -77,7 +77,7 @@ def test_shadows_mask_first_shards_and_resume(tiny_run, quick_fit, monkeypatch):
         return fake(*args, **kw)
 
     monkeypatch.setattr(train, "fit", fit)
-    assert mia.train_shadows(run, shard="1/2", progress=False) == [1, 3]
+    assert mia.train_shadows(run, shard="2/2", progress=False) == [1, 3]
     assert quick_fit == ["shadow_001", "shadow_003"]
     with pytest.raises(KeyboardInterrupt):
         mia.train_shadows(run, progress=False)
@@ -174,11 +174,13 @@ def test_configured_headline_and_bad_names(tmp_path):
 
 def test_cli_trains_one_shard(tiny_run, quick_fit):
     run = tiny_run
-    assert mia.main(["--run-dir", str(run.dir), "--shard", "0/2"]) == 0
+    assert mia.main(["--run-dir", str(run.dir), "--shard", "1/2"]) == 0
     done = sorted(p.stem for p in (run.dir / "mia" / "logits").glob("shadow_???.npy"))
     assert done == ["shadow_000", "shadow_002"] and quick_fit == done
-    with pytest.raises(ValueError, match="k/n"):
-        mia.parse_shard("2/2")
+    assert mia.parse_shard("2/2") == (2, 2) and mia.parse_shard(None) == (1, 1)
+    for bad in ("0/2", "3/2"):
+        with pytest.raises(ValueError, match="k/n"):
+            mia.parse_shard(bad)
 
 
 @pytest.mark.e2e

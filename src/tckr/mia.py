@@ -39,7 +39,7 @@ Files in the run folder:
 Figures are drawn by :func:`tckr.plots.plot_mia_roc` from ``mia/roc/`` and ``results/``.
 
 CLI (one shard of the shadows per process or GPU): ``python -m tckr.mia --config configs/mini.yaml
---run-dir runs/<id> --shard k/n`` trains shadows ``i`` with ``i % n == k``; ``--attack`` then attacks.
+--run-dir runs/<id> --shard k/n`` (1 <= k <= n) trains shadows ``i`` with ``i % n == k - 1``; ``--attack`` then attacks.
 """
 
 from __future__ import annotations
@@ -52,10 +52,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from . import io, metrics
+from . import io, metrics, shards
 # The attack mathematics lives in tckr.attacks; its public names stay importable from here.
 from .attacks import (ATTACKS, headline_attack, headline_rule, lira, lira_from_stable, lira_from_statistics,  # noqa: F401
                       loss_attack, membership_mask, pooled_variance, rmia, rmia_from_stable, score, stable_logit)
+
 
 # ---------------------------------------------------------------- the run's ground truth
 @dataclass
@@ -158,16 +159,8 @@ def shadow_seed(run, i: int) -> int:
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
-    """``"k/n"`` (0 <= k < n) -> (k, n); None -> (0, 1)."""
-    if shard in (None, ""):
-        return 0, 1
-    try:
-        k, n = (int(v) for v in str(shard).split("/"))
-    except ValueError:
-        raise ValueError(f"shard must look like 'k/n' with 0 <= k < n, got {shard!r}") from None
-    if not 0 <= k < n:
-        raise ValueError(f"shard must look like 'k/n' with 0 <= k < n, got {shard!r}")
-    return k, n
+    """``"k/n"`` (1 <= k <= n) -> (k, n); None -> (1, 1) (:func:`tckr.shards.parse_shard`)."""
+    return shards.parse_shard(shard)
 
 
 def _logits_file(run, name: str, population: bool = False) -> Path:
@@ -213,7 +206,7 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
     cfg = run.cfg
     keep = ensure_mask(run, n_shadows)
     k, n = parse_shard(shard)
-    todo = [i for i in range(len(keep)) if i % n == k and not _done(run, shadow_name(i))]
+    todo = [i for i in shards.mine(range(len(keep)), shard) if not _done(run, shadow_name(i))]
     if not todo:
         return []
     p = pool(run)
@@ -382,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tckr.mia", description="Train one shard of the LiRA shadow models (resumable).")
     ap.add_argument("--config", default=None, help="study config (omit to reuse the run folder's)")
     ap.add_argument("--run-dir", required=True, help="run folder")
-    ap.add_argument("--shard", default=None, help="k/n: train shadows i with i %% n == k")
+    ap.add_argument("--shard", default=None, help="k/n (1 <= k <= n): train shadows i with i %% n == k - 1")
     ap.add_argument("--n-shadows", type=int, default=None, help="default: mia.n_shadows of the config")
     ap.add_argument("--attack", action="store_true", help="then query the targets and run the attacks")
     args = ap.parse_args(argv)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, shards
 
 SYNTHETIC_DIR = "synthetic"
 PLAN_COLUMNS = ("i", "label", "class_name", "prompt", "seed", "shard")
@@ -141,16 +141,8 @@ def shard_paths(run, j: int) -> tuple[Path, Path]:
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
-    """``"k/n"`` (1 ≤ k ≤ n) as ``(k, n)``; ``None`` is ``(1, 1)``."""
-    if shard is None:
-        return 1, 1
-    try:
-        k, n = (int(x) for x in str(shard).split("/"))
-    except ValueError:
-        raise ValueError(f"shard must look like 'k/n' with 1 <= k <= n (e.g. '2/4'), got {shard!r}") from None
-    if not 1 <= k <= n:
-        raise ValueError(f"shard must look like 'k/n' with 1 <= k <= n (e.g. '2/4'), got {shard!r}")
-    return k, n
+    """``"k/n"`` (1 ≤ k ≤ n) as ``(k, n)``; ``None`` is ``(1, 1)`` (:func:`tckr.shards.parse_shard`)."""
+    return shards.parse_shard(shard)
 
 
 def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
@@ -243,7 +235,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     k, n_workers = parse_shard(shard)
     table = plan(run)
     n_shards = int(table["shard"].max()) + 1 if len(table) else 0
-    mine = [j for j in range(n_shards) if j % n_workers == k - 1]
+    mine = shards.mine(range(n_shards), shard)
     todo = [j for j in mine if not shard_done(run, j, table[table["shard"] == j])]
     summary = {"shards_total": n_shards, "shards_mine": len(mine), "shards_made": 0, "images_made": 0,
                "seconds": 0.0, "images_per_s": None}
