@@ -25,3 +25,50 @@ def test_table_markdown_and_missing_inputs(tmp_path):
         plots.make_figures(tmp_path, ("table",), log=lambda m: None)
     with pytest.raises(ValueError, match="run_dir"):
         plots.make_figures(None)
+
+
+def fake_mia_run(tmp_path, n_shadows=16, headline_json=None, config="mia: {attacks: [lira_online, rmia]}\n"):
+    """A run folder with only the result files the MIA figures read: two targets × three attacks."""
+    import numpy as np
+
+    from tckr import io
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config.yaml").write_text(config)
+    rows = []
+    for t, role in (("teacher", "teacher"), ("student_synth1x", "student")):
+        for k, a in enumerate(("lira_online", "lira_online_fixed", "rmia")):
+            fpr = np.linspace(0, 1, 11)
+            tpr = np.clip(fpr ** (1.0 / (1.2 + k + (role == "teacher"))), 0, 1)
+            io.save_csv(tmp_path / "mia" / "roc" / f"{t}_{a}.csv", pd.DataFrame({"fpr": fpr, "tpr": tpr}))
+            rows.append({"target": t, "role": role, "attack": a, "auc": float(np.trapezoid(tpr, fpr)), "auc_lo": 0.5, "auc_hi": 0.9,
+                         "tpr_at_1pct": 0.01 * (k + 1), "n_shadows": n_shadows, "n_members": 50, "n_nonmembers": 50})
+    io.save_csv(tmp_path / "results" / "mia.csv", pd.DataFrame(rows))
+    if headline_json:
+        io.write_json(tmp_path / "results" / "headline.json", headline_json)
+    return tmp_path
+
+
+def test_headline_attack_reads_headline_json_else_the_config_rule(tmp_path):
+    run_dir = fake_mia_run(tmp_path / "a", headline_json={"attack": "rmia", "setting": "rmia", "n_shadows": 16, "rule": "x"})
+    assert plots.headline_attack(run_dir) == "rmia"  # not the first of mia.attacks
+    assert plots.headline_attack(fake_mia_run(tmp_path / "b")) == "lira_online_fixed"  # auto, 16 shadows in mia.csv
+    assert plots.headline_attack(fake_mia_run(tmp_path / "c", n_shadows=64)) == "lira_online"
+    assert plots.headline_attack(fake_mia_run(tmp_path / "d", config="mia: {headline: rmia}\n")) == "rmia"
+
+
+def test_mia_roc_draws_the_saved_arrays_of_the_headline(tmp_path):
+    import numpy as np
+
+    run_dir = fake_mia_run(tmp_path, headline_json={"attack": "lira_online_fixed", "setting": "auto", "n_shadows": 16, "rule": "x"})
+    fig = plots.mia_roc_figure(run_dir)
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith(("teacher", "student"))]
+    assert [ln.get_label().split(" (")[0] for ln in lines] == ["teacher", "student_synth1x"]
+    for ln, t in zip(lines, ("teacher", "student_synth1x")):
+        np.testing.assert_array_equal(ln.get_ydata(), pd.read_csv(run_dir / "mia" / "roc" / f"{t}_lira_online_fixed.csv")["tpr"])
+    per_target = plots.mia_roc_figure(run_dir, "teacher")
+    labels = [ln.get_label() for ln in per_target.axes[0].get_lines() if not ln.get_label().startswith("_")]
+    assert len(labels) == 3 and sum("[headline]" in x for x in labels) == 1 and "lira_online_fixed [headline]" in labels[1]
+    plots._plt().close("all")
+    names = sorted(p.name for p in plots.plot_mia_roc(run_dir))
+    assert names == sorted(f"{s}.{e}" for s in ("roc", "mia_roc_teacher", "mia_roc_student_synth1x") for e in ("pdf", "png"))
