@@ -223,7 +223,7 @@ def _captions_stage(run, sub, i: int, n: int, progress: bool) -> str:
     cc = run.cfg.captions
     io.write_json(sub.path(captions.CAPTIONS_DIR, "captions.json"),
                   {"captioner": cc.captioner, "n": len(table), "dataset": sub.dataset, "max_new_tokens": cc.max_new_tokens,
-                   "model": cc.model if cc.captioner == "blip2" else None, "source": f"{run.dir}/mia/pipelines/captions_P.csv"})
+                   "model": cc.model if cc.captioner == "blip2" else None, "source": "the parent run's mia/pipelines/captions_P.csv"})
     io.save_csv(captions.captions_path(sub), table[list(captions.COLUMNS)])
     captions.caption_run(sub, progress=False)  # reads the table back and writes the two views
     return f"{len(table)} captions from captions_P.csv"
