@@ -55,6 +55,16 @@ def forward_diffusion(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: 
     return a * latents + s * noise, a * noise - s * latents
 
 
+def prediction_target(scheduler, noise: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
+    """What the UNet is trained to output: ``noise`` or ``velocity`` per ``scheduler.config.prediction_type``."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return velocity
+    raise ValueError(f"unsupported prediction_type {kind!r}; accepted: 'epsilon', 'v_prediction'")
+
+
 def denoising_loss(unet, scheduler, latents: torch.Tensor, text_embeddings: torch.Tensor, *,
                    generator: torch.Generator | None = None, snr_gamma: float = 0.0) -> torch.Tensor:
     """The diffusion training loss of ``unet`` on scaled ``latents`` at uniformly drawn timesteps.
@@ -69,12 +79,7 @@ def denoising_loss(unet, scheduler, latents: torch.Tensor, text_embeddings: torc
     noisy, velocity = forward_diffusion(scheduler, latents, noise, t)
     pred = unet(noisy, t, encoder_hidden_states=text_embeddings).sample
     kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        target = noise
-    elif kind == "v_prediction":
-        target = velocity
-    else:
-        raise ValueError(f"unsupported prediction_type {kind!r}; accepted: 'epsilon', 'v_prediction'")
+    target = prediction_target(scheduler, noise, velocity)
     per = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     if snr_gamma > 0:
         ac = scheduler.alphas_cumprod.to(dev)[t].float()
