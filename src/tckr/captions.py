@@ -370,7 +370,7 @@ def load_captions(run) -> pd.DataFrame:
                                   "delete it and rerun notebooks/01_captions.ipynb") from None
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")
+        raise io.CorruptFileError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")
     problem = _table_problem(table, run)
     if problem:
         raise io.CorruptFileError(f"{path}: {problem}; delete it and rerun notebooks/01_captions.ipynb (phase 01_captions)")

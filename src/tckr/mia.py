@@ -374,7 +374,7 @@ def pool(run) -> Pool:
         try:
             with np.load(f, allow_pickle=False) as saved:
                 differ = [k for k, v in fields.items() if k not in saved or not np.array_equal(saved[k], v)]
-        except (ValueError, OSError, EOFError) as e:  # zip or array damaged
+        except Exception as e:  # damaged: numpy and zipfile raise ValueError, OSError, EOFError or BadZipFile
             raise io.CorruptFileError(f"{f}: not a readable pool record ({type(e).__name__}: {e}); delete it to rewrite it") from None
         if differ:
             raise ValueError(f"{f} records another pool than this run's splits give ({', '.join(differ)} differ); "

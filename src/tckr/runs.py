@@ -198,11 +198,19 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+SPLITS_RECORD = "checksums.json"
+
+
 def ensure_splits(run: Run) -> data.Splits:
     """The run's split indices (``splits/<name>.npy``), written on first use. Files already on disk
-    must equal what the config gives (a missing one is added, a different one is an error)."""
+    must equal what the config gives (a missing one is added, a different one is an error). The sha256 of
+    each index is recorded in ``splits/checksums.json`` and checked on every read, so an altered split is
+    an error naming its file instead of a silently different D or H."""
+    from .provenance import index_sha256
+
     folder = run.dir / "splits"
     files = {k: folder / f"{k}.npy" for k in data.Splits.NAMES}
+    record = folder / SPLITS_RECORD
     if not all(f.is_file() for f in files.values()):
         labels = _load_real_cached(run.dataset, "train", run.cfg.data.image_size).labels
         d = run.cfg.data
@@ -212,7 +220,16 @@ def ensure_splits(run: Run) -> data.Splits:
                 io.save_array(f, getattr(s, k))
             elif not np.array_equal(io.load_array(f), getattr(s, k)):
                 raise ConfigError(f"{f} differs from the {k} split that this run's config gives; use a new run folder")
-    return data.Splits(**{k: io.load_array(f) for k, f in files.items()})
+    if not record.is_file():  # first read (sub-runs such as shadow pipelines write their own splits before it)
+        io.write_json(record, {k: index_sha256(io.load_array(f)) for k, f in files.items()})
+    want = io.read_json(record)
+    out = {}
+    for k, f in files.items():
+        out[k] = io.load_array(f)
+        if k in want and index_sha256(out[k]) != want[k]:
+            raise io.CorruptFileError(f"{f}: differs from the {k} split recorded in {record.name} when the run started; "
+                                      "it was altered or damaged: restore it or use a new run folder")
+    return data.Splits(**out)
 
 
 def environment() -> dict[str, Any]:
