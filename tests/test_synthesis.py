@@ -233,13 +233,16 @@ def test_killed_process_resumes(reference, tmp_path):
 
 
 def test_pipeline_from_a_local_base_with_the_runs_adapter(pipe, tmp_path):
-    """load_pipeline reads generator.base from a folder and picks up notebook 02's adapter; the manifest names both."""
-    from tckr import generator, lora
+    """load_pipeline reads generator.base from a folder and needs notebook 02's adapter (the base only when asked
+    for with use_lora=False); the manifest names both, the adapter relative to the run folder with its sha256."""
+    from tckr import generator, io, lora
 
     base = tmp_path / "base"
     pipe.save_pretrained(base)
     run = _run(tmp_path / "adapted", **{"generator.base": str(base), "synthesis.prompt_mode": "class"})
-    plain = synthesis.load_pipeline(run)
+    with pytest.raises(FileNotFoundError, match="02_lora_finetune.*use_lora=False"):
+        synthesis.load_pipeline(run)
+    plain = synthesis.load_pipeline(run, use_lora=False)
     assert plain._tckr_adapter is None
     assert not any("lora" in k for k in plain.unet.state_dict())
     generator.add_lora(plain, rank=2, alpha=2.0, init=False)
@@ -251,6 +254,9 @@ def test_pipeline_from_a_local_base_with_the_runs_adapter(pipe, tmp_path):
     synthesis.generate(run, adapted, shard="1/3", progress=False)
     manifest = (run.dir / "synthetic" / "manifest.json").read_text()
     assert str(base) in manifest and lora.adapter_name(run.cfg) in manifest
+    recorded = io.read_json(run.dir / "synthetic" / "manifest.json")
+    assert recorded["adapter"] == f"lora/{lora.adapter_name(run.cfg)}"
+    assert recorded["adapter_sha256"] == io.sha256_file(lora.adapter_path(run))
 
 
 def test_bfloat16_generator_on_cpu(tmp_path):

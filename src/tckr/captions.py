@@ -233,7 +233,11 @@ def read_original_order(path: str | Path, class_names: Iterable[str] | None = No
     path = Path(path)
     known = sorted(class_names or [], key=len, reverse=True)
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise io.CorruptFileError(f"{path}: not UTF-8 text ({e})") from None
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         name = next((k for k in known if line.startswith(k + ":")), None)
@@ -260,11 +264,22 @@ def write_grouped_by_class(path: str | Path, class_names: Sequence[str], caption
 
 
 def read_grouped_by_class(path: str | Path) -> dict[str, list[str]]:
-    """Read a ``{class name: [captions]}`` JSON file back."""
-    data = json.loads(Path(path).read_text())
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise ValueError(f"{path}: expected a JSON object {{class name: [captions]}}")
-    return {str(k): [str(c) for c in v] for k, v in data.items()}
+    """Read a ``{class name: [captions]}`` JSON file back; anything else (not JSON, another shape, a caption
+    that is not a string) is an error naming the file and the first offending entry."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise io.CorruptFileError(f"{path}: not valid JSON ({type(e).__name__}: {e}); expected {{class name: [captions]}}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object {{class name: [captions]}}, got a {type(data).__name__}: {str(data)[:80]}")
+    for k, v in data.items():
+        if not isinstance(v, list):
+            raise ValueError(f"{path}: class {k!r}: expected a list of caption strings, got {type(v).__name__} {str(v)[:80]}")
+        bad = [i for i, c in enumerate(v) if not isinstance(c, str)]
+        if bad:
+            raise ValueError(f"{path}: class {k!r}, caption {bad[0]}: expected a string, got {v[bad[0]]!r:.80}")
+    return {str(k): list(v) for k, v in data.items()}
 
 
 def captions_from_grouped(grouped: dict[str, list[str]], class_names: Sequence[str]) -> pd.DataFrame:
@@ -348,11 +363,42 @@ def load_captions(run) -> pd.DataFrame:
     path = captions_path(run)
     if not path.is_file():
         raise FileNotFoundError(f"no captions at {path}; run notebooks/01_captions.ipynb (tckr.captions.caption_run) first")
-    table = pd.read_csv(path, keep_default_na=False, dtype={"class_name": str, "caption": str, "prompt": str})
+    try:
+        table = pd.read_csv(path, keep_default_na=False, dtype={"class_name": str, "caption": str, "prompt": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise io.CorruptFileError(f"{path}: not a readable captions table ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                                  "delete it and rerun notebooks/01_captions.ipynb") from None
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")
+        raise io.CorruptFileError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")
+    problem = _table_problem(table, run)
+    if problem:
+        raise io.CorruptFileError(f"{path}: {problem}; delete it and rerun notebooks/01_captions.ipynb (phase 01_captions)")
     return table
+
+
+def _table_problem(table: pd.DataFrame, run) -> str | None:
+    """The first way a captions table disagrees with the run (one row per image of D, in D's order, labels and
+    class names of the dataset, prompts built from them), or None."""
+    D = run.splits().D
+    for col in ("index", "label"):
+        if not pd.api.types.is_integer_dtype(table[col]):
+            return f"column {col!r} holds non-integers"
+    index = table["index"].to_numpy()
+    if len(table) != len(D) or not np.array_equal(np.sort(index), np.sort(D)):
+        return f"{len(table)} rows whose index column is not the {len(D)} images of D (truncated, or from another run)"
+    names = run.class_names
+    labels = table["label"].to_numpy()
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(names):
+        return f"labels outside 0..{len(names) - 1}"
+    wrong = np.flatnonzero(table["class_name"].to_numpy() != np.asarray(names, dtype=object)[labels])
+    if wrong.size:
+        return f"row {wrong[0]}: class_name {table['class_name'].iloc[wrong[0]]!r} is not label {labels[wrong[0]]}'s name"
+    prompts = [prompt_for(n, c) for n, c in zip(table["class_name"], table["caption"])]
+    wrong = np.flatnonzero(table["prompt"].to_numpy() != np.asarray(prompts, dtype=object))
+    if wrong.size:
+        return f"row {wrong[0]}: prompt {table['prompt'].iloc[wrong[0]]!r} is not '<class>: <caption>'"
+    return None
 
 
 def export_prompts(run, dest: str | Path | None = None) -> list[Path]:

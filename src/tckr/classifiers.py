@@ -104,7 +104,7 @@ def save(model: nn.Module, path: str | Path, *, arch: str, class_names: list[str
     }
     state = {k: v for k, v in model.state_dict().items()}
     io.save_weights(path, state, meta)
-    io.write_json(sidecar_path(path), meta)
+    io.write_json(sidecar_path(path), {**meta, "sha256": io.sha256_file(path)})
     return Path(path)
 
 
@@ -116,8 +116,21 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return io.load_weights(path)[1]
 
 
+def verify(path: str | Path) -> None:
+    """Check a weights file against the sha256 its sidecar recorded when it was saved (files without one pass)."""
+    path, side = Path(path), sidecar_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    want = io.read_json(side).get("sha256") if side.is_file() else None
+    if want and io.sha256_file(path) != want:
+        raise io.CorruptFileError(f"{path}: sha256 differs from the one recorded in {side.name} when it was saved: "
+                                  "the file is truncated or damaged; delete it and rerun the phase that trained it")
+
+
 def load(path: str | Path, *, arch: str | None = None, num_classes: int | None = None) -> nn.Module:
-    """Rebuild the model saved at ``path`` (eval mode, CPU); its metadata is ``model.tckr_meta``."""
+    """Rebuild the model saved at ``path`` (eval mode, CPU); its metadata is ``model.tckr_meta``. A file that differs
+    from the sha256 in its sidecar, or that safetensors cannot read, is a :class:`tckr.io.CorruptFileError` naming it."""
+    verify(path)
     tensors, meta = io.load_weights(path)
     problems = []
     if "arch" not in meta or "num_classes" not in meta:

@@ -1,8 +1,11 @@
 """Study settings: one YAML file per study under ``configs/``, validated against typed sections.
 
-``load_config(path, overrides)`` returns a :class:`Config`; unknown or misspelled keys and
-wrong types fail with a message that names the key and what is accepted. The defaults below
-are the paper's settings; ``configs/mini.yaml`` and ``configs/tiny.yaml`` scale them down.
+``load_config(path, overrides)`` returns a :class:`Config`; unknown or misspelled keys, wrong types,
+values out of range (every numeric setting has one), unknown devices, captioners, architectures (timm's
+registry) and attacks, and repeated seeds fail at load time with a message that names the key, the bad
+value and what is accepted. A config file must name ``study.tier`` and ``study.dataset``: the defaults
+below are the paper's settings, and an empty or partial file would otherwise run them silently;
+``configs/mini.yaml`` and ``configs/tiny.yaml`` scale them down.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,13 +31,21 @@ class ConfigError(ValueError):
     """A config file or override that does not match the schema."""
 
 
+# The attack names tckr.mia scores (kept here so that loading a config imports no attack code).
+ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia", "rmia_offline")
+QUERIES = ("identity", "flip", "shift")
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a run folder name: no separators, no "..", no spaces
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
+
+
 @dataclass
 class StudyConfig:
-    name: str = "study"
+    name: str = "study"  # run folders are runs/<name>-<time>: letters, digits, '.', '_', '-'
     dataset: str = "fashion_mnist"
     tier: Literal["mini", "paper", "tiny"] = "mini"
     seeds: list[int] = field(default_factory=lambda: [0])  # several seeds repeat the study; tables give mean ± 95% CI
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
 
 
@@ -191,6 +204,9 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -220,8 +236,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _NUMBER.match(value.strip()):
+            value = float(value)  # YAML 1.1 reads 5e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -267,18 +287,23 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> Config:
-    """Validate a nested mapping (plus dotted-key overrides such as ``{"train.epochs": 3}``)."""
+def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None, *, registry: bool = True) -> Config:
+    """Validate a nested mapping (plus dotted-key overrides such as ``{"train.epochs": 3}``).
+
+    ``registry=False`` skips the check of classifier architectures against timm's registry (it imports timm
+    and torch); run folders use it to re-read their saved config, which was checked when it was written."""
     tree = copy.deepcopy(data or {})
     for k, v in (overrides or {}).items():
         _set_dotted(tree, k, v)
     cfg = _build(Config, tree, "")
-    _check(cfg)
+    _check(cfg, registry=registry)
     return cfg
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Read and validate a study config. Relative paths are looked up from the cwd, then the repo root."""
+    """Read and validate a study config. Relative paths are looked up from the cwd, then the repo root.
+
+    The file must name ``study.tier`` and ``study.dataset``; every other key defaults to the paper's settings."""
     p = Path(path)
     if not p.is_file():
         alt = paths.resolve(path)
@@ -287,29 +312,184 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
             raise FileNotFoundError(f"no config file at {path}; configs in the repo: {', '.join(known)}")
         p = alt
     try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
+        data = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     try:
-        return config_from_dict(data, overrides)
+        if data is None:
+            raise ConfigError("the file is empty; a study config names at least study.tier and study.dataset "
+                              "(see configs/mini.yaml); the defaults alone are the paper's settings")
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping of sections (study:, data:, ...), got {type(data).__name__} {data!r:.80}")
+        tree = copy.deepcopy(data)
+        for k, v in (overrides or {}).items():
+            _set_dotted(tree, k, v)
+        cfg = config_from_dict(tree)
+        study = tree.get("study")
+        missing = [f"study.{k}" for k in ("tier", "dataset") if not isinstance(study, dict) or k not in study]
+        if missing:
+            raise ConfigError(f"{' and '.join(missing)} not set; a config file must name its tier ({_describe(typing.get_type_hints(StudyConfig)['tier'])}) "
+                              "and its dataset, or it would run the paper's defaults whatever it says")
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{p}: {e}") from None
 
 
-def _check(cfg: Config) -> None:
+def _fail(key: str, value: Any, accepted: str) -> None:
+    raise ConfigError(f"{key}: {value!r} is not accepted; {accepted}")
+
+
+# Bounds of every numeric setting: key -> (min, max, note); None = unbounded. Bounds are inclusive except
+# those in _OPEN (a learning rate of 0 trains nothing; label smoothing 1 is a uniform target).
+RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "study.num_threads": (0, None, "0 leaves torch's default"),
+    "data.train_size": (0, None, "0 = the whole train split less H and val"),
+    "data.val_size": (1, None, "validation picks the best epoch"),
+    "data.test_size": (0, None, "0 = the whole test split"),
+    "data.image_size": (8, None, ""),
+    "data.split_seed": (0, None, ""),
+    "data.public_size": (0, None, "0 = no public partition"),
+    "data.public_seed": (0, None, ""),
+    "captions.batch_size": (1, None, ""),
+    "captions.max_new_tokens": (1, None, ""),
+    "generator.resolution": (8, None, "a multiple of 8 (the VAE downsamples by 8)"),
+    "lora.rank": (1, None, ""),
+    "lora.alpha": (0, None, ""),
+    "lora.learning_rate": (0, None, ""),
+    "lora.epochs": (1, None, ""),
+    "lora.max_steps": (0, None, "0 = lora.epochs decides"),
+    "lora.batch_size": (1, None, ""),
+    "lora.grad_accum": (1, None, ""),
+    "lora.checkpoint_every": (1, None, ""),
+    "lora.checkpoints_total_limit": (1, None, ""),
+    "lora.seed": (0, None, ""),
+    "synthesis.cardinalities": (0, None, "multiples of |D| must be positive"),
+    "synthesis.guidance_scale": (0, None, ""),
+    "synthesis.steps": (1, None, ""),
+    "synthesis.batch_size": (1, None, ""),
+    "synthesis.shard_size": (1, None, ""),
+    "synthesis.seed": (0, None, ""),
+    "classifier.input_size": (8, None, ""),
+    "classifier.stem_stride": (0, 4, "0 = 1 for inputs <= 64 px, else the architecture's"),
+    "train.epochs": (1, None, ""),
+    "train.batch_size": (1, None, ""),
+    "train.lr": (0, None, ""),
+    "train.weight_decay": (0, None, ""),
+    "train.label_smoothing": (0, 1, ""),
+    "train.patience": (0, None, "0 disables early stopping"),
+    "train.crop_padding": (0, 1, "a fraction of the side; 0 disables"),
+    "train.mixup_alpha": (0, None, "0 disables MixUp"),
+    "train.warmup_epochs": (0, None, ""),
+    "train.seed": (0, None, ""),
+    "gkd.temperature": (0, None, ""),
+    "gkd.regenerate_every": (0, None, "0 = never"),
+    "mia.n_shadows": (2, None, "an even number"),
+    "mia.shadow_epochs": (0, None, "0 = the teacher's epoch budget"),
+    "mia.n_bootstrap": (1, None, ""),
+    "mia.seed": (0, None, ""),
+    "mia.population_size": (0, None, "0 = the whole pool split"),
+    "mia.rmia_a": (0, 1, ""),
+    "mia.rmia_gamma": (0, None, ""),
+    "mia.n_pipelines": (0, 100, "0 or an even number"),
+    "mia.pipeline_cardinalities": (0, None, "multiples of |D| must be positive"),
+    "mia.generator_examples": (0, None, "0 = skip the generator attack"),
+    "mia.generator_queries": (1, None, ""),
+    "mia.synthetic_examples": (0, None, "0 = all of P"),
+    "mia.canaries": (0, None, "0 = none"),
+    "audit.max_synthetic": (0, None, "0 = all"),
+    "audit.n_pairs": (1, None, ""),
+}
+_OPEN = {("lora.alpha", "min"), ("lora.learning_rate", "min"), ("synthesis.cardinalities", "min"), ("train.lr", "min"),
+         ("train.label_smoothing", "max"), ("train.crop_padding", "max"), ("gkd.temperature", "min"),
+         ("mia.rmia_gamma", "min"), ("mia.pipeline_cardinalities", "min")}
+
+
+def _in_range(key: str, v: float) -> bool:
+    lo, hi, _ = RANGES[key]
+    above = lo is None or (v > lo if (key, "min") in _OPEN else v >= lo)
+    below = hi is None or (v < hi if (key, "max") in _OPEN else v <= hi)
+    return above and below
+
+
+def _accepted(key: str) -> str:
+    lo, hi, note = RANGES[key]
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if (key, 'min') in _OPEN else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if (key, 'max') in _OPEN else '<='} {hi:g}")
+    return "accepted: " + " and ".join(parts) + (f" ({note})" if note else "")
+
+
+def _check_ranges(cfg: Config) -> None:
+    for key in RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        for i, v in enumerate(value if isinstance(value, list) else [value]):
+            if not _in_range(key, v):
+                _fail(key if not isinstance(value, list) else f"{key}[{i}]", v, _accepted(key))
+
+
+def _check(cfg: Config, registry: bool = True) -> None:
     from . import data as _data
 
-    if cfg.study.dataset not in _data.available_datasets():
-        raise ConfigError(f"study.dataset: unknown dataset {cfg.study.dataset!r}; accepted: {', '.join(_data.available_datasets())}")
-    if not cfg.study.seeds:
+    s = cfg.study
+    if not RUN_NAME.match(s.name):
+        _fail("study.name", s.name, "run folders are named after it: 1-100 letters, digits, '.', '_' or '-', "
+              "starting with a letter or digit (no '/' or '..')")
+    if s.dataset not in _data.available_datasets():
+        raise ConfigError(f"study.dataset: unknown dataset {s.dataset!r}; accepted: {', '.join(_data.available_datasets())}")
+    if not s.seeds:
         raise ConfigError("study.seeds: give at least one seed")
-    if any(c <= 0 for c in cfg.synthesis.cardinalities):
-        raise ConfigError(f"synthesis.cardinalities: multiples of |D| must be positive, got {cfg.synthesis.cardinalities}")
-    for name in ("train_size", "val_size", "test_size"):
-        if getattr(cfg.data, name) < 0:
-            raise ConfigError(f"data.{name}: must be >= 0")
-    if cfg.mia.n_shadows % 2:
-        raise ConfigError(f"mia.n_shadows: must be even so every example is IN for exactly half the shadows, got {cfg.mia.n_shadows}")
-    bad_q = [q for q in cfg.mia.queries if q not in ("identity", "flip", "shift")]
-    if bad_q or "identity" not in cfg.mia.queries:
-        raise ConfigError(f"mia.queries: {cfg.mia.queries} — accepted: 'identity' (required), 'flip', 'shift'")
+    repeated = sorted({x for x in s.seeds if s.seeds.count(x) > 1})
+    if repeated:
+        _fail("study.seeds", s.seeds, f"seed(s) {repeated} repeated; each seed is one repetition of the study, give distinct seeds")
+    negative = [x for x in s.seeds if x < 0]
+    if negative:
+        _fail("study.seeds", s.seeds, "seeds are >= 0")
+    if not DEVICE.match(s.device):
+        _fail("study.device", s.device, "accepted: 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index), 'mps'")
+    _check_ranges(cfg)
+    if cfg.generator.resolution % 8:
+        _fail("generator.resolution", cfg.generator.resolution, "accepted: a multiple of 8 (the VAE downsamples by 8)")
+    if not cfg.captions.model.strip():
+        _fail("captions.model", cfg.captions.model, "accepted: a Hugging Face id or local folder")
+    if not cfg.generator.base.strip():
+        _fail("generator.base", cfg.generator.base, "accepted: a Hugging Face id or local folder such as models/tiny-sd-fashion")
+    bad_t = [t for t in cfg.lora.target_modules if t not in LORA_TARGETS]
+    if bad_t or not cfg.lora.target_modules or len(set(cfg.lora.target_modules)) != len(cfg.lora.target_modules):
+        _fail("lora.target_modules", cfg.lora.target_modules, f"accepted: distinct names among {', '.join(LORA_TARGETS)}")
+    cards = cfg.synthesis.cardinalities
+    if not cards or len(set(cards)) != len(cards):
+        _fail("synthesis.cardinalities", cards, "accepted: one or more distinct positive multiples of |D|")
+    for key in ("teacher_arch", "student_arch"):
+        arch = getattr(cfg.classifier, key)
+        if not arch.strip():
+            _fail(f"classifier.{key}", arch, "accepted: a timm architecture name such as mobilenetv3_small_050")
+        if registry:
+            import timm
+
+            if not timm.is_model(arch):
+                close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
+                _fail(f"classifier.{key}", arch, "accepted: a timm architecture (timm.list_models()); similar names: "
+                      + (", ".join(close) or "none"))
+    m = cfg.mia
+    if m.n_shadows % 2:
+        raise ConfigError(f"mia.n_shadows: must be even so every example is IN for exactly half the shadows, got {m.n_shadows}")
+    bad_q = [q for q in m.queries if q not in QUERIES]
+    if bad_q or "identity" not in m.queries or len(set(m.queries)) != len(m.queries):
+        raise ConfigError(f"mia.queries: {m.queries} — accepted: distinct names among 'identity' (required), 'flip', 'shift'")
+    bad_a = [a for a in m.attacks if a not in ATTACKS]
+    if bad_a or not m.attacks or len(set(m.attacks)) != len(m.attacks):
+        _fail("mia.attacks", m.attacks, f"accepted: one or more distinct names among {', '.join(ATTACKS)}"
+              + (f" ({', '.join(map(repr, bad_a))} unknown)" if bad_a else ""))
+    if m.headline != "auto" and m.headline not in ATTACKS:
+        _fail("mia.headline", m.headline, f"accepted: 'auto' or one of {', '.join(ATTACKS)}")
+    if m.headline != "auto" and m.headline not in m.attacks:
+        _fail("mia.headline", m.headline, f"the headline attack must be among mia.attacks {m.attacks}")
+    if m.n_pipelines % 2 or m.n_pipelines == 1:
+        _fail("mia.n_pipelines", m.n_pipelines, "accepted: 0 (none) or an even number >= 2 (pipelines come in complementary pairs)")
+    extra = [c for c in m.pipeline_cardinalities if not any(math.isclose(c, x) for x in cards)]
+    if extra:
+        _fail("mia.pipeline_cardinalities", m.pipeline_cardinalities,
+              f"accepted: a subset of synthesis.cardinalities {cards} ({extra} not among them)")

@@ -111,7 +111,19 @@ def load_real(name: str, split: str, *, size: int | None = None) -> RealDataset:
         local = paths.data_dir() / name
         tried.append(f"a datasets.save_to_disk folder at {local}")
         if local.exists():
-            images, labels = _from_hf_dataset(_load_from_disk(local, s, split), s, size)
+            try:
+                images, labels = _from_hf_dataset(_load_from_disk(local, s, split), s, size)
+            except DatasetUnavailableError:
+                raise
+            except Exception as e:  # pyarrow/datasets errors of a truncated or damaged folder name no file
+                from . import io
+
+                broken = _broken_arrow_files(local)
+                where = f"{broken[0]}" if broken else f"{local}"
+                raise io.CorruptFileError(
+                    f"{where}: the saved dataset {name!r} ({split}) in {local} cannot be read ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''})" + (f"; damaged file(s): {', '.join(map(str, broken[:6]))}" if broken else "")
+                    + f". Save it again with datasets.load_dataset({s.hf_id!r}).save_to_disk('{local}')") from None
     if images is None:
         tried.append(f"the Hugging Face hub id {s.hf_id!r}")
         images, labels = _from_hf_dataset(_load_from_hub(s, split, tried), s, size)
@@ -144,6 +156,20 @@ def _hf_split(s: DatasetSpec, split: str) -> str:
     if hf is None:
         raise ValueError(f"{s.name} has no {split} split on the hub; carve one from train with tckr.data.make_splits")
     return hf
+
+
+def _broken_arrow_files(folder: Path) -> list[Path]:
+    """The ``.arrow`` files of a ``save_to_disk`` folder that pyarrow cannot read to the end."""
+    import pyarrow as pa
+
+    broken = []
+    for f in sorted(folder.rglob("*.arrow")):
+        try:
+            with pa.memory_map(str(f)) as source:
+                pa.ipc.open_stream(source).read_all()
+        except (pa.ArrowException, OSError, ValueError):
+            broken.append(f)
+    return broken
 
 
 def _load_from_disk(folder: Path, s: DatasetSpec, split: str):

@@ -1,7 +1,9 @@
-"""Atomic writes of result files, arrays and safetensors weights."""
+"""Atomic writes of result files, arrays and safetensors weights; readers that name the file they could not read,
+and content checksums (:func:`sha256_file`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -10,6 +12,35 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+
+class CorruptFileError(ValueError):
+    """A file that exists but cannot be read as what it should be (truncated, overwritten, wrong format),
+    or whose content does not match its recorded checksum. The message starts with the file's path."""
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
+    """Hex sha256 of a file's bytes. Cached per process by (path, size, mtime, ctime, inode), so checking
+    the same unchanged file twice reads it once; any write to it changes the key."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def _corrupt(path: Path, what: str, e: BaseException) -> CorruptFileError:
+    detail = str(e).splitlines()[0] if str(e) else ""
+    return CorruptFileError(f"{path}: not a readable {what} ({type(e).__name__}: {detail}); "
+                            "it is truncated or damaged: delete it and rerun the phase that wrote it")
 
 
 @contextmanager
@@ -47,7 +78,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _corrupt(path, "JSON file", e) from None
 
 
 def _json_default(obj: Any) -> Any:
@@ -69,7 +105,14 @@ def save_array(path: str | os.PathLike, array: np.ndarray) -> Path:
 
 
 def load_array(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    """An ``.npy`` array; a truncated or damaged file is a :class:`CorruptFileError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no array file at {path}")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # bad header, short data ("mmap length is greater than file size")
+        raise _corrupt(path, ".npy array", e) from None
 
 
 def save_csv(path: str | os.PathLike, frame) -> Path:
@@ -98,12 +141,16 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        raw = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own SafetensorError, OSError or ValueError for a damaged file
+        raise _corrupt(path, "safetensors file", e) from None
     meta = {}
     for k, v in raw.items():
         try:
             meta[k] = json.loads(v)
         except (json.JSONDecodeError, TypeError):
             meta[k] = v
-    return load_file(str(path)), meta
+    return tensors, meta

@@ -98,6 +98,23 @@ def adapter_path(run) -> Path:
     return run.path(LORA_DIR, adapter_name(run.cfg))
 
 
+def adapter_problem(run) -> str | None:
+    """Why the run's adapter file cannot be used (None when it can): safetensors cannot read it, or its sha256
+    differs from the one ``training.json`` recorded when it was saved."""
+    out = adapter_path(run)
+    if not out.is_file():
+        return f"no adapter at {out}"
+    record = out.parent / "training.json"
+    want = io.read_json(record).get("adapter_sha256") if record.is_file() else None
+    if want and io.sha256_file(out) != want:
+        return f"{out}: sha256 differs from the one recorded in {record.name} when it was saved: the file is truncated or damaged"
+    try:
+        generator.read_lora(out)
+    except io.CorruptFileError as e:
+        return str(e)
+    return None
+
+
 def export_adapter(run, dest: str | Path | None = None) -> Path:
     """Copy the run's adapter to the repository's ``lora_sd2/`` folder (or ``dest``)."""
     src = adapter_path(run)
@@ -159,7 +176,11 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
     folder = out.parent
     ckdir = folder / "checkpoints"
     if out.is_file() and not overwrite:
-        return out
+        damaged = adapter_problem(run)
+        if damaged is None:
+            return out
+        print(f"{damaged}\n-> making it again from the newest checkpoint")
+        out.unlink(missing_ok=True)
     if overwrite:
         shutil.rmtree(ckdir, ignore_errors=True)
     from . import runs as _runs
@@ -262,7 +283,8 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
         generator.save_lora(pipe, out, rank=lc.rank, alpha=lc.alpha, target_modules=lc.target_modules,
                             base=cfg.generator.base, extra=meta)
         io.write_json(folder / "training.json", {**meta, "lora": cfg.to_dict()["lora"], "seconds_last_session": time.time() - t0,
-                                                 "processes": acc.num_processes, "mixed_precision": mp})
+                                                 "processes": acc.num_processes, "mixed_precision": mp,
+                                                 "adapter_sha256": io.sha256_file(out)})
     return out
 
 

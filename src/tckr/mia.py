@@ -103,15 +103,21 @@ def pool(run) -> Pool:
              np.r_[np.ones(len(D), bool), np.zeros(len(H), bool)], np.r_[s.D, s.H].astype(np.int64),
              z_img, z_lab.astype(np.int64), z_idx.astype(np.int64))
     f = mia_dir(run, "pool.npz")
+    fields = {"index": p.index, "labels": p.labels, "member": p.member, "population_index": p.population_index,
+              "population_labels": p.population_labels}
     if not f.is_file():
         with io.atomic_path(f) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, index=p.index, labels=p.labels, member=p.member, population_index=p.population_index,
-                         population_labels=p.population_labels)
+                np.savez(fh, **fields)
     else:
-        saved = np.load(f)
-        if not (np.array_equal(saved["index"], p.index) and np.array_equal(saved["population_index"], p.population_index)):
-            raise ValueError(f"{f} records another pool than this run's splits give; use a new run folder")
+        try:
+            with np.load(f, allow_pickle=False) as saved:
+                differ = [k for k, v in fields.items() if k not in saved or not np.array_equal(saved[k], v)]
+        except Exception as e:  # damaged: numpy and zipfile raise ValueError, OSError, EOFError or BadZipFile
+            raise io.CorruptFileError(f"{f}: not a readable pool record ({type(e).__name__}: {e}); delete it to rewrite it") from None
+        if differ:
+            raise ValueError(f"{f} records another pool than this run's splits give ({', '.join(differ)} differ); "
+                             "use a new run folder")
     return p
 
 
@@ -129,7 +135,8 @@ def queries(run) -> list[str]:
 
 def ensure_mask(run, n_shadows: int | None = None) -> np.ndarray:
     """The membership mask bool [shadows, |P|] (``mia/keep.npy``), written before any shadow trains.
-    Asking for more shadows than recorded extends it (earlier rows never change)."""
+    Asking for more shadows than recorded extends it (earlier rows never change). Every read checks the
+    file against the mask this run's seed gives: an altered mask is an error naming the file."""
     m = int(n_shadows or run.cfg.mia.n_shadows)
     p = pool(run)
     queries(run)
@@ -137,13 +144,17 @@ def ensure_mask(run, n_shadows: int | None = None) -> np.ndarray:
     seed = run.seed_for(run.cfg.mia.seed)
     if f.is_file():
         keep = io.load_array(f)
-        if keep.shape[1] != len(p.labels):
-            raise ValueError(f"{f} has {keep.shape[1]} examples, the pool {len(p.labels)}; use a new run folder")
+        if keep.ndim != 2 or keep.dtype != bool or keep.shape[1] != len(p.labels):
+            raise ValueError(f"{f} is {keep.dtype} {keep.shape}, not bool [shadows, {len(p.labels)}] for this pool; "
+                             "use a new run folder")
+        new = membership_mask(max(m, len(keep)), p.labels, seed)
+        rows = np.flatnonzero((new[: len(keep)] != keep).any(1))
+        if rows.size:
+            raise ValueError(f"{f} differs from the membership mask of this run's seed {seed} in row(s) "
+                             f"{rows[:8].tolist()}: it was altered or made by another run; the shadows' membership "
+                             "cannot be trusted, use a new run folder")
         if len(keep) >= m:
             return keep[:m]
-        new = membership_mask(m, p.labels, seed)
-        if not np.array_equal(new[: len(keep)], keep):
-            raise ValueError(f"{f} was not made by this run's seed; use a new run folder")
     else:
         new = membership_mask(m, p.labels, seed)
     io.save_array(f, new)

@@ -3,6 +3,7 @@ every phase's outputs. All notebooks of a study open the same folder with :func:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import platform
 import random
@@ -77,9 +78,25 @@ class Run:
         """Channel mean/std of the dataset's train split at the run's image size (cached)."""
         return data.channel_stats(self.dataset, self.cfg.data.image_size)
 
+    def portable(self, path: str | Path) -> str:
+        """``path`` as stored in the run's records: relative to the run folder when inside it, else relative to
+        the repository when inside it (committed models), else absolute; a copied or moved run stays valid."""
+        return portable_path(self.dir, path)
+
     def seed_for(self, base: int) -> int:
         """A phase seed (``base`` from the config) shifted by the run's seed, so repeated seeds differ."""
         return int(base) + 1000 * int(self.seed)
+
+
+def portable_path(run_dir: str | Path, path: str | Path) -> str:
+    """See :meth:`Run.portable`."""
+    p = Path(path).absolute()
+    for root in (Path(run_dir).absolute(), paths.ROOT):
+        try:
+            return p.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return str(p)
 
 
 @lru_cache(maxsize=4)
@@ -89,6 +106,36 @@ def _load_real_cached(name: str, split: str, size: int) -> data.RealDataset:
 
 def new_run_id(cfg: Config) -> str:
     return f"{cfg.study.name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """``<runs root>/<name>-<time>``; the runs root is ``paths.RUNS`` (``$TCKR_RUNS``). ``study.name`` is checked
+    to be a plain folder name when the config loads; this makes sure again that the folder lands under the root."""
+    root = paths.RUNS.resolve()
+    folder = (root / new_run_id(cfg)).resolve()
+    if folder.parent != root:
+        raise ConfigError(f"study.name {cfg.study.name!r} would put the run folder at {folder}, outside the runs root {root}")
+    return folder
+
+
+def read_saved_config(path: str | Path) -> Config:
+    """A run folder's ``config.yaml``: the complete resolved settings it was made with. An unreadable,
+    incomplete or invalid file is an error naming it (never the defaults)."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: the run's saved config is not valid YAML ({type(e).__name__}: {e}); "
+                          "restore it from a copy of the run, or start a new run folder") from None
+    sections = [f.name for f in dataclasses.fields(Config)]
+    missing = [k for k in sections if not isinstance(tree, dict) or k not in tree]
+    if missing:
+        raise ConfigError(f"{path}: the run's saved config is incomplete or corrupt (no section(s) {', '.join(missing)}); "
+                          "it holds every resolved setting when a run starts; restore it, or start a new run folder")
+    try:
+        return config_from_dict(tree, registry=False)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def open_run(config: str | Path | Config | None = None, run_dir: str | Path | None = None,
@@ -107,7 +154,7 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
     elif config is not None:
         cfg = load_config(config, overrides)
     if saved is not None and saved.is_file():
-        stored = config_from_dict(yaml.safe_load(saved.read_text()))
+        stored = read_saved_config(saved)
         if cfg is not None and cfg.hash() != stored.hash():
             diff = _diff(stored.to_dict(), cfg.to_dict())
             raise ConfigError(
@@ -118,7 +165,7 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
     if cfg is None:
         raise ValueError(f"no config given and no {CONFIG_FILE} in {run_path}; pass a config path such as configs/mini.yaml")
     if run_path is None:
-        run_path = paths.RUNS / new_run_id(cfg)
+        run_path = default_run_dir(cfg)
     run_path.mkdir(parents=True, exist_ok=True)
     seeds_file = run_path / "seeds.json"
     seeds = io.read_json(seeds_file) if seeds_file.is_file() else {}
@@ -151,11 +198,19 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+SPLITS_RECORD = "checksums.json"
+
+
 def ensure_splits(run: Run) -> data.Splits:
     """The run's split indices (``splits/<name>.npy``), written on first use. Files already on disk
-    must equal what the config gives (a missing one is added, a different one is an error)."""
+    must equal what the config gives (a missing one is added, a different one is an error). The sha256 of
+    each index is recorded in ``splits/checksums.json`` and checked on every read, so an altered split is
+    an error naming its file instead of a silently different D or H."""
+    from .provenance import index_sha256
+
     folder = run.dir / "splits"
     files = {k: folder / f"{k}.npy" for k in data.Splits.NAMES}
+    record = folder / SPLITS_RECORD
     if not all(f.is_file() for f in files.values()):
         labels = _load_real_cached(run.dataset, "train", run.cfg.data.image_size).labels
         d = run.cfg.data
@@ -165,7 +220,16 @@ def ensure_splits(run: Run) -> data.Splits:
                 io.save_array(f, getattr(s, k))
             elif not np.array_equal(io.load_array(f), getattr(s, k)):
                 raise ConfigError(f"{f} differs from the {k} split that this run's config gives; use a new run folder")
-    return data.Splits(**{k: io.load_array(f) for k, f in files.items()})
+    if not record.is_file():  # first read (sub-runs such as shadow pipelines write their own splits before it)
+        io.write_json(record, {k: index_sha256(io.load_array(f)) for k, f in files.items()})
+    want = io.read_json(record)
+    out = {}
+    for k, f in files.items():
+        out[k] = io.load_array(f)
+        if k in want and index_sha256(out[k]) != want[k]:
+            raise io.CorruptFileError(f"{f}: differs from the {k} split recorded in {record.name} when the run started; "
+                                      "it was altered or damaged: restore it or use a new run folder")
+    return data.Splits(**out)
 
 
 def environment() -> dict[str, Any]:

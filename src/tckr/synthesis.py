@@ -13,14 +13,19 @@ a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...),
 
 Files under ``<run>/synthetic/``:
 
-- ``manifest.json``: what the set was made with (generator base, adapter, guidance, steps, resolution, prompt
-  mode, seeds, sizes). A rerun with other settings is an error instead of a mixed set.
+- ``manifest.json``: what the set was made with (generator base, adapter path relative to the run folder and
+  its sha256, guidance, steps, resolution, prompt mode, seeds, sizes). A rerun with other settings is an error
+  instead of a mixed set. Once every shard is finished it also lists each shard's sha256 (``shards_sha256``,
+  ``tables_sha256``), so the manifest identifies the whole set's content.
 - ``plan.csv``: one row per image of the largest set: ``i``, ``label``, ``class_name``, ``prompt``, ``seed``,
   ``shard``.
-- ``shards/shard_<j>.npy`` (uint8 ``n×H×W×3``) and ``shards/shard_<j>.csv`` (that shard's rows of the plan),
-  both written atomically; the CSV is written last, so a shard is finished when its CSV exists. A rerun skips
-  finished shards; ``shard="k/n"`` (or ``python -m tckr.synthesis --shard k/n``) makes only shards ``j`` with
-  ``j mod n == k - 1``, so ``n`` processes or GPUs share the work without talking to each other.
+- ``shards/shard_<j>.npy`` (uint8 ``n×H×W×3``), ``shards/shard_<j>.json`` (sidecar: sha256 of the array file and
+  of the table) and ``shards/shard_<j>.csv`` (that shard's rows of the plan), all written atomically; the CSV is
+  written last, so a shard is finished when its CSV exists and its files match the sidecar's checksums. A
+  truncated or damaged shard is therefore unfinished: reading it is an error naming it, and the next
+  :func:`generate` makes it again. A rerun skips finished shards; ``shard="k/n"`` (or ``python -m
+  tckr.synthesis --shard k/n``) makes only shards ``j`` with ``j mod n == k - 1``, so ``n`` processes or GPUs
+  share the work without talking to each other.
 - ``subsets/x<multiple>.npy``: the indices (into the largest set) of each smaller cardinality.
 
 Figure: ``<run>/figures/synthetic_samples.{pdf,png}``, samples per class (:func:`plot_samples`).
@@ -140,13 +145,19 @@ def shard_paths(run, j: int) -> tuple[Path, Path]:
     return folder / f"shard_{j:05d}.npy", folder / f"shard_{j:05d}.csv"
 
 
+def shard_sidecar(run, j: int) -> Path:
+    """``shards/shard_<j>.json``: the sha256 of the shard's array (``sha256``) and table (``csv_sha256``)."""
+    return shard_paths(run, j)[0].with_suffix(".json")
+
+
 def parse_shard(shard: str | None) -> tuple[int, int]:
     """``"k/n"`` (1 ≤ k ≤ n) as ``(k, n)``; ``None`` is ``(1, 1)`` (:func:`tckr.shards.parse_shard`)."""
     return shards.parse_shard(shard)
 
 
 def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
-    """The run's generator: ``generator.base`` with the run's adapter from notebook 02 when there is one.
+    """The run's generator: ``generator.base`` with the run's adapter from notebook 02 (an error when it is missing,
+    unless ``use_lora=False`` asks for the base on purpose).
 
     ``random_weights`` builds ``generator.arch`` with random weights instead (mechanics only: its images are noise).
     ``generator.dtype`` float16 runs as float32 on a CPU; bfloat16 is kept (about twice as fast on CPUs with bf16
@@ -166,7 +177,12 @@ def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, d
         pipe._tckr_base, pipe._tckr_adapter = f"random:{run.cfg.generator.arch}", None
         return pipe
     adapter = lora.adapter_path(run) if use_lora else None
-    adapter = adapter if adapter is not None and adapter.is_file() else None
+    if adapter is not None and not adapter.is_file():
+        # Never fall back to the base silently: a "synthetic set of the adapted generator" made by the base
+        # looks finished and changes every downstream number.
+        raise FileNotFoundError(f"no LoRA adapter at {adapter}: synthesis uses the run's adapter from "
+                                "notebooks/02_lora_finetune.ipynb (phase 02_lora_finetune); run that first, or pass "
+                                f"use_lora=False to generate with the base generator {run.cfg.generator.base!r} on purpose")
     pipe = generator.load(run.cfg.generator.base, lora=adapter, dtype=dtype, device=dev)
     pipe._tckr_adapter = str(adapter) if adapter else None
     return pipe
@@ -180,7 +196,10 @@ def class_balance(run) -> pd.DataFrame:
 
 def _settings(run, pipe, table: pd.DataFrame) -> dict[str, Any]:
     cfg = run.cfg.synthesis
-    return {"base": getattr(pipe, "_tckr_base", f"custom {type(pipe).__name__}"), "adapter": getattr(pipe, "_tckr_adapter", None),
+    adapter = getattr(pipe, "_tckr_adapter", None)
+    return {"base": getattr(pipe, "_tckr_base", f"custom {type(pipe).__name__}"),
+            "adapter": run.portable(adapter) if adapter else None,
+            "adapter_sha256": io.sha256_file(adapter) if adapter else None,
             "arch": run.cfg.generator.arch, "resolution": run.cfg.generator.resolution,
             "guidance_scale": cfg.guidance_scale, "steps": cfg.steps, "prompt_mode": cfg.prompt_mode,
             "seed": run.seed_for(cfg.seed), "shard_size": cfg.shard_size, "n": len(table),
@@ -193,27 +212,63 @@ def _check_manifest(run, settings: dict[str, Any]) -> None:
     path = synthetic_dir(run) / "manifest.json"
     if path.is_file():
         old = io.read_json(path)
-        diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+        if "adapter_sha256" not in old and old.get("adapter") and settings["adapter"]:
+            # manifests written before adapters were recorded relative to the run (with a checksum) hold an absolute path
+            old["adapter"] = settings["adapter"] if Path(old["adapter"]).name == Path(settings["adapter"]).name else old["adapter"]
+        diff = [f"{k}: {old[k]!r} -> {v!r}" for k, v in settings.items() if k in old and old[k] != v]
         if diff:
             raise RuntimeError(f"{synthetic_dir(run)} was generated with other settings ({'; '.join(diff)}); "
                                "use a new run folder, or delete that folder to start over")
+        if any(k not in old for k in settings):
+            io.write_json(path, {**old, **settings})
     else:
         io.write_json(path, settings)
 
 
-def shard_done(run, j: int, rows: pd.DataFrame | None = None) -> bool:
-    """Whether shard ``j`` is finished (its table exists and matches the plan, its array has the right shape)."""
+def _shard_problem(run, j: int, rows: pd.DataFrame | None = None) -> str | None:
+    """Why shard ``j`` is not a finished, intact shard (None when it is): a file missing, a checksum that differs
+    from its sidecar's, or (with ``rows``) a table or array that does not fit the plan's rows."""
     npy, csv = shard_paths(run, j)
-    if not (npy.is_file() and csv.is_file()):
-        return False
+    side = shard_sidecar(run, j)
+    missing = [f.name for f in (npy, side, csv) if not f.is_file()]
+    if missing:
+        return f"shard {j} is not finished ({', '.join(missing)} missing)"
+    try:
+        rec = io.read_json(side)
+    except io.CorruptFileError as e:
+        return str(e)
+    for f, key in ((npy, "sha256"), (csv, "csv_sha256")):
+        got = io.sha256_file(f)
+        if got != rec.get(key):
+            return (f"{f}: sha256 {got[:16]}… differs from {str(rec.get(key))[:16]}… recorded in {side.name} "
+                    f"({f.stat().st_size} bytes): the file is truncated or damaged")
     if rows is not None:
         done = pd.read_csv(csv, keep_default_na=False)
         if len(done) != len(rows) or not np.array_equal(done["i"].to_numpy(), rows["i"].to_numpy()):
-            return False
-        arr = io.load_array(npy, mmap=True)
+            return f"{csv}: rows differ from the plan's shard {j}"
+        try:
+            arr = io.load_array(npy, mmap=True)
+        except io.CorruptFileError as e:
+            return str(e)
         if arr.shape[0] != len(rows) or arr.dtype != np.uint8:
-            return False
-    return True
+            return f"{npy}: {arr.dtype} {arr.shape} does not hold the plan's {len(rows)} uint8 images"
+    return None
+
+
+def shard_done(run, j: int, rows: pd.DataFrame | None = None) -> bool:
+    """Whether shard ``j`` is finished and intact (its files exist and match its sidecar's sha256; with ``rows``
+    its table also matches the plan and its array has the right shape)."""
+    return _shard_problem(run, j, rows) is None
+
+
+def _write_shard(run, j: int, images: np.ndarray, rows: pd.DataFrame) -> None:
+    """Array, then sidecar (checksums of both files), then table: the table marks the shard finished."""
+    npy, csv = shard_paths(run, j)
+    io.save_array(npy, images)
+    text = rows.to_csv(index=False)
+    io.write_json(shard_sidecar(run, j), {"sha256": io.sha256_file(npy), "csv_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                          "n": len(rows), "shape": list(images.shape), "dtype": str(images.dtype)})
+    io.write_text(csv, text)
 
 
 def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True, batch_size: int | None = None) -> dict[str, Any]:
@@ -269,8 +324,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
                            height=res, width=res, generator=gens, output_type="np").images
             images[s:s + len(gens)] = to_uint8(out)
             bar.update(len(gens))
-        io.save_array(npy, images)
-        io.save_csv(csv, rows)
+        _write_shard(run, j, images, rows)
         summary["shards_made"] += 1
         summary["images_made"] += len(rows)
     bar.close()
@@ -281,12 +335,30 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
 
 
 def _write_subsets(run) -> None:
+    """Once every shard is finished: the subsets' indices, and each shard's checksums in the manifest."""
     if not is_complete(run):
         return
     for m in run.cfg.synthesis.cardinalities:
         path = synthetic_dir(run) / "subsets" / f"x{m:g}.npy"
-        if not path.is_file():
+        if not path.is_file() or not np.array_equal(_read_or_none(path), subset_index(run, m)):
             io.save_array(path, subset_index(run, m))
+    manifest = synthetic_dir(run) / "manifest.json"
+    info = io.read_json(manifest)
+    sides = [io.read_json(shard_sidecar(run, j)) for j in range(_n_shards(run, info))]
+    sealed = {"shards_sha256": [r["sha256"] for r in sides], "tables_sha256": [r["csv_sha256"] for r in sides]}
+    if any(info.get(k) != v for k, v in sealed.items()):
+        io.write_json(manifest, {**info, **sealed})
+
+
+def _read_or_none(path: Path) -> np.ndarray | None:
+    try:
+        return io.load_array(path)
+    except io.CorruptFileError:
+        return None
+
+
+def _n_shards(run, info: dict[str, Any]) -> int:
+    return math.ceil(info["n"] / run.cfg.synthesis.shard_size)
 
 
 def status(run) -> pd.DataFrame:
@@ -298,12 +370,41 @@ def status(run) -> pd.DataFrame:
 
 
 def is_complete(run) -> bool:
-    """Whether every shard of the largest set is finished."""
+    """Whether every shard of the largest set is finished and intact."""
     folder = synthetic_dir(run)
     if not (folder / "manifest.json").is_file():
         return False
-    n_shards = math.ceil(io.read_json(folder / "manifest.json")["n"] / run.cfg.synthesis.shard_size)
-    return all(shard_done(run, j) for j in range(n_shards))
+    return all(shard_done(run, j) for j in range(_n_shards(run, io.read_json(folder / "manifest.json"))))
+
+
+def problems(run) -> list[str]:
+    """What is wrong with the run's synthetic set as it stands on disk: shards missing, truncated or damaged
+    (sha256 differs from the sidecar's), or sidecars that disagree with the manifest's list. Empty when intact."""
+    manifest = synthetic_dir(run) / "manifest.json"
+    if not manifest.is_file():
+        return [f"no synthetic set: {manifest} is missing"]
+    info = io.read_json(manifest)
+    out = []
+    for j in range(_n_shards(run, info)):
+        bad = _shard_problem(run, j)
+        if bad is None and "shards_sha256" in info:
+            side = io.read_json(shard_sidecar(run, j))
+            if j >= len(info["shards_sha256"]) or side["sha256"] != info["shards_sha256"][j] \
+                    or side["csv_sha256"] != info["tables_sha256"][j]:
+                bad = (f"{shard_paths(run, j)[0]}: its sidecar's sha256 differs from the one {manifest.name} recorded "
+                       "when the set was finished: the shard was replaced")
+        if bad:
+            out.append(bad)
+    return out
+
+
+def check(run) -> None:
+    """:class:`tckr.io.CorruptFileError` naming the first damaged shard of a set whose files are all present."""
+    found = problems(run)
+    damaged = [p for p in found if "is not finished" not in p and not p.startswith("no synthetic set")]
+    if damaged:
+        raise io.CorruptFileError(f"{damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
+                                  + "; rerun notebooks/03_generate.ipynb (phase 03_generate): it makes damaged shards again")
 
 
 # --------------------------------------------------------------------------- reading
@@ -318,6 +419,7 @@ def available_multiples(run) -> list[float]:
 
 def load_synthetic(run, multiple: float) -> SyntheticSet:
     """The synthetic set of ``multiple`` × |D| (a seeded class-balanced subset of the largest set)."""
+    check(run)
     have = available_multiples(run)
     match = [m for m in have if math.isclose(m, float(multiple), rel_tol=1e-9)]
     if not match:
@@ -336,10 +438,11 @@ def load_synthetic(run, multiple: float) -> SyntheticSet:
 
 
 def _read_all(run) -> tuple[np.ndarray, pd.DataFrame]:
-    n = io.read_json(synthetic_dir(run) / "manifest.json")["n"]
-    n_shards = math.ceil(n / run.cfg.synthesis.shard_size)
+    check(run)  # every shard's checksums against its sidecar and the manifest, before any byte is used
+    info = io.read_json(synthetic_dir(run) / "manifest.json")
+    n = info["n"]
     arrays, tables = [], []
-    for j in range(n_shards):
+    for j in range(_n_shards(run, info)):
         npy, csv = shard_paths(run, j)
         arrays.append(io.load_array(npy, mmap=True))
         tables.append(pd.read_csv(csv, keep_default_na=False, dtype={"prompt": str, "class_name": str}))

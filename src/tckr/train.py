@@ -380,14 +380,23 @@ def _save_run_model(run: runs.Run, model: nn.Module, path: Path, arch: str, info
                      config_hash=run.cfg.hash(), extra=info)
 
 
+def _load_intact(path: Path, arch: str, num_classes: int) -> nn.Module | None:
+    """A saved model, or None (it is trained again) when its file is damaged: said, never silent."""
+    try:
+        return classifiers.load(path, arch=arch, num_classes=num_classes)
+    except io.CorruptFileError as e:
+        print(f"{e}\n-> training it again")
+        return None
+
+
 def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> nn.Module:
     """The run's teacher: trained on ``run.real("D")`` with validation on ``run.real("val")``, or loaded
     from ``run/classifiers/`` when it was trained before. Training info is ``model.tckr_meta["extra"]``."""
     cfg = run.cfg
     path = weights_file(run, "teacher")
     arch = cfg.classifier.teacher_arch
-    if path.is_file() and not retrain:
-        return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    if path.is_file() and not retrain and (saved := _load_intact(path, arch, len(run.class_names))) is not None:
+        return saved
     D, val = run.real("D"), run.real("val")
     model, hist = fit(cfg, arch, D.images, D.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
                       history_path=history_file(run, "teacher"), progress=progress, desc="teacher")
@@ -409,8 +418,8 @@ def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = No
     arch = cfg.classifier.student_arch
     name = model_name("student", multiple, mode)
     path = weights_file(run, "student", multiple, mode)
-    if path.is_file() and not retrain:
-        return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    if path.is_file() and not retrain and (saved := _load_intact(path, arch, len(run.class_names))) is not None:
+        return saved
     synth = synthesis.load_synthetic(run, multiple)
     if mode == "soft" and teacher_model is None:
         teacher_model = teacher(run, progress=progress)
@@ -440,6 +449,7 @@ def require_synthetic(run: runs.Run, multiples: list[float]) -> None:
     """``FileNotFoundError`` naming the missing synthetic sets unless all of ``multiples`` exist."""
     from . import synthesis
 
+    synthesis.check(run)
     have = [float(m) for m in synthesis.available_multiples(run)]
     missing = [m for m in multiples if not any(abs(m - h) < 1e-9 for h in have)]
     if missing:
