@@ -5,7 +5,8 @@ prompts ``"<class>: <caption>"`` cycled per class from the attribute captions of
 measures them with real-data classifiers:
 
 - ``agreement``: share of samples a classifier assigns to the prompted class. Classifiers: ``probe``
-  (a small CNN trained here on 20,000 real pool images, 3 epochs; its real test accuracy is printed) and,
+  (a small CNN trained here on 20,000 real images of the public partition — of the pool when a config has
+  no public partition —, 3 epochs; its real test accuracy is printed) and,
   with ``--teacher``, the run's teacher (:func:`tckr.train.teacher`, trained on D only).
 - ``frechet_D``: Fréchet distance between the samples' and D's probe features (penultimate layer);
   ``frechet_H_D`` is the same distance for held-out real images H (what a perfect generator would reach);
@@ -57,10 +58,10 @@ def probe(run, seed: int = 0) -> Probe:
     if f.is_file():
         model.load_state_dict(io.load_weights(f)[0])
         return model.eval()
-    pool = run.real("pool")
+    public = run.real("public") if len(run.splits().public) >= 20000 else run.real("pool")
     rng = np.random.default_rng(seed)
-    idx = rng.choice(len(pool), 20000, replace=False)
-    x, y = _x(pool.images[idx]), torch.from_numpy(pool.labels[idx])
+    idx = rng.choice(len(public), 20000, replace=False)
+    x, y = _x(public.images[idx]), torch.from_numpy(public.labels[idx])
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     steps = 3 * len(x) // 128
