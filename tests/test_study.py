@@ -9,7 +9,7 @@ import pytest
 
 from tckr import plots, runs, study
 
-FIGURE_STEMS = ["table", "cardinality", "roc", "real_vs_synthetic", "ablation", "audit_distances", "real_samples",
+FIGURE_STEMS = ["table", "cardinality", "roc", "ledger", "real_vs_synthetic", "ablation", "audit_distances", "real_samples",
                 "classifier_curves"]
 
 
@@ -32,6 +32,23 @@ def test_chain_writes_notebooks_results_and_figures(tiny_chain):
             f = tiny_chain / "figures" / f"{stem}.{ext}"
             assert f.is_file() and f.stat().st_size > 1000, f
     assert "| teacher |" in (tiny_chain / "results" / "table.md").read_text()
+
+
+@pytest.mark.e2e
+def test_chain_attacks_every_release_point_with_one_headline_each(tiny_chain):
+    res = tiny_chain / "results"
+    for name in ("mia.csv", "mia_pipeline.csv", "mia_pipeline_lopo.csv", "mia_generator.csv", "mia_synthetic.csv", "ledger.csv"):
+        assert (res / name).is_file(), name
+    ledger = pd.read_csv(res / "ledger.csv")
+    heads = ledger[ledger["headline"]]
+    assert set(heads["release"]) == {"teacher", "student", "generator", "synthetic set"}
+    assert heads.groupby(["release", "cardinality", "label_mode"], dropna=False).size().max() == 1
+    student = heads[(heads["release"] == "student") & (heads["cardinality"] == 0.5) & (heads["label_mode"] == "soft")]
+    assert student["family"].item() == "LiRA, shadow pipelines"
+    assert ledger["auc"].between(0, 1).all()
+    aop = pd.read_csv(res / "aop.csv").set_index("target")
+    assert aop.loc["student_synth0.5x", "shadows"] == "pipeline" and aop.loc["teacher", "shadows"] == "classifier"
+    assert aop.loc["student_synth0.5x", "auc"] == pytest.approx(student["auc"].item())
 
 
 @pytest.mark.e2e

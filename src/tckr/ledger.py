@@ -157,3 +157,20 @@ def markdown(ledger: pd.DataFrame, headline_only: bool = False) -> str:
         lines.append(f"| {r['release']} | {card} | {r['family']} | {name} | {pct(r, 'auc')} | {pct(r, 'tpr_at_1pct')} | "
                      f"{pct(r, 'tpr_at_0.1pct')} |")
     return "\n".join(lines) + "\n"
+
+
+def classifier_headlines(run_dir: str | Path, variant: str) -> pd.DataFrame:
+    """One row per released classifier (teacher, students): the AUC and TPR of its pre-registered headline,
+    ``variant`` scored with the shadows that replicate its training (``shadows``: ``pipeline`` for a
+    student attacked through shadow pipelines, else ``classifier``). The single source of AOP and the
+    teacher-vs-student table."""
+    run_dir = Path(run_dir)
+    cols = ["target", "role", "cardinality", "label_mode", "auc", "auc_lo", "auc_hi", "tpr_at_1pct"]
+    base = pd.read_csv(run_dir / "results" / "mia.csv")
+    base = base[base["attack"] == variant][cols].assign(shadows="classifier")
+    f = run_dir / "results" / "mia_pipeline.csv"
+    if f.is_file():
+        pipe = pd.read_csv(f)
+        pipe = pipe[pipe["attack"] == variant][cols].assign(shadows="pipeline")
+        base = pd.concat([pipe, base[~base["target"].isin(pipe["target"])]], ignore_index=True)
+    return base.assign(attack=variant).reset_index(drop=True)

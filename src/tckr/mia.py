@@ -52,7 +52,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from . import io, metrics, shards
+from . import io, ledger, metrics, shards
 # The attack mathematics lives in tckr.attacks; its public names stay importable from here.
 from .attacks import (ATTACKS, headline_attack, headline_rule, lira, lira_from_stable, lira_from_statistics,  # noqa: F401
                       loss_attack, membership_mask, pooled_variance, rmia, rmia_from_stable, score, stable_logit)
@@ -358,7 +358,8 @@ def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | N
 def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
     """``results/aop.csv``: test accuracy (``results/classifiers.csv``) and the AUC of one attack per
     target, with AOP (%). The attack is the run's pre-registered headline (``results/headline.json``,
-    else the ``mia.headline`` rule) unless ``attack_name`` names another."""
+    else the ``mia.headline`` rule) unless ``attack_name`` names another; a student attacked through
+    shadow pipelines takes that row (``shadows`` = ``pipeline``, :func:`tckr.ledger.classifier_headlines`)."""
     clf_file, mia_file = run.dir / "results" / "classifiers.csv", run.dir / "results" / "mia.csv"
     if not mia_file.is_file():
         raise FileNotFoundError(f"{mia_file} is missing: run tckr.mia.attack(run) first")
@@ -370,13 +371,13 @@ def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
     if attack_name is None:
         head_file = run.dir / "results" / "headline.json"
         attack_name = io.read_json(head_file)["attack"] if head_file.is_file() else headline(run, int(res["n_shadows"].max()))["attack"]
-    res = res[res["attack"] == attack_name][["target", "role", "cardinality", "label_mode", "auc", "auc_lo", "auc_hi"]]
-    if res.empty:
+    if not (res["attack"] == attack_name).any():
         raise ValueError(f"{mia_file} has no rows of attack {attack_name!r}: run tckr.mia.attack(run) (it always scores the headline)")
+    res = ledger.classifier_headlines(run.dir, attack_name)
     table = res.merge(clf[["model", "test_accuracy"]].rename(columns={"model": "target"}), on="target", how="inner")
     table["aop"] = [100 * metrics.aop(acc / 100, auc) for acc, auc in zip(table["test_accuracy"], table["auc"])]
-    table["attack"] = attack_name
-    table = table[["target", "role", "cardinality", "label_mode", "attack", "test_accuracy", "auc", "auc_lo", "auc_hi", "aop"]]
+    table = table[["target", "role", "cardinality", "label_mode", "attack", "shadows", "test_accuracy", "auc", "auc_lo",
+                   "auc_hi", "aop"]]
     io.save_csv(run.path("results", "aop.csv"), table)
     return table
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import attacks, io
+from . import attacks, io, ledger
 from .metrics import aop
 
-FIGURES = ("table", "cardinality", "roc", "samples", "ablation", "audit", "curves")
+FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audit", "curves")
 
 
 def _plt():
@@ -78,9 +78,9 @@ def study_table(run_dir: str | Path) -> pd.DataFrame:
     """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent), written to results/table.csv and .md."""
     run_dir = Path(run_dir)
     clf = _read(run_dir, "results", "classifiers.csv")
-    mia = _read(run_dir, "results", "mia.csv")
+    _read(run_dir, "results", "mia.csv")
     attack = headline_attack(run_dir)
-    m = mia[mia["attack"] == attack].set_index("target")
+    m = ledger.classifier_headlines(run_dir, attack).set_index("target")
     rows = []
     for _, r in clf.iterrows():
         row = {"model": r["model"], "role": r["role"], "cardinality": r.get("cardinality", np.nan),
@@ -88,9 +88,10 @@ def study_table(run_dir: str | Path) -> pd.DataFrame:
         if r["model"] in m.index:
             mr = m.loc[r["model"]]
             row.update(auc_mia=100 * mr["auc"], auc_lo=100 * mr.get("auc_lo", np.nan), auc_hi=100 * mr.get("auc_hi", np.nan),
-                       tpr_at_1pct=100 * mr["tpr_at_1pct"], aop=100 * aop(r["test_accuracy"] / 100, mr["auc"]))
+                       tpr_at_1pct=100 * mr["tpr_at_1pct"], aop=100 * aop(r["test_accuracy"] / 100, mr["auc"]),
+                       shadows=mr["shadows"])
         else:
-            row.update(auc_mia=np.nan, auc_lo=np.nan, auc_hi=np.nan, tpr_at_1pct=np.nan, aop=np.nan)
+            row.update(auc_mia=np.nan, auc_lo=np.nan, auc_hi=np.nan, tpr_at_1pct=np.nan, aop=np.nan, shadows="")
         row["attack"] = attack
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -384,8 +385,35 @@ def plot_curves(run_dir: str | Path) -> list[Path]:
     return save_figure(fig, run_dir / "figures" / "classifier_curves")
 
 
-PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_mia_roc, "samples": plot_samples,
-            "ablation": plot_ablation, "audit": plot_audit, "curves": plot_curves}
+def plot_ledger(run_dir: str | Path) -> list[Path]:
+    """``figures/ledger``: AUC (95% interval) and TPR at 1% FPR of every attack at every release point, from
+    ``results/ledger.csv``; the pre-registered headline of each release point in black, the rest in grey."""
+    run_dir = Path(run_dir)
+    t = _read(run_dir, "results", "ledger.csv")
+    plt = _plt()
+    card = ["" if pd.isna(c) else f" {c:g}×" for c in t["cardinality"]]
+    labels = [f"{r}{c}: {a}" + (" (hard)" if m == "hard" else "") for r, c, a, m in zip(t["release"], card, t["attack"], t["label_mode"])]
+    y = np.arange(len(t))[::-1]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.26 * len(t) + 1.4), sharey=True)
+    for ax, col, name, ref in ((axes[0], "auc", "AUC (%)", 50.0), (axes[1], "tpr_at_1pct", "TPR at 1% FPR (%)", 1.0)):
+        for head, color in ((False, "0.6"), (True, "k")):
+            sel = (t["headline"] == head).to_numpy()
+            v = 100 * t[col].to_numpy(float)[sel]
+            err = np.abs(np.vstack([v - 100 * t[f"{col}_lo"].to_numpy(float)[sel], 100 * t[f"{col}_hi"].to_numpy(float)[sel] - v]))
+            ax.errorbar(v, y[sel], xerr=np.nan_to_num(err), fmt="o", color=color, ms=4, capsize=2,
+                        label="pre-registered headline" if head else "other attacks")
+        ax.axvline(ref, ls="--", lw=1, color="tab:red", label="no leakage" if col == "auc" else "chance (1%)")
+        ax.set_xlabel(name)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, labels, fontsize=7)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Privacy ledger: {len(t)} comparisons, 95% bootstrap intervals")
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "ledger")
+
+
+PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_mia_roc, "ledger": plot_ledger,
+            "samples": plot_samples, "ablation": plot_ablation, "audit": plot_audit, "curves": plot_curves}
 
 
 def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_dir: str | Path | None = None,
