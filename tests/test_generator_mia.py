@@ -9,6 +9,7 @@ import time
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -261,7 +262,7 @@ def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, c
     assert (syn.loc[syn["attack"] == "syn_distance", "auc"] > 0.95).all()
     mia_cols = ["target", "role", "cardinality", "label_mode", "attack", "auc", "tpr_at_1pct", "n_shadows", "n_members"]
     for f in ("mia_generator.csv", "mia_synthetic.csv"):
-        assert set(mia_cols + ["release"]) <= set(__import__("pandas").read_csv(run.dir / "results" / f).columns)
+        assert set(mia_cols + ["release"]) <= set(pd.read_csv(run.dir / "results" / f).columns)
 
     pos = np.load(run.dir / "mia" / "generator" / "subset.npy")
     saved = np.load(run.dir / "mia" / "pool.npz")
