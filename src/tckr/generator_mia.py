@@ -303,10 +303,9 @@ def _subset(run, kind: str, size: int, tag: int) -> np.ndarray:
     f = _dir(run, kind, "subset.npy")
     if f.is_file():
         return io.load_array(f)
-    saved = np.load(mia.mia_dir(run, "pool.npz")) if mia.mia_dir(run, "pool.npz").is_file() else None
-    if saved is None:
+    if not mia.mia_dir(run, "pool.npz").is_file():
         mia.pool(run)
-        saved = np.load(mia.mia_dir(run, "pool.npz"))
+    saved = np.load(mia.mia_dir(run, "pool.npz"))
     strata = saved["labels"] * 2 + saved["member"].astype(np.int64)
     pos = data.stratified_subset(strata, int(size), run.seed_for(run.cfg.mia.seed) + tag)
     io.save_array(f, pos.astype(np.int64))
