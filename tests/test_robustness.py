@@ -95,8 +95,11 @@ def test_empty_or_partial_config_file_is_an_error_not_the_paper_defaults(tmp_pat
     assert str(f) in str(e.value) and missing in str(e.value)
 
 
-def test_attack_names_agree_with_the_attack_code():
+def test_names_kept_in_config_agree_with_the_code_that_uses_them():
+    from tckr import generator
+
     assert set(config.ATTACKS) == set(mia.ATTACKS)
+    assert set(config.LORA_TARGETS) == set(generator.LORA_TARGETS)
 
 
 # --------------------------------------------------------------------------- run folders
