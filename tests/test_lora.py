@@ -35,6 +35,15 @@ def test_a_few_lora_steps(tmp_path, base_dir):
     pipe = generator.load(run.cfg.generator.base, lora=path)
     assert pipe._tckr_lora["rank"] == 4
     assert lora.finetune(run, progress=False) == path  # finished: kept
+    assert lora.adapter_problem(run) is None
+    original = {k: t.clone() for k, t in tensors.items()}  # load_weights may map the file: keep a copy
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-1024] + bytes(1024))  # damaged in place: the run's record of its sha256 tells
+    assert str(path) in lora.adapter_problem(run) and "differs" in lora.adapter_problem(run)
+    assert lora.finetune(run, progress=False) == path  # made again from the last checkpoint
+    again, _ = io.load_weights(path)
+    assert again.keys() == original.keys() and all(torch.equal(again[k], original[k]) for k in original)
+    assert lora.adapter_problem(run) is None
 
 
 def test_resume_after_crash_matches_uninterrupted_run(tmp_path, base_dir, monkeypatch):

@@ -95,8 +95,11 @@ def test_empty_or_partial_config_file_is_an_error_not_the_paper_defaults(tmp_pat
     assert str(f) in str(e.value) and missing in str(e.value)
 
 
-def test_attack_names_agree_with_the_attack_code():
+def test_names_kept_in_config_agree_with_the_code_that_uses_them():
+    from tckr import generator
+
     assert set(config.ATTACKS) == set(mia.ATTACKS)
+    assert set(config.LORA_TARGETS) == set(generator.LORA_TARGETS)
 
 
 # --------------------------------------------------------------------------- run folders
@@ -494,9 +497,11 @@ def test_a_record_without_inputs_is_not_trusted(fake):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_phases_00_01_03_then_the_rest_end_with_an_adapted_synthetic_set(tmp_path):
     """The probe of issue 14 on the real notebooks: generating before the LoRA phase is refused naming it, and
-    the rerun makes the adapter first and generates with it."""
+    the rerun makes the adapter first and generates with it. Five papermill runs: slow (the runner's logic is
+    tested fast above with stand-in phases)."""
     run_dir = tmp_path / "run"
     with pytest.raises(study.PhaseBlocked, match="02_lora_finetune has not finished"):
         study.run_study("configs/tiny.yaml", run_dir, phases=("00_data", "01_captions", "03_generate"), log=lambda m: None)

@@ -76,12 +76,24 @@ def test_figures_regenerate_from_result_files_without_training_code(tiny_chain, 
 
 
 def test_failed_phase_names_the_phase_and_notebook(tmp_path):
+    from tckr import io
+
     run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
+    D = run.splits().D
+    io.save_array(run.dir / "splits" / "D.npy", D[::-1].copy())  # an altered split: notebook 00 refuses it
     with pytest.raises(study.PhaseFailed) as e:
-        study.run_phases(run, ("06_figures",), log=lambda m: None)
+        study.run_phases(run, ("00_data",), log=lambda m: None)
     msg = str(e.value)
-    assert "06_figures" in msg and str(tmp_path / "r" / "notebooks" / "06_figures.ipynb") in msg
+    assert "00_data" in msg and "CorruptFileError" in msg and str(tmp_path / "r" / "notebooks" / "00_data.ipynb") in msg
     assert pd.read_csv(tmp_path / "r" / "results" / "phases.csv")["status"].tolist() == ["failed"]
+    assert not (tmp_path / "r" / "notebooks" / ".00_data.done.json").exists()
+
+
+def test_phase_without_its_upstream_is_refused(tmp_path):
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
+    with pytest.raises(study.PhaseBlocked, match="phase 06_figures cannot start: phase 00_data has not finished"):
+        study.run_phases(run, ("06_figures",), log=lambda m: None)
+    assert pd.read_csv(tmp_path / "r" / "results" / "phases.csv")["status"].tolist() == ["refused"]
 
 
 def test_cli_rejects_unknown_phase(capsys):

@@ -335,7 +335,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{p}: {e}") from None
 
 
-def _fail(key: str, value: Any, accepted: str) -> None:
+def _fail(key: str, value: Any, accepted: str) -> typing.NoReturn:
     raise ConfigError(f"{key}: {value!r} is not accepted; {accepted}")
 
 

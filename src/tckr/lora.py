@@ -245,6 +245,8 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
         mine = [(acc.process_index + acc.num_processes * i) % batches_per_epoch for i in range(per_process)]
         groups = [mine[i:i + lc.grad_accum] for i in range(0, len(mine), lc.grad_accum)]
         for gi, group in enumerate(groups):
+            if step >= total:  # resumed from the final checkpoint (killed before the adapter was saved): nothing to train
+                break
             if epoch * steps_per_epoch + gi < step:
                 continue
             losses = []

@@ -189,19 +189,24 @@ def phase_state(run: runs.Run, phase: str) -> State:
     return State(True)
 
 
-def _blocker(run: runs.Run, phase: str, current: set[str], seen: dict[str, State]) -> tuple[str, str] | None:
-    """The first upstream phase (transitively) that is not current, with why; None when all are."""
-    for up in UPSTREAM[phase]:
-        if up in current:
-            continue
-        if up not in seen:
-            seen[up] = phase_state(run, up)
-        if not seen[up].current:
-            return up, seen[up].why
-        deeper = _blocker(run, up, current, seen)
-        if deeper:
-            return deeper
-        current.add(up)
+def _upstream(phase: str) -> list[str]:
+    """Every phase ``phase`` reads from, directly or through others, in study order."""
+    found, todo = set(), list(UPSTREAM[phase])
+    while todo:
+        up = todo.pop()
+        if up not in found:
+            found.add(up)
+            todo += UPSTREAM[up]
+    return sorted(found, key=PHASES.index)
+
+
+def _blocker(run: runs.Run, phase: str, current: set[str]) -> tuple[str, str] | None:
+    """The earliest upstream phase (direct or not) that is not current, with why; None when all are."""
+    for up in _upstream(phase):
+        if up not in current:
+            state = phase_state(run, up)
+            if not state.current:
+                return up, state.why
     return None
 
 
@@ -259,7 +264,7 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
             records.append({k: rec[k] for k in ("phase", "status", "seconds")})
             current.add(phase)
             continue
-        blocked = _blocker(run, phase, set(current), {})
+        blocked = _blocker(run, phase, current)
         if blocked:
             up, why = blocked
             todo = ",".join(p for p in PHASES if PHASES.index(up) <= PHASES.index(p) <= PHASES.index(phase))

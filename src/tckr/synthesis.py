@@ -378,14 +378,17 @@ def is_complete(run) -> bool:
 
 
 def problems(run) -> list[str]:
-    """What is wrong with the run's synthetic set as it stands on disk: shards missing, truncated or damaged
-    (sha256 differs from the sidecar's), or sidecars that disagree with the manifest's list. Empty when intact."""
+    """The damaged shards of the run's synthetic set: present but truncated or changed (sha256 differs from the
+    sidecar's), or replaced since the set was finished (sidecar differs from the manifest's list). Shards not
+    made yet are not listed (:func:`status` shows them). Empty when every present shard is intact."""
     manifest = synthetic_dir(run) / "manifest.json"
     if not manifest.is_file():
-        return [f"no synthetic set: {manifest} is missing"]
+        return []
     info = io.read_json(manifest)
     out = []
     for j in range(_n_shards(run, info)):
+        if not all(f.is_file() for f in (*shard_paths(run, j), shard_sidecar(run, j))):
+            continue
         bad = _shard_problem(run, j)
         if bad is None and "shards_sha256" in info:
             side = io.read_json(shard_sidecar(run, j))
@@ -399,9 +402,8 @@ def problems(run) -> list[str]:
 
 
 def check(run) -> None:
-    """:class:`tckr.io.CorruptFileError` naming the first damaged shard of a set whose files are all present."""
-    found = problems(run)
-    damaged = [p for p in found if "is not finished" not in p and not p.startswith("no synthetic set")]
+    """:class:`tckr.io.CorruptFileError` naming the first damaged shard (see :func:`problems`), if any."""
+    damaged = problems(run)
     if damaged:
         raise io.CorruptFileError(f"{damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
                                   + "; rerun notebooks/03_generate.ipynb (phase 03_generate): it makes damaged shards again")
