@@ -233,7 +233,7 @@ def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, c
     # images at their native 28 px (resizing all 60,000 to 32 px is most of this test's time otherwise);
     # the generator's preprocessing still resizes its inputs to generator.resolution
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={
-        "data.image_size": 28, "study.num_threads": 1, "mia.n_pipelines": 2, "mia.generator_examples": 20, "mia.generator_queries": 2, "mia.synthetic_examples": 0})
+        "data.image_size": 28, "study.num_threads": 1, "mia.n_pipelines": 2, "mia.generator_examples": 20, "mia.generator_queries": 2, "mia.synthetic_examples": 0, "mia.pipeline_cardinalities": []})
     captions.caption_run(run, progress=False)
     subs = [pipelines.open_pipeline(run, i) for i in range(2)]
     for seed, r in enumerate([run, *subs]):

@@ -285,7 +285,7 @@ def test_train_pipelines_takes_its_shard_and_checks_the_count(tmp_path, monkeypa
 
 
 def test_run_all_is_a_no_op_without_pipelines(tmp_path, capsys):
-    run = runs.open_run("configs/tiny.yaml", tmp_path / "run")
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={"mia.n_pipelines": 0})
     assert run.cfg.mia.n_pipelines == 0 and pipelines.run_all(run) == {}
     assert "n_pipelines is 0" in capsys.readouterr().out and not (run.dir / "mia").exists()
 

@@ -37,7 +37,7 @@ def test_chain_writes_notebooks_results_and_figures(tiny_chain):
 @pytest.mark.e2e
 def test_chain_attacks_every_release_point_with_one_headline_each(tiny_chain):
     res = tiny_chain / "results"
-    for name in ("mia.csv", "mia_pipeline.csv", "mia_pipeline_lopo.csv", "mia_generator.csv", "mia_synthetic.csv", "ledger.csv"):
+    for name in ("mia.csv", "mia_pipeline.csv", "mia_generator.csv", "mia_synthetic.csv", "ledger.csv"):  # lopo needs >= 4 pipelines
         assert (res / name).is_file(), name
     ledger = pd.read_csv(res / "ledger.csv")
     heads = ledger[ledger["headline"]]

@@ -8,7 +8,7 @@ import pytest
 from tckr import captions, runs, synthesis
 
 # 20 images (0.2 × |D| = 100) in shards of 7, 7 and 6; 2 pipeline calls per shard (batch 6)
-OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
+OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "mia.pipeline_cardinalities": [0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
              "synthesis.batch_size": 6}
 N, SHARD = 20, 7
 
@@ -75,9 +75,18 @@ def test_plan_is_class_balanced_and_cycles_captions(reference):
     for c in range(10):
         class_prompts = caps.loc[caps["label"] == c, "prompt"].tolist()
         got = table.loc[table["label"] == c, "prompt"].tolist()
-        assert got == [class_prompts[r % len(class_prompts)] for r in range(2)]
+        order = synthesis.caption_order(reference, c, len(class_prompts))
+        assert sorted(order.tolist()) == list(range(len(class_prompts)))
+        assert got == [class_prompts[order[r % len(class_prompts)]] for r in range(2)]
         assert all(p.startswith(reference.class_names[c] + ": ") for p in got)
     assert synthesis.class_counts(23, 10).tolist() == [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]
+
+
+def test_a_small_set_uses_a_random_share_of_the_captions(reference):
+    # the first k captions of a class in the plan are a seeded random subset, not D's first k
+    firsts = [synthesis.caption_order(reference, c, 50)[:10] for c in range(10)]
+    assert any(sorted(f.tolist()) != list(range(10)) for f in firsts)
+    assert not np.array_equal(firsts[0], firsts[1])
 
 
 def test_seeds_are_disjoint_from_fine_tuning(reference, tmp_path):

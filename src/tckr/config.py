@@ -398,10 +398,12 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "mia.canaries": (0, None, "0 = none"),
     "audit.max_synthetic": (0, None, "0 = all"),
     "audit.n_pairs": (1, None, ""),
+    "audit.feature_train_size": (0, None, "0 = the whole public partition"),
+    "audit.ratio_tau": (0, 1, "a ratio of distances"),
 }
 _OPEN = {("lora.alpha", "min"), ("lora.learning_rate", "min"), ("synthesis.cardinalities", "min"), ("train.lr", "min"),
          ("train.label_smoothing", "max"), ("train.crop_padding", "max"), ("gkd.temperature", "min"),
-         ("mia.rmia_gamma", "min"), ("mia.pipeline_cardinalities", "min")}
+         ("mia.rmia_gamma", "min"), ("mia.pipeline_cardinalities", "min"), ("audit.ratio_tau", "min")}
 
 
 def _in_range(key: str, v: float) -> bool:

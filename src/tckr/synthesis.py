@@ -98,11 +98,19 @@ def class_prompts(run) -> list[list[str]]:
     return out
 
 
+def caption_order(run, label: int, n: int) -> np.ndarray:
+    """The seeded order in which synthesis cycles the ``n`` captions of class ``label``."""
+    return np.random.default_rng([run.seed_for(run.cfg.synthesis.seed), 2, int(label)]).permutation(n)
+
+
 def plan(run) -> pd.DataFrame:
     """The largest synthetic set, one row per image (columns ``PLAN_COLUMNS``)."""
     cfg = run.cfg.synthesis
     n = set_size(run, max(cfg.cardinalities))
-    prompts = class_prompts(run)
+    # Each class cycles its captions in a seeded random order, so a set smaller than |D| (a shadow pipeline's
+    # 0.2x set, say) uses a random share of the captions, as the target's 0.2x subset of its larger set does,
+    # not the captions of the lowest-index images of D.
+    prompts = [[p[j] for j in caption_order(run, c, len(p))] for c, p in enumerate(class_prompts(run))]
     C = len(prompts)
     i = np.arange(n, dtype=np.int64)
     labels, rank = i % C, i // C
