@@ -224,7 +224,7 @@ def _invalidate(run: runs.Run, phase: str) -> list[str]:
                         d / "mia" / "scores", d / "mia" / "roc", d / "results" / "mia.csv", d / "results" / "aop.csv"],
     }.get(phase, [])
     removed = []
-    for t in targets:
+    for t in sorted(set(targets)):
         if t.is_dir():
             shutil.rmtree(t)
         elif t.exists():
@@ -274,7 +274,8 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
             raise PhaseBlocked(msg)
         reason = "forced" if state.current else state.why
         removed = _invalidate(run, phase) if state.stale_inputs else []
-        log(f"{head} running ({reason}{'; removed ' + ', '.join(removed) if removed else ''}) ...")
+        shown = ", ".join(removed[:4]) + (f" ... ({len(removed)} in all)" if len(removed) > 4 else "")
+        log(f"{head} running ({reason}{'; removed ' + shown if removed else ''}) ...")
         marker.unlink(missing_ok=True)
         started, started_at = time.perf_counter(), _now()
         out = run.dir / "notebooks" / f"{phase}.ipynb"
