@@ -166,7 +166,7 @@ def test_an_altered_pool_record_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- synthetic shards and relocatable runs
 
-OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "mia.pipeline_cardinalities": [0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
+OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
              "synthesis.batch_size": 7, "synthesis.prompt_mode": "class"}
 
 
@@ -222,7 +222,7 @@ def test_zeroed_and_truncated_shards_are_named_and_regenerated(adapted, tmp_path
     with pytest.raises(io.CorruptFileError, match=str(zeroed)):
         train.require_synthetic(copy, [0.2])
     truncated.write_bytes(truncated.read_bytes()[:1000])
-    with pytest.raises(io.CorruptFileError, match=rf"{truncated}: sha256 .* \(1000 bytes\): the file is truncated .*\(and 1 more\)"):
+    with pytest.raises(io.CorruptFileError, match=rf"{truncated}: sha256 .* \(1000 bytes\): the file is truncated or damaged \(and 1 more\)"):
         synthesis.load_synthetic(copy, 0.1)
     assert synthesis.status(copy)["done"].tolist() == [False, False, True]
     assert synthesis.generate(copy, synthesis.load_pipeline(copy), progress=False)["shards_made"] == 2

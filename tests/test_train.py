@@ -155,7 +155,7 @@ def fake_synthesis(monkeypatch):
 
     mod.load_synthetic = load_synthetic
     mod.available_multiples = lambda run: sorted(sets)
-    mod.check = lambda run: None  # the fake sets have no shards to verify
+    mod.check = lambda run: None  # the real one checks shard checksums; these sets are in memory
     monkeypatch.setitem(sys.modules, "tckr.synthesis", mod)
     import tckr
 

@@ -95,6 +95,7 @@ def build(run_dir: str | Path, variant: str) -> pd.DataFrame:
     the pre-registered LiRA variant (``results/headline.json``'s attack). Returns the table."""
     run_dir = Path(run_dir)
     raw = _rows(run_dir)
+    raw = raw[raw["auc"].notna()].reset_index(drop=True)  # variants skipped for too few shadows (their note says why)
     out = pd.DataFrame({
         "release": raw.apply(_release, axis=1),
         "cardinality": raw.get("cardinality", pd.Series(np.nan, index=raw.index)),

@@ -125,7 +125,8 @@ def read_saved_config(path: str | Path) -> Config:
     try:
         tree = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: the run's saved config is not valid YAML ({type(e).__name__}: {e}); "
+        detail = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise ConfigError(f"{path}: the run's saved config is not valid YAML ({type(e).__name__}: {detail}); "
                           "restore it from a copy of the run, or start a new run folder") from None
     sections = [f.name for f in dataclasses.fields(Config)]
     missing = [k for k in sections if not isinstance(tree, dict) or k not in tree]

@@ -224,7 +224,7 @@ def _invalidate(run: runs.Run, phase: str) -> list[str]:
                         d / "mia" / "scores", d / "mia" / "roc", d / "results" / "mia.csv", d / "results" / "aop.csv"],
     }.get(phase, [])
     removed = []
-    for t in targets:
+    for t in sorted(set(targets)):
         if t.is_dir():
             shutil.rmtree(t)
         elif t.exists():
@@ -274,9 +274,10 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
             raise PhaseBlocked(msg)
         reason = "forced" if state.current else state.why
         removed = _invalidate(run, phase) if state.stale_inputs else []
-        log(f"{head} running ({reason}{'; removed ' + ', '.join(removed) if removed else ''}) ...")
+        shown = ", ".join(removed[:4]) + (f" ... ({len(removed)} in all)" if len(removed) > 4 else "")
+        log(f"{head} running ({reason}{'; removed ' + shown if removed else ''}) ...")
         marker.unlink(missing_ok=True)
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), _now()
         out = run.dir / "notebooks" / f"{phase}.ipynb"
         try:
             execute_notebook(phase, run.dir, {"config": config_file}, output=out)
@@ -285,20 +286,20 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
             seconds = time.perf_counter() - started
             what = getattr(e, "ename", type(e).__name__)
             detail = getattr(e, "evalue", str(e))
-            _append_history(run, phase, "failed", seconds, f"{what}: {detail}")
+            _append_history(run, phase, "failed", seconds, f"{what}: {detail}", started_at)
             records.append({"phase": phase, "status": "failed", "seconds": round(seconds, 1)})
             raise PhaseFailed(f"phase {phase} failed after {seconds:.1f} s: {what}: {detail}\n"
                               f"executed notebook (open it to see the failing cell): {out}") from None
         seconds = time.perf_counter() - started
         if problem:
-            _append_history(run, phase, "failed", seconds, problem)
+            _append_history(run, phase, "failed", seconds, problem, started_at)
             records.append({"phase": phase, "status": "failed", "seconds": round(seconds, 1)})
             raise PhaseFailed(f"phase {phase} ran without error but {problem}; executed notebook: {out}")
         rec = {"phase": phase, "status": "done", "seconds": round(seconds, 1), "finished": _now(),
                "config": _config_hash(run, phase), "inputs": _identities(run, SPEC[phase]["inputs"]),
                "outputs": _identities(run, SPEC[phase]["outputs"])}
         io.write_json(marker, rec)
-        _append_history(run, phase, "done", seconds, reason)
+        _append_history(run, phase, "done", seconds, reason, started_at)
         records.append({k: rec[k] for k in ("phase", "status", "seconds")})
         current.add(phase)
         log(f"{head} done in {seconds:.1f} s")
@@ -309,12 +310,12 @@ def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 
 
-def _append_history(run: runs.Run, phase: str, status: str, seconds: float, reason: str) -> None:
-    """One row per attempt in ``results/phases.csv`` (earlier rows are kept)."""
+def _append_history(run: runs.Run, phase: str, status: str, seconds: float, reason: str, started: str | None = None) -> None:
+    """One row per attempt in ``results/phases.csv`` (earlier rows are kept); ``started`` defaults to now."""
     import pandas as pd
 
     f = run.path("results", "phases.csv")
-    row = pd.DataFrame([{"started": _now(), "phase": phase, "status": status, "seconds": round(seconds, 1),
+    row = pd.DataFrame([{"started": started or _now(), "phase": phase, "status": status, "seconds": round(seconds, 1),
                          "reason": reason.splitlines()[0][:300] if reason else ""}])
     old = None
     if f.is_file():
