@@ -166,7 +166,7 @@ def test_an_altered_pool_record_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- synthetic shards and relocatable runs
 
-OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
+OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "mia.pipeline_cardinalities": [0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
              "synthesis.batch_size": 7, "synthesis.prompt_mode": "class"}
 
 
