@@ -264,35 +264,11 @@ def _dir(run, kind: str, *parts: str) -> Path:
 
 
 def pool_prompts(run, *, progress: bool = True) -> pd.DataFrame:
-    """Captions of every image of P (D first, then H; ``index, label, class_name, caption, prompt``), cached in
-    ``mia/pipelines/captions_P.csv``: D's rows from the run's captions, H's from the run's captioner."""
-    from . import captions, mia, runs
+    """Captions and prompts of every image of P (D first, then H): :func:`tckr.pipelines.pool_captions`, the one
+    cached ``mia/pipelines/captions_P.csv`` the shadow pipelines use too."""
+    from . import pipelines
 
-    f = run.path("mia", "pipelines", "captions_P.csv")
-    index = mia.pool_index(run)
-    if f.is_file():
-        table = pd.read_csv(f, keep_default_na=False, dtype={"class_name": str, "caption": str, "prompt": str})
-        if not np.array_equal(table["index"].to_numpy(), index):
-            raise ValueError(f"{f} does not caption this run's pool P (D then H); delete it to recaption")
-        return table
-    own = captions.load_captions(run).set_index("index")
-    s = run.splits()
-    missing = np.setdiff1d(s.D, own.index.to_numpy())
-    if len(missing):
-        raise ValueError(f"{captions.captions_path(run)} has no caption for {len(missing)} image(s) of D "
-                         f"(e.g. index {missing[0]}); rerun notebooks/01_captions.ipynb")
-    H = run.real("H")
-    runs.set_threads(run.cfg)
-    caps = [" ".join(str(c).split()) for c in
-            captions.build_captioner(run.cfg, runs.device(run.cfg)).caption(H.images, progress=progress)]
-    if len(caps) != len(H):
-        raise RuntimeError(f"captioner returned {len(caps)} captions for {len(H)} images of H")
-    names = [run.class_names[int(y)] for y in H.labels]
-    h_rows = pd.DataFrame({"index": s.H.astype(np.int64), "label": H.labels.astype(np.int64), "class_name": names,
-                           "caption": caps, "prompt": [captions.prompt_for(n, c) for n, c in zip(names, caps)]})
-    table = pd.concat([own.loc[s.D].reset_index()[list(captions.COLUMNS)], h_rows], ignore_index=True)
-    io.save_csv(f, table)
-    return table
+    return pipelines.pool_captions(run, progress=progress)
 
 
 def _subset(run, kind: str, size: int, tag: int) -> np.ndarray:
