@@ -1,0 +1,92 @@
+"""tckr.report: the README's results block is written from result folders, and the README is checked against it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tckr import ledger, report
+
+from test_ledger import _write
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path, auc_hi_teacher=0.56):
+    run = tmp_path / "runs" / "x"
+    _write(run)
+    res = run / "results"
+    (run / "config.yaml").write_text("study:\n  name: mini\n  seeds: [0]\n")
+    (run / "environment.json").write_text(json.dumps({"git": {"commit": "abcdef1234567890", "dirty": False},
+                                                      "cpu_count": 2, "torch_threads": 2, "gpu": None}))
+    pd.DataFrame([{"started": "t", "phase": "00_data", "status": "done", "seconds": 60.0, "reason": ""},
+                  {"started": "t", "phase": "04_run_evaluate", "status": "failed", "seconds": 5.0, "reason": "x"},
+                  {"started": "t", "phase": "04_run_evaluate", "status": "done", "seconds": 120.0, "reason": ""}]
+                 ).to_csv(res / "phases.csv", index=False)
+    pd.DataFrame([{"model": "teacher", "role": "teacher", "cardinality": np.nan, "label_mode": "real", "test_accuracy": 87.25},
+                  {"model": "student_synth0.1x", "role": "student", "cardinality": 0.1, "label_mode": "soft",
+                   "test_accuracy": 70.5}]).to_csv(res / "classifiers.csv", index=False)
+    (res / "headline.json").write_text(json.dumps({"attack": "lira_online_fixed"}))
+    ledger.build(run, "lira_online_fixed")
+    (run / "mia" / "pipelines").mkdir(parents=True)
+    (run / "mia" / "pipelines" / "stages.csv").write_text("pipeline,stage,seconds\n0,lora,3.0\n")
+    (run / "mia" / "big.npy").write_bytes(b"x" * 100)
+    return run
+
+
+def test_collect_copies_only_the_small_result_files(tmp_path):
+    run = _run(tmp_path)
+    dest = tmp_path / "results" / "mini"
+    files = report.collect(run, dest)
+    names = {f.relative_to(dest).as_posix() for f in files}
+    assert {"config.yaml", "environment.json", "results/ledger.csv", "results/phases.csv",
+            "results/pipeline_stages.csv"} <= names
+    assert not any("npy" in n for n in names)
+    assert (dest / "results" / "classifiers.csv").read_bytes() == (run / "results" / "classifiers.csv").read_bytes()
+    with pytest.raises(report.ReportError, match="not a run folder"):
+        report.collect(tmp_path / "nothing", dest)
+
+
+def test_block_states_what_the_files_hold(tmp_path):
+    run = _run(tmp_path)
+    wt = report.wall_time(run)
+    assert wt["total"] == 180.0 and wt["04_run_evaluate"] == 120.0  # the last finished attempt, failures not counted
+    text = report.study_block(run)
+    assert "Wall time **3.0 min**" in text and "`abcdef1234`" in text
+    assert "| teacher | teacher | – | real | 87.25 | 57.0 [56.0, 58.0] | 2.0 | classifier |" in text
+    # the student's headline is the pipeline-shadow row (0.61), not the classifier-shadow one
+    assert "| student_synth0.1x | student | 0.1× |D| | soft | 70.50 | 61.0 [60.0, 62.0] | 2.0 | pipeline |" in text
+    # TPR lower bound 1.0% is not above 1%: nothing is called detected
+    assert "yes" not in text and "generator no" in text
+
+
+def test_readme_block_is_replaced_and_checked(tmp_path):
+    run = _run(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\nbefore\n\n{report.BEGIN}\nOLD-BLOCK\n{report.END}\n\nafter\n")
+    assert report.update_readme(readme, [run], check=True)
+    assert "OLD-BLOCK" in readme.read_text()  # check writes nothing
+    assert report.update_readme(readme, [run])
+    text = readme.read_text()
+    assert "OLD-BLOCK" not in text and text.startswith("# T\n\nbefore\n\n") and text.endswith("\n\nafter\n")
+    assert not report.update_readme(readme, [run], check=True)
+    assert report.main(["check", str(run), "--readme", str(readme)]) == 0
+    readme.write_text(text.replace("87.25", "88.00"))
+    assert report.main(["check", str(run), "--readme", str(readme)]) == 1
+    readme.write_text("# no markers\n")
+    assert report.main(["write", str(run), "--readme", str(readme)]) == 2
+
+
+def test_committed_readme_matches_the_committed_result_files():
+    """The README's results block is what `python -m tckr.report write` makes of the committed result folders."""
+    text = (ROOT / "README.md").read_text()
+    if report.BEGIN not in text:
+        pytest.skip("README.md has no generated results block yet")
+    cmd = text.split(report.BEGIN, 1)[1].split("`python -m tckr.report write ", 1)[1].split("`", 1)[0]
+    folders = [ROOT / f for f in cmd.split()]
+    assert not report.update_readme(ROOT / "README.md", folders, check=True), (
+        "README.md's results block differs from the committed result files: run python -m tckr.report write " + cmd)
