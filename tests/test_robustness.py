@@ -513,3 +513,15 @@ def test_phases_00_01_03_then_the_rest_end_with_an_adapted_synthetic_set(tmp_pat
     assert manifest["adapter_sha256"] == io.sha256_file(lora.adapter_path(run))
     assert synthesis.available_multiples(run) == sorted(run.cfg.synthesis.cardinalities)
     assert _history(run)["status"].tolist() == ["done", "done", "refused", "done", "done"]
+
+
+def test_ablation_subrun_opens_when_pipelines_attack_other_cardinalities(tmp_path):
+    """The class-prompt ablation's sub-run keeps one cardinality; mia.pipeline_cardinalities must not make it invalid
+    (mini-leaky: pipelines at 1x and 5x, ablation at 1x, failed in notebook 04 before the fix)."""
+    from tckr import ablation
+    from tckr.config import load_config
+
+    cfg = load_config("configs/tiny.yaml", {"synthesis.cardinalities": [0.5, 1.0], "mia.pipeline_cardinalities": [0.5, 1.0]})
+    run = runs.open_run(cfg, tmp_path / "r")
+    sub = ablation.class_prompt_run(run, 0.5)
+    assert sub.cfg.synthesis.cardinalities == [0.5] and sub.cfg.synthesis.prompt_mode == "class"

@@ -27,7 +27,9 @@ SUBRUN = ("ablation", "class_prompts")
 
 def class_prompt_run(run: runs.Run, multiple: float) -> runs.Run:
     """The sub-run that holds the class-only-prompt synthetic set of ``multiple`` × |D|."""
-    cfg = config_from_dict(run.cfg.to_dict(), {"synthesis.prompt_mode": "class", "synthesis.cardinalities": [float(multiple)]})
+    # mia.pipeline_cardinalities must stay a subset of synthesis.cardinalities; the sub-run attacks nothing
+    cfg = config_from_dict(run.cfg.to_dict(), {"synthesis.prompt_mode": "class", "synthesis.cardinalities": [float(multiple)],
+                                               "mia.pipeline_cardinalities": []})
     sub = runs.open_run(cfg, run.dir.joinpath(*SUBRUN), seed=run.seed)
     from . import lora
 
