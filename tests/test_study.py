@@ -117,3 +117,22 @@ def test_seed_aggregate_gives_mean_and_ci(tmp_path, monkeypatch):
     assert t.loc["teacher", "accuracy"] == pytest.approx(92.0)
     assert t.loc["teacher", "accuracy_ci"] == pytest.approx(4.303 * 2 / np.sqrt(3), rel=1e-3)
     assert "92.00 ± 4.97" in (tmp_path / "results" / "table.md").read_text()
+
+
+@pytest.mark.e2e
+def test_notebook_04_evaluates_released_weights_without_training(tiny_chain, tmp_path):
+    from tckr import io, release
+    from tckr.notebook import execute_notebook
+
+    out = tmp_path / "release"
+    release.release(tiny_chain, out, log=lambda m: None)
+    assert release.check(out) == []
+    fresh = tmp_path / "fresh"
+    execute_notebook("04_run_evaluate", fresh, {"config": "configs/tiny.yaml", "source": "released", "release_dir": str(out)})
+    table = pd.read_csv(fresh / "results" / "released.csv")
+    chain_rows = pd.read_csv(tiny_chain / "results" / "classifiers.csv").set_index("model")
+    assert set(table["model"]) == set(chain_rows.index) and table["equal"].all()
+    assert (table.set_index("model")["test_accuracy"] == chain_rows["test_accuracy"]).all()
+    for f in (fresh / "classifiers").glob("*.safetensors"):  # the released weights, not retrained ones
+        assert io.sha256_file(f) == io.sha256_file(tiny_chain / "classifiers" / f.name), f.name
+    assert not (fresh / "synthetic").exists() and (fresh / "figures" / "classifier_curves.png").is_file()
