@@ -55,10 +55,10 @@ BLIP2_TINY = {
 def settings(cpu_smoke: bool) -> dict:
     """The paper's settings (REFERENCE.md), or tiny ones for the CPU smoke test."""
     if cpu_smoke:
-        return {"arch": "tiny", "resolution": 32, "dtype": "float32", "lora_rank": 4, "grad_accum": 4, "lora_batch": 1,
-                "lora_steps": 2, "synthesis_steps": 2, "guidance": 2.0, "synthesis_batches": [1, 4],
+        return {"arch": "tiny", "resolution": 32, "dtype": "float32", "lora_rank": 4, "grad_accum": 2, "lora_batch": 1,
+                "lora_steps": 1, "synthesis_steps": 2, "guidance": 2.0, "synthesis_batches": [1, 2],
                 "caption_batch": 4, "caption_tokens": 3, "caption_calls": 1, "blip2": BLIP2_TINY, "caption_size": 32,
-                "classifier": "mobilenetv3_small_050", "classifier_size": 32, "classifier_batch": 8, "classifier_steps": 2}
+                "classifier": "mobilenetv3_small_050", "classifier_size": 32, "classifier_batch": 8, "classifier_steps": 1}
     return {"arch": "sd2", "resolution": 224, "dtype": "float16", "lora_rank": 4, "grad_accum": 4, "lora_batch": 1,
             "lora_steps": 20, "synthesis_steps": 20, "guidance": 2.0, "synthesis_batches": [1, 4, 16],
             "caption_batch": 16, "caption_tokens": 20, "caption_calls": 3, "blip2": BLIP2_OPT_27B, "caption_size": 224,
@@ -123,7 +123,7 @@ def lora_training(s: dict, dev) -> dict:
             scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        return float(loss)
+        return float(loss.detach())
 
     step()  # warm-up (allocations, kernel choice)
     _sync(dev)

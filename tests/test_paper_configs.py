@@ -74,16 +74,21 @@ def test_the_paper_tier_has_ten_configs():
     assert len(PAPER_CONFIGS) == 10, PAPER_CONFIGS
 
 
-@pytest.mark.parametrize("config", PAPER_CONFIGS)
-def test_paper_config_data_phases_offline(config, offline_data, tmp_path, tiny_sd_base):
-    from tckr import captions, config as config_mod, lora, runs, synthesis, train
+def _open(config, data_dir, run_dir, base):
+    from tckr import config as config_mod, runs
 
     paper = config_mod.load_config(paths.CONFIGS / "paper" / f"{config}.yaml")
-    name = paper.study.dataset
-    s = data.spec(name)
-    save_fake_dataset(offline_data, name)
-    run = runs.open_run(paths.CONFIGS / "paper" / f"{config}.yaml", tmp_path / "run",
-                        overrides=tiny_overrides(tiny_sd_base, s.num_classes))
+    s = data.spec(paper.study.dataset)
+    save_fake_dataset(data_dir, s.name)
+    run = runs.open_run(paths.CONFIGS / "paper" / f"{config}.yaml", run_dir, overrides=tiny_overrides(base, s.num_classes))
+    return paper, s, run
+
+
+@pytest.mark.parametrize("config", PAPER_CONFIGS)
+def test_paper_config_data_phases_offline(config, offline_data, tmp_path):
+    from tckr import captions, lora, synthesis, train
+
+    paper, s, run = _open(config, offline_data, tmp_path / "run", "models/tiny-sd-fashion")
 
     # phase 00: splits and their class counts (load_real without size= raised on mixed image sizes)
     table = data.summarise_splits(run)
@@ -112,13 +117,54 @@ def test_paper_config_data_phases_offline(config, offline_data, tmp_path, tiny_s
     assert len(lora.training_prompts(run)) == len(sp.D)
     batch = lora.preprocess(run.real("D").images[:4], run.cfg.generator.resolution, center_crop=True)
     assert tuple(batch.shape) == (4, 3, 32, 32)
-    assert lora.finetune(run, progress=False).is_file()
 
     # phase 03: the synthesis plan at the paper's cardinalities (20x |D|, class-balanced)
     plan = synthesis.plan(run)
     assert len(plan) == synthesis.set_size(run, max(paper.synthesis.cardinalities))
     assert np.ptp(np.bincount(plan["label"], minlength=s.num_classes)) <= 1
 
-    # phase 04: the teacher's training data (one epoch of a random tiny classifier)
-    model = train.teacher(run, progress=False)
-    assert model.tckr_meta["extra"]["role"] == "teacher"
+    # phase 04: the teacher's training and validation data and their normalisation
+    D, val = run.real("D"), run.real("val")
+    assert D.images.shape[1:] == val.images.shape[1:] == (32, 32, 3) and set(val.labels) <= set(range(s.num_classes))
+    stats = train.normalisation(run.cfg)
+    assert len(stats["mean"]) == 3 and all(0 < v < 1 for v in stats["std"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", PAPER_CONFIGS)
+def test_paper_config_models_offline(config, offline_data, tmp_path, tiny_sd_base):
+    """One LoRA optimiser step of a random tiny generator and one teacher epoch of a random tiny classifier on each
+    paper config's fake data (minutes for all ten on two cores)."""
+    from tckr import captions, lora, train
+
+    _, _, run = _open(config, offline_data, tmp_path / "run", tiny_sd_base)
+    captions.caption_run(run, progress=False)
+    assert lora.finetune(run, progress=False).is_file()
+    assert train.teacher(run, progress=False).tckr_meta["extra"]["role"] == "teacher"
+
+
+def test_holdout_test_trains_on_the_whole_train_split(offline_data, tmp_path):
+    from tckr import config as config_mod, mia, provenance, runs
+
+    with pytest.raises(config_mod.ConfigError, match="mia.n_pipelines.*data.holdout 'test'"):
+        config_mod.load_config("configs/tiny.yaml", {"data.holdout": "test"})
+    with pytest.raises(config_mod.ConfigError, match="data.holdout"):
+        config_mod.load_config("configs/tiny.yaml", {"data.holdout": "tests"})
+    save_fake_dataset(offline_data, "cifar10", n_train=6, n_test=3)
+    over = {"study.device": "cpu", "data.holdout": "test", "data.val_size": 10, "data.image_size": 16,
+            "classifier.input_size": 16, "classifier.pretrained": False, "classifier.teacher_arch": "mobilenetv3_small_050",
+            "classifier.student_arch": "mobilenetv3_small_050", "mia.n_shadows": 4, "mia.population_size": 0}
+    run = runs.open_run("configs/paper/cifar10.yaml", tmp_path / "run", overrides=over)
+    sp = run.splits()
+    assert len(sp.D) == 60 - 10 and len(sp.pool) == 0  # the whole train split less val
+    assert run.source("H") == "test" and np.array_equal(sp.H, run.test_index()) and len(sp.H) == 30
+    assert run.real("H").images.shape == (30, 16, 16, 3)
+    assert np.array_equal(run.labels("H"), run.real("test").labels)
+    table = data.summarise_splits(run)
+    assert table["D"].sum() == 50 and table["H"].sum() == table["test"].sum() == 30
+    p = mia.pool(run)
+    assert p.member.sum() == 50 and (~p.member).sum() == 30
+    keep = mia.ensure_mask(run)
+    assert (keep.sum(0) == 2).all()  # every example IN for half of the 4 shadows, D and H alike
+    private = provenance.private_indices(run)
+    assert set(private["train"]) == {"D", "val"} and set(private["test"]) == {"H", "test"}

@@ -19,7 +19,7 @@ phase's done-record.
 
 Without ``--local`` submitit's AutoExecutor submits a SLURM job array (``sbatch``); ``--local`` runs the
 shards as separate processes on this machine (submitit's LocalExecutor), for laptops and tests. LoRA
-fine-tuning on several GPUs is not sharded: it stays ``accelerate launch -m tckr.lora --run-dir ...``.
+fine-tuning on several GPUs is not sharded: it stays ``accelerate launch -m tckr.lora CONFIG RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def launch(config: str | None, run_dir: str | Path, phase: str, n_shards: int, *
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tckr.launch", description=__doc__.split("\n\n")[0],
-                                 epilog="Multi-GPU LoRA fine-tuning is not sharded here: use `accelerate launch -m tckr.lora --run-dir RUN`.")
+                                 epilog="Multi-GPU LoRA fine-tuning is not sharded here: use `accelerate launch -m tckr.lora CONFIG RUN_DIR`.")
     ap.add_argument("config", nargs="?", default=None, help="study config (omit to reuse the run folder's)")
     ap.add_argument("--run-dir", required=True, help="run folder (shared by every job: put it on a shared file system)")
     ap.add_argument("--phase", required=True, choices=SHARDED)
