@@ -90,6 +90,8 @@ def executor(log_dir: Path, *, local: bool, slurm: dict[str, Any]):
         raise RuntimeError(f"no SLURM cluster found (submitit chose {ex.cluster!r}); pass --local to run the shards "
                            "as processes on this machine")
     params = {k: v for k, v in slurm.items() if v is not None}
+    # submitit's default limit is 5 minutes, after which a job that is not checkpointable is killed
+    params.setdefault("timeout_min", 24 * 60 if local else 240)
     if local:
         params = {k: v for k, v in params.items() if k in ("timeout_min", "gpus_per_node", "cpus_per_task")}
     ex.update_parameters(**params)
@@ -126,7 +128,8 @@ def launch(config: str | None, run_dir: str | Path, phase: str, n_shards: int, *
             results.append(job.result())
             log(f"shard {name} finished")
         except Exception as e:  # submitit re-raises the job's error: collect them all, name each shard and its logs
-            failed.append(f"shard {name} (job {job.job_id}, logs {job.paths.stderr}): {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}")
+            lines = [x.strip() for x in str(e).splitlines() if "Error" in x or "error" in x] or [type(e).__name__]
+            failed.append(f"shard {name} (job {job.job_id}, logs {job.paths.stderr}): {lines[-1]}")
     if failed:
         raise RuntimeError(f"{len(failed)} of {n_shards} shard(s) of {phase} failed; finished work is kept, launch again "
                            "to redo only the rest:\n" + "\n".join(failed))
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpus-per-task", type=int, default=None, help="GPUs of each shard job (SLURM --gpus-per-node)")
     ap.add_argument("--cpus-per-task", type=int, default=None)
     ap.add_argument("--mem-gb", type=int, default=None)
-    ap.add_argument("--timeout-min", type=int, default=None, help="wall-clock limit of each job in minutes")
+    ap.add_argument("--timeout-min", type=int, default=None, help="wall-clock limit of each job in minutes (default 240 on SLURM, 1440 with --local)")
     ap.add_argument("--array-parallelism", type=int, default=None, help="at most this many shard jobs at once")
     ap.add_argument("--no-merge", action="store_true", help="only the shards")
     ap.add_argument("--record", action="store_true", help="then run the phase notebook (skips the finished shards) to record it done")
