@@ -58,6 +58,8 @@ class DataConfig:
     split_seed: int = 0
     public_size: int = 0  # public partition carved from the train split first (its own seed): what a pretrained base may see
     public_seed: int = 0
+    holdout: Literal["split", "test"] = "split"  # where the non-members H come from: split = half of the train split (|H| = |D|); test = the test split, D = the whole train split less val (the original's design)
+    carved_test_fraction: float = 0.15  # datasets whose source has no test split: this share of train becomes the test set (seeded, class-stratified, fixed per dataset)
 
 
 @dataclass
@@ -350,6 +352,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "data.split_seed": (0, None, ""),
     "data.public_size": (0, None, "0 = no public partition"),
     "data.public_seed": (0, None, ""),
+    "data.carved_test_fraction": (0, 1, "a share of the train split"),
     "captions.batch_size": (1, None, ""),
     "captions.max_new_tokens": (1, None, ""),
     "generator.resolution": (8, None, "a multiple of 8 (the VAE downsamples by 8)"),
@@ -401,7 +404,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "audit.feature_train_size": (0, None, "0 = the whole public partition"),
     "audit.ratio_tau": (0, 1, "a ratio of distances"),
 }
-_OPEN = {("lora.alpha", "min"), ("lora.learning_rate", "min"), ("synthesis.cardinalities", "min"), ("train.lr", "min"),
+_OPEN = {("data.carved_test_fraction", "min"), ("data.carved_test_fraction", "max"), ("lora.alpha", "min"), ("lora.learning_rate", "min"), ("synthesis.cardinalities", "min"), ("train.lr", "min"),
          ("train.label_smoothing", "max"), ("train.crop_padding", "max"), ("gkd.temperature", "min"),
          ("mia.rmia_gamma", "min"), ("mia.pipeline_cardinalities", "min"), ("audit.ratio_tau", "min")}
 
@@ -491,6 +494,10 @@ def _check(cfg: Config, registry: bool = True) -> None:
         _fail("mia.headline", m.headline, f"the headline attack must be among mia.attacks {m.attacks}")
     if m.n_pipelines % 2 or m.n_pipelines == 1:
         _fail("mia.n_pipelines", m.n_pipelines, "accepted: 0 (none) or an even number >= 2 (pipelines come in complementary pairs)")
+    if cfg.data.holdout == "test" and (m.n_pipelines or m.generator_examples):
+        key = "mia.n_pipelines" if m.n_pipelines else "mia.generator_examples"
+        _fail(key, getattr(m, key.split(".")[1]), "with data.holdout 'test' use 0: shadow pipelines and the generator attack "
+              "caption and train on P = D ∪ H as one train-split index, and there H lies in the test split (use data.holdout 'split')")
     extra = [c for c in m.pipeline_cardinalities if not any(math.isclose(c, x) for x in cards)]
     if extra:
         _fail("mia.pipeline_cardinalities", m.pipeline_cardinalities,

@@ -326,26 +326,60 @@ def public_split(labels: np.ndarray, public_size: int, public_seed: int) -> np.n
     return _stratified_take(by_class, public_size, rng)[0]
 
 
+HOLDOUTS = ("split", "test")
+
+# The seed of every carved test split: fixed, so a dataset without an official test split has one test set
+# whatever a config says (like an official split), and no split setting can move an image into or out of it.
+CARVED_TEST_SEED = 0x7E57
+
+
+def has_test_split(name: str) -> bool:
+    """Whether the dataset's source has an official test split (else :func:`test_split` carves one from train)."""
+    return spec(name).test_split is not None
+
+
+def test_split(labels: np.ndarray, fraction: float) -> np.ndarray:
+    """A seeded, class-stratified test set carved from the train split (``fraction`` of it; the original TCKR
+    made an 85/15 split for Oxford-IIIT Pet), for datasets whose source has no test split. It depends only on
+    the labels and ``fraction`` (seed :data:`CARVED_TEST_SEED`); :func:`make_splits` leaves it out of
+    everything else with ``exclude=``."""
+    labels = np.asarray(labels)
+    if not 0 < fraction < 1:
+        raise ValueError(f"data.carved_test_fraction must lie in (0, 1), got {fraction}")
+    n = int(round(fraction * len(labels)))
+    rng = np.random.default_rng([CARVED_TEST_SEED, 0x9B1C])
+    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    return _stratified_take(by_class, n, rng)[0]
+
+
 def make_splits(labels: np.ndarray, train_size: int, val_size: int, seed: int, *, public_size: int = 0,
-                public_seed: int = 0) -> Splits:
+                public_seed: int = 0, exclude: np.ndarray | None = None, holdout: str = "split") -> Splits:
     """Seeded, class-stratified public / D / H / val / pool indices; |H| = |D|. The public partition
     (:func:`public_split`) is carved first; D, H and val are drawn from the rest with ``seed``, and
-    pool is what remains of it. ``train_size=0`` gives D the largest size that leaves room for H and val."""
+    pool is what remains of it. ``train_size=0`` gives D the largest size that leaves room for H and val.
+    ``exclude`` (a carved test set, :func:`test_split`) is left out of every split. ``holdout="test"``
+    draws no H from the train split (the non-members come from the test split: the caller sets H), so
+    ``train_size=0`` gives D everything that val leaves."""
     labels = np.asarray(labels)
-    public = public_split(labels, public_size, public_seed)
-    private = np.setdiff1d(np.arange(len(labels)), public)
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"data.holdout: {holdout!r} is not accepted; use one of {', '.join(HOLDOUTS)}")
+    keep = np.setdiff1d(np.arange(len(labels)), exclude) if exclude is not None and len(exclude) else np.arange(len(labels))
+    public = keep[public_split(labels[keep], public_size, public_seed)]
+    private = np.setdiff1d(keep, public)
     n = len(private)
+    n_h = 1 if holdout == "split" else 0
     if train_size == 0:
-        train_size = (n - val_size) // 2
-    if 2 * train_size + val_size > n:
+        train_size = (n - val_size) // (1 + n_h)
+    if (1 + n_h) * train_size + val_size > n:
         raise ValueError(
-            f"|D|={train_size}, |H|={train_size} and val={val_size} need {2 * train_size + val_size} examples; "
+            f"|D|={train_size}, |H|={n_h * train_size} and val={val_size} need {(1 + n_h) * train_size + val_size} examples; "
             f"the train split has {n} outside the public partition ({len(public)})"
+            + (f" and the carved test set ({len(labels) - len(keep)})" if len(keep) < len(labels) else "")
         )
     rng = np.random.default_rng(seed)
     by_class = [rng.permutation(private[labels[private] == c]) for c in np.unique(labels)]
     D, by_class = _stratified_take(by_class, train_size, rng)
-    H, by_class = _stratified_take(by_class, train_size, rng)
+    H, by_class = _stratified_take(by_class, n_h * train_size, rng)
     val, by_class = _stratified_take(by_class, val_size, rng)
     pool = np.sort(np.concatenate(by_class)).astype(np.int64) if by_class else np.zeros(0, np.int64)
     return Splits(D, H, val, pool, public)
@@ -391,14 +425,13 @@ def hf_offline() -> bool:
 
 
 def summarise_splits(run) -> "pd.DataFrame":
-    """Class counts of a run's D / H / val / pool / test splits; written to ``results/splits.csv``."""
+    """Class counts of a run's D / H / val / pool / public / test splits; written to ``results/splits.csv``.
+    Labels come from the run's own (resized) loads, so sources with mixed image sizes work; the ``source`` of
+    each split (which real split its indices point into) is in ``splits/sources.json``."""
     import pandas as pd
 
-    train = load_real(run.dataset, "train").labels
-    test = load_real(run.dataset, "test").labels
     names = class_names(run.dataset)
-    counts = {k: np.bincount(train[v], minlength=len(names)) for k, v in run.splits().as_dict().items()}
-    counts["test"] = np.bincount(test[run.test_index()], minlength=len(names))
+    counts = {k: np.bincount(run.labels(k), minlength=len(names)) for k in (*Splits.NAMES, "test")}
     frame = pd.DataFrame({"class_id": np.arange(len(names)), "class_name": names, **counts})
     io.save_csv(run.path("results", "splits.csv"), frame)
     return frame

@@ -87,7 +87,7 @@ def _population(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def pool_index(run) -> np.ndarray:
-    """Train-split indices of P = D ∪ H (D first), without loading images."""
+    """Indices of P = D ∪ H (D first), without loading images; each part points into its ``run.source``."""
     s = run.splits()
     return np.r_[s.D, s.H].astype(np.int64)
 
@@ -96,8 +96,13 @@ def pool(run) -> Pool:
     """P = D ∪ H with labels and membership (True = in D), and Z; ``mia/pool.npz`` records the indices."""
     D, H = run.real("D"), run.real("H")
     s = run.splits()
-    if len(D) != len(H) or np.intersect1d(s.D, s.H).size:
-        raise ValueError(f"the MIA pool needs |H| = |D| and H disjoint from D (|D|={len(D)}, |H|={len(H)})")
+    if run.source("H") == run.source("D"):
+        if len(D) != len(H) or np.intersect1d(s.D, s.H).size:
+            raise ValueError(f"the MIA pool needs |H| = |D| and H disjoint from D (|D|={len(D)}, |H|={len(H)})")
+    elif not len(H):
+        raise ValueError("the MIA pool has no non-members: data.holdout is 'test' and the test set is empty")
+    # data.holdout: test: H is the test set (indices into the test split), |H| != |D| in general; each example is
+    # still IN for exactly half of the shadows (membership_mask), and AUC / TPR at low FPR do not need |H| = |D|.
     z_img, z_lab, z_idx = _population(run)
     p = Pool(np.concatenate([D.images, H.images]), np.r_[D.labels, H.labels].astype(np.int64),
              np.r_[np.ones(len(D), bool), np.zeros(len(H), bool)], np.r_[s.D, s.H].astype(np.int64),

@@ -71,8 +71,10 @@ def base_generator_data(base: str) -> dict[str, Any]:
 
 def private_indices(run) -> dict[str, np.ndarray]:
     """The run's splits that a pretrained model must never have seen, by split of the real data."""
-    s = run.splits()
-    return {"train": {"D": s.D, "H": s.H, "val": s.val}, "test": {"test": run.test_index()}}
+    out: dict[str, dict[str, np.ndarray]] = {"train": {}, "test": {}}
+    for k in ("D", "H", "val", "test"):  # a carved test set and data.holdout: test move test or H between the two
+        out[run.source(k)][k] = run.index(k)
+    return out
 
 
 def overlap(run, rec: dict[str, Any], index: np.ndarray) -> dict[str, int]:

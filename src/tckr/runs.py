@@ -53,24 +53,48 @@ class Run:
             self._splits = ensure_splits(self)
         return self._splits
 
-    def test_index(self) -> np.ndarray:
-        f = self.dir / "splits" / "test.npy"
-        if not f.is_file():
-            labels = _load_real_cached(self.dataset, "test", self.cfg.data.image_size).labels
-            io.save_array(f, data.stratified_subset(labels, self.cfg.data.test_size, self.cfg.data.split_seed))
-        return io.load_array(f)
-
-    def real(self, split: str) -> data.RealDataset:
-        """Real images of one of ``D``, ``H``, ``val``, ``pool``, ``public`` (from the train split) or ``test``,
-        resized to ``data.image_size``."""
+    def source(self, split: str) -> str:
+        """The real split (``"train"`` or ``"test"``) that the indices of ``split`` point into: the test set of a
+        dataset without an official test split is carved from train (:func:`tckr.data.test_split`), and with
+        ``data.holdout: test`` the non-members H are the test set."""
         if split not in REAL_SPLITS:
             raise ValueError(f"unknown real split {split!r}; accepted: {', '.join(REAL_SPLITS)}")
-        if split == "test":
-            ds = _load_real_cached(self.dataset, "test", self.cfg.data.image_size)
-            out = ds.subset(self.test_index())
-        else:
-            ds = _load_real_cached(self.dataset, "train", self.cfg.data.image_size)
-            out = ds.subset(getattr(self.splits(), split))
+        if split == "test" or (split == "H" and self.cfg.data.holdout == "test"):
+            return "test" if data.has_test_split(self.dataset) else "train"
+        return "train"
+
+    def carved_test(self) -> np.ndarray | None:
+        """The whole test set carved from the train split (indices into train), or None with an official test split."""
+        if data.has_test_split(self.dataset):
+            return None
+        labels = _load_real_cached(self.dataset, "train", self.cfg.data.image_size).labels
+        return data.test_split(labels, self.cfg.data.carved_test_fraction)
+
+    def test_index(self) -> np.ndarray:
+        """Indices of the test set in :meth:`source` ``("test")`` (``data.test_size`` of them, 0 = all)."""
+        f = self.dir / "splits" / "test.npy"
+        if not f.is_file():
+            carved = self.carved_test()
+            labels = _load_real_cached(self.dataset, "train" if carved is not None else "test", self.cfg.data.image_size).labels
+            if carved is None:
+                index = data.stratified_subset(labels, self.cfg.data.test_size, self.cfg.data.split_seed)
+            else:
+                index = carved[data.stratified_subset(labels[carved], self.cfg.data.test_size, self.cfg.data.split_seed)]
+            io.save_array(f, np.sort(index).astype(np.int64))
+        return io.load_array(f)
+
+    def index(self, split: str) -> np.ndarray:
+        """Indices of one of :data:`REAL_SPLITS` into its :meth:`source`."""
+        return self.test_index() if split == "test" else getattr(self.splits(), split)
+
+    def labels(self, split: str) -> np.ndarray:
+        return _load_real_cached(self.dataset, self.source(split), self.cfg.data.image_size).labels[self.index(split)]
+
+    def real(self, split: str) -> data.RealDataset:
+        """Real images of one of ``D``, ``H``, ``val``, ``pool``, ``public`` or ``test`` (from :meth:`source`),
+        resized to ``data.image_size``."""
+        ds = _load_real_cached(self.dataset, self.source(split), self.cfg.data.image_size)
+        out = ds.subset(self.index(split))
         out.split = split
         return out
 
@@ -215,12 +239,18 @@ def ensure_splits(run: Run) -> data.Splits:
     if not all(f.is_file() for f in files.values()):
         labels = _load_real_cached(run.dataset, "train", run.cfg.data.image_size).labels
         d = run.cfg.data
-        s = data.make_splits(labels, d.train_size, d.val_size, d.split_seed, public_size=d.public_size, public_seed=d.public_seed)
+        s = data.make_splits(labels, d.train_size, d.val_size, d.split_seed, public_size=d.public_size, public_seed=d.public_seed,
+                             exclude=run.carved_test(), holdout=d.holdout)
+        if d.holdout == "test":
+            s.H = run.test_index()  # the non-members: the test set itself, as in the original TCKR
         for k, f in files.items():
             if not f.is_file():
                 io.save_array(f, getattr(s, k))
             elif not np.array_equal(io.load_array(f), getattr(s, k)):
                 raise ConfigError(f"{f} differs from the {k} split that this run's config gives; use a new run folder")
+    sources = folder / "sources.json"
+    if not sources.is_file():
+        io.write_json(sources, {k: run.source(k) for k in REAL_SPLITS})
     if not record.is_file():  # first read (sub-runs such as shadow pipelines write their own splits before it)
         io.write_json(record, {k: index_sha256(io.load_array(f)) for k, f in files.items()})
     want = io.read_json(record)
