@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import captions, runs, synthesis
+from tckr import captions, plots, runs, synthesis
 
 # 20 images (0.2 × |D| = 100) in shards of 7, 7 and 6; 2 pipeline calls per shard (batch 6)
 OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "mia.pipeline_cardinalities": [0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
@@ -185,7 +185,7 @@ def test_other_generator_settings_are_refused(reference, pipe):
 
 
 def test_samples_figure(reference):
-    paths = synthesis.plot_samples(reference, per_class=3)
+    paths = plots.plot_synthetic_samples(reference, per_class=3)
     assert [p.suffix for p in paths] == [".pdf", ".png"]
     assert all(p.stat().st_size > 1000 for p in paths)
 
