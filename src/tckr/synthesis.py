@@ -107,8 +107,14 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
 
 
 def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
-    """The run's generator: ``generator.base`` with the run's adapter from notebook 02 (an error when it is missing,
-    unless ``use_lora=False`` asks for the base on purpose).
+    """The diffusers pipeline of :func:`load_generator` (same arguments)."""
+    return load_generator(run, use_lora=use_lora, random_weights=random_weights, device=device).pipe
+
+
+def load_generator(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
+    """The run's generator (:class:`tckr.generator.Generator`: the pipeline with its base and adapter):
+    ``generator.base`` with the run's adapter from notebook 02 (an error when it is missing, unless
+    ``use_lora=False`` asks for the base on purpose).
 
     ``random_weights`` builds ``generator.arch`` with random weights instead (mechanics only: its images are noise).
     ``generator.dtype`` float16 runs as float32 on a CPU; bfloat16 is kept (about twice as fast on CPUs with bf16
@@ -125,8 +131,7 @@ def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, d
         dtype = torch.float32
     if random_weights:
         pipe = generator.build_random(run.cfg.generator.arch, dtype=dtype).to(dev)
-        pipe._tckr_base, pipe._tckr_adapter = f"random:{run.cfg.generator.arch}", None
-        return pipe
+        return generator.Generator(pipe, base=f"random:{run.cfg.generator.arch}")
     adapter = artifacts.adapter_path(run) if use_lora else None
     if adapter is not None and not adapter.is_file():
         # Never fall back to the base silently: a "synthetic set of the adapted generator" made by the base
@@ -135,8 +140,7 @@ def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, d
                                 "notebooks/02_lora_finetune.ipynb (phase 02_lora_finetune); run that first, or pass "
                                 f"use_lora=False to generate with the base generator {run.cfg.generator.base!r} on purpose")
     pipe = generator.load(run.cfg.generator.base, lora=adapter, dtype=dtype, device=dev)
-    pipe._tckr_adapter = str(adapter) if adapter else None
-    return pipe
+    return generator.Generator(pipe, base=str(run.cfg.generator.base), adapter=str(adapter) if adapter else None)
 
 
 def class_balance(run) -> pd.DataFrame:
@@ -145,10 +149,10 @@ def class_balance(run) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=run.class_names).rename_axis("multiple")
 
 
-def _settings(run, pipe, table: pd.DataFrame) -> dict[str, Any]:
+def _settings(run, gen, table: pd.DataFrame) -> dict[str, Any]:
     cfg = run.cfg.synthesis
-    adapter = getattr(pipe, "_tckr_adapter", None)
-    return {"base": getattr(pipe, "_tckr_base", f"custom {type(pipe).__name__}"),
+    adapter = gen.adapter
+    return {"base": gen.base,
             "adapter": run.portable(adapter) if adapter else None,
             "adapter_sha256": io.sha256_file(adapter) if adapter else None,
             "arch": run.cfg.generator.arch, "resolution": run.cfg.generator.resolution,
@@ -189,15 +193,15 @@ def _write_shard(run, j: int, images: np.ndarray, rows: pd.DataFrame) -> None:
 def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True, batch_size: int | None = None) -> dict[str, Any]:
     """Generate the run's largest synthetic set (this process's shards of it), skipping finished shards.
 
-    ``pipe`` defaults to :func:`load_pipeline`; any ``StableDiffusionPipeline`` works (tests pass one with random
-    weights). Returns a summary: shards done/total, images made now, seconds, images per second.
+    ``pipe`` defaults to :func:`load_generator`; a :class:`tckr.generator.Generator` records its base and adapter in
+    the manifest; a bare ``StableDiffusionPipeline`` works too (recorded as ``custom <type>``, no adapter). Returns a summary: shards done/total, images made now, seconds, images per second.
     """
     import time
 
     import torch
     from tqdm.auto import tqdm
 
-    from .generator import to_uint8
+    from .generator import Generator, to_uint8
     from .runs import set_threads
 
     cfg = run.cfg.synthesis
@@ -212,9 +216,11 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     folder = synthetic_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     if pipe is None and todo:
-        pipe = load_pipeline(run)
+        pipe = load_generator(run)
     if pipe is not None:
-        _check_manifest(run, _settings(run, pipe, table))
+        gen = pipe if isinstance(pipe, Generator) else Generator(pipe, base=f"custom {type(pipe).__name__}")
+        _check_manifest(run, _settings(run, gen, table))
+        pipe = gen.pipe
     if not (folder / "plan.csv").is_file():
         io.save_csv(folder / "plan.csv", table)
     if not todo:
@@ -289,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from . import runs
 
     run = runs.open_run(args.config, args.run_dir)
-    pipe = load_pipeline(run, random_weights=True) if args.random_weights else None
+    pipe = load_generator(run, random_weights=True) if args.random_weights else None
     summary = generate(run, pipe, shard=args.shard, progress=not args.no_progress, batch_size=args.batch_size)
     print(summary)
     return summary
