@@ -72,3 +72,46 @@ def test_mia_roc_draws_the_saved_arrays_of_the_headline(tmp_path):
     plots._plt().close("all")
     names = sorted(p.name for p in plots.plot_mia_roc(run_dir))
     assert names == sorted(f"{s}.{e}" for s in ("roc", "mia_roc_teacher", "mia_roc_student_synth1x") for e in ("pdf", "png"))
+
+
+def test_study_table_reads_only_and_its_writer_writes_it(tmp_path):
+    from tckr import artifacts, io
+
+    run_dir = fake_mia_run(tmp_path, headline_json={"attack": "rmia", "setting": "rmia", "n_shadows": 16, "rule": "x"})
+    io.save_csv(run_dir / "results" / "classifiers.csv", pd.DataFrame({
+        "model": ["teacher", "student_synth1x"], "role": ["teacher", "student"], "cardinality": [float("nan"), 1.0],
+        "label_mode": ["real", "soft"], "test_accuracy": [80.0, 60.0]}))
+    mia = pd.read_csv(run_dir / "results" / "mia.csv")
+    io.save_csv(run_dir / "results" / "mia.csv", mia.assign(cardinality=[float("nan")] * 3 + [1.0] * 3, label_mode=["real"] * 3 + ["soft"] * 3))
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    table = plots.study_table(run_dir)
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # reading writes nothing
+    assert list(table["model"]) == ["teacher", "student_synth1x"] and set(table["attack"]) == {"rmia"}
+    mia = pd.read_csv(run_dir / "results" / "mia.csv").set_index(["target", "attack"])
+    assert table.loc[0, "auc_mia"] == pytest.approx(100 * mia.loc[("teacher", "rmia"), "auc"])
+    artifacts.write_study_table(run_dir, table)
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "results" / "table.csv"), table, check_dtype=False)
+    assert (run_dir / "results" / "table.md").read_text() == plots.table_markdown(table)
+
+
+def test_lora_figures_draw_the_saved_samples_and_history(tmp_path, monkeypatch):
+    import numpy as np
+
+    from tckr import artifacts, io
+
+    (tmp_path / "config.yaml").write_text("study: {dataset: fashion_mnist}\n")
+    with pytest.raises(FileNotFoundError, match="samples"):
+        plots.plot_lora_samples(tmp_path)
+    rng = np.random.default_rng(0)
+    samples = {k: rng.integers(0, 255, (20, 8, 8, 3), dtype=np.uint8) for k in ("real", "base", "lora")}
+    artifacts.write_lora_samples(tmp_path, samples)
+    io.save_csv(tmp_path / "lora" / "loss.csv", pd.DataFrame({"step": [1, 2, 3], "loss": [0.5, 0.4, 0.3]}))
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, stem: drawn.setdefault(stem.name, fig) and [stem])
+    plots.plot_lora_samples(tmp_path)
+    plots.plot_lora_loss(tmp_path)
+    axes = drawn["lora_samples"].axes
+    assert len(axes) == 10 * 3 * 2  # 10 classes × (real, base, LoRA) × 2 per class
+    np.testing.assert_array_equal(axes[2].get_images()[0].get_array(), samples["base"][0])
+    np.testing.assert_array_equal(drawn["lora_loss"].axes[0].get_lines()[0].get_ydata(), [0.5, 0.4, 0.3])
+    plots._plt().close("all")

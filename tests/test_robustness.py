@@ -185,7 +185,7 @@ def adapted(tmp_path_factory):
     run = runs.open_run("configs/tiny.yaml", root / "run", overrides={**OVERRIDES, "generator.base": str(root / "base")})
     generator.add_lora(base, rank=2, alpha=2.0, init=False)
     generator.save_lora(base, lora.adapter_path(run), rank=2, alpha=2.0)
-    synthesis.generate(run, synthesis.load_pipeline(run), progress=False)
+    synthesis.generate(run, synthesis.load_generator(run), progress=False)
     return run, None
 
 
@@ -199,7 +199,7 @@ def test_a_copied_run_resumes(adapted, tmp_path):
     copy = _copy(run, tmp_path / "elsewhere" / "run")
     for f in synthesis.shard_paths(copy, 2):
         f.unlink()  # as if the copy had been taken mid-generation
-    summary = synthesis.generate(copy, synthesis.load_pipeline(copy), progress=False)
+    summary = synthesis.generate(copy, synthesis.load_generator(copy), progress=False)
     assert summary["shards_made"] == 1
     for j in range(3):
         assert np.array_equal(np.load(synthesis.shard_paths(copy, j)[0]), np.load(synthesis.shard_paths(run, j)[0]))
@@ -225,7 +225,7 @@ def test_zeroed_and_truncated_shards_are_named_and_regenerated(adapted, tmp_path
     with pytest.raises(io.CorruptFileError, match=rf"{truncated}: sha256 .* \(1000 bytes\): the file is truncated or damaged \(and 1 more\)"):
         synthesis.load_synthetic(copy, 0.1)
     assert synthesis.status(copy)["done"].tolist() == [False, False, True]
-    assert synthesis.generate(copy, synthesis.load_pipeline(copy), progress=False)["shards_made"] == 2
+    assert synthesis.generate(copy, synthesis.load_generator(copy), progress=False)["shards_made"] == 2
     assert np.array_equal(synthesis.load_synthetic(copy, 0.2).images, synthesis.load_synthetic(run, 0.2).images)
 
 

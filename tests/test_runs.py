@@ -48,3 +48,15 @@ def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
     io.write_json(target, {"a": 1})
     assert list(tmp_path.iterdir()) == [target]
     assert os.stat(target).st_mode & 0o777 == 0o666 & ~io._umask()
+
+
+def test_reopening_a_run_reads_it_without_rewriting_seeds(tmp_path):
+    import os
+
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
+    seeds = run.dir / "seeds.json"
+    os.utime(seeds, ns=(1_000_000_000, 1_000_000_000))
+    again = runs.open_run(None, run.dir)
+    assert seeds.stat().st_mtime_ns == 1_000_000_000 and again.seed == run.seed
+    other = runs.open_run(None, tmp_path / "r", seed=run.seed)
+    assert other.seed_for(5) == run.seed_for(5) and seeds.stat().st_mtime_ns == 1_000_000_000

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import plots, runs, study
+from tckr import artifacts, plots, runs, study
 
 FIGURE_STEMS = ["table", "cardinality", "roc", "ledger", "real_vs_synthetic", "ablation", "audit_distances", "real_samples",
                 "classifier_curves"]
@@ -112,7 +112,9 @@ def test_seed_aggregate_gives_mean_and_ci(tmp_path, monkeypatch):
                              "attack": ["lira_online"] * 2})
 
     monkeypatch.setattr(plots, "study_table", fake_table)
-    out = plots.aggregate_seeds(tmp_path, [tmp_path / f"seed{i}" for i in range(3)])
+    per_seed, out = plots.seed_summary([tmp_path / f"seed{i}" for i in range(3)])
+    assert len(per_seed) == 6 and not (tmp_path / "results").exists()  # reading writes nothing
+    artifacts.write_study_table(tmp_path, out, per_seed)
     t = out.set_index("model")
     assert t.loc["teacher", "accuracy"] == pytest.approx(92.0)
     assert t.loc["teacher", "accuracy_ci"] == pytest.approx(4.303 * 2 / np.sqrt(3), rel=1e-3)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import captions, runs, synthesis
+from tckr import captions, generator, plots, runs, synthesis
 
 # 20 images (0.2 × |D| = 100) in shards of 7, 7 and 6; 2 pipeline calls per shard (batch 6)
 OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "mia.pipeline_cardinalities": [0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
@@ -22,7 +22,10 @@ class CountingPipe:
 
     def __init__(self, pipe, fail_after=None):
         self.pipe, self.fail_after, self.calls = pipe, fail_after, 0
-        self._tckr_base = pipe._tckr_base
+
+    def generator(self, base="random:tiny"):
+        """This wrapper as a :class:`tckr.generator.Generator` with the recorded base ``base``."""
+        return generator.Generator(self, base=base)
 
     @property
     def device(self):
@@ -42,9 +45,7 @@ def pipe():
     from tckr import generator
 
     torch.set_num_threads(2)
-    p = generator.build_random("tiny", seed=0)
-    p._tckr_base = "random:tiny"
-    return p
+    return generator.Generator(generator.build_random("tiny", seed=0), base="random:tiny")
 
 
 def _run(path, **extra):
@@ -140,9 +141,9 @@ def test_smaller_cardinality_is_a_class_balanced_subset_of_the_largest(reference
 
 def test_interrupted_run_resumes_and_matches_uninterrupted(reference, pipe, tmp_path):
     run = _run(tmp_path / "interrupted")
-    crashing = CountingPipe(pipe, fail_after=3)
+    crashing = CountingPipe(pipe.pipe, fail_after=3)
     with pytest.raises(Interrupted):
-        synthesis.generate(run, crashing, progress=False)
+        synthesis.generate(run, crashing.generator(), progress=False)
     assert synthesis.status(run)["done"].tolist() == [True, False, False]
     assert not synthesis.shard_paths(run, 1)[0].exists()
     assert not [p for p in (run.dir / "synthetic" / "shards").iterdir() if p.name.startswith(".")]
@@ -150,14 +151,14 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(reference, pipe, tmp_
     with pytest.raises(FileNotFoundError, match="03_generate"):
         synthesis.load_synthetic(run, 0.2)
     first = synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns
-    resumed = CountingPipe(pipe)
-    summary = synthesis.generate(run, resumed, progress=False)
+    resumed = CountingPipe(pipe.pipe)
+    summary = synthesis.generate(run, resumed.generator(), progress=False)
     assert summary["shards_made"] == 2 and resumed.calls == 3
     assert synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns == first
     for a, b in zip(_shards(run), _shards(reference)):
         assert np.array_equal(a, b)
-    again = CountingPipe(pipe)
-    assert synthesis.generate(run, again, progress=False)["shards_made"] == 0 and again.calls == 0
+    again = CountingPipe(pipe.pipe)
+    assert synthesis.generate(run, again.generator(), progress=False)["shards_made"] == 0 and again.calls == 0
 
 
 def test_k_of_n_shards_cover_everything_exactly_once(reference, pipe, tmp_path):
@@ -178,14 +179,14 @@ def test_k_of_n_shards_cover_everything_exactly_once(reference, pipe, tmp_path):
 
 
 def test_other_generator_settings_are_refused(reference, pipe):
-    other = CountingPipe(pipe)
-    other._tckr_base = "some/other-model"
     with pytest.raises(RuntimeError, match="other settings"):
-        synthesis.generate(reference, other, progress=False)
+        synthesis.generate(reference, CountingPipe(pipe.pipe).generator("some/other-model"), progress=False)
+    with pytest.raises(RuntimeError, match="custom CountingPipe"):  # a bare pipeline is recorded as what it is
+        synthesis.generate(reference, CountingPipe(pipe.pipe), progress=False)
 
 
 def test_samples_figure(reference):
-    paths = synthesis.plot_samples(reference, per_class=3)
+    paths = plots.plot_synthetic_samples(reference, per_class=3)
     assert [p.suffix for p in paths] == [".pdf", ".png"]
     assert all(p.stat().st_size > 1000 for p in paths)
 
@@ -247,19 +248,20 @@ def test_pipeline_from_a_local_base_with_the_runs_adapter(pipe, tmp_path):
     from tckr import generator, io, lora
 
     base = tmp_path / "base"
-    pipe.save_pretrained(base)
+    pipe.pipe.save_pretrained(base)
     run = _run(tmp_path / "adapted", **{"generator.base": str(base), "synthesis.prompt_mode": "class"})
     with pytest.raises(FileNotFoundError, match="02_lora_finetune.*use_lora=False"):
         synthesis.load_pipeline(run)
-    plain = synthesis.load_pipeline(run, use_lora=False)
-    assert plain._tckr_adapter is None
-    assert not any("lora" in k for k in plain.unet.state_dict())
-    generator.add_lora(plain, rank=2, alpha=2.0, init=False)
-    generator.save_lora(plain, lora.adapter_path(run), rank=2, alpha=2.0)
-    adapted = synthesis.load_pipeline(run)
-    assert adapted._tckr_adapter == str(lora.adapter_path(run))
-    assert any("lora" in k for k in adapted.unet.state_dict())
-    assert synthesis.load_pipeline(run, use_lora=False)._tckr_adapter is None
+    plain = synthesis.load_generator(run, use_lora=False)
+    assert plain.adapter is None and plain.base == str(base)
+    assert not any("lora" in k for k in plain.pipe.unet.state_dict())
+    generator.add_lora(plain.pipe, rank=2, alpha=2.0, init=False)
+    generator.save_lora(plain.pipe, lora.adapter_path(run), rank=2, alpha=2.0)
+    adapted = synthesis.load_generator(run)
+    assert adapted.adapter == str(lora.adapter_path(run))
+    assert any("lora" in k for k in adapted.pipe.unet.state_dict())
+    assert synthesis.load_generator(run, use_lora=False).adapter is None
+    assert not any("lora" in k for k in synthesis.load_pipeline(run, use_lora=False).unet.state_dict())
     synthesis.generate(run, adapted, shard="1/3", progress=False)
     manifest = (run.dir / "synthetic" / "manifest.json").read_text()
     assert str(base) in manifest and lora.adapter_name(run.cfg) in manifest
@@ -272,8 +274,8 @@ def test_bfloat16_generator_on_cpu(tmp_path):
     import torch
 
     run = _run(tmp_path / "bf16", **{"generator.dtype": "bfloat16", "synthesis.prompt_mode": "class"})
-    p = synthesis.load_pipeline(run, random_weights=True)
-    assert p.unet.dtype == torch.bfloat16
+    p = synthesis.load_generator(run, random_weights=True)
+    assert p.pipe.unet.dtype == torch.bfloat16 and p.base == "random:tiny"
     synthesis.generate(run, p, shard="1/3", progress=False)
     shard = np.load(synthesis.shard_paths(run, 0)[0])
     assert shard.dtype == np.uint8 and shard.shape == (SHARD, 32, 32, 3)

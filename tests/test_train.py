@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tckr import classifiers, evaluate, runs, train
+from tckr import classifiers, evaluate, plots, runs, train
 from tckr.config import load_config
 
 ARCH = "mobilenetv3_small_050"
@@ -196,7 +196,7 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     assert 100 * diag / len(test) == pytest.approx(rows[0]["test_accuracy"])
     evaluate.evaluate(run, t)  # re-evaluation replaces the row
     assert len(evaluate.results_table(run)) == 3
-    fig = evaluate.plot_curves(run)
+    fig = plots.plot_curves(run.dir)[0]
     assert fig.is_file() and fig.with_suffix(".png").is_file()
     from tckr import paths
 

@@ -88,13 +88,6 @@ def results_table(run: runs.Run) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def plot_curves(run: runs.Run) -> Path:
-    """Validation accuracy and training loss per epoch of every model of the run (``tckr.plots.plot_curves``)."""
-    from . import plots
-
-    return plots.plot_curves(run.dir)[0]
-
-
 def per_class_table(run: runs.Run) -> pd.DataFrame:
     """Per-class test accuracy (%), one column per model."""
     path = run.dir / "results" / "per_class.csv"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,20 @@ GENERATOR_ASSETS = paths.ASSETS / "generators"
 TOKENIZER_DIR = GENERATOR_ASSETS / "tokenizer"
 ADAPTER_FORMAT = "tckr-peft-lora-v1"
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+@dataclass
+class Generator:
+    """A diffusers pipeline and what it was made from: ``base`` (hub id, folder, or ``random:<arch>``) and the
+    LoRA ``adapter`` file loaded into it (None for the base itself). The synthetic set's manifest records both."""
+
+    pipe: Any
+    base: str
+    adapter: str | None = None
+
+    @property
+    def device(self):
+        return self.pipe.device
 
 
 class LoraKeyError(KeyError):
@@ -121,7 +136,6 @@ def load(base: str | Path, lora: str | Path | None = None, *, dtype: torch.dtype
     kwargs = {"safety_checker": None, "requires_safety_checker": False, "torch_dtype": dtype or torch.float32}
     pipe = StableDiffusionPipeline.from_pretrained(where, **kwargs)
     pipe.set_progress_bar_config(disable=True)
-    pipe._tckr_base = str(base)
     if device is not None:
         pipe.to(device)
     if lora is not None:
@@ -193,7 +207,7 @@ def save_lora(pipe, path: str | Path, *, rank: int, alpha: float, target_modules
     if not tensors:
         raise ValueError("the pipeline's UNet carries no LoRA adapter to save")
     meta = {"format": ADAPTER_FORMAT, "rank": int(rank), "alpha": float(alpha), "target_modules": list(target_modules),
-            "base_model": str(base or getattr(pipe, "_tckr_base", "")), **(extra or {})}
+            "base_model": str(base), **(extra or {})}
     return io.save_weights(path, tensors, meta)
 
 

@@ -20,8 +20,9 @@ Files under ``<run>/lora/``:
 - ``checkpoints/checkpoint-<step>/``: ``adapter.safetensors``, ``optimizer.pt``, ``state.json``;
   written every ``lora.checkpoint_every`` steps, at most ``lora.checkpoints_total_limit`` kept; a rerun
   resumes from the newest one. ``training.json``: the settings and timing of the finished run.
-- ``figures/lora_loss.{pdf,png}`` (:func:`plot_loss`) and ``figures/lora_samples.{pdf,png}``
-  (:func:`plot_samples`: base model vs adapted model, same prompts and seeds).
+- ``samples/{real,base,lora}.npy`` (:func:`write_samples`): real images of D and the base and adapted model's
+  images for the same prompts and seeds; :func:`tckr.plots.plot_lora_samples` draws them and
+  :func:`tckr.plots.plot_lora_loss` draws ``loss.csv``.
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import generator, io, paths
-
-LORA_DIR = "lora"
+from . import artifacts, generator, io, paths
+from .artifacts import LORA_DIR, adapter_name, adapter_path  # noqa: F401  (public names of this module)
 
 
 def forward_diffusion(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,15 +87,6 @@ def denoising_loss(unet, scheduler, latents: torch.Tensor, text_embeddings: torc
         w = torch.clamp(snr, max=snr_gamma) / (snr if kind == "epsilon" else snr + 1)
         per = per * w
     return per.mean()
-
-
-def adapter_name(cfg) -> str:
-    """``lora_<generator arch>_<dataset>.safetensors`` (the original release's ``lora_sd2_<dataset>`` naming)."""
-    return f"lora_{cfg.generator.arch}_{cfg.study.dataset}.safetensors"
-
-
-def adapter_path(run) -> Path:
-    return run.path(LORA_DIR, adapter_name(run.cfg))
 
 
 def adapter_problem(run) -> str | None:
@@ -305,31 +296,6 @@ def _checkpoint(pipe, opt, ckdir: Path, step: int, limit: int, history: list[dic
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_history(run) -> pd.DataFrame:
-    """The run's per-step LoRA loss table (``lora/loss.csv``)."""
-    f = run.dir / LORA_DIR / "loss.csv"
-    if not f.is_file():
-        raise FileNotFoundError(f"no LoRA loss history at {f}; run notebooks/02_lora_finetune.ipynb first")
-    return pd.read_csv(f)
-
-
-def plot_loss(run):
-    """Per-step LoRA loss with a moving average; saved as ``figures/lora_loss.{pdf,png}``."""
-    from . import plots
-
-    plt = plots._plt()
-    h = load_history(run)
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(h["step"], h["loss"], lw=0.6, alpha=0.5, label="per step")
-    ax.plot(h["step"], h["loss"].rolling(max(1, len(h) // 20), min_periods=1).mean(), lw=1.5, label="moving average")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("denoising loss")
-    ax.set_title(f"LoRA fine-tuning on D ({run.dataset})")
-    ax.legend()
-    fig.tight_layout()
-    return _save_figure(fig, run, "lora_loss")
-
-
 def sample_pair(run, n_per_class: int = 4, seed: int | None = None) -> dict[str, np.ndarray]:
     """Images of the base model and of the adapted model with the same prompts and seeds (``n_per_class`` per class)."""
     prompts = training_prompts(run)
@@ -348,34 +314,14 @@ def sample_pair(run, n_per_class: int = 4, seed: int | None = None) -> dict[str,
     return out
 
 
-def plot_samples(run, n_per_class: int = 4):
-    """Rows per class: real D images, base-model samples, adapted samples (same prompts and seeds);
-    saved as ``figures/lora_samples.{pdf,png}``."""
-    from . import plots
-
-    plt = plots._plt()
-    s = sample_pair(run, n_per_class)
-    names = run.class_names
-    k = len(names)
-    fig, axes = plt.subplots(k, 3 * n_per_class, figsize=(3 * n_per_class * 0.6, k * 0.65))
-    for c in range(k):
-        for j, key in enumerate(("real", "base", "lora")):
-            for i in range(n_per_class):
-                ax = axes[c, j * n_per_class + i]
-                ax.imshow(s[key][c * n_per_class + i])
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if c == 0 and i == 0:
-                    ax.set_title({"real": "real D", "base": "base", "lora": "LoRA"}[key], fontsize=7, loc="left")
-        axes[c, 0].set_ylabel(names[c], fontsize=6, rotation=0, ha="right")
-    fig.tight_layout(pad=0.1)
-    return _save_figure(fig, run, "lora_samples")
+def load_history(run) -> pd.DataFrame:
+    """The run's per-step LoRA loss table (``lora/loss.csv``, :func:`tckr.artifacts.read_lora_history`)."""
+    return artifacts.read_lora_history(run)
 
 
-def _save_figure(fig, run, name: str) -> list[Path]:
-    from . import plots
-
-    return plots.save_figure(fig, run.path("figures", name))
+def write_samples(run, n_per_class: int = 4, seed: int | None = None) -> list[Path]:
+    """:func:`sample_pair` saved as ``lora/samples/{real,base,lora}.npy`` (drawn by :func:`tckr.plots.plot_lora_samples`)."""
+    return artifacts.write_lora_samples(run, sample_pair(run, n_per_class, seed))
 
 
 def main(argv: list[str] | None = None) -> None:

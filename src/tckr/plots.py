@@ -1,4 +1,6 @@
-"""Figures and tables, drawn only from a run's result files (no training code is imported).
+"""Every figure of the study, drawn only from a run's files read through :mod:`tckr.artifacts` (no training or
+generation code is imported; ``pyproject.toml``'s import-linter contracts keep it so). Drawing never writes results:
+:func:`study_table` returns the table, :func:`tckr.artifacts.write_study_table` writes it.
 
     python -m tckr.plots runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
 
@@ -6,8 +8,9 @@ Inputs (written by the phases): ``results/classifiers.csv`` (04; accuracies in p
 (05; AUC and TPR as fractions), ``results/headline.json`` (05; the pre-registered headline attack),
 ``mia/roc/<target>_<attack>.csv`` (05), ``results/audit.csv``, ``audit_control.csv`` and
 ``audit_summary.csv`` (05), ``results/ablation.csv`` (04), ``synthetic/`` shards (03) and the real split
-indices. Outputs: ``figures/*.pdf|png`` and ``results/table.csv|md`` (teacher vs students: accuracy,
-AUC_MIA, TPR@1% FPR and AOP, all from the headline attack).
+indices, ``lora/loss.csv`` and ``lora/samples/`` (02). Outputs: ``figures/*.pdf|png``. :func:`study_table` (teacher vs
+students: accuracy, AUC_MIA, TPR@1% FPR and AOP, all from the headline attack) is written to ``results/table.csv|md``
+by notebook 06 (:func:`tckr.artifacts.write_study_table`).
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from . import attacks, io, ledger
+from . import artifacts, attacks, io, ledger, paths, runs
+from .artifacts import table_markdown  # noqa: F401  (kept importable from here)
+from .config import MiaConfig
 from .metrics import aop
 
 FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audit", "curves")
 
 
 def _plt():
+    # matplotlib is imported on first drawing: it is slow to import and needs the non-interactive backend set first
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,34 +58,23 @@ def save_figure(fig, path_stem: Path) -> list[Path]:
 def headline_attack(run_dir: str | Path) -> str:
     """The run's pre-registered headline attack: ``results/headline.json`` (written by
     ``tckr.mia.attack``), else the ``mia.headline`` rule of the run's config with its shadow count."""
-    import yaml
-
-    from .config import MiaConfig
-
-    run_dir = Path(run_dir)
-    f = run_dir / "results" / "headline.json"
-    if f.is_file():
-        return io.read_json(f)["attack"]
-    mia_cfg = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("mia") or {}
+    recorded = artifacts.read_headline(run_dir)
+    if recorded is not None:
+        return recorded
+    mia_cfg = artifacts.settings(run_dir).get("mia") or {}
     n_shadows = mia_cfg.get("n_shadows", MiaConfig.n_shadows)
-    res = run_dir / "results" / "mia.csv"
-    if res.is_file():
-        n_shadows = int(pd.read_csv(res)["n_shadows"].max())
+    res = artifacts.read_optional_result(run_dir, "mia.csv")
+    if res is not None:
+        n_shadows = int(res["n_shadows"].max())
     return attacks.headline_attack(mia_cfg.get("headline", MiaConfig.headline), n_shadows)
 
 
-def _read(run_dir: Path, *parts: str) -> pd.DataFrame:
-    f = run_dir.joinpath(*parts)
-    if not f.is_file():
-        raise FileNotFoundError(f"{f} is missing: run the phase that writes it first")
-    return pd.read_csv(f)
-
-
 def study_table(run_dir: str | Path) -> pd.DataFrame:
-    """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent), written to results/table.csv and .md."""
+    """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent). Reads only; notebook 06 writes it
+    (:func:`tckr.artifacts.write_study_table`)."""
     run_dir = Path(run_dir)
-    clf = _read(run_dir, "results", "classifiers.csv")
-    _read(run_dir, "results", "mia.csv")
+    clf = artifacts.read_result(run_dir, "classifiers.csv")
+    artifacts.read_result(run_dir, "mia.csv")
     attack = headline_attack(run_dir)
     m = ledger.classifier_headlines(run_dir, attack).set_index("target")
     rows = []
@@ -95,26 +91,7 @@ def study_table(run_dir: str | Path) -> pd.DataFrame:
         row["attack"] = attack
         rows.append(row)
     table = pd.DataFrame(rows)
-    table = table.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first").reset_index(drop=True)
-    io.save_csv(run_dir / "results" / "table.csv", table)
-    io.write_text(run_dir / "results" / "table.md", table_markdown(table))
-    return table
-
-
-def table_markdown(table: pd.DataFrame) -> str:
-    """The study table as Markdown (percent, two decimals; ± columns when present)."""
-    def fmt(r, col):
-        v = r.get(col, np.nan)
-        if pd.isna(v):
-            return "–"
-        ci = r.get(f"{col}_ci", np.nan)
-        return f"{v:.2f} ± {ci:.2f}" if not pd.isna(ci) else f"{v:.2f}"
-
-    lines = ["| model | cardinality | accuracy (%) | AUC_MIA (%) | TPR@1% FPR (%) | AOP |", "|---|---|---|---|---|---|"]
-    for _, r in table.iterrows():
-        card = "real" if r["role"] == "teacher" else f"{r['cardinality']:g}×"
-        lines.append(f"| {r['model']} | {card} | {fmt(r, 'accuracy')} | {fmt(r, 'auc_mia')} | {fmt(r, 'tpr_at_1pct')} | {fmt(r, 'aop')} |")
-    return "\n".join(lines) + "\n"
+    return table.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first").reset_index(drop=True)
 
 
 def plot_table(run_dir: Path) -> list[Path]:
@@ -171,7 +148,7 @@ def roc_axes(title: str):
 
 
 def _roc_lines(ax_pair, run_dir: Path, r, label: str, lw: float = 1.3) -> None:
-    roc = _read(run_dir, "mia", "roc", f"{r['target']}_{r['attack']}.csv")
+    roc = artifacts.read_roc(run_dir, r["target"], r["attack"])
     for ax in ax_pair:
         ax.plot(roc["fpr"], roc["tpr"], lw=lw, label=f"{label} (AUC {r['auc']:.3f}, TPR@1% {100 * r['tpr_at_1pct']:.1f}%)")
 
@@ -180,7 +157,7 @@ def mia_roc_figure(run_dir: str | Path, target: str | None = None):
     """Linear and log-log ROC from ``mia/roc/`` and ``results/mia.csv``: every attack against ``target``
     (the headline drawn thicker), or with ``target=None`` the headline attack against every target."""
     run_dir = Path(run_dir)
-    res = _read(run_dir, "results", "mia.csv")
+    res = artifacts.read_result(run_dir, "mia.csv")
     head = headline_attack(run_dir)
     n_ex = int(res["n_members"].iloc[0] + res["n_nonmembers"].iloc[0])
     if target is None:
@@ -207,7 +184,7 @@ def plot_mia_roc(run_dir: str | Path) -> list[Path]:
     """``figures/roc`` (the headline attack, every target) and ``figures/mia_roc_<target>`` (every attack)."""
     run_dir = Path(run_dir)
     out = save_figure(mia_roc_figure(run_dir), run_dir / "figures" / "roc")
-    for t in _read(run_dir, "results", "mia.csv")["target"].unique():
+    for t in artifacts.read_result(run_dir, "mia.csv")["target"].unique():
         out += save_figure(mia_roc_figure(run_dir, t), run_dir / "figures" / f"mia_roc_{t}")
     return out
 
@@ -232,29 +209,15 @@ def image_grid(rows: list[np.ndarray], row_labels: list[str], title: str = "", c
     return fig
 
 
-def _real_images(run_dir: Path, split: str = "D"):
-    import yaml
-
-    from . import data
-
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    idx = io.load_array(run_dir / "splits" / f"{split}.npy")
-    ds = data.load_real(cfg["study"]["dataset"], "train", size=cfg["data"]["image_size"])
-    return ds.images[idx], ds.labels[idx], ds.class_names
-
-
 def _synthetic_images(run_dir: Path):
     """The run's largest synthetic set, read from its shards."""
-    from . import synthesis
-    from .runs import open_run
-
-    run = open_run(None, run_dir)
-    s = synthesis.load_synthetic(run, max(synthesis.available_multiples(run)))
+    run = runs.open_run(None, run_dir)
+    s = artifacts.load_synthetic(run, max(artifacts.available_multiples(run)))
     return s.images, s.labels
 
 
 def plot_samples(run_dir: Path, per_class: int = 6) -> list[Path]:
-    real, real_y, names = _real_images(run_dir)
+    real, real_y, names = artifacts.real_images(run_dir)
     syn, syn_y = _synthetic_images(run_dir)
     rows, labels = [], []
     rng = np.random.default_rng(0)
@@ -270,7 +233,7 @@ def plot_samples(run_dir: Path, per_class: int = 6) -> list[Path]:
 
 
 def plot_ablation(run_dir: Path) -> list[Path]:
-    ab = _read(run_dir, "results", "ablation.csv")
+    ab = artifacts.read_result(run_dir, "ablation.csv")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     labels = [f"{r.prompt_mode} prompts\n{r.label_mode} labels" for r in ab.itertuples()]
@@ -292,10 +255,9 @@ def audit_distances_figure(run_dir: str | Path):
     space); titles give the two-sided tests and the near-copy rates beside the control's
     (``results/audit.csv``, ``audit_control.csv``, ``audit_summary.csv``)."""
     run_dir = Path(run_dir)
-    table = _read(run_dir, "results", "audit.csv")
-    summ = _read(run_dir, "results", "audit_summary.csv")
-    ctrl_file = run_dir / "results" / "audit_control.csv"
-    ctrl = pd.read_csv(ctrl_file) if ctrl_file.is_file() else None
+    table = artifacts.read_result(run_dir, "audit.csv")
+    summ = artifacts.read_result(run_dir, "audit_summary.csv")
+    ctrl = artifacts.read_optional_result(run_dir, "audit_control.csv")
     spaces = [s for s in ("feature", "pixel") if f"{s}_dist_D" in table.columns]
     mults = sorted(table["multiple"].unique())
     fig, axes = _plt().subplots(len(mults), len(spaces), figsize=(5.5 * len(spaces), 3.4 * len(mults)), squeeze=False)
@@ -326,18 +288,13 @@ def audit_distances_figure(run_dir: str | Path):
 def audit_pairs_figure(run_dir: str | Path):
     """The ``audit.n_pairs`` synthetic images closest to a member in feature space, each with its nearest
     member and nearest non-member (images re-read by the indices in ``results/audit.csv``)."""
-    import yaml
-
-    from . import synthesis
-    from .runs import open_run
-
     run_dir = Path(run_dir)
-    table = _read(run_dir, "results", "audit.csv")
-    k = int(((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("audit") or {}).get("n_pairs", 16))
+    table = artifacts.read_result(run_dir, "audit.csv")
+    k = int((artifacts.settings(run_dir).get("audit") or {}).get("n_pairs", 16))
     top = table.nsmallest(k, "feature_dist_D")
-    run = open_run(None, run_dir)
+    run = runs.open_run(None, run_dir)
     D, H = run.real("D").images, run.real("H").images
-    sets = {m: synthesis.load_synthetic(run, m) for m in top["multiple"].unique()}
+    sets = {m: artifacts.load_synthetic(run, m) for m in top["multiple"].unique()}
     plt = _plt()
     fig, axes = plt.subplots(3, len(top), figsize=(1.3 * len(top) + 1, 4.4), squeeze=False)
     for j, (_, r) in enumerate(top.iterrows()):
@@ -366,14 +323,10 @@ def plot_curves(run_dir: str | Path) -> list[Path]:
     """Validation accuracy (★ the selected epoch) and training loss per epoch of every classifier, from
     ``classifiers/*_history.csv``: ``figures/classifier_curves``."""
     run_dir = Path(run_dir)
-    files = sorted((run_dir / "classifiers").glob("*_history.csv"))
-    if not files:
-        raise FileNotFoundError(f"no training histories in {run_dir / 'classifiers'}; train a teacher first")
+    histories = artifacts.classifier_histories(run_dir)
     plt = _plt()
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for f in files:
-        h = pd.read_csv(f)
-        name = f.name[: -len("_history.csv")]
+    for name, h in histories.items():
         line, = ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=name)
         best = h.loc[h["val_accuracy"].idxmax()]
         ax_acc.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=10, color=line.get_color())
@@ -389,7 +342,7 @@ def plot_ledger(run_dir: str | Path) -> list[Path]:
     """``figures/ledger``: AUC (95% interval) and TPR at 1% FPR of every attack at every release point, from
     ``results/ledger.csv``; the pre-registered headline of each release point in black, the rest in grey."""
     run_dir = Path(run_dir)
-    t = _read(run_dir, "results", "ledger.csv")
+    t = artifacts.read_result(run_dir, "ledger.csv")
     plt = _plt()
     card = ["" if pd.isna(c) else f" {c:g}×" for c in t["cardinality"]]
     labels = [f"{r}{c}: {a}" + (" (hard)" if m == "hard" else "") for r, c, a, m in zip(t["release"], card, t["attack"], t["label_mode"])]
@@ -422,8 +375,7 @@ def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_d
     if run_dir is None:
         raise ValueError("run_dir: give a finished run folder, e.g. runs/mini-20261129-190000")
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+    artifacts.settings(run_dir)  # a clear error when it is not a run folder
     out, missing = {}, []
     for name in which:
         try:
@@ -444,17 +396,15 @@ def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_d
     return out
 
 
-def aggregate_seeds(root: str | Path, seed_dirs: list[Path]) -> pd.DataFrame:
-    """Mean ± 95% CI (Student t) of the study table over seed runs; written to ``root/results/table.csv|md``."""
-    from scipy import stats
-
+def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per_seed, table)``: every seed run's study table, and their mean ± 95% CI (Student t) per model. Reads only;
+    :func:`tckr.study.run_study` writes them (:func:`tckr.artifacts.write_study_table`)."""
     frames = []
     for i, d in enumerate(seed_dirs):
         t = study_table(d)
         t["seed_run"] = i
         frames.append(t)
     allt = pd.concat(frames, ignore_index=True)
-    io.save_csv(Path(root) / "results" / "table_per_seed.csv", allt)
     metrics = ["accuracy", "auc_mia", "tpr_at_1pct", "aop"]
     rows = []
     for (model, role), g in allt.groupby(["model", "role"], sort=False):
@@ -465,10 +415,7 @@ def aggregate_seeds(root: str | Path, seed_dirs: list[Path]) -> pd.DataFrame:
             row[m] = v.mean() if len(v) else np.nan
             row[f"{m}_ci"] = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
         rows.append(row)
-    table = pd.DataFrame(rows)
-    io.save_csv(Path(root) / "results" / "table.csv", table)
-    io.write_text(Path(root) / "results" / "table.md", table_markdown(table))
-    return table
+    return allt, pd.DataFrame(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -477,8 +424,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
     ap.add_argument("--images", action="store_true", help="also copy the PNGs to the repository's images/ folder")
     args = ap.parse_args(argv)
-    from . import paths
-
     which = tuple(args.only.split(",")) if args.only else FIGURES
     try:
         make_figures(paths.resolve(args.run_dir), which, images_dir=paths.IMAGES if args.images else None)
@@ -492,14 +437,74 @@ def main(argv: list[str] | None = None) -> int:
 def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:
     """A grid of real images of D per class (figures/real_samples)."""
     run_dir = Path(run_dir)
-    real, y, names = _real_images(run_dir)
+    real, y, names = artifacts.real_images(run_dir)
     rows = [real[y == c][:per_class] for c in range(len(names))]
     return save_figure(image_grid(rows, names, title="real training images (D) per class"), run_dir / "figures" / "real_samples")
 
 
+def plot_lora_loss(run_dir) -> list[Path]:
+    """Per-step LoRA loss with a moving average (``lora/loss.csv``): ``figures/lora_loss``."""
+    run_dir = artifacts.run_folder(run_dir)
+    h = artifacts.read_lora_history(run_dir)
+    fig, ax = _plt().subplots(figsize=(5, 3))
+    ax.plot(h["step"], h["loss"], lw=0.6, alpha=0.5, label="per step")
+    ax.plot(h["step"], h["loss"].rolling(max(1, len(h) // 20), min_periods=1).mean(), lw=1.5, label="moving average")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("denoising loss")
+    ax.set_title(f"LoRA fine-tuning on D ({artifacts.settings(run_dir)['study']['dataset']})")
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "lora_loss")
+
+
+def plot_lora_samples(run_dir) -> list[Path]:
+    """Rows per class: real D images, base-model samples, adapted samples (same prompts and seeds), from
+    ``lora/samples/`` (:func:`tckr.lora.write_samples`): ``figures/lora_samples``."""
+    run_dir = artifacts.run_folder(run_dir)
+    s = artifacts.read_lora_samples(run_dir)
+    names = artifacts.run_class_names(run_dir)
+    k = len(names)
+    n_per_class = len(s["real"]) // k
+    fig, axes = _plt().subplots(k, 3 * n_per_class, figsize=(3 * n_per_class * 0.6, k * 0.65))
+    for c in range(k):
+        for j, key in enumerate(("real", "base", "lora")):
+            for i in range(n_per_class):
+                ax = axes[c, j * n_per_class + i]
+                ax.imshow(s[key][c * n_per_class + i])
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0 and i == 0:
+                    ax.set_title({"real": "real D", "base": "base", "lora": "LoRA"}[key], fontsize=7, loc="left")
+        axes[c, 0].set_ylabel(names[c], fontsize=6, rotation=0, ha="right")
+    fig.tight_layout(pad=0.1)
+    return save_figure(fig, run_dir / "figures" / "lora_samples")
+
+
+def plot_synthetic_samples(run, multiple: float | None = None, per_class: int = 8, name: str = "synthetic_samples") -> list[Path]:
+    """A grid of synthetic samples, one row per class (``run``: a :class:`tckr.runs.Run` or its folder):
+    ``figures/<name>``."""
+    run = run if hasattr(run, "cfg") else runs.open_run(None, run)
+    multiple = max(artifacts.available_multiples(run) or [0]) if multiple is None else multiple
+    s = artifacts.load_synthetic(run, multiple)
+    names = run.class_names
+    fig = _plt().figure(figsize=(1.6 + per_class * 0.8, 0.4 + len(names) * 0.8))
+    axes = fig.subplots(len(names), per_class, squeeze=False)
+    for c, name_c in enumerate(names):
+        rows = np.flatnonzero(s.labels == c)[:per_class]
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.axis("off")
+            if j < len(rows):
+                ax.imshow(s.images[rows[j]])
+        axes[c, 0].text(-0.1, 0.5, name_c, transform=axes[c, 0].transAxes, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"synthetic samples ({multiple:g}× |D|, prompt mode {run.cfg.synthesis.prompt_mode!r})", fontsize=9)
+    fig.subplots_adjust(left=0.18, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.05)
+    return save_figure(fig, run.dir / "figures" / name)
+
+
 def show(figures: dict[str, list[Path]] | list[Path]) -> None:
     """Display the PNGs of saved figures inline in a notebook."""
-    from IPython.display import Image, display
+    from IPython.display import Image, display  # only inside notebooks; the package does not need IPython
 
     items = [p for ps in figures.values() for p in ps] if isinstance(figures, dict) else list(figures)
     for p in items:

@@ -206,9 +206,10 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
         io.write_json(run_path / "environment.json", {**environment(), "base_generator": provenance.check_disjoint(run)})
     if seeds.get("run_seed") not in (None, seed):
         raise ConfigError(f"run folder {run_path} was made with seed {seeds['run_seed']}, not {seed}")
-    io.write_json(seeds_file, {"run_seed": seed, "split_seed": cfg.data.split_seed, "train": run.seed_for(cfg.train.seed),
-                               "lora": run.seed_for(cfg.lora.seed), "synthesis": run.seed_for(cfg.synthesis.seed),
-                               "mia": run.seed_for(cfg.mia.seed)})
+    want = {"run_seed": seed, "split_seed": cfg.data.split_seed, "train": run.seed_for(cfg.train.seed),
+            "lora": run.seed_for(cfg.lora.seed), "synthesis": run.seed_for(cfg.synthesis.seed), "mia": run.seed_for(cfg.mia.seed)}
+    if seeds != want:  # opening an existing run only reads it
+        io.write_json(seeds_file, want)
     return run
 
 

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import io, paths, provenance, runs
+import pandas as pd
+
+from . import artifacts, io, paths, plots, provenance, runs
 from .config import ConfigError, load_config
 from .notebook import execute_notebook
 
@@ -46,7 +48,7 @@ UPSTREAM = {
     "06_figures": ("04_run_evaluate", "05_mia_lira"),
 }
 
-ADAPTER = "{adapter}"  # lora/lora_<generator arch>_<dataset>.safetensors (tckr.lora.adapter_name)
+ADAPTER = "{adapter}"  # lora/lora_<generator arch>_<dataset>.safetensors (tckr.artifacts.adapter_name)
 
 # Per phase: the config sections it reads, the files it reads (inputs) and writes (outputs), relative to the run
 # folder; a pattern with "*" matches every file it globs (hidden temporary files excluded).
@@ -100,11 +102,9 @@ def _config_hash(run: runs.Run, phase: str) -> str:
 
 def _files(run: runs.Run, patterns: tuple[str, ...]) -> list[str]:
     """The run-relative paths ``patterns`` name now: every explicit one (present or not), and glob matches."""
-    from .lora import adapter_name
-
     out: list[str] = []
     for pat in patterns:
-        pat = pat.replace(ADAPTER, f"lora/{adapter_name(run.cfg)}")
+        pat = pat.replace(ADAPTER, f"{artifacts.LORA_DIR}/{artifacts.adapter_name(run.cfg)}")
         if "*" not in pat:
             out.append(pat)
             continue
@@ -155,8 +155,6 @@ def _last_attempt(run: runs.Run, phase: str) -> str | None:
     f = run.dir / "results" / "phases.csv"
     if not f.is_file():
         return None
-    import pandas as pd
-
     try:
         rows = pd.read_csv(f)
     except (ValueError, pd.errors.ParserError):
@@ -312,8 +310,6 @@ def _now() -> str:
 
 def _append_history(run: runs.Run, phase: str, status: str, seconds: float, reason: str, started: str | None = None) -> None:
     """One row per attempt in ``results/phases.csv`` (earlier rows are kept); ``started`` defaults to now."""
-    import pandas as pd
-
     f = run.path("results", "phases.csv")
     row = pd.DataFrame([{"started": started or _now(), "phase": phase, "status": status, "seconds": round(seconds, 1),
                          "reason": reason.splitlines()[0][:300] if reason else ""}])
@@ -345,9 +341,8 @@ def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: 
         run_phases(run, phases, force=force, log=log)
     if len(seeds) > 1:
         runs.open_run(cfg, root, seed=seeds[0])
-        from . import plots
-
-        plots.aggregate_seeds(root, [root / f"seed{s}" for s in seeds])
+        per_seed, table = plots.seed_summary([root / f"seed{s}" for s in seeds])
+        artifacts.write_study_table(root, table, per_seed)
     log(f"study finished in {time.perf_counter() - total:.1f} s: {root}")
     return root
 

@@ -28,56 +28,30 @@ Files under ``<run>/synthetic/``:
   share the work without talking to each other.
 - ``subsets/x<multiple>.npy``: the indices (into the largest set) of each smaller cardinality.
 
-Figure: ``<run>/figures/synthetic_samples.{pdf,png}``, samples per class (:func:`plot_samples`).
+Paths and readers of these files live in :mod:`tckr.artifacts` (re-exported here); the samples figure is
+:func:`tckr.plots.plot_synthetic_samples`.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import io, shards
+from . import artifacts, io, shards
+from .artifacts import (SYNTHETIC_DIR, SyntheticSet, _n_shards, _read_all, _read_or_none, _shard_problem,  # noqa: F401
+                        available_multiples, check, class_counts, is_complete, load_synthetic, problems, set_size,
+                        shard_done, shard_paths, shard_sidecar, subset_index, synthetic_dir)
 
-SYNTHETIC_DIR = "synthetic"
 PLAN_COLUMNS = ("i", "label", "class_name", "prompt", "seed", "shard")
 SEED_STRIDE = 2**32  # noise seeds of image i: run.seed_for(synthesis.seed) * SEED_STRIDE + i
 
 
-@dataclass
-class SyntheticSet:
-    """Synthetic images (uint8 ``N×H×W×3`` RGB), their prompted labels (int64) and prompts."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    prompts: list[str]
-    index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows of the largest set
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
 # --------------------------------------------------------------------------- plan
-
-
-def set_size(run, multiple: float) -> int:
-    """Images in the synthetic set of ``multiple`` × |D|."""
-    if multiple <= 0:
-        raise ValueError(f"a cardinality is a positive multiple of |D|, got {multiple}")
-    return int(round(multiple * len(run.splits().D)))
-
-
-def class_counts(n: int, num_classes: int) -> np.ndarray:
-    """Class-balanced counts of ``n`` images: ``n // C`` each, the remainder to the first classes."""
-    counts = np.full(num_classes, n // num_classes, dtype=np.int64)
-    counts[: n % num_classes] += 1
-    return counts
 
 
 def class_prompts(run) -> list[list[str]]:
@@ -124,38 +98,7 @@ def plan(run) -> pd.DataFrame:
                          "seed": base + i, "shard": i // cfg.shard_size})
 
 
-def subset_index(run, multiple: float) -> np.ndarray:
-    """Rows of the largest set that form the set of ``multiple`` × |D| (sorted; seeded; class-balanced; nested)."""
-    cfg = run.cfg.synthesis
-    largest = max(cfg.cardinalities)
-    n_max, n = set_size(run, largest), set_size(run, multiple)
-    if n > n_max:
-        raise ValueError(f"multiple {multiple} is larger than the largest generated cardinality {largest}")
-    C = len(run.class_names)
-    labels = np.arange(n_max) % C
-    rng = np.random.default_rng([run.seed_for(cfg.seed), 1])
-    picks = []
-    for c, k in enumerate(class_counts(n, C)):
-        rows = np.flatnonzero(labels == c)
-        picks.append(rows[rng.permutation(len(rows))[:k]])
-    return np.sort(np.concatenate(picks)).astype(np.int64)
-
-
 # --------------------------------------------------------------------------- generation
-
-
-def synthetic_dir(run) -> Path:
-    return run.dir / SYNTHETIC_DIR
-
-
-def shard_paths(run, j: int) -> tuple[Path, Path]:
-    folder = synthetic_dir(run) / "shards"
-    return folder / f"shard_{j:05d}.npy", folder / f"shard_{j:05d}.csv"
-
-
-def shard_sidecar(run, j: int) -> Path:
-    """``shards/shard_<j>.json``: the sha256 of the shard's array (``sha256``) and table (``csv_sha256``)."""
-    return shard_paths(run, j)[0].with_suffix(".json")
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
@@ -164,8 +107,14 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
 
 
 def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
-    """The run's generator: ``generator.base`` with the run's adapter from notebook 02 (an error when it is missing,
-    unless ``use_lora=False`` asks for the base on purpose).
+    """The diffusers pipeline of :func:`load_generator` (same arguments)."""
+    return load_generator(run, use_lora=use_lora, random_weights=random_weights, device=device).pipe
+
+
+def load_generator(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
+    """The run's generator (:class:`tckr.generator.Generator`: the pipeline with its base and adapter):
+    ``generator.base`` with the run's adapter from notebook 02 (an error when it is missing, unless
+    ``use_lora=False`` asks for the base on purpose).
 
     ``random_weights`` builds ``generator.arch`` with random weights instead (mechanics only: its images are noise).
     ``generator.dtype`` float16 runs as float32 on a CPU; bfloat16 is kept (about twice as fast on CPUs with bf16
@@ -173,7 +122,7 @@ def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, d
     """
     import torch
 
-    from . import generator, lora
+    from . import generator
     from .runs import device as run_device
 
     dev = device or run_device(run.cfg)
@@ -182,9 +131,8 @@ def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, d
         dtype = torch.float32
     if random_weights:
         pipe = generator.build_random(run.cfg.generator.arch, dtype=dtype).to(dev)
-        pipe._tckr_base, pipe._tckr_adapter = f"random:{run.cfg.generator.arch}", None
-        return pipe
-    adapter = lora.adapter_path(run) if use_lora else None
+        return generator.Generator(pipe, base=f"random:{run.cfg.generator.arch}")
+    adapter = artifacts.adapter_path(run) if use_lora else None
     if adapter is not None and not adapter.is_file():
         # Never fall back to the base silently: a "synthetic set of the adapted generator" made by the base
         # looks finished and changes every downstream number.
@@ -192,8 +140,7 @@ def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, d
                                 "notebooks/02_lora_finetune.ipynb (phase 02_lora_finetune); run that first, or pass "
                                 f"use_lora=False to generate with the base generator {run.cfg.generator.base!r} on purpose")
     pipe = generator.load(run.cfg.generator.base, lora=adapter, dtype=dtype, device=dev)
-    pipe._tckr_adapter = str(adapter) if adapter else None
-    return pipe
+    return generator.Generator(pipe, base=str(run.cfg.generator.base), adapter=str(adapter) if adapter else None)
 
 
 def class_balance(run) -> pd.DataFrame:
@@ -202,10 +149,10 @@ def class_balance(run) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=run.class_names).rename_axis("multiple")
 
 
-def _settings(run, pipe, table: pd.DataFrame) -> dict[str, Any]:
+def _settings(run, gen, table: pd.DataFrame) -> dict[str, Any]:
     cfg = run.cfg.synthesis
-    adapter = getattr(pipe, "_tckr_adapter", None)
-    return {"base": getattr(pipe, "_tckr_base", f"custom {type(pipe).__name__}"),
+    adapter = gen.adapter
+    return {"base": gen.base,
             "adapter": run.portable(adapter) if adapter else None,
             "adapter_sha256": io.sha256_file(adapter) if adapter else None,
             "arch": run.cfg.generator.arch, "resolution": run.cfg.generator.resolution,
@@ -233,42 +180,6 @@ def _check_manifest(run, settings: dict[str, Any]) -> None:
         io.write_json(path, settings)
 
 
-def _shard_problem(run, j: int, rows: pd.DataFrame | None = None) -> str | None:
-    """Why shard ``j`` is not a finished, intact shard (None when it is): a file missing, a checksum that differs
-    from its sidecar's, or (with ``rows``) a table or array that does not fit the plan's rows."""
-    npy, csv = shard_paths(run, j)
-    side = shard_sidecar(run, j)
-    missing = [f.name for f in (npy, side, csv) if not f.is_file()]
-    if missing:
-        return f"shard {j} is not finished ({', '.join(missing)} missing)"
-    try:
-        rec = io.read_json(side)
-    except io.CorruptFileError as e:
-        return str(e)
-    for f, key in ((npy, "sha256"), (csv, "csv_sha256")):
-        got = io.sha256_file(f)
-        if got != rec.get(key):
-            return (f"{f}: sha256 {got[:16]}… differs from {str(rec.get(key))[:16]}… recorded in {side.name} "
-                    f"({f.stat().st_size} bytes): the file is truncated or damaged")
-    if rows is not None:
-        done = pd.read_csv(csv, keep_default_na=False)
-        if len(done) != len(rows) or not np.array_equal(done["i"].to_numpy(), rows["i"].to_numpy()):
-            return f"{csv}: rows differ from the plan's shard {j}"
-        try:
-            arr = io.load_array(npy, mmap=True)
-        except io.CorruptFileError as e:
-            return str(e)
-        if arr.shape[0] != len(rows) or arr.dtype != np.uint8:
-            return f"{npy}: {arr.dtype} {arr.shape} does not hold the plan's {len(rows)} uint8 images"
-    return None
-
-
-def shard_done(run, j: int, rows: pd.DataFrame | None = None) -> bool:
-    """Whether shard ``j`` is finished and intact (its files exist and match its sidecar's sha256; with ``rows``
-    its table also matches the plan and its array has the right shape)."""
-    return _shard_problem(run, j, rows) is None
-
-
 def _write_shard(run, j: int, images: np.ndarray, rows: pd.DataFrame) -> None:
     """Array, then sidecar (checksums of both files), then table: the table marks the shard finished."""
     npy, csv = shard_paths(run, j)
@@ -282,15 +193,15 @@ def _write_shard(run, j: int, images: np.ndarray, rows: pd.DataFrame) -> None:
 def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True, batch_size: int | None = None) -> dict[str, Any]:
     """Generate the run's largest synthetic set (this process's shards of it), skipping finished shards.
 
-    ``pipe`` defaults to :func:`load_pipeline`; any ``StableDiffusionPipeline`` works (tests pass one with random
-    weights). Returns a summary: shards done/total, images made now, seconds, images per second.
+    ``pipe`` defaults to :func:`load_generator`; a :class:`tckr.generator.Generator` records its base and adapter in
+    the manifest; a bare ``StableDiffusionPipeline`` works too (recorded as ``custom <type>``, no adapter). Returns a summary: shards done/total, images made now, seconds, images per second.
     """
     import time
 
     import torch
     from tqdm.auto import tqdm
 
-    from .generator import to_uint8
+    from .generator import Generator, to_uint8
     from .runs import set_threads
 
     cfg = run.cfg.synthesis
@@ -305,9 +216,11 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     folder = synthetic_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     if pipe is None and todo:
-        pipe = load_pipeline(run)
+        pipe = load_generator(run)
     if pipe is not None:
-        _check_manifest(run, _settings(run, pipe, table))
+        gen = pipe if isinstance(pipe, Generator) else Generator(pipe, base=f"custom {type(pipe).__name__}")
+        _check_manifest(run, _settings(run, gen, table))
+        pipe = gen.pipe
     if not (folder / "plan.csv").is_file():
         io.save_csv(folder / "plan.csv", table)
     if not todo:
@@ -358,139 +271,12 @@ def _write_subsets(run) -> None:
         io.write_json(manifest, {**info, **sealed})
 
 
-def _read_or_none(path: Path) -> np.ndarray | None:
-    try:
-        return io.load_array(path)
-    except io.CorruptFileError:
-        return None
-
-
-def _n_shards(run, info: dict[str, Any]) -> int:
-    return math.ceil(info["n"] / run.cfg.synthesis.shard_size)
-
-
 def status(run) -> pd.DataFrame:
     """One row per shard of the plan: ``shard``, ``images``, ``done``."""
     table = plan(run)
     per = table.groupby("shard").size()
     return pd.DataFrame({"shard": per.index, "images": per.to_numpy(),
                          "done": [shard_done(run, int(j)) for j in per.index]})
-
-
-def is_complete(run) -> bool:
-    """Whether every shard of the largest set is finished and intact."""
-    folder = synthetic_dir(run)
-    if not (folder / "manifest.json").is_file():
-        return False
-    return all(shard_done(run, j) for j in range(_n_shards(run, io.read_json(folder / "manifest.json"))))
-
-
-def problems(run) -> list[str]:
-    """The damaged shards of the run's synthetic set: present but truncated or changed (sha256 differs from the
-    sidecar's), or replaced since the set was finished (sidecar differs from the manifest's list). Shards not
-    made yet are not listed (:func:`status` shows them). Empty when every present shard is intact."""
-    manifest = synthetic_dir(run) / "manifest.json"
-    if not manifest.is_file():
-        return []
-    info = io.read_json(manifest)
-    out = []
-    for j in range(_n_shards(run, info)):
-        if not all(f.is_file() for f in (*shard_paths(run, j), shard_sidecar(run, j))):
-            continue
-        bad = _shard_problem(run, j)
-        if bad is None and "shards_sha256" in info:
-            side = io.read_json(shard_sidecar(run, j))
-            if j >= len(info["shards_sha256"]) or side["sha256"] != info["shards_sha256"][j] \
-                    or side["csv_sha256"] != info["tables_sha256"][j]:
-                bad = (f"{shard_paths(run, j)[0]}: its sidecar's sha256 differs from the one {manifest.name} recorded "
-                       "when the set was finished: the shard was replaced")
-        if bad:
-            out.append(bad)
-    return out
-
-
-def check(run) -> None:
-    """:class:`tckr.io.CorruptFileError` naming the first damaged shard (see :func:`problems`), if any."""
-    damaged = problems(run)
-    if damaged:
-        raise io.CorruptFileError(f"{damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
-                                  + "; rerun notebooks/03_generate.ipynb (phase 03_generate): it makes damaged shards again")
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def available_multiples(run) -> list[float]:
-    """The cardinalities (multiples of |D|) this run has a finished synthetic set for."""
-    if not is_complete(run):
-        return []
-    return sorted(float(m) for m in io.read_json(synthetic_dir(run) / "manifest.json")["cardinalities"])
-
-
-def load_synthetic(run, multiple: float) -> SyntheticSet:
-    """The synthetic set of ``multiple`` × |D| (a seeded class-balanced subset of the largest set)."""
-    check(run)
-    have = available_multiples(run)
-    match = [m for m in have if math.isclose(m, float(multiple), rel_tol=1e-9)]
-    if not match:
-        what = f"only multiples {have}" if have else "no finished synthetic set"
-        raise FileNotFoundError(f"run {run.dir} has {what}, not {multiple}× |D|; run notebooks/03_generate.ipynb "
-                                f"(tckr.synthesis.generate) with {multiple} in synthesis.cardinalities")
-    images, table = _read_all(run)
-    idx = subset_index(run, match[0])
-    images = images[idx]
-    if images.shape[1] != run.cfg.data.image_size:
-        from .data import resize_images
-
-        images = resize_images(images, run.cfg.data.image_size)
-    return SyntheticSet(images=np.ascontiguousarray(images), labels=table["label"].to_numpy(np.int64)[idx],
-                        prompts=table["prompt"].iloc[idx].tolist(), index=idx)
-
-
-def _read_all(run) -> tuple[np.ndarray, pd.DataFrame]:
-    check(run)  # every shard's checksums against its sidecar and the manifest, before any byte is used
-    info = io.read_json(synthetic_dir(run) / "manifest.json")
-    n = info["n"]
-    arrays, tables = [], []
-    for j in range(_n_shards(run, info)):
-        npy, csv = shard_paths(run, j)
-        arrays.append(io.load_array(npy, mmap=True))
-        tables.append(pd.read_csv(csv, keep_default_na=False, dtype={"prompt": str, "class_name": str}))
-    table = pd.concat(tables, ignore_index=True)
-    if not np.array_equal(table["i"].to_numpy(), np.arange(n)):
-        raise RuntimeError(f"shards under {synthetic_dir(run)} do not cover images 0..{n - 1} in order")
-    return np.concatenate(arrays), table
-
-
-# --------------------------------------------------------------------------- figure
-
-
-def plot_samples(run, multiple: float | None = None, per_class: int = 8, name: str = "synthetic_samples"):
-    """A grid of synthetic samples, one row per class; saved as ``<run>/figures/<name>.{pdf,png}``."""
-    from matplotlib.figure import Figure
-
-    multiple = max(available_multiples(run) or [0]) if multiple is None else multiple
-    s = load_synthetic(run, multiple)
-    names = run.class_names
-    fig = Figure(figsize=(1.6 + per_class * 0.8, 0.4 + len(names) * 0.8))
-    axes = fig.subplots(len(names), per_class, squeeze=False)
-    for c, name_c in enumerate(names):
-        rows = np.flatnonzero(s.labels == c)[:per_class]
-        for j in range(per_class):
-            ax = axes[c, j]
-            ax.axis("off")
-            if j < len(rows):
-                ax.imshow(s.images[rows[j]])
-        axes[c, 0].text(-0.1, 0.5, name_c, transform=axes[c, 0].transAxes, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"synthetic samples ({multiple:g}× |D|, prompt mode {run.cfg.synthesis.prompt_mode!r})", fontsize=9)
-    fig.subplots_adjust(left=0.18, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.05)
-    out = []
-    for ext in ("pdf", "png"):
-        p = run.path("figures", f"{name}.{ext}")
-        with io.atomic_path(p) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        out.append(p)
-    return out
 
 
 # --------------------------------------------------------------------------- command line
@@ -509,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from . import runs
 
     run = runs.open_run(args.config, args.run_dir)
-    pipe = load_pipeline(run, random_weights=True) if args.random_weights else None
+    pipe = load_generator(run, random_weights=True) if args.random_weights else None
     summary = generate(run, pipe, shard=args.shard, progress=not args.no_progress, batch_size=args.batch_size)
     print(summary)
     return summary
