@@ -156,7 +156,7 @@ class MiaConfig:
     generator_examples: int = 0  # class-balanced subset of P for the generator attack (denoising error); 0 = skip that attack
     generator_queries: int = 4  # K fixed (timestep, noise) pairs shared by every generator
     synthetic_examples: int = 0  # class-balanced subset of P for the synthetic-set attack (nearest synthetic images); 0 = all of P
-    canaries: int = 0  # mislabeled canaries in P (label flipped in caption, prompt and teacher target), scored separately; 0 = none
+    canaries: int = 0  # mislabeled canaries in P (seeded, class-balanced, half in D; label flipped in captions, prompts, teacher, shadows, pipelines), scored apart; 0 = none
 
 
 @dataclass
