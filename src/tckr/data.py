@@ -391,9 +391,9 @@ class Canaries:
 
 
 def choose_canaries(labels: np.ndarray, member: np.ndarray, n: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``n`` canaries among the examples ``labels`` (the MIA pool P), stratified by (class, membership)
-    so they are class-balanced and half of them members, and each one's canary label: a seeded class other than
-    its own. Returns (sorted positions, canary labels)."""
+    """Positions of ``n`` canaries among the examples ``labels`` (the MIA pool P) and each one's canary label, a
+    seeded class other than its own. Class-balanced (every class of P gets ``n // C`` or one more) and half of them
+    members (``member``; each class as even as its count allows), all seeded. Returns (sorted positions, labels)."""
     labels, member = np.asarray(labels, dtype=np.int64), np.asarray(member, dtype=bool)
     if not 0 <= n < len(labels):
         raise ValueError(f"mia.canaries must lie in [0, {len(labels)}) for a pool of {len(labels)} examples, got {n}")
@@ -401,10 +401,25 @@ def choose_canaries(labels: np.ndarray, member: np.ndarray, n: int, num_classes:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if num_classes < 2:
         raise ValueError("mislabeled canaries need at least two classes")
-    sub_seed = int(np.random.SeedSequence([int(seed), CANARY_STREAM]).generate_state(1)[0])
-    pos = stratified_subset(labels * 2 + member, n, sub_seed)
-    shift = np.random.default_rng([int(seed), CANARY_STREAM, 1]).integers(1, num_classes, size=len(pos))
-    return pos.astype(np.int64), (labels[pos] + shift) % num_classes
+    rng = np.random.default_rng([int(seed), CANARY_STREAM])
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), n // len(classes))
+    per_class[rng.choice(len(classes), n % len(classes), replace=False)] += 1
+    members = per_class // 2
+    odd = np.flatnonzero(per_class % 2)
+    extra = n // 2 + (int(rng.integers(2)) if n % 2 else 0) - int(members.sum())
+    members[rng.choice(odd, extra, replace=False)] += 1
+    pos = []
+    for c, q, m in zip(classes, per_class, members):
+        for inside, take in ((True, m), (False, q - m)):
+            cand = np.flatnonzero((labels == c) & (member == inside))
+            if take > len(cand):
+                raise ValueError(f"mia.canaries = {n} asks for {take} canaries of class {c} among the "
+                                 f"{'members' if inside else 'non-members'}, which have {len(cand)}")
+            pos.append(rng.choice(cand, take, replace=False))
+    pos = np.sort(np.concatenate(pos)).astype(np.int64)
+    shift = rng.integers(1, num_classes, size=len(pos))
+    return pos, (labels[pos] + shift) % num_classes
 
 
 def channel_stats(name: str, size: int | None = None) -> dict[str, list[float]]:

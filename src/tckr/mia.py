@@ -9,6 +9,8 @@ epoch budget (``mia.shadow_epochs``; 0 = the teacher's). Every model (shadows, t
 is queried on every example of P under each of ``mia.queries`` and on a population sample Z of
 ``mia.population_size`` real images from the public ``pool`` split (RMIA's z samples). Targets:
 the teacher (trained on D) and every student in ``run/classifiers/``; members = D, non-members = H.
+Mislabeled canaries (``mia.canaries``, :meth:`tckr.runs.Run.canaries`) carry their canary label in P's labels,
+so shadows train on it and the stable logit of a canary is that of its canary label.
 
 Attacks (:data:`tckr.attacks.ATTACKS`; the mathematics lives in :mod:`tckr.attacks` and its public
 names are re-exported here): LiRA online / offline with per-example or one pooled variance, the LOSS
@@ -28,9 +30,11 @@ Files in the run folder:
 - ``mia/scores/<target>_<attack>.npy`` float64 [n] raw scores, ``mia/scores/membership.npy`` bool [n],
   ``mia/scores/<target>.csv``: ``index, label, member`` and one column per attack;
 - ``mia/roc/<target>_<attack>.csv``: ``fpr, tpr``;
-- ``results/mia.csv`` one row per (target, attack): ``target, role, cardinality, label_mode, attack,
-  auc, auc_lo, auc_hi, tpr_at_0.1pct(_lo/_hi), tpr_at_1pct(_lo/_hi), balanced_accuracy(_lo/_hi),
-  n_shadows, n_members, n_nonmembers`` (fractions in [0, 1], 95% bootstrap intervals);
+- ``results/mia.csv`` one row per (target, attack, subset): ``target, role, cardinality, label_mode, attack,
+  subset, auc, auc_lo, auc_hi, tpr_at_0.1pct(_lo/_hi), tpr_at_1pct(_lo/_hi), balanced_accuracy(_lo/_hi),
+  n_shadows, n_members, n_nonmembers`` (fractions in [0, 1], 95% bootstrap intervals); ``subset`` is ``all``
+  (P without its mislabeled canaries) or ``canaries`` (the canaries alone, when ``mia.canaries`` > 0), written by
+  :func:`write_attack_results`, the writer of every attack-result file;
 - ``results/headline.json``: ``attack, setting, n_shadows, rule`` (the pre-registered headline);
 - ``results/aop.csv``: ``target, role, cardinality, label_mode, attack, test_accuracy, auc, auc_lo,
   auc_hi, aop`` with ``test_accuracy`` from ``results/classifiers.csv`` (percent), ``auc`` the
