@@ -158,7 +158,7 @@ class MiaConfig:
     generator_examples: int = 0  # class-balanced subset of P for the generator attack (denoising error); 0 = skip that attack
     generator_queries: int = 4  # K fixed (timestep, noise) pairs shared by every generator
     synthetic_examples: int = 0  # class-balanced subset of P for the synthetic-set attack (nearest synthetic images); 0 = all of P
-    canaries: int = 0  # mislabeled canaries in P (label flipped in caption, prompt and teacher target), scored separately; 0 = none
+    canaries: int = 0  # mislabeled canaries in P (seeded, class-balanced, half in D; label flipped in captions, prompts, teacher, shadows, pipelines), scored apart; 0 = none
 
 
 @dataclass
@@ -494,9 +494,9 @@ def _check(cfg: Config, registry: bool = True) -> None:
         _fail("mia.headline", m.headline, f"the headline attack must be among mia.attacks {m.attacks}")
     if m.n_pipelines % 2 or m.n_pipelines == 1:
         _fail("mia.n_pipelines", m.n_pipelines, "accepted: 0 (none) or an even number >= 2 (pipelines come in complementary pairs)")
-    if cfg.data.holdout == "test" and (m.n_pipelines or m.generator_examples):
-        key = "mia.n_pipelines" if m.n_pipelines else "mia.generator_examples"
-        _fail(key, getattr(m, key.split(".")[1]), "with data.holdout 'test' use 0: shadow pipelines and the generator attack "
+    if cfg.data.holdout == "test" and (m.n_pipelines or m.generator_examples or m.canaries):
+        key = "mia.n_pipelines" if m.n_pipelines else "mia.generator_examples" if m.generator_examples else "mia.canaries"
+        _fail(key, getattr(m, key.split(".")[1]), "with data.holdout 'test' use 0: shadow pipelines, the generator attack and canaries "
               "caption and train on P = D ∪ H as one train-split index, and there H lies in the test split (use data.holdout 'split')")
     extra = [c for c in m.pipeline_cardinalities if not any(math.isclose(c, x) for x in cards)]
     if extra:

@@ -395,6 +395,67 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return _stratified_take(by_class, size, rng)[0]
 
 
+CANARY_STREAM = 0xCA7A  # seed tag of the canary draw, so it never shares a stream with the membership mask
+
+
+@dataclass
+class Canaries:
+    """Mislabeled canaries: ``index`` (positions in the real train split), each one's true ``label`` and the
+    ``canary_label`` it carries everywhere in the run (all int64, sorted by index; empty = none)."""
+
+    index: np.ndarray
+    label: np.ndarray
+    canary_label: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def as_array(self) -> np.ndarray:
+        """int64 [n, 3]: index, label, canary label."""
+        return np.stack([self.index, self.label, self.canary_label], axis=1).astype(np.int64).reshape(-1, 3)
+
+    def relabel(self, index: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``labels`` of the train-split images ``index`` with every canary's label replaced by its canary label."""
+        labels = np.array(labels, dtype=np.int64, copy=True)
+        if len(self):
+            where = np.searchsorted(self.index, index)
+            hit = (where < len(self)) & (self.index[np.minimum(where, len(self) - 1)] == index)
+            labels[hit] = self.canary_label[where[hit]]
+        return labels
+
+
+def choose_canaries(labels: np.ndarray, member: np.ndarray, n: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``n`` canaries among the examples ``labels`` (the MIA pool P) and each one's canary label, a
+    seeded class other than its own. Class-balanced (every class of P gets ``n // C`` or one more) and half of them
+    members (``member``; each class as even as its count allows), all seeded. Returns (sorted positions, labels)."""
+    labels, member = np.asarray(labels, dtype=np.int64), np.asarray(member, dtype=bool)
+    if not 0 <= n < len(labels):
+        raise ValueError(f"mia.canaries must lie in [0, {len(labels)}) for a pool of {len(labels)} examples, got {n}")
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if num_classes < 2:
+        raise ValueError("mislabeled canaries need at least two classes")
+    rng = np.random.default_rng([int(seed), CANARY_STREAM])
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), n // len(classes))
+    per_class[rng.choice(len(classes), n % len(classes), replace=False)] += 1
+    members = per_class // 2
+    odd = np.flatnonzero(per_class % 2)
+    extra = n // 2 + (int(rng.integers(2)) if n % 2 else 0) - int(members.sum())
+    members[rng.choice(odd, extra, replace=False)] += 1
+    pos = []
+    for c, q, m in zip(classes, per_class, members):
+        for inside, take in ((True, m), (False, q - m)):
+            cand = np.flatnonzero((labels == c) & (member == inside))
+            if take > len(cand):
+                raise ValueError(f"mia.canaries = {n} asks for {take} canaries of class {c} among the "
+                                 f"{'members' if inside else 'non-members'}, which have {len(cand)}")
+            pos.append(rng.choice(cand, take, replace=False))
+    pos = np.sort(np.concatenate(pos)).astype(np.int64)
+    shift = rng.integers(1, num_classes, size=len(pos))
+    return pos, (labels[pos] + shift) % num_classes
+
+
 def channel_stats(name: str, size: int | None = None) -> dict[str, list[float]]:
     """Per-channel mean and std (in [0, 1]) of the train split, computed once and cached."""
     cache = paths.CACHE / "stats" / f"{name}_{size or 'native'}.json"

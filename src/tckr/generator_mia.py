@@ -54,7 +54,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import io, metrics
+from . import io
 
 GENERATOR_ATTACKS = ("gen_loss", "gen_contrast", "gen_lira_online_fixed", "gen_lira_offline_fixed",
                      "gen_contrast_lira_online_fixed", "gen_contrast_lira_offline_fixed")
@@ -272,8 +272,8 @@ def pool_prompts(run, *, progress: bool = True) -> pd.DataFrame:
 
 
 def _subset(run, kind: str, size: int, tag: int) -> np.ndarray:
-    """Positions in P, stratified by (class, membership) so classes and members/non-members stay balanced;
-    written once to ``mia/<kind>/subset.npy``."""
+    """Positions in P, stratified by (class, membership) so classes and members/non-members stay balanced, drawn
+    from P without its mislabeled canaries, then every canary; written once to ``mia/<kind>/subset.npy``."""
     from . import data, mia
 
     f = _dir(run, kind, "subset.npy")
@@ -283,9 +283,12 @@ def _subset(run, kind: str, size: int, tag: int) -> np.ndarray:
         mia.pool(run)
     saved = np.load(mia.mia_dir(run, "pool.npz"))
     strata = saved["labels"] * 2 + saved["member"].astype(np.int64)
-    pos = data.stratified_subset(strata, int(size), run.seed_for(run.cfg.mia.seed) + tag)
-    io.save_array(f, pos.astype(np.int64))
-    return pos.astype(np.int64)
+    canary = mia.canary_mask(run)
+    rest = np.flatnonzero(~canary)  # every position of P when mia.canaries is 0: the draw is unchanged
+    pos = rest[data.stratified_subset(strata[rest], int(size), run.seed_for(run.cfg.mia.seed) + tag)]
+    pos = np.r_[pos, np.flatnonzero(canary)].astype(np.int64)  # the canaries are always attacked (their own rows)
+    io.save_array(f, pos)
+    return pos
 
 
 def generator_subset(run) -> np.ndarray:
@@ -399,34 +402,13 @@ def generator_errors(run, n_pipelines: int | None = None, *, progress: bool = Tr
 
 def _write_results(run, file: str, target: str, role: str, cardinality, release: str, scores: dict[str, np.ndarray],
                    positions: np.ndarray, n_refs: int) -> pd.DataFrame:
+    """One release point's rows through :func:`tckr.mia.write_attack_results` (``n_shadows``: the reference
+    models of the LiRA attacks, 0 for the threshold attacks)."""
     from . import mia
 
-    saved = np.load(mia.mia_dir(run, "pool.npz"))
-    member, labels, index = saved["member"][positions], saved["labels"][positions], saved["index"][positions]
-    cfg = run.cfg
-    table = pd.DataFrame({"index": index, "label": labels, "member": member})
-    rows = []
-    for a, s in scores.items():
-        table[a] = s
-        io.save_array(mia.mia_dir(run, "scores", f"{target}_{a}.npy"), s)
-        fpr, tpr = metrics.roc(s, member)
-        io.save_csv(mia.mia_dir(run, "roc", f"{target}_{a}.csv"), pd.DataFrame({"fpr": fpr, "tpr": tpr}))
-        rows.append({"target": target, "role": role, "cardinality": cardinality, "label_mode": None, "attack": a,
-                     **metrics.summarise(s, member, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed)),
-                     "n_shadows": n_refs if "lira" in a else 0, "n_members": int(member.sum()),
-                     "n_nonmembers": int((~member).sum()), "release": release})
-    io.save_csv(mia.mia_dir(run, "scores", f"{target}.csv"), table)
-    cols = ["target", "role", "cardinality", "label_mode", "attack"]
-    cols += [c for k in metrics.METRICS for c in (k, f"{k}_lo", f"{k}_hi")] + ["n_shadows", "n_members", "n_nonmembers", "release"]
-    new = pd.DataFrame(rows)[cols]
-    f = run.path("results", file)
-    if f.is_file():
-        old = pd.read_csv(f)
-        old = old[~old.set_index(["target", "attack"]).index.isin(new.set_index(["target", "attack"]).index)]
-        io.save_csv(f, pd.concat([old, new], ignore_index=True))
-    else:
-        io.save_csv(f, new)
-    return new
+    scored = mia.TargetScores(target, scores, {"role": role, "cardinality": cardinality, "label_mode": None, "release": release},
+                              n_shadows={a: n_refs if "lira" in a else 0 for a in scores})
+    return mia.write_attack_results(run, file, [scored], positions=positions, extra_columns=["release"])
 
 
 def attack_generator(run, n_pipelines: int | None = None, *, progress: bool = True) -> pd.DataFrame:

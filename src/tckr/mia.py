@@ -9,6 +9,8 @@ epoch budget (``mia.shadow_epochs``; 0 = the teacher's). Every model (shadows, t
 is queried on every example of P under each of ``mia.queries`` and on a population sample Z of
 ``mia.population_size`` real images from the public ``pool`` split (RMIA's z samples). Targets:
 the teacher (trained on D) and every student in ``run/classifiers/``; members = D, non-members = H.
+Mislabeled canaries (``mia.canaries``, :meth:`tckr.runs.Run.canaries`) carry their canary label in P's labels,
+so shadows train on it and the stable logit of a canary is that of its canary label.
 
 Attacks (:data:`tckr.attacks.ATTACKS`; the mathematics lives in :mod:`tckr.attacks` and its public
 names are re-exported here): LiRA online / offline with per-example or one pooled variance, the LOSS
@@ -28,9 +30,11 @@ Files in the run folder:
 - ``mia/scores/<target>_<attack>.npy`` float64 [n] raw scores, ``mia/scores/membership.npy`` bool [n],
   ``mia/scores/<target>.csv``: ``index, label, member`` and one column per attack;
 - ``mia/roc/<target>_<attack>.csv``: ``fpr, tpr``;
-- ``results/mia.csv`` one row per (target, attack): ``target, role, cardinality, label_mode, attack,
-  auc, auc_lo, auc_hi, tpr_at_0.1pct(_lo/_hi), tpr_at_1pct(_lo/_hi), balanced_accuracy(_lo/_hi),
-  n_shadows, n_members, n_nonmembers`` (fractions in [0, 1], 95% bootstrap intervals);
+- ``results/mia.csv`` one row per (target, attack, subset): ``target, role, cardinality, label_mode, attack,
+  subset, auc, auc_lo, auc_hi, tpr_at_0.1pct(_lo/_hi), tpr_at_1pct(_lo/_hi), balanced_accuracy(_lo/_hi),
+  n_shadows, n_members, n_nonmembers`` (fractions in [0, 1], 95% bootstrap intervals); ``subset`` is ``all``
+  (P without its mislabeled canaries) or ``canaries`` (the canaries alone, when ``mia.canaries`` > 0), written by
+  :func:`write_attack_results`, the writer of every attack-result file;
 - ``results/headline.json``: ``attack, setting, n_shadows, rule`` (the pre-registered headline);
 - ``results/aop.csv``: ``target, role, cardinality, label_mode, attack, test_accuracy, auc, auc_lo,
   auc_hi, aop`` with ``test_accuracy`` from ``results/classifiers.csv`` (percent), ``auc`` the
@@ -326,37 +330,100 @@ def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | N
     shadow_z = np.stack([_stable(run, shadow_name(i), z_labels, True) for i in range(m)])
     chosen = select_targets(run, targets)
     io.save_array(mia_dir(run, "scores", "membership.npy"), member)
-    rows = []
+    scored = []
     for t, info in chosen.items():
         if not _done(run, t):
             raise FileNotFoundError(f"no query logits for target {t}: run tckr.mia.query_targets(run) first")
         t_phi, t_z = _stable(run, t, labels), _stable(run, t, z_labels, True)
-        table = pd.DataFrame({"index": saved["index"], "label": labels, "member": member})
-        for a in attacks:
-            s = score(a, t_phi, shadow_phi, keep, target_z_phi=t_z, shadow_z_phi=shadow_z, queries=qs,
-                      rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
-            table[a] = s
-            io.save_array(mia_dir(run, "scores", f"{t}_{a}.npy"), s)
-            fpr, tpr = metrics.roc(s, member)
-            io.save_csv(mia_dir(run, "roc", f"{t}_{a}.csv"), pd.DataFrame({"fpr": fpr, "tpr": tpr}))
-            row = {"target": t, "role": info["role"], "cardinality": info.get("multiple"), "label_mode": info.get("label_mode"),
-                   "attack": a, **metrics.summarise(s, member, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed)),
-                   "n_shadows": m, "n_members": int(member.sum()), "n_nonmembers": int((~member).sum())}
-            rows.append(row)
-        io.save_csv(mia_dir(run, "scores", f"{t}.csv"), table)
-    new = pd.DataFrame(rows)
-    cols = ["target", "role", "cardinality", "label_mode", "attack"]
-    cols += [c for k in metrics.METRICS for c in (k, f"{k}_lo", f"{k}_hi")] + ["n_shadows", "n_members", "n_nonmembers"]
-    new = new[cols]
-    f = run.path("results", "mia.csv")
+        scores = {a: score(a, t_phi, shadow_phi, keep, target_z_phi=t_z, shadow_z_phi=shadow_z, queries=qs,
+                           rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma) for a in attacks}
+        scored.append(TargetScores(t, scores, {"role": info["role"], "cardinality": info.get("multiple"),
+                                               "label_mode": info.get("label_mode")}, n_shadows=m))
+    new = write_attack_results(run, "mia.csv", scored)
+    io.write_json(run.path("results", "headline.json"), head)
+    return new
+
+
+RESULT_COLUMNS = ["target", "role", "cardinality", "label_mode", "attack", "subset",
+                  *[c for k in metrics.METRICS for c in (k, f"{k}_lo", f"{k}_hi")], "n_shadows", "n_members", "n_nonmembers"]
+SUBSETS = ("all", "canaries")  # P without its mislabeled canaries; the canaries alone
+
+
+@dataclass
+class TargetScores:
+    """One attacked target as :func:`write_attack_results` takes it: ``scores`` maps each attack to its scores
+    over the attacked examples (higher = member) or to a note saying why it was not scored; ``fields`` are the
+    row's other columns (``role``, ``cardinality``, ``label_mode`` and the file's extra columns); ``n_shadows``
+    the reference models (one count, or one per attack); ``stem`` names the raw score and ROC files (default:
+    the target); ``table`` also writes ``mia/scores/<target>.csv``."""
+
+    target: str
+    scores: dict[str, np.ndarray | str]
+    fields: dict[str, Any]
+    n_shadows: int | dict[str, int] = 0
+    stem: str | None = None
+    table: bool = True
+
+
+def canary_mask(run, positions: np.ndarray | None = None) -> np.ndarray:
+    """bool [|P|] (or [len(positions)]): which examples of P are the run's mislabeled canaries."""
+    c = np.isin(pool_index(run), run.canaries().index)
+    return c if positions is None else c[np.asarray(positions)]
+
+
+def write_attack_results(run, file: str, scored: Iterable[TargetScores], *, positions: np.ndarray | None = None,
+                         extra_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """The one writer of attack results (``results/mia.csv``, ``mia_pipeline.csv``, ``mia_generator.csv``,
+    ``mia_synthetic.csv``): for each target and attack, the raw scores ``mia/scores/<stem>_<attack>.npy`` and
+    rows of metrics with 95% bootstrap intervals (``mia.n_bootstrap``, seeded by ``mia.seed``) against the
+    membership recorded in ``mia/pool.npz``, over ``positions`` in P (default: all of P). Row ``subset`` = ``all``
+    is P without its mislabeled canaries (every example when ``mia.canaries`` is 0; ROC ``mia/roc/<stem>_<attack>.csv``);
+    ``canaries`` the canaries alone (ROC ``..._canaries.csv``), present only when some are attacked. Scores are
+    computed once over all attacked examples, so a pooled-variance attack pools over the canaries too. Rows of the
+    same (target, attack, subset) already in ``results/<file>`` are replaced, the others kept; the file is written
+    atomically. Returns this call's rows."""
+    cfg = run.cfg
+    saved = np.load(mia_dir(run, "pool.npz"))
+    pos = np.arange(len(saved["member"])) if positions is None else np.asarray(positions)
+    member, labels, index = saved["member"][pos], saved["labels"][pos], saved["index"][pos]
+    canary = np.isin(index, run.canaries().index)
+    subsets = [("all", ~canary, "")] + ([("canaries", canary, "_canaries")] if canary.any() else [])
+    cols = RESULT_COLUMNS + list(extra_columns)
+    rows = []
+    for t in scored:
+        stem = t.stem or t.target
+        table = pd.DataFrame({"index": index, "label": labels, "member": member, "canary": canary})
+        for a, s in t.scores.items():
+            n_shadows = t.n_shadows[a] if isinstance(t.n_shadows, dict) else t.n_shadows
+            if not isinstance(s, str):
+                table[a] = s
+                io.save_array(mia_dir(run, "scores", f"{stem}_{a}.npy"), s)
+            for subset, sel, suffix in subsets:
+                mem = member[sel]
+                base = {"target": t.target, **t.fields, "attack": a, "subset": subset, "n_shadows": n_shadows,
+                        "n_members": int(mem.sum()), "n_nonmembers": int((~mem).sum())}
+                if isinstance(s, str):
+                    if "note" not in cols:
+                        raise ValueError(f"{t.target} {a}: not scored ({s}), and {file} has no note column to say so")
+                    rows.append({**base, "note": s})
+                    continue
+                fpr, tpr = metrics.roc(s[sel], mem)
+                io.save_csv(mia_dir(run, "roc", f"{stem}_{a}{suffix}.csv"), pd.DataFrame({"fpr": fpr, "tpr": tpr}))
+                rows.append({**base, **metrics.summarise(s[sel], mem, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed)),
+                             **({"note": ""} if "note" in cols else {})})
+        if t.table:
+            io.save_csv(mia_dir(run, "scores", f"{t.target}.csv"), table)
+    new = pd.DataFrame(rows).reindex(columns=cols)
+    f = run.path("results", file)
     if f.is_file():
-        old = pd.read_csv(f)
-        old = old[~old.set_index(["target", "attack"]).index.isin(new.set_index(["target", "attack"]).index)]
-        new_all = pd.concat([old, new], ignore_index=True)
+        old = pd.read_csv(f, keep_default_na=False, na_values=[""])
+        old = old.assign(subset=old["subset"].fillna("all") if "subset" in old else "all")
+        key = ["target", "attack", "subset"]
+        old = old[~old.set_index(key).index.isin(new.set_index(key).index)]
+        new_all = pd.concat([old.reindex(columns=new.columns), new], ignore_index=True)
     else:
         new_all = new
     io.save_csv(f, new_all)
-    io.write_json(run.path("results", "headline.json"), head)
     return new
 
 

@@ -111,6 +111,13 @@ def open_pipeline(run, i: int) -> runs.Run:
             io.save_array(f, index.astype(np.int64))
         elif not np.array_equal(io.load_array(f), index):
             raise ValueError(f"{f} does not hold row {i} of {mia.mia_dir(run, 'keep.npy')}; delete {folder} to rebuild it")
+    canaries = run.canaries()
+    if len(canaries):  # the same mislabeled images, with the same flips, in every shadow pipeline
+        f = folder / "splits" / runs.CANARIES_FILE
+        if not f.is_file():
+            runs.write_canaries(f, canaries)
+        elif not np.array_equal(runs.read_canaries(f).as_array(), canaries.as_array()):
+            raise ValueError(f"{f} is not the run's {run.dir / 'splits' / runs.CANARIES_FILE}; delete {folder} to rebuild it")
     return runs.open_run(pipeline_config(run.cfg), folder, seed=pipeline_seed(run, i))
 
 
@@ -402,19 +409,14 @@ def _stable_pipelines(run, multiple: float, n: int, labels: np.ndarray) -> np.nd
     return np.stack([mia.stable_logit(io.load_array(_logits_path(run, nm)), labels) for nm in names])
 
 
-def _result_columns() -> list[str]:
-    from . import metrics
-
-    cols = ["target", "role", "cardinality", "label_mode", "attack"]
-    cols += [c for k in metrics.METRICS for c in (k, f"{k}_lo", f"{k}_hi")]
-    return cols + ["n_shadows", "n_members", "n_nonmembers", "shadow_kind", "n_pipelines", "note"]
+RESULT_EXTRA_COLUMNS = ("shadow_kind", "n_pipelines", "note")
 
 
 def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.DataFrame:
     """Score every target student of a pipeline cardinality (``gkd.label_mode``) with LiRA whose shadows
     are the pipeline students of that cardinality; writes raw scores, ROC arrays and
     ``results/mia_pipeline.csv`` (rows of other targets kept). Returns this call's rows."""
-    from . import metrics, mia
+    from . import mia
 
     cfg = run.cfg
     n = _check_n(run, n)
@@ -432,43 +434,30 @@ def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.D
             print(f"no target student of {m:g}×|D| in {run.dir / 'classifiers'}: its pipeline students are not used")
     mia.query_targets(run, list(students), train_teacher=False, progress=progress)
     saved = np.load(mia.mia_dir(run, "pool.npz"))
-    labels, member = saved["labels"], saved["member"]
-    io.save_array(mia.mia_dir(run, "scores", "membership.npy"), member)
-    rows = []
+    labels = saved["labels"]
+    io.save_array(mia.mia_dir(run, "scores", "membership.npy"), saved["member"])
+    scored = []
     shadow_cache: dict[float, np.ndarray] = {}
     for t, info in students.items():
         m = next(c for c in cards if math.isclose(float(info["multiple"]), c))
         if m not in shadow_cache:
             shadow_cache[m] = _stable_pipelines(run, m, n, labels)
         t_phi = mia.stable_logit(io.load_array(_logits_path(run, t)), labels)
-        base = {"target": t, "role": "student", "cardinality": m, "label_mode": mode, "n_shadows": n,
-                "n_members": int(member.sum()), "n_nonmembers": int((~member).sum()), "shadow_kind": "pipeline",
-                "n_pipelines": n}
-        for a, s in lira_scores(t_phi, shadow_cache[m], keep).items():
+        scores = lira_scores(t_phi, shadow_cache[m], keep)
+        for a, s in scores.items():
             if isinstance(s, str):
-                rows.append({**base, "attack": a, "note": s})
                 print(f"{t} {a}: {s}")
-                continue
-            io.save_array(mia.mia_dir(run, "scores", f"{t}_pipeline_{a}.npy"), s)
-            fpr, tpr = metrics.roc(s, member)
-            io.save_csv(mia.mia_dir(run, "roc", f"{t}_pipeline_{a}.csv"), pd.DataFrame({"fpr": fpr, "tpr": tpr}))
-            rows.append({**base, "attack": a, **metrics.summarise(s, member, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed)),
-                         "note": ""})
-    new = pd.DataFrame(rows).reindex(columns=_result_columns())
-    f = run.path("results", "mia_pipeline.csv")
-    if f.is_file():
-        old = pd.read_csv(f, keep_default_na=False, na_values=[""])
-        old = old[~old.set_index(["target", "attack"]).index.isin(new.set_index(["target", "attack"]).index)]
-        new_all = pd.concat([old.reindex(columns=new.columns), new], ignore_index=True)
-    else:
-        new_all = new
-    io.save_csv(f, new_all)
+        scored.append(mia.TargetScores(t, scores, {"role": "student", "cardinality": m, "label_mode": mode,
+                                                   "shadow_kind": "pipeline", "n_pipelines": n},
+                                       n_shadows=n, stem=f"{t}_pipeline", table=False))
+    new = mia.write_attack_results(run, "mia_pipeline.csv", scored, extra_columns=RESULT_EXTRA_COLUMNS)
     return new
 
 
 def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
     """Leave one pipeline out: pipeline ``j``'s student as the target (members = ``keep[j]``), the other
-    pipelines as shadows, fixed-variance online and offline LiRA; ``results/mia_pipeline_lopo.csv``.
+    pipelines as shadows, fixed-variance online and offline LiRA, on P without its mislabeled canaries;
+    ``results/mia_pipeline_lopo.csv``.
     Needs at least 4 pipelines (with 2, the one left has each example only IN or only OUT)."""
     from . import metrics, mia
 
@@ -479,6 +468,7 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     keep = mia.ensure_mask(run, n)
     labels = np.load(mia.mia_dir(run, "pool.npz"))["labels"]
+    regular = ~mia.canary_mask(run)  # the spread of the ordinary rows: P without its mislabeled canaries
     rows = []
     for m in cardinalities(run.cfg):
         phi = _stable_pipelines(run, m, n, labels)
@@ -487,7 +477,7 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
             for a, s in lira_scores(phi[j], phi[others], keep[others], LOPO_ATTACKS).items():
                 if isinstance(s, str):
                     raise RuntimeError(f"pipeline {j}: {s}")
-                r = metrics.attack_metrics(s, keep[j])
+                r = metrics.attack_metrics(s[regular], keep[j][regular])
                 rows.append({"cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[3:]}})
     table = pd.DataFrame(rows, columns=cols)
     io.save_csv(run.path("results", "mia_pipeline_lopo.csv"), table)

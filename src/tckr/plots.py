@@ -157,7 +157,7 @@ def mia_roc_figure(run_dir: str | Path, target: str | None = None):
     """Linear and log-log ROC from ``mia/roc/`` and ``results/mia.csv``: every attack against ``target``
     (the headline drawn thicker), or with ``target=None`` the headline attack against every target."""
     run_dir = Path(run_dir)
-    res = artifacts.read_result(run_dir, "mia.csv")
+    res = ledger.main_rows(artifacts.read_result(run_dir, "mia.csv"))  # canary rows have their own ROC files, not drawn here
     head = headline_attack(run_dir)
     n_ex = int(res["n_members"].iloc[0] + res["n_nonmembers"].iloc[0])
     if target is None:
@@ -184,7 +184,7 @@ def plot_mia_roc(run_dir: str | Path) -> list[Path]:
     """``figures/roc`` (the headline attack, every target) and ``figures/mia_roc_<target>`` (every attack)."""
     run_dir = Path(run_dir)
     out = save_figure(mia_roc_figure(run_dir), run_dir / "figures" / "roc")
-    for t in artifacts.read_result(run_dir, "mia.csv")["target"].unique():
+    for t in ledger.main_rows(artifacts.read_result(run_dir, "mia.csv"))["target"].unique():
         out += save_figure(mia_roc_figure(run_dir, t), run_dir / "figures" / f"mia_roc_{t}")
     return out
 
@@ -345,7 +345,9 @@ def plot_ledger(run_dir: str | Path) -> list[Path]:
     t = artifacts.read_result(run_dir, "ledger.csv")
     plt = _plt()
     card = ["" if pd.isna(c) else f" {c:g}×" for c in t["cardinality"]]
-    labels = [f"{r}{c}: {a}" + (" (hard)" if m == "hard" else "") for r, c, a, m in zip(t["release"], card, t["attack"], t["label_mode"])]
+    subset = ledger.with_subset(t)["subset"]
+    labels = [f"{r}{c}: {a}" + (" (hard)" if m == "hard" else "") + (" [canaries]" if sub == "canaries" else "")
+              for r, c, a, m, sub in zip(t["release"], card, t["attack"], t["label_mode"], subset)]
     y = np.arange(len(t))[::-1]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.26 * len(t) + 1.4), sharey=True)
     for ax, col, name, ref in ((axes[0], "auc", "AUC (%)", 50.0), (axes[1], "tpr_at_1pct", "TPR at 1% FPR (%)", 1.0)):

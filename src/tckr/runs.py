@@ -32,6 +32,7 @@ class Run:
     cfg: Config
     seed: int = 0
     _splits: data.Splits | None = field(default=None, repr=False)
+    _canaries: data.Canaries | None = field(default=None, repr=False)
 
     def path(self, *parts: str) -> Path:
         """A path inside the run folder; its parent folders are created."""
@@ -52,6 +53,20 @@ class Run:
         if self._splits is None:
             self._splits = ensure_splits(self)
         return self._splits
+
+    def canaries(self) -> data.Canaries:
+        """The run's mislabeled canaries (``mia.canaries`` of P, ``splits/canaries.csv``), written on first use."""
+        if self._canaries is None:
+            self._canaries = ensure_canaries(self)
+        return self._canaries
+
+    def _relabel(self, split: str, labels: np.ndarray) -> np.ndarray:
+        """Canaries carry their canary label: the one place the flip is applied (via :meth:`real` and :meth:`labels`),
+        so captions, prompts, the teacher, the shadows and the pipelines all see it. Canaries are train-split images."""
+        if split == "test" or self.source(split) != "train":
+            return labels
+        canaries = self.canaries()
+        return canaries.relabel(self.index(split), labels) if len(canaries) else labels
 
     def source(self, split: str) -> str:
         """The real split (``"train"`` or ``"test"``) that the indices of ``split`` point into: the test set of a
@@ -88,13 +103,16 @@ class Run:
         return self.test_index() if split == "test" else getattr(self.splits(), split)
 
     def labels(self, split: str) -> np.ndarray:
-        return _load_real_cached(self.dataset, self.source(split), self.cfg.data.image_size).labels[self.index(split)]
+        """Labels of :meth:`real` ``(split)`` without decoding its images (canaries carry their canary label)."""
+        labels = _load_real_cached(self.dataset, self.source(split), self.cfg.data.image_size).labels[self.index(split)]
+        return self._relabel(split, labels)
 
     def real(self, split: str) -> data.RealDataset:
         """Real images of one of ``D``, ``H``, ``val``, ``pool``, ``public`` or ``test`` (from :meth:`source`),
-        resized to ``data.image_size``."""
+        resized to ``data.image_size``; a mislabeled canary (:meth:`canaries`) carries its canary label."""
         ds = _load_real_cached(self.dataset, self.source(split), self.cfg.data.image_size)
         out = ds.subset(self.index(split))
+        out.labels = self._relabel(split, out.labels)
         out.split = split
         return out
 
@@ -262,6 +280,76 @@ def ensure_splits(run: Run) -> data.Splits:
             raise io.CorruptFileError(f"{f}: differs from the {k} split recorded in {record.name} when the run started; "
                                       "it was altered or damaged: restore it or use a new run folder")
     return data.Splits(**out)
+
+
+CANARIES_FILE = "canaries.csv"
+CANARY_COLUMNS = ("index", "label", "canary_label")
+
+
+def ensure_canaries(run: Run) -> data.Canaries:
+    """The run's mislabeled canaries (``splits/canaries.csv``: train-split ``index``, true ``label``,
+    ``canary_label``), drawn on first use from P = D ∪ H with the run's ``mia.seed`` (:func:`tckr.data.choose_canaries`).
+    With ``mia.canaries`` 0 nothing is written. Like the splits, the file's sha256 is recorded in
+    ``splits/checksums.json`` and checked on every read, and it must agree with the run: the configured count,
+    indices inside P, the dataset's true labels, canary labels that differ from them. A shadow pipeline's sub-run
+    gets its parent's file (:func:`tckr.pipelines.open_pipeline`)."""
+    from .provenance import index_sha256
+
+    n = int(run.cfg.mia.canaries)
+    f = run.dir / "splits" / CANARIES_FILE
+    if n == 0 and not f.is_file():
+        return data.Canaries(*(np.zeros(0, np.int64) for _ in range(3)))
+    s = run.splits()
+    P = np.r_[s.D, s.H].astype(np.int64)
+    labels = _load_real_cached(run.dataset, "train", run.cfg.data.image_size).labels
+    if not f.is_file():
+        member = np.r_[np.ones(len(s.D), bool), np.zeros(len(s.H), bool)]
+        pos, canary = data.choose_canaries(labels[P], member, n, len(run.class_names), run.seed_for(run.cfg.mia.seed))
+        order = np.argsort(P[pos], kind="stable")
+        write_canaries(f, data.Canaries(P[pos][order], labels[P[pos]][order].astype(np.int64), canary[order]))
+    c = read_canaries(f)
+    record = run.dir / "splits" / SPLITS_RECORD
+    want = io.read_json(record)
+    sha = index_sha256(c.as_array())
+    if "canaries" not in want:
+        io.write_json(record, {**want, "canaries": sha})
+    elif want["canaries"] != sha:
+        raise io.CorruptFileError(f"{f}: differs from the canaries recorded in {record.name} when they were drawn; "
+                                  "it was altered or damaged: restore it or use a new run folder")
+    problem = None
+    if len(c) != n:
+        problem = f"holds {len(c)} canaries, the config's mia.canaries is {n}"
+    elif not np.isin(c.index, P).all() or len(np.unique(c.index)) != len(c):
+        problem = "lists an image that is not in P = D ∪ H, or one image twice"
+    elif not np.array_equal(c.label, labels[c.index]):
+        problem = "records a label that is not the dataset's label of that image"
+    elif (c.canary_label == c.label).any() or c.canary_label.min() < 0 or c.canary_label.max() >= len(run.class_names):
+        problem = f"gives a canary its own label or one outside 0..{len(run.class_names) - 1}"
+    if problem:
+        raise ConfigError(f"{f} {problem}; use a new run folder")
+    return c
+
+
+def write_canaries(path: str | Path, canaries: data.Canaries) -> None:
+    import pandas as pd
+
+    io.save_csv(Path(path), pd.DataFrame(canaries.as_array(), columns=list(CANARY_COLUMNS)))
+
+
+def read_canaries(path: str | Path) -> data.Canaries:
+    import pandas as pd
+
+    try:
+        t = pd.read_csv(path)
+        if list(t.columns) != list(CANARY_COLUMNS) or len(t) and not all(pd.api.types.is_integer_dtype(t[c]) for c in CANARY_COLUMNS):
+            raise ValueError(f"columns {list(t.columns)}, expected the integers {list(CANARY_COLUMNS)}")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise io.CorruptFileError(f"{path}: not a readable canary record ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                                  "restore it or use a new run folder") from None
+    c = data.Canaries(*(t[k].to_numpy(np.int64) for k in CANARY_COLUMNS))
+    if len(c) and (np.diff(c.index) <= 0).any():
+        raise io.CorruptFileError(f"{path}: canary indices are not sorted and unique; restore it or use a new run folder")
+    return c
 
 
 def environment() -> dict[str, Any]:
