@@ -169,7 +169,7 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
     """Train the run's LoRA adapter (see the module docstring); returns its path. A finished adapter is
     kept unless ``overwrite``; an interrupted run resumes from its newest checkpoint."""
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     cfg, lc = run.cfg, run.cfg.lora
     out = adapter_path(run)
@@ -237,7 +237,7 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
     unet.train()
     scheduler = pipe.scheduler
     t0 = time.time()
-    bar = tqdm(total=total, initial=step, desc="LoRA fine-tuning", disable=not progress or not acc.is_main_process,
+    bar = tqdm(total=total, initial=step, desc="LoRA fine-tuning", unit="steps", disable=not progress or not acc.is_main_process,
                file=sys.stdout)
     for epoch in range(epochs):
         perm = np.random.default_rng([seed, epoch]).permutation(len(D))

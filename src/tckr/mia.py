@@ -210,7 +210,7 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
     """Train (or finish) the shadows of one shard on their halves of P and write their query logits.
     Finished shadows are skipped; half-written files of unfinished ones are removed. Returns the
     indices trained or queried now."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from . import classifiers, train
 
@@ -224,7 +224,7 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
     val = run.real("val")
     arch = cfg.classifier.teacher_arch
     epochs = cfg.mia.shadow_epochs or None
-    for i in tqdm(todo, desc=f"shadows (shard {k}/{n})", disable=not progress):
+    for i in tqdm(todo, desc=f"shadows (shard {k}/{n})", unit="shadows", disable=not progress):
         name = shadow_name(i)
         _remove_partial(run, name)
         weights = mia_dir(run, "shadows", f"{name}.safetensors")

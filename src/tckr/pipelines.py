@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, runs, shards
+from .progress import note
 
 PIPELINES_DIR = ("mia", "pipelines")
 LIRA_ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed")
@@ -320,13 +321,13 @@ def run_pipeline(run, i: int, n: int | None = None, *, progress: bool = True, po
     ran = []
     for stage, done, work in _stages(run, sub, i, pool_loader):
         if done():
-            print(f"{pipeline_name(i)} {stage}: done before")
+            note(f"{pipeline_name(i)} {stage}: done before")
             continue
         t0 = time.perf_counter()
         detail = work(run, sub, i, n, progress)
         seconds = time.perf_counter() - t0
         _record(run, i, stage, seconds, detail)
-        print(f"{pipeline_name(i)} {stage}: {seconds:.1f} s ({detail})")
+        note(f"{pipeline_name(i)} {stage}: {seconds:.1f} s ({detail})")
         ran.append(stage)
     return ran
 
@@ -362,10 +363,10 @@ def train_pipelines(run, n: int | None = None, shard: str | None = None, *, prog
     pool_loader = _lazy(lambda: mia.pool(run))
     k, m = shards.parse_shard(shard)
     mine = shards.mine(range(n), shard)
-    print(f"shadow pipelines {mine} of {n} (shard {k}/{m}), cardinalities {cardinalities(run.cfg)}")
+    note(f"shadow pipelines {mine} of {n} (shard {k}/{m}), cardinalities {cardinalities(run.cfg)}")
     t0 = time.perf_counter()
     worked = [i for i in mine if run_pipeline(run, i, n, progress=progress, pool_loader=pool_loader)]
-    print(f"shadow pipelines: {len(worked)} worked on now, {time.perf_counter() - t0:.1f} s")
+    note(f"shadow pipelines: {len(worked)} worked on now, {time.perf_counter() - t0:.1f} s")
     return worked
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import io, paths, provenance, runs
+from . import io, paths, progress, provenance, runs
 from .config import ConfigError, load_config
 from .notebook import execute_notebook
 
@@ -250,7 +250,15 @@ def _check_outputs(run: runs.Run, phase: str) -> str | None:
 
 
 def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = False, log=print) -> list[dict]:
-    """Execute ``phases`` on an open run; returns one record per phase (phase, status, seconds)."""
+    """Execute ``phases`` on an open run; returns one record per phase (phase, status, seconds). Every message
+    also goes to ``<run>/progress.log``, and the progress lines a phase writes there are echoed to ``log``."""
+    progress_log = run.dir / progress.LOG_NAME
+    say = log
+
+    def log(message: str) -> None:
+        progress.append(progress_log, message)
+        say(message)
+
     records = []
     current: set[str] = set()
     config_file = str(run.dir / runs.CONFIG_FILE)
@@ -280,7 +288,8 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
         started, started_at = time.perf_counter(), _now()
         out = run.dir / "notebooks" / f"{phase}.ipynb"
         try:
-            execute_notebook(phase, run.dir, {"config": config_file}, output=out)
+            with progress.follow(progress_log, say):
+                execute_notebook(phase, run.dir, {"config": config_file}, output=out)
             problem = _check_outputs(run, phase)
         except Exception as e:  # papermill wraps the cell's error; report it with the notebook's path
             seconds = time.perf_counter() - started

@@ -288,7 +288,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     import time
 
     import torch
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from .generator import to_uint8
     from .runs import set_threads
@@ -317,7 +317,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     res = run.cfg.generator.resolution
     bs = int(batch_size or cfg.batch_size)
     start = time.perf_counter()
-    bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="img", disable=not progress)
+    bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="images", disable=not progress)
     for j in todo:
         rows = table[table["shard"] == j]
         npy, csv = shard_paths(run, j)
