@@ -97,9 +97,8 @@ def test_phase_without_its_upstream_is_refused(tmp_path):
 
 
 def test_cli_rejects_unknown_phase(capsys):
-    with pytest.raises(SystemExit):
-        study.main(["configs/tiny.yaml", "--phases", "07_nope"])
-    assert "unknown phase" in capsys.readouterr().err
+    assert study.main(["configs/tiny.yaml", "--phases", "07_nope"]) == 2
+    assert capsys.readouterr().err.startswith("tckr: error: unknown phase(s) 07_nope; accepted: 00_data,")
 
 
 def test_seed_aggregate_gives_mean_and_ci(tmp_path, monkeypatch):

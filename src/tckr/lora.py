@@ -378,23 +378,12 @@ def _save_figure(fig, run, name: str) -> list[Path]:
     return plots.save_figure(fig, run.path("figures", name))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m tckr.lora CONFIG RUN_DIR`` (or under ``accelerate launch``): fine-tune the run's adapter."""
-    import argparse
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tckr.lora [CONFIG] [RUN_DIR]`` (or under ``accelerate launch``): ``tckr lora`` (tckr.cli)."""
+    from .cli import alias
 
-    from . import runs
-
-    ap = argparse.ArgumentParser(description="LoRA fine-tuning of the generator's UNet on the run's D")
-    ap.add_argument("config")
-    ap.add_argument("run_dir")
-    ap.add_argument("--export", action="store_true", help="also copy the adapter to the repository's lora_sd2/")
-    a = ap.parse_args(argv)
-    run = runs.open_run(a.config, a.run_dir)
-    path = finetune(run)
-    print(path)
-    if a.export:
-        print(export_adapter(run))
+    return alias("lora", argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -43,7 +43,6 @@ CLI: ``python -m tckr.pipelines --run-dir runs/<id> [--shard k/n] [--attack]``.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import fcntl
 import math
@@ -509,21 +508,10 @@ def run_all(run, *, progress: bool = True) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tckr.pipelines",
-                                 description="Train one shard of the shadow pipelines (resumable), then optionally attack the students.")
-    ap.add_argument("--config", default=None, help="study config (omit to reuse the run folder's)")
-    ap.add_argument("--run-dir", required=True, help="run folder")
-    ap.add_argument("--shard", default=None, help="k/n (1 <= k <= n): pipelines i with i %% n == k - 1")
-    ap.add_argument("--n-pipelines", type=int, default=None, help="default: mia.n_pipelines of the config")
-    ap.add_argument("--attack", action="store_true", help="then attack the students and write the leave-one-out spread")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    run = runs.open_run(args.config, args.run_dir)
-    train_pipelines(run, args.n_pipelines, args.shard, progress=not args.no_progress)
-    if args.attack:
-        print(attack_students(run, args.n_pipelines, progress=not args.no_progress).to_string(index=False))
-        pipeline_spread(run, args.n_pipelines)
-    return 0
+    """``python -m tckr.pipelines --run-dir DIR --shard k/n [--attack]``: ``tckr pipelines`` (tckr.cli)."""
+    from .cli import alias
+
+    return alias("pipelines", argv)
 
 
 if __name__ == "__main__":

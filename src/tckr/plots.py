@@ -12,7 +12,6 @@ AUC_MIA, TPR@1% FPR and AOP, all from the headline attack).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -472,21 +471,10 @@ def aggregate_seeds(root: str | Path, seed_dirs: list[Path]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tckr.plots", description="Regenerate every figure of a run from its result files.")
-    ap.add_argument("run_dir")
-    ap.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
-    ap.add_argument("--images", action="store_true", help="also copy the PNGs to the repository's images/ folder")
-    args = ap.parse_args(argv)
-    from . import paths
+    """``python -m tckr.plots RUN_DIR [--only ...]``: ``tckr figures`` (tckr.cli)."""
+    from .cli import alias
 
-    which = tuple(args.only.split(",")) if args.only else FIGURES
-    try:
-        make_figures(paths.resolve(args.run_dir), which, images_dir=paths.IMAGES if args.images else None)
-    except FileNotFoundError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
-
+    return alias("figures", argv)
 
 
 def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:

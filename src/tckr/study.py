@@ -18,7 +18,6 @@ even when they are current. With several ``study.seeds`` each seed runs in ``<ru
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import json
@@ -337,9 +336,11 @@ def _append_history(run: runs.Run, phase: str, status: str, seconds: float, reas
 
 
 def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: tuple[str, ...] = PHASES,
-              force: bool = False, seeds: list[int] | None = None, log=print) -> Path:
-    """Run the study for every seed of the config; return the run folder."""
-    overrides = {"study.seeds": list(seeds)} if seeds else None
+              force: bool = False, seeds: list[int] | None = None, overrides: dict[str, Any] | None = None,
+              log=print) -> Path:
+    """Run the study for every seed of the config (``overrides``: dotted keys such as ``{"train.epochs": 3}``,
+    validated like the YAML); return the run folder."""
+    overrides = {**(overrides or {}), **({"study.seeds": list(seeds)} if seeds else {})} or None
     cfg = load_config(config, overrides)
     root = paths.resolve(run_dir) if run_dir else runs.default_run_dir(cfg)
     seeds = cfg.study.seeds
@@ -362,27 +363,10 @@ def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tckr.study", description=__doc__.split("\n\n")[0])
-    ap.add_argument("config", help="study config, e.g. configs/mini.yaml")
-    ap.add_argument("--run-dir", help="run folder (default runs/<name>-<time>); an existing one is resumed")
-    ap.add_argument("--force", action="store_true", help="run the selected phases even when they are current")
-    ap.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)}")
-    ap.add_argument("--seeds", type=int, nargs="+", help="override study.seeds")
-    args = ap.parse_args(argv)
-    phases = PHASES
-    if args.phases:
-        phases = tuple(p.strip() for p in args.phases.split(","))
-        bad = [p for p in phases if p not in PHASES]
-        if bad:
-            ap.error(f"unknown phase(s) {bad}; accepted: {', '.join(PHASES)}")
-        phases = tuple(sorted(set(phases), key=PHASES.index))
-    try:
-        run_study(args.config, args.run_dir, phases=phases, force=args.force, seeds=args.seeds,
-                  log=lambda m: print(m, flush=True))
-    except (PhaseFailed, provenance.DataLeakError, ConfigError, io.CorruptFileError) as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    """``python -m tckr.study CONFIG ...``: ``tckr study`` (tckr.cli)."""
+    from .cli import alias
+
+    return alias("study", argv)
 
 
 if __name__ == "__main__":

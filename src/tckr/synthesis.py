@@ -33,7 +33,6 @@ Figure: ``<run>/figures/synthetic_samples.{pdf,png}``, samples per class (:func:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -497,21 +496,14 @@ def plot_samples(run, multiple: float | None = None, per_class: int = 8, name: s
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m tckr.synthesis", description="Generate (a share of) a run's synthetic set.")
-    parser.add_argument("--config", help="study config (needed when the run folder is new)")
-    parser.add_argument("--run-dir", required=True, help="run folder")
-    parser.add_argument("--shard", default=None, help="k/n: make only shards j with j mod n == k-1")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per pipeline call (default synthesis.batch_size)")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="mechanics only: generator.arch with random weights instead of generator.base")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    from . import runs
+    """``python -m tckr.synthesis --run-dir DIR --shard k/n``: ``tckr synthesis`` (tckr.cli); returns its summary."""
+    import sys
 
-    run = runs.open_run(args.config, args.run_dir)
-    pipe = load_pipeline(run, random_weights=True) if args.random_weights else None
-    summary = generate(run, pipe, shard=args.shard, progress=not args.no_progress, batch_size=args.batch_size)
-    print(summary)
+    from .cli import invoke
+
+    code, summary = invoke(["synthesis", *(sys.argv[1:] if argv is None else argv)])
+    if code:
+        raise SystemExit(code)
     return summary
 
 
