@@ -182,6 +182,20 @@ def latest_run(name: str | None = None, root: str | Path | None = None) -> Path:
     return max(found)[1]
 
 
+def find_run(run_dir: str | Path, config: str | Path | Config | None = None) -> Path:
+    """The folder ``run_dir`` names, without opening it: ``"latest"`` is :func:`latest_run` of the config's
+    ``study.name`` (any run when ``config`` is None), anything else a path (relative to the repository)."""
+    if run_dir is None:
+        raise RunNotFoundError("run_dir: give a run folder, e.g. runs/mini-20261129-190000, or 'latest'")
+    if str(run_dir) != LATEST:
+        return paths.resolve(run_dir)
+    if config is None or isinstance(config, Config):
+        return latest_run(config.study.name if config is not None else None)
+    tree = yaml.safe_load(paths.resolve(config).read_text() if not Path(config).is_file() else Path(config).read_text())
+    name = ((tree or {}).get("study") or {}).get("name", Config().study.name) if isinstance(tree, dict) else Config().study.name
+    return latest_run(name)
+
+
 def open_run(config: str | Path | Config | None = None, run_dir: str | Path | None = None,
              overrides: dict[str, Any] | None = None, seed: int | None = None) -> Run:
     """Open (or create) a run folder.
