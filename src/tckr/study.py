@@ -1,6 +1,6 @@
 """The whole study headless: every phase notebook, in order, on one config.
 
-    python -m tckr.study configs/mini.yaml [--run-dir runs/<id>] [--force] [--phases 03_generate,04_run_evaluate]
+    tckr study configs/mini.yaml [--run-dir runs/<id>] [--force] [--phases 03_generate,04_run_evaluate]
 
 Executed notebooks go to ``<run>/notebooks/``. A phase is skipped only when it is *current*: its done-record
 (``<run>/notebooks/.<phase>.done.json``) exists, and the settings it read (its sections of the run's
@@ -275,7 +275,7 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
         if blocked:
             up, why = blocked
             todo = ",".join(p for p in PHASES if PHASES.index(up) <= PHASES.index(p) <= PHASES.index(phase))
-            msg = (f"phase {phase} cannot start: phase {up} {why}. Run {up} first, e.g. python -m tckr.study "
+            msg = (f"phase {phase} cannot start: phase {up} {why}. Run {up} first, e.g. tckr study "
                    f"{run.dir / runs.CONFIG_FILE} --run-dir {run.dir} --phases {todo} (or the whole study without --phases)")
             _append_history(run, phase, "refused", 0.0, f"{up} {why}")
             raise PhaseBlocked(msg)
