@@ -83,3 +83,15 @@ def test_follow_sets_the_environment_and_echoes_new_lines(tmp_path):
     assert os.environ.get(progress.HEADLESS_ENV) == before
     assert [s.split(" ", 1)[1] if s.strip()[:2].isdigit() else s for s in (x.strip() for x in seen)] == \
         ["pipeline_00 teacher: 1.0 s", "last line"]
+
+
+def test_headless_turns_off_the_library_loading_bars(headless_log, monkeypatch):
+    from diffusers.utils import logging as dlog
+
+    monkeypatch.setattr(dlog, "_tqdm_active", True)
+    progress.quiet_libraries()
+    assert not dlog.is_progress_bar_enabled()
+    monkeypatch.delenv(progress.HEADLESS_ENV)
+    monkeypatch.setattr(dlog, "_tqdm_active", True)
+    progress.quiet_libraries()  # interactive sessions keep them
+    assert dlog.is_progress_bar_enabled()

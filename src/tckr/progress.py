@@ -63,6 +63,19 @@ def note(message: str) -> None:
         append(f, message)
 
 
+def quiet_libraries() -> None:
+    """In a headless study, turn off the loading bars of diffusers and transformers ("Loading pipeline
+    components", "Loading weights": a dozen bar frames per pipeline load in every executed notebook)."""
+    if not headless():
+        return
+    for name in ("diffusers", "transformers"):
+        try:
+            module = importlib.import_module(f"{name}.utils.logging")
+        except ImportError:
+            continue
+        module.disable_progress_bar()
+
+
 def _emit(message: str) -> None:
     f = log_file()
     if f is not None:
@@ -189,8 +202,9 @@ class follow:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
         self._offset = self.path.stat().st_size
-        self._saved = {k: os.environ.get(k) for k in (HEADLESS_ENV, LOG_ENV)}
+        self._saved = {k: os.environ.get(k) for k in (HEADLESS_ENV, LOG_ENV, "HF_HUB_DISABLE_PROGRESS_BARS")}
         os.environ[HEADLESS_ENV], os.environ[LOG_ENV] = "1", str(self.path)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers and the hub read it at import
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tckr-progress", daemon=True)
         self._thread.start()
