@@ -121,6 +121,7 @@ def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
         "attack": "lira_online_fixed", "setting": "auto", "n_shadows": 4, "rule": attacks.headline_rule("auto")}
     res = mia.attack(run, "teacher")
     assert list(res["attack"]) == list(run.cfg.mia.attacks) and set(res["target"]) == {"teacher"}
+    _check_scores_by_hand(run)
     mia.attack(run, "students")
     both = pd.read_csv(run.dir / "results" / "mia.csv")
     assert len(both) == 2 * len(res) and set(both["role"]) == {"teacher", "student"}
@@ -160,6 +161,38 @@ def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
     assert {f.name for f in figs} >= {"mia_roc_teacher.pdf", "mia_roc_teacher.png", "roc.png"}
     with pytest.raises(FileNotFoundError, match="not trained"):
         mia.attack(run, n_shadows=6)
+
+
+def _check_scores_by_hand(run):
+    """The saved LOSS and online-LiRA scores recomputed from the saved logits with scipy, cell by cell."""
+    from scipy.special import log_softmax, logsumexp
+    from scipy.stats import norm
+
+    d = run.dir / "mia"
+    y = np.load(d / "pool.npz")["labels"]
+    keep = np.load(d / "keep.npy")
+
+    def phi(z):  # log p_y - log sum_{y' != y} p_y' = z_y - logsumexp(z_{y' != y}), float64
+        z = z.astype(np.float64)
+        own = np.arange(z.shape[-1]) == y[:, None, None]
+        return np.where(own, z, -np.inf).max(-1) - logsumexp(np.where(own, -np.inf, z), axis=-1)
+
+    logits = np.load(d / "logits" / "teacher.npy")
+    n, q, _ = logits.shape
+    q0 = run.cfg.mia.queries.index("identity")  # LOSS: minus the cross-entropy of the plain image
+    loss = log_softmax(logits.astype(np.float64), axis=-1)[np.arange(n), q0, y]
+    np.testing.assert_allclose(np.load(d / "scores" / "teacher_loss.npy"), loss, rtol=1e-9, atol=1e-12)
+    target = phi(logits)
+    shadows = np.stack([phi(np.load(d / "logits" / f"{mia.shadow_name(i)}.npy")) for i in range(len(keep))])
+    lira = np.load(d / "scores" / "teacher_lira_online.npy")
+    assert lira.shape == (n,) and np.std(lira) > 0
+    for i in range(0, n, 7):
+        cells = []
+        for k in range(q):
+            ins, outs = shadows[keep[:, i], i, k], shadows[~keep[:, i], i, k]
+            cells.append(norm.logpdf(target[i, k], ins.mean(), ins.std(ddof=1))
+                         - norm.logpdf(target[i, k], outs.mean(), outs.std(ddof=1)))
+        assert lira[i] == pytest.approx(np.mean(cells), rel=1e-6, abs=1e-9), i
 
 
 def test_configured_headline_and_bad_names(tmp_path):

@@ -70,10 +70,68 @@ def test_flip_and_shift_queries():
     assert torch.equal(s[..., 1:, 1:], x[..., :-1, :-1]) and int(s[..., 0, :].sum()) == 0
 
 
-def test_augmix_batches_keep_dtype_and_shape():
-    x = torch.randint(0, 255, (20, 3, 32, 32), dtype=torch.uint8)
+def test_augmix_changes_the_pixels_and_only_when_asked(cfg):
+    x, _ = toy(20, 5)
+    x = torch.as_tensor(x).permute(0, 3, 1, 2).contiguous()
+    torch.manual_seed(0)
     out = train.augmix(x)
     assert out.shape == x.shape and out.dtype == torch.uint8
+    changed = (out != x).flatten(1).any(1)
+    assert changed.float().mean() >= 0.9, changed  # AugMix alters (nearly) every image ...
+    d_own = (out.float() - x.float()).abs().mean((1, 2, 3))
+    d_other = (out.float() - x.roll(1, 0).float()).abs().mean((1, 2, 3))
+    assert (d_own < d_other).float().mean() >= 0.9  # ... and keeps it closer to its own original than to another
+    plain = load_config("configs/tiny.yaml", {"train.flip": False, "train.crop_padding": 0.0, "train.augmix": False})
+    mixed = load_config("configs/tiny.yaml", {"train.flip": False, "train.crop_padding": 0.0, "train.augmix": True})
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(train.augment_batch(x, plain, gen), x)
+    assert not torch.equal(train.augment_batch(x, mixed, gen), x)
+
+
+def test_mixup_mixes_images_and_targets_with_one_weight():
+    torch.manual_seed(3)
+    x = torch.rand(8, 3, 4, 4)
+    y = torch.arange(8)
+    t = torch.nn.functional.one_hot(y, 10).float()
+    mx, mt = train.mixup(x, t, 0.4, torch.Generator().manual_seed(1))
+    assert not torch.equal(mt, t)  # the targets change
+    assert torch.allclose(mt.sum(1), torch.ones(8))
+    lam = mt.max(1).values
+    for i in range(8):
+        weights = mt[i][mt[i] > 0]
+        partners = (mt[i] > 0).nonzero().flatten().tolist()
+        if len(partners) == 1:  # mixed with itself
+            assert torch.allclose(mx[i], x[i])
+            continue
+        a, b = partners
+        expect = mt[i, a] * x[a] + mt[i, b] * x[b]  # the image is mixed with the same weight as its target
+        assert torch.allclose(mx[i], expect, atol=1e-6), i
+        assert i in partners and float(weights.sum()) == pytest.approx(1.0)
+    assert lam.min() >= 0.5 - 1e-6
+    same_x, same_t = train.mixup(x, t, 0.0, torch.Generator())
+    assert same_x is x and same_t is t  # alpha 0 disables it
+
+
+def test_regenerate_every_redraws_the_training_set(cfg):
+    x, y = toy(60, 8)
+    xv, yv = toy(30, 9)
+    calls = []
+
+    def redraw(epoch):
+        calls.append(epoch)
+        rx, ry = toy(40, 100 + epoch)  # a different (smaller) set: its size shows it was trained on
+        return rx, ry
+
+    c = load_config("configs/tiny.yaml", {"gkd.regenerate_every": 2, "train.patience": 0, "train.batch_size": 20,
+                                          "train.augmix": False, "train.mixup_alpha": 0.0, "study.num_threads": 1})
+    model, hist = train.fit(c, ARCH, x, y, xv, yv, seed=0, epochs=5, redraw=redraw, progress=False)
+    assert calls == [3, 5] and len(hist) == 5
+    assert model.tckr_fit["train_size"] == 40
+    never = load_config("configs/tiny.yaml", {"train.patience": 0, "train.batch_size": 20, "train.augmix": False,
+                                              "study.num_threads": 1})
+    calls.clear()
+    model, _ = train.fit(never, ARCH, x, y, xv, yv, seed=0, epochs=2, redraw=redraw, progress=False)
+    assert calls == [] and model.tckr_fit["train_size"] == 60
 
 
 def test_fit_learns_and_selects_best_epoch_on_val(cfg, fitted):
@@ -172,6 +230,10 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     for mult in (0.5, 1.0):
         x, y = toy(int(mult * n), 7)
         fake_synthesis[mult] = FakeSynthetic(x, y, [f"c{i}" for i in y])
+    draw = train._redrawer(run, 20, 0)  # gkd.regenerate_every: each epoch draws other synthetic images and labels
+    (a, la), (b, lb) = draw(2), draw(3)
+    assert len(a) == len(b) == 20 and not np.array_equal(a, b) and sorted(la) == sorted(lb)
+    np.testing.assert_array_equal(draw(2)[0], a)
     t = train.teacher(run, progress=False)
     assert train.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_real.json").is_file()

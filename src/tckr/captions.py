@@ -187,7 +187,7 @@ class AttributeCaptioner:
     name: str = "attributes"
 
     def caption(self, images: np.ndarray, progress: bool = False) -> list[str]:
-        from tqdm.auto import tqdm
+        from .progress import tqdm
 
         starts = range(0, len(images), self.batch_size)
         out: list[str] = []
@@ -453,7 +453,7 @@ class Blip2Captioner:
 
     def caption(self, images: np.ndarray, progress: bool = False) -> list[str]:
         import torch
-        from tqdm.auto import tqdm
+        from .progress import tqdm
 
         out: list[str] = []
         for s in tqdm(range(0, len(images), self.batch_size), desc="captions (BLIP-2)", disable=not progress):

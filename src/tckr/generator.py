@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import io, paths
+from . import io, paths, progress
 
 ARCHS = ("sd2", "tiny")
 GENERATOR_ASSETS = paths.ASSETS / "generators"
@@ -134,6 +134,7 @@ def load(base: str | Path, lora: str | Path | None = None, *, dtype: torch.dtype
         raise FileNotFoundError(f"no generator folder at {base}; a local base is a save_pretrained folder such as "
                                 "models/tiny-sd-fashion (see its README.md for how it was made)")
     kwargs = {"safety_checker": None, "requires_safety_checker": False, "torch_dtype": dtype or torch.float32}
+    progress.quiet_libraries()
     pipe = StableDiffusionPipeline.from_pretrained(where, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     if device is not None:

@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .progress import note
 
 GENERATOR_ATTACKS = ("gen_loss", "gen_contrast", "gen_lira_online_fixed", "gen_lira_offline_fixed",
                      "gen_contrast_lira_online_fixed", "gen_contrast_lira_offline_fixed")
@@ -383,7 +384,7 @@ def generator_errors(run, n_pipelines: int | None = None, *, progress: bool = Tr
         if files[m].is_file():
             out[m] = io.load_array(files[m])
             if progress:
-                print(f"generator attack: {m}: errors read from {files[m].name}")
+                note(f"generator attack: {m}: errors read from {files[m].name}")
             continue
         start = time.perf_counter()
         generator.load_lora(pipe, path)
@@ -391,7 +392,7 @@ def generator_errors(run, n_pipelines: int | None = None, *, progress: bool = Tr
                                   example_ids=ids, latents=latents)
         io.save_array(files[m], out[m])
         if progress:
-            print(f"generator attack: {m}: {len(pos)} examples × {cfg.mia.generator_queries} queries × 2 prompts "
+            note(f"generator attack: {m}: {len(pos)} examples × {cfg.mia.generator_queries} queries × 2 prompts "
                   f"in {time.perf_counter() - start:.1f} s")
     want = (len(pos), cfg.mia.generator_queries, 2)
     bad = [m for m, e in out.items() if e.shape != want]
@@ -462,7 +463,7 @@ def synthetic_stats(run, multiple: float, n_pipelines: int | None = None, *, pro
         out[m] = synthetic_statistics(p.images[pos], p.labels[pos], syn.images, syn.labels)
         io.save_array(f, out[m])
         if progress:
-            print(f"synthetic-set attack {multiple:g}×: {m}: {len(pos)} examples against {len(syn)} synthetic images "
+            note(f"synthetic-set attack {multiple:g}×: {m}: {len(pos)} examples against {len(syn)} synthetic images "
                   f"in {time.perf_counter() - start:.1f} s")
     return out
 

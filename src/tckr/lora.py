@@ -160,7 +160,7 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
     """Train the run's LoRA adapter (see the module docstring); returns its path. A finished adapter is
     kept unless ``overwrite``; an interrupted run resumes from its newest checkpoint."""
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     cfg, lc = run.cfg, run.cfg.lora
     out = adapter_path(run)
@@ -228,7 +228,7 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
     unet.train()
     scheduler = pipe.scheduler
     t0 = time.time()
-    bar = tqdm(total=total, initial=step, desc="LoRA fine-tuning", disable=not progress or not acc.is_main_process,
+    bar = tqdm(total=total, initial=step, desc="LoRA fine-tuning", unit="steps", disable=not progress or not acc.is_main_process,
                file=sys.stdout)
     for epoch in range(epochs):
         perm = np.random.default_rng([seed, epoch]).permutation(len(D))
@@ -324,23 +324,12 @@ def write_samples(run, n_per_class: int = 4, seed: int | None = None) -> list[Pa
     return artifacts.write_lora_samples(run, sample_pair(run, n_per_class, seed))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m tckr.lora CONFIG RUN_DIR`` (or under ``accelerate launch``): fine-tune the run's adapter."""
-    import argparse
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tckr.lora [CONFIG] [RUN_DIR]`` (or under ``accelerate launch``): ``tckr lora`` (tckr.cli)."""
+    from .cli import alias
 
-    from . import runs
-
-    ap = argparse.ArgumentParser(description="LoRA fine-tuning of the generator's UNet on the run's D")
-    ap.add_argument("config")
-    ap.add_argument("run_dir")
-    ap.add_argument("--export", action="store_true", help="also copy the adapter to the repository's lora_sd2/")
-    a = ap.parse_args(argv)
-    run = runs.open_run(a.config, a.run_dir)
-    path = finetune(run)
-    print(path)
-    if a.export:
-        print(export_adapter(run))
+    return alias("lora", argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

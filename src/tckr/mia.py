@@ -48,7 +48,6 @@ CLI (one shard of the shadows per process or GPU): ``python -m tckr.mia --config
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -219,7 +218,7 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
     """Train (or finish) the shadows of one shard on their halves of P and write their query logits.
     Finished shadows are skipped; half-written files of unfinished ones are removed. Returns the
     indices trained or queried now."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from . import classifiers, train
 
@@ -233,7 +232,7 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
     val = run.real("val")
     arch = cfg.classifier.teacher_arch
     epochs = cfg.mia.shadow_epochs or None
-    for i in tqdm(todo, desc=f"shadows (shard {k}/{n})", disable=not progress):
+    for i in tqdm(todo, desc=f"shadows (shard {k}/{n})", unit="shadows", disable=not progress):
         name = shadow_name(i)
         _remove_partial(run, name)
         weights = mia_dir(run, "shadows", f"{name}.safetensors")
@@ -456,22 +455,10 @@ def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tckr.mia", description="Train one shard of the LiRA shadow models (resumable).")
-    ap.add_argument("--config", default=None, help="study config (omit to reuse the run folder's)")
-    ap.add_argument("--run-dir", required=True, help="run folder")
-    ap.add_argument("--shard", default=None, help="k/n (1 <= k <= n): train shadows i with i %% n == k - 1")
-    ap.add_argument("--n-shadows", type=int, default=None, help="default: mia.n_shadows of the config")
-    ap.add_argument("--attack", action="store_true", help="then query the targets and run the attacks")
-    args = ap.parse_args(argv)
-    from . import runs
+    """``python -m tckr.mia --run-dir DIR --shard k/n [--attack]``: ``tckr shadows`` (tckr.cli)."""
+    from .cli import alias
 
-    run = runs.open_run(args.config, args.run_dir)
-    done = train_shadows(run, args.n_shadows, args.shard)
-    print(f"shadows trained or queried now: {done}")
-    if args.attack:
-        query_targets(run)
-        print(attack(run, n_shadows=args.n_shadows).to_string(index=False))
-    return 0
+    return alias("shadows", argv)
 
 
 if __name__ == "__main__":

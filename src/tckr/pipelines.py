@@ -43,7 +43,6 @@ CLI: ``python -m tckr.pipelines --run-dir runs/<id> [--shard k/n] [--attack]``.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import fcntl
 import math
@@ -56,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, runs, shards
+from .progress import note
 
 PIPELINES_DIR = ("mia", "pipelines")
 LIRA_ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed")
@@ -327,13 +327,13 @@ def run_pipeline(run, i: int, n: int | None = None, *, progress: bool = True, po
     ran = []
     for stage, done, work in _stages(run, sub, i, pool_loader):
         if done():
-            print(f"{pipeline_name(i)} {stage}: done before")
+            note(f"{pipeline_name(i)} {stage}: done before")
             continue
         t0 = time.perf_counter()
         detail = work(run, sub, i, n, progress)
         seconds = time.perf_counter() - t0
         _record(run, i, stage, seconds, detail)
-        print(f"{pipeline_name(i)} {stage}: {seconds:.1f} s ({detail})")
+        note(f"{pipeline_name(i)} {stage}: {seconds:.1f} s ({detail})")
         ran.append(stage)
     return ran
 
@@ -369,10 +369,10 @@ def train_pipelines(run, n: int | None = None, shard: str | None = None, *, prog
     pool_loader = _lazy(lambda: mia.pool(run))
     k, m = shards.parse_shard(shard)
     mine = shards.mine(range(n), shard)
-    print(f"shadow pipelines {mine} of {n} (shard {k}/{m}), cardinalities {cardinalities(run.cfg)}")
+    note(f"shadow pipelines {mine} of {n} (shard {k}/{m}), cardinalities {cardinalities(run.cfg)}")
     t0 = time.perf_counter()
     worked = [i for i in mine if run_pipeline(run, i, n, progress=progress, pool_loader=pool_loader)]
-    print(f"shadow pipelines: {len(worked)} worked on now, {time.perf_counter() - t0:.1f} s")
+    note(f"shadow pipelines: {len(worked)} worked on now, {time.perf_counter() - t0:.1f} s")
     return worked
 
 
@@ -498,21 +498,10 @@ def run_all(run, *, progress: bool = True) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tckr.pipelines",
-                                 description="Train one shard of the shadow pipelines (resumable), then optionally attack the students.")
-    ap.add_argument("--config", default=None, help="study config (omit to reuse the run folder's)")
-    ap.add_argument("--run-dir", required=True, help="run folder")
-    ap.add_argument("--shard", default=None, help="k/n (1 <= k <= n): pipelines i with i %% n == k - 1")
-    ap.add_argument("--n-pipelines", type=int, default=None, help="default: mia.n_pipelines of the config")
-    ap.add_argument("--attack", action="store_true", help="then attack the students and write the leave-one-out spread")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    run = runs.open_run(args.config, args.run_dir)
-    train_pipelines(run, args.n_pipelines, args.shard, progress=not args.no_progress)
-    if args.attack:
-        print(attack_students(run, args.n_pipelines, progress=not args.no_progress).to_string(index=False))
-        pipeline_spread(run, args.n_pipelines)
-    return 0
+    """``python -m tckr.pipelines --run-dir DIR --shard k/n [--attack]``: ``tckr pipelines`` (tckr.cli)."""
+    from .cli import alias
+
+    return alias("pipelines", argv)
 
 
 if __name__ == "__main__":

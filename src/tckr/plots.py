@@ -15,7 +15,6 @@ by notebook 06 (:func:`tckr.artifacts.write_study_table`).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -421,19 +420,23 @@ def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m tckr.plots RUN_DIR [--only ...] [--images]``, the same as ``tckr figures`` (its own parser: figures
+    may not import the CLI, which imports every training module; see the import-linter contracts)."""
+    import argparse
+
     ap = argparse.ArgumentParser(prog="python -m tckr.plots", description="Regenerate every figure of a run from its result files.")
-    ap.add_argument("run_dir")
+    ap.add_argument("run_dir", help="a run folder, or 'latest'")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
     ap.add_argument("--images", action="store_true", help="also copy the PNGs to the repository's images/ folder")
     args = ap.parse_args(argv)
     which = tuple(args.only.split(",")) if args.only else FIGURES
     try:
-        make_figures(paths.resolve(args.run_dir), which, images_dir=paths.IMAGES if args.images else None)
-    except FileNotFoundError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
+        run_dir = runs.find_run(args.run_dir)
+        make_figures(run_dir, which, images_dir=paths.IMAGES if args.images else None)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"tckr: error: {e}", file=sys.stderr)
+        return 2
     return 0
-
 
 
 def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:

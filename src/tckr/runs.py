@@ -181,21 +181,84 @@ def read_saved_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: {e}") from None
 
 
+LATEST = "latest"
+
+
+class RunNotFoundError(FileNotFoundError, ValueError):
+    """No run folder where one was asked for (a missing folder, or ``run_dir="latest"`` with no run of the config yet)."""
+
+
+def _run_created(folder: Path) -> tuple[str, int]:
+    env = folder / "environment.json"
+    created = ""
+    if env.is_file():
+        try:
+            created = str(io.read_json(env).get("created") or "")
+        except (io.CorruptFileError, AttributeError):
+            created = ""
+    return created, (folder / CONFIG_FILE).stat().st_mtime_ns
+
+
+def latest_run(name: str | None = None, root: str | Path | None = None) -> Path:
+    """The newest run folder under ``root`` (default ``paths.RUNS``, i.e. ``$TCKR_RUNS`` or ``runs/``) whose saved
+    config has ``study.name == name`` (any name when None), by its creation time (``environment.json``, then the
+    modification time of ``config.yaml``). Raises :class:`RunNotFoundError` naming the folder searched."""
+    root = Path(root) if root is not None else paths.RUNS
+    found = []
+    for folder in (root.iterdir() if root.is_dir() else ()):
+        f = folder / CONFIG_FILE
+        if not f.is_file():
+            continue
+        if name is not None:
+            try:
+                tree = yaml.safe_load(f.read_text())
+            except (yaml.YAMLError, UnicodeDecodeError):
+                continue
+            if not isinstance(tree, dict) or (tree.get("study") or {}).get("name") != name:
+                continue
+        found.append((_run_created(folder), folder))
+    if not found:
+        which = f"of study.name {name!r} " if name is not None else ""
+        raise RunNotFoundError(f"run_dir='latest': no run folder {which}under {root}; make one first "
+                               "(notebooks/00_data.ipynb, or tckr study CONFIG) or give a run folder")
+    return max(found)[1]
+
+
+def find_run(run_dir: str | Path, config: str | Path | Config | None = None) -> Path:
+    """The folder ``run_dir`` names, without opening it: ``"latest"`` is :func:`latest_run` of the config's
+    ``study.name`` (any run when ``config`` is None), anything else a path (relative to the repository)."""
+    if run_dir is None:
+        raise RunNotFoundError("run_dir: give a run folder, e.g. runs/mini-20261129-190000, or 'latest'")
+    if str(run_dir) != LATEST:
+        return paths.resolve(run_dir)
+    if config is None or isinstance(config, Config):
+        return latest_run(config.study.name if config is not None else None)
+    tree = yaml.safe_load(paths.resolve(config).read_text() if not Path(config).is_file() else Path(config).read_text())
+    name = ((tree or {}).get("study") or {}).get("name", Config().study.name) if isinstance(tree, dict) else Config().study.name
+    return latest_run(name)
+
+
 def open_run(config: str | Path | Config | None = None, run_dir: str | Path | None = None,
              overrides: dict[str, Any] | None = None, seed: int | None = None) -> Run:
     """Open (or create) a run folder.
 
-    ``config`` is a YAML path or a :class:`Config`; ``run_dir`` defaults to ``runs/<name>-<time>``.
-    An existing folder keeps its saved config: a different config for it is an error that lists the
-    differing keys. ``seed`` defaults to the folder's recorded seed, else the first of ``study.seeds``.
+    ``config`` is a YAML path or a :class:`Config`; None uses the run folder's own saved config. ``run_dir``
+    defaults to a new ``runs/<name>-<time>``; ``"latest"`` is the newest existing run of the config's
+    ``study.name`` (of any config when ``config`` is None; :func:`latest_run`). An existing folder keeps its saved
+    config: a different config (or ``overrides`` that change it) is an error that lists the differing keys.
+    ``seed`` defaults to the folder's recorded seed, else the first of ``study.seeds``.
     """
-    run_path = paths.resolve(run_dir) if run_dir else None
-    saved = run_path / CONFIG_FILE if run_path else None
     cfg = None
     if isinstance(config, Config):
         cfg = config_from_dict(config.to_dict(), overrides) if overrides else config
     elif config is not None:
         cfg = load_config(config, overrides)
+    if run_dir is not None and str(run_dir) == LATEST:
+        run_dir = latest_run(cfg.study.name if cfg is not None else None)
+    run_path = paths.resolve(run_dir) if run_dir else None
+    saved = run_path / CONFIG_FILE if run_path else None
+    if cfg is None and overrides and saved is not None and saved.is_file():
+        cfg = config_from_dict(read_saved_config(saved).to_dict(), overrides, registry=False)
     if saved is not None and saved.is_file():
         stored = read_saved_config(saved)
         if cfg is not None and cfg.hash() != stored.hash():
@@ -205,8 +268,12 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
                 "open it without a config, or use a new run folder"
             )
         cfg = stored
+    if cfg is None and run_path is not None:
+        what = "no run folder at" if not run_path.exists() else f"no {CONFIG_FILE} in"
+        raise RunNotFoundError(f"{what} {run_path} and no config given; give a config (such as configs/mini.yaml) "
+                               "to start a run there, or an existing run folder")
     if cfg is None:
-        raise ValueError(f"no config given and no {CONFIG_FILE} in {run_path}; pass a config path such as configs/mini.yaml")
+        raise ValueError(f"no config given and no run folder; pass a config path such as configs/mini.yaml")
     if run_path is None:
         run_path = default_run_dir(cfg)
     run_path.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The whole study headless: every phase notebook, in order, on one config.
 
-    python -m tckr.study configs/mini.yaml [--run-dir runs/<id>] [--force] [--phases 03_generate,04_run_evaluate]
+    tckr study configs/mini.yaml [--run-dir runs/<id>] [--force] [--phases 03_generate,04_run_evaluate]
 
 Executed notebooks go to ``<run>/notebooks/``. A phase is skipped only when it is *current*: its done-record
 (``<run>/notebooks/.<phase>.done.json``) exists, and the settings it read (its sections of the run's
@@ -18,7 +18,6 @@ even when they are current. With several ``study.seeds`` each seed runs in ``<ru
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import json
@@ -31,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import artifacts, io, paths, plots, provenance, runs
+from . import artifacts, io, paths, plots, progress, provenance, runs
 from .config import ConfigError, load_config
 from .notebook import execute_notebook
 
@@ -248,7 +247,15 @@ def _check_outputs(run: runs.Run, phase: str) -> str | None:
 
 
 def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = False, log=print) -> list[dict]:
-    """Execute ``phases`` on an open run; returns one record per phase (phase, status, seconds)."""
+    """Execute ``phases`` on an open run; returns one record per phase (phase, status, seconds). Every message
+    also goes to ``<run>/progress.log``, and the progress lines a phase writes there are echoed to ``log``."""
+    progress_log = run.dir / progress.LOG_NAME
+    say = log
+
+    def log(message: str) -> None:
+        progress.append(progress_log, message)
+        say(message)
+
     records = []
     current: set[str] = set()
     config_file = str(run.dir / runs.CONFIG_FILE)
@@ -266,7 +273,7 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
         if blocked:
             up, why = blocked
             todo = ",".join(p for p in PHASES if PHASES.index(up) <= PHASES.index(p) <= PHASES.index(phase))
-            msg = (f"phase {phase} cannot start: phase {up} {why}. Run {up} first, e.g. python -m tckr.study "
+            msg = (f"phase {phase} cannot start: phase {up} {why}. Run {up} first, e.g. tckr study "
                    f"{run.dir / runs.CONFIG_FILE} --run-dir {run.dir} --phases {todo} (or the whole study without --phases)")
             _append_history(run, phase, "refused", 0.0, f"{up} {why}")
             raise PhaseBlocked(msg)
@@ -278,7 +285,8 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
         started, started_at = time.perf_counter(), _now()
         out = run.dir / "notebooks" / f"{phase}.ipynb"
         try:
-            execute_notebook(phase, run.dir, {"config": config_file}, output=out)
+            with progress.follow(progress_log, say):
+                execute_notebook(phase, run.dir, {"config": config_file}, output=out)
             problem = _check_outputs(run, phase)
         except Exception as e:  # papermill wraps the cell's error; report it with the notebook's path
             seconds = time.perf_counter() - started
@@ -324,9 +332,11 @@ def _append_history(run: runs.Run, phase: str, status: str, seconds: float, reas
 
 
 def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: tuple[str, ...] = PHASES,
-              force: bool = False, seeds: list[int] | None = None, log=print) -> Path:
-    """Run the study for every seed of the config; return the run folder."""
-    overrides = {"study.seeds": list(seeds)} if seeds else None
+              force: bool = False, seeds: list[int] | None = None, overrides: dict[str, Any] | None = None,
+              log=print) -> Path:
+    """Run the study for every seed of the config (``overrides``: dotted keys such as ``{"train.epochs": 3}``,
+    validated like the YAML); return the run folder."""
+    overrides = {**(overrides or {}), **({"study.seeds": list(seeds)} if seeds else {})} or None
     cfg = load_config(config, overrides)
     root = paths.resolve(run_dir) if run_dir else runs.default_run_dir(cfg)
     seeds = cfg.study.seeds
@@ -348,27 +358,10 @@ def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tckr.study", description=__doc__.split("\n\n")[0])
-    ap.add_argument("config", help="study config, e.g. configs/mini.yaml")
-    ap.add_argument("--run-dir", help="run folder (default runs/<name>-<time>); an existing one is resumed")
-    ap.add_argument("--force", action="store_true", help="run the selected phases even when they are current")
-    ap.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)}")
-    ap.add_argument("--seeds", type=int, nargs="+", help="override study.seeds")
-    args = ap.parse_args(argv)
-    phases = PHASES
-    if args.phases:
-        phases = tuple(p.strip() for p in args.phases.split(","))
-        bad = [p for p in phases if p not in PHASES]
-        if bad:
-            ap.error(f"unknown phase(s) {bad}; accepted: {', '.join(PHASES)}")
-        phases = tuple(sorted(set(phases), key=PHASES.index))
-    try:
-        run_study(args.config, args.run_dir, phases=phases, force=args.force, seeds=args.seeds,
-                  log=lambda m: print(m, flush=True))
-    except (PhaseFailed, provenance.DataLeakError, ConfigError, io.CorruptFileError) as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    """``python -m tckr.study CONFIG ...``: ``tckr study`` (tckr.cli)."""
+    from .cli import alias
+
+    return alias("study", argv)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ Paths and readers of these files live in :mod:`tckr.artifacts` (re-exported here
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     import time
 
     import torch
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from .generator import Generator, to_uint8
     from .runs import set_threads
@@ -230,7 +230,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     res = run.cfg.generator.resolution
     bs = int(batch_size or cfg.batch_size)
     start = time.perf_counter()
-    bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="img", disable=not progress)
+    bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="images", disable=not progress)
     for j in todo:
         rows = table[table["shard"] == j]
         npy, csv = shard_paths(run, j)
@@ -283,21 +283,14 @@ def status(run) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m tckr.synthesis", description="Generate (a share of) a run's synthetic set.")
-    parser.add_argument("--config", help="study config (needed when the run folder is new)")
-    parser.add_argument("--run-dir", required=True, help="run folder")
-    parser.add_argument("--shard", default=None, help="k/n: make only shards j with j mod n == k-1")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per pipeline call (default synthesis.batch_size)")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="mechanics only: generator.arch with random weights instead of generator.base")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    from . import runs
+    """``python -m tckr.synthesis --run-dir DIR --shard k/n``: ``tckr synthesis`` (tckr.cli); returns its summary."""
+    import sys
 
-    run = runs.open_run(args.config, args.run_dir)
-    pipe = load_generator(run, random_weights=True) if args.random_weights else None
-    summary = generate(run, pipe, shard=args.shard, progress=not args.no_progress, batch_size=args.batch_size)
-    print(summary)
+    from .cli import invoke
+
+    code, summary = invoke(["synthesis", *(sys.argv[1:] if argv is None else argv)])
+    if code:
+        raise SystemExit(code)
     return summary
 
 

@@ -185,7 +185,7 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     targets (online GKD). ``redraw(epoch)`` returns a new ``(images, targets)`` training set; it is
     called every ``gkd.regenerate_every`` epochs when that is set.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     runs.set_threads(cfg)
     dev = runs.device(cfg)
@@ -230,7 +230,7 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
 
     rows: list[dict[str, Any]] = []
     best_acc, best_state, best_epoch, bad = -1.0, None, 0, 0
-    bar = tqdm(range(1, epochs + 1), desc=desc or arch, disable=not progress, leave=False)
+    bar = tqdm(range(1, epochs + 1), desc=desc or arch, unit="epochs", disable=not progress, leave=False)
     for epoch in bar:
         if redraw is not None and cfg.gkd.regenerate_every > 0 and epoch > 1 and (epoch - 1) % cfg.gkd.regenerate_every == 0:
             new_x, new_t = redraw(epoch)

@@ -1,0 +1,164 @@
+"""The tckr command line: one parser for every subcommand, --set validated like YAML, one-line errors (exit 2)."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tckr import cli, paths, runs
+from tckr.config import ConfigError, load_config
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("tckr: error: ") and err.count("\n") == 1, err  # one line, no traceback
+    return err
+
+
+def test_set_values_are_yaml_scalars_and_5e_3_is_a_float(tmp_path):
+    assert cli.parse_set(["train.epochs=3", "train.lr=5e-3", "train.augmix=false", "study.seeds=[0, 1]"]) == \
+        {"train.epochs": 3, "train.lr": "5e-3", "train.augmix": False, "study.seeds": [0, 1]}
+    cfg = load_config("configs/tiny.yaml", cli.parse_set(["train.lr=5e-3", "lora.learning_rate=1E-4"]))
+    assert cfg.train.lr == 0.005 and cfg.lora.learning_rate == 0.0001
+    f = tmp_path / "c.yaml"  # YAML 1.1 reads 5e-3 (no dot) as a string: accepted wherever a float is expected
+    f.write_text(Path("configs/tiny.yaml").read_text().replace("train:\n", "train:\n  lr: 5e-3\n", 1))
+    assert load_config(f).train.lr == 0.005
+    for bad in ("train.epochs", "epochs=3", "=3", "train.epochs=[1"):
+        with pytest.raises(cli.UsageError, match="--set"):
+            cli.parse_set([bad])
+
+
+def test_unknown_key_and_bad_value_are_one_line_exit_2(capsys):
+    assert cli.main(["study", "configs/tiny.yaml", "--set", "train.epoch=3"]) == 2
+    err = _err(capsys)
+    assert "unknown key(s) train.epoch (did you mean 'epochs'?)" in err and "accepted keys in train: epochs, batch_size" in err
+    assert cli.main(["study", "--config", "configs/tiny.yaml", "--set", "study.device=gpu"]) == 2
+    assert "study.device: 'gpu' is not accepted; accepted: 'auto', 'cpu', 'cuda', 'cuda:N'" in _err(capsys)
+    assert cli.main(["study", "configs/tiny.yaml", "--set", "train.epochs=many"]) == 2
+    assert "train.epochs: expected an integer, got 'many'" in _err(capsys)
+    assert cli.main(["study", "configs/tiny.yaml", "--set", "study.dataset=mnist"]) == 2
+    assert "unknown dataset 'mnist'" in _err(capsys)
+    assert cli.main(["study", "configs/nope.yaml"]) == 2
+    assert "no config file at configs/nope.yaml" in _err(capsys)
+    for device in ("cuda:1", "mps", "cpu"):
+        assert load_config("configs/tiny.yaml", {"study.device": device}).study.device == device
+    with pytest.raises(ConfigError):  # --debug: the traceback
+        cli.main(["study", "configs/tiny.yaml", "--set", "train.epoch=3", "--debug"])
+
+
+def test_missing_run_latest_and_shards_are_usage_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    assert cli.main(["lora", "--run-dir", str(tmp_path / "nope")]) == 2
+    assert f"no run folder at {tmp_path / 'nope'}" in _err(capsys)
+    assert cli.main(["figures", "--run-dir", "latest"]) == 2
+    assert "run_dir='latest': no run folder under" in _err(capsys)
+    assert cli.main(["figures"]) == 2
+    assert "tckr figures needs --run-dir" in _err(capsys)
+    assert cli.main(["ledger", "--run-dir", "x", "--shard", "1/2"]) == 2
+    assert "does not split its work" in _err(capsys)
+    assert cli.main(["shadows", "--run-dir", "x", "--shard", "3/2"]) == 2
+    assert "--shard: shard must look like 'k/n'" in _err(capsys)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["shadows", "--no-such-option"])
+    assert e.value.code == 2
+
+
+class _Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, name, result=None):
+        def f(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return result
+        return f
+
+
+def test_subcommands_pass_the_common_options_on(monkeypatch, capsys):
+    from tckr import mia, pipelines, pretrain, study, synthesis
+
+    rec = _Recorder()
+    monkeypatch.setattr(runs, "open_run", rec("open_run", "RUN"))
+    monkeypatch.setattr(mia, "train_shadows", rec("train_shadows", []))
+    monkeypatch.setattr(pipelines, "train_pipelines", rec("train_pipelines", []))
+    monkeypatch.setattr(synthesis, "generate", rec("generate", {"shards_made": 1}))
+    monkeypatch.setattr(study, "run_study", rec("run_study"))
+    monkeypatch.setattr(pretrain, "main", rec("pretrain"))
+    assert cli.main(["shadows", "--run-dir", "runs/r", "--shard", "2/4", "--set", "mia.n_shadows=8"]) == 0
+    assert rec.calls[-2] == ("open_run", (None, "runs/r"), {"overrides": {"mia.n_shadows": 8}})
+    assert rec.calls[-1] == ("train_shadows", ("RUN", None, "2/4"), {"progress": True})
+    assert mia.main(["--run-dir", "runs/r", "--shard", "1/2", "--n-shadows", "4"]) == 0  # the module alias
+    assert rec.calls[-1] == ("train_shadows", ("RUN", 4, "1/2"), {"progress": True})
+    assert pipelines.main(["--config", "configs/tiny.yaml", "--run-dir", "runs/r", "--shard", "1/2", "--no-progress"]) == 0
+    assert rec.calls[-2][1] == ("configs/tiny.yaml", "runs/r") and rec.calls[-1] == ("train_pipelines", ("RUN", None, "1/2"), {"progress": False})
+    assert synthesis.main(["--run-dir", "runs/r", "--shard", "1/3"]) == {"shards_made": 1}
+    assert rec.calls[-1][2]["shard"] == "1/3"
+    assert study.main(["configs/tiny.yaml", "--seeds", "1", "2", "--set", "train.epochs=2", "--phases", "03_generate,00_data"]) == 0
+    name, args, kwargs = rec.calls[-1]
+    assert args == ("configs/tiny.yaml", None) and kwargs["seeds"] == [1, 2] and kwargs["overrides"] == {"train.epochs": 2}
+    assert kwargs["phases"] == ("00_data", "03_generate")
+    assert cli.main(["pretrain", "--config", "configs/mini.yaml", "--run-dir", "runs/w", "--steps", "3"]) == 0
+    assert rec.calls[-1] == ("pretrain", (["--steps", "3", "--config", "configs/mini.yaml", "--work", "runs/w"],), {})
+    assert cli.main(["lora", "configs/tiny.yaml", "runs/r", "--config", "configs/mini.yaml"]) == 2
+    assert "two configs given" in _err(capsys)
+
+
+def test_phase_errors_exit_1_and_blocked_exit_2(monkeypatch, capsys):
+    from tckr import study
+
+    def failing(*a, **k):
+        raise study.PhaseFailed("phase 03_generate failed after 1.0 s: ValueError: x\nexecuted notebook: runs/r/notebooks/03.ipynb")
+
+    monkeypatch.setattr(study, "run_study", failing)
+    assert cli.main(["study", "configs/tiny.yaml"]) == 1
+    assert "ValueError: x executed notebook: runs/r/notebooks/03.ipynb" in _err(capsys)
+
+    def blocked(*a, **k):
+        raise study.PhaseBlocked("phase 06_figures cannot start: phase 00_data has not finished")
+
+    monkeypatch.setattr(study, "run_study", blocked)
+    assert cli.main(["study", "configs/tiny.yaml"]) == 2
+    assert "cannot start" in _err(capsys)
+
+
+def test_latest_is_the_newest_run_of_the_config_name(tmp_path, monkeypatch):
+    def fake_run(folder, name, created):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.yaml").write_text(yaml.safe_dump({"study": {"name": name}}))
+        (tmp_path / folder / "environment.json").write_text(f'{{"created": "{created}"}}')
+
+    fake_run("mini-1", "mini", "2026-01-01T10:00:00")
+    fake_run("mini-2", "mini", "2026-01-02T10:00:00")
+    fake_run("leaky-1", "mini-leaky", "2026-01-03T10:00:00")
+    (tmp_path / "not-a-run").mkdir()
+    assert runs.latest_run("mini", tmp_path) == tmp_path / "mini-2"
+    assert runs.latest_run(None, tmp_path) == tmp_path / "leaky-1"
+    with pytest.raises(runs.RunNotFoundError, match="no run folder of study.name 'tiny' under"):
+        runs.latest_run("tiny", tmp_path)
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    assert runs.find_run("latest", "configs/mini-leaky.yaml") == tmp_path / "leaky-1"  # study.name of that config
+    assert runs.find_run("latest") == tmp_path / "leaky-1" and runs.find_run("runs/x") == paths.ROOT / "runs" / "x"
+
+
+def test_a_run_opened_with_overrides_keeps_its_settings(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    folder = tmp_path / "tiny-a"  # a run folder as open_run leaves it (without its data checks, which load the dataset)
+    folder.mkdir()
+    (folder / "config.yaml").write_text(load_config("configs/tiny.yaml").to_yaml())
+    (folder / "environment.json").write_text('{"created": "2026-01-01T10:00:00"}')
+    made = runs.open_run("configs/tiny.yaml", folder)
+    assert runs.open_run(None, "latest").dir == made.dir  # config=None: the run's own config
+    assert runs.open_run("configs/tiny.yaml", "latest", overrides={"train.epochs": made.cfg.train.epochs}).dir == made.dir
+    assert cli.main(["lora", "--run-dir", "latest", "--set", "train.epochs=9"]) == 2
+    assert f"train.epochs: {made.cfg.train.epochs} -> 9" in _err(capsys)
+
+
+def test_console_script_and_dependencies_are_declared():
+    meta = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["scripts"] == {"tckr": "tckr.cli:main"}
+    declared = {d.split(">")[0].split("=")[0].split("<")[0].strip().lower() for d in meta["dependencies"]}
+    pinned = {line.split("==")[0].strip().lower() for line in (paths.ROOT / "requirements.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    assert "scipy" in pinned
+    assert declared == {p for p in pinned if not p.startswith("pytest")}
