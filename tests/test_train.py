@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tckr import classifiers, evaluate, runs, train
+from tckr.synthesis import ShardedImages
 from tckr.config import load_config
 
 ARCH = "mobilenetv3_small_050"
@@ -154,6 +155,8 @@ def fake_synthesis(monkeypatch):
         return sets[multiple]
 
     mod.load_synthetic = load_synthetic
+    mod.stream_synthetic = load_synthetic
+    mod.ShardedImages = ShardedImages
     mod.available_multiples = lambda run: sorted(sets)
     mod.check = lambda run: None  # the real one checks shard checksums; these sets are in memory
     monkeypatch.setitem(sys.modules, "tckr.synthesis", mod)

@@ -5,8 +5,9 @@ schedule, label smoothing (hard targets only), the paper's augmentations each sw
 ``cfg.train`` (flip, random crop with padding, AugMix, MixUp), AMP on GPU, early stopping and
 best-epoch selection on a validation split — never on the test split.
 
-Data pipeline: images stay decoded ``uint8`` tensors (``N×H×W×3``; read-only memory-maps, e.g. a
-large synthetic set, are indexed per batch with sorted indices); every augmentation is applied to
+Data pipeline: images stay decoded ``uint8`` tensors (``N×H×W×3``; read-only memory-maps and streamed
+synthetic sets (:func:`tckr.synthesis.stream_synthetic`, which students train on) are indexed per batch with
+sorted indices); every augmentation is applied to
 whole batches as tensor ops (flip and crop vectorised, AugMix through ``torchvision.transforms.v2``
 on chunks of :data:`AUGMIX_CHUNK` images that share one sampled op chain, each image with its own
 mixing weights); model and inputs are channels-last. No per-image PIL work.
@@ -58,8 +59,9 @@ def normalisation(cfg: Config) -> dict[str, list[float]]:
 
 
 def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
-    """In-memory images as a uint8 tensor (no copy); read-only memory-maps stay arrays, read per batch."""
-    if isinstance(images, torch.Tensor):
+    """In-memory images as a uint8 tensor (no copy); read-only memory-maps and streamed synthetic sets
+    (:class:`tckr.synthesis.ShardedImages`) stay as they are, read per batch."""
+    if isinstance(images, torch.Tensor) or _is_stream(images):
         return images
     arr = images if isinstance(images, np.ndarray) else np.asarray(images)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
@@ -69,9 +71,15 @@ def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
     return torch.from_numpy(arr)
 
 
+def _is_stream(images) -> bool:
+    from .synthesis import ShardedImages
+
+    return isinstance(images, ShardedImages)
+
+
 def _take(images: torch.Tensor | np.ndarray, index: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch ``B×3×H×W`` uint8 on ``device``."""
-    if isinstance(images, np.ndarray):
+    if not isinstance(images, torch.Tensor):
         batch = torch.from_numpy(np.ascontiguousarray(images[index.numpy()]))
     else:
         batch = images[index.to(images.device)]
@@ -420,7 +428,7 @@ def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = No
     path = weights_file(run, "student", multiple, mode)
     if path.is_file() and not retrain and (saved := _load_intact(path, arch, len(run.class_names))) is not None:
         return saved
-    synth = synthesis.load_synthetic(run, multiple)
+    synth = synthesis.stream_synthetic(run, multiple)  # read batch by batch: RAM does not grow with the set
     if mode == "soft" and teacher_model is None:
         teacher_model = teacher(run, progress=progress)
     redraw = None
@@ -462,11 +470,12 @@ def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.n
     """Draws ``size`` images (class-stratified) from the run's largest synthetic set."""
     from . import data, synthesis
 
-    pool = synthesis.load_synthetic(run, max(synthesis.available_multiples(run)))
+    pool = synthesis.stream_synthetic(run, max(synthesis.available_multiples(run)))
 
     def draw(epoch: int) -> tuple[np.ndarray, np.ndarray]:
         idx = data.stratified_subset(pool.labels, size, seed + epoch)
-        return np.asarray(pool.images[idx]), np.asarray(pool.labels[idx])
+        images = pool.images.take(idx) if isinstance(pool.images, synthesis.ShardedImages) else np.asarray(pool.images[idx])
+        return images, np.asarray(pool.labels[idx])
 
     return draw
 
