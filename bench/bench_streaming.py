@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,15 @@ def config(args):
                                              "study.num_threads": args.threads})
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux keeps that across ``exec``, so a child
+    would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
 def child(args) -> dict:
     """Open the set with one loader, train one epoch; peak RSS of this process."""
     from tckr import synthesis, train
@@ -76,7 +84,7 @@ def child(args) -> dict:
     cfg = config(args)
     _, hist = train.fit(cfg, cfg.classifier.student_arch, images, labels, val, labels_all[:len(val)], seed=0,
                         progress=False, num_classes=10)
-    return {"loader": args.child, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"loader": args.child, "peak_rss_mb": peak_rss_mb(),
             "open_seconds": round(open_s, 3), "train_images": int(len(idx)),
             "images_per_second": float(hist["images_per_second"].iloc[0]), "epoch_seconds": float(hist["seconds"].iloc[0])}
 
