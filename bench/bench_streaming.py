@@ -10,7 +10,7 @@ Goal: peak RAM independent of the set's size (streaming), throughput within 10% 
 Shards of ``--shard-size`` uint8 images (class-coloured blobs with noise, ``.npy`` as ``tckr.synthesis`` writes
 them) go to a temporary folder (``--folder`` to keep them). Both children train the same student
 (``classifier.student_arch`` of configs/tiny.yaml at ``--size``, hard labels: a teacher's forward pass would add
-the same cost to both) for one epoch on the same seeded class-balanced subset of ``--train-images`` images
+the same cost to both) for one epoch on the same seeded class-balanced subset of ``--train-images`` images (rounded down to a multiple of 10 classes)
 (``--steps`` × ``--batch-size`` by default), the way a smaller cardinality is a subset of the largest set.
 Reported per loader: peak RSS, seconds to open the set, training images/s; and the ratios streaming / in-memory.
 """
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
             res[loader] = json.loads(out.strip().splitlines()[-1])
             print(res[loader])
     summary = {"images": args.images, "size": args.size, "set_mib": round(args.images * args.size ** 2 * 3 / 2 ** 20, 1),
-               "train_images": args.train_images, "batch_size": args.batch_size, "threads": args.threads, **res,
+               "train_images": res["stream"]["train_images"], "batch_size": args.batch_size, "threads": args.threads, **res,
                "rss_ratio_stream_over_memory": round(res["stream"]["peak_rss_mb"] / res["memory"]["peak_rss_mb"], 3),
                "throughput_ratio_stream_over_memory": round(res["stream"]["images_per_second"] / res["memory"]["images_per_second"], 3)}
     print(f"peak RSS stream/memory {summary['rss_ratio_stream_over_memory']}, "
