@@ -115,3 +115,103 @@ def test_label_columns_as_names_or_lists():
     assert list(data._label_ids([name, name.upper()], p)) == [5, 5]
     with pytest.raises(ValueError, match="not in the registry"):
         data._label_ids(["not a breed"], p)
+
+
+# ---------------------------------------------------------------- resized-image cache
+DECODE = data._read_fashion_mnist_idx
+
+
+def _counting_decoder(monkeypatch, log):
+    """Wrap the Fashion-MNIST decoder so each call appends a line to ``log`` (a file: forked builders share it)."""
+    real = data._read_fashion_mnist_idx
+
+    def decode(folder, split):
+        with open(log, "a") as f:
+            f.write("decode\n")
+        return real(folder, split)
+
+    monkeypatch.setattr(data, "_read_fashion_mnist_idx", decode)
+    return lambda: len(open(log).read().split()) if log.exists() else 0
+
+
+def _fresh(split, size):
+    """The split decoded from the Debian files and resized, without any cache."""
+    x, y = DECODE(data.paths.FASHION_MNIST_DEBIAN, split)
+    return data.to_rgb(data.resize_images(x, size)), y.astype(np.int64)
+
+
+def test_second_load_reads_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.paths, "CACHE", tmp_path / "cache")
+    decodes = _counting_decoder(monkeypatch, tmp_path / "log")
+    first = data.load_real("fashion_mnist", "test", size=8)
+    second = data.load_real("fashion_mnist", "test", size=8)
+    assert decodes() == 1  # the second load decoded nothing
+    assert isinstance(second.images, np.memmap) and not second.images.flags.writeable
+    x, y = _fresh("test", 8)
+    assert np.array_equal(second.images, x) and np.array_equal(second.labels, y) and np.array_equal(first.images, x)
+    assert len(list(data.real_cache_dir().glob("fashion_mnist_test_8_*.images.npy"))) == 1
+    data.load_real("fashion_mnist", "test", size=10)  # another size is another entry
+    assert decodes() == 2
+
+
+def test_changed_source_invalidates_the_cache(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    src = tmp_path / "fm"
+    src.mkdir()
+    for f in data.paths.FASHION_MNIST_DEBIAN.glob("*.gz"):
+        if f.name.startswith("t10k") or f.name.startswith("train-images"):  # train-images marks the folder as present
+            os.symlink(f, src / f.name) if f.name.startswith("train") else shutil.copy(f, src / f.name)
+    monkeypatch.setattr(data.paths, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(data.paths, "FASHION_MNIST_DEBIAN", src)
+    decodes = _counting_decoder(monkeypatch, tmp_path / "log")
+    data.load_real("fashion_mnist", "test", size=8)
+    os.utime(src / "t10k-labels-idx1-ubyte.gz", ns=(1, 1))  # the source changed (its time): a new key
+    data.load_real("fashion_mnist", "test", size=8)
+    assert decodes() == 2
+    assert len(list(data.real_cache_dir().glob("fashion_mnist_test_8_*.images.npy"))) == 1  # the stale entry removed
+
+
+def _build_in_child(out):
+    ds = data.load_real("fashion_mnist", "test")  # native size: a forked child must not use torch (OpenMP hangs)
+    np.save(out, np.asarray(ds.images))
+
+
+def test_two_concurrent_builders_end_with_one_valid_cache(tmp_path, monkeypatch):
+    import multiprocessing as mp
+
+    monkeypatch.setattr(data.paths, "CACHE", tmp_path / "cache")
+    decodes = _counting_decoder(monkeypatch, tmp_path / "log")
+    ctx = mp.get_context("fork")  # children inherit the patched cache folder and decoder
+    procs = [ctx.Process(target=_build_in_child, args=(tmp_path / f"out{i}.npy",)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        if p.is_alive():
+            p.kill()
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert decodes() == 1  # one built under the lock, the other read what it built
+    x = data.to_rgb(DECODE(data.paths.FASHION_MNIST_DEBIAN, "test")[0])
+    assert all(np.array_equal(np.load(tmp_path / f"out{i}.npy"), x) for i in range(2))
+    entries = sorted(p.name for p in data.real_cache_dir().iterdir() if not p.name.endswith(".lock"))
+    assert len(entries) == 3 and not [n for n in entries if n.startswith(".")]  # images, labels, record; no temp files
+    assert np.array_equal(data.load_real("fashion_mnist", "test").images, x) and decodes() == 1
+
+
+def test_partial_cache_is_rebuilt_with_a_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data.paths, "CACHE", tmp_path / "cache")
+    decodes = _counting_decoder(monkeypatch, tmp_path / "log")
+    data.load_real("fashion_mnist", "test", size=8)
+    (img,) = data.real_cache_dir().glob("fashion_mnist_test_8_*.images.npy")
+    img.write_bytes(img.read_bytes()[: img.stat().st_size // 2])  # a partial write
+    again = data.load_real("fashion_mnist", "test", size=8)
+    assert "damaged or partial" in capsys.readouterr().out and decodes() == 2
+    assert np.array_equal(again.images, _fresh("test", 8)[0])
+    (rec,) = data.real_cache_dir().glob("fashion_mnist_test_8_*.json")
+    rec.write_text("{ not json")
+    data.load_real("fashion_mnist", "test", size=8)
+    assert "rebuilding" in capsys.readouterr().out and decodes() == 3
+    data.load_real("fashion_mnist", "test", size=8)
+    assert decodes() == 3

@@ -279,3 +279,54 @@ def test_bfloat16_generator_on_cpu(tmp_path):
     synthesis.generate(run, p, shard="1/3", progress=False)
     shard = np.load(synthesis.shard_paths(run, 0)[0])
     assert shard.dtype == np.uint8 and shard.shape == (SHARD, 32, 32, 3)
+
+
+def test_streamed_set_is_the_loaded_set_without_reading_it(reference):
+    for m in (0.1, 0.2):
+        streamed, loaded = synthesis.stream_synthetic(reference, m), synthesis.load_synthetic(reference, m)
+        assert isinstance(streamed.images, synthesis.ShardedImages)
+        assert all(isinstance(a, np.memmap) for a in streamed.images.arrays)  # nothing read into RAM up front
+        assert streamed.images.shape == loaded.images.shape
+        assert np.array_equal(np.asarray(streamed.images), loaded.images)
+        assert np.array_equal(streamed.labels, loaded.labels) and streamed.prompts == loaded.prompts
+    big = synthesis.stream_synthetic(reference, 0.2)
+    rows = np.array([0, 6, 7, 13, 14, 19])  # both sides of every shard boundary (shards of 7)
+    assert np.array_equal(big.images[rows], np.concatenate(_shards(reference))[rows])
+    small = big.images.take(synthesis.subset_index(reference, 0.1))  # an index into the shards, not a copy
+    assert small.arrays is big.images.arrays
+    assert np.array_equal(np.asarray(small), synthesis.load_synthetic(reference, 0.1).images)
+
+
+def test_streamed_images_resize_like_the_loaded_set(reference):
+    from tckr.data import resize_images
+
+    files = [synthesis.shard_paths(reference, j)[0] for j in range(3)]
+    view = synthesis.ShardedImages.open(files, np.array([1, 8, 15, 19]), size=24)
+    assert view.shape == (4, 24, 24, 3)
+    full = np.concatenate(_shards(reference))[[1, 8, 15, 19]]
+    assert np.array_equal(view[np.arange(4)], resize_images(full, 24))
+    with pytest.raises(ValueError, match="rows in 0..19"):
+        synthesis.ShardedImages.open(files, np.array([20]))
+
+
+def test_student_trained_on_the_stream_matches_the_in_memory_path(reference, monkeypatch):
+    """train.student reads the set through stream_synthetic; same batches in the same order as the loaded set,
+    so the weights are bit-identical to fit on the in-memory images."""
+    import torch
+
+    from tckr import train
+
+    run = reference  # tiny.yaml: 2 epochs of batches of 5, so batches straddle the shards of 7
+    seen = []
+    real_fit = train.fit
+    monkeypatch.setattr(train, "fit", lambda *a, **kw: seen.append(type(a[2])) or real_fit(*a, **kw))
+    streamed = train.student(run, 0.2, label_mode="hard", progress=False)
+    assert seen == [synthesis.ShardedImages]
+    loaded = synthesis.load_synthetic(run, 0.2)
+    val = run.real("val")
+    in_memory, _ = real_fit(run.cfg, run.cfg.classifier.student_arch, loaded.images, loaded.labels, val.images, val.labels,
+                            seed=run.seed_for(run.cfg.train.seed), progress=False, num_classes=len(run.class_names))
+    a, b = streamed.state_dict(), in_memory.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = loaded.images[:8]
+    assert np.array_equal(train.predict_logits(streamed, x, run.cfg), train.predict_logits(in_memory, x, run.cfg))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tckr import classifiers, evaluate, plots, runs, train
+from tckr.synthesis import ShardedImages
 from tckr.config import load_config
 
 ARCH = "mobilenetv3_small_050"
@@ -212,6 +213,8 @@ def fake_synthesis(monkeypatch):
         return sets[multiple]
 
     mod.load_synthetic = load_synthetic
+    mod.stream_synthetic = load_synthetic
+    mod.ShardedImages = ShardedImages
     mod.available_multiples = lambda run: sorted(sets)
     mod.check = lambda run: None  # the real one checks shard checksums; these sets are in memory
     monkeypatch.setitem(sys.modules, "tckr.synthesis", mod)
@@ -234,6 +237,8 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     (a, la), (b, lb) = draw(2), draw(3)
     assert len(a) == len(b) == 20 and not np.array_equal(a, b) and sorted(la) == sorted(lb)
     np.testing.assert_array_equal(draw(2)[0], a)
+    written, write = [], train._write_checkpoint
+    monkeypatch.setattr(train, "_write_checkpoint", lambda path, *a: written.append(path.name) or write(path, *a))
     t = train.teacher(run, progress=False)
     assert train.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_real.json").is_file()
@@ -242,6 +247,10 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     studs = [*train.students(run, [0.5], t).values(), *train.students(run, [0.5], t, label_mode="hard").values()]
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x.safetensors").is_file()
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x_hard.safetensors").is_file()
+    # every epoch checkpointed beside the weights, and the checkpoints deleted once the weights were written
+    assert sorted(set(written)) == ["fashion_mnist_mbnv3_real.ckpt", "fashion_mnist_mbnv3_synth0.5x.ckpt",
+                                    "fashion_mnist_mbnv3_synth0.5x_hard.ckpt"] and len(written) == 6
+    assert not list((run.dir / "classifiers").glob("*.ckpt"))
     rows = [evaluate.evaluate(run, m) for m in [t, *studs]]
     table = evaluate.results_table(run)
     assert list(table.columns) == evaluate.COLUMNS
@@ -306,3 +315,62 @@ def test_fit_reads_memory_mapped_images(cfg, tmp_path):
     assert isinstance(train._as_tensor(mm), np.ndarray)
     model, hist = train.fit(cfg, ARCH, mm, y, mm[:20], y[:20], seed=0, epochs=1, progress=False)
     np.testing.assert_allclose(train.predict_logits(model, mm[:8], cfg), train.predict_logits(model, x[:8], cfg), atol=1e-5)
+
+
+KILLED_FIT = """
+import os, sys
+import numpy as np
+from tckr import train
+from tckr.config import load_config
+folder, kill_after = sys.argv[1], int(sys.argv[2])
+cfg = load_config("configs/tiny.yaml", {OVERRIDES})
+a = {{n: np.load(os.path.join(folder, n + ".npy")) for n in ("x", "y", "xv", "yv")}}
+def stop(epoch):
+    if epoch == kill_after:
+        os._exit(17)  # dies like a killed process: no cleanup, no return
+train.fit(cfg, {ARCH!r}, a["x"], a["y"], a["xv"], a["yv"], seed=3, checkpoint=os.path.join(folder, "m.ckpt"),
+          on_epoch=stop, progress=False)
+"""
+RESUME_OVERRIDES = {"train.epochs": 2, "train.batch_size": 20, "train.mixup_alpha": 0.4, "train.augmix": True,
+                    "train.crop_padding": 0.1, "study.num_threads": 1}
+
+
+def test_killed_training_resumes_bit_identical(tmp_path, capsys):
+    """A fit killed after epoch 1 and rerun ends with the weights and history of an uninterrupted fit (MixUp and
+    AugMix draw from the global RNGs, crop and flip from fit's generator: all of them must be restored)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = load_config("configs/tiny.yaml", RESUME_OVERRIDES)
+    (x, y), (xv, yv) = toy(40, 4), toy(20, 5)
+    for n, a in {"x": x, "y": y, "xv": xv, "yv": yv}.items():
+        np.save(tmp_path / f"{n}.npy", a)
+    ckpt = tmp_path / "m.ckpt"
+    script = KILLED_FIT.format(OVERRIDES=repr(RESUME_OVERRIDES), ARCH=ARCH)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), "1"], cwd=os.getcwd(), capture_output=True, text=True)
+    assert done.returncode == 17, done.stderr[-2000:]
+    epoch_1_seconds = train._read_checkpoint(ckpt, {})["progress"]["rows"][0]["seconds"]
+    resumed, hist_r = train.fit(cfg, ARCH, x, y, xv, yv, seed=3, checkpoint=ckpt, progress=False)
+    whole, hist_w = train.fit(cfg, ARCH, x, y, xv, yv, seed=3, progress=False)
+    a, b = resumed.state_dict(), whole.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cols = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "best"]
+    pd.testing.assert_frame_equal(hist_r[cols], hist_w[cols])
+    assert "after epoch 1" in capsys.readouterr().out
+    # epoch 1 was not trained again: its row (with its timing) is the killed process's
+    assert hist_r["seconds"].iloc[0] == epoch_1_seconds and hist_w["seconds"].iloc[0] != epoch_1_seconds
+    assert train._read_checkpoint(ckpt, {})["progress"]["epoch"] == 2  # kept: the caller deletes it after saving
+
+
+def test_unusable_checkpoint_is_said_and_training_starts_over(tmp_path, capsys):
+    cfg = load_config("configs/tiny.yaml", {**RESUME_OVERRIDES, "train.epochs": 1, "train.augmix": False})
+    x, y = toy(40, 6)
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.write_bytes(b"not a checkpoint")
+    damaged, _ = train.fit(cfg, ARCH, x, y, x[:20], y[:20], seed=0, checkpoint=ckpt, progress=False)
+    assert "not usable" in capsys.readouterr().out and ckpt.is_file()
+    other, _ = train.fit(cfg, ARCH, x, y, x[:20], y[:20], seed=1, checkpoint=ckpt, progress=False)  # another training's
+    assert "made by another training" in capsys.readouterr().out
+    clean, _ = train.fit(cfg, ARCH, x, y, x[:20], y[:20], seed=0, progress=False)
+    assert all(torch.equal(v, clean.state_dict()[k]) for k, v in damaged.state_dict().items())

@@ -347,8 +347,75 @@ def available_multiples(run) -> list[float]:
     return sorted(float(m) for m in io.read_json(synthetic_dir(run) / "manifest.json")["cardinalities"])
 
 
-def load_synthetic(run, multiple: float) -> SyntheticSet:
-    """The synthetic set of ``multiple`` × |D| (a seeded class-balanced subset of the largest set)."""
+class ShardedImages:
+    """Read-only images ``N×H×W×3`` uint8 spread over memory-mapped shard arrays, restricted to ``index`` (rows of
+    the concatenated shards, in order). Indexing reads only the asked rows (resized to ``size`` when the shards
+    hold another resolution), so a training loop holds one batch, never the set: the set's RAM is the page cache.
+    ``take(idx)`` is a smaller view (an index, not a copy); ``np.asarray(view)`` materialises it."""
+
+    def __init__(self, arrays: list[np.ndarray], index: np.ndarray | None = None, size: int | None = None):
+        if not arrays:
+            raise ValueError("ShardedImages needs at least one shard array")
+        shapes = {a.shape[1:] for a in arrays}
+        if len(shapes) != 1 or any(a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 for a in arrays):
+            raise ValueError(f"shards must be uint8 n×H×W×3 of one shape, got {[(str(a.dtype), a.shape) for a in arrays]}")
+        self.arrays = arrays
+        self.offsets = np.cumsum([0] + [len(a) for a in arrays])
+        total = int(self.offsets[-1])
+        self.index = np.arange(total, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
+        if self.index.ndim != 1 or (len(self.index) and (self.index.min() < 0 or self.index.max() >= total)):
+            raise ValueError(f"index must be 1-D rows in 0..{total - 1}")
+        native = arrays[0].shape[1]
+        self.size = native if size is None else int(size)
+
+    @classmethod
+    def open(cls, files: list[str | Path], index: np.ndarray | None = None, size: int | None = None) -> "ShardedImages":
+        """Memory-map the ``.npy`` shard ``files`` (a damaged one is a :class:`tckr.io.CorruptFileError` naming it)."""
+        return cls([io.load_array(f, mmap=True) for f in files], index, size)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.index), self.size, self.size, 3)
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, idx) -> "ShardedImages":
+        return ShardedImages(self.arrays, self.index[np.asarray(idx)], self.size)
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = self.index[key]
+        single = np.ndim(rows) == 0
+        rows = np.atleast_1d(rows)
+        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows),) + self.arrays[0].shape[1:], dtype=np.uint8)
+        for j in np.unique(shard):
+            at = np.flatnonzero(shard == j)
+            local = rows[at] - self.offsets[j]
+            # one fancy index per shard reads only those rows of the memory map
+            out[at] = self.arrays[j][local]
+        if out.shape[1] != self.size:
+            from .data import resize_images
+
+            out = resize_images(out, self.size)
+        return out[0] if single else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.concatenate([self[s:s + 4096] for s in range(0, len(self), 4096)]) if len(self) else np.zeros(self.shape, np.uint8)
+        return out if dtype is None else out.astype(dtype)
+
+    def __iter__(self):
+        for s in range(0, len(self), 4096):
+            yield from self[s:s + 4096]
+
+
+def stream_synthetic(run, multiple: float) -> SyntheticSet:
+    """The synthetic set of ``multiple`` × |D| without reading it into RAM: ``images`` is a :class:`ShardedImages`
+    over the memory-mapped shards and the subset's index (same images, labels, prompts and order as
+    :func:`load_synthetic`). Student training reads it batch by batch."""
     check(run)
     have = available_multiples(run)
     match = [m for m in have if math.isclose(m, float(multiple), rel_tol=1e-9)]
@@ -356,13 +423,34 @@ def load_synthetic(run, multiple: float) -> SyntheticSet:
         what = f"only multiples {have}" if have else "no finished synthetic set"
         raise FileNotFoundError(f"run {run.dir} has {what}, not {multiple}× |D|; run notebooks/03_generate.ipynb "
                                 f"(tckr.synthesis.generate) with {multiple} in synthesis.cardinalities")
-    images, table = _read_all(run)
+    files, table = _shard_files(run)
     idx = subset_index(run, match[0])
-    images = images[idx]
-    if images.shape[1] != run.cfg.data.image_size:
-        images = resize_images(images, run.cfg.data.image_size)
-    return SyntheticSet(images=np.ascontiguousarray(images), labels=table["label"].to_numpy(np.int64)[idx],
+    images = ShardedImages.open(files, idx, run.cfg.data.image_size)
+    return SyntheticSet(images=images, labels=table["label"].to_numpy(np.int64)[idx],
                         prompts=table["prompt"].iloc[idx].tolist(), index=idx)
+
+
+def load_synthetic(run, multiple: float) -> SyntheticSet:
+    """The synthetic set of ``multiple`` × |D| (a seeded class-balanced subset of the largest set) in memory: only
+    the subset's rows are read (:func:`stream_synthetic` reads none until asked)."""
+    s = stream_synthetic(run, multiple)
+    return SyntheticSet(images=np.ascontiguousarray(np.asarray(s.images)), labels=s.labels, prompts=s.prompts, index=s.index)
+
+
+def _shard_files(run) -> tuple[list[Path], pd.DataFrame]:
+    """The shard arrays' paths in order and the concatenated plan rows they hold (checked to cover 0..n-1)."""
+    check(run)  # every shard's checksums against its sidecar and the manifest, before any byte is used
+    info = io.read_json(synthetic_dir(run) / "manifest.json")
+    n = info["n"]
+    files, tables = [], []
+    for j in range(_n_shards(run, info)):
+        npy, csv = shard_paths(run, j)
+        files.append(npy)
+        tables.append(pd.read_csv(csv, keep_default_na=False, dtype={"prompt": str, "class_name": str}))
+    table = pd.concat(tables, ignore_index=True)
+    if not np.array_equal(table["i"].to_numpy(), np.arange(n)):
+        raise RuntimeError(f"shards under {synthetic_dir(run)} do not cover images 0..{n - 1} in order")
+    return files, table
 
 
 def _read_all(run) -> tuple[np.ndarray, pd.DataFrame]:

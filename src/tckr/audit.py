@@ -196,7 +196,8 @@ def feature_extractor(run, *, progress: bool = True):
                                        source="tckr.audit.feature_extractor: class-stratified subset of the run's public partition")
         model, _ = train.fit(cfg, arch, public.images[train_pos], public.labels[train_pos], public.images[val_pos],
                              public.labels[val_pos], seed=_seed(run, 3), history_path=folder / "feature_extractor_history.csv",
-                             progress=progress, desc="audit features", num_classes=len(run.class_names))
+                             progress=progress, desc="audit features", num_classes=len(run.class_names),
+                             checkpoint=train.checkpoint_file(path))
         train_idx, val_idx = np.sort(index[train_pos]), np.sort(index[val_pos])
         classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=train.normalisation(cfg),
                          config_hash=cfg.hash(), extra={"role": "audit_features", "name": "audit_feature_extractor",
@@ -204,6 +205,7 @@ def feature_extractor(run, *, progress: bool = True):
                                                         "training_sha256": provenance.index_sha256(train_idx),
                                                         "validation_n": int(len(val_idx)),
                                                         "validation_sha256": provenance.index_sha256(val_idx), **model.tckr_fit})
+        train.checkpoint_file(path).unlink(missing_ok=True)
     found = provenance.read_training_data(folder)
     if found is None:
         raise provenance.DataLeakError(f"{path} has no record of its training images ({folder / provenance.RECORD_FILE}); "

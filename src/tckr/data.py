@@ -97,43 +97,135 @@ def class_names(name: str) -> list[str]:
 
 
 def load_real(name: str, split: str, *, size: int | None = None) -> RealDataset:
-    """Load a real split (``"train"`` or ``"test"``) as uint8 RGB arrays, optionally resized to ``size``×``size``."""
+    """Load a real split (``"train"`` or ``"test"``) as uint8 RGB arrays, optionally resized to ``size``×``size``.
+
+    The split is decoded and resized once per (dataset, split, size, source) into the on-disk cache
+    (:func:`real_cache_dir`); every later call, in any process, memory-maps it (``images`` is then a read-only
+    memory map)."""
     s = spec(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for {name}; accepted: {', '.join(SPLITS)}")
-    tried = []
-    images = labels = None
-    if name == "fashion_mnist":
-        tried.append(f"Debian files in {paths.FASHION_MNIST_DEBIAN} (apt-get install dataset-fashion-mnist)")
-        if (paths.FASHION_MNIST_DEBIAN / "train-images-idx3-ubyte.gz").is_file():
-            images, labels = _read_fashion_mnist_idx(paths.FASHION_MNIST_DEBIAN, split)
-    if images is None:
-        local = paths.data_dir() / name
-        tried.append(f"a datasets.save_to_disk folder at {local}")
-        if local.exists():
-            try:
-                images, labels = _from_hf_dataset(_load_from_disk(local, s, split), s, size)
-            except DatasetUnavailableError:
-                raise
-            except Exception as e:  # pyarrow/datasets errors of a truncated or damaged folder name no file
-                from . import io
+    fingerprint, decode = _find_source(name, s, split, size)
 
-                broken = _broken_arrow_files(local)
-                where = f"{broken[0]}" if broken else f"{local}"
-                raise io.CorruptFileError(
-                    f"{where}: the saved dataset {name!r} ({split}) in {local} cannot be read ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else ''})" + (f"; damaged file(s): {', '.join(map(str, broken[:6]))}" if broken else "")
-                    + f". Save it again with datasets.load_dataset({s.hf_id!r}).save_to_disk('{local}')") from None
-    if images is None:
-        tried.append(f"the Hugging Face hub id {s.hf_id!r}")
-        images, labels = _from_hf_dataset(_load_from_hub(s, split, tried), s, size)
-    if size is not None and images.shape[1:3] != (size, size):
-        images = resize_images(images, size)
-    images = to_rgb(images)
-    labels = np.asarray(labels, dtype=np.int64)
+    def build() -> tuple[np.ndarray, np.ndarray]:
+        images, labels = decode()
+        if size is not None and images.shape[1:3] != (size, size):
+            images = resize_images(images, size)
+        return to_rgb(images), np.asarray(labels, dtype=np.int64)
+
+    key = {"version": REAL_CACHE_VERSION, "dataset": name, "split": split, "size": size, "source": fingerprint}
+    images, labels = _cached(key, build)
     if labels.size and (labels.min() < 0 or labels.max() >= s.num_classes):
         raise ValueError(f"{name}/{split}: labels outside 0..{s.num_classes - 1} (registry has {s.num_classes} classes)")
     return RealDataset(name, split, images, labels, list(s.class_names))
+
+
+def _find_source(name: str, s: DatasetSpec, split: str, size: int | None):
+    """Where the split comes from, as a fingerprint that changes with its content (file sizes and times, or the
+    Hugging Face dataset's own fingerprint), and a function that decodes it (images, labels)."""
+    tried = []
+    if name == "fashion_mnist":
+        tried.append(f"Debian files in {paths.FASHION_MNIST_DEBIAN} (apt-get install dataset-fashion-mnist)")
+        folder = paths.FASHION_MNIST_DEBIAN
+        if (folder / "train-images-idx3-ubyte.gz").is_file():
+            prefix = "train" if split == "train" else "t10k"
+            files = [folder / f"{prefix}-{kind}-idx{d}-ubyte.gz" for kind, d in (("images", 3), ("labels", 1))]
+            return (["debian", *[[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]],
+                    lambda: _read_fashion_mnist_idx(folder, split))
+    local = paths.data_dir() / name
+    tried.append(f"a datasets.save_to_disk folder at {local}")
+    if local.exists():
+        stats = [[str(f.relative_to(local)), f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(local.rglob("*")) if f.is_file()]
+        return ["disk", str(local), stats], lambda: _decode_local(local, s, split, size)
+    tried.append(f"the Hugging Face hub id {s.hf_id!r}")
+    ds = _load_from_hub(s, split, tried)
+    return ["hub", s.hf_id, s.hf_config, getattr(ds, "_fingerprint", None)], lambda: _from_hf_dataset(ds, s, size)
+
+
+def _decode_local(local: Path, s: DatasetSpec, split: str, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return _from_hf_dataset(_load_from_disk(local, s, split), s, size)
+    except DatasetUnavailableError:
+        raise
+    except Exception as e:  # pyarrow/datasets errors of a truncated or damaged folder name no file
+        broken = _broken_arrow_files(local)
+        where = f"{broken[0]}" if broken else f"{local}"
+        raise io.CorruptFileError(
+            f"{where}: the saved dataset {s.name!r} ({split}) in {local} cannot be read ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})" + (f"; damaged file(s): {', '.join(map(str, broken[:6]))}" if broken else "")
+            + f". Save it again with datasets.load_dataset({s.hf_id!r}).save_to_disk('{local}')") from None
+
+
+# ---------------------------------------------------------------- resized-image cache
+REAL_CACHE_VERSION = 1
+
+
+def real_cache_dir() -> Path:
+    """``$TCKR_CACHE/real`` (default ``~/.cache/tckr/real``): decoded, resized real splits shared by every run."""
+    return paths.CACHE / "real"
+
+
+def _cache_files(key: dict) -> tuple[Path, Path, Path, Path]:
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    stem = real_cache_dir() / f"{key['dataset']}_{key['split']}_{key['size'] or 'native'}_{digest}"
+    return (stem.with_suffix(".images.npy"), stem.with_suffix(".labels.npy"), stem.with_suffix(".json"),
+            stem.with_suffix(".lock"))
+
+
+def _read_cache(key: dict, quiet: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached split, or None: silently when it was never built, with a message when it is damaged."""
+    img_f, lab_f, rec_f, _ = _cache_files(key)
+    if not rec_f.is_file():
+        return None
+    try:
+        rec = io.read_json(rec_f)
+        if rec.get("key") != key:
+            raise io.CorruptFileError(f"{rec_f}: records another key than {key}")
+        images, labels = io.load_array(img_f, mmap=True), io.load_array(lab_f)
+        if list(images.shape) != rec["shape"] or images.dtype != np.uint8 or labels.shape != (rec["shape"][0],) \
+                or img_f.stat().st_size != rec["images_bytes"] or io.sha256_file(lab_f) != rec["labels_sha256"]:
+            raise io.CorruptFileError(f"{img_f}: {images.dtype} {images.shape} ({img_f.stat().st_size} bytes) or its labels "
+                                      f"do not match {rec_f.name}")
+    except (io.CorruptFileError, FileNotFoundError, KeyError, TypeError) as e:
+        if not quiet:
+                print(f"real-image cache of {key['dataset']}/{key['split']} at size {key['size']} is damaged or partial ({e}); "
+                  "rebuilding it")
+        return None
+    return images, labels
+
+
+def _cached(key: dict, build) -> tuple[np.ndarray, np.ndarray]:
+    """The cache entry of ``key``, built by ``build()`` when missing or damaged. Two processes building at once:
+    one builds under an exclusive lock, the other waits and reads it; files are written to a temporary name and
+    renamed, the record last, so a reader never sees a partial entry."""
+    import fcntl
+
+    found = _read_cache(key)
+    if found is not None:
+        return found
+    img_f, lab_f, rec_f, lock_f = _cache_files(key)
+    lock_f.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_f, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            found = _read_cache(key, quiet=True) if rec_f.is_file() else None  # built by another process while we waited
+            if found is not None:
+                return found
+            images, labels = build()
+            rec_f.unlink(missing_ok=True)  # an entry is valid only once its record is written again
+            io.save_array(img_f, images)
+            io.save_array(lab_f, labels)
+            io.write_json(rec_f, {"key": key, "shape": list(images.shape), "images_bytes": img_f.stat().st_size,
+                                  "labels_sha256": io.sha256_file(lab_f)})
+            prefix = f"{key['dataset']}_{key['split']}_{key['size'] or 'native'}_"
+            for stale in real_cache_dir().glob(prefix + "*"):  # entries of this split made from an older source
+                if not stale.name.startswith(img_f.name.split(".")[0]):
+                    stale.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    return io.load_array(img_f, mmap=True), labels
 
 
 def _read_idx(path: Path) -> np.ndarray:

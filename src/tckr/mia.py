@@ -241,9 +241,11 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
         else:
             model, _ = train.fit(cfg, arch, p.images[keep[i]], p.labels[keep[i]], val.images, val.labels,
                                  seed=shadow_seed(run, i), epochs=epochs, history_path=mia_dir(run, "shadows", f"{name}_history.csv"),
-                                 progress=progress, desc=name, num_classes=len(run.class_names))
+                                 progress=progress, desc=name, num_classes=len(run.class_names),
+                                 checkpoint=train.checkpoint_file(weights))
             classifiers.save(model, weights, arch=arch, class_names=run.class_names, normalisation=train.normalisation(cfg),
                              config_hash=cfg.hash(), extra={"role": "shadow", "name": name, "index": i, **model.tckr_fit})
+            train.checkpoint_file(weights).unlink(missing_ok=True)
         _write_logits(run, name, model, p)
     return todo
 

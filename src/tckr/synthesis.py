@@ -30,6 +30,9 @@ Files under ``<run>/synthetic/``:
 
 Paths and readers of these files live in :mod:`tckr.artifacts` (re-exported here); the samples figure is
 :func:`tckr.plots.plot_synthetic_samples`.
+Reading: :func:`stream_synthetic` memory-maps the shards and returns the subset as an index over them
+(:class:`ShardedImages`; student training reads it batch by batch, so RAM does not grow with the set, see
+``bench/bench_streaming.py``); :func:`load_synthetic` is the same set read into RAM.
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts, io, shards
-from .artifacts import (SYNTHETIC_DIR, SyntheticSet, _n_shards, _read_all, _read_or_none, _shard_problem,  # noqa: F401
-                        available_multiples, check, class_counts, is_complete, load_synthetic, problems, set_size,
-                        shard_done, shard_paths, shard_sidecar, subset_index, synthetic_dir)
+from .artifacts import (SYNTHETIC_DIR, ShardedImages, SyntheticSet, _n_shards, _read_all, _read_or_none,  # noqa: F401
+                        _shard_files, _shard_problem, available_multiples, check, class_counts, is_complete,
+                        load_synthetic, problems, set_size, shard_done, shard_paths, shard_sidecar, stream_synthetic,
+                        subset_index, synthetic_dir)
 
 PLAN_COLUMNS = ("i", "label", "class_name", "prompt", "seed", "shard")
 SEED_STRIDE = 2**32  # noise seeds of image i: run.seed_for(synthesis.seed) * SEED_STRIDE + i

@@ -5,8 +5,9 @@ schedule, label smoothing (hard targets only), the paper's augmentations each sw
 ``cfg.train`` (flip, random crop with padding, AugMix, MixUp), AMP on GPU, early stopping and
 best-epoch selection on a validation split — never on the test split.
 
-Data pipeline: images stay decoded ``uint8`` tensors (``N×H×W×3``; read-only memory-maps, e.g. a
-large synthetic set, are indexed per batch with sorted indices); every augmentation is applied to
+Data pipeline: images stay decoded ``uint8`` tensors (``N×H×W×3``; read-only memory-maps and streamed
+synthetic sets (:func:`tckr.synthesis.stream_synthetic`, which students train on) are indexed per batch with
+sorted indices); every augmentation is applied to
 whole batches as tensor ops (flip and crop vectorised, AugMix through ``torchvision.transforms.v2``
 on chunks of :data:`AUGMIX_CHUNK` images that share one sampled op chain, each image with its own
 mixing weights); model and inputs are channels-last. No per-image PIL work.
@@ -58,8 +59,9 @@ def normalisation(cfg: Config) -> dict[str, list[float]]:
 
 
 def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
-    """In-memory images as a uint8 tensor (no copy); read-only memory-maps stay arrays, read per batch."""
-    if isinstance(images, torch.Tensor):
+    """In-memory images as a uint8 tensor (no copy); read-only memory-maps and streamed synthetic sets
+    (:class:`tckr.synthesis.ShardedImages`) stay as they are, read per batch."""
+    if isinstance(images, torch.Tensor) or _is_stream(images):
         return images
     arr = images if isinstance(images, np.ndarray) else np.asarray(images)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
@@ -69,9 +71,15 @@ def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
     return torch.from_numpy(arr)
 
 
+def _is_stream(images) -> bool:
+    from .synthesis import ShardedImages
+
+    return isinstance(images, ShardedImages)
+
+
 def _take(images: torch.Tensor | np.ndarray, index: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch ``B×3×H×W`` uint8 on ``device``."""
-    if isinstance(images, np.ndarray):
+    if not isinstance(images, torch.Tensor):
         batch = torch.from_numpy(np.ascontiguousarray(images[index.numpy()]))
     else:
         batch = images[index.to(images.device)]
@@ -177,13 +185,21 @@ def _num_classes(targets: torch.Tensor, cfg: Config) -> int:
 def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, *,
         seed: int, epochs: int | None = None, history_path: str | Path | None = None, progress: bool = True, desc: str = "",
         teacher: nn.Module | None = None, redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-        num_classes: int | None = None) -> tuple[nn.Module, pd.DataFrame]:
+        num_classes: int | None = None, checkpoint: str | Path | None = None,
+        on_epoch: Callable[[int], None] | None = None) -> tuple[nn.Module, pd.DataFrame]:
     """Train ``arch`` from ``images`` (uint8 N×H×W×3) and ``targets`` (int64 labels, or float32 N×C
     class distributions) and return the model at its best validation epoch (eval mode) with the history.
 
     ``teacher``: a model whose softmax (``gkd.temperature``) on each augmented batch replaces the
     targets (online GKD). ``redraw(epoch)`` returns a new ``(images, targets)`` training set; it is
     called every ``gkd.regenerate_every`` epochs when that is set.
+
+    ``checkpoint``: a file (safetensors, written atomically after every epoch) holding everything the next
+    epoch depends on: weights, best weights, optimiser, schedule, AMP scaler, every RNG state and the history.
+    When it exists and was made by the same training (config hash, architecture, seed, epochs, data sizes and
+    targets), training continues after its last finished epoch and ends bit-identical to an uninterrupted run;
+    otherwise it is said and training starts over. The caller deletes it once the final weights are written
+    (:func:`checkpoint_file`). ``on_epoch(epoch)`` is called after each epoch's checkpoint.
     """
     from .progress import tqdm
 
@@ -230,7 +246,29 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
 
     rows: list[dict[str, Any]] = []
     best_acc, best_state, best_epoch, bad = -1.0, None, 0, 0
-    bar = tqdm(range(1, epochs + 1), desc=desc or arch, unit="epochs", disable=not progress, leave=False)
+    start_epoch, stopped = 1, False
+    fingerprint = {"config": cfg.hash(), "arch": arch, "seed": int(seed), "epochs": epochs, "n_train": len(x_all),
+                   "n_val": len(xv), "num_classes": n_cls, "teacher": teacher is not None,
+                   "targets_sha256": _sha256(t_all), "val_labels_sha256": _sha256(yv)}
+    saved = _read_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        if saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        gen.set_state(saved["gen"])
+        _set_rng_state(saved["rng"])
+        p = saved["progress"]
+        rows, best_acc, best_epoch, bad, stopped = p["rows"], p["best_acc"], p["best_epoch"], p["bad"], p["stopped"]
+        best_state, start_epoch = saved["best"], p["epoch"] + 1
+        k = cfg.gkd.regenerate_every
+        if redraw is not None and k > 0:
+            last = max((e for e in range(2, start_epoch) if (e - 1) % k == 0), default=None)
+            if last is not None:  # the training set the interrupted run was using
+                new_x, new_t = redraw(last)
+                x_all, t_all = _as_tensor(new_x), torch.as_tensor(np.asarray(new_t))
+    bar = tqdm(range(start_epoch, 1 if stopped else epochs + 1), desc=desc or arch, unit="epochs", disable=not progress, leave=False)
     for epoch in bar:
         if redraw is not None and cfg.gkd.regenerate_every > 0 and epoch > 1 and (epoch - 1) % cfg.gkd.regenerate_every == 0:
             new_x, new_t = redraw(epoch)
@@ -278,7 +316,16 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
         if history_path is not None:
             io.save_csv(history_path, pd.DataFrame(rows))
         bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", val=f"{val_acc:.1f}", best=f"{best_acc:.1f}@{best_epoch}")
-        if tc.patience and bad >= tc.patience:
+        stopped = bool(tc.patience and bad >= tc.patience)
+        if checkpoint is not None:
+            _write_checkpoint(checkpoint, fingerprint, {
+                "model": model.state_dict(), "best": best_state, "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "scaler": scaler.state_dict(), "gen": gen.get_state(), "rng": _rng_state(),
+                "progress": {"epoch": epoch, "rows": rows, "best_acc": best_acc, "best_epoch": best_epoch, "bad": bad,
+                             "stopped": stopped}})
+        if on_epoch is not None:
+            on_epoch(epoch)
+        if stopped:
             break
     bar.close()
     model.load_state_dict(best_state)
@@ -287,6 +334,102 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     model.tckr_fit = {"best_epoch": best_epoch, "epochs_run": len(rows), "val_accuracy": best_acc,
                       "train_seconds": float(history["seconds"].sum()), "train_size": int(len(x_all)), "seed": int(seed)}
     return model, history
+
+
+# ---------------------------------------------------------------- epoch checkpoints
+def checkpoint_file(weights: str | Path) -> Path:
+    """The epoch checkpoint of the model whose final weights go to ``weights``: ``<stem>.ckpt`` beside them
+    (safetensors content; a suffix of its own so nothing that lists ``*.safetensors`` takes it for a model)."""
+    return Path(weights).with_suffix(".ckpt")
+
+
+def _sha256(t: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _pack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A nested state (dicts with int or str keys, lists, tuples, tensors, arrays, numbers) as JSON, its
+    tensors and arrays moved into ``tensors`` (safetensors holds tensors only; no pickle anywhere)."""
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().cpu().clone()
+        return {"t": key}
+    if isinstance(obj, np.ndarray):
+        key = f"t{len(tensors)}"
+        tensors[key] = torch.from_numpy(obj.astype(np.int64) if obj.dtype == np.uint32 else obj.copy())
+        return {"a": key, "dtype": str(obj.dtype)}
+    if isinstance(obj, dict):
+        return {"d": [[k, _pack(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"l" if isinstance(obj, list) else "u": [_pack(v, tensors) for v in obj]}
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"v": obj}
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__}")
+
+
+def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if "t" in obj:
+        return tensors[obj["t"]]
+    if "a" in obj:
+        return tensors[obj["a"]].numpy().astype(obj["dtype"])
+    if "d" in obj:
+        return {k: _unpack(v, tensors) for k, v in obj["d"]}
+    if "l" in obj:
+        return [_unpack(v, tensors) for v in obj["l"]]
+    if "u" in obj:
+        return tuple(_unpack(v, tensors) for v in obj["u"])
+    return obj["v"]
+
+
+def _write_checkpoint(path: str | Path, fingerprint: dict[str, Any], state: dict[str, Any]) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    packed = _pack(state, tensors)
+    io.save_weights(path, tensors, metadata={"tckr_checkpoint": packed, "fingerprint": fingerprint})
+
+
+def _read_checkpoint(path: str | Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved state, or None (said) when there is none, it is damaged or another training made it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        tensors, meta = io.load_weights(path)
+        if "tckr_checkpoint" not in meta:
+            raise io.CorruptFileError(f"{path}: a safetensors file without a training state")
+        state = _unpack(meta["tckr_checkpoint"], tensors)
+    except (io.CorruptFileError, KeyError, TypeError, ValueError) as e:
+        print(f"{e}\n-> epoch checkpoint {path} not usable; training starts from epoch 1")
+        return None
+    saved = meta.get("fingerprint", {})
+    diff = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in fingerprint.items() if saved.get(k) != v]
+    if diff:
+        print(f"epoch checkpoint {path} was made by another training ({'; '.join(diff[:4])}); training starts from epoch 1")
+        return None
+    print(f"resuming from epoch checkpoint {path} after epoch {state['progress']['epoch']}")
+    return state
 
 
 @torch.no_grad()
@@ -399,9 +542,11 @@ def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> n
         return saved
     D, val = run.real("D"), run.real("val")
     model, hist = fit(cfg, arch, D.images, D.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
-                      history_path=history_file(run, "teacher"), progress=progress, desc="teacher")
+                      history_path=history_file(run, "teacher"), progress=progress, desc="teacher",
+                      checkpoint=checkpoint_file(path))
     info = {"role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None, **model.tckr_fit}
     _save_run_model(run, model, path, arch, info)
+    checkpoint_file(path).unlink(missing_ok=True)
     return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
 
 
@@ -420,7 +565,7 @@ def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = No
     path = weights_file(run, "student", multiple, mode)
     if path.is_file() and not retrain and (saved := _load_intact(path, arch, len(run.class_names))) is not None:
         return saved
-    synth = synthesis.load_synthetic(run, multiple)
+    synth = synthesis.stream_synthetic(run, multiple)  # read batch by batch: RAM does not grow with the set
     if mode == "soft" and teacher_model is None:
         teacher_model = teacher(run, progress=progress)
     redraw = None
@@ -429,9 +574,11 @@ def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = No
     val = run.real("val")
     model, hist = fit(cfg, arch, synth.images, synth.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
                       history_path=history_file(run, name), progress=progress, desc=name,
-                      teacher=teacher_model if mode == "soft" else None, redraw=redraw, num_classes=len(run.class_names))
+                      teacher=teacher_model if mode == "soft" else None, redraw=redraw, num_classes=len(run.class_names),
+                      checkpoint=checkpoint_file(path))
     info = {"role": "student", "name": name, "label_mode": mode, "multiple": float(multiple), **model.tckr_fit}
     _save_run_model(run, model, path, arch, info)
+    checkpoint_file(path).unlink(missing_ok=True)
     return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
 
 
@@ -462,11 +609,12 @@ def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.n
     """Draws ``size`` images (class-stratified) from the run's largest synthetic set."""
     from . import data, synthesis
 
-    pool = synthesis.load_synthetic(run, max(synthesis.available_multiples(run)))
+    pool = synthesis.stream_synthetic(run, max(synthesis.available_multiples(run)))
 
     def draw(epoch: int) -> tuple[np.ndarray, np.ndarray]:
         idx = data.stratified_subset(pool.labels, size, seed + epoch)
-        return np.asarray(pool.images[idx]), np.asarray(pool.labels[idx])
+        images = pool.images.take(idx) if isinstance(pool.images, synthesis.ShardedImages) else np.asarray(pool.images[idx])
+        return images, np.asarray(pool.labels[idx])
 
     return draw
 
