@@ -87,6 +87,10 @@ def planted_run(tmp_path, monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "tckr.synthesis", stub)
     monkeypatch.setattr(tckr, "synthesis", stub, raising=False)
+    from tckr import artifacts  # the figures read synthetic sets through the run-artefacts layer
+
+    monkeypatch.setattr(artifacts, "load_synthetic", stub.load_synthetic)
+    monkeypatch.setattr(artifacts, "available_multiples", stub.available_multiples)
     real_fit = train.fit
     calls = []
 

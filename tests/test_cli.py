@@ -161,4 +161,6 @@ def test_console_script_and_dependencies_are_declared():
     pinned = {line.split("==")[0].strip().lower() for line in (paths.ROOT / "requirements.txt").read_text().splitlines()
               if "==" in line and not line.startswith("#")}
     assert "scipy" in pinned
-    assert declared == {p for p in pinned if not p.startswith("pytest")}
+    dev = {d.split(">")[0].split("=")[0].strip().lower() for d in tomllib.loads((paths.ROOT / "pyproject.toml").read_text())
+           ["project"]["optional-dependencies"]["dev"]}
+    assert declared == pinned - dev and dev <= pinned  # every pin declared once: a runtime dependency or a test tool

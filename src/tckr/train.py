@@ -72,7 +72,7 @@ def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
 
 
 def _is_stream(images) -> bool:
-    from .synthesis import ShardedImages
+    from .artifacts import ShardedImages
 
     return isinstance(images, ShardedImages)
 
@@ -613,7 +613,7 @@ def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.n
 
     def draw(epoch: int) -> tuple[np.ndarray, np.ndarray]:
         idx = data.stratified_subset(pool.labels, size, seed + epoch)
-        images = pool.images.take(idx) if isinstance(pool.images, synthesis.ShardedImages) else np.asarray(pool.images[idx])
+        images = pool.images.take(idx) if _is_stream(pool.images) else np.asarray(pool.images[idx])
         return images, np.asarray(pool.labels[idx])
 
     return draw
