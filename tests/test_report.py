@@ -57,11 +57,19 @@ def test_block_states_what_the_files_hold(tmp_path):
     assert wt["total"] == 180.0 and wt["04_run_evaluate"] == 120.0  # the last finished attempt, failures not counted
     text = report.study_block(run)
     assert "Wall time **3.0 min**" in text and "`abcdef1234`" in text
+    assert "not finished: 01_captions, 02_lora_finetune, 03_generate, 04_run_evaluate, 05_mia_lira, 06_figures" not in text
+    assert "not finished: 01_captions, 02_lora_finetune, 03_generate, 05_mia_lira, 06_figures" in text
     assert "| teacher | teacher | – | real | 87.25 | 57.0 [56.0, 58.0] | 2.0 | classifier |" in text
     # the student's headline is the pipeline-shadow row (0.61), not the classifier-shadow one
     assert "| student_synth0.1x | student | 0.1× |D| | soft | 70.50 | 61.0 [60.0, 62.0] | 2.0 | pipeline |" in text
     # TPR lower bound 1.0% is not above 1%: nothing is called detected
     assert "yes" not in text and "generator no" in text
+
+
+def test_report_knows_the_study_phases():
+    from tckr import study
+
+    assert report.STUDY_PHASES == tuple(study.PHASES)
 
 
 def test_readme_block_is_replaced_and_checked(tmp_path):
@@ -81,12 +89,13 @@ def test_readme_block_is_replaced_and_checked(tmp_path):
     assert report.main(["write", str(run), "--readme", str(readme)]) == 2
 
 
-def test_committed_readme_matches_the_committed_result_files():
+def test_committed_readme_matches_the_committed_result_files(monkeypatch):
     """The README's results block is what `python -m tckr.report write` makes of the committed result folders."""
     text = (ROOT / "README.md").read_text()
     if report.BEGIN not in text:
         pytest.skip("README.md has no generated results block yet")
     cmd = text.split(report.BEGIN, 1)[1].split("`python -m tckr.report write ", 1)[1].split("`", 1)[0]
-    folders = [ROOT / f for f in cmd.split()]
+    monkeypatch.chdir(ROOT)  # the block names the folders as the command was given them, relative to the repository
+    folders = [Path(f) for f in cmd.split()]
     assert not report.update_readme(ROOT / "README.md", folders, check=True), (
         "README.md's results block differs from the committed result files: run python -m tckr.report write " + cmd)

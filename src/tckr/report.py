@@ -35,6 +35,8 @@ END = "<!-- tckr.report:end -->"
 RUN_FILES = ("config.yaml", "environment.json", "seeds.json")
 RESULT_SUFFIXES = (".csv", ".json", ".md")
 DETECTED = "AUC interval above 50% and TPR@1% FPR interval above 1%"
+# tckr.study.PHASES (the report may not import the runner: layers contract; a test checks they agree)
+STUDY_PHASES = ("00_data", "01_captions", "02_lora_finetune", "03_generate", "04_run_evaluate", "05_mia_lira", "06_figures")
 
 
 class ReportError(ValueError):
@@ -122,6 +124,11 @@ def study_block(folder: str | Path, title: str | None = None) -> str:
     machine = f"{env.get('cpu_count', '?')} CPU cores, {env.get('torch_threads', '?')} torch threads" + (
         f", GPU {env['gpu']}" if env.get("gpu") else ", no GPU")
     phases = ", ".join(f"{p} {s / 60:.1f}" for p, s in wt.items() if p != "total")
+    log = _read(folder, "results", "phases.csv")
+    last = log.groupby("phase", sort=False)["status"].last()
+    open_phases = [p for p in STUDY_PHASES if last.get(p) != "done"]
+    if open_phases:
+        phases += f"; **not finished: {', '.join(open_phases)}** (its time is not counted)"
     seeds = cfg["study"].get("seeds", [0])
     out = [f"### {title or name} (`{folder.as_posix()}`)", "",
            f"Config `{name}` (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, single seed"
@@ -136,7 +143,8 @@ def study_block(folder: str | Path, title: str | None = None) -> str:
             f"{meta.get('bonferroni_level', float('nan')):.4f}; AUC and TPR in %, 95% bootstrap intervals):", "",
             ledger.markdown(det, headline_only=True).rstrip("\n"), "",
             f"Detected ({DETECTED}): " + (", ".join(
-                f"{r['release']}{'' if pd.isna(r['cardinality']) else ' ' + format(float(r['cardinality']), 'g') + '×'} "
+                f"{r['release']}{'' if pd.isna(r['cardinality']) else ' ' + format(float(r['cardinality']), 'g') + '×'}"
+                f"{' (hard labels)' if r.get('label_mode') == 'hard' else ''} "
                 f"{'**yes**' if r['detected'] else 'no'}" for _, r in det.iterrows()) or "–") + ".", ""]
     return "\n".join(out)
 
