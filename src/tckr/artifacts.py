@@ -454,15 +454,7 @@ def _shard_files(run) -> tuple[list[Path], pd.DataFrame]:
 
 
 def _read_all(run) -> tuple[np.ndarray, pd.DataFrame]:
-    check(run)  # every shard's checksums against its sidecar and the manifest, before any byte is used
-    info = io.read_json(synthetic_dir(run) / "manifest.json")
-    n = info["n"]
-    arrays, tables = [], []
-    for j in range(_n_shards(run, info)):
-        npy, csv = shard_paths(run, j)
-        arrays.append(io.load_array(npy, mmap=True))
-        tables.append(pd.read_csv(csv, keep_default_na=False, dtype={"prompt": str, "class_name": str}))
-    table = pd.concat(tables, ignore_index=True)
-    if not np.array_equal(table["i"].to_numpy(), np.arange(n)):
-        raise RuntimeError(f"shards under {synthetic_dir(run)} do not cover images 0..{n - 1} in order")
-    return np.concatenate(arrays), table
+    """Every shard of the largest set read into RAM with its plan rows (the in-memory path ``bench/bench_streaming.py``
+    compares against)."""
+    files, table = _shard_files(run)
+    return np.concatenate([io.load_array(f, mmap=True) for f in files]), table
