@@ -72,9 +72,10 @@ def _read(folder: Path, *parts: str) -> pd.DataFrame:
     return pd.read_csv(f, keep_default_na=False, na_values=[""])
 
 
-def wall_time(folder: Path) -> dict[str, float]:
-    """Seconds per phase of the study (its last finished attempt, ``results/phases.csv``) and their total."""
-    phases = _read(folder, "results", "phases.csv")
+def wall_time(folder: Path, phases: pd.DataFrame | None = None) -> dict[str, float]:
+    """Seconds per phase of the study (its last finished attempt, ``results/phases.csv``, or ``phases`` when the
+    caller has read it already) and their total."""
+    phases = _read(folder, "results", "phases.csv") if phases is None else phases
     done = phases[phases["status"] == "done"].groupby("phase", sort=False)["seconds"].last()
     return {**{p: float(s) for p, s in done.items()}, "total": float(done.sum())}
 
@@ -118,13 +119,13 @@ def study_block(folder: str | Path, title: str | None = None) -> str:
         raise ReportError(f"{folder / 'config.yaml'} is missing: collect the run's results first")
     env = io.read_json(folder / "environment.json") if (folder / "environment.json").is_file() else {}
     name = cfg["study"]["name"]
-    wt = wall_time(folder)
+    log = _read(folder, "results", "phases.csv")
+    wt = wall_time(folder, log)
     git = env.get("git", {})
     commit = (git.get("commit") or "unknown")[:10] + (" (dirty tree)" if git.get("dirty") else "")
     machine = f"{env.get('cpu_count', '?')} CPU cores, {env.get('torch_threads', '?')} torch threads" + (
         f", GPU {env['gpu']}" if env.get("gpu") else ", no GPU")
     phases = ", ".join(f"{p} {s / 60:.1f}" for p, s in wt.items() if p != "total")
-    log = _read(folder, "results", "phases.csv")
     last = log.groupby("phase", sort=False)["status"].last()
     open_phases = [p for p in STUDY_PHASES if last.get(p) != "done"]
     if open_phases:
