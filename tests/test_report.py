@@ -99,3 +99,33 @@ def test_committed_readme_matches_the_committed_result_files(monkeypatch):
     folders = [Path(f) for f in cmd.split()]
     assert not report.update_readme(ROOT / "README.md", folders, check=True), (
         "README.md's results block differs from the committed result files: run python -m tckr.report write " + cmd)
+
+
+def _seed_run(root: Path, seed: int, teacher: float, student: float) -> None:
+    d = root / f"seed{seed}"
+    (d / "results").mkdir(parents=True)
+    (d / "config.yaml").write_text("study:\n  name: mini\n  seeds: [0, 1, 2]\n")
+    (d / "environment.json").write_text(json.dumps({"git": {"commit": "0123456789abcdef"}}))
+    pd.DataFrame([{"started": "t", "phase": p, "status": "done", "seconds": 60.0, "reason": ""}
+                  for p in ("00_data", "04_run_evaluate")]).to_csv(d / "results" / "phases.csv", index=False)
+    pd.DataFrame([{"model": "teacher", "role": "teacher", "cardinality": np.nan, "label_mode": "real", "test_accuracy": teacher},
+                  {"model": "student_synth0.1x", "role": "student", "cardinality": 0.1, "label_mode": "soft",
+                   "test_accuracy": student}]).to_csv(d / "results" / "classifiers.csv", index=False)
+
+
+def test_several_seeds_are_collected_and_aggregated(tmp_path):
+    run = tmp_path / "runs" / "seeds"
+    for seed, (t, s) in enumerate([(80.0, 60.0), (82.0, 61.0), (84.0, 65.0)]):
+        _seed_run(run, seed, t, s)
+    (run / "seed1" / "mia").mkdir()
+    (run / "seed1" / "mia" / "big.npy").write_bytes(b"x")
+    dest = tmp_path / "results" / "mini-seeds"
+    files = {f.relative_to(dest).as_posix() for f in report.collect(run, dest)}
+    assert "seed2/results/classifiers.csv" in files and not any("npy" in f for f in files)
+    text = report.study_block(dest)
+    # mean 82.00, half-width t(0.975, 2) * 2 / sqrt(3) = 4.97
+    assert "| teacher | teacher | – | real | 82.00 ± 4.97 | 3 | 80.00 | 82.00 | 84.00 |" in text
+    assert "| student_synth0.1x | student | 0.1× |D| | soft | 62.00 ± 6.57 | 3 | 60.00 | 61.00 | 65.00 |" in text
+    assert "seed 0 2.0 min (00_data–04_run_evaluate)" in text
+    with pytest.raises(report.ReportError, match="no seed<k>"):
+        report.seeds_block(tmp_path)

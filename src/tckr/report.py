@@ -15,6 +15,10 @@ test suite runs it, so the README cannot drift from the committed files).
     python -m tckr.report collect runs/<id> results/mini          # copy a finished run's result files
     python -m tckr.report write results/mini results/mini-leaky   # rewrite README.md's results block
     python -m tckr.report check results/mini results/mini-leaky   # exit 1 when README.md differs
+
+A run of several seeds (``tckr study --seeds 0 1 2``: one ``seed<k>/`` folder per seed) is collected seed by seed
+into ``dest/seed<k>/``; its block is the teacher-vs-student accuracy as mean ± 95% interval over the seeds
+(Student t), each seed's value beside it (:func:`seeds_block`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from scipy import stats
 
 from . import io, ledger
 
@@ -43,12 +48,22 @@ class ReportError(ValueError):
     """A result folder lacks what the report needs (the message names the file)."""
 
 
+def seed_folders(folder: str | Path) -> list[Path]:
+    """The ``seed<k>/`` folders of a several-seed run or result folder, in seed order (empty for one seed)."""
+    found = [d for d in Path(folder).glob("seed*") if d.is_dir() and d.name[4:].isdigit()]
+    return sorted(found, key=lambda d: int(d.name[4:]))
+
+
 def collect(run_dir: str | Path, dest: str | Path) -> list[Path]:
     """Copy a finished run's small result files to ``dest`` (``results/*.csv|json|md``, the config,
-    environment and seeds, ``mia/pipelines/stages.csv`` as ``results/pipeline_stages.csv``). Files
-    already in ``dest`` are replaced; nothing else there is touched. Returns the files written."""
+    environment and seeds, ``mia/pipelines/stages.csv`` as ``results/pipeline_stages.csv``; each ``seed<k>/`` of a
+    several-seed run into ``dest/seed<k>/``). Files already in ``dest`` are replaced; nothing else there is
+    touched. Returns the files written."""
     run_dir, dest = Path(run_dir), Path(dest)
+    nested = [f for d in seed_folders(run_dir) for f in collect(d, dest / d.name)]
     res = run_dir / "results"
+    if nested and not res.is_dir():
+        return nested
     if not res.is_dir():
         raise ReportError(f"{res} is missing: {run_dir} is not a run folder (or no phase has finished)")
     pairs = [(run_dir / name, dest / name) for name in RUN_FILES if (run_dir / name).is_file()]
@@ -62,7 +77,7 @@ def collect(run_dir: str | Path, dest: str | Path) -> list[Path]:
         with io.atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
         out.append(dst)
-    return out
+    return nested + out
 
 
 def _read(folder: Path, *parts: str) -> pd.DataFrame:
@@ -111,9 +126,56 @@ def detections(folder: Path) -> pd.DataFrame:
     return t
 
 
-def study_block(folder: str | Path, title: str | None = None) -> str:
-    """The Markdown of one study's results."""
+def _t_interval(v: np.ndarray) -> float:
+    """Half-width of the 95% Student-t interval of the mean of ``v`` (nan below two values)."""
+    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def seeds_block(folder: str | Path, title: str | None = None) -> str:
+    """The Markdown of a several-seed study: real-test accuracy per model as mean ± 95% t-interval over the seeds
+    (``seed<k>/results/classifiers.csv``), each seed's value, and each seed's wall time and phases."""
     folder = Path(folder)
+    seeds = seed_folders(folder)
+    if not seeds:
+        raise ReportError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
+    frames, times, commits = [], [], set()
+    for d in seeds:
+        clf = _read(d, "results", "classifiers.csv").assign(seed=int(d.name[4:]))
+        frames.append(clf)
+        log = _read(d, "results", "phases.csv")
+        done = [p for p in STUDY_PHASES if p in set(log.loc[log["status"] == "done", "phase"])]
+        times.append(f"seed {d.name[4:]} {wall_time(d, log)['total'] / 60:.1f} min ({done[0]}–{done[-1]})" if done
+                     else f"seed {d.name[4:]}: no phase finished")
+        env = io.read_json(d / "environment.json") if (d / "environment.json").is_file() else {}
+        commits.add((env.get("git", {}).get("commit") or "unknown")[:10])
+    cfg_file = seeds[0] / "config.yaml"
+    name = yaml.safe_load(cfg_file.read_text())["study"]["name"] if cfg_file.is_file() else folder.name
+    allc = pd.concat(frames, ignore_index=True)
+    labels = [f"seed {s}" for s in sorted(allc["seed"].unique())]
+    lines = [f"### {title or name}, {len(seeds)} seeds (`{folder.as_posix()}`)", "",
+             f"Config `{name}`, seeds {', '.join(d.name[4:] for d in seeds)} (training, LoRA, synthesis and attack "
+             f"seeds shifted by 1000 × seed; splits fixed), commit{'s' if len(commits) > 1 else ''} "
+             f"{', '.join(f'`{c}`' for c in sorted(commits))}. Wall time per seed: {'; '.join(times)}.", "",
+             "| model | role | cardinality | labels | test accuracy (%), mean ± 95% CI | n | " + " | ".join(labels) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(labels)]
+    allc = allc.sort_values(["role", "cardinality", "model"], ascending=[False, True, True], na_position="first")
+    for model, g in allc.groupby("model", sort=False):
+        r = g.iloc[0]
+        v = g["test_accuracy"].to_numpy(float)
+        ci = _t_interval(v)
+        card = "–" if pd.isna(r.get("cardinality")) else f"{float(r['cardinality']):g}× |D|"
+        per = {f"seed {s}": f"{a:.2f}" for s, a in zip(g["seed"], v)}
+        lines.append(f"| {model} | {r['role']} | {card} | {r.get('label_mode') or '–'} | {v.mean():.2f}"
+                     + ("" if np.isnan(ci) else f" ± {ci:.2f}") + f" | {len(v)} | "
+                     + " | ".join(per.get(lab, "–") for lab in labels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def study_block(folder: str | Path, title: str | None = None) -> str:
+    """The Markdown of one study's results (of :func:`seeds_block` for a several-seed folder)."""
+    folder = Path(folder)
+    if seed_folders(folder):
+        return seeds_block(folder, title)
     cfg = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else None
     if cfg is None:
         raise ReportError(f"{folder / 'config.yaml'} is missing: collect the run's results first")
