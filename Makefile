@@ -9,6 +9,7 @@ REQ_HASH := $(shell sha256sum requirements.txt pyproject.toml | sha256sum | cut 
 VENV_CACHE ?= $(HOME)/.cache/tckr/venv-$(REQ_HASH)
 STAMP := $(VENV)/.tckr-$(REQ_HASH)
 CONFIG ?= configs/mini.yaml
+RESULTS ?= results/mini results/mini-leaky
 RUN ?=
 PYTEST_ARGS ?=
 
@@ -16,7 +17,8 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make study [CONFIG=configs/mini.yaml] [RUN=runs/<id>]  run every phase notebook (papermill)"
-	@echo "make figures RUN=runs/<id>                            regenerate all figures from a finished run"
+	@echo "make figures [RUN=runs/<id>]                          redraw the figures of the committed result folders"
+	@echo "                                                      (results/mini, results/mini-leaky) into images/, or of a run"
 	@echo "make test                                             fast tests + the tiny end-to-end notebook chain"
 	@echo "make test-slow                                        the slow-marked checks (SD2 architecture, ...)"
 	@echo "make bench                                            benchmarks under bench/"
@@ -58,8 +60,7 @@ study: setup
 	$(PY) -m tckr.study $(CONFIG) $(if $(RUN),--run-dir $(RUN),)
 
 figures: venv
-	@if [ -z "$(RUN)" ]; then echo "usage: make figures RUN=runs/<run_id>"; exit 2; fi
-	$(PY) -m tckr.plots $(RUN)
+	$(if $(RUN),$(PY) -m tckr.plots $(RUN),$(PY) -m tckr.report figures $(RESULTS))
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)

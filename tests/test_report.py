@@ -129,3 +129,21 @@ def test_several_seeds_are_collected_and_aggregated(tmp_path):
     assert "seed 0 2.0 min (00_data–04_run_evaluate)" in text
     with pytest.raises(report.ReportError, match="no seed<k>"):
         report.seeds_block(tmp_path)
+
+
+def test_figures_are_redrawn_from_a_result_folder_and_linked(tmp_path):
+    run = _run(tmp_path)
+    (run / "figures").mkdir()
+    (run / "figures" / "real_vs_synthetic.png").write_bytes(b"\x89PNG drawn from the run's shards")
+    dest = tmp_path / "results" / "mini"
+    report.collect(run, dest)
+    assert (dest / "images" / "real_vs_synthetic.png").is_file()
+    images = tmp_path / "images"
+    out = report.figures([dest], images, which=("ledger",), log=lambda *_: None)
+    names = sorted(p.name for p in out[dest.as_posix()])
+    assert names == ["ledger.png", "real_vs_synthetic.png"]
+    assert (images / "mini" / "ledger.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![mini: ledger](images/mini/ledger.png)" in report.study_block(dest, images=images)
+    assert "![mini" not in report.study_block(dest, images=tmp_path / "elsewhere")
+    with pytest.raises(report.ReportError, match="not a result folder"):
+        report.figures([tmp_path / "nothing"], images)
