@@ -147,3 +147,22 @@ def test_figures_are_redrawn_from_a_result_folder_and_linked(tmp_path):
     assert "![mini" not in report.study_block(dest, images=tmp_path / "elsewhere")
     with pytest.raises(report.ReportError, match="not a result folder"):
         report.figures([tmp_path / "nothing"], images)
+
+
+def test_control_table_sets_each_null_beside_the_control(tmp_path):
+    study = _run(tmp_path / "a")
+    control = tmp_path / "b" / "runs" / "leaky"
+    control.parent.mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(study, control)
+    t = pd.read_csv(control / "results" / "ledger.csv")
+    t["tpr_at_1pct_lo"] = 0.05  # every TPR interval above 1%: detected wherever the AUC interval is above 50%
+    t.to_csv(control / "results" / "ledger.csv", index=False)
+    table = report.control_table([study, control])
+    teacher = next(line for line in table.splitlines() if line.startswith("| teacher |"))
+    assert teacher.count("not detected") == 1 and teacher.endswith("**detected** |")
+    assert "| student | LiRA, shadow pipelines |" in table and "| student | LiRA, classifier shadows |" in table
+    text = report.block([study, control], images=tmp_path)
+    assert "### Each attack beside its positive control" in text
+    assert "beside its positive control" not in report.block([study], images=tmp_path)

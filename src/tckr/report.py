@@ -226,11 +226,55 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
     return "\n".join(out)
 
 
+def _control_rows(folder: Path) -> pd.DataFrame:
+    """A study's headline ledger rows and, for the students, the classifier-shadow row of the same LiRA variant
+    (the attack the pipeline-aware one replaces), each marked detected or not."""
+    t = ledger.main_rows(_read(folder, "results", "ledger.csv"))
+    variant = io.read_json(folder / "results" / "ledger.json").get("headline_variant") if (
+        folder / "results" / "ledger.json").is_file() else None
+    beside = (t["release"] == "student") & (t["family"] == "LiRA, classifier shadows") & (t["attack"] == variant)
+    t = t[t["headline"] | beside].copy()
+    t["detected"] = (t["auc_lo"] > 0.5) & (t["tpr_at_1pct_lo"] > 0.01)
+    return t
+
+
+def control_table(folders: list[str | Path]) -> str:
+    """Each release point and attack family under every study given (a study and its positive control): the
+    pre-registered attack's AUC, TPR@1% FPR and whether it detected, per cardinality. A null of one study is
+    read beside the detection of the same attack in the control."""
+    folders = [Path(f) for f in folders]
+    rows = {f.name: _control_rows(f) for f in folders}
+    keys = []
+    for t in rows.values():
+        for k in zip(t["release"], t["label_mode"].fillna("–"), t["family"]):
+            if k not in keys:
+                keys.append(k)
+    order = {"teacher": 0, "generator": 1, "synthetic set": 2, "student": 3}
+    keys.sort(key=lambda k: (order.get(k[0], 9), k[1] == "hard", k[2] != "LiRA, shadow pipelines"))
+    lines = ["| release | attack family | " + " | ".join(f"`{n}`" for n in rows) + " |", "|---|---|" + "---|" * len(rows)]
+    for release, mode, family in keys:
+        cells = []
+        for t in rows.values():
+            g = t[(t["release"] == release) & (t["label_mode"].fillna("–") == mode) & (t["family"] == family)]
+            cells.append("<br>".join(
+                ("" if pd.isna(r["cardinality"]) else f"{float(r['cardinality']):g}×: ")
+                + f"{r['attack']} AUC {_pct(r['auc'], r['auc_lo'], r['auc_hi'])}, TPR@1% {_pct(r['tpr_at_1pct'])}% "
+                + ("**detected**" if r["detected"] else "not detected") for _, r in g.iterrows()) or "–")
+        label = release + (" (hard labels)" if mode == "hard" else "")
+        lines.append(f"| {label} | {family} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def block(folders: list[str | Path], images: str | Path = "images") -> str:
     """The README's whole results block for these result folders, markers included."""
     if not folders:
         raise ReportError("no result folders given (e.g. results/mini results/mini-leaky)")
     body = "\n".join(study_block(f, images=images) for f in folders)
+    with_ledger = [f for f in folders if (Path(f) / "results" / "ledger.csv").is_file()]
+    if len(with_ledger) > 1:
+        body += ("\n### Each attack beside its positive control\n\nThe pre-registered attack per release point in each "
+                 f"study ({DETECTED} = detected); a student's classifier-shadow row is the same LiRA variant with "
+                 "shadows that do not replicate a student's training.\n\n" + control_table(with_ledger) + "\n")
     cmd = "python -m tckr.report write " + " ".join(Path(f).as_posix() for f in folders)
     return f"{BEGIN}\n_Written by `{cmd}` from the committed result files._\n\n{body}{END}"
 
