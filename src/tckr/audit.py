@@ -204,7 +204,7 @@ def feature_extractor(run, *, progress: bool = True):
                                                         "training_split": "public", "training_n": int(len(train_idx)),
                                                         "training_sha256": provenance.index_sha256(train_idx),
                                                         "validation_n": int(len(val_idx)),
-                                                        "validation_sha256": provenance.index_sha256(val_idx), **model.tckr_fit})
+                                                        "validation_sha256": provenance.index_sha256(val_idx), **model.info})
         train.checkpoint_file(path).unlink(missing_ok=True)
     found = provenance.read_training_data(folder)
     if found is None:
@@ -218,7 +218,7 @@ def feature_extractor(run, *, progress: bool = True):
     if any(shared.values()):
         what = ", ".join(f"{v} of {k}" for k, v in shared.items() if v)
         raise provenance.DataLeakError(f"the audit feature extractor {path} was trained on private images ({what}); delete it to retrain")
-    return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    return classifiers.load_trained(path, arch=arch, num_classes=len(run.class_names))
 
 
 # ---------------------------------------------------------------- the audit of a run

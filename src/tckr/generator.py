@@ -283,8 +283,6 @@ def load_lora(pipe, path: str | Path, *, strict: bool = True):
         for m, d in modules.items():
             mods[m].lora_A["default"].weight.copy_(d["A"].to(dtype))
             mods[m].lora_B["default"].weight.copy_(d["B"].to(dtype))
-    pipe._tckr_lora = {"path": str(path), "rank": rank, "alpha": alpha, "modules": len(modules),
-                       "base_model": meta.get("base_model", "")}
     return pipe
 
 

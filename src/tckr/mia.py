@@ -237,14 +237,14 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
         _remove_partial(run, name)
         weights = mia_dir(run, "shadows", f"{name}.safetensors")
         if weights.is_file():
-            model = classifiers.load(weights, arch=arch, num_classes=len(run.class_names))
+            model = classifiers.load_trained(weights, arch=arch, num_classes=len(run.class_names))
         else:
             model, _ = train.fit(cfg, arch, p.images[keep[i]], p.labels[keep[i]], val.images, val.labels,
                                  seed=shadow_seed(run, i), epochs=epochs, history_path=mia_dir(run, "shadows", f"{name}_history.csv"),
                                  progress=progress, desc=name, num_classes=len(run.class_names),
                                  checkpoint=train.checkpoint_file(weights))
             classifiers.save(model, weights, arch=arch, class_names=run.class_names, normalisation=train.normalisation(cfg),
-                             config_hash=cfg.hash(), extra={"role": "shadow", "name": name, "index": i, **model.tckr_fit})
+                             config_hash=cfg.hash(), extra={"role": "shadow", "name": name, "index": i, **model.info})
             train.checkpoint_file(weights).unlink(missing_ok=True)
         _write_logits(run, name, model, p)
     return todo
@@ -289,7 +289,7 @@ def query_targets(run, targets: str | Iterable[str] = "all", *, train_teacher: b
     if todo:
         p = pool(run)
         for t in todo:
-            _write_logits(run, t, classifiers.load(chosen[t]["path"]), p)
+            _write_logits(run, t, classifiers.load_trained(chosen[t]["path"]), p)
     return list(chosen)
 
 

@@ -209,8 +209,8 @@ def _teacher_stage(run, sub, i: int, n: int, progress: bool) -> str:
     name = mia.shadow_name(i)
     trained = mia.train_shadows(run, n, shard=f"{i + 1}/{n}", progress=progress)
     shadow = mia.mia_dir(run, "shadows", f"{name}.safetensors")
-    model = classifiers.load(shadow, arch=run.cfg.classifier.teacher_arch, num_classes=len(run.class_names))
-    meta = model.tckr_meta
+    model = classifiers.load_trained(shadow, arch=run.cfg.classifier.teacher_arch, num_classes=len(run.class_names))
+    meta = model.meta
     extra = {**meta.get("extra", {}), "role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None,
              "reused_from": f"mia/shadows/{shadow.name}"}
     history = mia.mia_dir(run, "shadows", f"{name}_history.csv")
@@ -264,7 +264,7 @@ def _student_stage(multiple: float) -> Callable[..., str]:
 
         teacher = train.teacher(sub, progress=progress)
         model = train.student(sub, multiple, teacher, label_mode=run.cfg.gkd.label_mode, progress=progress)
-        return f"{model.tckr_meta['extra'].get('train_size')} synthetic images"
+        return f"{model.info.get('train_size')} synthetic images"
 
     return stage
 
@@ -281,7 +281,7 @@ def _queries_stage(pool_loader: Callable[[], Any]) -> Callable[..., str]:
             name = student_logits_name(i, m, mode)
             if _logits_path(run, name).is_file() and _logits_path(run, name, True).is_file():
                 continue
-            model = classifiers.load(train.weights_file(sub, "student", m, mode))
+            model = classifiers.load_trained(train.weights_file(sub, "student", m, mode))
             io.save_array(_logits_path(run, name, True), mia.query_logits(model, p.population_images, run.cfg, qs))
             io.save_array(_logits_path(run, name), mia.query_logits(model, p.images, run.cfg, qs))
             made.append(name)

@@ -280,11 +280,18 @@ def released_models(folder: str | Path | None = None, dataset: str | None = None
 
 
 def load_released(name: str | Path, folder: str | Path | None = None):
-    """A released classifier, ready for evaluation (eval mode, CPU; its metadata is ``model.tckr_meta``).
+    """A released classifier's torch model, ready for evaluation (eval mode, CPU); :func:`load_released_trained`
+    returns it with its metadata.
 
     ``name`` is a file stem (``fashion_mnist_teacher``, ``fashion_mnist_student_synth0.1x_soft``) under
     ``folder/trained_mbnv3/`` (default: the repository root), or a path to a ``.safetensors`` file. The model is
     rebuilt with :func:`tckr.classifiers.load` (the same builder as training; safetensors only, sha256 checked)."""
+    return load_released_trained(name, folder).model
+
+
+def load_released_trained(name: str | Path, folder: str | Path | None = None):
+    """:func:`load_released` as a :class:`tckr.classifiers.TrainedClassifier` (the model with its architecture, input
+    size, normalisation, class names and training record)."""
     from . import classifiers
 
     path = Path(name)
@@ -294,7 +301,7 @@ def load_released(name: str | Path, folder: str | Path | None = None):
             raise FileNotFoundError(f"no released classifier {name!r} under {_root(folder) / TRAINED}; "
                                     f"released: {', '.join(avail) or 'none (python -m tckr.release runs/<id>)'}")
         path = avail[str(name)]["path"]
-    return classifiers.load(path)
+    return classifiers.load_trained(path)
 
 
 # --------------------------------------------------------------------------- using a release in a run
@@ -367,7 +374,7 @@ def evaluate_released(run: runs.Run, folder: str | Path | None = None, *, log: C
     rows = []
     for name, path in installed.items():
         stem, meta = models[name]
-        row = evaluate.evaluate(run, classifiers.load(path))
+        row = evaluate.evaluate(run, classifiers.load_trained(path))
         rows.append({"model": name, "file": f"{stem}.safetensors", "recorded": float(meta["test_accuracy"]),
                      "test_accuracy": row["test_accuracy"], "equal": row["test_accuracy"] == float(meta["test_accuracy"])})
     table = pd.DataFrame(rows)

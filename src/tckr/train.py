@@ -184,13 +184,14 @@ def _num_classes(targets: torch.Tensor, cfg: Config) -> int:
 
 def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, *,
         seed: int, epochs: int | None = None, history_path: str | Path | None = None, progress: bool = True, desc: str = "",
-        teacher: nn.Module | None = None, redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+        teacher: classifiers.TrainedClassifier | nn.Module | None = None, redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
         num_classes: int | None = None, checkpoint: str | Path | None = None,
-        on_epoch: Callable[[int], None] | None = None) -> tuple[nn.Module, pd.DataFrame]:
+        on_epoch: Callable[[int], None] | None = None) -> tuple[classifiers.TrainedClassifier, pd.DataFrame]:
     """Train ``arch`` from ``images`` (uint8 N×H×W×3) and ``targets`` (int64 labels, or float32 N×C
-    class distributions) and return the model at its best validation epoch (eval mode) with the history.
+    class distributions) and return the model at its best validation epoch (eval mode, as a
+    :class:`tckr.classifiers.TrainedClassifier` whose ``info`` is the training summary) with the history.
 
-    ``teacher``: a model whose softmax (``gkd.temperature``) on each augmented batch replaces the
+    ``teacher``: a model (or :class:`~tckr.classifiers.TrainedClassifier`) whose softmax (``gkd.temperature``) on each augmented batch replaces the
     targets (online GKD). ``redraw(epoch)`` returns a new ``(images, targets)`` training set; it is
     called every ``gkd.regenerate_every`` epochs when that is set.
 
@@ -222,12 +223,11 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     runs.seed_everything(seed)
     model = classifiers.build(arch, n_cls, pretrained=cfg.classifier.pretrained, input_size=cfg.classifier.input_size,
                               stem_stride=cfg.classifier.stem_stride)
-    model.tckr_input_size = cfg.classifier.input_size
     norm = normalisation(cfg)
     pre = Preprocess(norm, cfg.classifier.input_size).to(dev)
     model.to(dev, memory_format=torch.channels_last)
     if teacher is not None:
-        teacher = teacher.to(dev, memory_format=torch.channels_last).eval()
+        teacher = classifiers.module_of(teacher).to(dev, memory_format=torch.channels_last).eval()
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
     steps_per_epoch = max(1, math.ceil(len(x_all) / tc.batch_size))
@@ -331,9 +331,13 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     model.load_state_dict(best_state)
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     history = pd.DataFrame(rows)
-    model.tckr_fit = {"best_epoch": best_epoch, "epochs_run": len(rows), "val_accuracy": best_acc,
-                      "train_seconds": float(history["seconds"].sum()), "train_size": int(len(x_all)), "seed": int(seed)}
-    return model, history
+    record = {"best_epoch": best_epoch, "epochs_run": len(rows), "val_accuracy": best_acc,
+              "train_seconds": float(history["seconds"].sum()), "train_size": int(len(x_all)), "seed": int(seed)}
+    trained = classifiers.TrainedClassifier(
+        model=model, arch=arch, num_classes=n_cls, input_size=cfg.classifier.input_size,
+        stem_stride=classifiers.resolved_stem_stride(cfg.classifier.input_size, cfg.classifier.stem_stride),
+        normalisation=norm, config_hash=cfg.hash(), info=record)
+    return trained, history
 
 
 # ---------------------------------------------------------------- epoch checkpoints
@@ -449,13 +453,16 @@ def _evaluate(model: nn.Module, pre: Preprocess, x: torch.Tensor, y: torch.Tenso
 
 
 # ---------------------------------------------------------------- inference
-def _batches(model: nn.Module, images: np.ndarray, cfg: Config, augment: str, batch_size: int, fn: Callable) -> np.ndarray:
+def _batches(model: classifiers.TrainedClassifier | nn.Module, images: np.ndarray, cfg: Config, augment: str, batch_size: int,
+             fn: Callable) -> np.ndarray:
     if augment not in QUERY_AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}; accepted: {', '.join(QUERY_AUGMENTS)}")
     runs.set_threads(cfg)
     dev = runs.device(cfg)
     x = _as_tensor(images)
-    input_size = getattr(model, "tckr_input_size", None) or cfg.classifier.input_size
+    # a loaded classifier keeps the input size it was saved with; the normalisation is the run's (as trained)
+    input_size = (model.input_size if isinstance(model, classifiers.TrainedClassifier) else 0) or cfg.classifier.input_size
+    model = classifiers.module_of(model)
     pre = Preprocess(normalisation(cfg), input_size).to(dev)
     was_training = model.training
     model.to(dev, memory_format=torch.channels_last).eval()
@@ -475,19 +482,21 @@ def _batches(model: nn.Module, images: np.ndarray, cfg: Config, augment: str, ba
     return torch.cat(out).numpy().astype(np.float32)
 
 
-def predict_logits(model: nn.Module, images: np.ndarray, cfg: Config, *, augment: str = "identity", batch_size: int = 512) -> np.ndarray:
+def predict_logits(model: classifiers.TrainedClassifier | nn.Module, images: np.ndarray, cfg: Config, *, augment: str = "identity",
+                   batch_size: int = 512) -> np.ndarray:
     """Logits ``N×C`` float32 of uint8 ``N×H×W×3`` images, optionally horizontally flipped (``flip``)
     or translated down-right by half the crop padding (``shift``, at least one pixel)."""
-    return _batches(model, images, cfg, augment, batch_size, model)
+    return _batches(model, images, cfg, augment, batch_size, classifiers.module_of(model))
 
 
-def embed(model: nn.Module, images: np.ndarray, cfg: Config, batch_size: int = 512) -> np.ndarray:
+def embed(model: classifiers.TrainedClassifier | nn.Module, images: np.ndarray, cfg: Config, batch_size: int = 512) -> np.ndarray:
     """Penultimate features ``N×F`` float32 (timm's ``forward_head(pre_logits=True)``)."""
+    net = classifiers.module_of(model)
     return _batches(model, images, cfg, "identity", batch_size,
-                    lambda x: model.forward_head(model.forward_features(x), pre_logits=True))
+                    lambda x: net.forward_head(net.forward_features(x), pre_logits=True))
 
 
-def soft_labels(teacher: nn.Module, images: np.ndarray, cfg: Config, temperature: float | None = None) -> np.ndarray:
+def soft_labels(teacher: classifiers.TrainedClassifier | nn.Module, images: np.ndarray, cfg: Config, temperature: float | None = None) -> np.ndarray:
     """The teacher's softmax ``N×C`` float32 on un-augmented images."""
     t = cfg.gkd.temperature if temperature is None else temperature
     logits = torch.from_numpy(predict_logits(teacher, images, cfg)).double()
@@ -518,23 +527,23 @@ def history_file(run: runs.Run, name: str) -> Path:
     return run.path("classifiers", f"{name}_history.csv")
 
 
-def _save_run_model(run: runs.Run, model: nn.Module, path: Path, arch: str, info: dict[str, Any]) -> None:
+def _save_run_model(run: runs.Run, model: classifiers.TrainedClassifier, path: Path, arch: str, info: dict[str, Any]) -> None:
     classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=normalisation(run.cfg),
                      config_hash=run.cfg.hash(), extra=info)
 
 
-def _load_intact(path: Path, arch: str, num_classes: int) -> nn.Module | None:
+def _load_intact(path: Path, arch: str, num_classes: int) -> classifiers.TrainedClassifier | None:
     """A saved model, or None (it is trained again) when its file is damaged: said, never silent."""
     try:
-        return classifiers.load(path, arch=arch, num_classes=num_classes)
+        return classifiers.load_trained(path, arch=arch, num_classes=num_classes)
     except io.CorruptFileError as e:
         print(f"{e}\n-> training it again")
         return None
 
 
-def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> nn.Module:
+def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> classifiers.TrainedClassifier:
     """The run's teacher: trained on ``run.real("D")`` with validation on ``run.real("val")``, or loaded
-    from ``run/classifiers/`` when it was trained before. Training info is ``model.tckr_meta["extra"]``."""
+    from ``run/classifiers/`` when it was trained before. Training info is its ``info``."""
     cfg = run.cfg
     path = weights_file(run, "teacher")
     arch = cfg.classifier.teacher_arch
@@ -544,14 +553,14 @@ def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> n
     model, hist = fit(cfg, arch, D.images, D.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
                       history_path=history_file(run, "teacher"), progress=progress, desc="teacher",
                       checkpoint=checkpoint_file(path))
-    info = {"role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None, **model.tckr_fit}
+    info = {"role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None, **model.info}
     _save_run_model(run, model, path, arch, info)
     checkpoint_file(path).unlink(missing_ok=True)
-    return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    return classifiers.load_trained(path, arch=arch, num_classes=len(run.class_names))
 
 
-def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = None, *, label_mode: str | None = None,
-            progress: bool = True, retrain: bool = False) -> nn.Module:
+def student(run: runs.Run, multiple: float, teacher_model: classifiers.TrainedClassifier | nn.Module | None = None, *,
+            label_mode: str | None = None, progress: bool = True, retrain: bool = False) -> classifiers.TrainedClassifier:
     """A student trained only on the run's synthetic set of ``multiple``×|D| images (validation on the
     real ``val`` split), with the teacher's soft labels (GKD) or the prompted labels (``hard``)."""
     from . import synthesis
@@ -576,14 +585,15 @@ def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = No
                       history_path=history_file(run, name), progress=progress, desc=name,
                       teacher=teacher_model if mode == "soft" else None, redraw=redraw, num_classes=len(run.class_names),
                       checkpoint=checkpoint_file(path))
-    info = {"role": "student", "name": name, "label_mode": mode, "multiple": float(multiple), **model.tckr_fit}
+    info = {"role": "student", "name": name, "label_mode": mode, "multiple": float(multiple), **model.info}
     _save_run_model(run, model, path, arch, info)
     checkpoint_file(path).unlink(missing_ok=True)
-    return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    return classifiers.load_trained(path, arch=arch, num_classes=len(run.class_names))
 
 
-def students(run: runs.Run, cardinalities: list[float] | None = None, teacher_model: nn.Module | None = None, *,
-             label_mode: str | None = None, progress: bool = True) -> dict[float, nn.Module]:
+def students(run: runs.Run, cardinalities: list[float] | None = None,
+             teacher_model: classifiers.TrainedClassifier | nn.Module | None = None, *,
+             label_mode: str | None = None, progress: bool = True) -> dict[float, classifiers.TrainedClassifier]:
     """One student per cardinality (default: ``synthesis.cardinalities``), trained or loaded."""
     multiples = [float(m) for m in (cardinalities or run.cfg.synthesis.cardinalities)]
     require_synthetic(run, multiples)
