@@ -34,7 +34,7 @@ def finished_run(tmp_path_factory):
         train._save_run_model(run, model, path, arch, info)
         io.save_csv(train.history_file(run, name), pd.DataFrame({"epoch": [1, 2], "train_loss": [2.3, 2.1],
                                                                   "val_accuracy": [10.0, 12.0]}))
-        evaluate.evaluate(run, classifiers.load(path))
+        evaluate.evaluate(run, classifiers.load_trained(path))
     captions.caption_run(run, progress=False)
     mod = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
     io.save_weights(lora.adapter_path(run), {f"unet.{mod}.lora_A.weight": torch.randn(4, 32),

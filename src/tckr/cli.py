@@ -3,6 +3,8 @@
     tckr study CONFIG [--run-dir DIR] [--phases ...] [--seeds ...] [--set section.key=value ...]
     tckr lora --run-dir DIR            tckr synthesis --run-dir DIR --shard 2/4
     tckr shadows --run-dir DIR --shard 1/8 [--attack]      tckr figures --run-dir latest
+    tckr report collect --run-dir DIR results/mini         tckr report check results/mini
+    tckr release --run-dir DIR [--out .]                    tckr release --check
 
 Every subcommand takes the same options: ``--config`` (a study YAML), ``--run-dir`` (a run folder, or ``latest``
 for the newest run of the config), ``--shard k/n`` (1-based; subcommands that do not split their work refuse
@@ -23,6 +25,10 @@ from typing import Any, Callable
 import yaml
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+class ExitCode(int):
+    """A subcommand's exit status other than 0 that is not an error (a check that found differences: 1)."""
 
 
 class UsageError(ValueError):
@@ -222,6 +228,65 @@ def _pretrain(a) -> None:
     pretrain.main(argv)
 
 
+def _report(a) -> ExitCode | None:
+    from . import report, runs
+
+    _unsharded(a)
+    _no_set(a)
+    folders = list(a.folders)
+    if a.action == "collect":
+        if _config(a) and not a.run_dir_opt:
+            raise UsageError("tckr report collect copies a run folder: give --run-dir (a run folder or 'latest')")
+        if a.run_dir_opt is None and folders:
+            a.run_dir_opt = folders.pop(0)  # python -m tckr.report collect RUN DEST
+        if a.run_dir_opt is None or len(folders) != 1:
+            raise UsageError("tckr report collect needs --run-dir DIR (or 'latest') and one destination folder, "
+                             "e.g. tckr report collect --run-dir latest results/mini")
+        source = runs.find_run(a.run_dir_opt, _config(a))
+        files = report.collect(source, folders[0])
+        print(f"{len(files)} files -> {folders[0]}")
+        return None
+    if a.run_dir_opt or _config(a):
+        raise UsageError(f"tckr report {a.action} reads result folders (results/<study>), given as arguments; "
+                         "--run-dir and --config do not apply (copy a run with tckr report collect first)")
+    if not folders:
+        raise UsageError(f"tckr report {a.action} needs one or more result folders, e.g. tckr report {a.action} results/mini")
+    changed = report.update_readme(a.readme, folders, check=a.action == "check")
+    if a.action == "check":
+        if changed:
+            print(f"{a.readme}: the results block differs from `tckr report write {' '.join(folders)}`", file=sys.stderr)
+            return ExitCode(EXIT_FAILED)
+        print(f"{a.readme}: results block current")
+        return None
+    print(f"{a.readme}: results block {'rewritten' if changed else 'already current'}")
+    return None
+
+
+def _release(a) -> ExitCode | None:
+    from . import release, runs
+
+    _unsharded(a)
+    _no_set(a)
+    run_dir = _run_dir(a)
+    if run_dir is None and _config(a):
+        raise UsageError("tckr release writes the release of a finished run: give --run-dir (a run folder or 'latest')")
+    if run_dir is None and not a.check:
+        raise UsageError("tckr release needs --run-dir (a finished run folder, or 'latest') to release, or --check to verify")
+    if run_dir is not None:
+        source = runs.find_run(run_dir, _config(a))
+        if not source.is_dir():
+            raise runs.RunNotFoundError(f"no run folder at {source}")
+        release.release(source, a.out)
+    if a.check:
+        problems = release.check(a.out)
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"release under {release._root(a.out)}: "
+              + (f"{len(problems)} problem(s)" if problems else "every file matches its manifest"))
+        return ExitCode(EXIT_FAILED) if problems else None
+    return None
+
+
 def _add(sub, name: str, func: Callable, help_: str, *, config_pos: bool = False, run_pos: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=help_)
     if config_pos:
@@ -273,6 +338,18 @@ def parser() -> argparse.ArgumentParser:
     p = _add(sub, "ledger", _ledger, "rebuild the privacy ledger (results/ledger.csv) of a run and print it")
     p.add_argument("--headline-only", action="store_true", help="print only the pre-registered headline rows")
 
+    p = _add(sub, "report", _report, "the README's results block from committed result folders (tckr.report): "
+             "collect a run's result files, write the block, or check it (exit 1 when it differs)")
+    p.add_argument("action", choices=("collect", "write", "check"))
+    p.add_argument("folders", nargs="*", metavar="FOLDER", help="collect: the destination (results/<study>); "
+                   "write/check: the result folders, in order")
+    p.add_argument("--readme", default="README.md", help="the file holding the results block (default README.md)")
+
+    p = _add(sub, "release", _release, "write the release folders (trained_mbnv3/, lora_sd2/, prompts/) from a finished "
+             "run, and/or --check every released file against its manifest (exit 1 on a difference)", run_pos=True)
+    p.add_argument("--out", default=None, help="folder that receives the release (default: the repository root)")
+    p.add_argument("--check", action="store_true", help="verify every released file against its folder's release.json")
+
     _add(sub, "pretrain", _pretrain, "pretrain the mini tier's base generator on the public partition; "
          "--run-dir is its working folder, any other option goes to python -m tckr.pretrain (--out, --steps, ...)")
     return ap
@@ -282,10 +359,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from . import io, provenance, shards  # noqa: F401  (shards: its ValueError is a malformed --shard)
     from .config import ConfigError
     from .data import DatasetUnavailableError
+    from .release import ReleaseError
+    from .report import ReportError
     from .study import PhaseBlocked
 
     return (UsageError, ConfigError, FileNotFoundError, PhaseBlocked, provenance.DataLeakError, io.CorruptFileError,
-            DatasetUnavailableError)
+            DatasetUnavailableError, ReportError, ReleaseError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,6 +377,8 @@ def invoke(argv: list[str] | None = None) -> tuple[int, Any]:
     ap = parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     a, rest = ap.parse_known_args(argv)
+    if a.command == "report" and rest and not any(r.startswith("-") for r in rest):
+        a.folders, rest = [*a.folders, *rest], []  # folders after an option (argparse ends nargs="*" at the first one)
     if rest and a.command != "pretrain":
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     a.rest = rest
@@ -321,6 +402,8 @@ def invoke(argv: list[str] | None = None) -> tuple[int, Any]:
             raise
         print(f"tckr: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_FAILED, None
+    if isinstance(result, ExitCode):
+        return int(result), None
     return 0, result
 
 

@@ -29,10 +29,8 @@ that are no longer written; files the manifest does not list are never touched, 
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -392,22 +390,10 @@ def evaluate_released(run: runs.Run, folder: str | Path | None = None, *, log: C
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tckr.release", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", nargs="?", help="a finished run folder (runs/<id>); omit with --check to only verify")
-    p.add_argument("--out", default=None, help="folder that receives trained_mbnv3/, lora_sd2/, prompts/ (default: the repository root)")
-    p.add_argument("--check", action="store_true", help="verify every released file against its folder's release.json")
-    a = p.parse_args(argv)
-    if a.run_dir is None and not a.check:
-        p.error("give a run folder to release, or --check")
-    if a.run_dir is not None:
-        release(a.run_dir, a.out)
-    if a.check:
-        problems = check(a.out)
-        for line in problems:
-            print(line, file=sys.stderr)
-        print(f"release under {_root(a.out)}: " + (f"{len(problems)} problem(s)" if problems else "every file matches its manifest"))
-        return 1 if problems else 0
-    return 0
+    """``python -m tckr.release [RUN] [--out OUT] [--check]``: ``tckr release``."""
+    from .cli import alias
+
+    return alias("release", argv)
 
 
 if __name__ == "__main__":
