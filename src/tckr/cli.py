@@ -24,6 +24,10 @@ from typing import Any, Callable
 
 import yaml
 
+from . import paths
+from .config import ConfigError, load_config
+from .shards import parse_shard
+
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
@@ -76,15 +80,13 @@ def _run_dir(a) -> str | None:
 
 
 def _unsharded(a) -> None:
-    from .shards import parse_shard
-
     if parse_shard(a.shard)[1] > 1:
         raise UsageError(f"tckr {a.command} does not split its work; --shard applies to synthesis, shadows and pipelines")
 
 
 def _open(a, *, new: bool = True):
     """The run the options name: ``--run-dir`` (existing, or new when ``--config`` is given) or a new run."""
-    from . import runs
+    from . import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     config, run_dir = _config(a), _run_dir(a)
     if run_dir is None and not new:
@@ -98,7 +100,7 @@ def _open(a, *, new: bool = True):
 
 
 def _study(a) -> None:
-    from . import runs, study
+    from . import runs, study  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     config, run_dir = _config(a), _run_dir(a)
@@ -120,13 +122,11 @@ def _study(a) -> None:
 
 
 def _load(config: str):
-    from .config import load_config
-
     return load_config(config)
 
 
 def _saved_config(run_dir: str | Path) -> str:
-    from . import paths, runs
+    from . import paths, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     f = paths.resolve(run_dir) / runs.CONFIG_FILE
     if not f.is_file():
@@ -135,7 +135,7 @@ def _saved_config(run_dir: str | Path) -> str:
 
 
 def _figures(a) -> None:
-    from . import plots
+    from . import plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     _no_set(a)
@@ -144,8 +144,6 @@ def _figures(a) -> None:
     bad = [w for w in which if w not in plots.FIGURES]
     if bad:
         raise UsageError(f"unknown figure(s) {', '.join(bad)}; accepted: {', '.join(plots.FIGURES)}")
-    from . import paths
-
     plots.make_figures(run.dir, which, images_dir=paths.IMAGES if a.images else None)
 
 
@@ -155,7 +153,7 @@ def _no_set(a) -> None:
 
 
 def _lora(a) -> None:
-    from . import lora
+    from . import lora  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     run = _open(a)
@@ -165,7 +163,7 @@ def _lora(a) -> None:
 
 
 def _synthesis(a) -> dict:
-    from . import synthesis
+    from . import synthesis  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     pipe = synthesis.load_generator(run, random_weights=True) if a.random_weights else None
@@ -175,7 +173,7 @@ def _synthesis(a) -> dict:
 
 
 def _shadows(a) -> None:
-    from . import mia
+    from . import mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     done = mia.train_shadows(run, a.n_shadows, a.shard, progress=not a.no_progress)
@@ -186,7 +184,7 @@ def _shadows(a) -> None:
 
 
 def _pipelines(a) -> None:
-    from . import pipelines
+    from . import pipelines  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     pipelines.train_pipelines(run, a.n_pipelines, a.shard, progress=not a.no_progress)
@@ -196,7 +194,7 @@ def _pipelines(a) -> None:
 
 
 def _generator_attack(a) -> None:
-    from . import generator_mia
+    from . import generator_mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     run = _open(a, new=False)
@@ -205,7 +203,7 @@ def _generator_attack(a) -> None:
 
 
 def _ledger(a) -> None:
-    from . import ledger, plots
+    from . import ledger, plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     _no_set(a)
@@ -215,7 +213,7 @@ def _ledger(a) -> None:
 
 
 def _pretrain(a) -> None:
-    from . import pretrain
+    from . import pretrain  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     if a.sets:
@@ -229,7 +227,7 @@ def _pretrain(a) -> None:
 
 
 def _report(a) -> ExitCode | None:
-    from . import report, runs
+    from . import report, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     _no_set(a)
@@ -263,7 +261,7 @@ def _report(a) -> ExitCode | None:
 
 
 def _release(a) -> ExitCode | None:
-    from . import release, runs
+    from . import release, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     _no_set(a)
@@ -357,11 +355,10 @@ def parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from . import io, provenance, shards  # noqa: F401  (shards: its ValueError is a malformed --shard)
-    from .config import ConfigError
-    from .data import DatasetUnavailableError
-    from .release import ReleaseError
-    from .report import ReportError
-    from .study import PhaseBlocked
+    from .data import DatasetUnavailableError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from .release import ReleaseError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from .report import ReportError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from .study import PhaseBlocked  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     return (UsageError, ConfigError, FileNotFoundError, PhaseBlocked, provenance.DataLeakError, io.CorruptFileError,
             DatasetUnavailableError, ReportError, ReleaseError)
@@ -382,8 +379,7 @@ def invoke(argv: list[str] | None = None) -> tuple[int, Any]:
     if rest and a.command != "pretrain":
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     a.rest = rest
-    from .shards import parse_shard
-    from .study import PhaseFailed
+    from .study import PhaseFailed  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     try:
         if a.shard is not None:

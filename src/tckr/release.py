@@ -37,7 +37,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import io, paths, runs
+from . import captions, classifiers, evaluate, generator, io, lora, paths, plots, runs, train
+from .provenance import index_sha256
+from .train import multiple_tag
 
 MANIFEST = "release.json"
 FORMAT = "tckr-release/1"
@@ -53,8 +55,6 @@ class ReleaseError(ValueError):
 
 def released_name(dataset: str, role: str, multiple: float | None = None, label_mode: str = "soft") -> str:
     """``<dataset>_teacher`` or ``<dataset>_student_synth<k>x_<soft|hard>`` (file stem)."""
-    from .train import multiple_tag
-
     if role == "teacher":
         return f"{dataset}_teacher"
     return f"{dataset}_student_synth{multiple_tag(float(multiple))}x_{label_mode}"
@@ -95,9 +95,6 @@ def _source(run: runs.Run) -> dict[str, Any]:
 
 
 def _release_classifiers(run: runs.Run, folder: Path, source: dict[str, Any]) -> list[str]:
-    from . import classifiers, train
-    from .provenance import index_sha256
-
     targets = {}
     for f in sorted((run.dir / "classifiers").glob("*.safetensors")):
         extra = classifiers.read_meta(f).get("extra", {})
@@ -138,8 +135,6 @@ def _release_classifiers(run: runs.Run, folder: Path, source: dict[str, Any]) ->
 
 
 def _release_adapter(run: runs.Run, folder: Path, source: dict[str, Any]) -> list[str]:
-    from . import generator, lora
-
     problem = lora.adapter_problem(run)
     if problem:
         raise ReleaseError(f"{problem}; run notebooks/02_lora_finetune.ipynb on this run first")
@@ -160,8 +155,6 @@ def _release_adapter(run: runs.Run, folder: Path, source: dict[str, Any]) -> lis
 
 
 def _release_prompts(run: runs.Run, folder: Path) -> list[str]:
-    from . import captions
-
     table = captions.load_captions(run)
     order = f"original_order/{captions.original_order_name(run.dataset)}"
     grouped = f"grouped_by_class/{captions.grouped_by_class_name(run.dataset)}"
@@ -264,8 +257,6 @@ def check(out: str | Path | None = None) -> list[str]:
 def released_models(folder: str | Path | None = None, dataset: str | None = None) -> dict[str, dict[str, Any]]:
     """The released classifiers under ``folder`` (default: the repository root), optionally of one dataset:
     ``{file stem: sidecar}`` with ``path`` added; the teacher first, then students by cardinality and label mode."""
-    from . import classifiers
-
     base = _root(folder) / TRAINED
     out = {}
     for sub in ROLE_FOLDER.values():
@@ -290,8 +281,6 @@ def load_released(name: str | Path, folder: str | Path | None = None):
 def load_released_trained(name: str | Path, folder: str | Path | None = None):
     """:func:`load_released` as a :class:`tckr.classifiers.TrainedClassifier` (the model with its architecture, input
     size, normalisation, class names and training record)."""
-    from . import classifiers
-
     path = Path(name)
     if path.suffix != ".safetensors":
         avail = released_models(folder)
@@ -313,9 +302,6 @@ def install_released(run: runs.Run, folder: str | Path | None = None, *, check_m
     The run must use the release's test split, image size, normalisation and architectures; ``check_members``
     (for membership inference) also requires the run's D to be the teacher's training set. A run file of the
     same name that differs is an error (a run's own classifiers are never overwritten)."""
-    from . import classifiers, train
-    from .provenance import index_sha256
-
     models = released_models(folder, run.dataset)
     if not any(m.get("role") == "teacher" for m in models.values()):
         raise ReleaseError(f"no released teacher of {run.dataset} under {_root(folder) / TRAINED}; "
@@ -365,8 +351,6 @@ def evaluate_released(run: runs.Run, folder: str | Path | None = None, *, log: C
     (``results/classifiers.csv``, ``per_class.csv``, ``confusion_<model>.csv``, ``figures/classifier_curves``).
     Returns and writes ``results/released.csv``: model, file, recorded (the sidecar's test accuracy), test_accuracy
     (recomputed here), equal."""
-    from . import classifiers, evaluate, plots
-
     installed = install_released(run, folder)
     models = {m["model"]: (stem, m) for stem, m in released_models(folder, run.dataset).items()}
     rows = []
@@ -391,7 +375,7 @@ def evaluate_released(run: runs.Run, folder: str | Path | None = None, *, log: C
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tckr.release [RUN] [--out OUT] [--check]``: ``tckr release``."""
-    from .cli import alias
+    from .cli import alias  # lazy: tckr.cli sits above every module (the one back-edge import-linter allows)
 
     return alias("release", argv)
 

@@ -19,6 +19,7 @@ test suite runs it, so the README cannot drift from the committed files).
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -176,10 +177,34 @@ def update_readme(readme: str | Path, folders: list[str | Path], *, check: bool 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tckr.report collect RUN DEST | write FOLDER... | check FOLDER...``: ``tckr report``."""
-    from .cli import alias
-
-    return alias("report", argv)
+    """``python -m tckr.report``: the forms of ``tckr report`` (kept here, not handed to tckr.cli: a report imports
+    nothing above it, see the import-linter layers)."""
+    ap = argparse.ArgumentParser(prog="python -m tckr.report", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect", help="copy a finished run's result files into a result folder")
+    c.add_argument("run_dir")
+    c.add_argument("dest")
+    for name in ("write", "check"):
+        w = sub.add_parser(name, help=("rewrite" if name == "write" else "compare") + " README.md's results block")
+        w.add_argument("folders", nargs="+")
+        w.add_argument("--readme", default="README.md")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "collect":
+            files = collect(a.run_dir, a.dest)
+            print(f"{len(files)} files -> {a.dest}")
+            return 0
+        changed = update_readme(a.readme, a.folders, check=a.cmd == "check")
+    except (ReportError, FileNotFoundError) as e:
+        print(f"tckr.report: error: {e}", file=sys.stderr)
+        return 2
+    if a.cmd == "check":
+        if changed:
+            print(f"{a.readme}: the results block differs from `python -m tckr.report write {' '.join(a.folders)}`",
+                  file=sys.stderr)
+        return int(changed)
+    print(f"{a.readme}: results block {'rewritten' if changed else 'already current'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,10 @@ Used by other phases: :func:`fit` (LiRA shadows), :func:`predict_logits` (member
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -42,9 +45,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms import v2
 
-from . import classifiers, io, runs
+from . import classifiers, data, io, paths, runs, synthesis
+from .artifacts import ShardedImages
 from .config import Config
+from .progress import tqdm
 
 AUGMIX_CHUNK = 8
 QUERY_AUGMENTS = ("identity", "flip", "shift")
@@ -53,8 +59,6 @@ QUERY_AUGMENTS = ("identity", "flip", "shift")
 # ---------------------------------------------------------------- data pipeline
 def normalisation(cfg: Config) -> dict[str, list[float]]:
     """Channel mean/std of the dataset's real train split at the config's image size."""
-    from . import data
-
     return data.channel_stats(cfg.study.dataset, cfg.data.image_size)
 
 
@@ -72,8 +76,6 @@ def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
 
 
 def _is_stream(images) -> bool:
-    from .artifacts import ShardedImages
-
     return isinstance(images, ShardedImages)
 
 
@@ -113,8 +115,6 @@ def shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 def augmix(x: torch.Tensor) -> torch.Tensor:
-    from torchvision.transforms import v2
-
     op = v2.AugMix()
     return torch.cat([op(chunk) for chunk in x.split(AUGMIX_CHUNK)])
 
@@ -177,8 +177,6 @@ def _autocast(device: torch.device, cfg: Config):
 def _num_classes(targets: torch.Tensor, cfg: Config) -> int:
     if targets.ndim == 2:
         return targets.shape[1]
-    from . import data
-
     return len(data.class_names(cfg.study.dataset))
 
 
@@ -202,8 +200,6 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     otherwise it is said and training starts over. The caller deletes it once the final weights are written
     (:func:`checkpoint_file`). ``on_epoch(epoch)`` is called after each epoch's checkpoint.
     """
-    from .progress import tqdm
-
     runs.set_threads(cfg)
     dev = runs.device(cfg)
     tc = cfg.train
@@ -348,14 +344,10 @@ def checkpoint_file(weights: str | Path) -> Path:
 
 
 def _sha256(t: torch.Tensor) -> str:
-    import hashlib
-
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _rng_state() -> dict[str, Any]:
-    import random
-
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -363,8 +355,6 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    import random
-
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -563,8 +553,6 @@ def student(run: runs.Run, multiple: float, teacher_model: classifiers.TrainedCl
             label_mode: str | None = None, progress: bool = True, retrain: bool = False) -> classifiers.TrainedClassifier:
     """A student trained only on the run's synthetic set of ``multiple``×|D| images (validation on the
     real ``val`` split), with the teacher's soft labels (GKD) or the prompted labels (``hard``)."""
-    from . import synthesis
-
     cfg = run.cfg
     mode = label_mode or cfg.gkd.label_mode
     if mode not in ("soft", "hard"):
@@ -604,8 +592,6 @@ def students(run: runs.Run, cardinalities: list[float] | None = None,
 
 def require_synthetic(run: runs.Run, multiples: list[float]) -> None:
     """``FileNotFoundError`` naming the missing synthetic sets unless all of ``multiples`` exist."""
-    from . import synthesis
-
     synthesis.check(run)
     have = [float(m) for m in synthesis.available_multiples(run)]
     missing = [m for m in multiples if not any(abs(m - h) < 1e-9 for h in have)]
@@ -617,8 +603,6 @@ def require_synthetic(run: runs.Run, multiples: list[float]) -> None:
 
 def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
     """Draws ``size`` images (class-stratified) from the run's largest synthetic set."""
-    from . import data, synthesis
-
     pool = synthesis.stream_synthetic(run, max(synthesis.available_multiples(run)))
 
     def draw(epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -631,9 +615,7 @@ def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.n
 
 def export_weights(run: runs.Run) -> list[Path]:
     """Copy the run's teacher and students to ``trained_mbnv3/teachers`` and ``trained_mbnv3/students``."""
-    import shutil
 
-    from . import paths
 
     out = []
     for f in sorted((run.dir / "classifiers").glob("*.safetensors")):
