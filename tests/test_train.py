@@ -221,6 +221,7 @@ def fake_synthesis(monkeypatch):
     import tckr
 
     monkeypatch.setattr(tckr, "synthesis", mod, raising=False)
+    monkeypatch.setattr(train, "synthesis", mod)  # the module train imported
     return sets
 
 
