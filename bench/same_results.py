@@ -8,6 +8,7 @@ that hold wall-clock time, dates or the git commit differ between any two runs a
 are printed). Prints the differences and one verdict line; exit 0 when identical, 1 otherwise.
 
     nice -n 19 .venv/bin/python bench/same_results.py 4fc9d55 HEAD [--keep DIR]
+    .venv/bin/python bench/same_results.py --runs RUN_A RUN_B     # compare two finished tiny runs only
 """
 
 from __future__ import annotations
@@ -100,28 +101,39 @@ def compare(a: Path, b: Path) -> tuple[list[str], int, set[str], int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("before", help="a commit (e.g. 4fc9d55)")
+    ap.add_argument("before", nargs="?", help="a commit (e.g. 4fc9d55)")
     ap.add_argument("after", nargs="?", default="HEAD", help="a commit (default HEAD)")
     ap.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary folder, removed)")
+    ap.add_argument("--runs", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
+                    help="compare these two finished run folders of configs/tiny.yaml instead of running the chain")
     a = ap.parse_args(argv)
+    if a.runs:
+        return verdict(*a.runs, a.runs[0].name, a.runs[1].name)
+    if a.before is None:
+        ap.error("give a commit to compare with (or --runs RUN_A RUN_B)")
     commits = [subprocess.run(["git", "-C", str(REPO), "rev-parse", c], check=True, capture_output=True, text=True).stdout.strip()
                for c in (a.before, a.after)]
     work = a.keep or Path(tempfile.mkdtemp(prefix="tckr-same-results-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         runs = [run_chain(c, work) for c in commits]
-        diffs, compared, skipped, n_files = compare(*runs)
+        return verdict(*runs, commits[0][:10], commits[1][:10])
     finally:
         for c in commits:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / f"tree-{c[:12]}")],
                            capture_output=True)
         if a.keep is None:
             subprocess.run(["rm", "-rf", str(work)])
+
+
+def verdict(run_a: Path, run_b: Path, name_a: str, name_b: str) -> int:
+    """Print the differences and the one-line verdict; 0 when identical."""
+    diffs, compared, skipped, n_files = compare(run_a, run_b)
     for d in diffs:
         print(d)
     print(f"left out (wall time, dates, commit): {', '.join(sorted(skipped))}")
     same = not diffs
-    print(f"{'IDENTICAL' if same else 'DIFFERENT'}: tiny study results at {commits[0][:10]} vs {commits[1][:10]}: "
+    print(f"{'IDENTICAL' if same else 'DIFFERENT'}: tiny study results of {name_a} vs {name_b}: "
           f"{compared} values in {n_files} result files compared, {len(diffs)} differences")
     return 0 if same else 1
 
