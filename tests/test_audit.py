@@ -87,6 +87,7 @@ def planted_run(tmp_path, monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "tckr.synthesis", stub)
     monkeypatch.setattr(tckr, "synthesis", stub, raising=False)
+    monkeypatch.setattr(audit, "synthesis", stub)  # the module audit imported
     from tckr import artifacts  # the figures read synthetic sets through the run-artefacts layer
 
     monkeypatch.setattr(artifacts, "load_synthetic", stub.load_synthetic)
@@ -183,6 +184,7 @@ def test_audit_without_synthetic_sets_is_a_no_op(planted_run, monkeypatch):
     stub = types.SimpleNamespace(available_multiples=lambda r: [], load_synthetic=None)
     monkeypatch.setitem(sys.modules, "tckr.synthesis", stub)
     monkeypatch.setattr(tckr, "synthesis", stub, raising=False)
+    monkeypatch.setattr(audit, "synthesis", stub)  # the module audit imported
     assert audit.audit(planted_run, progress=False).empty
     assert not (planted_run.dir / "results" / "audit.csv").exists()
     assert not planted_run.fit_calls

@@ -73,9 +73,11 @@ def _recording_fit(calls: list):
     def fit(cfg, arch, images, targets, val_images, val_labels, *, seed, history_path=None, desc="", num_classes=None, **kw):
         calls.append((desc, np.asarray(targets).copy()))
         model = classifiers.build(arch, num_classes or 10, pretrained=False, input_size=cfg.classifier.input_size)
-        model.tckr_fit = {"best_epoch": 1, "epochs_run": 1, "val_accuracy": 10.0, "train_seconds": 0.0,
-                          "train_size": int(len(images)), "seed": int(seed)}
-        return model.eval(), pd.DataFrame([{"epoch": 1, "train_loss": 1.0, "val_accuracy": 10.0}])
+        record = {"best_epoch": 1, "epochs_run": 1, "val_accuracy": 10.0, "train_seconds": 0.0,
+                  "train_size": int(len(images)), "seed": int(seed)}
+        size = cfg.classifier.input_size
+        return classifiers.TrainedClassifier(model.eval(), arch, num_classes or 10, input_size=size,
+                                             stem_stride=classifiers.resolved_stem_stride(size), info=record), pd.DataFrame([{"epoch": 1, "train_loss": 1.0, "val_accuracy": 10.0}])
 
     return fit
 

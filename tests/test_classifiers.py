@@ -40,18 +40,30 @@ def test_pretrained_unreachable_is_a_clear_error(monkeypatch):
 def test_save_load_roundtrip_and_mismatch(tmp_path):
     torch.manual_seed(0)
     m = classifiers.build("mobilenetv3_small_050", 4, pretrained=False, input_size=32).eval()
-    m.tckr_input_size = 32
+    assert not [a for a in vars(m) if a.startswith("tckr")], "provenance rides on the torch module"
+    trained = classifiers.TrainedClassifier(m, "mobilenetv3_small_050", 4, input_size=32,
+                                            stem_stride=classifiers.resolved_stem_stride(32))
     norm = {"mean": [0.5] * 3, "std": [0.25] * 3}
     path = tmp_path / "w.safetensors"
-    classifiers.save(m, path, arch="mobilenetv3_small_050", class_names=list("abcd"), normalisation=norm,
+    classifiers.save(trained, path, arch="mobilenetv3_small_050", class_names=list("abcd"), normalisation=norm,
                      config_hash="abc123", extra={"role": "teacher"})
     side = io.read_json(tmp_path / "w.json")
     assert side["arch"] == "mobilenetv3_small_050" and side["class_names"] == list("abcd")
     assert side["normalisation"] == norm and side["config_hash"] == "abc123" and side["input_size"] == 32
-    loaded = classifiers.load(path, arch="mobilenetv3_small_050", num_classes=4)
+    assert side["stem_stride"] == 1
+    loaded = classifiers.load_trained(path, arch="mobilenetv3_small_050", num_classes=4)
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         np.testing.assert_allclose(m(x).numpy(), loaded(x).numpy(), rtol=1e-5, atol=1e-5)
-    assert loaded.tckr_meta["extra"]["role"] == "teacher"
+        np.testing.assert_allclose(m(x).numpy(), classifiers.load(path)(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert isinstance(classifiers.load(path), torch.nn.Module)
+    assert (loaded.info["role"], loaded.arch, loaded.input_size, loaded.stem_stride) == ("teacher", "mobilenetv3_small_050", 32, 1)
+    assert loaded.class_names == tuple("abcd") and loaded.normalisation == norm and loaded.config_hash == "abc123"
+    assert loaded.path == path and loaded.meta == {k: v for k, v in side.items() if k != "sha256"}
+    assert not loaded.training and loaded.state_dict().keys() == m.state_dict().keys()  # the module's own, passed through
+    # a bare module is saved with the stride of its stem convolution (the model's own data)
+    classifiers.save(m, tmp_path / "bare.safetensors", arch="mobilenetv3_small_050", class_names=list("abcd"),
+                     normalisation=norm, config_hash="abc123", input_size=32)
+    assert io.read_json(tmp_path / "bare.json")["stem_stride"] == 1
     with pytest.raises(classifiers.WeightsMismatchError, match=r"architecture is 'mobilenetv3_small_050', expected 'resnet18'; class count is 4, expected 10"):
         classifiers.load(path, arch="resnet18", num_classes=10)

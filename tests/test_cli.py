@@ -164,3 +164,66 @@ def test_console_script_and_dependencies_are_declared():
     dev = {d.split(">")[0].split("=")[0].strip().lower() for d in tomllib.loads((paths.ROOT / "pyproject.toml").read_text())
            ["project"]["optional-dependencies"]["dev"]}
     assert declared == pinned - dev and dev <= pinned  # every pin declared once: a runtime dependency or a test tool
+
+
+def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, capsys):
+    from tckr import report
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    run = tmp_path / "runs" / "mini-a"
+    (run / "results").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"study": {"name": "mini"}}))
+    (run / "environment.json").write_text('{"created": "2026-01-01T10:00:00"}')
+    (run / "results" / "classifiers.csv").write_text("model,test_accuracy\nteacher,87.25\n")
+    dest = tmp_path / "results" / "mini"
+    assert cli.main(["report", "collect", "--run-dir", "latest", str(dest)]) == 0  # latest: the newest run
+    assert (dest / "results" / "classifiers.csv").read_text() == "model,test_accuracy\nteacher,87.25\n"
+    assert (dest / "config.yaml").is_file() and "files ->" in capsys.readouterr().out
+    monkeypatch.setattr(report, "block", lambda folders: f"{report.BEGIN}\nBLOCK of {len(folders)}\n{report.END}")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n{report.BEGIN}\nOLD\n{report.END}\nafter\n")
+    assert cli.main(["report", "check", str(dest), "--readme", str(readme)]) == 1  # differs, nothing written
+    assert "OLD" in readme.read_text() and "differs" in capsys.readouterr().err
+    assert cli.main(["report", "write", str(dest), str(dest), "--readme", str(readme)]) == 0
+    assert readme.read_text() == f"# T\n{report.BEGIN}\nBLOCK of 2\n{report.END}\nafter\n"
+    assert report.main(["check", str(dest), str(dest), "--readme", str(readme)]) == 0  # the module alias
+    capsys.readouterr()
+    for argv, said in ((["report", "write"], "needs one or more result folders"),
+                       (["report", "collect", str(dest)], "needs --run-dir DIR"),
+                       (["report", "check", str(dest), "--run-dir", str(run)], "--run-dir and --config do not apply"),
+                       (["report", "check", str(dest), "--set", "train.epochs=2"], "--set does not apply"),
+                       (["report", "collect", "--run-dir", str(tmp_path / "nope"), str(dest)], "is not a run folder")):
+        assert cli.main(argv) == 2, argv
+        assert said in _err(capsys), argv
+    readme.write_text("# no markers\n")
+    assert cli.main(["report", "write", str(dest), "--readme", str(readme)]) == 2
+    assert "has no results block" in _err(capsys)
+
+
+def test_release_subcommand_releases_a_run_and_checks(tmp_path, monkeypatch, capsys):
+    from tckr import release
+
+    rec = _Recorder()
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    run = tmp_path / "runs" / "mini-a"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"study": {"name": "mini"}}))
+    (run / "environment.json").write_text('{"created": "2026-01-01T10:00:00"}')
+    monkeypatch.setattr(release, "release", rec("release", {}))
+    problems: list[str] = []
+    monkeypatch.setattr(release, "check", lambda out=None: rec.calls.append(("check", (out,), {})) or problems)
+    assert cli.main(["release", "--run-dir", "latest", "--out", str(tmp_path / "o")]) == 0
+    assert rec.calls == [("release", (run, str(tmp_path / "o")), {})]
+    assert cli.main(["release", "--check", "--out", "o"]) == 0 and rec.calls[-1] == ("check", ("o",), {})
+    problems.append("trained_mbnv3/x.safetensors: sha256 differs")
+    assert cli.main(["release", "--check"]) == 1
+    assert "sha256 differs" in capsys.readouterr().err
+    assert release.main([str(run), "--out", "o2", "--check"]) == 1  # the module alias, its positional run folder
+    assert rec.calls[-2:] == [("release", (run, "o2"), {}), ("check", ("o2",), {})]
+    capsys.readouterr()
+    for argv, said in ((["release"], "needs --run-dir"), (["release", "--run-dir", str(tmp_path / "nope")], "no run folder at"),
+                       (["release", "--config", "configs/mini.yaml"], "give --run-dir"),
+                       (["release", "--run-dir", str(run), "--shard", "1/2"], "does not split its work")):
+        n = len(rec.calls)
+        assert cli.main(argv) == 2, argv
+        assert said in _err(capsys) and len(rec.calls) == n, argv  # nothing released or checked

@@ -133,5 +133,6 @@ def test_sd2_architecture_one_step_and_original_adapter(tmp_path):
     generator.load_lora(pipe, f)
     after = _images(pipe, ["a photo of a cat"], steps=1, size=64)
     assert before.shape == after.shape == (1, 64, 64, 3) and np.isfinite(after).all()
-    assert pipe._tckr_lora["modules"] == len(names) == 128
+    loaded = [m for m in pipe.unet.modules() if hasattr(m, "lora_A")]
+    assert len(loaded) == len(names) == 128 and all(m.lora_A["default"].weight.shape[0] == 4 for m in loaded)
     assert np.abs(after - before).max() > 0

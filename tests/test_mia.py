@@ -2,6 +2,8 @@
 attacks' result files with the pre-registered headline, and AOP from it. The attack mathematics is
 tested in test_attacks.py."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,7 +34,7 @@ def fitted(tmp_path_factory):
     val = run.real("val")
     model, hist = train.fit(run.cfg, run.cfg.classifier.teacher_arch, p.images[keep[0]], p.labels[keep[0]], val.images,
                             val.labels, seed=mia.shadow_seed(run, 0), epochs=1, progress=False, num_classes=10)
-    assert len(hist) == 1 and model.tckr_fit["train_size"] == 60
+    assert len(hist) == 1 and model.info["train_size"] == 60
     return model
 
 
@@ -49,13 +51,13 @@ def quick_fit(fitted, monkeypatch):
 
     def fit(cfg, arch, images, targets, *args, seed, desc="", **kw):
         calls.append(desc)
-        model = copy.deepcopy(fitted)
+        net = copy.deepcopy(fitted.model)
         gen = torch.Generator().manual_seed(int(seed) % 2**31)
         with torch.no_grad():
-            for prm in model.get_classifier().parameters():
+            for prm in net.get_classifier().parameters():
                 prm.add_(0.1 * torch.randn(prm.shape, generator=gen))
-        model.tckr_fit = {**fitted.tckr_fit, "seed": int(seed), "train_size": len(images)}
-        return model, pd.DataFrame()
+        info = {**fitted.info, "seed": int(seed), "train_size": len(images)}
+        return dataclasses.replace(fitted, model=net, info=info), pd.DataFrame()
 
     monkeypatch.setattr(train, "fit", fit)
     return calls
@@ -106,8 +108,8 @@ def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
     mia.train_shadows(run, progress=False)
     assert mia.query_targets(run, "teacher", progress=False) == ["teacher"]
     student = mia.available_targets(run)["teacher"]
-    model = classifiers.load(student["path"])
-    classifiers.save(model, run.path("classifiers", "fashion_mnist_mbnv3_synth1x.safetensors"), arch=model.tckr_meta["arch"],
+    model = classifiers.load_trained(student["path"])
+    classifiers.save(model, run.path("classifiers", "fashion_mnist_mbnv3_synth1x.safetensors"), arch=model.arch,
                      class_names=run.class_names, normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
                      extra={"role": "student", "name": "student_synth1x", "label_mode": "soft", "multiple": 1.0})
     assert mia.query_targets(run, progress=False) == ["teacher", "student_synth1x"]

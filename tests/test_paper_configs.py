@@ -140,7 +140,7 @@ def test_paper_config_models_offline(config, offline_data, tmp_path, tiny_sd_bas
     _, _, run = _open(config, offline_data, tmp_path / "run", tiny_sd_base)
     captions.caption_run(run, progress=False)
     assert lora.finetune(run, progress=False).is_file()
-    assert train.teacher(run, progress=False).tckr_meta["extra"]["role"] == "teacher"
+    assert train.teacher(run, progress=False).info["role"] == "teacher"
 
 
 def test_holdout_test_trains_on_the_whole_train_split(offline_data, tmp_path):

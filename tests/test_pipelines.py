@@ -37,13 +37,14 @@ def fake_fit(calls: list):
         with torch.no_grad():
             for prm in model.get_classifier().parameters():
                 prm.copy_(torch.randn(prm.shape, generator=gen))
-        model.tckr_input_size = cfg.classifier.input_size
-        model.tckr_fit = {"best_epoch": 1, "epochs_run": 1, "val_accuracy": 10.0, "train_seconds": 0.0,
-                          "train_size": int(len(images)), "seed": int(seed)}
+        record = {"best_epoch": 1, "epochs_run": 1, "val_accuracy": 10.0, "train_seconds": 0.0,
+                  "train_size": int(len(images)), "seed": int(seed)}
         history = pd.DataFrame([{"epoch": 1, "train_loss": 1.0, "val_accuracy": 10.0}])
         if history_path is not None:
             io.save_csv(history_path, history)
-        return model.eval(), history
+        size = cfg.classifier.input_size
+        return classifiers.TrainedClassifier(model.eval(), arch, num_classes or 10, input_size=size,
+                                             stem_stride=classifiers.resolved_stem_stride(size), info=record), history
 
     return fit
 
@@ -165,8 +166,8 @@ def test_resume_after_a_kill_inside_the_lora_stage(piped):
 def test_attack_students_writes_rows_scores_and_roc(piped):
     run = piped.run
     for m in CARDS:  # stand-in target students: pipeline 0's, saved as the run's own
-        model = classifiers.load(train.weights_file(pipelines.open_pipeline(run, 0), "student", m))
-        classifiers.save(model, train.weights_file(run, "student", m), arch=model.tckr_meta["arch"], class_names=run.class_names,
+        model = classifiers.load_trained(train.weights_file(pipelines.open_pipeline(run, 0), "student", m))
+        classifiers.save(model, train.weights_file(run, "student", m), arch=model.arch, class_names=run.class_names,
                          normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
                          extra={"role": "student", "name": train.model_name("student", m), "label_mode": "soft", "multiple": m})
     out = pipelines.run_all(run, progress=False)
@@ -298,8 +299,8 @@ def test_pipelines_with_real_training_and_the_attack(tmp_path):
     assert pipelines.train_pipelines(run, progress=False) == [0, 1]
     for m in CARDS:
         src = train.weights_file(pipelines.open_pipeline(run, 1), "student", m)
-        model = classifiers.load(src)
-        classifiers.save(model, train.weights_file(run, "student", m), arch=model.tckr_meta["arch"], class_names=run.class_names,
+        model = classifiers.load_trained(src)
+        classifiers.save(model, train.weights_file(run, "student", m), arch=model.arch, class_names=run.class_names,
                          normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
                          extra={"role": "student", "name": train.model_name("student", m), "label_mode": "soft", "multiple": m})
     rows = pipelines.attack_students(run, progress=False)

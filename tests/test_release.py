@@ -22,11 +22,11 @@ def finished_run(tmp_path_factory):
     torch.manual_seed(0)
     for role, multiple, mode in MODELS:
         arch = run.cfg.classifier.teacher_arch
-        model = classifiers.build(arch, 10, pretrained=False, input_size=32)
-        model.tckr_input_size = 32
+        net = classifiers.build(arch, 10, pretrained=False, input_size=32)
         with torch.no_grad():  # a random head, so predictions vary between images
-            model.get_classifier().weight.normal_(0, 1)
-            model.get_classifier().bias.normal_(0, 1)
+            net.get_classifier().weight.normal_(0, 1)
+            net.get_classifier().bias.normal_(0, 1)
+        model = classifiers.TrainedClassifier(net, arch, 10, input_size=32, stem_stride=classifiers.resolved_stem_stride(32))
         name = train.model_name(role, multiple, mode)
         info = {"role": role, "name": name, "label_mode": mode, "multiple": multiple, "best_epoch": 2, "epochs_run": 2,
                 "val_accuracy": 12.0, "train_seconds": 0.5, "train_size": 100, "seed": 0}
@@ -34,7 +34,7 @@ def finished_run(tmp_path_factory):
         train._save_run_model(run, model, path, arch, info)
         io.save_csv(train.history_file(run, name), pd.DataFrame({"epoch": [1, 2], "train_loss": [2.3, 2.1],
                                                                   "val_accuracy": [10.0, 12.0]}))
-        evaluate.evaluate(run, classifiers.load(path))
+        evaluate.evaluate(run, classifiers.load_trained(path))
     captions.caption_run(run, progress=False)
     mod = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
     io.save_weights(lora.adapter_path(run), {f"unet.{mod}.lora_A.weight": torch.randn(4, 32),
@@ -97,7 +97,7 @@ def test_evaluate_released_in_a_fresh_run_reproduces_the_recorded_accuracies(rel
     assert (fresh.dir / "figures" / "classifier_curves.png").is_file()
     assert pd.read_csv(fresh.dir / "results" / "per_class.csv")["model"].nunique() == len(MODELS)
     # the run's own steps now load the released teacher instead of training one
-    assert train.teacher(fresh, progress=False).tckr_meta["extra"]["role"] == "teacher"
+    assert train.teacher(fresh, progress=False).info["role"] == "teacher"
     assert classifiers.read_meta(train.weights_file(fresh, "teacher"))["extra"]["source"] == "released"
 
 

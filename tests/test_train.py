@@ -127,12 +127,12 @@ def test_regenerate_every_redraws_the_training_set(cfg):
                                           "train.augmix": False, "train.mixup_alpha": 0.0, "study.num_threads": 1})
     model, hist = train.fit(c, ARCH, x, y, xv, yv, seed=0, epochs=5, redraw=redraw, progress=False)
     assert calls == [3, 5] and len(hist) == 5
-    assert model.tckr_fit["train_size"] == 40
+    assert model.info["train_size"] == 40
     never = load_config("configs/tiny.yaml", {"train.patience": 0, "train.batch_size": 20, "train.augmix": False,
                                               "study.num_threads": 1})
     calls.clear()
     model, _ = train.fit(never, ARCH, x, y, xv, yv, seed=0, epochs=2, redraw=redraw, progress=False)
-    assert calls == [] and model.tckr_fit["train_size"] == 60
+    assert calls == [] and model.info["train_size"] == 60
 
 
 def test_fit_learns_and_selects_best_epoch_on_val(cfg, fitted):
@@ -143,9 +143,9 @@ def test_fit_learns_and_selects_best_epoch_on_val(cfg, fitted):
     acc = 100 * np.mean(train.predict_logits(model, xv, cfg).argmax(1) == yv)
     assert acc == pytest.approx(hist.val_accuracy.max(), abs=1e-6)
     # the selection keeps the latest epoch among equally good ones (val_acc >= best)
-    assert model.tckr_fit["best_epoch"] == int(hist.loc[hist.val_accuracy == hist.val_accuracy.max(), "epoch"].max())
+    assert model.info["best_epoch"] == int(hist.loc[hist.val_accuracy == hist.val_accuracy.max(), "epoch"].max())
     assert hist.val_accuracy.max() >= 60, hist
-    assert not model.training
+    assert not model.model.training
 
 
 def test_predict_logits_and_embed(cfg, fitted):
@@ -221,6 +221,7 @@ def fake_synthesis(monkeypatch):
     import tckr
 
     monkeypatch.setattr(tckr, "synthesis", mod, raising=False)
+    monkeypatch.setattr(train, "synthesis", mod)  # the module train imported
     return sets
 
 
@@ -243,7 +244,9 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     assert train.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_real.json").is_file()
     again = train.teacher(run, progress=False)  # cached: loaded, not retrained
-    assert again.tckr_meta["extra"] == t.tckr_meta["extra"]
+    assert again.info == t.info and again.path == t.path == train.weights_file(run, "teacher")
+    assert (t.arch, t.input_size, t.config_hash) == (run.cfg.classifier.teacher_arch, run.cfg.classifier.input_size, run.cfg.hash())
+    assert t.normalisation == train.normalisation(run.cfg) and t.class_names == tuple(run.class_names)
     studs = [*train.students(run, [0.5], t).values(), *train.students(run, [0.5], t, label_mode="hard").values()]
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x.safetensors").is_file()
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x_hard.safetensors").is_file()
@@ -279,7 +282,7 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
         "trained_mbnv3/teachers/fashion_mnist_mbnv3_real.safetensors"]
     assert (tmp_path / "trained_mbnv3" / "teachers" / "fashion_mnist_mbnv3_real.json").is_file()
     teacher_copy = next(p for p in exported if "teachers" in p.parts)
-    assert classifiers.load(teacher_copy, num_classes=10).tckr_meta["extra"]["role"] == "teacher"
+    assert classifiers.load_trained(teacher_copy, num_classes=10).info["role"] == "teacher"
 
 
 @pytest.mark.e2e
@@ -295,8 +298,8 @@ def test_notebook_04_in_the_chain(tiny_chain):
     assert teacher_row.train_size == len(run.splits().D) and np.isnan(teacher_row.cardinality)
     for m in multiples:
         path = train.weights_file(run, "student", m, run.cfg.gkd.label_mode)
-        model = classifiers.load(path, arch=run.cfg.classifier.student_arch, num_classes=len(run.class_names))
-        assert model.tckr_meta["config_hash"] == run.cfg.hash()
+        model = classifiers.load_trained(path, arch=run.cfg.classifier.student_arch, num_classes=len(run.class_names))
+        assert model.config_hash == run.cfg.hash()
         hist = pd.read_csv(train.history_file(run, train.model_name("student", m, run.cfg.gkd.label_mode)))
         assert len(hist) == table.set_index("model").loc[train.model_name("student", m, run.cfg.gkd.label_mode), "epochs_run"]
     per_class = pd.read_csv(tiny_chain / "results" / "per_class.csv")

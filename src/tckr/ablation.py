@@ -19,7 +19,7 @@ import shutil
 
 import pandas as pd
 
-from . import evaluate, io, runs, synthesis, train
+from . import evaluate, io, lora, runs, synthesis, train
 from .config import config_from_dict
 
 SUBRUN = ("ablation", "class_prompts")
@@ -31,8 +31,6 @@ def class_prompt_run(run: runs.Run, multiple: float) -> runs.Run:
     cfg = config_from_dict(run.cfg.to_dict(), {"synthesis.prompt_mode": "class", "synthesis.cardinalities": [float(multiple)],
                                                "mia.pipeline_cardinalities": []})
     sub = runs.open_run(cfg, run.dir.joinpath(*SUBRUN), seed=run.seed)
-    from . import lora
-
     adapter = lora.adapter_path(run)
     if adapter.is_file() and not lora.adapter_path(sub).is_file():
         with io.atomic_path(lora.adapter_path(sub)) as tmp:

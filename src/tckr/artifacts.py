@@ -29,6 +29,7 @@ import yaml
 
 from . import io
 from .data import class_names, load_real, resize_images
+from .data import resize_images
 
 LORA_DIR = "lora"
 SYNTHETIC_DIR = "synthetic"
@@ -398,8 +399,6 @@ class ShardedImages:
             # one fancy index per shard reads only those rows of the memory map
             out[at] = self.arrays[j][local]
         if out.shape[1] != self.size:
-            from .data import resize_images
-
             out = resize_images(out, self.size)
         return out[0] if single else out
 

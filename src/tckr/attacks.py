@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit, log_ndtr
+
 
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia", "rmia_offline")
 FIXED_BELOW_SHADOWS = 64  # Carlini et al. 2022: fixed variance is the better choice with fewer shadows than this
@@ -149,8 +151,6 @@ def _pooled_variance(st: _Stats, online: bool) -> float:
 
 
 def _lira_finish(st: _Stats, online: bool, fixed_variance: bool) -> np.ndarray:
-    from scipy.special import log_ndtr
-
     need = 1 if fixed_variance else 2
     if (st.n_out < need).any() or (online and (st.n_in < need).any()):
         groups = "IN and OUT" if online else "OUT"
@@ -245,8 +245,6 @@ def pooled_variance(shadow_stat: np.ndarray, shadow_in: np.ndarray, *, online: b
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    from scipy.special import expit
-
     return expit(x)
 
 

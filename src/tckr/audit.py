@@ -55,8 +55,9 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from . import io
+from . import classifiers, data, io, provenance, synthesis, train
 
 SPACES = ("feature", "pixel")
 DUP_QUANTILE = 0.01  # real-to-real duplicate threshold: this quantile of held-out real images' nearest-member distances
@@ -90,8 +91,6 @@ def closeness_tests(dist_D: np.ndarray, dist_H: np.ndarray) -> dict[str, float]:
     """Do the nearest-member and nearest-non-member distances of the same images differ? Two-sided
     Wilcoxon signed-rank test on ``dist_D - dist_H`` and two-sided binomial test of the fraction closer
     to D (ties dropped); p-values are NaN when every difference is zero or fewer than two images."""
-    from scipy import stats
-
     dist_D, dist_H = np.asarray(dist_D, float), np.asarray(dist_H, float)
     if dist_D.shape != dist_H.shape or dist_D.ndim != 1:
         raise ValueError(f"dist_D and dist_H must be paired 1-D arrays, got {dist_D.shape} and {dist_H.shape}")
@@ -144,8 +143,6 @@ def _neighbours(queries: dict[str, np.ndarray], ref: dict[str, dict[str, np.ndar
 # ---------------------------------------------------------------- the feature space: a public-data classifier
 def features(model, images: np.ndarray, cfg) -> np.ndarray:
     """A classifier's penultimate features, L2-normalised."""
-    from . import train
-
     f = train.embed(model, images, cfg).astype(np.float64)
     return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
@@ -158,8 +155,6 @@ def feature_split(run) -> tuple[np.ndarray, np.ndarray]:
     """Positions in ``run.real("public")`` of the feature extractor's training images (a seeded
     class-stratified ``audit.feature_train_size``, 0 = all) and of its validation images (a seeded
     stratified ``data.val_size``, at most a fifth of the public partition, disjoint from training)."""
-    from . import data
-
     if run.cfg.data.public_size <= 0 or len(run.splits().public) == 0:
         raise ValueError("the memorisation audit needs a public partition to train its feature extractor on: set "
                          "data.public_size > 0 (images carved from the train split, disjoint from D, H and val)")
@@ -183,8 +178,6 @@ def feature_extractor(run, *, progress: bool = True):
     (``audit/feature_extractor.safetensors``), trained once per run and reloaded afterwards. Its
     train-split indices are recorded (:mod:`tckr.provenance`) before it trains and checked, on every
     load, against the record's hash and for overlap with D, H, val and test."""
-    from . import classifiers, provenance, train
-
     cfg = run.cfg
     arch = cfg.classifier.teacher_arch
     path = feature_extractor_path(run)
@@ -204,7 +197,7 @@ def feature_extractor(run, *, progress: bool = True):
                                                         "training_split": "public", "training_n": int(len(train_idx)),
                                                         "training_sha256": provenance.index_sha256(train_idx),
                                                         "validation_n": int(len(val_idx)),
-                                                        "validation_sha256": provenance.index_sha256(val_idx), **model.tckr_fit})
+                                                        "validation_sha256": provenance.index_sha256(val_idx), **model.info})
         train.checkpoint_file(path).unlink(missing_ok=True)
     found = provenance.read_training_data(folder)
     if found is None:
@@ -218,7 +211,7 @@ def feature_extractor(run, *, progress: bool = True):
     if any(shared.values()):
         what = ", ".join(f"{v} of {k}" for k, v in shared.items() if v)
         raise provenance.DataLeakError(f"the audit feature extractor {path} was trained on private images ({what}); delete it to retrain")
-    return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    return classifiers.load_trained(path, arch=arch, num_classes=len(run.class_names))
 
 
 # ---------------------------------------------------------------- the audit of a run
@@ -242,8 +235,6 @@ def audit(run, multiples: Iterable[float] | None = None, max_synthetic: int | No
     """Audit every available synthetic set (or ``multiples``) against D and H, with the held-out control;
     write the result files and return the summary. An empty summary (and no files) when the run has no
     synthetic set yet."""
-    from . import synthesis
-
     cfg = run.cfg
     mults = list(multiples) if multiples is not None else list(synthesis.available_multiples(run))
     if not mults:

@@ -31,8 +31,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import io, paths
+from .progress import tqdm
+from .runs import device as _device, set_threads
 
 CAPTIONS_DIR = "captions"
 CAPTIONS_FILE = "captions.csv"
@@ -187,8 +190,6 @@ class AttributeCaptioner:
     name: str = "attributes"
 
     def caption(self, images: np.ndarray, progress: bool = False) -> list[str]:
-        from .progress import tqdm
-
         starts = range(0, len(images), self.batch_size)
         out: list[str] = []
         for s in tqdm(starts, desc="captions (attributes)", disable=not progress):
@@ -331,8 +332,6 @@ def caption_run(run, captioner=None, *, progress: bool = True, overwrite: bool =
         return table
     D = run.real("D")
     if captioner is None:
-        from .runs import device as _device, set_threads
-
         set_threads(run.cfg)
         captioner = build_captioner(run.cfg, _device(run.cfg))
     caps = [_clean(c) for c in captioner.caption(D.images, progress=progress)]
@@ -429,8 +428,6 @@ class Blip2Captioner:
 
     def __init__(self, model, processor, *, batch_size: int = 16, max_new_tokens: int = 20, device=None,
                  dtype: str = "float16"):
-        import torch
-
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = _torch_dtype(dtype, self.device)
         self.model = model.to(self.device, self.dtype).eval()
@@ -442,9 +439,8 @@ class Blip2Captioner:
     def from_pretrained(cls, name: str, *, device=None, dtype: str = "float16", batch_size: int = 16,
                         max_new_tokens: int = 20) -> "Blip2Captioner":
         """Load BLIP-2 (a Hugging Face id such as ``Salesforce/blip2-opt-2.7b``, or a local folder)."""
-        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor  # lazy: optional heavy dependency (transformers), imported only when used
 
-        import torch
 
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         processor = Blip2Processor.from_pretrained(name)
@@ -452,9 +448,6 @@ class Blip2Captioner:
         return cls(model, processor, batch_size=batch_size, max_new_tokens=max_new_tokens, device=dev, dtype=dtype)
 
     def caption(self, images: np.ndarray, progress: bool = False) -> list[str]:
-        import torch
-        from .progress import tqdm
-
         out: list[str] = []
         for s in tqdm(range(0, len(images), self.batch_size), desc="captions (BLIP-2)", disable=not progress):
             batch = [np.asarray(im) for im in images[s:s + self.batch_size]]
@@ -470,8 +463,6 @@ class Blip2Captioner:
 
 
 def _torch_dtype(name: str, device):
-    import torch
-
     if device.type == "cpu" and name == "float16":
         return torch.float32
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
@@ -485,9 +476,8 @@ def build_random_blip2(seed: int = 0, image_size: int = 32, num_query_tokens: in
     BLIP-2 path end to end without the hub: its captions are random words, not descriptions.
     Returns ``(model, processor)``.
     """
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig,
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # lazy: imported only when a tokenizer is built
+    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig,  # lazy: optional heavy dependency (transformers), imported only when used
                               Blip2VisionConfig, BlipImageProcessor, OPTConfig, PreTrainedTokenizerFast)
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<image>"]

@@ -16,19 +16,72 @@ Weights are saved as safetensors with a JSON sidecar of the same stem (``.json``
 ``num_classes``, ``class_names``, ``normalisation`` (channel mean/std in [0, 1]), ``input_size``,
 ``stem_stride``, ``config_hash`` and any ``extra`` information (training summary).
 :func:`load` checks the architecture and class count it is asked for and names what differs.
+
+Provenance is data, not attributes: training (:func:`tckr.train.fit`, :func:`tckr.train.teacher`,
+:func:`tckr.train.student`) and :func:`load_trained` return a :class:`TrainedClassifier` (the torch model
+and what it was made from); :func:`build` and :func:`load` return the bare torch model.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 from torch import nn
 
 from . import io
 
 SMALL_INPUT = 64  # inputs at most this side get a stride-1 stem
+
+
+@dataclass(frozen=True)
+class TrainedClassifier:
+    """A classifier and its provenance, as its weights file's sidecar records it.
+
+    ``model`` is the torch module (eval mode); ``input_size`` the side its inputs are resized to;
+    ``stem_stride`` the stride set on its first convolution (0: the architecture's own);
+    ``normalisation`` the channel mean/std in [0, 1] it was trained with; ``class_names`` in label-id order
+    (empty when training did not know them); ``config_hash`` of the run config that trained it; ``info`` the
+    training record (:func:`tckr.train.fit`'s summary, and role/name/label mode for a run's models);
+    ``path`` the weights file it was loaded from or saved to (None while only in memory).
+    Calling it calls the model, and the attributes it does not have are the model's (``clf.eval()``,
+    ``clf.state_dict()``), so code written when training returned the bare torch module keeps working."""
+
+    model: nn.Module
+    arch: str
+    num_classes: int
+    input_size: int
+    stem_stride: int = 0
+    normalisation: dict[str, list[float]] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
+    config_hash: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def __getattr__(self, name: str) -> Any:
+        model = self.__dict__.get("model")
+        if model is None or name.startswith("__"):  # copy/pickle probe dunders before the fields exist
+            raise AttributeError(name)
+        return getattr(model, name)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The sidecar's fields (``arch``, ``num_classes``, ..., ``extra``: the training record)."""
+        return {"arch": self.arch, "num_classes": self.num_classes, "class_names": list(self.class_names),
+                "normalisation": {k: list(v) for k, v in self.normalisation.items()}, "input_size": self.input_size,
+                "stem_stride": self.stem_stride, "config_hash": self.config_hash, "extra": dict(self.info)}
+
+
+def module_of(model: TrainedClassifier | nn.Module) -> nn.Module:
+    """The torch module of a :class:`TrainedClassifier`, or ``model`` itself (every function that takes a
+    classifier accepts both)."""
+    return model.model if isinstance(model, TrainedClassifier) else model
 
 
 class PretrainedUnavailableError(RuntimeError):
@@ -44,10 +97,14 @@ def default_stem_stride(input_size: int) -> int:
     return 1 if input_size <= SMALL_INPUT else 0
 
 
-def build(arch: str, num_classes: int, *, pretrained: bool, input_size: int, stem_stride: int = 0) -> nn.Module:
-    """A timm ``arch`` with a fresh ``num_classes``-way head; ``stem_stride`` 0 picks the rule above."""
-    import timm
+def resolved_stem_stride(input_size: int, stem_stride: int = 0) -> int:
+    """The stride :func:`build` sets on the stem: ``stem_stride``, or the rule above when it is 0."""
+    return stem_stride or default_stem_stride(input_size)
 
+
+def build(arch: str, num_classes: int, *, pretrained: bool, input_size: int, stem_stride: int = 0) -> nn.Module:
+    """A timm ``arch`` with a fresh ``num_classes``-way head; ``stem_stride`` 0 picks the rule above
+    (:func:`resolved_stem_stride` says which stride that is)."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if not timm.is_model(arch):
@@ -67,19 +124,23 @@ def build(arch: str, num_classes: int, *, pretrained: bool, input_size: int, ste
     if isinstance(head, nn.Linear):
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
-    stride = stem_stride or default_stem_stride(input_size)
+    stride = resolved_stem_stride(input_size, stem_stride)
     if stride:
         set_stem_stride(model, stride)
-    model.tckr_arch = arch
-    model.tckr_stem_stride = stride
     return model
+
+
+def _stem_conv(model: nn.Module) -> nn.Conv2d | None:
+    """timm's ``conv_stem``, else the first ``nn.Conv2d``."""
+    conv = getattr(model, "conv_stem", None)
+    if not isinstance(conv, nn.Conv2d):
+        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv
 
 
 def set_stem_stride(model: nn.Module, stride: int) -> None:
     """Set the stride of the first convolution (timm's ``conv_stem`` or the first ``nn.Conv2d``)."""
-    conv = getattr(model, "conv_stem", None)
-    if not isinstance(conv, nn.Conv2d):
-        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    conv = _stem_conv(model)
     if conv is None:
         raise ValueError(f"{type(model).__name__} has no convolution whose stride could be set")
     conv.stride = (stride, stride)
@@ -89,20 +150,29 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save(model: nn.Module, path: str | Path, *, arch: str, class_names: list[str], normalisation: dict[str, list[float]],
-         config_hash: str, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``path`` (safetensors) and its JSON sidecar; the metadata is stored in both."""
+def save(model: TrainedClassifier | nn.Module, path: str | Path, *, arch: str, class_names: list[str],
+         normalisation: dict[str, list[float]], config_hash: str, extra: dict[str, Any] | None = None,
+         input_size: int | None = None, stem_stride: int | None = None) -> Path:
+    """Write ``path`` (safetensors) and its JSON sidecar; the metadata is stored in both. ``input_size`` and
+    ``stem_stride`` default to a :class:`TrainedClassifier`'s own; for a bare module, to 0 (not recorded: it is
+    loaded at 224) and to the stride of its first convolution."""
+    trained = model if isinstance(model, TrainedClassifier) else None
+    if input_size is None:
+        input_size = trained.input_size if trained else 0
+    if stem_stride is None:
+        conv = _stem_conv(model) if trained is None else None
+        stem_stride = trained.stem_stride if trained else (conv.stride[0] if conv is not None else 0)
     meta = {
         "arch": arch,
         "num_classes": len(class_names),
         "class_names": list(class_names),
         "normalisation": {"mean": list(normalisation["mean"]), "std": list(normalisation["std"])},
-        "input_size": int(getattr(model, "tckr_input_size", 0) or 0),
-        "stem_stride": int(getattr(model, "tckr_stem_stride", 0) or 0),
+        "input_size": int(input_size or 0),
+        "stem_stride": int(stem_stride or 0),
         "config_hash": config_hash,
         "extra": extra or {},
     }
-    state = {k: v for k, v in model.state_dict().items()}
+    state = {k: v for k, v in module_of(model).state_dict().items()}
     io.save_weights(path, state, meta)
     io.write_json(sidecar_path(path), {**meta, "sha256": io.sha256_file(path)})
     return Path(path)
@@ -128,8 +198,13 @@ def verify(path: str | Path) -> None:
 
 
 def load(path: str | Path, *, arch: str | None = None, num_classes: int | None = None) -> nn.Module:
-    """Rebuild the model saved at ``path`` (eval mode, CPU); its metadata is ``model.tckr_meta``. A file that differs
-    from the sha256 in its sidecar, or that safetensors cannot read, is a :class:`tckr.io.CorruptFileError` naming it."""
+    """The torch model saved at ``path`` (eval mode, CPU); :func:`load_trained` returns it with its metadata."""
+    return load_trained(path, arch=arch, num_classes=num_classes).model
+
+
+def load_trained(path: str | Path, *, arch: str | None = None, num_classes: int | None = None) -> TrainedClassifier:
+    """Rebuild the model saved at ``path`` (eval mode, CPU) with its metadata. A file that differs from the sha256
+    in its sidecar, or that safetensors cannot read, is a :class:`tckr.io.CorruptFileError` naming it."""
     verify(path)
     tensors, meta = io.load_weights(path)
     problems = []
@@ -147,6 +222,9 @@ def load(path: str | Path, *, arch: str | None = None, num_classes: int | None =
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise WeightsMismatchError(f"{path}: weights do not fit {meta['arch']}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    model.tckr_input_size = input_size
-    model.tckr_meta = meta
-    return model.eval()
+    return TrainedClassifier(model=model.eval(), arch=meta["arch"], num_classes=int(meta["num_classes"]),
+                             input_size=input_size,
+                             stem_stride=resolved_stem_stride(input_size, int(meta.get("stem_stride") or 0)),
+                             normalisation=dict(meta.get("normalisation") or {}),
+                             class_names=tuple(meta.get("class_names") or ()), config_hash=str(meta.get("config_hash", "")),
+                             info=dict(meta.get("extra") or {}), path=Path(path))

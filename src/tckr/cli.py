@@ -3,6 +3,8 @@
     tckr study CONFIG [--run-dir DIR] [--phases ...] [--seeds ...] [--set section.key=value ...]
     tckr lora --run-dir DIR            tckr synthesis --run-dir DIR --shard 2/4
     tckr shadows --run-dir DIR --shard 1/8 [--attack]      tckr figures --run-dir latest
+    tckr report collect --run-dir DIR results/mini         tckr report check results/mini
+    tckr release --run-dir DIR [--out .]                    tckr release --check
 
 Every subcommand takes the same options: ``--config`` (a study YAML), ``--run-dir`` (a run folder, or ``latest``
 for the newest run of the config), ``--shard k/n`` (1-based; subcommands that do not split their work refuse
@@ -22,7 +24,15 @@ from typing import Any, Callable
 
 import yaml
 
+from . import paths
+from .config import ConfigError, load_config
+from .shards import parse_shard
+
 EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+class ExitCode(int):
+    """A subcommand's exit status other than 0 that is not an error (a check that found differences: 1)."""
 
 
 class UsageError(ValueError):
@@ -70,15 +80,13 @@ def _run_dir(a) -> str | None:
 
 
 def _unsharded(a) -> None:
-    from .shards import parse_shard
-
     if parse_shard(a.shard)[1] > 1:
         raise UsageError(f"tckr {a.command} does not split its work; --shard applies to synthesis, shadows and pipelines")
 
 
 def _open(a, *, new: bool = True):
     """The run the options name: ``--run-dir`` (existing, or new when ``--config`` is given) or a new run."""
-    from . import runs
+    from . import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     config, run_dir = _config(a), _run_dir(a)
     if run_dir is None and not new:
@@ -92,7 +100,7 @@ def _open(a, *, new: bool = True):
 
 
 def _study(a) -> None:
-    from . import runs, study
+    from . import runs, study  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     config, run_dir = _config(a), _run_dir(a)
@@ -114,13 +122,11 @@ def _study(a) -> None:
 
 
 def _load(config: str):
-    from .config import load_config
-
     return load_config(config)
 
 
 def _saved_config(run_dir: str | Path) -> str:
-    from . import paths, runs
+    from . import paths, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     f = paths.resolve(run_dir) / runs.CONFIG_FILE
     if not f.is_file():
@@ -129,7 +135,7 @@ def _saved_config(run_dir: str | Path) -> str:
 
 
 def _figures(a) -> None:
-    from . import plots
+    from . import plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     _no_set(a)
@@ -138,8 +144,6 @@ def _figures(a) -> None:
     bad = [w for w in which if w not in plots.FIGURES]
     if bad:
         raise UsageError(f"unknown figure(s) {', '.join(bad)}; accepted: {', '.join(plots.FIGURES)}")
-    from . import paths
-
     plots.make_figures(run.dir, which, images_dir=paths.IMAGES if a.images else None)
 
 
@@ -149,7 +153,7 @@ def _no_set(a) -> None:
 
 
 def _lora(a) -> None:
-    from . import lora
+    from . import lora  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     run = _open(a)
@@ -159,7 +163,7 @@ def _lora(a) -> None:
 
 
 def _synthesis(a) -> dict:
-    from . import synthesis
+    from . import synthesis  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     pipe = synthesis.load_generator(run, random_weights=True) if a.random_weights else None
@@ -169,7 +173,7 @@ def _synthesis(a) -> dict:
 
 
 def _shadows(a) -> None:
-    from . import mia
+    from . import mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     done = mia.train_shadows(run, a.n_shadows, a.shard, progress=not a.no_progress)
@@ -180,7 +184,7 @@ def _shadows(a) -> None:
 
 
 def _pipelines(a) -> None:
-    from . import pipelines
+    from . import pipelines  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     pipelines.train_pipelines(run, a.n_pipelines, a.shard, progress=not a.no_progress)
@@ -190,7 +194,7 @@ def _pipelines(a) -> None:
 
 
 def _generator_attack(a) -> None:
-    from . import generator_mia
+    from . import generator_mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     run = _open(a, new=False)
@@ -199,7 +203,7 @@ def _generator_attack(a) -> None:
 
 
 def _ledger(a) -> None:
-    from . import ledger, plots
+    from . import ledger, plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     _no_set(a)
@@ -209,7 +213,7 @@ def _ledger(a) -> None:
 
 
 def _pretrain(a) -> None:
-    from . import pretrain
+    from . import pretrain  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     if a.sets:
@@ -220,6 +224,65 @@ def _pretrain(a) -> None:
     if _run_dir(a):
         argv += ["--work", _run_dir(a)]
     pretrain.main(argv)
+
+
+def _report(a) -> ExitCode | None:
+    from . import report, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    _unsharded(a)
+    _no_set(a)
+    folders = list(a.folders)
+    if a.action == "collect":
+        if _config(a) and not a.run_dir_opt:
+            raise UsageError("tckr report collect copies a run folder: give --run-dir (a run folder or 'latest')")
+        if a.run_dir_opt is None and folders:
+            a.run_dir_opt = folders.pop(0)  # python -m tckr.report collect RUN DEST
+        if a.run_dir_opt is None or len(folders) != 1:
+            raise UsageError("tckr report collect needs --run-dir DIR (or 'latest') and one destination folder, "
+                             "e.g. tckr report collect --run-dir latest results/mini")
+        source = runs.find_run(a.run_dir_opt, _config(a))
+        files = report.collect(source, folders[0])
+        print(f"{len(files)} files -> {folders[0]}")
+        return None
+    if a.run_dir_opt or _config(a):
+        raise UsageError(f"tckr report {a.action} reads result folders (results/<study>), given as arguments; "
+                         "--run-dir and --config do not apply (copy a run with tckr report collect first)")
+    if not folders:
+        raise UsageError(f"tckr report {a.action} needs one or more result folders, e.g. tckr report {a.action} results/mini")
+    changed = report.update_readme(a.readme, folders, check=a.action == "check")
+    if a.action == "check":
+        if changed:
+            print(f"{a.readme}: the results block differs from `tckr report write {' '.join(folders)}`", file=sys.stderr)
+            return ExitCode(EXIT_FAILED)
+        print(f"{a.readme}: results block current")
+        return None
+    print(f"{a.readme}: results block {'rewritten' if changed else 'already current'}")
+    return None
+
+
+def _release(a) -> ExitCode | None:
+    from . import release, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    _unsharded(a)
+    _no_set(a)
+    run_dir = _run_dir(a)
+    if run_dir is None and _config(a):
+        raise UsageError("tckr release writes the release of a finished run: give --run-dir (a run folder or 'latest')")
+    if run_dir is None and not a.check:
+        raise UsageError("tckr release needs --run-dir (a finished run folder, or 'latest') to release, or --check to verify")
+    if run_dir is not None:
+        source = runs.find_run(run_dir, _config(a))
+        if not source.is_dir():
+            raise runs.RunNotFoundError(f"no run folder at {source}")
+        release.release(source, a.out)
+    if a.check:
+        problems = release.check(a.out)
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"release under {release._root(a.out)}: "
+              + (f"{len(problems)} problem(s)" if problems else "every file matches its manifest"))
+        return ExitCode(EXIT_FAILED) if problems else None
+    return None
 
 
 def _add(sub, name: str, func: Callable, help_: str, *, config_pos: bool = False, run_pos: bool = False) -> argparse.ArgumentParser:
@@ -273,6 +336,18 @@ def parser() -> argparse.ArgumentParser:
     p = _add(sub, "ledger", _ledger, "rebuild the privacy ledger (results/ledger.csv) of a run and print it")
     p.add_argument("--headline-only", action="store_true", help="print only the pre-registered headline rows")
 
+    p = _add(sub, "report", _report, "the README's results block from committed result folders (tckr.report): "
+             "collect a run's result files, write the block, or check it (exit 1 when it differs)")
+    p.add_argument("action", choices=("collect", "write", "check"))
+    p.add_argument("folders", nargs="*", metavar="FOLDER", help="collect: the destination (results/<study>); "
+                   "write/check: the result folders, in order")
+    p.add_argument("--readme", default="README.md", help="the file holding the results block (default README.md)")
+
+    p = _add(sub, "release", _release, "write the release folders (trained_mbnv3/, lora_sd2/, prompts/) from a finished "
+             "run, and/or --check every released file against its manifest (exit 1 on a difference)", run_pos=True)
+    p.add_argument("--out", default=None, help="folder that receives the release (default: the repository root)")
+    p.add_argument("--check", action="store_true", help="verify every released file against its folder's release.json")
+
     _add(sub, "pretrain", _pretrain, "pretrain the mini tier's base generator on the public partition; "
          "--run-dir is its working folder, any other option goes to python -m tckr.pretrain (--out, --steps, ...)")
     return ap
@@ -280,12 +355,13 @@ def parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from . import io, provenance, shards  # noqa: F401  (shards: its ValueError is a malformed --shard)
-    from .config import ConfigError
-    from .data import DatasetUnavailableError
-    from .study import PhaseBlocked
+    from .data import DatasetUnavailableError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from .release import ReleaseError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from .report import ReportError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from .study import PhaseBlocked  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     return (UsageError, ConfigError, FileNotFoundError, PhaseBlocked, provenance.DataLeakError, io.CorruptFileError,
-            DatasetUnavailableError)
+            DatasetUnavailableError, ReportError, ReleaseError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,11 +374,12 @@ def invoke(argv: list[str] | None = None) -> tuple[int, Any]:
     ap = parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     a, rest = ap.parse_known_args(argv)
+    if a.command == "report" and rest and not any(r.startswith("-") for r in rest):
+        a.folders, rest = [*a.folders, *rest], []  # folders after an option (argparse ends nargs="*" at the first one)
     if rest and a.command != "pretrain":
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     a.rest = rest
-    from .shards import parse_shard
-    from .study import PhaseFailed
+    from .study import PhaseFailed  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     try:
         if a.shard is not None:
@@ -321,6 +398,8 @@ def invoke(argv: list[str] | None = None) -> tuple[int, Any]:
             raise
         print(f"tckr: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_FAILED, None
+    if isinstance(result, ExitCode):
+        return int(result), None
     return 0, result
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -24,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from . import paths
+from . import data as _data, paths
 
 
 class ConfigError(ValueError):
@@ -259,8 +260,6 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
-        import difflib
-
         hints_txt = []
         for k in unknown:
             close = difflib.get_close_matches(str(k), names, n=1)
@@ -436,8 +435,6 @@ def _check_ranges(cfg: Config) -> None:
 
 
 def _check(cfg: Config, registry: bool = True) -> None:
-    from . import data as _data
-
     s = cfg.study
     if not RUN_NAME.match(s.name):
         _fail("study.name", s.name, "run folders are named after it: 1-100 letters, digits, '.', '_' or '-', "
@@ -472,7 +469,7 @@ def _check(cfg: Config, registry: bool = True) -> None:
         if not arch.strip():
             _fail(f"classifier.{key}", arch, "accepted: a timm architecture name such as mobilenetv3_small_050")
         if registry:
-            import timm
+            import timm  # lazy: tckr.config sits under the torch-free layers (artifacts, ledger, report): timm only when called
 
             if not timm.is_model(arch):
                 close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]

@@ -8,7 +8,9 @@ Hugging Face hub when online.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from PIL import Image
 
 from . import io, paths
 
@@ -166,8 +170,6 @@ def real_cache_dir() -> Path:
 
 
 def _cache_files(key: dict) -> tuple[Path, Path, Path, Path]:
-    import hashlib
-
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     stem = real_cache_dir() / f"{key['dataset']}_{key['split']}_{key['size'] or 'native'}_{digest}"
     return (stem.with_suffix(".images.npy"), stem.with_suffix(".labels.npy"), stem.with_suffix(".json"),
@@ -200,8 +202,6 @@ def _cached(key: dict, build) -> tuple[np.ndarray, np.ndarray]:
     """The cache entry of ``key``, built by ``build()`` when missing or damaged. Two processes building at once:
     one builds under an exclusive lock, the other waits and reads it; files are written to a temporary name and
     renamed, the record last, so a reader never sees a partial entry."""
-    import fcntl
-
     found = _read_cache(key)
     if found is not None:
         return found
@@ -252,7 +252,7 @@ def _hf_split(s: DatasetSpec, split: str) -> str:
 
 def _broken_arrow_files(folder: Path) -> list[Path]:
     """The ``.arrow`` files of a ``save_to_disk`` folder that pyarrow cannot read to the end."""
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: optional dependency, imported only for Hugging Face sources
 
     broken = []
     for f in sorted(folder.rglob("*.arrow")):
@@ -265,7 +265,7 @@ def _broken_arrow_files(folder: Path) -> list[Path]:
 
 
 def _load_from_disk(folder: Path, s: DatasetSpec, split: str):
-    import datasets
+    import datasets  # lazy: optional heavy dependency (Hugging Face datasets), imported only for hub/save_to_disk sources
 
     obj = datasets.load_from_disk(str(folder))
     if isinstance(obj, datasets.DatasetDict):
@@ -278,7 +278,7 @@ def _load_from_disk(folder: Path, s: DatasetSpec, split: str):
 
 def _load_from_hub(s: DatasetSpec, split: str, tried: list[str]):
     try:
-        import datasets
+        import datasets  # lazy: optional heavy dependency (Hugging Face datasets), imported only for hub/save_to_disk sources
 
         return datasets.load_dataset(s.hf_id, s.hf_config, split=_hf_split(s, split))
     except ValueError:
@@ -329,8 +329,6 @@ def _label_ids(values, s: DatasetSpec) -> np.ndarray:
 
 
 def _pil_to_rgb(img, size: int | None) -> np.ndarray:
-    from PIL import Image
-
     if not isinstance(img, Image.Image):
         img = Image.fromarray(np.asarray(img))
     img = img.convert("RGB")
@@ -356,8 +354,8 @@ def to_rgb(images: np.ndarray) -> np.ndarray:
 
 def resize_images(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
     """Resize ``N×H×W[×C]`` uint8 images to ``size``×``size`` (bilinear, antialiased), in chunks."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # lazy: tckr.data sits under the torch-free layers (artifacts, ledger, report): torch only when called
+    import torch.nn.functional as F  # lazy: tckr.data sits under the torch-free layers (artifacts, ledger, report): torch only when called
 
     images = to_rgb(images)
     out = np.empty((len(images), size, size, 3), dtype=np.uint8)
@@ -581,8 +579,6 @@ def summarise_splits(run) -> "pd.DataFrame":
     """Class counts of a run's D / H / val / pool / public / test splits; written to ``results/splits.csv``.
     Labels come from the run's own (resized) loads, so sources with mixed image sizes work; the ``source`` of
     each split (which real split its indices point into) is in ``splits/sources.json``."""
-    import pandas as pd
-
     names = class_names(run.dataset)
     counts = {k: np.bincount(run.labels(k), minlength=len(names)) for k in (*Splits.NAMES, "test")}
     frame = pd.DataFrame({"class_id": np.arange(len(names)), "class_name": names, **counts})

@@ -29,9 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from torch import nn
-
-from . import io, runs, train
+from . import classifiers, io, runs, train
 
 COLUMNS = ["model", "role", "arch", "cardinality", "label_mode", "train_size", "test_accuracy", "val_accuracy",
            "best_epoch", "epochs_run", "train_seconds", "seed"]
@@ -42,19 +40,21 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np
     return np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def evaluate(run: runs.Run, model: nn.Module) -> dict[str, Any]:
-    """Test a model saved by :func:`tckr.train.teacher` / :func:`tckr.train.student`; write its rows."""
-    meta = getattr(model, "tckr_meta", None)
-    if not meta or "name" not in meta.get("extra", {}):
-        raise ValueError("evaluate() takes a model returned by tckr.train.teacher or tckr.train.student (it carries tckr_meta)")
-    info = meta["extra"]
+def evaluate(run: runs.Run, model: classifiers.TrainedClassifier) -> dict[str, Any]:
+    """Test a classifier returned by :func:`tckr.train.teacher` / :func:`tckr.train.student` (or loaded from a run's
+    ``classifiers/`` with :func:`tckr.classifiers.load_trained`); write its rows."""
+    if not isinstance(model, classifiers.TrainedClassifier) or "name" not in model.info:
+        raise ValueError("evaluate() takes the TrainedClassifier returned by tckr.train.teacher or tckr.train.student, or "
+                         "tckr.classifiers.load_trained(<run>/classifiers/<file>.safetensors); a bare torch module "
+                         f"({type(model).__name__}) does not say which model of the run it is")
+    info = model.info
     name = info["name"]
     test = run.real("test")
     pred = train.predict_logits(model, test.images, run.cfg).argmax(1)
     n_cls = len(run.class_names)
     cm = confusion(test.labels, pred, n_cls)
     support = cm.sum(1)
-    row = {"model": name, "role": info["role"], "arch": meta["arch"],
+    row = {"model": name, "role": info["role"], "arch": model.arch,
            "cardinality": np.nan if info.get("multiple") is None else float(info["multiple"]),
            "label_mode": info["label_mode"], "train_size": int(info["train_size"]),
            "test_accuracy": 100.0 * float(np.trace(cm)) / max(int(cm.sum()), 1),

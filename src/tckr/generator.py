@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import io, paths, progress
+from . import captions, data, io, paths, progress
 
 ARCHS = ("sd2", "tiny")
 GENERATOR_ASSETS = paths.ASSETS / "generators"
@@ -67,7 +67,7 @@ def component_configs(arch: str) -> dict[str, dict[str, Any]]:
 
 def load_tokenizer(max_length: int = 77):
     """The project's CLIP-style tokenizer (``transformers.CLIPTokenizer``) padded to ``max_length``."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # lazy: optional heavy dependency (transformers), imported only when used
 
     vocab = json.loads((TOKENIZER_DIR / "vocab.json").read_text())
     merges = [tuple(m.split(" ")) for m in (TOKENIZER_DIR / "merges.txt").read_text().splitlines() if m and not m.startswith("#version")]
@@ -76,9 +76,9 @@ def load_tokenizer(max_length: int = 77):
 
 def build_random(arch: str, *, seed: int = 0, dtype: torch.dtype = torch.float32):
     """A ``StableDiffusionPipeline`` of architecture ``arch`` ("sd2" or "tiny") with random weights."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from diffusers.schedulers import DDIMScheduler, DPMSolverMultistepScheduler, DDPMScheduler, EulerDiscreteScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel  # lazy: optional heavy dependency (diffusers), imported only when a generator is used
+    from diffusers.schedulers import DDIMScheduler, DPMSolverMultistepScheduler, DDPMScheduler, EulerDiscreteScheduler  # lazy: optional heavy dependency (diffusers), imported only when a generator is used
+    from transformers import CLIPTextConfig, CLIPTextModel  # lazy: optional heavy dependency (transformers), imported only when used
 
     cfgs = component_configs(arch)
     te_cfg = {k: v for k, v in cfgs["text_encoder"].items() if k != "architectures"}
@@ -127,7 +127,7 @@ def load(base: str | Path, lora: str | Path | None = None, *, dtype: torch.dtype
     """A pretrained ``StableDiffusionPipeline`` from a hub id or local folder, with an optional LoRA adapter.
 
     Weights are cast to ``dtype`` (default float32: the tiny base is stored in fp16 to stay small)."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline  # lazy: optional heavy dependency (diffusers), imported only when a generator is used
 
     where = resolve_base(base)
     if not Path(where).is_dir() and (str(base).startswith((".", "/")) or str(base).startswith("models")):
@@ -181,7 +181,7 @@ def lora_state(pipe) -> dict[str, torch.Tensor]:
 
 def add_lora(pipe, rank: int, alpha: float, target_modules=LORA_TARGETS, *, init: bool = True) -> list[str]:
     """Wrap the UNet's attention projections in a peft LoRA adapter; returns the wrapped module paths."""
-    from peft import LoraConfig
+    from peft import LoraConfig  # lazy: optional heavy dependency (peft), imported only when an adapter is used
 
     names = _attention_modules(pipe.unet, target_modules)
     if not names:
@@ -274,7 +274,7 @@ def load_lora(pipe, path: str | Path, *, strict: bool = True):
                                f"the layer ({lin.in_features} -> {lin.out_features})")
     if _has_lora(unet):
         unet.delete_adapters("default") if hasattr(unet, "delete_adapters") else None
-    from peft import LoraConfig
+    from peft import LoraConfig  # lazy: optional heavy dependency (peft), imported only when an adapter is used
 
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=sorted(modules)))
     dtype = next(unet.parameters()).dtype
@@ -283,8 +283,6 @@ def load_lora(pipe, path: str | Path, *, strict: bool = True):
         for m, d in modules.items():
             mods[m].lora_A["default"].weight.copy_(d["A"].to(dtype))
             mods[m].lora_B["default"].weight.copy_(d["B"].to(dtype))
-    pipe._tckr_lora = {"path": str(path), "rank": rank, "alpha": alpha, "modules": len(modules),
-                       "base_model": meta.get("base_model", "")}
     return pipe
 
 
@@ -317,8 +315,6 @@ def to_original_format(tensors: dict[str, torch.Tensor], style: str = "linear") 
 def tokenizer_corpus() -> list[str]:
     """The tokenizer's training text: class names of every registered dataset, the offline attribute
     captioner's vocabulary and the extra words in ``assets/generators/tokenizer/corpus.txt``."""
-    from . import captions, data
-
     lines = [" ".join(data.class_names(n)) for n in data.available_datasets()]
     lines.append(" ".join(captions.attribute_vocabulary()))
     extra = TOKENIZER_DIR / "corpus.txt"
@@ -329,7 +325,7 @@ def tokenizer_corpus() -> list[str]:
 
 def train_tokenizer(texts: list[str] | None = None, out_dir: str | Path = TOKENIZER_DIR, vocab_size: int = 2048) -> Path:
     """Train the CLIP-style byte-level BPE tokenizer on ``texts``; writes ``vocab.json`` and ``merges.txt``."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers  # lazy: imported only when a tokenizer is built
 
     texts = tokenizer_corpus() if texts is None else texts
 

@@ -53,8 +53,9 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
-from . import io
+from . import data, generator, io, lora, mia, pipelines, runs, synthesis
 from .progress import note
 
 GENERATOR_ATTACKS = ("gen_loss", "gen_contrast", "gen_lira_online_fixed", "gen_lira_offline_fixed",
@@ -107,8 +108,6 @@ def generator_scores(target_errors: np.ndarray, shadow_errors: np.ndarray | None
                      shadow_in: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Scores of :data:`GENERATOR_ATTACKS` from the target's errors [n, K, 2] and, for the LiRA attacks, the
     shadow generators' errors [m, n, K, 2] with their membership ``shadow_in`` bool [m, n]."""
-    from . import mia  # lira_from_stable: numpy only
-
     t = np.asarray(target_errors, dtype=np.float64)
     out = {"gen_loss": -t[..., 0].mean(1), "gen_contrast": (t[..., 1] - t[..., 0]).mean(1)}
     if shadow_errors is None:
@@ -172,8 +171,6 @@ def synthetic_scores(target_stat: np.ndarray, shadow_stat: np.ndarray | None = N
                      shadow_in: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Scores of :data:`SYNTHETIC_ATTACKS` from the target set's statistics [n, 2] and, for LiRA, the shadow
     sets' [m, n, 2] with their membership ``shadow_in`` bool [m, n]."""
-    from . import mia
-
     t = np.asarray(target_stat, dtype=np.float64)
     out = {"syn_distance": t[:, 0].copy()}
     if shadow_stat is None:
@@ -189,9 +186,7 @@ def synthetic_scores(target_stat: np.ndarray, shadow_stat: np.ndarray | None = N
 def encode_images(pipe, images: np.ndarray, *, resolution: int, center_crop: bool = True,
                   batch_size: int = ATTACK_BATCH) -> "torch.Tensor":
     """float32 [n, C, h, w] on the CPU: VAE posterior means × the VAE's scaling factor (``lora.preprocess``, no flip)."""
-    import torch
 
-    from . import lora
 
     vae = pipe.vae
     parts = []
@@ -205,8 +200,6 @@ def encode_images(pipe, images: np.ndarray, *, resolution: int, center_crop: boo
 
 def encode_prompts(pipe, prompts: list[str]) -> "torch.Tensor":
     """Text embeddings, tokenized as ``lora.finetune`` does (padded to the tokenizer's length, no attention mask)."""
-    import torch
-
     tok = pipe.tokenizer
     ids = torch.tensor(tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids)
     with torch.no_grad():
@@ -222,9 +215,7 @@ def denoising_errors(pipe, images: np.ndarray | None, prompts: list[str], *, n_q
     Noise of example ``example_ids[j]`` (default: its position) and query k comes from :func:`query_noise`
     with ``seed``; timesteps from :func:`query_timesteps`. ``latents`` (from :func:`encode_images`) skips the VAE,
     which LoRA does not change. The UNet runs in its own dtype; errors are computed in float32."""
-    import torch
 
-    from . import lora
 
     n = len(prompts)
     ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
@@ -267,16 +258,12 @@ def _dir(run, kind: str, *parts: str) -> Path:
 def pool_prompts(run, *, progress: bool = True) -> pd.DataFrame:
     """Captions and prompts of every image of P (D first, then H): :func:`tckr.pipelines.pool_captions`, the one
     cached ``mia/pipelines/captions_P.csv`` the shadow pipelines use too."""
-    from . import pipelines
-
     return pipelines.pool_captions(run, progress=progress)
 
 
 def _subset(run, kind: str, size: int, tag: int) -> np.ndarray:
     """Positions in P, stratified by (class, membership) so classes and members/non-members stay balanced, drawn
     from P without its mislabeled canaries, then every canary; written once to ``mia/<kind>/subset.npy``."""
-    from . import data, mia
-
     f = _dir(run, kind, "subset.npy")
     if f.is_file():
         return io.load_array(f)
@@ -305,16 +292,12 @@ def synthetic_subset(run) -> np.ndarray:
 def reference_mask(run, n_pipelines: int, positions: np.ndarray) -> np.ndarray:
     """bool [n_pipelines, len(positions)]: pipeline i trained on P[keep[i]], so rows ``keep[:n_pipelines]`` restricted
     to the attacked positions are the references' membership."""
-    from . import mia
-
     keep = mia.ensure_mask(run, max(2, n_pipelines + n_pipelines % 2))
     return np.ascontiguousarray(keep[:n_pipelines][:, positions])
 
 
 def _pipelines(run, n: int, has: Callable, what: str) -> dict[str, object]:
     """Sub-runs of pipelines 0..n-1 that have ``what`` (``has(sub)``); FileNotFoundError naming the others."""
-    from . import pipelines
-
     found, missing = {}, []
     for i in range(n):
         name = pipelines.pipeline_name(i)
@@ -335,8 +318,6 @@ def _pipelines(run, n: int, has: Callable, what: str) -> dict[str, object]:
 
 def pipeline_adapters(run, n_pipelines: int | None = None) -> dict[str, Path]:
     """``pipeline_<iii>`` -> LoRA adapter of the first ``n_pipelines`` shadow pipelines (all must exist)."""
-    from . import lora
-
     n = run.cfg.mia.n_pipelines if n_pipelines is None else int(n_pipelines)
     subs = _pipelines(run, n, lambda sub: lora.adapter_path(sub).is_file(), "LoRA adapter")
     return {name: lora.adapter_path(sub) for name, sub in subs.items()}
@@ -355,8 +336,6 @@ def _queries_record(run, pipe, n: int) -> dict:
 def generator_errors(run, n_pipelines: int | None = None, *, progress: bool = True) -> dict[str, np.ndarray]:
     """Denoising errors [n, K, 2] of the target's generator and of each shadow pipeline's, written per model to
     ``mia/generator/errors_<model>.npy`` (finished models are read back)."""
-    from . import generator, lora, mia, runs, synthesis
-
     cfg = run.cfg
     n = cfg.mia.n_pipelines if n_pipelines is None else int(n_pipelines)
     target = lora.adapter_path(run)
@@ -405,8 +384,6 @@ def _write_results(run, file: str, target: str, role: str, cardinality, release:
                    positions: np.ndarray, n_refs: int) -> pd.DataFrame:
     """One release point's rows through :func:`tckr.mia.write_attack_results` (``n_shadows``: the reference
     models of the LiRA attacks, 0 for the threshold attacks)."""
-    from . import mia
-
     scored = mia.TargetScores(target, scores, {"role": role, "cardinality": cardinality, "label_mode": None, "release": release},
                               n_shadows={a: n_refs if "lira" in a else 0 for a in scores})
     return mia.write_attack_results(run, file, [scored], positions=positions, extra_columns=["release"])
@@ -435,16 +412,12 @@ def synthetic_cardinalities(run) -> list[float]:
 
 
 def _has_set(multiple: float) -> Callable:
-    from . import synthesis
-
     return lambda sub: any(np.isclose(m, multiple) for m in synthesis.available_multiples(sub))
 
 
 def synthetic_stats(run, multiple: float, n_pipelines: int | None = None, *, progress: bool = True) -> dict[str, np.ndarray]:
     """Statistics [n, 2] of the target's synthetic set of ``multiple`` × |D| and of each pipeline's, written per model
     to ``mia/synthetic/x<m>/<model>.npy`` (finished ones are read back)."""
-    from . import mia, synthesis
-
     n = run.cfg.mia.n_pipelines if n_pipelines is None else int(n_pipelines)
     if not _has_set(multiple)(run):
         raise FileNotFoundError(f"run {run.dir} has no finished synthetic set of {multiple:g}× |D|; run notebooks/03_generate.ipynb")
@@ -489,8 +462,6 @@ def run_all(run, *, progress: bool = True) -> dict[str, pd.DataFrame]:
     """Run whatever is configured and available: the generator attack (``mia.generator_examples`` > 0, the target's
     and the pipelines' adapters present) and the synthetic-set attack (target's and pipelines' synthetic sets of the
     pipeline cardinalities present). Returns ``{"generator": frame, "synthetic": frame}`` (empty when skipped)."""
-    from . import lora
-
     cfg = run.cfg
     out = {"generator": pd.DataFrame(), "synthetic": pd.DataFrame()}
     if cfg.mia.generator_examples <= 0:

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 
+
 class CorruptFileError(ValueError):
     """A file that exists but cannot be read as what it should be (truncated, overwritten, wrong format),
     or whose content does not match its recorded checksum. The message starts with the file's path."""
@@ -124,7 +125,7 @@ def save_csv(path: str | os.PathLike, frame) -> Path:
 
 def save_weights(path: str | os.PathLike, tensors: dict, metadata: dict[str, Any] | None = None) -> Path:
     """Save tensors as safetensors; metadata values are stored as JSON strings."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: tckr.io sits under the torch-free layers (artifacts, ledger, report): safetensors only when called
 
     meta = {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
@@ -135,8 +136,8 @@ def save_weights(path: str | os.PathLike, tensors: dict, metadata: dict[str, Any
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
     """Load a safetensors file: (tensors, metadata with JSON values decoded)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    from safetensors import safe_open  # lazy: tckr.io sits under the torch-free layers (artifacts, ledger, report): safetensors only when called
+    from safetensors.torch import load_file  # lazy: tckr.io sits under the torch-free layers (artifacts, ledger, report): safetensors only when called
 
     path = Path(path)
     if not path.is_file():

@@ -29,21 +29,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import mia, pipelines, runs, shards, study, synthesis
+
 SHARDED = ("03_generate", "05_mia_lira")
 
 
 def work(phase: str, run_dir: str, shard: str) -> dict[str, Any]:
     """One shard's work (runs in the submitted job): the run folder's saved config decides everything."""
-    from . import runs
-
     run = runs.open_run(None, run_dir)
     if phase == "03_generate":
-        from . import synthesis
-
         return {"shard": shard, **synthesis.generate(run, shard=shard, progress=False)}
     if phase == "05_mia_lira":
-        from . import mia, pipelines
-
         out: dict[str, Any] = {"shard": shard, "shadows": mia.train_shadows(run, shard=shard, progress=False)}
         if run.cfg.mia.n_pipelines:
             out["pipelines"] = pipelines.train_pipelines(run, shard=shard, progress=False)
@@ -53,12 +49,8 @@ def work(phase: str, run_dir: str, shard: str) -> dict[str, Any]:
 
 def merge(phase: str, run_dir: str) -> dict[str, Any]:
     """The phase's step after every shard: refuses while any shard's work is unfinished."""
-    from . import runs
-
     run = runs.open_run(None, run_dir)
     if phase == "03_generate":
-        from . import synthesis
-
         if not synthesis.is_complete(run):
             missing = synthesis.status(run).query("not done")["shard"].tolist()
             raise RuntimeError(f"{run.dir}: synthetic shard(s) {missing[:8]} unfinished after all jobs; "
@@ -67,8 +59,6 @@ def merge(phase: str, run_dir: str) -> dict[str, Any]:
         synthesis.check(run)
         return {"phase": phase, "shards": summary["shards_total"], "multiples": synthesis.available_multiples(run)}
     if phase == "05_mia_lira":
-        from . import mia, pipelines
-
         left = [i for i in range(run.cfg.mia.n_shadows) if not mia._done(run, mia.shadow_name(i))]
         if left:
             raise RuntimeError(f"{run.dir}: shadow(s) {left[:8]} unfinished after all shards; launch the array again")
@@ -83,7 +73,7 @@ def merge(phase: str, run_dir: str) -> dict[str, Any]:
 
 def executor(log_dir: Path, *, local: bool, slurm: dict[str, Any]):
     """submitit's AutoExecutor: SLURM when ``sbatch`` is there, else an error; ``local`` runs local processes."""
-    import submitit
+    import submitit  # lazy: optional dependency (submitit), imported only for cluster launches
 
     ex = submitit.AutoExecutor(folder=str(log_dir), cluster="local" if local else None)
     if not local and ex.cluster != "slurm":
@@ -103,8 +93,6 @@ def launch(config: str | None, run_dir: str | Path, phase: str, n_shards: int, *
            record: bool = False, log=print) -> dict[str, Any]:
     """Submit shards ``1/n … n/n`` of ``phase`` as a job array, wait for all of them, then the merge job.
     Returns the shards' summaries and the merge's. A failed shard is an error naming it and its log files."""
-    from . import runs, shards
-
     if phase not in SHARDED:
         raise ValueError(f"phase {phase!r} is not sharded; accepted: {', '.join(SHARDED)}")
     if n_shards < 1:
@@ -112,8 +100,6 @@ def launch(config: str | None, run_dir: str | Path, phase: str, n_shards: int, *
     run = runs.open_run(config, run_dir)  # config, splits and seeds are written once, before any shard starts
     run.splits()
     if phase == "05_mia_lira":
-        from . import mia
-
         mia.ensure_mask(run)  # the membership mask before any shadow trains
     logs = Path(log_dir) if log_dir else run.dir / "logs" / "submitit"
     ex = executor(logs, local=local, slurm=dict(slurm or {}))
@@ -138,8 +124,6 @@ def launch(config: str | None, run_dir: str | Path, phase: str, n_shards: int, *
         out["merge"] = ex.submit(merge, phase, str(run.dir)).result()
         log(f"merged: {out['merge']}")
     if record:
-        from . import study
-
         study.run_phases(run, (phase,), log=log)
     return out
 

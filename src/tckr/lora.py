@@ -38,8 +38,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, generator, io, paths
+from . import artifacts, captions, generator, io, paths, runs as _runs
 from .artifacts import LORA_DIR, adapter_name, adapter_path  # noqa: F401  (public names of this module)
+from .progress import tqdm
 
 
 def forward_diffusion(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,8 +136,6 @@ def preprocess(images: np.ndarray, resolution: int, *, center_crop: bool, flip: 
 
 def training_prompts(run) -> list[str]:
     """The prompts of D's images in D's order, from the run's captions file."""
-    from . import captions
-
     table = captions.load_captions(run)
     order = pd.Series(np.arange(len(table)), index=table["index"].to_numpy())
     d_index = run.splits().D
@@ -159,9 +158,7 @@ def _weight_dtype(mixed_precision: str) -> torch.dtype:
 def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) -> Path:
     """Train the run's LoRA adapter (see the module docstring); returns its path. A finished adapter is
     kept unless ``overwrite``; an interrupted run resumes from its newest checkpoint."""
-    from accelerate import Accelerator
-    from .progress import tqdm
-
+    from accelerate import Accelerator  # lazy: optional heavy dependency (accelerate), imported only for LoRA training
     cfg, lc = run.cfg, run.cfg.lora
     out = adapter_path(run)
     folder = out.parent
@@ -174,8 +171,6 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
         out.unlink(missing_ok=True)
     if overwrite:
         shutil.rmtree(ckdir, ignore_errors=True)
-    from . import runs as _runs
-
     _runs.set_threads(cfg)
 
     dev = _runs.device(cfg)
@@ -326,7 +321,7 @@ def write_samples(run, n_per_class: int = 4, seed: int | None = None) -> list[Pa
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tckr.lora [CONFIG] [RUN_DIR]`` (or under ``accelerate launch``): ``tckr lora`` (tckr.cli)."""
-    from .cli import alias
+    from .cli import alias  # lazy: tckr.cli sits above every module (the one back-edge import-linter allows)
 
     return alias("lora", argv)
 

@@ -13,6 +13,8 @@ percentile confidence intervals over examples resampled within members and withi
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import roc_curve
+
 
 FPR_LEVELS = {"tpr_at_0.1pct": 1e-3, "tpr_at_1pct": 1e-2}
 METRICS = ("auc", *FPR_LEVELS, "balanced_accuracy")
@@ -41,8 +43,6 @@ def _check(scores: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def roc(scores: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ROC curve ``(fpr, tpr)``, starting at (0, 0), one point per distinct score."""
-    from sklearn.metrics import roc_curve
-
     scores, members = _check(scores, members)
     fpr, tpr, _ = roc_curve(members, scores, drop_intermediate=False)
     return fpr, tpr

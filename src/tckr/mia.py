@@ -55,10 +55,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from . import io, ledger, metrics, shards
+from . import classifiers, data, io, ledger, metrics, shards, train
 # The attack mathematics lives in tckr.attacks; its public names stay importable from here.
 from .attacks import (ATTACKS, headline_attack, headline_rule, lira, lira_from_stable, lira_from_statistics,  # noqa: F401
                       loss_attack, membership_mask, pooled_variance, rmia, rmia_from_stable, score, stable_logit)
+from .progress import tqdm
 
 
 # ---------------------------------------------------------------- the run's ground truth
@@ -80,8 +81,6 @@ def mia_dir(run, *parts: str) -> Path:
 
 
 def _population(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from . import data
-
     split = "pool" if len(run.splits().pool) else "val"
     src = run.real(split)
     pos = data.stratified_subset(src.labels, run.cfg.mia.population_size, run.seed_for(run.cfg.mia.seed))
@@ -192,8 +191,6 @@ def _done(run, name: str) -> bool:
 
 def query_logits(model, images: np.ndarray, cfg, query_list: Iterable[str]) -> np.ndarray:
     """float32 [n, q, c]: the model's logits on every image under every query augmentation."""
-    from . import train
-
     return np.stack([train.predict_logits(model, images, cfg, augment=a) for a in query_list], axis=1)
 
 
@@ -218,9 +215,7 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
     """Train (or finish) the shadows of one shard on their halves of P and write their query logits.
     Finished shadows are skipped; half-written files of unfinished ones are removed. Returns the
     indices trained or queried now."""
-    from .progress import tqdm
 
-    from . import classifiers, train
 
     cfg = run.cfg
     keep = ensure_mask(run, n_shadows)
@@ -237,14 +232,14 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
         _remove_partial(run, name)
         weights = mia_dir(run, "shadows", f"{name}.safetensors")
         if weights.is_file():
-            model = classifiers.load(weights, arch=arch, num_classes=len(run.class_names))
+            model = classifiers.load_trained(weights, arch=arch, num_classes=len(run.class_names))
         else:
             model, _ = train.fit(cfg, arch, p.images[keep[i]], p.labels[keep[i]], val.images, val.labels,
                                  seed=shadow_seed(run, i), epochs=epochs, history_path=mia_dir(run, "shadows", f"{name}_history.csv"),
                                  progress=progress, desc=name, num_classes=len(run.class_names),
                                  checkpoint=train.checkpoint_file(weights))
             classifiers.save(model, weights, arch=arch, class_names=run.class_names, normalisation=train.normalisation(cfg),
-                             config_hash=cfg.hash(), extra={"role": "shadow", "name": name, "index": i, **model.tckr_fit})
+                             config_hash=cfg.hash(), extra={"role": "shadow", "name": name, "index": i, **model.info})
             train.checkpoint_file(weights).unlink(missing_ok=True)
         _write_logits(run, name, model, p)
     return todo
@@ -253,8 +248,6 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
 # ---------------------------------------------------------------- targets
 def available_targets(run) -> dict[str, dict[str, Any]]:
     """Teacher and students saved in ``run/classifiers/`` -> their sidecar info (role, multiple, label_mode)."""
-    from . import classifiers
-
     out = {}
     for f in sorted((run.dir / "classifiers").glob("*.safetensors")):
         extra = classifiers.read_meta(f).get("extra", {})
@@ -280,8 +273,6 @@ def select_targets(run, targets: str | Iterable[str] = "all") -> dict[str, dict[
 
 def query_targets(run, targets: str | Iterable[str] = "all", *, train_teacher: bool = True, progress: bool = True) -> list[str]:
     """Write the query logits of the selected targets (the teacher is trained first when missing)."""
-    from . import classifiers, train
-
     if train_teacher:
         train.teacher(run, progress=progress)
     chosen = select_targets(run, targets)
@@ -289,7 +280,7 @@ def query_targets(run, targets: str | Iterable[str] = "all", *, train_teacher: b
     if todo:
         p = pool(run)
         for t in todo:
-            _write_logits(run, t, classifiers.load(chosen[t]["path"]), p)
+            _write_logits(run, t, classifiers.load_trained(chosen[t]["path"]), p)
     return list(chosen)
 
 
@@ -458,7 +449,7 @@ def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
 # ---------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     """``python -m tckr.mia --run-dir DIR --shard k/n [--attack]``: ``tckr shadows`` (tckr.cli)."""
-    from .cli import alias
+    from .cli import alias  # lazy: tckr.cli sits above every module (the one back-edge import-linter allows)
 
     return alias("shadows", argv)
 

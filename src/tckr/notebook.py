@@ -14,7 +14,7 @@ def execute_notebook(name: str, run_dir: str | Path, parameters: dict[str, Any] 
                      output: str | Path | None = None, progress: bool = False) -> Path:
     """Run ``notebooks/<name>.ipynb`` headless with ``parameters`` injected after its ``parameters``
     cell; the executed copy goes to ``<run_dir>/notebooks/<name>.ipynb`` (or ``output``)."""
-    import papermill as pm
+    import papermill as pm  # lazy: optional heavy dependency (papermill), imported only when a notebook is executed
 
     src = paths.NOTEBOOKS / f"{name}.ipynb"
     if not src.is_file():

@@ -54,7 +54,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import io, runs, shards
+from . import captions, classifiers, io, lora, metrics, mia, runs, shards, synthesis, train
+from .config import config_from_dict
 from .progress import note
 
 PIPELINES_DIR = ("mia", "pipelines")
@@ -90,15 +91,11 @@ def cardinalities(cfg) -> list[float]:
 def pipeline_config(cfg):
     """The sub-runs' config: the run's, with ``synthesis.cardinalities`` = the pipeline cardinalities
     (only the largest one is generated; smaller ones are subsets of it)."""
-    from .config import config_from_dict
-
     return config_from_dict(cfg.to_dict(), {"synthesis.cardinalities": cardinalities(cfg)})
 
 
 def open_pipeline(run, i: int) -> runs.Run:
     """The sub-run of shadow pipeline ``i`` (created on first use): D = P[keep[i]], H = P[~keep[i]]."""
-    from . import mia
-
     keep = mia.ensure_mask(run, max(i + 1, 2 * ((i + 2) // 2)))
     p = mia.pool_index(run)
     folder = pipeline_dir(run, i)
@@ -123,14 +120,10 @@ def open_pipeline(run, i: int) -> runs.Run:
 
 def student_logits_name(i: int, multiple: float, label_mode: str = "soft") -> str:
     """``pipeline_<i>_student_synth<m>x``: the name of pipeline ``i``'s student in ``mia/logits/``."""
-    from . import train
-
     return f"{pipeline_name(i)}_{train.model_name('student', multiple, label_mode)}"
 
 
 def _logits_path(run, name: str, population: bool = False) -> Path:
-    from . import mia
-
     return mia.mia_dir(run, "logits", f"{name}{'_population' if population else ''}.npy")
 
 
@@ -143,8 +136,6 @@ def reuses_shadow(cfg) -> bool:
 def pool_captions(run, *, progress: bool = True) -> pd.DataFrame:
     """Captions of every image of P (D first, then H; columns of ``captions.csv``), cached in
     ``mia/pipelines/captions_P.csv``: D's rows are the run's own captions, H's come from the run's captioner."""
-    from . import captions, mia
-
     f = run.path(*PIPELINES_DIR, "captions_P.csv")
     index = mia.pool_index(run)
     if f.is_file():
@@ -200,8 +191,6 @@ def load_stages(run) -> pd.DataFrame:
 
 
 def _teacher_stage(run, sub, i: int, n: int, progress: bool) -> str:
-    from . import classifiers, mia, train
-
     path = train.weights_file(sub, "teacher")
     if not reuses_shadow(run.cfg):
         train.teacher(sub, progress=progress)
@@ -209,8 +198,8 @@ def _teacher_stage(run, sub, i: int, n: int, progress: bool) -> str:
     name = mia.shadow_name(i)
     trained = mia.train_shadows(run, n, shard=f"{i + 1}/{n}", progress=progress)
     shadow = mia.mia_dir(run, "shadows", f"{name}.safetensors")
-    model = classifiers.load(shadow, arch=run.cfg.classifier.teacher_arch, num_classes=len(run.class_names))
-    meta = model.tckr_meta
+    model = classifiers.load_trained(shadow, arch=run.cfg.classifier.teacher_arch, num_classes=len(run.class_names))
+    meta = model.meta
     extra = {**meta.get("extra", {}), "role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None,
              "reused_from": f"mia/shadows/{shadow.name}"}
     history = mia.mia_dir(run, "shadows", f"{name}_history.csv")
@@ -224,8 +213,6 @@ def _teacher_stage(run, sub, i: int, n: int, progress: bool) -> str:
 
 
 def _captions_stage(run, sub, i: int, n: int, progress: bool) -> str:
-    from . import captions
-
     table = pool_captions(run, progress=progress).set_index("index").loc[sub.splits().D].reset_index()
     cc = run.cfg.captions
     io.write_json(sub.path(captions.CAPTIONS_DIR, "captions.json"),
@@ -237,42 +224,32 @@ def _captions_stage(run, sub, i: int, n: int, progress: bool) -> str:
 
 
 def _captions_done(sub) -> bool:
-    from . import captions
-
     folder = sub.dir / captions.CAPTIONS_DIR
     return all((folder / f).is_file() for f in (captions.CAPTIONS_FILE, captions.original_order_name(sub.dataset),
                                                 captions.grouped_by_class_name(sub.dataset)))
 
 
 def _lora_stage(run, sub, i: int, n: int, progress: bool) -> str:
-    from . import lora
-
     lora.finetune(sub, progress=progress)
     return f"{io.read_json(lora.adapter_path(sub).parent / 'training.json')['steps']} steps"
 
 
 def _synthesis_stage(run, sub, i: int, n: int, progress: bool) -> str:
-    from . import synthesis
-
     summary = synthesis.generate(sub, progress=progress)
     return f"{summary['images_made']} images made now"
 
 
 def _student_stage(multiple: float) -> Callable[..., str]:
     def stage(run, sub, i: int, n: int, progress: bool) -> str:
-        from . import train
-
         teacher = train.teacher(sub, progress=progress)
         model = train.student(sub, multiple, teacher, label_mode=run.cfg.gkd.label_mode, progress=progress)
-        return f"{model.tckr_meta['extra'].get('train_size')} synthetic images"
+        return f"{model.info.get('train_size')} synthetic images"
 
     return stage
 
 
 def _queries_stage(pool_loader: Callable[[], Any]) -> Callable[..., str]:
     def stage(run, sub, i: int, n: int, progress: bool) -> str:
-        from . import classifiers, mia, train
-
         p = pool_loader()
         qs = mia.queries(run)
         mode = run.cfg.gkd.label_mode
@@ -281,7 +258,7 @@ def _queries_stage(pool_loader: Callable[[], Any]) -> Callable[..., str]:
             name = student_logits_name(i, m, mode)
             if _logits_path(run, name).is_file() and _logits_path(run, name, True).is_file():
                 continue
-            model = classifiers.load(train.weights_file(sub, "student", m, mode))
+            model = classifiers.load_trained(train.weights_file(sub, "student", m, mode))
             io.save_array(_logits_path(run, name, True), mia.query_logits(model, p.population_images, run.cfg, qs))
             io.save_array(_logits_path(run, name), mia.query_logits(model, p.images, run.cfg, qs))
             made.append(name)
@@ -292,8 +269,6 @@ def _queries_stage(pool_loader: Callable[[], Any]) -> Callable[..., str]:
 
 def _stages(run, sub, i: int, pool_loader: Callable[[], Any]) -> list[tuple[str, Callable[[], bool], Callable[..., str]]]:
     """(name, done?, run) of pipeline ``i``'s stages, in order."""
-    from . import lora, synthesis, train
-
     mode = run.cfg.gkd.label_mode
     cards = cardinalities(run.cfg)
 
@@ -316,8 +291,6 @@ def _stages(run, sub, i: int, pool_loader: Callable[[], Any]) -> list[tuple[str,
 
 def run_pipeline(run, i: int, n: int | None = None, *, progress: bool = True, pool_loader: Callable[[], Any] | None = None) -> list[str]:
     """Run (or finish) every stage of pipeline ``i`` of ``n``; returns the stages that ran now."""
-    from . import mia
-
     n = _check_n(run, n)
     if not 0 <= i < n:
         raise ValueError(f"pipeline {i} is not among the {n} pipelines (0 … {n - 1})")
@@ -362,8 +335,6 @@ def _check_n(run, n: int | None) -> int:
 def train_pipelines(run, n: int | None = None, shard: str | None = None, *, progress: bool = True) -> list[int]:
     """Run (or finish) the shadow pipelines ``i < n`` (default ``mia.n_pipelines``) that shard ``k/n``
     owns (``i mod n == k - 1``); finished stages are skipped. Returns the pipelines that ran a stage now."""
-    from . import mia
-
     n = _check_n(run, n)
     mia.ensure_mask(run, n)  # membership first, before any pipeline trains
     pool_loader = _lazy(lambda: mia.pool(run))
@@ -381,8 +352,6 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_in: np.nd
                 attacks: tuple[str, ...] = LIRA_ATTACKS) -> dict[str, np.ndarray | str]:
     """LiRA scores of one target from stable logits (``mia.score``), one entry per attack; a per-example
     variant that the shadows cannot support (fewer than 2 IN or 2 OUT shadows for some example) is a note."""
-    from . import mia
-
     shadow_in = np.asarray(shadow_in, dtype=bool)
     n_in, n_out = shadow_in.sum(0), (~shadow_in).sum(0)
     out: dict[str, np.ndarray | str] = {}
@@ -398,8 +367,6 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_in: np.nd
 
 
 def _stable_pipelines(run, multiple: float, n: int, labels: np.ndarray) -> np.ndarray:
-    from . import mia
-
     names = [student_logits_name(i, multiple, run.cfg.gkd.label_mode) for i in range(n)]
     missing = [nm for nm in names if not _logits_path(run, nm).is_file()]
     if missing:
@@ -416,8 +383,6 @@ def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.D
     """Score every target student of a pipeline cardinality (``gkd.label_mode``) with LiRA whose shadows
     are the pipeline students of that cardinality; writes raw scores, ROC arrays and
     ``results/mia_pipeline.csv`` (rows of other targets kept). Returns this call's rows."""
-    from . import mia
-
     cfg = run.cfg
     n = _check_n(run, n)
     keep = mia.ensure_mask(run, n)
@@ -459,8 +424,6 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
     pipelines as shadows, fixed-variance online and offline LiRA, on P without its mislabeled canaries;
     ``results/mia_pipeline_lopo.csv``.
     Needs at least 4 pipelines (with 2, the one left has each example only IN or only OUT)."""
-    from . import metrics, mia
-
     n = _check_n(run, n)
     cols = ["cardinality", "pipeline", "attack", "auc", "tpr_at_1pct", "tpr_at_0.1pct"]
     if n < 4:
@@ -499,7 +462,7 @@ def run_all(run, *, progress: bool = True) -> dict[str, Any]:
 # ---------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     """``python -m tckr.pipelines --run-dir DIR --shard k/n [--attack]``: ``tckr pipelines`` (tckr.cli)."""
-    from .cli import alias
+    from .cli import alias  # lazy: tckr.cli sits above every module (the one back-edge import-linter allows)
 
     return alias("pipelines", argv)
 

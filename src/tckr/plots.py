@@ -15,6 +15,7 @@ by notebook 06 (:func:`tckr.artifacts.write_study_table`).
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -33,10 +34,10 @@ FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audi
 
 def _plt():
     # matplotlib is imported on first drawing: it is slow to import and needs the non-interactive backend set first
-    import matplotlib
+    import matplotlib  # lazy: the backend is chosen at first use (Agg when headless), before pyplot is imported
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: the backend is chosen at first use (Agg when headless), before pyplot is imported
 
     return plt
 
@@ -422,8 +423,6 @@ def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m tckr.plots RUN_DIR [--only ...] [--images]``, the same as ``tckr figures`` (its own parser: figures
     may not import the CLI, which imports every training module; see the import-linter contracts)."""
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m tckr.plots", description="Regenerate every figure of a run from its result files.")
     ap.add_argument("run_dir", help="a run folder, or 'latest'")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")

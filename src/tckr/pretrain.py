@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import captions, generator, io, lora, paths, runs
+from . import captions, generator, io, lora, paths, provenance, runs
 
 
 def _log(work: Path, msg: str) -> None:
@@ -264,8 +264,6 @@ def snapshot(work: str | Path, *, ema: bool = True, seed: int = 0):
 def save_model(pipe, out: Path, *, dataset: str, index: np.ndarray, config: str) -> None:
     """``save_pretrained`` in fp16 safetensors (the float32 model rounded; loads back as float32), with
     the train-split indices the model saw (:func:`tckr.provenance.write_training_data`)."""
-    from . import provenance
-
     pipe.to(dtype=torch.float16)
     pipe.save_pretrained(str(out), safe_serialization=True)
     pipe.to(dtype=torch.float32)

@@ -16,9 +16,11 @@ import datetime as _dt
 import importlib.util
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
+
 
 HEADLESS_ENV = "TCKR_HEADLESS"
 LOG_ENV = "TCKR_PROGRESS_LOG"
@@ -87,9 +89,9 @@ def _emit(message: str) -> None:
 def bar_class():
     """tqdm's notebook bar when ipywidgets is importable, else the plain text bar."""
     if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm as bar
+        from tqdm.auto import tqdm as bar  # lazy: which bar (notebook or plain) is decided at call time
     else:
-        from tqdm.std import tqdm as bar
+        from tqdm.std import tqdm as bar  # lazy: which bar (notebook or plain) is decided at call time
     return bar
 
 
@@ -197,8 +199,6 @@ class follow:
         self._stop = None
 
     def __enter__(self):
-        import threading
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
         self._offset = self.path.stat().st_size

@@ -29,17 +29,17 @@ that are no longer written; files the manifest does not list are never touched, 
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from . import io, paths, runs
+from . import captions, classifiers, evaluate, generator, io, lora, paths, plots, runs, train
+from .provenance import index_sha256
+from .train import multiple_tag
 
 MANIFEST = "release.json"
 FORMAT = "tckr-release/1"
@@ -55,8 +55,6 @@ class ReleaseError(ValueError):
 
 def released_name(dataset: str, role: str, multiple: float | None = None, label_mode: str = "soft") -> str:
     """``<dataset>_teacher`` or ``<dataset>_student_synth<k>x_<soft|hard>`` (file stem)."""
-    from .train import multiple_tag
-
     if role == "teacher":
         return f"{dataset}_teacher"
     return f"{dataset}_student_synth{multiple_tag(float(multiple))}x_{label_mode}"
@@ -97,9 +95,6 @@ def _source(run: runs.Run) -> dict[str, Any]:
 
 
 def _release_classifiers(run: runs.Run, folder: Path, source: dict[str, Any]) -> list[str]:
-    from . import classifiers, train
-    from .provenance import index_sha256
-
     targets = {}
     for f in sorted((run.dir / "classifiers").glob("*.safetensors")):
         extra = classifiers.read_meta(f).get("extra", {})
@@ -140,8 +135,6 @@ def _release_classifiers(run: runs.Run, folder: Path, source: dict[str, Any]) ->
 
 
 def _release_adapter(run: runs.Run, folder: Path, source: dict[str, Any]) -> list[str]:
-    from . import generator, lora
-
     problem = lora.adapter_problem(run)
     if problem:
         raise ReleaseError(f"{problem}; run notebooks/02_lora_finetune.ipynb on this run first")
@@ -162,8 +155,6 @@ def _release_adapter(run: runs.Run, folder: Path, source: dict[str, Any]) -> lis
 
 
 def _release_prompts(run: runs.Run, folder: Path) -> list[str]:
-    from . import captions
-
     table = captions.load_captions(run)
     order = f"original_order/{captions.original_order_name(run.dataset)}"
     grouped = f"grouped_by_class/{captions.grouped_by_class_name(run.dataset)}"
@@ -266,8 +257,6 @@ def check(out: str | Path | None = None) -> list[str]:
 def released_models(folder: str | Path | None = None, dataset: str | None = None) -> dict[str, dict[str, Any]]:
     """The released classifiers under ``folder`` (default: the repository root), optionally of one dataset:
     ``{file stem: sidecar}`` with ``path`` added; the teacher first, then students by cardinality and label mode."""
-    from . import classifiers
-
     base = _root(folder) / TRAINED
     out = {}
     for sub in ROLE_FOLDER.values():
@@ -280,13 +269,18 @@ def released_models(folder: str | Path | None = None, dataset: str | None = None
 
 
 def load_released(name: str | Path, folder: str | Path | None = None):
-    """A released classifier, ready for evaluation (eval mode, CPU; its metadata is ``model.tckr_meta``).
+    """A released classifier's torch model, ready for evaluation (eval mode, CPU); :func:`load_released_trained`
+    returns it with its metadata.
 
     ``name`` is a file stem (``fashion_mnist_teacher``, ``fashion_mnist_student_synth0.1x_soft``) under
     ``folder/trained_mbnv3/`` (default: the repository root), or a path to a ``.safetensors`` file. The model is
     rebuilt with :func:`tckr.classifiers.load` (the same builder as training; safetensors only, sha256 checked)."""
-    from . import classifiers
+    return load_released_trained(name, folder).model
 
+
+def load_released_trained(name: str | Path, folder: str | Path | None = None):
+    """:func:`load_released` as a :class:`tckr.classifiers.TrainedClassifier` (the model with its architecture, input
+    size, normalisation, class names and training record)."""
     path = Path(name)
     if path.suffix != ".safetensors":
         avail = released_models(folder)
@@ -294,7 +288,7 @@ def load_released(name: str | Path, folder: str | Path | None = None):
             raise FileNotFoundError(f"no released classifier {name!r} under {_root(folder) / TRAINED}; "
                                     f"released: {', '.join(avail) or 'none (python -m tckr.release runs/<id>)'}")
         path = avail[str(name)]["path"]
-    return classifiers.load(path)
+    return classifiers.load_trained(path)
 
 
 # --------------------------------------------------------------------------- using a release in a run
@@ -308,9 +302,6 @@ def install_released(run: runs.Run, folder: str | Path | None = None, *, check_m
     The run must use the release's test split, image size, normalisation and architectures; ``check_members``
     (for membership inference) also requires the run's D to be the teacher's training set. A run file of the
     same name that differs is an error (a run's own classifiers are never overwritten)."""
-    from . import classifiers, train
-    from .provenance import index_sha256
-
     models = released_models(folder, run.dataset)
     if not any(m.get("role") == "teacher" for m in models.values()):
         raise ReleaseError(f"no released teacher of {run.dataset} under {_root(folder) / TRAINED}; "
@@ -360,14 +351,12 @@ def evaluate_released(run: runs.Run, folder: str | Path | None = None, *, log: C
     (``results/classifiers.csv``, ``per_class.csv``, ``confusion_<model>.csv``, ``figures/classifier_curves``).
     Returns and writes ``results/released.csv``: model, file, recorded (the sidecar's test accuracy), test_accuracy
     (recomputed here), equal."""
-    from . import classifiers, evaluate, plots
-
     installed = install_released(run, folder)
     models = {m["model"]: (stem, m) for stem, m in released_models(folder, run.dataset).items()}
     rows = []
     for name, path in installed.items():
         stem, meta = models[name]
-        row = evaluate.evaluate(run, classifiers.load(path))
+        row = evaluate.evaluate(run, classifiers.load_trained(path))
         rows.append({"model": name, "file": f"{stem}.safetensors", "recorded": float(meta["test_accuracy"]),
                      "test_accuracy": row["test_accuracy"], "equal": row["test_accuracy"] == float(meta["test_accuracy"])})
     table = pd.DataFrame(rows)
@@ -385,22 +374,10 @@ def evaluate_released(run: runs.Run, folder: str | Path | None = None, *, log: C
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tckr.release", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", nargs="?", help="a finished run folder (runs/<id>); omit with --check to only verify")
-    p.add_argument("--out", default=None, help="folder that receives trained_mbnv3/, lora_sd2/, prompts/ (default: the repository root)")
-    p.add_argument("--check", action="store_true", help="verify every released file against its folder's release.json")
-    a = p.parse_args(argv)
-    if a.run_dir is None and not a.check:
-        p.error("give a run folder to release, or --check")
-    if a.run_dir is not None:
-        release(a.run_dir, a.out)
-    if a.check:
-        problems = check(a.out)
-        for line in problems:
-            print(line, file=sys.stderr)
-        print(f"release under {_root(a.out)}: " + (f"{len(problems)} problem(s)" if problems else "every file matches its manifest"))
-        return 1 if problems else 0
-    return 0
+    """``python -m tckr.release [RUN] [--out OUT] [--check]``: ``tckr release``."""
+    from .cli import alias  # lazy: tckr.cli sits above every module (the one back-edge import-linter allows)
+
+    return alias("release", argv)
 
 
 if __name__ == "__main__":

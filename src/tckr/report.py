@@ -327,6 +327,8 @@ def figures(folders: list[str | Path], images: str | Path = "images", which: tup
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m tckr.report``: the forms of ``tckr report`` (kept here, not handed to tckr.cli: a report imports
+    nothing above it, see the import-linter layers)."""
     ap = argparse.ArgumentParser(prog="python -m tckr.report", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("collect", help="copy a finished run's result files into a result folder")

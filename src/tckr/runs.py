@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import importlib.metadata as md
+import os
 import platform
 import random
 import subprocess
@@ -15,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
-from . import data, io, paths
+from . import data, io, paths, provenance
 from .config import Config, ConfigError, config_from_dict, load_config
+from .provenance import index_sha256
 
 CONFIG_FILE = "config.yaml"
 REAL_SPLITS = ("D", "H", "val", "pool", "public", "test")
@@ -286,8 +290,6 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
     if not (run_path / CONFIG_FILE).is_file():
         io.write_text(run_path / CONFIG_FILE, cfg.to_yaml())
     if not (run_path / "environment.json").is_file():
-        from . import provenance
-
         io.write_json(run_path / "environment.json", {**environment(), "base_generator": provenance.check_disjoint(run)})
     if seeds.get("run_seed") not in (None, seed):
         raise ConfigError(f"run folder {run_path} was made with seed {seeds['run_seed']}, not {seed}")
@@ -317,8 +319,6 @@ def ensure_splits(run: Run) -> data.Splits:
     must equal what the config gives (a missing one is added, a different one is an error). The sha256 of
     each index is recorded in ``splits/checksums.json`` and checked on every read, so an altered split is
     an error naming its file instead of a silently different D or H."""
-    from .provenance import index_sha256
-
     folder = run.dir / "splits"
     files = {k: folder / f"{k}.npy" for k in data.Splits.NAMES}
     record = folder / SPLITS_RECORD
@@ -360,8 +360,6 @@ def ensure_canaries(run: Run) -> data.Canaries:
     ``splits/checksums.json`` and checked on every read, and it must agree with the run: the configured count,
     indices inside P, the dataset's true labels, canary labels that differ from them. A shadow pipeline's sub-run
     gets its parent's file (:func:`tckr.pipelines.open_pipeline`)."""
-    from .provenance import index_sha256
-
     n = int(run.cfg.mia.canaries)
     f = run.dir / "splits" / CANARIES_FILE
     if n == 0 and not f.is_file():
@@ -398,14 +396,10 @@ def ensure_canaries(run: Run) -> data.Canaries:
 
 
 def write_canaries(path: str | Path, canaries: data.Canaries) -> None:
-    import pandas as pd
-
     io.save_csv(Path(path), pd.DataFrame(canaries.as_array(), columns=list(CANARY_COLUMNS)))
 
 
 def read_canaries(path: str | Path) -> data.Canaries:
-    import pandas as pd
-
     try:
         t = pd.read_csv(path)
         if list(t.columns) != list(CANARY_COLUMNS) or len(t) and not all(pd.api.types.is_integer_dtype(t[c]) for c in CANARY_COLUMNS):
@@ -421,8 +415,6 @@ def read_canaries(path: str | Path) -> data.Canaries:
 
 def environment() -> dict[str, Any]:
     """Versions, machine and git commit, written into every run folder."""
-    import importlib.metadata as md
-
     pkgs = {}
     for name in ("torch", "torchvision", "diffusers", "transformers", "peft", "accelerate", "timm", "datasets",
                  "numpy", "pandas", "scikit-learn", "papermill"):
@@ -433,15 +425,13 @@ def environment() -> dict[str, Any]:
     env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
                            "processor": platform.machine(), "packages": pkgs, "git": git_commit()}
     try:
-        import torch
+        import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
 
         env["cuda"] = torch.cuda.is_available()
         env["gpu"] = torch.cuda.get_device_name(0) if env["cuda"] else None
         env["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
-    import os
-
     env["cpu_count"] = os.cpu_count()
     env["created"] = _dt.datetime.now().isoformat(timespec="seconds")
     return env
@@ -462,7 +452,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     try:
-        import torch
+        import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
 
         torch.manual_seed(seed)
     except ImportError:
@@ -471,7 +461,7 @@ def seed_everything(seed: int) -> None:
 
 def set_threads(cfg: Config) -> None:
     """torch's CPU threads as ``study.num_threads`` asks (0 leaves torch's default)."""
-    import torch
+    import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
 
     if cfg.study.num_threads and torch.get_num_threads() != cfg.study.num_threads:
         torch.set_num_threads(cfg.study.num_threads)
@@ -479,7 +469,7 @@ def set_threads(cfg: Config) -> None:
 
 def device(cfg: Config):
     """The torch device the config asks for (``auto``: CUDA when available)."""
-    import torch
+    import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
 
     want = cfg.study.device
     if want == "auto":

@@ -39,17 +39,23 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-from . import artifacts, io, shards
+from . import artifacts, captions, generator, io, shards
 from .artifacts import (SYNTHETIC_DIR, ShardedImages, SyntheticSet, _n_shards, _read_all, _read_or_none,  # noqa: F401
                         _shard_files, _shard_problem, available_multiples, check, class_counts, is_complete,
                         load_synthetic, problems, set_size, shard_done, shard_paths, shard_sidecar, stream_synthetic,
                         subset_index, synthetic_dir)
+from .generator import Generator, to_uint8
+from .progress import tqdm
+from .runs import device as run_device
+from .runs import set_threads
 
 PLAN_COLUMNS = ("i", "label", "class_name", "prompt", "seed", "shard")
 SEED_STRIDE = 2**32  # noise seeds of image i: run.seed_for(synthesis.seed) * SEED_STRIDE + i
@@ -66,8 +72,6 @@ def class_prompts(run) -> list[list[str]]:
         return [[n] for n in names]
     if mode != "caption":
         raise ValueError(f"synthesis.prompt_mode: unknown mode {mode!r}; accepted: 'caption', 'class'")
-    from . import captions
-
     table = captions.load_captions(run)
     out = [table.loc[table["label"] == c, "prompt"].tolist() for c in range(len(names))]
     empty = [names[c] for c, p in enumerate(out) if not p]
@@ -124,11 +128,6 @@ def load_generator(run, *, use_lora: bool = True, random_weights: bool = False, 
     ``generator.dtype`` float16 runs as float32 on a CPU; bfloat16 is kept (about twice as fast on CPUs with bf16
     instructions, see ``bench/bench_generation.py``).
     """
-    import torch
-
-    from . import generator
-    from .runs import device as run_device
-
     dev = device or run_device(run.cfg)
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[run.cfg.generator.dtype]
     if dev.type == "cpu" and dtype == torch.float16:
@@ -200,13 +199,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     ``pipe`` defaults to :func:`load_generator`; a :class:`tckr.generator.Generator` records its base and adapter in
     the manifest; a bare ``StableDiffusionPipeline`` works too (recorded as ``custom <type>``, no adapter). Returns a summary: shards done/total, images made now, seconds, images per second.
     """
-    import time
 
-    import torch
-    from .progress import tqdm
-
-    from .generator import Generator, to_uint8
-    from .runs import set_threads
 
     cfg = run.cfg.synthesis
     set_threads(run.cfg)
@@ -288,9 +281,7 @@ def status(run) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``python -m tckr.synthesis --run-dir DIR --shard k/n``: ``tckr synthesis`` (tckr.cli); returns its summary."""
-    import sys
-
-    from .cli import invoke
+    from .cli import invoke  # lazy: tckr.cli sits above every module (the one back-edge import-linter allows)
 
     code, summary = invoke(["synthesis", *(sys.argv[1:] if argv is None else argv)])
     if code:

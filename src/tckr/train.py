@@ -32,7 +32,10 @@ Used by other phases: :func:`fit` (LiRA shadows), :func:`predict_logits` (member
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -42,9 +45,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms import v2
 
-from . import classifiers, io, runs
+from . import classifiers, data, io, paths, runs, synthesis
+from .artifacts import ShardedImages
 from .config import Config
+from .progress import tqdm
 
 AUGMIX_CHUNK = 8
 QUERY_AUGMENTS = ("identity", "flip", "shift")
@@ -53,8 +59,6 @@ QUERY_AUGMENTS = ("identity", "flip", "shift")
 # ---------------------------------------------------------------- data pipeline
 def normalisation(cfg: Config) -> dict[str, list[float]]:
     """Channel mean/std of the dataset's real train split at the config's image size."""
-    from . import data
-
     return data.channel_stats(cfg.study.dataset, cfg.data.image_size)
 
 
@@ -72,8 +76,6 @@ def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
 
 
 def _is_stream(images) -> bool:
-    from .artifacts import ShardedImages
-
     return isinstance(images, ShardedImages)
 
 
@@ -113,8 +115,6 @@ def shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 def augmix(x: torch.Tensor) -> torch.Tensor:
-    from torchvision.transforms import v2
-
     op = v2.AugMix()
     return torch.cat([op(chunk) for chunk in x.split(AUGMIX_CHUNK)])
 
@@ -177,20 +177,19 @@ def _autocast(device: torch.device, cfg: Config):
 def _num_classes(targets: torch.Tensor, cfg: Config) -> int:
     if targets.ndim == 2:
         return targets.shape[1]
-    from . import data
-
     return len(data.class_names(cfg.study.dataset))
 
 
 def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, *,
         seed: int, epochs: int | None = None, history_path: str | Path | None = None, progress: bool = True, desc: str = "",
-        teacher: nn.Module | None = None, redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+        teacher: classifiers.TrainedClassifier | nn.Module | None = None, redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
         num_classes: int | None = None, checkpoint: str | Path | None = None,
-        on_epoch: Callable[[int], None] | None = None) -> tuple[nn.Module, pd.DataFrame]:
+        on_epoch: Callable[[int], None] | None = None) -> tuple[classifiers.TrainedClassifier, pd.DataFrame]:
     """Train ``arch`` from ``images`` (uint8 N×H×W×3) and ``targets`` (int64 labels, or float32 N×C
-    class distributions) and return the model at its best validation epoch (eval mode) with the history.
+    class distributions) and return the model at its best validation epoch (eval mode, as a
+    :class:`tckr.classifiers.TrainedClassifier` whose ``info`` is the training summary) with the history.
 
-    ``teacher``: a model whose softmax (``gkd.temperature``) on each augmented batch replaces the
+    ``teacher``: a model (or :class:`~tckr.classifiers.TrainedClassifier`) whose softmax (``gkd.temperature``) on each augmented batch replaces the
     targets (online GKD). ``redraw(epoch)`` returns a new ``(images, targets)`` training set; it is
     called every ``gkd.regenerate_every`` epochs when that is set.
 
@@ -201,8 +200,6 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     otherwise it is said and training starts over. The caller deletes it once the final weights are written
     (:func:`checkpoint_file`). ``on_epoch(epoch)`` is called after each epoch's checkpoint.
     """
-    from .progress import tqdm
-
     runs.set_threads(cfg)
     dev = runs.device(cfg)
     tc = cfg.train
@@ -222,12 +219,11 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     runs.seed_everything(seed)
     model = classifiers.build(arch, n_cls, pretrained=cfg.classifier.pretrained, input_size=cfg.classifier.input_size,
                               stem_stride=cfg.classifier.stem_stride)
-    model.tckr_input_size = cfg.classifier.input_size
     norm = normalisation(cfg)
     pre = Preprocess(norm, cfg.classifier.input_size).to(dev)
     model.to(dev, memory_format=torch.channels_last)
     if teacher is not None:
-        teacher = teacher.to(dev, memory_format=torch.channels_last).eval()
+        teacher = classifiers.module_of(teacher).to(dev, memory_format=torch.channels_last).eval()
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
     steps_per_epoch = max(1, math.ceil(len(x_all) / tc.batch_size))
@@ -331,9 +327,13 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     model.load_state_dict(best_state)
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     history = pd.DataFrame(rows)
-    model.tckr_fit = {"best_epoch": best_epoch, "epochs_run": len(rows), "val_accuracy": best_acc,
-                      "train_seconds": float(history["seconds"].sum()), "train_size": int(len(x_all)), "seed": int(seed)}
-    return model, history
+    record = {"best_epoch": best_epoch, "epochs_run": len(rows), "val_accuracy": best_acc,
+              "train_seconds": float(history["seconds"].sum()), "train_size": int(len(x_all)), "seed": int(seed)}
+    trained = classifiers.TrainedClassifier(
+        model=model, arch=arch, num_classes=n_cls, input_size=cfg.classifier.input_size,
+        stem_stride=classifiers.resolved_stem_stride(cfg.classifier.input_size, cfg.classifier.stem_stride),
+        normalisation=norm, config_hash=cfg.hash(), info=record)
+    return trained, history
 
 
 # ---------------------------------------------------------------- epoch checkpoints
@@ -344,14 +344,10 @@ def checkpoint_file(weights: str | Path) -> Path:
 
 
 def _sha256(t: torch.Tensor) -> str:
-    import hashlib
-
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _rng_state() -> dict[str, Any]:
-    import random
-
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -359,8 +355,6 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    import random
-
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -449,13 +443,16 @@ def _evaluate(model: nn.Module, pre: Preprocess, x: torch.Tensor, y: torch.Tenso
 
 
 # ---------------------------------------------------------------- inference
-def _batches(model: nn.Module, images: np.ndarray, cfg: Config, augment: str, batch_size: int, fn: Callable) -> np.ndarray:
+def _batches(model: classifiers.TrainedClassifier | nn.Module, images: np.ndarray, cfg: Config, augment: str, batch_size: int,
+             fn: Callable) -> np.ndarray:
     if augment not in QUERY_AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}; accepted: {', '.join(QUERY_AUGMENTS)}")
     runs.set_threads(cfg)
     dev = runs.device(cfg)
     x = _as_tensor(images)
-    input_size = getattr(model, "tckr_input_size", None) or cfg.classifier.input_size
+    # a loaded classifier keeps the input size it was saved with; the normalisation is the run's (as trained)
+    input_size = (model.input_size if isinstance(model, classifiers.TrainedClassifier) else 0) or cfg.classifier.input_size
+    model = classifiers.module_of(model)
     pre = Preprocess(normalisation(cfg), input_size).to(dev)
     was_training = model.training
     model.to(dev, memory_format=torch.channels_last).eval()
@@ -475,19 +472,21 @@ def _batches(model: nn.Module, images: np.ndarray, cfg: Config, augment: str, ba
     return torch.cat(out).numpy().astype(np.float32)
 
 
-def predict_logits(model: nn.Module, images: np.ndarray, cfg: Config, *, augment: str = "identity", batch_size: int = 512) -> np.ndarray:
+def predict_logits(model: classifiers.TrainedClassifier | nn.Module, images: np.ndarray, cfg: Config, *, augment: str = "identity",
+                   batch_size: int = 512) -> np.ndarray:
     """Logits ``N×C`` float32 of uint8 ``N×H×W×3`` images, optionally horizontally flipped (``flip``)
     or translated down-right by half the crop padding (``shift``, at least one pixel)."""
-    return _batches(model, images, cfg, augment, batch_size, model)
+    return _batches(model, images, cfg, augment, batch_size, classifiers.module_of(model))
 
 
-def embed(model: nn.Module, images: np.ndarray, cfg: Config, batch_size: int = 512) -> np.ndarray:
+def embed(model: classifiers.TrainedClassifier | nn.Module, images: np.ndarray, cfg: Config, batch_size: int = 512) -> np.ndarray:
     """Penultimate features ``N×F`` float32 (timm's ``forward_head(pre_logits=True)``)."""
+    net = classifiers.module_of(model)
     return _batches(model, images, cfg, "identity", batch_size,
-                    lambda x: model.forward_head(model.forward_features(x), pre_logits=True))
+                    lambda x: net.forward_head(net.forward_features(x), pre_logits=True))
 
 
-def soft_labels(teacher: nn.Module, images: np.ndarray, cfg: Config, temperature: float | None = None) -> np.ndarray:
+def soft_labels(teacher: classifiers.TrainedClassifier | nn.Module, images: np.ndarray, cfg: Config, temperature: float | None = None) -> np.ndarray:
     """The teacher's softmax ``N×C`` float32 on un-augmented images."""
     t = cfg.gkd.temperature if temperature is None else temperature
     logits = torch.from_numpy(predict_logits(teacher, images, cfg)).double()
@@ -518,23 +517,23 @@ def history_file(run: runs.Run, name: str) -> Path:
     return run.path("classifiers", f"{name}_history.csv")
 
 
-def _save_run_model(run: runs.Run, model: nn.Module, path: Path, arch: str, info: dict[str, Any]) -> None:
+def _save_run_model(run: runs.Run, model: classifiers.TrainedClassifier, path: Path, arch: str, info: dict[str, Any]) -> None:
     classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=normalisation(run.cfg),
                      config_hash=run.cfg.hash(), extra=info)
 
 
-def _load_intact(path: Path, arch: str, num_classes: int) -> nn.Module | None:
+def _load_intact(path: Path, arch: str, num_classes: int) -> classifiers.TrainedClassifier | None:
     """A saved model, or None (it is trained again) when its file is damaged: said, never silent."""
     try:
-        return classifiers.load(path, arch=arch, num_classes=num_classes)
+        return classifiers.load_trained(path, arch=arch, num_classes=num_classes)
     except io.CorruptFileError as e:
         print(f"{e}\n-> training it again")
         return None
 
 
-def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> nn.Module:
+def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> classifiers.TrainedClassifier:
     """The run's teacher: trained on ``run.real("D")`` with validation on ``run.real("val")``, or loaded
-    from ``run/classifiers/`` when it was trained before. Training info is ``model.tckr_meta["extra"]``."""
+    from ``run/classifiers/`` when it was trained before. Training info is its ``info``."""
     cfg = run.cfg
     path = weights_file(run, "teacher")
     arch = cfg.classifier.teacher_arch
@@ -544,18 +543,16 @@ def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> n
     model, hist = fit(cfg, arch, D.images, D.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
                       history_path=history_file(run, "teacher"), progress=progress, desc="teacher",
                       checkpoint=checkpoint_file(path))
-    info = {"role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None, **model.tckr_fit}
+    info = {"role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None, **model.info}
     _save_run_model(run, model, path, arch, info)
     checkpoint_file(path).unlink(missing_ok=True)
-    return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    return classifiers.load_trained(path, arch=arch, num_classes=len(run.class_names))
 
 
-def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = None, *, label_mode: str | None = None,
-            progress: bool = True, retrain: bool = False) -> nn.Module:
+def student(run: runs.Run, multiple: float, teacher_model: classifiers.TrainedClassifier | nn.Module | None = None, *,
+            label_mode: str | None = None, progress: bool = True, retrain: bool = False) -> classifiers.TrainedClassifier:
     """A student trained only on the run's synthetic set of ``multiple``×|D| images (validation on the
     real ``val`` split), with the teacher's soft labels (GKD) or the prompted labels (``hard``)."""
-    from . import synthesis
-
     cfg = run.cfg
     mode = label_mode or cfg.gkd.label_mode
     if mode not in ("soft", "hard"):
@@ -576,14 +573,15 @@ def student(run: runs.Run, multiple: float, teacher_model: nn.Module | None = No
                       history_path=history_file(run, name), progress=progress, desc=name,
                       teacher=teacher_model if mode == "soft" else None, redraw=redraw, num_classes=len(run.class_names),
                       checkpoint=checkpoint_file(path))
-    info = {"role": "student", "name": name, "label_mode": mode, "multiple": float(multiple), **model.tckr_fit}
+    info = {"role": "student", "name": name, "label_mode": mode, "multiple": float(multiple), **model.info}
     _save_run_model(run, model, path, arch, info)
     checkpoint_file(path).unlink(missing_ok=True)
-    return classifiers.load(path, arch=arch, num_classes=len(run.class_names))
+    return classifiers.load_trained(path, arch=arch, num_classes=len(run.class_names))
 
 
-def students(run: runs.Run, cardinalities: list[float] | None = None, teacher_model: nn.Module | None = None, *,
-             label_mode: str | None = None, progress: bool = True) -> dict[float, nn.Module]:
+def students(run: runs.Run, cardinalities: list[float] | None = None,
+             teacher_model: classifiers.TrainedClassifier | nn.Module | None = None, *,
+             label_mode: str | None = None, progress: bool = True) -> dict[float, classifiers.TrainedClassifier]:
     """One student per cardinality (default: ``synthesis.cardinalities``), trained or loaded."""
     multiples = [float(m) for m in (cardinalities or run.cfg.synthesis.cardinalities)]
     require_synthetic(run, multiples)
@@ -594,8 +592,6 @@ def students(run: runs.Run, cardinalities: list[float] | None = None, teacher_mo
 
 def require_synthetic(run: runs.Run, multiples: list[float]) -> None:
     """``FileNotFoundError`` naming the missing synthetic sets unless all of ``multiples`` exist."""
-    from . import synthesis
-
     synthesis.check(run)
     have = [float(m) for m in synthesis.available_multiples(run)]
     missing = [m for m in multiples if not any(abs(m - h) < 1e-9 for h in have)]
@@ -607,8 +603,6 @@ def require_synthetic(run: runs.Run, multiples: list[float]) -> None:
 
 def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
     """Draws ``size`` images (class-stratified) from the run's largest synthetic set."""
-    from . import data, synthesis
-
     pool = synthesis.stream_synthetic(run, max(synthesis.available_multiples(run)))
 
     def draw(epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -621,9 +615,7 @@ def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.n
 
 def export_weights(run: runs.Run) -> list[Path]:
     """Copy the run's teacher and students to ``trained_mbnv3/teachers`` and ``trained_mbnv3/students``."""
-    import shutil
 
-    from . import paths
 
     out = []
     for f in sorted((run.dir / "classifiers").glob("*.safetensors")):

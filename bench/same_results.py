@@ -1,0 +1,142 @@
+"""Same results before and after a change: the tiny end-to-end study at two commits, result files compared exactly.
+
+Each commit is checked out in a temporary ``git worktree`` and runs the whole notebook chain on
+``configs/tiny.yaml`` (what ``tests/test_study.py``'s ``tiny_chain`` fixture runs) with its own sources first on
+the path. Then every tidy result file of the two runs (``results/*.csv`` and ``results/*.json``) is compared
+exactly: the same files, the same columns and rows, every value equal (floats bit for bit). Columns and keys
+that hold wall-clock time, dates or the git commit differ between any two runs and are left out (their names
+are printed). Prints the differences and one verdict line; exit 0 when identical, 1 otherwise.
+
+    nice -n 19 .venv/bin/python bench/same_results.py 4fc9d55 HEAD [--keep DIR]
+    .venv/bin/python bench/same_results.py --runs RUN_A RUN_B     # compare two finished tiny runs only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+# wall time, dates and provenance of the run itself: never equal between two runs
+VOLATILE = re.compile(r"second|time|elapsed|started|finished|created|date|commit|duration|per_s|host|python|version|run_id|path|dir",
+                      re.IGNORECASE)
+CHAIN = "from tckr import study; study.run_study('configs/tiny.yaml', {run!r}, log=lambda m: print(m, flush=True))"
+
+
+def run_chain(commit: str, work: Path) -> Path:
+    """The tiny chain's run folder at ``commit`` (checked out under ``work``)."""
+    tree = work / f"tree-{commit[:12]}"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), commit], check=True,
+                   capture_output=True, text=True)
+    run = work / f"run-{commit[:12]}"
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    t0 = time.time()
+    done = subprocess.run([sys.executable, "-c", CHAIN.format(run=str(run))], cwd=tree, env=env, capture_output=True, text=True)
+    print(f"{commit}: tiny chain {'finished' if done.returncode == 0 else 'FAILED'} in {time.time() - t0:.0f} s -> {run}")
+    if done.returncode != 0:
+        raise SystemExit(f"{commit}: the tiny chain failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return run
+
+
+def _json_values(obj, prefix: str = "") -> dict[str, object]:
+    """Flattened ``key.path -> value`` of a JSON document, volatile keys left out."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not VOLATILE.search(str(k)):
+                out.update(_json_values(v, f"{prefix}{k}."))
+        return out
+    if isinstance(obj, list):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_json_values(v, f"{prefix}{i}."))
+        return out
+    return {prefix.rstrip("."): obj}
+
+
+def compare(a: Path, b: Path) -> tuple[list[str], int, set[str], int]:
+    """(differences, values compared, volatile names left out, files compared) of the two runs' ``results/`` files."""
+    fa = {f.name for f in (a / "results").iterdir() if f.suffix in (".csv", ".json")}
+    fb = {f.name for f in (b / "results").iterdir() if f.suffix in (".csv", ".json")}
+    diffs = [f"only in {a.name}: {n}" for n in sorted(fa - fb)] + [f"only in {b.name}: {n}" for n in sorted(fb - fa)]
+    compared, skipped = 0, set()
+    for name in sorted(fa & fb):
+        if name == "phases.csv":  # the runner's log of wall times
+            skipped.add(name)
+            continue
+        pa, pb = a / "results" / name, b / "results" / name
+        if name.endswith(".json"):
+            va, vb = _json_values(json.loads(pa.read_text())), _json_values(json.loads(pb.read_text()))
+            if va.keys() != vb.keys():
+                diffs.append(f"{name}: keys differ: {sorted(va.keys() ^ vb.keys())[:6]}")
+            for k in sorted(va.keys() & vb.keys()):
+                compared += 1
+                if va[k] != vb[k]:
+                    diffs.append(f"{name}: {k}: {va[k]!r} != {vb[k]!r}")
+            continue
+        da, db = pd.read_csv(pa, keep_default_na=False), pd.read_csv(pb, keep_default_na=False)
+        if list(da.columns) != list(db.columns) or len(da) != len(db):
+            diffs.append(f"{name}: shape or columns differ: {da.shape} {list(da.columns)} vs {db.shape} {list(db.columns)}")
+            continue
+        for col in da.columns:
+            if VOLATILE.search(col):
+                skipped.add(f"{name}:{col}")
+                continue
+            compared += len(da)
+            bad = [i for i, (x, y) in enumerate(zip(da[col].tolist(), db[col].tolist())) if x != y]
+            if bad:
+                i = bad[0]
+                diffs.append(f"{name}: column {col}: {len(bad)} of {len(da)} rows differ (row {i}: {da[col][i]!r} != {db[col][i]!r})")
+    return diffs, compared, skipped, len(fa & fb) - ("phases.csv" in skipped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("before", nargs="?", help="a commit (e.g. 4fc9d55)")
+    ap.add_argument("after", nargs="?", default="HEAD", help="a commit (default HEAD)")
+    ap.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary folder, removed)")
+    ap.add_argument("--runs", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
+                    help="compare these two finished run folders of configs/tiny.yaml instead of running the chain")
+    a = ap.parse_args(argv)
+    if a.runs:
+        return verdict(*a.runs, a.runs[0].name, a.runs[1].name)
+    if a.before is None:
+        ap.error("give a commit to compare with (or --runs RUN_A RUN_B)")
+    commits = [subprocess.run(["git", "-C", str(REPO), "rev-parse", c], check=True, capture_output=True, text=True).stdout.strip()
+               for c in (a.before, a.after)]
+    work = a.keep or Path(tempfile.mkdtemp(prefix="tckr-same-results-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        runs = [run_chain(c, work) for c in commits]
+        return verdict(*runs, commits[0][:10], commits[1][:10])
+    finally:
+        for c in commits:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / f"tree-{c[:12]}")],
+                           capture_output=True)
+        if a.keep is None:
+            subprocess.run(["rm", "-rf", str(work)])
+
+
+def verdict(run_a: Path, run_b: Path, name_a: str, name_b: str) -> int:
+    """Print the differences and the one-line verdict; 0 when identical."""
+    diffs, compared, skipped, n_files = compare(run_a, run_b)
+    for d in diffs:
+        print(d)
+    print(f"left out (wall time, dates, commit): {', '.join(sorted(skipped))}")
+    same = not diffs
+    print(f"{'IDENTICAL' if same else 'DIFFERENT'}: tiny study results of {name_a} vs {name_b}: "
+          f"{compared} values in {n_files} result files compared, {len(diffs)} differences")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
