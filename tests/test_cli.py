@@ -179,7 +179,7 @@ def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, cap
     assert cli.main(["report", "collect", "--run-dir", "latest", str(dest)]) == 0  # latest: the newest run
     assert (dest / "results" / "classifiers.csv").read_text() == "model,test_accuracy\nteacher,87.25\n"
     assert (dest / "config.yaml").is_file() and "files ->" in capsys.readouterr().out
-    monkeypatch.setattr(report, "block", lambda folders: f"{report.BEGIN}\nBLOCK of {len(folders)}\n{report.END}")
+    monkeypatch.setattr(report, "block", lambda folders, images: f"{report.BEGIN}\nBLOCK of {len(folders)}\n{report.END}")
     readme = tmp_path / "README.md"
     readme.write_text(f"# T\n{report.BEGIN}\nOLD\n{report.END}\nafter\n")
     assert cli.main(["report", "check", str(dest), "--readme", str(readme)]) == 1  # differs, nothing written
@@ -187,6 +187,10 @@ def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, cap
     assert cli.main(["report", "write", str(dest), str(dest), "--readme", str(readme)]) == 0
     assert readme.read_text() == f"# T\n{report.BEGIN}\nBLOCK of 2\n{report.END}\nafter\n"
     assert report.main(["check", str(dest), str(dest), "--readme", str(readme)]) == 0  # the module alias
+    drawn = []
+    monkeypatch.setattr(report, "figures", lambda folders, images: drawn.append((folders, images)))
+    assert cli.main(["report", "figures", str(dest), "--images", str(tmp_path / "img")]) == 0
+    assert drawn == [([str(dest)], str(tmp_path / "img"))]
     capsys.readouterr()
     for argv, said in ((["report", "write"], "needs one or more result folders"),
                        (["report", "collect", str(dest)], "needs --run-dir DIR"),

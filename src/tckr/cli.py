@@ -249,6 +249,9 @@ def _report(a) -> ExitCode | None:
                          "--run-dir and --config do not apply (copy a run with tckr report collect first)")
     if not folders:
         raise UsageError(f"tckr report {a.action} needs one or more result folders, e.g. tckr report {a.action} results/mini")
+    if a.action == "figures":
+        report.figures(folders, a.images)
+        return None
     changed = report.update_readme(a.readme, folders, check=a.action == "check")
     if a.action == "check":
         if changed:
@@ -337,11 +340,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--headline-only", action="store_true", help="print only the pre-registered headline rows")
 
     p = _add(sub, "report", _report, "the README's results block from committed result folders (tckr.report): "
-             "collect a run's result files, write the block, or check it (exit 1 when it differs)")
-    p.add_argument("action", choices=("collect", "write", "check"))
+             "collect a run's result files, write the block, check it (exit 1 when it differs), or redraw the figures")
+    p.add_argument("action", choices=("collect", "write", "check", "figures"))
     p.add_argument("folders", nargs="*", metavar="FOLDER", help="collect: the destination (results/<study>); "
                    "write/check: the result folders, in order")
     p.add_argument("--readme", default="README.md", help="the file holding the results block (default README.md)")
+    p.add_argument("--images", default="images", help="figures: where each folder's PNGs go (<images>/<study>/)")
 
     p = _add(sub, "release", _release, "write the release folders (trained_mbnv3/, lora_sd2/, prompts/) from a finished "
              "run, and/or --check every released file against its manifest (exit 1 on a difference)", run_pos=True)
