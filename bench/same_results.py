@@ -47,6 +47,11 @@ def run_chain(commit: str, work: Path) -> Path:
     return run
 
 
+def _same(x, y) -> bool:
+    """Equal, bit for bit for floats; two NaNs (a missing value written as NaN) count as equal."""
+    return x == y or (isinstance(x, float) and isinstance(y, float) and x != x and y != y)
+
+
 def _json_values(obj, prefix: str = "") -> dict[str, object]:
     """Flattened ``key.path -> value`` of a JSON document, volatile keys left out."""
     if isinstance(obj, dict):
@@ -80,7 +85,7 @@ def compare(a: Path, b: Path) -> tuple[list[str], int, set[str], int]:
                 diffs.append(f"{name}: keys differ: {sorted(va.keys() ^ vb.keys())[:6]}")
             for k in sorted(va.keys() & vb.keys()):
                 compared += 1
-                if va[k] != vb[k]:
+                if not _same(va[k], vb[k]):
                     diffs.append(f"{name}: {k}: {va[k]!r} != {vb[k]!r}")
             continue
         da, db = pd.read_csv(pa, keep_default_na=False), pd.read_csv(pb, keep_default_na=False)
@@ -92,7 +97,7 @@ def compare(a: Path, b: Path) -> tuple[list[str], int, set[str], int]:
                 skipped.add(f"{name}:{col}")
                 continue
             compared += len(da)
-            bad = [i for i, (x, y) in enumerate(zip(da[col].tolist(), db[col].tolist())) if x != y]
+            bad = [i for i, (x, y) in enumerate(zip(da[col].tolist(), db[col].tolist())) if not _same(x, y)]
             if bad:
                 i = bad[0]
                 diffs.append(f"{name}: column {col}: {len(bad)} of {len(da)} rows differ (row {i}: {da[col][i]!r} != {db[col][i]!r})")
