@@ -144,3 +144,24 @@ def test_load_released_names_what_is_available(released, tmp_path):
     logits = train.predict_logits(release.load_released("fashion_mnist_teacher", released),
                                   np.zeros((2, 32, 32, 3), np.uint8), runs.open_run("configs/tiny.yaml", tmp_path / "r").cfg)
     assert logits.shape == (2, 10)
+
+
+def test_the_committed_release_is_intact_and_reproduces_its_recorded_accuracies(tmp_path):
+    """The repository's own release folders (written by python -m tckr.release from the run the README reports):
+    every file matches its manifest, and the released classifiers, evaluated in a fresh run of their config without
+    training, give exactly the test accuracies in their sidecars."""
+    from tckr import paths
+
+    models = release.released_models()
+    if not models:
+        pytest.skip("nothing released in this checkout (python -m tckr.release runs/<id>)")
+    assert release.check() == []
+    datasets = {m["dataset"] for m in models.values()}
+    assert datasets == {"fashion_mnist"}, datasets
+    manifest = release.read_manifest(paths.ROOT / "trained_mbnv3")["datasets"]["fashion_mnist"]
+    config = paths.ROOT / "configs" / f"{manifest['config']}.yaml"
+    fresh = runs.open_run(config, tmp_path / "fresh")
+    table = release.evaluate_released(fresh, log=lambda m: None)
+    assert len(table) == len(models) and table["equal"].all(), table
+    committed = pd.read_csv(paths.ROOT / "results" / "mini" / "results" / "classifiers.csv").set_index("model")
+    assert {r.model: r.recorded for r in table.itertuples()} == committed.loc[table["model"], "test_accuracy"].to_dict()

@@ -90,7 +90,7 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, log: Callable
 def _source(run: runs.Run) -> dict[str, Any]:
     env = run.dir / "environment.json"
     git = io.read_json(env).get("git", {}) if env.is_file() else {}
-    return {"run_id": run.dir.name, "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
+    return {"run_id": run.dir.name, "config": run.cfg.study.name, "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
             "config_hash": run.cfg.hash(), "released": _dt.datetime.now().isoformat(timespec="seconds")}
 
 
