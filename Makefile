@@ -60,7 +60,7 @@ study: setup
 	$(PY) -m tckr.study $(CONFIG) $(if $(RUN),--run-dir $(RUN),)
 
 figures: venv
-	$(if $(RUN),$(PY) -m tckr.plots $(RUN),$(PY) -m tckr.report figures $(RESULTS))
+	$(if $(RUN),$(PY) -m tckr.plots $(RUN),$(PY) -m tckr.plots --results $(RESULTS))
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)

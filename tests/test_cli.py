@@ -188,7 +188,9 @@ def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, cap
     assert readme.read_text() == f"# T\n{report.BEGIN}\nBLOCK of 2\n{report.END}\nafter\n"
     assert report.main(["check", str(dest), str(dest), "--readme", str(readme)]) == 0  # the module alias
     drawn = []
-    monkeypatch.setattr(report, "figures", lambda folders, images: drawn.append((folders, images)))
+    from tckr import plots
+
+    monkeypatch.setattr(plots, "result_figures", lambda folders, images: drawn.append((folders, images)))
     assert cli.main(["report", "figures", str(dest), "--images", str(tmp_path / "img")]) == 0
     assert drawn == [([str(dest)], str(tmp_path / "img"))]
     capsys.readouterr()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import ledger, report
+from tckr import ledger, plots, report
 
 from test_ledger import _write
 
@@ -139,14 +139,14 @@ def test_figures_are_redrawn_from_a_result_folder_and_linked(tmp_path):
     report.collect(run, dest)
     assert (dest / "images" / "real_vs_synthetic.png").is_file()
     images = tmp_path / "images"
-    out = report.figures([dest], images, which=("ledger",), log=lambda *_: None)
+    out = plots.result_figures([dest], images, which=("ledger",), log=lambda *_: None)
     names = sorted(p.name for p in out[dest.as_posix()])
     assert names == ["ledger.png", "real_vs_synthetic.png"]
     assert (images / "mini" / "ledger.png").read_bytes()[:4] == b"\x89PNG"
     assert "![mini: ledger](images/mini/ledger.png)" in report.study_block(dest, images=images)
     assert "![mini" not in report.study_block(dest, images=tmp_path / "elsewhere")
-    with pytest.raises(report.ReportError, match="not a result folder"):
-        report.figures([tmp_path / "nothing"], images)
+    with pytest.raises(FileNotFoundError, match="not a result folder"):
+        plots.result_figures([tmp_path / "nothing"], images)
 
 
 def test_control_table_sets_each_null_beside_the_control(tmp_path):

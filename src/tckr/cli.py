@@ -250,7 +250,9 @@ def _report(a) -> ExitCode | None:
     if not folders:
         raise UsageError(f"tckr report {a.action} needs one or more result folders, e.g. tckr report {a.action} results/mini")
     if a.action == "figures":
-        report.figures(folders, a.images)
+        from . import plots  # lazy: a subcommand's module is imported when it runs (matplotlib)
+
+        plots.result_figures(folders, a.images)
         return None
     changed = report.update_readme(a.readme, folders, check=a.action == "check")
     if a.action == "check":

@@ -30,6 +30,8 @@ from .config import MiaConfig
 from .metrics import aop
 
 FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audit", "curves")
+# drawn from images (real and synthetic, nearest pairs) that a result folder (tckr.report.collect) does not hold
+IMAGE_FIGURES = ("samples", "audit")
 
 
 def _plt():
@@ -398,6 +400,34 @@ def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_d
     return out
 
 
+def result_figures(folders: list[str | Path], images: str | Path = "images", which: tuple[str, ...] | None = None,
+                   log=print) -> dict[str, list[Path]]:
+    """Redraw every figure of each result folder from its committed files (``<folder>/figures/``, ignored by git)
+    and copy the PNGs to ``images/<study>/``. The figures drawn from images (samples, audit pairs) need the run's
+    shards: their PNGs, copied by :func:`tckr.report.collect` into ``<folder>/images/``, are used as they are. Returns the PNGs
+    per folder."""
+    out = {}
+    for folder in map(Path, folders):
+        if not (folder / "config.yaml").is_file():
+            raise FileNotFoundError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
+        drawn = make_figures(folder, which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES), log=log)
+        if (folder / "results" / "audit.csv").is_file():
+            drawn["audit"] = save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")
+        if (folder / "lora" / "loss.csv").is_file():
+            drawn["lora_loss"] = plot_lora_loss(folder)
+        pngs = [p for ps in drawn.values() for p in ps if p.suffix == ".png"]
+        pngs += sorted((folder / "images").glob("*.png"))  # drawn from images at collect time, copied as they are
+        target = Path(images) / folder.name
+        target.mkdir(parents=True, exist_ok=True)
+        for png in pngs:
+            if png.parent != target:
+                with io.atomic_path(target / png.name) as tmp:
+                    shutil.copyfile(png, tmp)
+        out[folder.as_posix()] = [target / p.name for p in pngs]
+        log(f"{folder}: {len(pngs)} figures -> {target}")
+    return out
+
+
 def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(per_seed, table)``: every seed run's study table, and their mean ± 95% CI (Student t) per model. Reads only;
     :func:`tckr.study.run_study` writes them (:func:`tckr.artifacts.write_study_table`)."""
@@ -421,15 +451,22 @@ def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tckr.plots RUN_DIR [--only ...] [--images]``, the same as ``tckr figures`` (its own parser: figures
+    """``python -m tckr.plots RUN_DIR [--only ...] [--images]`` or ``--results FOLDER...``, the same as ``tckr figures`` (its own parser: figures
     may not import the CLI, which imports every training module; see the import-linter contracts)."""
     ap = argparse.ArgumentParser(prog="python -m tckr.plots", description="Regenerate every figure of a run from its result files.")
-    ap.add_argument("run_dir", help="a run folder, or 'latest'")
+    ap.add_argument("run_dir", nargs="?", help="a run folder, or 'latest'")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
     ap.add_argument("--images", action="store_true", help="also copy the PNGs to the repository's images/ folder")
+    ap.add_argument("--results", nargs="+", metavar="FOLDER", help="redraw committed result folders (results/<study>, "
+                    "tckr.report collect) instead of a run, into images/<study>/")
     args = ap.parse_args(argv)
     which = tuple(args.only.split(",")) if args.only else FIGURES
+    if (args.run_dir is None) == (args.results is None):
+        ap.error("give a run folder or --results FOLDER..., not both")
     try:
+        if args.results:
+            result_figures(args.results, paths.IMAGES, tuple(args.only.split(",")) if args.only else None)
+            return 0
         run_dir = runs.find_run(args.run_dir)
         make_figures(run_dir, which, images_dir=paths.IMAGES if args.images else None)
     except (FileNotFoundError, ValueError) as e:

@@ -15,7 +15,7 @@ test suite runs it, so the README cannot drift from the committed files).
     python -m tckr.report collect runs/<id> results/mini          # copy a finished run's result files
     python -m tckr.report write results/mini results/mini-leaky   # rewrite README.md's results block
     python -m tckr.report check results/mini results/mini-leaky   # exit 1 when README.md differs
-    python -m tckr.report figures results/mini results/mini-leaky # redraw the figures into images/<study>/
+    python -m tckr.plots --results results/mini results/mini-leaky # redraw their figures into images/<study>/
 
 A run of several seeds (``tckr study --seeds 0 1 2``: one ``seed<k>/`` folder per seed) is collected seed by seed
 into ``dest/seed<k>/``; its block is the teacher-vs-student accuracy as mean ± 95% interval over the seeds
@@ -45,7 +45,6 @@ RESULT_SUFFIXES = (".csv", ".json", ".md")
 FIGURE_INPUTS = ("mia/roc/*.csv", "classifiers/*_history.csv", "lora/loss.csv")
 IMAGE_PNGS = ("real_vs_synthetic.png", "synthetic_samples.png", "real_samples.png", "lora_samples.png", "audit_pairs.png")
 README_FIGURES = ("ledger", "roc")  # linked below a study's tables when images/<study>/ holds them
-IMAGE_FIGURES = ("samples", "audit")  # tckr.plots.FIGURES drawn from images; the audit's distances are redrawn here
 DETECTED = "AUC interval above 50% and TPR@1% FPR interval above 1%"
 # tckr.study.PHASES (the report may not import the runner: layers contract; a test checks they agree)
 STUDY_PHASES = ("00_data", "01_captions", "02_lora_finetune", "03_generate", "04_run_evaluate", "05_mia_lira", "06_figures")
@@ -296,36 +295,6 @@ def update_readme(readme: str | Path, folders: list[str | Path], *, check: bool 
     return True
 
 
-def figures(folders: list[str | Path], images: str | Path = "images", which: tuple[str, ...] | None = None,
-            log=print) -> dict[str, list[Path]]:
-    """Redraw every figure of each result folder from its committed files (``<folder>/figures/``, ignored by git)
-    and copy the PNGs to ``images/<study>/``. The figures drawn from images (samples, audit pairs) need the run's
-    shards: their PNGs, copied by :func:`collect` into ``<folder>/images/``, are used as they are. Returns the PNGs
-    per folder."""
-    from . import plots  # drawing imports matplotlib: only this command needs it
-
-    out = {}
-    for folder in map(Path, folders):
-        if not (folder / "config.yaml").is_file():
-            raise ReportError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
-        drawn = plots.make_figures(folder, which or tuple(f for f in plots.FIGURES if f not in IMAGE_FIGURES), log=log)
-        if (folder / "results" / "audit.csv").is_file():
-            drawn["audit"] = plots.save_figure(plots.audit_distances_figure(folder), folder / "figures" / "audit_distances")
-        if (folder / "lora" / "loss.csv").is_file():
-            drawn["lora_loss"] = plots.plot_lora_loss(folder)
-        pngs = [p for ps in drawn.values() for p in ps if p.suffix == ".png"]
-        pngs += sorted((folder / "images").glob("*.png"))  # drawn from images at collect time, copied as they are
-        target = Path(images) / folder.name
-        target.mkdir(parents=True, exist_ok=True)
-        for png in pngs:
-            if png.parent != target:
-                with io.atomic_path(target / png.name) as tmp:
-                    shutil.copyfile(png, tmp)
-        out[folder.as_posix()] = [target / p.name for p in pngs]
-        log(f"{folder}: {len(pngs)} figures -> {target}")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m tckr.report``: the forms of ``tckr report`` (kept here, not handed to tckr.cli: a report imports
     nothing above it, see the import-linter layers)."""
@@ -338,14 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         w = sub.add_parser(name, help=("rewrite" if name == "write" else "compare") + " README.md's results block")
         w.add_argument("folders", nargs="+")
         w.add_argument("--readme", default="README.md")
-    f = sub.add_parser("figures", help="redraw every figure of result folders into images/<study>/")
-    f.add_argument("folders", nargs="+")
-    f.add_argument("--images", default="images")
     a = ap.parse_args(argv)
     try:
-        if a.cmd == "figures":
-            figures(a.folders, a.images)
-            return 0
         if a.cmd == "collect":
             files = collect(a.run_dir, a.dest)
             print(f"{len(files)} files -> {a.dest}")
