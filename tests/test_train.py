@@ -377,3 +377,38 @@ def test_unusable_checkpoint_is_said_and_training_starts_over(tmp_path, capsys):
     assert "made by another training" in capsys.readouterr().out
     clean, _ = train.fit(cfg, ARCH, x, y, x[:20], y[:20], seed=0, progress=False)
     assert all(torch.equal(v, clean.state_dict()[k]) for k, v in damaged.state_dict().items())
+
+
+def test_tensorboard_log_gets_each_epoch_and_stays_out_of_the_hash(tmp_path, monkeypatch):
+    c = load_config("configs/tiny.yaml", {"train.epochs": 3, "train.patience": 0, "train.batch_size": 20, "train.augmix": False,
+                                          "train.mixup_alpha": 0.0, "study.num_threads": 1, "train.log": "tensorboard"})
+    assert c.hash() == load_config("configs/tiny.yaml", {"train.epochs": 3, "train.patience": 0, "train.batch_size": 20,
+                                                         "train.augmix": False, "train.mixup_alpha": 0.0,
+                                                         "study.num_threads": 1}).hash()
+
+    class Board:
+        def __init__(self, logdir):
+            self.logdir, self.scalars, self.closed = logdir, [], False
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    boards = []
+    monkeypatch.setattr(train, "tensorboard_writer", lambda logdir: boards.append(Board(logdir)) or boards[-1])
+    x, y = toy(40, 0)
+    hist_path = tmp_path / "classifiers" / "teacher_history.csv"
+    _, hist = train.fit(c, ARCH, x, y, x, y, seed=0, history_path=hist_path, progress=False)
+    (board,) = boards
+    assert board.logdir == tmp_path / "tensorboard" / "teacher" and board.closed
+    got = {(tag, step): v for tag, v, step in board.scalars}
+    assert [got[("val_accuracy", e)] for e in hist["epoch"]] == hist["val_accuracy"].tolist()
+    assert [got[("train_loss", e)] for e in hist["epoch"]] == hist["train_loss"].tolist()
+    monkeypatch.setitem(__import__("sys").modules, "torch.utils.tensorboard", None)  # as if the package were not installed
+    with pytest.raises(RuntimeError, match="needs the tensorboard package"):
+        train.tensorboard_writer(tmp_path / "tb")

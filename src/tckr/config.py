@@ -118,6 +118,9 @@ class ClassifierConfig:
     stem_stride: int = 0  # issue 3: stride of the first conv; 0 = 1 for inputs <= 64 px (mini tier), else the arch's
 
 
+OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged, not what is computed: left out of the hash
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 30
@@ -133,6 +136,9 @@ class TrainConfig:
     mixup_alpha: float = 0.2  # 0 disables MixUp
     warmup_epochs: float = 0.0  # issue 3: linear learning-rate warm-up before the cosine decay
     seed: int = 0
+    # training curves also to TensorBoard (<run>/tensorboard/<model>/; needs the tensorboard package). Not part of
+    # Config.hash(): it changes what is logged, never what is trained
+    log: Literal["none", "tensorboard"] = "none"
 
 
 @dataclass
@@ -189,7 +195,10 @@ class Config:
 
     def hash(self) -> str:
         """Short stable hash of the resolved settings."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        d = self.to_dict()
+        for section, key in OBSERVABILITY_KEYS:
+            d.get(section, {}).pop(key, None)
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def to_yaml(self) -> str:

@@ -180,6 +180,16 @@ def _num_classes(targets: torch.Tensor, cfg: Config) -> int:
     return len(data.class_names(cfg.study.dataset))
 
 
+def tensorboard_writer(logdir: Path):
+    """A TensorBoard ``SummaryWriter`` on ``logdir`` (``train.log: tensorboard``)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # lazy: optional package, only with train.log=tensorboard
+    except ImportError as e:
+        raise RuntimeError("train.log=tensorboard needs the tensorboard package (pip install tensorboard), "
+                           "or set train.log=none") from e
+    return SummaryWriter(log_dir=str(logdir))
+
+
 def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, *,
         seed: int, epochs: int | None = None, history_path: str | Path | None = None, progress: bool = True, desc: str = "",
         teacher: classifiers.TrainedClassifier | nn.Module | None = None, redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
@@ -264,6 +274,9 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
             if last is not None:  # the training set the interrupted run was using
                 new_x, new_t = redraw(last)
                 x_all, t_all = _as_tensor(new_x), torch.as_tensor(np.asarray(new_t))
+    # <run>/classifiers/<name>_history.csv -> <run>/tensorboard/<name>/ (no history file: no board)
+    board = (tensorboard_writer(Path(history_path).parent.parent / "tensorboard" / Path(history_path).stem.removesuffix("_history"))
+             if cfg.train.log == "tensorboard" and history_path is not None else None)
     bar = tqdm(range(start_epoch, 1 if stopped else epochs + 1), desc=desc or arch, unit="epochs", disable=not progress, leave=False)
     for epoch in bar:
         if redraw is not None and cfg.gkd.regenerate_every > 0 and epoch > 1 and (epoch - 1) % cfg.gkd.regenerate_every == 0:
@@ -311,6 +324,10 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
                      "images_per_second": seen / max(seconds, 1e-9), "best": is_best})
         if history_path is not None:
             io.save_csv(history_path, pd.DataFrame(rows))
+        if board is not None:
+            for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
+                board.add_scalar(k, rows[-1][k], epoch)
+            board.flush()
         bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", val=f"{val_acc:.1f}", best=f"{best_acc:.1f}@{best_epoch}")
         stopped = bool(tc.patience and bad >= tc.patience)
         if checkpoint is not None:
@@ -324,6 +341,8 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
         if stopped:
             break
     bar.close()
+    if board is not None:
+        board.close()
     model.load_state_dict(best_state)
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     history = pd.DataFrame(rows)
