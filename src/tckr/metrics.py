@@ -13,6 +13,7 @@ percentile confidence intervals over examples resampled within members and withi
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 from sklearn.metrics import roc_curve
 
 
@@ -27,6 +28,13 @@ def aop(accuracy: float, auc: float, lam: float = 2.0) -> float:
         if not 0.0 <= float(v) <= 1.0:
             raise ValueError(f"aop: {name} must be a fraction in [0, 1], got {v!r} (divide percentages by 100)")
     return float(accuracy) / (2.0 * max(float(auc), 0.5)) ** float(lam)
+
+
+def t_halfwidth(values) -> float:
+    """Half-width of the 95% Student-t interval of the mean of ``values`` (e.g. one metric over seeds); nan below
+    two values."""
+    v = np.asarray(values, dtype=float)
+    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
 def _check(scores: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from . import artifacts, attacks, io, ledger, paths, runs
+from . import artifacts, attacks, io, ledger, metrics, paths, runs
 from .artifacts import table_markdown  # noqa: F401  (kept importable from here)
 from .config import MiaConfig
 from .metrics import aop
@@ -437,15 +436,15 @@ def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         t["seed_run"] = i
         frames.append(t)
     allt = pd.concat(frames, ignore_index=True)
-    metrics = ["accuracy", "auc_mia", "tpr_at_1pct", "aop"]
+    columns = ["accuracy", "auc_mia", "tpr_at_1pct", "aop"]
     rows = []
     for (model, role), g in allt.groupby(["model", "role"], sort=False):
         row = {"model": model, "role": role, "cardinality": g["cardinality"].iloc[0], "n_seeds": len(g),
                "attack": g["attack"].iloc[0]}
-        for m in metrics:
+        for m in columns:
             v = g[m].dropna().to_numpy()
             row[m] = v.mean() if len(v) else np.nan
-            row[f"{m}_ci"] = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+            row[f"{m}_ci"] = metrics.t_halfwidth(v)
         rows.append(row)
     return allt, pd.DataFrame(rows)
 

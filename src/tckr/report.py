@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import stats
 
-from . import io, ledger
+from . import io, ledger, metrics
 
 BEGIN = "<!-- tckr.report:begin (python -m tckr.report write ...; do not edit by hand) -->"
 END = "<!-- tckr.report:end -->"
@@ -128,16 +127,15 @@ def classifier_table(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _detected(t: pd.DataFrame) -> pd.Series:
+    """The pre-registered detection rule (``DETECTED``) on ledger rows."""
+    return (t["auc_lo"] > 0.5) & (t["tpr_at_1pct_lo"] > 0.01)
+
+
 def detections(folder: Path) -> pd.DataFrame:
     """Per headline ledger row: detected (AUC lower bound > 50% and TPR@1% lower bound > 1%)?"""
     t = ledger.headlines(_read(folder, "results", "ledger.csv"))
-    t = t.assign(detected=(t["auc_lo"] > 0.5) & (t["tpr_at_1pct_lo"] > 0.01))
-    return t
-
-
-def _t_interval(v: np.ndarray) -> float:
-    """Half-width of the 95% Student-t interval of the mean of ``v`` (nan below two values)."""
-    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+    return t.assign(detected=_detected(t))
 
 
 def seeds_block(folder: str | Path, title: str | None = None) -> str:
@@ -171,7 +169,7 @@ def seeds_block(folder: str | Path, title: str | None = None) -> str:
     for model, g in allc.groupby("model", sort=False):
         r = g.iloc[0]
         v = g["test_accuracy"].to_numpy(float)
-        ci = _t_interval(v)
+        ci = metrics.t_halfwidth(v)
         card = "–" if pd.isna(r.get("cardinality")) else f"{float(r['cardinality']):g}× |D|"
         per = {f"seed {s}": f"{a:.2f}" for s, a in zip(g["seed"], v)}
         lines.append(f"| {model} | {r['role']} | {card} | {r.get('label_mode') or '–'} | {v.mean():.2f}"
@@ -232,9 +230,8 @@ def _control_rows(folder: Path) -> pd.DataFrame:
     variant = io.read_json(folder / "results" / "ledger.json").get("headline_variant") if (
         folder / "results" / "ledger.json").is_file() else None
     beside = (t["release"] == "student") & (t["family"] == "LiRA, classifier shadows") & (t["attack"] == variant)
-    t = t[t["headline"] | beside].copy()
-    t["detected"] = (t["auc_lo"] > 0.5) & (t["tpr_at_1pct_lo"] > 0.01)
-    return t
+    t = t[t["headline"] | beside]
+    return t.assign(detected=_detected(t))
 
 
 def control_table(folders: list[str | Path]) -> str:
