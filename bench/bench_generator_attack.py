@@ -1,6 +1,6 @@
 """Generator-attack throughput (UNet passes/s) beside one LoRA training step and one generation step, in one run.
 
-    .venv/bin/python bench/bench_generator_attack.py --out bench/results/generator_attack.json
+    .venv/bin/python bench/bench_generator_attack.py --out bench/measured/generator_attack.json
     .venv/bin/python bench/bench_generator_attack.py --threads 1 --examples 256
 
 All three on the committed tiny base (``models/tiny-sd-fashion``) at the settings of ``--config``
@@ -151,6 +151,12 @@ def main() -> None:
     print(f"one generation step (batch 128, guidance 2, 256 UNet rows): {gen_s * 1e3:.0f} ms = {gen_s * rate:.0f} attack passes; "
           f"generation runs {256 / gen_s:.0f} UNet rows/s, the attack {rate / (256 / gen_s):.2f}× that")
     if args.out:
+        from tckr import report
+
+        result["record"] = report.bench_record(
+            f"generator attack {rate:.0f} UNet passes/s ({dtype}) = {rate / (2 * k):.1f} examples/s per model at K = {k}; "
+            f"one LoRA step = {lora_s * rate:.0f} attack passes, one generation step = {gen_s * rate:.0f}; "
+            f"the attack runs {rate / (256 / gen_s):.2f}× generation's UNet rows/s")
         io.write_json(args.out, result)
         print(f"wrote {args.out}")
 

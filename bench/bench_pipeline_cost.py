@@ -6,7 +6,7 @@ in ``mia/pipelines/stages.csv``), then, in the same process and on the same thre
 step and one generation step (the helpers of ``bench_generator_attack.py``). Every stage is reported in
 seconds, in LoRA steps and in generation steps, with the study's total for ``mia.n_pipelines`` pipelines.
 
-    .venv/bin/python bench/bench_pipeline_cost.py --config configs/mini.yaml --out bench/results/pipeline_cost.json
+    .venv/bin/python bench/bench_pipeline_cost.py --config configs/mini.yaml --out bench/measured/pipeline_cost.json
     .venv/bin/python bench/bench_pipeline_cost.py --config configs/tiny.yaml --run /tmp/pc-tiny   # seconds, plumbing only
 
 A run folder given with ``--run`` that already holds the pipeline is resumed (finished stages are not
@@ -96,6 +96,14 @@ def main() -> None:
     for r in rows:
         print(f"{r['stage']:28s} {r['seconds']:9.1f} {r['lora_steps']:11.0f} {r['generation_steps']:11.0f}  {r['detail']}")
     if args.out:
+        from tckr import report
+
+        one = next(r for r in rows if r["stage"] == "total (one pipeline)")
+        parts = ", ".join(f"{r['stage']} {r['seconds']:.0f} s" for r in rows if not r["stage"].startswith("total"))
+        result["record"] = report.bench_record(
+            f"one shadow pipeline of {args.config}: {one['seconds'] / 60:.1f} min = {one['lora_steps']:.0f} LoRA steps "
+            f"({lora_s * 1e3:.0f} ms each) = {one['generation_steps']:.0f} generation steps ({gen_s * 1e3:.0f} ms each, "
+            f"batch {cfg.synthesis.batch_size}); by stage: {parts}")
         io.write_json(args.out, result)
         print(f"wrote {args.out}")
 

@@ -5,7 +5,7 @@ one run. Each loader trains in its own child process, so peak RSS is that loader
 
 Goal: peak RAM independent of the set's size (streaming), throughput within 10% of in-memory.
 
-    .venv/bin/python bench/bench_streaming.py --images 200000 --size 64 [--train-images 2560] [--out bench/results/streaming.json]
+    .venv/bin/python bench/bench_streaming.py --images 200000 --size 64 [--train-images 2560] [--out bench/measured/streaming.json]
 
 Shards of ``--shard-size`` uint8 images (class-coloured blobs with noise, ``.npy`` as ``tckr.synthesis`` writes
 them) go to a temporary folder (``--folder`` to keep them). Both children train the same student
@@ -129,8 +129,14 @@ def main(argv=None) -> dict:
     print(f"peak RSS stream/memory {summary['rss_ratio_stream_over_memory']}, "
           f"throughput stream/memory {summary['throughput_ratio_stream_over_memory']} (goal >= 0.9)")
     if args.out:
-        from tckr import io
+        from tckr import io, report
 
+        m, s = res["memory"], res["stream"]
+        summary["record"] = report.bench_record(
+            f"{args.images:,} images at {args.size}² ({summary['set_mib'] / 1024:.1f} GiB), training on {s['train_images']:,}: "
+            f"peak RSS {s['peak_rss_mb']:.0f} MB streaming vs {m['peak_rss_mb']:.0f} MB in memory "
+            f"(ratio {summary['rss_ratio_stream_over_memory']}); {s['images_per_second']:.0f} vs "
+            f"{m['images_per_second']:.0f} images/s (ratio {summary['throughput_ratio_stream_over_memory']}, goal ≥ 0.9)")
         io.write_json(args.out, summary)
     return summary
 

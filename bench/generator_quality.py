@@ -157,6 +157,28 @@ def paired_bootstrap(base: dict, lora: dict, feats: dict, n_boot: int, seed: int
     return {f"{k}_lora_minus_base_ci95": [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in diffs.items()}
 
 
+RECORD_ARGV: list[str] | None = None  # the command to record when another script (lora_adaptation.py) calls main()
+
+
+def summary(result: dict) -> str:
+    """One line of the numbers, for the benchmark table (tckr.report.bench_record)."""
+    base = result["base"]
+    line = (f"{result['n']} samples ({result['dtype']}, {result['steps']} steps, guidance {result['guidance']:g}): base "
+            f"{base['agreement_probe'] * 100:.1f}% recognised by the probe"
+            + (f", {base['agreement_teacher'] * 100:.1f}% by the teacher" if "agreement_teacher" in base else "")
+            + f"; Fréchet to D {base['frechet_D']:.3f} (probe features)")
+    if "lora" in result:
+        lo = result["lora"]
+        line += (f". With the LoRA: {lo['agreement_probe'] * 100:.1f}% by the probe"
+                 + (f", {lo['agreement_teacher'] * 100:.1f}% by the teacher" if "agreement_teacher" in lo else "")
+                 + f"; Fréchet to D {base['frechet_D']:.3f} → {lo['frechet_D']:.3f}, to H {base['frechet_H']:.3f} → "
+                 f"{lo['frechet_H']:.3f}")
+        ci = result.get("lora_vs_base", {}).get("frechet_D_lora_minus_base_ci95")
+        if ci:
+            line += f" (paired 95% interval of the change to D [{ci[0]:+.3f}, {ci[1]:+.3f}])"
+    return line
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="models/tiny-sd-fashion", help="base folder, or a pretraining work folder (its newest checkpoint)")
@@ -216,7 +238,11 @@ def main() -> None:
     if a.lora and a.n_bootstrap:
         result["lora_vs_base"] = paired_bootstrap(kept["base"], kept["lora"], feats, a.n_bootstrap)
     print(json.dumps(result, indent=1))
+    print(summary(result))
     if a.out:
+        from tckr import report
+
+        result["record"] = report.bench_record(summary(result), RECORD_ARGV)
         io.write_json(paths.resolve(a.out), result)
 
 

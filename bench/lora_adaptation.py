@@ -6,8 +6,8 @@ same seeds) at the run's guidance, step count and dtype: agreement with the run'
 classifier, Fréchet distances to D's and H's features, and paired-bootstrap intervals of lora − base.
 On a finished study run it reuses the run's adapter and teacher.
 
-    python bench/lora_adaptation.py --run runs/quality-mini --out bench/results/lora_adaptation.json
-    python bench/lora_adaptation.py --run runs/mini-<id> --n-per-class 200 --out bench/results/lora_adaptation.json
+    python bench/lora_adaptation.py --run runs/quality-mini --out bench/measured/lora_adaptation.json
+    python bench/lora_adaptation.py --run runs/mini-<id> --n-per-class 200 --out bench/measured/lora_adaptation.json
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--n-bootstrap", type=int, default=200)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    gq.RECORD_ARGV = list(sys.argv)  # the record names this command, not the generator_quality call it makes
     run = runs.open_run(None if (paths.resolve(a.run) / "config.yaml").is_file() else a.config, a.run)
     torch.set_num_threads(a.threads)
     captions.caption_run(run, progress=False)

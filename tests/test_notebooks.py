@@ -18,6 +18,18 @@ def _parameters(nb: dict) -> dict:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_of_the_notebook(path):
+    """papermill's parameter inspection skips a line with two '=' (a warning at every run, the parameter missing from
+    `papermill --help-notebook`): every assignment of the parameters cell must be one it reads."""
+    from papermill.translators import PythonTranslator
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    seen = {p.name for p in PythonTranslator.inspect({"source": "".join(cell["source"])})}
+    assert set(_parameters(nb)) <= seen, f"{path.name}: papermill cannot read {sorted(set(_parameters(nb)) - seen)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_has_no_outputs_and_opens_a_run_well(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]

@@ -166,3 +166,44 @@ def test_control_table_sets_each_null_beside_the_control(tmp_path):
     text = report.block([study, control], images=tmp_path)
     assert "### Each attack beside its positive control" in text
     assert "beside its positive control" not in report.block([study], images=tmp_path)
+
+
+def test_bench_record_names_the_command_and_the_table_is_written_and_checked(tmp_path):
+    """A benchmark's record carries its command (script relative to the repository), commit and summary; the
+    README's benchmark table is written from the records and `check` fails once a result changes."""
+    rec = report.bench_record("3.0 images/s", argv=[str(ROOT / "bench" / "bench_streaming.py"), "--images", "10", "--out", "a b"])
+    assert rec["command"] == "python bench/bench_streaming.py --images 10 --out 'a b'"
+    assert rec["summary"] == "3.0 images/s" and rec["machine"].endswith("CPU cores") and len(rec["commit"]) >= 7
+    folder = tmp_path / "measured"
+    folder.mkdir()
+    with pytest.raises(report.ReportError, match="no benchmark result"):
+        report.bench_table(folder)
+    (folder / "b.json").write_text(json.dumps({"x": 1, "record": {**rec, "summary": "ratio 0.9 | goal"}}))
+    (folder / "a.json").write_text(json.dumps({"x": 2}))
+    with pytest.raises(report.ReportError, match=r"a.json has no record"):
+        report.bench_table(folder)
+    (folder / "a.json").write_text(json.dumps({"x": 2, "record": {**rec, "summary": "first"}}))
+    table = report.bench_table(folder)
+    rows = table.splitlines()
+    assert rows[2].startswith("| `a` | first |") and rows[3].startswith("| `b` | ratio 0.9 \\| goal |")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{report.BENCH_BEGIN}\nold\n{report.BENCH_END}\nafter\n")
+    assert report.main(["bench", str(folder), "--readme", str(readme), "--check"]) == 1
+    assert "old" in readme.read_text()
+    assert report.main(["bench", str(folder), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert table in text and text.endswith(f"{report.BENCH_END}\nafter\n")
+    assert report.main(["bench", str(folder), "--readme", str(readme), "--check"]) == 0
+    (folder / "a.json").write_text(json.dumps({"x": 3, "record": {**rec, "summary": "second"}}))
+    assert report.main(["bench", str(folder), "--readme", str(readme), "--check"]) == 1
+
+
+def test_committed_readme_benchmark_table_matches_the_committed_results(monkeypatch):
+    """The README's benchmark table is what `python -m tckr.report bench` makes of the committed bench results."""
+    text = (ROOT / "README.md").read_text()
+    if report.BENCH_BEGIN not in text:
+        pytest.skip("README.md has no generated benchmark table yet")
+    folder = text.split(report.BENCH_BEGIN, 1)[1].split("`python -m tckr.report bench ", 1)[1].split("`", 1)[0]
+    monkeypatch.chdir(ROOT)
+    assert not report.update_bench(ROOT / "README.md", folder, check=True), (
+        "README.md's benchmark table differs from the committed results: run python -m tckr.report bench " + folder)

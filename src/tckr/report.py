@@ -17,6 +17,13 @@ test suite runs it, so the README cannot drift from the committed files).
     python -m tckr.report check results/mini results/mini-leaky   # exit 1 when README.md differs
     python -m tckr.plots --results results/mini results/mini-leaky # redraw their figures into images/<study>/
 
+Benchmarks are reported the same way: each ``bench/`` script given ``--out bench/measured/<name>.json`` stores with
+its numbers a ``record`` (:func:`bench_record`: the command line, date, commit, machine and a one-line summary computed
+from the numbers), and ``python -m tckr.report bench bench/measured`` writes the README's benchmark table between its
+own two markers (:func:`bench_table`); ``check`` compares both blocks.
+
+    python -m tckr.report bench bench/measured                     # rewrite README.md's benchmark table
+
 A run of several seeds (``tckr study --seeds 0 1 2``: one ``seed<k>/`` folder per seed) is collected seed by seed
 into ``dest/seed<k>/``; its block is the teacher-vs-student accuracy as mean ± 95% interval over the seeds
 (Student t), each seed's value beside it (:func:`seeds_block`).
@@ -25,6 +32,9 @@ into ``dest/seed<k>/``; its block is the teacher-vs-student accuracy as mean ± 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -37,6 +47,9 @@ from . import io, ledger, metrics
 
 BEGIN = "<!-- tckr.report:begin (python -m tckr.report write ...; do not edit by hand) -->"
 END = "<!-- tckr.report:end -->"
+BENCH_BEGIN = "<!-- tckr.bench:begin (python -m tckr.report bench ...; do not edit by hand) -->"
+BENCH_END = "<!-- tckr.bench:end -->"
+BENCH_RECORD_KEYS = ("command", "date", "commit", "machine", "summary")
 RUN_FILES = ("config.yaml", "environment.json", "seeds.json")
 RESULT_SUFFIXES = (".csv", ".json", ".md")
 # what tckr.plots reads besides results/: ROC curves and training histories; and the PNGs of the figures drawn from
@@ -275,21 +288,75 @@ def block(folders: list[str | Path], images: str | Path = "images") -> str:
     return f"{BEGIN}\n_Written by `{cmd}` from the committed result files._\n\n{body}{END}"
 
 
-def update_readme(readme: str | Path, folders: list[str | Path], *, check: bool = False) -> bool:
-    """Replace the block between the markers in ``readme``; returns True when it changed (with
-    ``check`` nothing is written). An error when the markers are missing."""
-    readme = Path(readme)
+def bench_record(summary: str, argv: list[str] | None = None) -> dict[str, str]:
+    """What a benchmark stores beside its numbers (key ``record`` of its ``--out`` JSON): the command that made
+    them (``argv``, default ``sys.argv``, with the script's path relative to the repository), the date, the commit
+    (``+dirty`` when tracked files differed), the machine and ``summary``, one line computed from the numbers."""
+    from . import paths, runs  # lazy: only a benchmark that writes its result needs git and the repository root
+
+    argv = list(sys.argv if argv is None else argv)
+    if argv:
+        script = Path(argv[0]).resolve()
+        argv[0] = script.relative_to(paths.ROOT).as_posix() if script.is_relative_to(paths.ROOT) else argv[0]
+    git = runs.git_commit()
+    commit = (git["commit"] or "unknown")[:7] + ("+dirty" if git.get("dirty") else "")
+    return {"command": "python " + shlex.join(argv), "date": _dt.date.today().isoformat(), "commit": commit,
+            "machine": f"{os.cpu_count()} CPU cores", "summary": summary}
+
+
+def _cell(value) -> str:
+    """``value`` as one Markdown table cell (pipes escaped, one line)."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def bench_table(folder: str | Path) -> str:
+    """The README's benchmark table: one row per ``*.json`` in ``folder`` (each with a :func:`bench_record`),
+    sorted by file name."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise ReportError(f"{folder} holds no benchmark result (*.json): run a bench/ script with --out {folder}/<name>.json")
+    rows = ["| benchmark | result | command | measured |", "|---|---|---|---|"]
+    for f in files:
+        rec = io.read_json(f).get("record")
+        missing = [k for k in BENCH_RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
+        if missing:
+            raise ReportError(f"{f} has no record {missing} (tckr.report.bench_record): rerun its benchmark with --out")
+        rows.append(f"| `{f.stem}` | {_cell(rec['summary'])} | `{_cell(rec['command'])}` | "
+                    f"{rec['date']}, {rec['commit']}, {rec['machine']} |")
+    return "\n".join(rows) + "\n"
+
+
+def bench_block(folder: str | Path) -> str:
+    """The README's whole benchmark block for ``folder``, markers included."""
+    cmd = "python -m tckr.report bench " + Path(folder).as_posix()
+    return f"{BENCH_BEGIN}\n_Written by `{cmd}` from the committed benchmark results._\n\n{bench_table(folder)}{BENCH_END}"
+
+
+def _replace_block(readme: Path, begin: str, end: str, new_block: str, what: str, *, check: bool) -> bool:
     text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise ReportError(f"{readme} has no results block: put the two marker lines\n{BEGIN}\n{END}\nwhere it goes")
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    new = head + block(folders, readme.parent / "images") + tail
+    if begin not in text or end not in text:
+        raise ReportError(f"{readme} has no {what} block: put the two marker lines\n{begin}\n{end}\nwhere it goes")
+    head, rest = text.split(begin, 1)
+    new = head + new_block + rest.split(end, 1)[1]
     if new == text:
         return False
     if not check:
         io.write_text(readme, new)
     return True
+
+
+def update_readme(readme: str | Path, folders: list[str | Path], *, check: bool = False) -> bool:
+    """Replace the block between the markers in ``readme``; returns True when it changed (with
+    ``check`` nothing is written). An error when the markers are missing."""
+    readme = Path(readme)
+    return _replace_block(readme, BEGIN, END, block(folders, readme.parent / "images"), "results", check=check)
+
+
+def update_bench(readme: str | Path, folder: str | Path, *, check: bool = False) -> bool:
+    """Replace the benchmark block in ``readme`` with :func:`bench_block` of ``folder``; True when it changed."""
+    readme = Path(readme)
+    return _replace_block(readme, BENCH_BEGIN, BENCH_END, bench_block(folder), "benchmark", check=check)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,11 +371,24 @@ def main(argv: list[str] | None = None) -> int:
         w = sub.add_parser(name, help=("rewrite" if name == "write" else "compare") + " README.md's results block")
         w.add_argument("folders", nargs="+")
         w.add_argument("--readme", default="README.md")
+    b = sub.add_parser("bench", help="rewrite (--check: compare) README.md's benchmark table from a folder of results")
+    b.add_argument("folder", nargs="?", default="bench/measured")
+    b.add_argument("--readme", default="README.md")
+    b.add_argument("--check", action="store_true", help="exit 1 when README.md's table differs; write nothing")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "collect":
             files = collect(a.run_dir, a.dest)
             print(f"{len(files)} files -> {a.dest}")
+            return 0
+        if a.cmd == "bench":
+            changed = update_bench(a.readme, a.folder, check=a.check)
+            if a.check:
+                if changed:
+                    print(f"{a.readme}: the benchmark table differs from `python -m tckr.report bench {a.folder}`",
+                          file=sys.stderr)
+                return int(changed)
+            print(f"{a.readme}: benchmark table {'rewritten' if changed else 'already current'}")
             return 0
         changed = update_readme(a.readme, a.folders, check=a.cmd == "check")
     except (ReportError, FileNotFoundError) as e:
