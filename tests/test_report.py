@@ -129,6 +129,14 @@ def test_several_seeds_are_collected_and_aggregated(tmp_path):
     assert "seed 0 2.0 min (00_data–04_run_evaluate)" in text
     with pytest.raises(report.ReportError, match="no seed<k>"):
         report.seeds_block(tmp_path)
+    # the accuracy-against-cardinality figure over the seeds is drawn from the collected files and linked
+    images = tmp_path / "images"
+    assert "![mini-seeds" not in report.study_block(dest, images=images)
+    out = plots.result_figures([dest], images, log=lambda *_: None)
+    assert [p.name for p in out[dest.as_posix()]] == ["seeds_cardinality.png"]
+    assert (images / "mini-seeds" / "seeds_cardinality.png").read_bytes()[:4] == b"\x89PNG"
+    assert ("![mini-seeds: seeds_cardinality](images/mini-seeds/seeds_cardinality.png)"
+            in report.study_block(dest, images=images))
 
 
 def test_figures_are_redrawn_from_a_result_folder_and_linked(tmp_path):
@@ -207,3 +215,18 @@ def test_committed_readme_benchmark_table_matches_the_committed_results(monkeypa
     monkeypatch.chdir(ROOT)
     assert not report.update_bench(ROOT / "README.md", folder, check=True), (
         "README.md's benchmark table differs from the committed results: run python -m tckr.report bench " + folder)
+
+
+def test_tckr_report_bench_writes_and_checks_the_table(tmp_path):
+    from tckr import cli
+
+    folder = tmp_path / "measured"
+    folder.mkdir()
+    (folder / "x.json").write_text(json.dumps({"record": report.bench_record("one", argv=["bench/x.py"])}))
+    readme = tmp_path / "R.md"
+    readme.write_text(f"{report.BENCH_BEGIN}\n{report.BENCH_END}\n")
+    assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 1
+    assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
+    assert "| `x` | one | `python bench/x.py` |" in readme.read_text()
+    assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 0
+    assert cli.main(["report", "bench", str(folder), str(folder), "--readme", str(readme)]) == 2

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -178,3 +179,20 @@ def test_notebook_04_evaluates_released_weights_without_training(tiny_chain, tmp
         want_w, _ = io.load_weights(tiny_chain / "classifiers" / f.name)
         assert got_w.keys() == want_w.keys() and all(torch.equal(got_w[k], want_w[k]) for k in want_w), f.name
     assert not (fresh / "synthetic").exists() and (fresh / "figures" / "classifier_curves.png").is_file()
+
+
+def test_student_gap_bench_reproduces_the_runs_own_student(tiny_chain, tmp_path):
+    """bench/student_gap.py's reference recipe is the run's student recipe: on the same synthetic set it gets the
+    run's own student's test accuracy, and its result file carries a benchmark record."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("student_gap", Path(__file__).resolve().parents[1] / "bench" / "student_gap.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "gap.json"
+    result = bench.main(["--run", str(tiny_chain), "--multiple", "0.5", "--recipes", "run", "--threads", "2", "--out", str(out)])
+    clf = pd.read_csv(tiny_chain / "results" / "classifiers.csv").set_index("model")
+    assert result["recipes"][0]["test_accuracy"] == pytest.approx(clf.loc["student_synth0.5x", "test_accuracy"], abs=0.01)
+    assert result["teacher_test_accuracy"] == pytest.approx(clf.loc["teacher", "test_accuracy"], abs=0.01)
+    assert "student_gap.py" in json.loads(out.read_text())["record"]["command"]

@@ -43,6 +43,12 @@ def run_folder(run_or_dir) -> Path:
     return Path(getattr(run_or_dir, "dir", run_or_dir))
 
 
+def seed_folders(folder) -> list[Path]:
+    """The ``seed<k>/`` folders of a several-seed run or result folder, in seed order (empty for one seed)."""
+    found = [d for d in Path(folder).glob("seed*") if d.is_dir() and d.name[4:].isdigit()]
+    return sorted(found, key=lambda d: int(d.name[4:]))
+
+
 def settings(run_dir) -> dict[str, Any]:
     """The run's saved settings (``config.yaml``) as a plain dict."""
     f = run_folder(run_dir) / "config.yaml"

@@ -244,6 +244,17 @@ def _report(a) -> ExitCode | None:
         files = report.collect(source, folders[0])
         print(f"{len(files)} files -> {folders[0]}")
         return None
+    if a.action in ("bench", "bench-check"):
+        if a.run_dir_opt or _config(a) or len(folders) > 1:
+            raise UsageError(f"tckr report {a.action} reads one folder of benchmark results (default bench/measured)")
+        folder = folders[0] if folders else "bench/measured"
+        changed = report.update_bench(a.readme, folder, check=a.action == "bench-check")
+        if a.action == "bench-check" and changed:
+            print(f"{a.readme}: the benchmark table differs from `tckr report bench {folder}`", file=sys.stderr)
+            return ExitCode(EXIT_FAILED)
+        print(f"{a.readme}: benchmark table " + ("current" if a.action == "bench-check"
+                                                 else "rewritten" if changed else "already current"))
+        return None
     if a.run_dir_opt or _config(a):
         raise UsageError(f"tckr report {a.action} reads result folders (results/<study>), given as arguments; "
                          "--run-dir and --config do not apply (copy a run with tckr report collect first)")
@@ -342,8 +353,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--headline-only", action="store_true", help="print only the pre-registered headline rows")
 
     p = _add(sub, "report", _report, "the README's results block from committed result folders (tckr.report): "
-             "collect a run's result files, write the block, check it (exit 1 when it differs), or redraw the figures")
-    p.add_argument("action", choices=("collect", "write", "check", "figures"))
+             "collect a run's result files, write the block, check it (exit 1 when it differs), redraw the figures, or "
+             "write (bench) / check (bench-check) the benchmark table from bench/measured")
+    p.add_argument("action", choices=("collect", "write", "check", "figures", "bench", "bench-check"))
     p.add_argument("folders", nargs="*", metavar="FOLDER", help="collect: the destination (results/<study>); "
                    "write/check: the result folders, in order")
     p.add_argument("--readme", default="README.md", help="the file holding the results block (default README.md)")

@@ -399,6 +399,43 @@ def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_d
     return out
 
 
+def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
+    """Real-test accuracy against synthetic cardinality over the seeds of a several-seed result folder
+    (``seed<k>/results/classifiers.csv``): each seed's students as dots, their mean with its 95% Student-t
+    interval per label mode, the teacher's mean and interval as a band. Saved as ``figures/seeds_cardinality``."""
+    folder = Path(folder)
+    seeds = artifacts.seed_folders(folder)
+    if not seeds:
+        raise FileNotFoundError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
+    allc = pd.concat([pd.read_csv(d / "results" / "classifiers.csv").assign(seed=int(d.name[4:])) for d in seeds],
+                     ignore_index=True)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    teacher = allc.loc[allc["role"] == "teacher", "test_accuracy"].to_numpy(float)
+    if len(teacher):
+        m, h = teacher.mean(), metrics.t_halfwidth(teacher)
+        ax.axhline(m, color="k", ls="--", lw=1, label=f"teacher (real D), {len(teacher)} seeds")
+        if np.isfinite(h):
+            ax.axhspan(m - h, m + h, color="k", alpha=0.1)
+    students = allc[allc["role"] == "student"]
+    for mode, g in students.groupby("label_mode", sort=True):
+        stats = [(c, v["test_accuracy"].to_numpy(float)) for c, v in g.groupby("cardinality")]
+        xs = np.array([c for c, _ in stats])
+        means = np.array([v.mean() for _, v in stats])
+        half = np.array([metrics.t_halfwidth(v) for _, v in stats])
+        line = ax.errorbar(xs, means, yerr=np.where(np.isfinite(half), half, 0), marker="o", capsize=3,
+                           label=f"students, {mode} labels (mean ± 95% CI)")
+        ax.scatter(g["cardinality"], g["test_accuracy"], s=10, alpha=0.5, color=line[0].get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("synthetic cardinality (× |D|)")
+    ax.set_ylabel("real-test accuracy (%)")
+    ax.set_title(f"{folder.name}: {len(seeds)} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, folder / "figures" / "seeds_cardinality")
+
+
 def result_figures(folders: list[str | Path], images: str | Path = "images", which: tuple[str, ...] | None = None,
                    log=print) -> dict[str, list[Path]]:
     """Redraw every figure of each result folder from its committed files (``<folder>/figures/``, ignored by git)
@@ -407,13 +444,16 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
     per folder."""
     out = {}
     for folder in map(Path, folders):
-        if not (folder / "config.yaml").is_file():
+        if artifacts.seed_folders(folder) and not (folder / "config.yaml").is_file():  # a several-seed result folder
+            drawn = {"seeds_cardinality": seeds_cardinality_figure(folder)}
+        elif not (folder / "config.yaml").is_file():
             raise FileNotFoundError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
-        drawn = make_figures(folder, which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES), log=log)
-        if (folder / "results" / "audit.csv").is_file():
-            drawn["audit"] = save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")
-        if (folder / "lora" / "loss.csv").is_file():
-            drawn["lora_loss"] = plot_lora_loss(folder)
+        else:
+            drawn = make_figures(folder, which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES), log=log)
+            if (folder / "results" / "audit.csv").is_file():
+                drawn["audit"] = save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")
+            if (folder / "lora" / "loss.csv").is_file():
+                drawn["lora_loss"] = plot_lora_loss(folder)
         pngs = [p for ps in drawn.values() for p in ps if p.suffix == ".png"]
         pngs += sorted((folder / "images").glob("*.png"))  # drawn from images at collect time, copied as they are
         target = Path(images) / folder.name

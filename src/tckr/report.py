@@ -44,6 +44,7 @@ import pandas as pd
 import yaml
 
 from . import io, ledger, metrics
+from .artifacts import seed_folders  # noqa: F401  (kept importable from here: tckr.report.seed_folders)
 
 BEGIN = "<!-- tckr.report:begin (python -m tckr.report write ...; do not edit by hand) -->"
 END = "<!-- tckr.report:end -->"
@@ -57,6 +58,7 @@ RESULT_SUFFIXES = (".csv", ".json", ".md")
 FIGURE_INPUTS = ("mia/roc/*.csv", "classifiers/*_history.csv", "lora/loss.csv")
 IMAGE_PNGS = ("real_vs_synthetic.png", "synthetic_samples.png", "real_samples.png", "lora_samples.png", "audit_pairs.png")
 README_FIGURES = ("ledger", "roc")  # linked below a study's tables when images/<study>/ holds them
+SEEDS_FIGURES = ("seeds_cardinality",)  # linked below a several-seed study's table
 DETECTED = "AUC interval above 50% and TPR@1% FPR interval above 1%"
 # tckr.study.PHASES (the report may not import the runner: layers contract; a test checks they agree)
 STUDY_PHASES = ("00_data", "01_captions", "02_lora_finetune", "03_generate", "04_run_evaluate", "05_mia_lira", "06_figures")
@@ -64,12 +66,6 @@ STUDY_PHASES = ("00_data", "01_captions", "02_lora_finetune", "03_generate", "04
 
 class ReportError(ValueError):
     """A result folder lacks what the report needs (the message names the file)."""
-
-
-def seed_folders(folder: str | Path) -> list[Path]:
-    """The ``seed<k>/`` folders of a several-seed run or result folder, in seed order (empty for one seed)."""
-    found = [d for d in Path(folder).glob("seed*") if d.is_dir() and d.name[4:].isdigit()]
-    return sorted(found, key=lambda d: int(d.name[4:]))
 
 
 def collect(run_dir: str | Path, dest: str | Path) -> list[Path]:
@@ -151,9 +147,10 @@ def detections(folder: Path) -> pd.DataFrame:
     return t.assign(detected=_detected(t))
 
 
-def seeds_block(folder: str | Path, title: str | None = None) -> str:
+def seeds_block(folder: str | Path, title: str | None = None, images: str | Path = "images") -> str:
     """The Markdown of a several-seed study: real-test accuracy per model as mean ± 95% t-interval over the seeds
-    (``seed<k>/results/classifiers.csv``), each seed's value, and each seed's wall time and phases."""
+    (``seed<k>/results/classifiers.csv``), each seed's value, and each seed's wall time and phases; the
+    accuracy-against-cardinality figure of ``images/<folder name>/`` is linked when it is there."""
     folder = Path(folder)
     seeds = seed_folders(folder)
     if not seeds:
@@ -188,6 +185,9 @@ def seeds_block(folder: str | Path, title: str | None = None) -> str:
         lines.append(f"| {model} | {r['role']} | {card} | {r.get('label_mode') or '–'} | {v.mean():.2f}"
                      + ("" if np.isnan(ci) else f" ± {ci:.2f}") + f" | {len(v)} | "
                      + " | ".join(per.get(lab, "–") for lab in labels) + " |")
+    shown = [n for n in SEEDS_FIGURES if (Path(images) / folder.name / f"{n}.png").is_file()]
+    if shown:
+        lines += ["", " ".join(f"![{folder.name}: {n}](images/{folder.name}/{n}.png)" for n in shown)]
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +196,7 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
     figures of ``images/<folder name>/`` (:func:`figures`) are linked when they are there."""
     folder = Path(folder)
     if seed_folders(folder):
-        return seeds_block(folder, title)
+        return seeds_block(folder, title, images)
     cfg = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else None
     if cfg is None:
         raise ReportError(f"{folder / 'config.yaml'} is missing: collect the run's results first")
