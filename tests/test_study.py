@@ -141,7 +141,7 @@ def test_cli_rejects_unknown_phase(capsys):
 def test_seed_aggregate_gives_mean_and_ci(tmp_path, monkeypatch):
     tables = {0: [90.0, 80.0], 1: [92.0, 82.0], 2: [94.0, 84.0]}
 
-    def fake_table(d):
+    def fake_table(d, attacks=True):
         acc = tables[int(d.name[-1])]
         return pd.DataFrame({"model": ["teacher", "student_1x"], "role": ["teacher", "student"], "cardinality": [np.nan, 1.0],
                              "accuracy": acc, "auc_mia": [60.0, 55.0], "tpr_at_1pct": [2.0, 1.0], "aop": [60.0, 60.0],
@@ -155,6 +155,25 @@ def test_seed_aggregate_gives_mean_and_ci(tmp_path, monkeypatch):
     assert t.loc["teacher", "accuracy"] == pytest.approx(92.0)
     assert t.loc["teacher", "accuracy_ci"] == pytest.approx(4.303 * 2 / np.sqrt(3), rel=1e-3)
     assert "92.00 ± 4.97" in (tmp_path / "results" / "table.md").read_text()
+
+
+def test_seed_aggregate_of_a_study_stopped_before_the_attacks(tmp_path):
+    """tckr study --seeds 0 1 2 --phases 00_data,...,04_run_evaluate: the seeds' table is of accuracies (it raised
+    "mia.csv is missing" at the end of such a study, after every seed had finished)."""
+    dirs = []
+    for seed, (t, s) in enumerate([(82.0, 79.0), (84.0, 80.0), (83.0, 81.0)]):
+        d = tmp_path / f"seed{seed}"
+        (d / "results").mkdir(parents=True)
+        pd.DataFrame({"model": ["teacher", "student_synth1x"], "role": ["teacher", "student"], "cardinality": [np.nan, 1.0],
+                      "label_mode": ["real", "soft"], "test_accuracy": [t, s]}).to_csv(d / "results" / "classifiers.csv",
+                                                                                      index=False)
+        dirs.append(d)
+    per_seed, out = plots.seed_summary(dirs)
+    t = out.set_index("model")
+    assert t.loc["teacher", "accuracy"] == pytest.approx(83.0) and t.loc["student_synth1x", "accuracy"] == pytest.approx(80.0)
+    assert t["auc_mia"].isna().all() and len(per_seed) == 6
+    (dirs[1] / "results" / "mia.csv").write_text("target,attack\n")  # only some seeds attacked: still accuracy only
+    assert plots.seed_summary(dirs)[1]["auc_mia"].isna().all()
 
 
 @pytest.mark.e2e

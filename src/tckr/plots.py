@@ -70,14 +70,18 @@ def headline_attack(run_dir: str | Path) -> str:
     return attacks.headline_attack(mia_cfg.get("headline", MiaConfig.headline), n_shadows)
 
 
-def study_table(run_dir: str | Path) -> pd.DataFrame:
+def study_table(run_dir: str | Path, *, attacks: bool = True) -> pd.DataFrame:
     """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent). Reads only; notebook 06 writes it
-    (:func:`tckr.artifacts.write_study_table`)."""
+    (:func:`tckr.artifacts.write_study_table`). ``attacks=False``: accuracy only (a run stopped before 05_mia_lira),
+    the attack columns empty."""
     run_dir = Path(run_dir)
     clf = artifacts.read_result(run_dir, "classifiers.csv")
-    artifacts.read_result(run_dir, "mia.csv")
-    attack = headline_attack(run_dir)
-    m = ledger.classifier_headlines(run_dir, attack).set_index("target")
+    if attacks:
+        artifacts.read_result(run_dir, "mia.csv")  # its own error when 05_mia_lira has not run
+        attack = headline_attack(run_dir)
+        m = ledger.classifier_headlines(run_dir, attack).set_index("target")
+    else:
+        attack, m = None, pd.DataFrame(index=pd.Index([], name="target"))
     rows = []
     for _, r in clf.iterrows():
         row = {"model": r["model"], "role": r["role"], "cardinality": r.get("cardinality", np.nan),
@@ -418,7 +422,10 @@ def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
         if np.isfinite(h):
             ax.axhspan(m - h, m + h, color="k", alpha=0.1)
     students = allc[allc["role"] == "student"]
-    for mode, g in students.groupby("label_mode", sort=True):
+    modes = sorted(students["label_mode"].dropna().unique())
+    for k, (mode, g) in enumerate(students.groupby("label_mode", sort=True)):
+        shift = 1.0 + 0.04 * (k - (len(modes) - 1) / 2)  # label modes side by side at one cardinality (log axis)
+        g = g.assign(cardinality=g["cardinality"] * shift)
         stats = [(c, v["test_accuracy"].to_numpy(float)) for c, v in g.groupby("cardinality")]
         xs = np.array([c for c, _ in stats])
         means = np.array([v.mean() for _, v in stats])
@@ -469,10 +476,12 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
 
 def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(per_seed, table)``: every seed run's study table, and their mean ± 95% CI (Student t) per model. Reads only;
-    :func:`tckr.study.run_study` writes them (:func:`tckr.artifacts.write_study_table`)."""
+    :func:`tckr.study.run_study` writes them (:func:`tckr.artifacts.write_study_table`). When a seed has no attack
+    results (a study of phases 00–04), the table is of accuracies only, its attack columns empty."""
+    attacks = all(artifacts.result_path(d, "mia.csv").is_file() for d in seed_dirs)
     frames = []
     for i, d in enumerate(seed_dirs):
-        t = study_table(d)
+        t = study_table(d, attacks=attacks)
         t["seed_run"] = i
         frames.append(t)
     allt = pd.concat(frames, ignore_index=True)
