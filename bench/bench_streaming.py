@@ -98,6 +98,9 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=20, help="training steps (sets --train-images when that is 0)")
     p.add_argument("--train-images", type=int, default=0, help="size of the subset trained on (0: steps × batch size)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reference-images", type=int, default=-1,
+                   help="also stream a set of this many images (default: a tenth of --images; 0: none): the same "
+                        "training's peak RSS on a smaller set shows whether streaming RAM grows with the set")
     p.add_argument("--folder", default=None, help="keep the shards here (default: a temporary folder)")
     p.add_argument("--out", default=None, help="write the result JSON here")
     p.add_argument("--child", choices=LOADERS, help=argparse.SUPPRESS)
@@ -122,6 +125,16 @@ def main(argv=None) -> dict:
             out = subprocess.run(base + ["--child", loader], check=True, capture_output=True, text=True).stdout
             res[loader] = json.loads(out.strip().splitlines()[-1])
             print(res[loader])
+        small = args.images // 10 if args.reference_images < 0 else args.reference_images
+        if small:
+            ref = folder / "reference"
+            ref.mkdir()
+            write_shards(ref, small, args.size, args.shard_size)
+            cmd = [a if a != str(folder) else str(ref) for a in base] + ["--child", "stream"]
+            cmd[cmd.index("--images") + 1] = str(small)
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            res["stream_reference"] = {**json.loads(out.strip().splitlines()[-1]), "images": small}
+            print(res["stream_reference"])
     summary = {"images": args.images, "size": args.size, "set_mib": round(args.images * args.size ** 2 * 3 / 2 ** 20, 1),
                "train_images": res["stream"]["train_images"], "batch_size": args.batch_size, "threads": args.threads, **res,
                "rss_ratio_stream_over_memory": round(res["stream"]["peak_rss_mb"] / res["memory"]["peak_rss_mb"], 3),
@@ -132,11 +145,14 @@ def main(argv=None) -> dict:
         from tckr import io, report
 
         m, s = res["memory"], res["stream"]
+        r = res.get("stream_reference")
         summary["record"] = report.bench_record(
             f"{args.images:,} images at {args.size}² ({summary['set_mib'] / 1024:.1f} GiB), training on {s['train_images']:,}: "
             f"peak RSS {s['peak_rss_mb']:.0f} MB streaming vs {m['peak_rss_mb']:.0f} MB in memory "
-            f"(ratio {summary['rss_ratio_stream_over_memory']}); {s['images_per_second']:.0f} vs "
-            f"{m['images_per_second']:.0f} images/s (ratio {summary['throughput_ratio_stream_over_memory']}, goal ≥ 0.9)")
+            f"(ratio {summary['rss_ratio_stream_over_memory']})"
+            + (f", streaming {r['peak_rss_mb']:.0f} MB on a {r['images']:,}-image set" if r else "")
+            + f"; {s['images_per_second']:.0f} vs {m['images_per_second']:.0f} images/s "
+            f"(ratio {summary['throughput_ratio_stream_over_memory']}, goal ≥ 0.9)")
         io.write_json(args.out, summary)
     return summary
 

@@ -54,7 +54,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import captions, classifiers, io, lora, metrics, mia, runs, shards, synthesis, train
+from . import attacks, captions, classifiers, io, lora, metrics, mia, runs, shards, synthesis, train
 from .config import config_from_dict
 from .progress import note
 
@@ -437,9 +437,12 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
         phi = _stable_pipelines(run, m, n, labels)
         for j in range(n):
             others = np.arange(n) != j
-            for a, s in lira_scores(phi[j], phi[others], keep[others], LOPO_ATTACKS).items():
-                if isinstance(s, str):
-                    raise RuntimeError(f"pipeline {j}: {s}")
+            # each example's references balanced (k-1 IN, k-1 OUT): left unbalanced by the target's own membership,
+            # they rank members below non-members where there is no signal (attacks.balanced_use)
+            use = attacks.balanced_use(keep[others], seed=run.cfg.mia.seed + j)
+            for a in LOPO_ATTACKS:
+                s = attacks.lira_from_stable(phi[j], phi[others], keep[others], online="online" in a,
+                                             fixed_variance=a.endswith("fixed"), use=use)
                 r = metrics.attack_metrics(s[regular], keep[j][regular])
                 rows.append({"cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[3:]}})
     table = pd.DataFrame(rows, columns=cols)
