@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         best = min((r for r in rows if r["data"] == "synthetic"), key=lambda r: r["gap_to_teacher"])
         parts = "; ".join(f"{r['recipe']} {r['test_accuracy']:.2f}% ({r['gap_to_teacher']:+.2f})" for r in rows)
-        result["record"] = report.bench_record(
+        result["record"] = report.bench_record(argv=None if argv is None else [__file__, *argv], summary=
             f"{a.multiple:g}× |D| synthetic ({synth.labels.shape[0]:,} images) against the teacher's {t_acc:.2f}%: "
             f"{parts} (gap in points, teacher − student); closest on synthetic data: {best['recipe']}")
         io.write_json(a.out, result)
