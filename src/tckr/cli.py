@@ -248,13 +248,9 @@ def _report(a) -> ExitCode | None:
         if a.run_dir_opt or _config(a) or len(folders) > 1:
             raise UsageError(f"tckr report {a.action} reads one folder of benchmark results (default bench/measured)")
         folder = folders[0] if folders else "bench/measured"
-        changed = report.update_bench(a.readme, folder, check=a.action == "bench-check")
-        if a.action == "bench-check" and changed:
-            print(f"{a.readme}: the benchmark table differs from `tckr report bench {folder}`", file=sys.stderr)
-            return ExitCode(EXIT_FAILED)
-        print(f"{a.readme}: benchmark table " + ("current" if a.action == "bench-check"
-                                                 else "rewritten" if changed else "already current"))
-        return None
+        check, what, cmd = a.action == "bench-check", "benchmark table", f"bench {folder}"
+        changed = report.update_bench(a.readme, folder, check=check)
+        return _block_outcome(a.readme, what, cmd, changed, check)
     if a.run_dir_opt or _config(a):
         raise UsageError(f"tckr report {a.action} reads result folders (results/<study>), given as arguments; "
                          "--run-dir and --config do not apply (copy a run with tckr report collect first)")
@@ -266,13 +262,18 @@ def _report(a) -> ExitCode | None:
         plots.result_figures(folders, a.images)
         return None
     changed = report.update_readme(a.readme, folders, check=a.action == "check")
-    if a.action == "check":
+    return _block_outcome(a.readme, "results block", "write " + " ".join(folders), changed, a.action == "check")
+
+
+def _block_outcome(readme: str, what: str, cmd: str, changed: bool, check: bool) -> ExitCode | None:
+    """Say what ``tckr report write|check|bench|bench-check`` did to a README block; check fails when it differs."""
+    if check:
         if changed:
-            print(f"{a.readme}: the results block differs from `tckr report write {' '.join(folders)}`", file=sys.stderr)
+            print(f"{readme}: the {what} differs from `tckr report {cmd}`", file=sys.stderr)
             return ExitCode(EXIT_FAILED)
-        print(f"{a.readme}: results block current")
+        print(f"{readme}: {what} current")
         return None
-    print(f"{a.readme}: results block {'rewritten' if changed else 'already current'}")
+    print(f"{readme}: {what} {'rewritten' if changed else 'already current'}")
     return None
 
 

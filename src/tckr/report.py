@@ -382,24 +382,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(files)} files -> {a.dest}")
             return 0
         if a.cmd == "bench":
-            changed = update_bench(a.readme, a.folder, check=a.check)
-            if a.check:
-                if changed:
-                    print(f"{a.readme}: the benchmark table differs from `python -m tckr.report bench {a.folder}`",
-                          file=sys.stderr)
-                return int(changed)
-            print(f"{a.readme}: benchmark table {'rewritten' if changed else 'already current'}")
-            return 0
-        changed = update_readme(a.readme, a.folders, check=a.cmd == "check")
+            check, what, cmd = a.check, "benchmark table", f"bench {a.folder}"
+            changed = update_bench(a.readme, a.folder, check=check)
+        else:
+            check, what, cmd = a.cmd == "check", "results block", "write " + " ".join(a.folders)
+            changed = update_readme(a.readme, a.folders, check=check)
     except (ReportError, FileNotFoundError) as e:
         print(f"tckr.report: error: {e}", file=sys.stderr)
         return 2
-    if a.cmd == "check":
+    if check:
         if changed:
-            print(f"{a.readme}: the results block differs from `python -m tckr.report write {' '.join(a.folders)}`",
-                  file=sys.stderr)
+            print(f"{a.readme}: the {what} differs from `python -m tckr.report {cmd}`", file=sys.stderr)
         return int(changed)
-    print(f"{a.readme}: results block {'rewritten' if changed else 'already current'}")
+    print(f"{a.readme}: {what} {'rewritten' if changed else 'already current'}")
     return 0
 
 
