@@ -57,20 +57,18 @@ def config(args):
                                              "study.num_threads": args.threads})
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux keeps that across ``exec``, so a child
-    would report its parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
-
-
 def _status_mb(field: str) -> float:
+    """A memory field of ``/proc/self/status`` (kB there) in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux keeps that across ``exec``, so a child
+    would report its parent's peak."""
+    return _status_mb("VmHWM")
 
 
 class AnonPeak:
