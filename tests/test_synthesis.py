@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import captions, generator, plots, runs, synthesis
+from tckr import captions, generator, io, plots, runs, synthesis
 
 # 20 images (0.2 × |D| = 100) in shards of 7, 7 and 6; 2 pipeline calls per shard (batch 6)
 OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "mia.pipeline_cardinalities": [0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
@@ -330,3 +330,30 @@ def test_student_trained_on_the_stream_matches_the_in_memory_path(reference, mon
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     x = loaded.images[:8]
     assert np.array_equal(train.predict_logits(streamed, x, run.cfg), train.predict_logits(in_memory, x, run.cfg))
+
+
+def test_image_to_image_starts_each_image_from_its_prompts_own_member(tmp_path):
+    """synthesis.init_strength (leaky controls): image i starts from the image of D whose caption is its prompt, so
+    with the trained tiny base and a short stretch of the schedule it is a near-copy of that member."""
+    run = _run(tmp_path / "img2img", **{"synthesis.init_strength": 0.2, "synthesis.steps": 10, "synthesis.cardinalities": [0.1],
+                                        "mia.pipeline_cardinalities": [0.1]})
+    D, table = run.real("D"), captions.load_captions(run)
+    plan, src = synthesis.plan(run), synthesis.plan_sources(run)
+    assert len(src) == len(plan) == 10
+    assert table["prompt"].to_numpy()[src].tolist() == plan["prompt"].tolist()   # the start image is the prompt's own
+    assert np.array_equal(D.labels[src], plan["label"].to_numpy())
+    gen = synthesis.load_generator(run, use_lora=False)
+    synthesis.generate(run, gen, progress=False)
+    assert io.read_json(synthesis.synthetic_dir(run) / "manifest.json")["init_strength"] == 0.2
+    images = synthesis.load_synthetic(run, 0.1).images
+    x, d = images.reshape(len(images), -1) / 255.0, D.images.reshape(len(D.images), -1) / 255.0
+    dist = np.sqrt(((x[:, None] - d[None]) ** 2).mean(-1))
+    assert np.array_equal(dist.argmin(1), src)                                   # nearest member: its own start image
+    assert np.mean(dist[np.arange(len(src)), src] / np.sort(dist, 1)[:, 1]) < 0.7  # and nearer than any other
+
+
+def test_image_to_image_with_class_prompts_cycles_the_classes_images(tmp_path):
+    run = _run(tmp_path / "img2img_class", **{"synthesis.init_strength": 0.5, "synthesis.prompt_mode": "class"})
+    src, plan, D = synthesis.plan_sources(run), synthesis.plan(run), run.real("D")
+    assert np.array_equal(D.labels[src], plan["label"].to_numpy())
+    assert len(np.unique(src)) == len(src)          # 2 per class: no start image twice

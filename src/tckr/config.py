@@ -107,6 +107,7 @@ class SynthesisConfig:
     shard_size: int = 1000  # images per shard file
     seed: int = 10_000  # generation seeds start here, disjoint from fine-tuning's
     prompt_mode: Literal["caption", "class"] = "caption"  # "n: c" prompts, or class name only (ablation)
+    init_strength: float = 0.0  # > 0: image-to-image from the image of D whose caption is the prompt (leaky controls); 0 = text-to-image, the paper's
 
 
 @dataclass
@@ -129,6 +130,7 @@ class TrainConfig:
     weight_decay: float = 5e-5
     label_smoothing: float = 0.1
     patience: int = 5  # early stopping on validation accuracy; 0 disables
+    keep: Literal["best", "last"] = "best"  # weights returned: the best validation epoch's, or the last epoch's (leaky controls)
     amp: bool = True  # mixed precision on GPU (ignored on CPU)
     flip: bool = True
     crop_padding: float = 0.1  # random crop with this fraction of padding; 0 disables
@@ -380,6 +382,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "synthesis.batch_size": (1, None, ""),
     "synthesis.shard_size": (1, None, ""),
     "synthesis.seed": (0, None, ""),
+    "synthesis.init_strength": (0, 1, "0 = text-to-image; below 1, the share of the schedule run from a noised image of D"),
     "classifier.input_size": (8, None, ""),
     "classifier.stem_stride": (0, 4, "0 = 1 for inputs <= 64 px, else the architecture's"),
     "train.epochs": (1, None, ""),
@@ -414,7 +417,8 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
 }
 _OPEN = {("data.carved_test_fraction", "min"), ("data.carved_test_fraction", "max"), ("lora.alpha", "min"), ("lora.learning_rate", "min"), ("synthesis.cardinalities", "min"), ("train.lr", "min"),
          ("train.label_smoothing", "max"), ("train.crop_padding", "max"), ("gkd.temperature", "min"),
-         ("mia.rmia_gamma", "min"), ("mia.pipeline_cardinalities", "min"), ("audit.ratio_tau", "min")}
+         ("mia.rmia_gamma", "min"), ("mia.pipeline_cardinalities", "min"), ("audit.ratio_tau", "min"),
+         ("synthesis.init_strength", "max")}
 
 
 def _in_range(key: str, v: float) -> bool:

@@ -85,6 +85,29 @@ def caption_order(run, label: int, n: int) -> np.ndarray:
     return np.random.default_rng([run.seed_for(run.cfg.synthesis.seed), 2, int(label)]).permutation(n)
 
 
+def plan_sources(run) -> np.ndarray:
+    """Per row of :func:`plan`, the position in D (``run.real("D")``) of the start image of image-to-image synthesis
+    (``synthesis.init_strength`` > 0): image ``i`` of class ``c`` starts from the ``i // C``-th image of class ``c`` in
+    the order synthesis cycles that class's captions, i.e. the image whose caption is its prompt (``prompt_mode:
+    caption``; with ``class`` prompts, the same cycle over D's images of the class)."""
+    D = run.splits().D
+    if run.cfg.synthesis.prompt_mode == "caption":
+        table = captions.load_captions(run)
+        index, labels = table["index"].to_numpy(), table["label"].to_numpy()
+    else:
+        index, labels = D, run.real("D").labels
+    where = {int(ix): p for p, ix in enumerate(D)}
+    pos = np.array([where[int(ix)] for ix in index], dtype=np.int64)
+    rows = [pos[labels == c] for c in range(len(run.class_names))]
+    empty = [run.class_names[c] for c, r in enumerate(rows) if not len(r)]
+    if empty:
+        raise ValueError(f"no images of classes {empty} in D; image-to-image synthesis needs at least one per class")
+    rows = [r[caption_order(run, c, len(r))] for c, r in enumerate(rows)]
+    i = np.arange(set_size(run, max(run.cfg.synthesis.cardinalities)), dtype=np.int64)
+    C = len(rows)
+    return np.array([rows[c][r % len(rows[c])] for c, r in zip(i % C, i // C)], dtype=np.int64)
+
+
 def plan(run) -> pd.DataFrame:
     """The largest synthetic set, one row per image (columns ``PLAN_COLUMNS``)."""
     cfg = run.cfg.synthesis
@@ -163,7 +186,7 @@ def _settings(run, gen, table: pd.DataFrame) -> dict[str, Any]:
             "seed": run.seed_for(cfg.seed), "shard_size": cfg.shard_size, "n": len(table),
             "prompts_sha256": hashlib.sha256("\n".join(table["prompt"]).encode()).hexdigest()[:16],
             "largest_multiple": max(cfg.cardinalities), "cardinalities": sorted(cfg.cardinalities),
-            "d_size": len(run.splits().D)}
+            "d_size": len(run.splits().D), "init_strength": float(cfg.init_strength)}
 
 
 def _check_manifest(run, settings: dict[str, Any]) -> None:
@@ -226,6 +249,15 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     device = pipe.device
     res = run.cfg.generator.resolution
     bs = int(batch_size or cfg.batch_size)
+    strength = float(cfg.init_strength)
+    if strength > 0:
+        # Image-to-image: each image starts from its prompt's own image of D, noised to `strength` of the schedule
+        # (diffusers' img2img on the same components). Positive controls only: near-copies of members on purpose.
+        from diffusers import StableDiffusionImg2ImgPipeline  # lazy: optional heavy dependency
+
+        pipe = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+        pipe.set_progress_bar_config(disable=True)
+        starts, D = plan_sources(run), run.real("D")
     start = time.perf_counter()
     bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="images", disable=not progress)
     for j in todo:
@@ -238,8 +270,14 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
         for s in range(0, len(rows), bs):
             gens = [torch.Generator(device="cpu").manual_seed(int(x)) for x in seeds[s:s + bs]]
             with torch.inference_mode():
-                out = pipe(prompt=prompts[s:s + bs], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                           height=res, width=res, generator=gens, output_type="np").images
+                if strength > 0:
+                    init = D.images[starts[rows["i"].to_numpy()[s:s + bs]]]
+                    init = np.stack([_resize(im, res) for im in init]).astype(np.float32) / 255.0
+                    out = pipe(prompt=prompts[s:s + bs], image=init, strength=strength, num_inference_steps=cfg.steps,
+                               guidance_scale=cfg.guidance_scale, generator=gens, output_type="np").images
+                else:
+                    out = pipe(prompt=prompts[s:s + bs], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                               height=res, width=res, generator=gens, output_type="np").images
             images[s:s + len(gens)] = to_uint8(out)
             bar.update(len(gens))
         _write_shard(run, j, images, rows)
@@ -250,6 +288,15 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     summary["images_per_s"] = round(summary["images_made"] / max(summary["seconds"], 1e-9), 3)
     _write_subsets(run)
     return summary
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """An ``H×W×3`` uint8 image at ``size×size`` (bilinear; unchanged when it already is)."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
 def _write_subsets(run) -> None:

@@ -343,10 +343,12 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     bar.close()
     if board is not None:
         board.close()
-    model.load_state_dict(best_state)
+    if tc.keep == "best":
+        model.load_state_dict(best_state)
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     history = pd.DataFrame(rows)
-    record = {"best_epoch": best_epoch, "epochs_run": len(rows), "val_accuracy": best_acc,
+    record = {"best_epoch": best_epoch if tc.keep == "best" else len(rows), "epochs_run": len(rows), "kept": tc.keep,
+              "val_accuracy": best_acc if tc.keep == "best" else float(rows[-1]["val_accuracy"]),
               "train_seconds": float(history["seconds"].sum()), "train_size": int(len(x_all)), "seed": int(seed)}
     trained = classifiers.TrainedClassifier(
         model=model, arch=arch, num_classes=n_cls, input_size=cfg.classifier.input_size,
