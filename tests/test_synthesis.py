@@ -350,6 +350,17 @@ def test_image_to_image_starts_each_image_from_its_prompts_own_member(tmp_path):
     dist = np.sqrt(((x[:, None] - d[None]) ** 2).mean(-1))
     assert np.array_equal(dist.argmin(1), src)                                   # nearest member: its own start image
     assert np.mean(dist[np.arange(len(src)), src] / np.sort(dist, 1)[:, 1]) < 0.7  # and nearer than any other
+    # bench/own_member_distance.py measures the same thing
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("own_member_distance", Path(__file__).resolve().parents[1] / "bench" / "own_member_distance.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    m = bench.measure(str(run.dir))
+    assert m["frac_nearest_member_is_own"] == 1.0 and m["init_strength"] == 0.2 and m["n_synthetic"] == 10
+    assert m["median_own"] == pytest.approx(float(np.median(dist[np.arange(len(src)), src])), rel=1e-4)
+    assert m["median_own"] < m["median_nearest_H"]
 
 
 def test_image_to_image_with_class_prompts_cycles_the_classes_images(tmp_path):

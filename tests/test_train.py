@@ -148,6 +148,27 @@ def test_fit_learns_and_selects_best_epoch_on_val(cfg, fitted):
     assert not model.model.training
 
 
+def test_keep_last_returns_the_last_epochs_weights():
+    """train.keep: last (leaky controls) returns the final epoch's weights, not the best validation epoch's; with
+    patience 0 every epoch runs. Validation labels that contradict the training rule make the two differ."""
+    x, y = toy(200, 0)
+    xv, yv = toy(50, 1)
+    yv = (yv + 1) % 10
+    base = {"train.epochs": 4, "train.batch_size": 25, "train.lr": 5e-3, "train.crop_padding": 0.0, "study.num_threads": 1,
+            "train.patience": 0}
+    c = load_config("configs/tiny.yaml", {**base, "train.keep": "last"})
+    last, hist = train.fit(c, ARCH, x, y, xv, yv, seed=0, progress=False)
+    assert len(hist) == 4 and last.info["best_epoch"] == 4 and last.info["kept"] == "last"
+    acc = 100 * np.mean(train.predict_logits(last, xv, c).argmax(1) == yv)
+    assert acc == pytest.approx(hist.val_accuracy.iloc[-1], abs=1e-6) and last.info["val_accuracy"] == pytest.approx(acc)
+    best, hist_b = train.fit(load_config("configs/tiny.yaml", base), ARCH, x, y, xv, yv, seed=0, progress=False)
+    pd.testing.assert_frame_equal(hist.drop(columns=["seconds", "images_per_second"]),
+                                  hist_b.drop(columns=["seconds", "images_per_second"]))  # same training, other weights kept
+    assert best.info["kept"] == "best" and best.info["best_epoch"] == int(hist.loc[hist.best, "epoch"].max())
+    differ = any(not torch.equal(p, q) for p, q in zip(last.model.state_dict().values(), best.model.state_dict().values()))
+    assert differ == (best.info["best_epoch"] != 4)
+
+
 def test_predict_logits_and_embed(cfg, fitted):
     model, _, _, (xv, _) = fitted
     ident = train.predict_logits(model, xv[:7], cfg)
