@@ -5,7 +5,9 @@ On a finished run (teacher trained, synthetic set of ``--multiple`` × |D| gener
 the same threads, and reports each one's real-test accuracy and its gap to the run's teacher:
 
 - ``run``: the run's own student recipe (``train.*``, ``gkd.*``): the reference; it should match the run's student;
-- ``epochs x2``, ``epochs x4``: twice, four times the epochs (the run's students still improve at their last epoch);
+- ``epochs x2``, ``epochs x4``: twice, four times the epochs, run to the end (``train.patience: 0``; the run's
+  students still improve at their last epoch, and early stopping would cut a longer cosine schedule while its
+  learning rate is still high);
 - ``T=4``: GKD temperature 4 (softer teacher targets);
 - ``crop``: random-crop augmentation of the synthetic images (``train.crop_padding: 0.125``);
 - ``real H`` (with ``--real-h``): the same recipe on real held-out images labelled by the teacher, the ceiling of
@@ -24,7 +26,8 @@ import time
 import numpy as np
 import torch
 
-RECIPES = {"run": {}, "epochs x2": {"train.epochs": "x2"}, "epochs x4": {"train.epochs": "x4"}, "T=4": {"gkd.temperature": 4.0},
+RECIPES = {"run": {}, "epochs x2": {"train.epochs": "x2", "train.patience": 0}, "epochs x4": {"train.epochs": "x4", "train.patience": 0},
+           "T=4": {"gkd.temperature": 4.0},
            "crop": {"train.crop_padding": 0.125}}
 
 
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
         acc = accuracy(model, cfg)
         rows.append({"recipe": name, "data": source, "overrides": over, "images": int(len(labels)),
                      "epochs": int(cfg.train.epochs), "test_accuracy": acc, "gap_to_teacher": t_acc - acc,
-                     "best_epoch": int(model.info.get("best_epoch", -1)), "seconds": time.perf_counter() - start})
+                     "best_epoch": int(model.info.get("best_epoch", -1)), "epochs_run": int(len(hist)),
+                     "seconds": time.perf_counter() - start})
         print(f"{name:10s} {source:9s} {len(labels):6d} images  test {acc:6.2f}%  gap {t_acc - acc:+6.2f} points  "
               f"({rows[-1]['seconds']:.0f} s)")
     result = {"run": str(run.dir), "multiple": a.multiple, "teacher_test_accuracy": t_acc, "recipes": rows}
