@@ -136,3 +136,15 @@ def test_sd2_architecture_one_step_and_original_adapter(tmp_path):
     loaded = [m for m in pipe.unet.modules() if hasattr(m, "lora_A")]
     assert len(loaded) == len(names) == 128 and all(m.lora_A["default"].weight.shape[0] == 4 for m in loaded)
     assert np.abs(after - before).max() > 0
+
+
+def test_truncated_prompts_are_the_ones_past_the_text_encoders_window():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained("models/tiny-sd-fashion/tokenizer")
+    assert tok.model_max_length == 32
+    short = "Bag: a large bright smooth object, wider than tall, symmetric, on a dark background"
+    long = "Bag: " + ", ".join(["a large very bright lightly textured object"] * 4)
+    assert len(tok(short).input_ids) <= 32 < len(tok(long).input_ids)
+    assert generator.truncated_prompts(tok, [short, long, short, long]) == [long]   # distinct, in order
+    assert generator.truncated_prompts(tok, [short]) == [] and generator.truncated_prompts(tok, []) == []

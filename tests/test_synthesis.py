@@ -368,3 +368,19 @@ def test_image_to_image_with_class_prompts_cycles_the_classes_images(tmp_path):
     src, plan, D = synthesis.plan_sources(run), synthesis.plan(run), run.real("D")
     assert np.array_equal(D.labels[src], plan["label"].to_numpy())
     assert len(np.unique(src)) == len(src)          # 2 per class: no start image twice
+
+
+def test_prompts_past_the_text_encoders_window_are_listed(pipe, tmp_path, monkeypatch, capsys):
+    run = _run(tmp_path / "long_prompts", **{"synthesis.cardinalities": [0.1], "mia.pipeline_cardinalities": [0.1]})
+    path = synthesis.synthetic_dir(run) / "truncated_prompts.json"
+    monkeypatch.setattr(pipe.pipe.tokenizer, "model_max_length", 8)      # every attribute prompt is longer
+    synthesis.generate(run, pipe, progress=False)
+    listed = io.read_json(path)
+    prompts = list(dict.fromkeys(synthesis.plan(run)["prompt"]))
+    assert listed == {"max_tokens": 8, "prompts": prompts}
+    assert f"{len(prompts)} of {len(prompts)} distinct prompts are longer" in capsys.readouterr().err
+    monkeypatch.undo()
+    other = _run(tmp_path / "short_prompts", **{"synthesis.cardinalities": [0.1], "mia.pipeline_cardinalities": [0.1],
+                                                "synthesis.prompt_mode": "class"})
+    synthesis.generate(other, pipe, progress=False)
+    assert not (synthesis.synthetic_dir(other) / "truncated_prompts.json").exists()

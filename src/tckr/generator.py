@@ -105,6 +105,15 @@ def to_pixels(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
+def truncated_prompts(tokenizer, prompts) -> list[str]:
+    """The prompts longer than the text encoder's window (``tokenizer.model_max_length`` tokens, start and end
+    included): the encoder sees only their beginning. Distinct prompts, in order of first appearance."""
+    limit = int(tokenizer.model_max_length)
+    unique = list(dict.fromkeys(prompts))
+    lengths = [len(ids) for ids in tokenizer(unique, truncation=False)["input_ids"]] if unique else []
+    return [p for p, n in zip(unique, lengths) if n > limit]
+
+
 def to_uint8(images) -> np.ndarray:
     """The pipeline's ``output_type="np"`` images (float ``N×H×W×3`` in [0, 1]) as uint8."""
     return np.clip(np.round(np.asarray(images) * 255), 0, 255).astype(np.uint8)

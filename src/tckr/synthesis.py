@@ -26,6 +26,9 @@ Files under ``<run>/synthetic/``:
   :func:`generate` makes it again. A rerun skips finished shards; ``shard="k/n"`` (or ``python -m
   tckr.synthesis --shard k/n``) makes only shards ``j`` with ``j mod n == k - 1``, so ``n`` processes or GPUs
   share the work without talking to each other.
+- ``truncated_prompts.json`` (only when there are any): the distinct prompts longer than the text encoder's window
+  (``max_tokens``), whose ends the encoder never sees (:func:`tckr.generator.truncated_prompts`); generation says
+  how many on stderr.
 - ``subsets/x<multiple>.npy``: the indices (into the largest set) of each smaller cardinality.
 
 Paths and readers of these files live in :mod:`tckr.artifacts` (re-exported here); the samples figure is
@@ -243,6 +246,13 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
         pipe = gen.pipe
     if not (folder / "plan.csv").is_file():
         io.save_csv(folder / "plan.csv", table)
+    if pipe is not None and todo and getattr(pipe, "tokenizer", None) is not None:
+        long = generator.truncated_prompts(pipe.tokenizer, table["prompt"].tolist())
+        if long:  # diffusers cuts them with a warning per batch; say once how many, and where the list is
+            io.write_json(folder / "truncated_prompts.json", {"max_tokens": int(pipe.tokenizer.model_max_length), "prompts": long})
+            print(f"synthesis: {len(long)} of {table['prompt'].nunique()} distinct prompts are longer than the text encoder's "
+                  f"{pipe.tokenizer.model_max_length} tokens and are cut at the end (listed in {folder / 'truncated_prompts.json'}), "
+                  f"e.g. {long[0]!r}", file=sys.stderr)
     if not todo:
         _write_subsets(run)
         return summary
