@@ -115,3 +115,19 @@ def test_training_noise_follows_the_schedule_for_every_scheduler():
     signal = [float(torch.nn.functional.cosine_similarity(noisy[i].flatten(), x[i].flatten(), dim=0)) for i in range(4)]
     assert signal[0] > 0.99 and signal[-1] < 0.2, signal
     assert signal == sorted(signal, reverse=True), signal
+
+
+def test_prompts_past_the_text_encoders_window_are_said(tmp_path, base_dir, capsys):
+    run = _run(tmp_path, base_dir, "long")
+    pipe = generator.load(run.cfg.generator.base)
+    pipe.tokenizer.model_max_length = 8                      # every attribute prompt is longer
+    lora.finetune(run, pipe=pipe, progress=False)
+    n = len(set(lora.training_prompts(run)))
+    assert f"{n} of {n} distinct prompts are longer than the text encoder's 8 tokens" in capsys.readouterr().err
+    other = _run(tmp_path, base_dir, "window")                 # the base's own window: only the longest attribute prompts
+    prompts = lora.training_prompts(other)
+    long = generator.truncated_prompts(generator.load(other.cfg.generator.base).tokenizer, prompts)
+    lora.finetune(other, progress=False)
+    err = capsys.readouterr().err
+    assert (f"{len(long)} of {len(set(prompts))} distinct prompts" in err) == bool(long)
+    assert bool(long) or "distinct prompts are longer" not in err

@@ -195,6 +195,10 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
     D = run.real("D")
     prompts = training_prompts(run)
     tok = pipe.tokenizer
+    long = generator.truncated_prompts(tok, prompts)
+    if long and acc.is_main_process:
+        print(f"LoRA fine-tuning: {len(long)} of {len(set(prompts))} distinct prompts are longer than the text encoder's "
+              f"{tok.model_max_length} tokens and are trained on their beginning only, e.g. {long[0]!r}", file=sys.stderr)
     ids = torch.tensor(tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids)
     batches_per_epoch = math.ceil(len(D) / lc.batch_size)
     per_process = math.ceil(batches_per_epoch / acc.num_processes)
