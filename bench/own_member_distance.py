@@ -17,16 +17,6 @@ import argparse
 import numpy as np
 
 
-def distances(queries: np.ndarray, refs: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """Euclidean distances, ``len(queries) × len(refs)``, in row chunks."""
-    out = np.empty((len(queries), len(refs)), dtype=np.float32)
-    rr = (refs ** 2).sum(1)
-    for s in range(0, len(queries), chunk):
-        q = queries[s:s + chunk]
-        out[s:s + chunk] = np.sqrt(np.maximum((q ** 2).sum(1)[:, None] + rr[None] - 2 * q @ refs.T, 0))
-    return out
-
-
 def measure(run_dir: str) -> dict:
     from tckr import artifacts, audit, runs, synthesis
 
@@ -35,14 +25,14 @@ def measure(run_dir: str) -> dict:
     S = artifacts.load_synthetic(run, max(run.cfg.synthesis.cardinalities))
     own_index = synthesis.plan_sources(run)[np.asarray(S.index)]
     x, d, h = audit.pixels(S.images), audit.pixels(D.images), audit.pixels(H.images)
-    to_D, to_H = distances(x, d), distances(x, h)
-    own = to_D[np.arange(len(x)), own_index]
-    dup = float(audit.duplicate_threshold(distances(h, d).min(1)))
+    (near_D, which_D), (near_H, _) = audit.nearest(x, d), audit.nearest(x, h)
+    own = np.sqrt(((x - d[own_index]) ** 2).sum(1))
+    dup = float(audit.duplicate_threshold(audit.nearest(h, d)[0]))
     return {"run": str(run.dir), "init_strength": float(run.cfg.synthesis.init_strength),
             "guidance_scale": float(run.cfg.synthesis.guidance_scale), "n_synthetic": int(len(x)), "n_D": int(len(d)),
-            "median_own": float(np.median(own)), "median_nearest_D": float(np.median(to_D.min(1))),
-            "median_nearest_H": float(np.median(to_H.min(1))), "dup_threshold": dup,
-            "frac_nearest_member_is_own": float(np.mean(to_D.argmin(1) == own_index)),
+            "median_own": float(np.median(own)), "median_nearest_D": float(np.median(near_D)),
+            "median_nearest_H": float(np.median(near_H)), "dup_threshold": dup,
+            "frac_nearest_member_is_own": float(np.mean(which_D == own_index)),
             "frac_own_below_dup": float(np.mean(own < dup))}
 
 

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import artifacts, captions, generator, io, shards
+from . import artifacts, captions, data, generator, io, shards
 from .artifacts import (SYNTHETIC_DIR, ShardedImages, SyntheticSet, _n_shards, _read_all, _read_or_none,  # noqa: F401
                         _shard_files, _shard_problem, available_multiples, check, class_counts, is_complete,
                         load_synthetic, problems, set_size, shard_done, shard_paths, shard_sidecar, stream_synthetic,
@@ -88,6 +88,15 @@ def caption_order(run, label: int, n: int) -> np.ndarray:
     return np.random.default_rng([run.seed_for(run.cfg.synthesis.seed), 2, int(label)]).permutation(n)
 
 
+def _cycled(run, per_class: list) -> list:
+    """Item ``i`` of the largest set from per-class lists: class ``i mod C``, that class's ``i // C``-th item in its
+    seeded :func:`caption_order` (wrapping around). The one cycle behind both :func:`plan` and :func:`plan_sources`."""
+    ordered = [[items[j] for j in caption_order(run, c, len(items))] for c, items in enumerate(per_class)]
+    C = len(ordered)
+    i = np.arange(set_size(run, max(run.cfg.synthesis.cardinalities)), dtype=np.int64)
+    return [ordered[c][r % len(ordered[c])] for c, r in zip(i % C, i // C)]
+
+
 def plan_sources(run) -> np.ndarray:
     """Per row of :func:`plan`, the position in D (``run.real("D")``) of the start image of image-to-image synthesis
     (``synthesis.init_strength`` > 0): image ``i`` of class ``c`` starts from the ``i // C``-th image of class ``c`` in
@@ -105,10 +114,7 @@ def plan_sources(run) -> np.ndarray:
     empty = [run.class_names[c] for c, r in enumerate(rows) if not len(r)]
     if empty:
         raise ValueError(f"no images of classes {empty} in D; image-to-image synthesis needs at least one per class")
-    rows = [r[caption_order(run, c, len(r))] for c, r in enumerate(rows)]
-    i = np.arange(set_size(run, max(run.cfg.synthesis.cardinalities)), dtype=np.int64)
-    C = len(rows)
-    return np.array([rows[c][r % len(rows[c])] for c, r in zip(i % C, i // C)], dtype=np.int64)
+    return np.array(_cycled(run, rows), dtype=np.int64)
 
 
 def plan(run) -> pd.DataFrame:
@@ -118,17 +124,17 @@ def plan(run) -> pd.DataFrame:
     # Each class cycles its captions in a seeded random order, so a set smaller than |D| (a shadow pipeline's
     # 0.2x set, say) uses a random share of the captions, as the target's 0.2x subset of its larger set does,
     # not the captions of the lowest-index images of D.
-    prompts = [[p[j] for j in caption_order(run, c, len(p))] for c, p in enumerate(class_prompts(run))]
-    C = len(prompts)
+    prompts = _cycled(run, class_prompts(run))
+    C = len(run.class_names)
     i = np.arange(n, dtype=np.int64)
-    labels, rank = i % C, i // C
+    labels = i % C
     base = run.seed_for(cfg.seed) * SEED_STRIDE
     lora_seed = run.seed_for(run.cfg.lora.seed)
     if base <= lora_seed < base + n:
         raise ValueError(f"synthesis.seed {cfg.seed}: noise seeds {base}..{base + n - 1} would include the fine-tuning "
                          f"seed {lora_seed}; pick a positive synthesis.seed")
     return pd.DataFrame({"i": i, "label": labels, "class_name": [run.class_names[c] for c in labels],
-                         "prompt": [prompts[c][r % len(prompts[c])] for c, r in zip(labels, rank)],
+                         "prompt": prompts,
                          "seed": base + i, "shard": i // cfg.shard_size})
 
 
@@ -282,7 +288,9 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
             with torch.inference_mode():
                 if strength > 0:
                     init = D.images[starts[rows["i"].to_numpy()[s:s + bs]]]
-                    init = np.stack([_resize(im, res) for im in init]).astype(np.float32) / 255.0
+                    if init.shape[1:3] != (res, res):
+                        init = data.resize_images(init, res)
+                    init = init.astype(np.float32) / 255.0
                     out = pipe(prompt=prompts[s:s + bs], image=init, strength=strength, num_inference_steps=cfg.steps,
                                guidance_scale=cfg.guidance_scale, generator=gens, output_type="np").images
                 else:
@@ -298,15 +306,6 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     summary["images_per_s"] = round(summary["images_made"] / max(summary["seconds"], 1e-9), 3)
     _write_subsets(run)
     return summary
-
-
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """An ``H×W×3`` uint8 image at ``size×size`` (bilinear; unchanged when it already is)."""
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
 def _write_subsets(run) -> None:

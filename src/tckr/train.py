@@ -345,10 +345,11 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
         board.close()
     if tc.keep == "best":
         model.load_state_dict(best_state)
+    else:  # the last epoch's weights stay: record that epoch as the one returned
+        best_epoch, best_acc = len(rows), float(rows[-1]["val_accuracy"])
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     history = pd.DataFrame(rows)
-    record = {"best_epoch": best_epoch if tc.keep == "best" else len(rows), "epochs_run": len(rows), "kept": tc.keep,
-              "val_accuracy": best_acc if tc.keep == "best" else float(rows[-1]["val_accuracy"]),
+    record = {"best_epoch": best_epoch, "epochs_run": len(rows), "kept": tc.keep, "val_accuracy": best_acc,
               "train_seconds": float(history["seconds"].sum()), "train_size": int(len(x_all)), "seed": int(seed)}
     trained = classifiers.TrainedClassifier(
         model=model, arch=arch, num_classes=n_cls, input_size=cfg.classifier.input_size,
