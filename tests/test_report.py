@@ -66,6 +66,25 @@ def test_block_states_what_the_files_hold(tmp_path):
     assert "yes" not in text and "generator no" in text
 
 
+def test_block_shows_the_canaries_of_the_headline_attacks_apart(tmp_path):
+    run = _run(tmp_path)
+    assert "Mislabeled canaries" not in report.study_block(run) and report.canary_rows(run).empty
+    t = pd.read_csv(run / "results" / "ledger.csv")
+    can = t[t["release"].isin(["teacher", "student"])].assign(subset="canaries", headline=False, auc=0.91, auc_lo=0.9,
+                                                               auc_hi=0.92, n_members=100, n_nonmembers=100)
+    pd.concat([t, can]).to_csv(run / "results" / "ledger.csv", index=False)
+    rows = report.canary_rows(run)
+    # one canary row per headline attack (the teacher's lira_online_fixed, the student's pipeline row), no other variant
+    assert sorted(zip(rows["release"], rows["family"], rows["attack"])) == [
+        ("student", "LiRA, shadow pipelines", "lira_online_fixed"), ("teacher", "LiRA, classifier shadows", "lira_online_fixed")]
+    text = report.study_block(run)
+    assert "Mislabeled canaries (`mia.canaries`: 200 examples of P" in text
+    assert "| teacher | – | LiRA, classifier shadows | lira_online_fixed | 91.0 [90.0, 92.0] |" in text
+    assert text.count("| release | cardinality |") == 2  # the ledger's table and the canaries', no empty one
+    # the canaries never change the headline or the detection line
+    assert "yes" not in text.split("Mislabeled canaries")[0]
+
+
 def test_report_knows_the_study_phases():
     from tckr import study
 

@@ -181,6 +181,8 @@ def markdown(ledger: pd.DataFrame, headline_only: bool = False) -> str:
         return lines
 
     canaries = t[t["subset"] == "canaries"]
+    if len(canaries) == len(t):  # canary rows alone (tckr.report's canary table): one table, no heading
+        return "\n".join(table(canaries)) + "\n"
     lines = table(t[t["subset"] != "canaries"])
     if len(canaries):
         n = int(canaries["n_members"].iloc[0] + canaries["n_nonmembers"].iloc[0])

@@ -230,10 +230,27 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
                 f"{r['release']}{'' if pd.isna(r['cardinality']) else ' ' + format(float(r['cardinality']), 'g') + '×'}"
                 f"{' (hard labels)' if r.get('label_mode') == 'hard' else ''} "
                 f"{'**yes**' if r['detected'] else 'no'}" for _, r in det.iterrows()) or "–") + ".", ""]
+    canaries = canary_rows(folder)
+    if len(canaries):
+        n = int(canaries["n_members"].iloc[0] + canaries["n_nonmembers"].iloc[0])
+        out += [f"Mislabeled canaries (`mia.canaries`: {n} examples of P whose label is flipped in caption, prompt and "
+                "teacher target, scored on the canaries alone; a worst-case audit, never a headline), the same "
+                "pre-registered attack per release point:", "",
+                ledger.markdown(canaries).rstrip("\n"), ""]
     shown = [(n, f"images/{folder.name}/{n}.png") for n in README_FIGURES if (Path(images) / folder.name / f"{n}.png").is_file()]
     if shown:
         out += [" ".join(f"![{folder.name}: {n}]({path})" for n, path in shown), ""]
     return "\n".join(out)
+
+
+def canary_rows(folder: str | Path) -> pd.DataFrame:
+    """The ledger's mislabeled-canary rows (``subset`` = ``canaries``) of the attacks that are the pre-registered
+    headline of their release point (same release, cardinality, label mode, family and attack); empty without canaries."""
+    t = ledger.with_subset(_read(Path(folder), "results", "ledger.csv"))
+    keys = ["release", "cardinality", "label_mode", "family", "attack"]
+    heads = ledger.headlines(t)[keys]
+    can = t[t["subset"] == "canaries"]
+    return can.merge(heads, on=keys, how="inner").reset_index(drop=True)
 
 
 def _control_rows(folder: Path) -> pd.DataFrame:
