@@ -9,7 +9,7 @@ REQ_HASH := $(shell sha256sum requirements.txt pyproject.toml | sha256sum | cut 
 VENV_CACHE ?= $(HOME)/.cache/tckr/venv-$(REQ_HASH)
 STAMP := $(VENV)/.tckr-$(REQ_HASH)
 CONFIG ?= configs/mini.yaml
-RESULTS ?= results/mini results/mini-seeds results/mini-full results/mini-leaky
+RESULTS ?= results/mini results/mini-seeds results/mini-full results/mini-full-seeds results/mini-leaky
 RUN ?=
 PYTEST_ARGS ?=
 
@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make study [CONFIG=configs/mini.yaml] [RUN=runs/<id>]  run every phase notebook (papermill)"
 	@echo "make figures [RUN=runs/<id>]                          redraw the figures of the committed result folders"
-	@echo "                                                      (results/mini, -seeds, -full, -leaky) into images/, or of a run"
+	@echo "                                                      (results/mini, -seeds, -full, -full-seeds, -leaky) into images/, or of a run"
 	@echo "make test                                             fast tests + the tiny end-to-end notebook chain"
 	@echo "make test-slow                                        the slow-marked checks (SD2 architecture, ...)"
 	@echo "make bench                                            benchmarks under bench/"
