@@ -57,10 +57,10 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 study: setup
-	$(PY) -m tckr.study $(CONFIG) $(if $(RUN),--run-dir $(RUN),)
+	$(VENV)/bin/tckr study $(CONFIG) $(if $(RUN),--run-dir $(RUN),)
 
 figures: venv
-	$(if $(RUN),$(PY) -m tckr.plots $(RUN),$(PY) -m tckr.plots --results $(RESULTS))
+	$(if $(RUN),$(VENV)/bin/tckr figures --run-dir $(RUN),$(VENV)/bin/tckr report figures $(RESULTS))
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)

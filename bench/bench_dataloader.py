@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tckr import classifiers, runs, train
+from tckr.classification import classifiers, train
+from tckr.runfolder import runs
 
 
 def png_bytes(images: np.ndarray) -> list[bytes]:
@@ -125,7 +126,7 @@ def main() -> None:
     ov = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     if args.augmix != "config":
         ov["train.augmix"] = args.augmix == "on"
-    from tckr.config import load_config
+    from tckr.core.config import load_config
 
     cfg = load_config(args.config, ov)
     torch.set_num_threads(args.threads)

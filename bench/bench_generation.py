@@ -21,7 +21,8 @@ import torch
 
 
 def load_pipe(base: str, dtype: torch.dtype = torch.float32):
-    from tckr import generator, paths
+    from tckr.core import paths
+    from tckr.generation import generator
 
     if (paths.resolve(base)).is_dir():
         return generator.load(base, dtype=dtype), base

@@ -28,13 +28,13 @@ import torch
 
 
 def _prompts(images, labels, names):
-    from tckr import captions
+    from tckr.generation import captions
 
     return [captions.prompt_for(names[int(y)], c) for y, c in zip(labels, captions.attribute_captions(images))]
 
 
 def attack_rate(pipe, images, prompts, queries: int, resolution: int) -> dict:
-    from tckr import generator_mia as gm
+    from tckr.privacy import generator_mia as gm
 
     latents = gm.encode_images(pipe, images, resolution=resolution)
     gm.denoising_errors(pipe, None, prompts[:16], n_queries=queries, latents=latents[:16])  # warm-up
@@ -47,7 +47,7 @@ def attack_rate(pipe, images, prompts, queries: int, resolution: int) -> dict:
 
 
 def lora_step_seconds(base, cfg, images, prompts, steps: int) -> list[float]:
-    from tckr import generator, lora
+    from tckr.generation import generator, lora
 
     lc = cfg.lora
     pipe = generator.load(base, dtype=torch.float32)
@@ -80,7 +80,7 @@ def lora_step_seconds(base, cfg, images, prompts, steps: int) -> list[float]:
 
 
 def generation_step_seconds(pipe, prompts, steps: int, batch: int = 128, guidance: float = 2.0, total: int = 20) -> list[float]:
-    from tckr import generator_mia as gm
+    from tckr.privacy import generator_mia as gm
 
     dtype = pipe.unet.dtype
     cond = gm.encode_prompts(pipe, (prompts * batch)[:batch]).to(dtype)
@@ -115,14 +115,16 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from tckr import config, data, generator, io
+    from tckr.core import config, io
+    from tckr.datasets import real
+    from tckr.generation import generator
 
     cfg = config.load_config(args.config)
     want = cfg.generator.dtype if args.dtype == "config" else args.dtype
     dtype = {"float16": torch.float32, "bfloat16": torch.bfloat16, "float32": torch.float32}[want]
-    ds = data.load_real(cfg.study.dataset, "train")
+    ds = real.load_real(cfg.study.dataset, "train")
     pick = np.random.default_rng(0).choice(len(ds.labels), args.examples, replace=False)
-    images = data.resize_images(ds.images[pick], cfg.generator.resolution)
+    images = real.resize_images(ds.images[pick], cfg.generator.resolution)
     prompts = _prompts(images, ds.labels[pick], ds.class_names)
     load_before = os.getloadavg()
 
@@ -151,7 +153,7 @@ def main() -> None:
     print(f"one generation step (batch 128, guidance 2, 256 UNet rows): {gen_s * 1e3:.0f} ms = {gen_s * rate:.0f} attack passes; "
           f"generation runs {256 / gen_s:.0f} UNet rows/s, the attack {rate / (256 / gen_s):.2f}× that")
     if args.out:
-        from tckr import report
+        from tckr.reporting import report
 
         result["record"] = report.bench_record(
             f"generator attack {rate:.0f} UNet passes/s ({dtype}) = {rate / (2 * k):.1f} examples/s per model at K = {k}; "

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tckr import runs, train
+from tckr.classification import train
+from tckr.runfolder import runs
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 def make_logits(m: int, n: int, q: int, c: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shadow logits with a planted membership signal (IN shadows get a larger true-class logit)."""
-    from tckr.mia import membership_mask
+    from tckr.privacy.mia import membership_mask
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, c, n)
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    from tckr import metrics, mia
+    from tckr.privacy import metrics, mia
 
     m, n, q, c = args.shadows, args.examples, args.queries, args.classes
     t0 = time.perf_counter()

@@ -54,7 +54,11 @@ def main() -> None:
     ap.add_argument("--generation-steps", type=int, default=6)
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = ap.parse_args()
-    from tckr import captions, config, data, io, pipelines, runs, synthesis
+    from tckr.core import config, io
+    from tckr.datasets import real
+    from tckr.generation import captions, synthesis
+    from tckr.privacy import pipelines
+    from tckr.runfolder import runs
 
     cfg = config.load_config(args.config)
     scratch = args.run is None
@@ -70,9 +74,9 @@ def main() -> None:
         stages = pipelines.load_stages(run)
         stages = stages[stages.pipeline == args.pipeline]
 
-        ds = data.load_real(cfg.study.dataset, "train")
+        ds = real.load_real(cfg.study.dataset, "train")
         pick = np.random.default_rng(0).choice(len(ds.labels), 256, replace=False)
-        images = data.resize_images(ds.images[pick], cfg.generator.resolution)
+        images = real.resize_images(ds.images[pick], cfg.generator.resolution)
         prompts = [captions.prompt_for(ds.class_names[int(y)], c)
                    for y, c in zip(ds.labels[pick], captions.attribute_captions(images))]
         lstep = bga.lora_step_seconds(cfg.generator.base, cfg, images, prompts, args.lora_steps)
@@ -96,7 +100,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['stage']:28s} {r['seconds']:9.1f} {r['lora_steps']:11.0f} {r['generation_steps']:11.0f}  {r['detail']}")
     if args.out:
-        from tckr import report
+        from tckr.reporting import report
 
         one = next(r for r in rows if r["stage"] == "total (one pipeline)")
         parts = ", ".join(f"{r['stage']} {r['seconds']:.0f} s" for r in rows if not r["stage"].startswith("total"))

@@ -35,7 +35,7 @@ LOADERS = ("memory", "stream")
 
 def write_shards(folder: Path, n: int, size: int, shard_size: int, seed: int = 0) -> list[Path]:
     """``n`` images in shards, written one shard at a time (the parent never holds the set)."""
-    from tckr import io
+    from tckr.core import io
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
@@ -50,7 +50,7 @@ def write_shards(folder: Path, n: int, size: int, shard_size: int, seed: int = 0
 
 
 def config(args):
-    from tckr.config import load_config
+    from tckr.core.config import load_config
 
     return load_config("configs/tiny.yaml", {"data.image_size": args.size, "classifier.input_size": args.size,
                                              "train.batch_size": args.batch_size, "train.epochs": 1,
@@ -97,7 +97,8 @@ class AnonPeak:
 
 def child(args) -> dict:
     """Open the set with one loader, train one epoch; peak RSS and peak anonymous RSS of this process."""
-    from tckr import synthesis, train
+    from tckr.classification import train
+    from tckr.generation import synthesis
 
     anon = AnonPeak()
     files = sorted(Path(args.folder).glob("shard_*.npy"))
@@ -143,7 +144,7 @@ def main(argv=None) -> dict:
     if args.child:
         print(json.dumps(child(args)))
         return {}
-    from tckr import train
+    from tckr.classification import train
 
     train.normalisation(config(args))  # channel statistics computed and cached here, not inside a measured child
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,7 +178,8 @@ def main(argv=None) -> dict:
     print(f"peak RSS stream/memory {summary['rss_ratio_stream_over_memory']}, "
           f"throughput stream/memory {summary['throughput_ratio_stream_over_memory']} (goal >= 0.9)")
     if args.out:
-        from tckr import io, report
+        from tckr.core import io
+        from tckr.reporting import report
 
         m, s = res["memory"], res["stream"]
         r = res.get("stream_reference")

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tckr import runs, train
+from tckr.classification import train
+from tckr.runfolder import runs
 
 GRID = [  # (arch, epochs, overrides): the trade-off measured for configs/mini.yaml (closing note of issue 3)
     ("mobilenetv3_small_050", 15, {"data.train_size": 2000, "train.batch_size": 64, "train.lr": 2e-3, "train.crop_padding": 0.1}),
@@ -70,7 +71,7 @@ def main() -> None:
         for arch, epochs, ov in GRID:
             measure(args.config, arch, epochs, {**ov, **overrides})
     else:
-        from tckr.config import load_config
+        from tckr.core.config import load_config
 
         cfg = load_config(args.config)
         measure(args.config, args.arch or cfg.classifier.teacher_arch, args.epochs or cfg.train.epochs, overrides)

@@ -32,7 +32,10 @@ import torch
 from scipy import linalg
 from torch import nn
 
-from tckr import audit, captions, generator, io, paths, runs
+from tckr.core import io, paths
+from tckr.generation import captions, generator
+from tckr.privacy import audit
+from tckr.runfolder import runs
 
 
 class Probe(nn.Module):
@@ -130,7 +133,7 @@ def measure(run, images: np.ndarray, labels: np.ndarray, model: Probe, feats: di
            "nn_D": float(audit.nearest(f, feats["probe_D"])[0].mean())}
     kept = {"probe": f, "correct_probe": pred == labels}
     if teacher is not None:
-        from tckr import train
+        from tckr.classification import train
 
         t = train.predict_logits(teacher, images, run.cfg).argmax(1)
         tf = train.embed(teacher, images, run.cfg).astype(np.float64)
@@ -207,7 +210,7 @@ def main() -> None:
     feats = {"probe_D": features(model, d.images), "probe_H": features(model, h.images)}
     teacher = None
     if a.teacher:
-        from tckr import train
+        from tckr.classification import train
 
         teacher = train.teacher(run, progress=False)
         feats |= {"teacher_D": train.embed(teacher, d.images, run.cfg).astype(np.float64),
@@ -221,7 +224,7 @@ def main() -> None:
     variants = [("base", None)] + ([("lora", a.lora)] if a.lora else [])
     for name, lora in variants:
         if (paths.resolve(a.model) / "checkpoint").is_dir():
-            from tckr import pretrain
+            from tckr.generation import pretrain
 
             pipe = pretrain.snapshot(a.model)
             if lora is not None:
@@ -240,7 +243,7 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     print(summary(result))
     if a.out:
-        from tckr import report
+        from tckr.reporting import report
 
         result["record"] = report.bench_record(summary(result), RECORD_ARGV)
         io.write_json(paths.resolve(a.out), result)

@@ -90,7 +90,7 @@ def lora_training(s: dict, dev) -> dict:
     """Seconds per optimiser step (``grad_accum`` micro-batches of ``lora_batch``) of the SD2 UNet's LoRA."""
     import torch
 
-    from tckr import generator, lora
+    from tckr.generation import generator, lora
 
     half = s["dtype"] == "float16"
     with torch.device(dev):  # built on the GPU directly: initialising ~1.3 B parameters on a CPU takes minutes
@@ -169,7 +169,7 @@ def captioning(s: dict, dev) -> dict:
     import torch
     from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2QFormerConfig, Blip2VisionConfig, OPTConfig
 
-    from tckr import captions
+    from tckr.generation import captions
 
     b = s["blip2"]
     # The tiny offline processor (word-level tokenizer) gives the special-token layout; the model's shapes are b's.

@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import generator_quality as gq  # noqa: E402
 
-from tckr import captions, io, lora, paths, runs  # noqa: E402
+from tckr.core import io, paths
+from tckr.generation import captions, lora  # noqa: E402
+from tckr.runfolder import runs
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ import numpy as np
 
 
 def measure(run_dir: str) -> dict:
-    from tckr import artifacts, audit, runs, synthesis
+    from tckr.generation import synthesis
+    from tckr.privacy import audit
+    from tckr.runfolder import artifacts, runs
 
     run = runs.open_run(None, run_dir)
     D, H = run.real("D"), run.real("H")
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"({r['dup_threshold']:.3f}) {100 * r['frac_own_below_dup']:.1f}%")
     result = {"runs": rows}
     if a.out:
-        from tckr import io, report
+        from tckr.core import io
+        from tckr.reporting import report
 
         parts = "; ".join(f"init_strength {r['init_strength']:g}: own member {r['median_own']:.3f} vs nearest non-member "
                           f"{r['median_nearest_H']:.3f}, nearest member is own {100 * r['frac_nearest_member_is_own']:.0f}%, "

@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     a = ap.parse_args(argv)
-    from tckr import io, runs, synthesis, train
-    from tckr.config import config_from_dict
+    from tckr.classification import train
+    from tckr.core import io
+    from tckr.core.config import config_from_dict
+    from tckr.generation import synthesis
+    from tckr.runfolder import runs
 
     run = runs.open_run(None, a.run)
     torch.set_num_threads(a.threads)
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"run": str(run.dir), "multiple": a.multiple, "teacher_test_accuracy": t_acc, "recipes": rows}
     print(f"teacher {t_acc:.2f}%")
     if a.out:
-        from tckr import report
+        from tckr.reporting import report
 
         best = min((r for r in rows if r["data"] == "synthetic"), key=lambda r: r["gap_to_teacher"])
         parts = "; ".join(f"{r['recipe']} {r['test_accuracy']:.2f}% ({r['gap_to_teacher']:+.2f})" for r in rows)

@@ -17,7 +17,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def tiny_chain(tmp_path_factory) -> Path:
     """The run folder of the whole notebook chain (00_data … 06_figures) on configs/tiny.yaml."""
-    from tckr import study
+    from tckr.orchestration import study
 
     run_dir = tmp_path_factory.mktemp("tiny_chain") / "run"
     messages = []
@@ -30,7 +30,7 @@ def tiny_sd_base(tmp_path_factory) -> Path:
     """A local ``save_pretrained`` folder of the tiny Stable-Diffusion architecture with random weights."""
     import torch
 
-    from tckr import generator
+    from tckr.generation import generator
 
     torch.set_num_threads(2)
     d = tmp_path_factory.mktemp("tiny_sd") / "base"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from tckr import attacks, metrics
+from tckr.privacy import attacks, metrics
 
 
 def planted(m=16, n=2000, q=2, c=10, seed=0, effect=1.5, in_sd=0.3, out_sd=1.0, null=False):
@@ -311,9 +311,9 @@ def test_headline_rule_is_fixed_variance_below_64_shadows_and_names_bad_settings
 
 def test_attack_math_is_pure_and_mia_reexports_it():
     code = ("import sys, tckr.attacks; bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'matplotlib', 'pandas') "
-            "or m in ('tckr.runs', 'tckr.io', 'tckr.plots', 'tckr.mia')]; assert not bad, bad")
+            "or m in ('tckr.runfolder.runs', 'tckr.core.io', 'tckr.reporting.plots', 'tckr.privacy.mia')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-    from tckr import mia
+    from tckr.privacy import mia
 
     for name in ("ATTACKS", "lira", "lira_from_stable", "lira_from_statistics", "loss_attack", "rmia", "rmia_from_stable",
                  "membership_mask", "score", "stable_logit", "headline_attack", "pooled_variance"):
@@ -335,7 +335,7 @@ def test_leave_one_model_out_is_unbiased_only_with_balanced_references():
     with every other model as a reference, members keep 3 IN and 4 OUT references, non-members 4 IN and 3 OUT, and
     fixed-variance LiRA ranks members below non-members (AUC about 0.47, as measured on the mini pipelines); with
     balanced references (attacks.balanced_use) the AUC is 0.5."""
-    from tckr import metrics
+    from tckr.privacy import metrics
 
     rng = np.random.default_rng(0)
     m, n, q = 8, 6000, 2

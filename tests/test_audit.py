@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import audit
+from tckr.privacy import audit
 
 
 def test_nearest_matches_brute_force():
@@ -70,7 +70,8 @@ def planted_run(tmp_path, monkeypatch):
     real images (2×, the symmetric null) and 54 of those with 6 copies of D among them (3×). The teacher
     must never be used; train.fit is spied on."""
     import tckr
-    from tckr import runs, train
+    from tckr.classification import train
+    from tckr.runfolder import runs
 
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={
         "data.train_size": 80, "audit.max_synthetic": 60, "audit.feature_train_size": FEATURE_TRAIN, "train.epochs": 1,
@@ -85,10 +86,10 @@ def planted_run(tmp_path, monkeypatch):
         available_multiples=lambda r: sorted(sets),
         load_synthetic=lambda r, m: types.SimpleNamespace(images=sets[m][0], labels=sets[m][1], prompts=[""] * len(sets[m][1])),
     )
-    monkeypatch.setitem(sys.modules, "tckr.synthesis", stub)
+    monkeypatch.setitem(sys.modules, "tckr.generation.synthesis", stub)
     monkeypatch.setattr(tckr, "synthesis", stub, raising=False)
     monkeypatch.setattr(audit, "synthesis", stub)  # the module audit imported
-    from tckr import artifacts  # the figures read synthetic sets through the run-artefacts layer
+    from tckr.runfolder import artifacts  # the figures read synthetic sets through the run-artefacts layer
 
     monkeypatch.setattr(artifacts, "load_synthetic", stub.load_synthetic)
     monkeypatch.setattr(artifacts, "available_multiples", stub.available_multiples)
@@ -109,7 +110,9 @@ def planted_run(tmp_path, monkeypatch):
 
 
 def test_audit_counts_planted_near_copies_and_keeps_the_null_at_the_control_rate(planted_run):
-    from tckr import classifiers, plots, provenance
+    from tckr.classification import classifiers
+    from tckr.datasets import provenance
+    from tckr.reporting import plots
 
     run = planted_run
     summ = audit.audit(run, progress=False).set_index(["source", "multiple", "space"])
@@ -167,7 +170,7 @@ def test_audit_counts_planted_near_copies_and_keeps_the_null_at_the_control_rate
     pairs = plots.audit_pairs_figure(run.dir)
     top = table.nsmallest(1, "feature_dist_D").iloc[0]
     shown = pairs.axes[0].get_images()[0].get_array()
-    np.testing.assert_array_equal(np.asarray(shown), sys.modules["tckr.synthesis"].load_synthetic(run, top["multiple"]).images[int(top["synthetic_index"])])
+    np.testing.assert_array_equal(np.asarray(shown), sys.modules["tckr.generation.synthesis"].load_synthetic(run, top["multiple"]).images[int(top["synthetic_index"])])
     plots._plt().close("all")
     names = {p.name for p in plots.plot_audit(run.dir)}
     assert names == {"audit_distances.png", "audit_distances.pdf", "audit_pairs.png", "audit_pairs.pdf"}
@@ -182,7 +185,7 @@ def test_audit_without_synthetic_sets_is_a_no_op(planted_run, monkeypatch):
     import tckr
 
     stub = types.SimpleNamespace(available_multiples=lambda r: [], load_synthetic=None)
-    monkeypatch.setitem(sys.modules, "tckr.synthesis", stub)
+    monkeypatch.setitem(sys.modules, "tckr.generation.synthesis", stub)
     monkeypatch.setattr(tckr, "synthesis", stub, raising=False)
     monkeypatch.setattr(audit, "synthesis", stub)  # the module audit imported
     assert audit.audit(planted_run, progress=False).empty
@@ -191,7 +194,7 @@ def test_audit_without_synthetic_sets_is_a_no_op(planted_run, monkeypatch):
 
 
 def test_audit_needs_a_public_partition(tmp_path):
-    from tckr import runs
+    from tckr.runfolder import runs
 
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={"data.public_size": 0, "generator.base": "no-local-base"})
     with pytest.raises(ValueError, match=r"data\.public_size > 0"):

@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import (attacks, captions, classifiers, data, generator_mia, io, ledger, lora, mia, pipelines, runs,
-                  synthesis, train)
+from tckr.classification import classifiers, train
+from tckr.core import io
+from tckr.datasets import real, splitting
+from tckr.generation import captions, lora, synthesis
+from tckr.privacy import attacks, generator_mia, ledger, mia, pipelines
+from tckr.runfolder import runs
 
 BASE = {"data.train_size": 40, "data.val_size": 10, "mia.population_size": 10, "mia.n_bootstrap": 10,
         "classifier.input_size": 16, "study.num_threads": 1, "mia.n_shadows": 2, "mia.n_pipelines": 2,
@@ -23,23 +27,23 @@ def _open(tmp_path, name: str, canaries: int, **extra) -> runs.Run:
 
 
 def _true_labels(run) -> np.ndarray:
-    return data.load_real(run.dataset, "train", size=run.cfg.data.image_size).labels
+    return real.load_real(run.dataset, "train", size=run.cfg.data.image_size).labels
 
 
 def test_choose_canaries_is_seeded_class_balanced_half_members_and_flips_every_label():
     labels = np.repeat(np.arange(10), 40)
     member = np.tile(np.r_[np.ones(20, bool), np.zeros(20, bool)], 10)
-    pos, flipped = data.choose_canaries(labels, member, 25, 10, seed=3)
+    pos, flipped = splitting.choose_canaries(labels, member, 25, 10, seed=3)
     assert len(np.unique(pos)) == 25 and (np.diff(pos) > 0).all()
     assert sorted(np.bincount(labels[pos], minlength=10)) == [2] * 5 + [3] * 5
     assert member[pos].sum() in (12, 13)
     assert (flipped != labels[pos]).all() and flipped.min() >= 0 and flipped.max() < 10
-    again = data.choose_canaries(labels, member, 25, 10, seed=3)
-    other = data.choose_canaries(labels, member, 25, 10, seed=4)
+    again = splitting.choose_canaries(labels, member, 25, 10, seed=3)
+    other = splitting.choose_canaries(labels, member, 25, 10, seed=4)
     assert np.array_equal(again[0], pos) and np.array_equal(again[1], flipped) and not np.array_equal(other[0], pos)
-    assert len(data.choose_canaries(labels, member, 0, 10, seed=3)[0]) == 0
+    assert len(splitting.choose_canaries(labels, member, 0, 10, seed=3)[0]) == 0
     with pytest.raises(ValueError, match="mia.canaries"):
-        data.choose_canaries(labels, member, 400, 10, seed=3)
+        splitting.choose_canaries(labels, member, 400, 10, seed=3)
 
 
 def test_no_canaries_change_nothing_and_canaries_move_no_image(tmp_path):
@@ -47,7 +51,7 @@ def test_no_canaries_change_nothing_and_canaries_move_no_image(tmp_path):
     zero, some = _open(tmp_path, "zero", 0), _open(tmp_path, "some", N)
     true = _true_labels(zero)
     s0, s1 = zero.splits(), some.splits()
-    for k in data.Splits.NAMES:
+    for k in splitting.Splits.NAMES:
         assert np.array_equal(getattr(s0, k), getattr(s1, k)), k
     assert not (zero.dir / "splits" / runs.CANARIES_FILE).exists() and len(zero.canaries()) == 0
     assert "canaries" not in io.read_json(zero.dir / "splits" / runs.SPLITS_RECORD)

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from tckr import captions, runs
+from tckr.generation import captions
+from tckr.runfolder import runs
 
 
 def _canvas(n=1, size=32):
@@ -173,7 +174,7 @@ def test_tiny_random_blip2_runs_end_to_end(tmp_path):
 
 
 def test_unknown_captioner_is_an_error():
-    from tckr.config import ConfigError, load_config
+    from tckr.core.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="blip2"):
         load_config("configs/tiny.yaml", {"captions.captioner": "clip"})

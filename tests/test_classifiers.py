@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tckr import classifiers, io
+from tckr.classification import classifiers
+from tckr.core import io
 
 
 def test_build_small_input_has_stride1_stem_and_new_head():

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tckr import cli, paths, runs
-from tckr.config import ConfigError, load_config
+from tckr import cli
+from tckr.core import paths
+from tckr.core.config import ConfigError, load_config
+from tckr.runfolder import runs
 
 
 def _err(capsys) -> str:
@@ -76,7 +78,9 @@ class _Recorder:
 
 
 def test_subcommands_pass_the_common_options_on(monkeypatch, capsys):
-    from tckr import mia, pipelines, pretrain, study, synthesis
+    from tckr.generation import pretrain, synthesis
+    from tckr.orchestration import study
+    from tckr.privacy import mia, pipelines
 
     rec = _Recorder()
     monkeypatch.setattr(runs, "open_run", rec("open_run", "RUN"))
@@ -88,13 +92,13 @@ def test_subcommands_pass_the_common_options_on(monkeypatch, capsys):
     assert cli.main(["shadows", "--run-dir", "runs/r", "--shard", "2/4", "--set", "mia.n_shadows=8"]) == 0
     assert rec.calls[-2] == ("open_run", (None, "runs/r"), {"overrides": {"mia.n_shadows": 8}})
     assert rec.calls[-1] == ("train_shadows", ("RUN", None, "2/4"), {"progress": True})
-    assert mia.main(["--run-dir", "runs/r", "--shard", "1/2", "--n-shadows", "4"]) == 0  # the module alias
+    assert cli.main(["shadows", "--run-dir", "runs/r", "--shard", "1/2", "--n-shadows", "4"]) == 0
     assert rec.calls[-1] == ("train_shadows", ("RUN", 4, "1/2"), {"progress": True})
-    assert pipelines.main(["--config", "configs/tiny.yaml", "--run-dir", "runs/r", "--shard", "1/2", "--no-progress"]) == 0
+    assert cli.main(["pipelines", "--config", "configs/tiny.yaml", "--run-dir", "runs/r", "--shard", "1/2", "--no-progress"]) == 0
     assert rec.calls[-2][1] == ("configs/tiny.yaml", "runs/r") and rec.calls[-1] == ("train_pipelines", ("RUN", None, "1/2"), {"progress": False})
-    assert synthesis.main(["--run-dir", "runs/r", "--shard", "1/3"]) == {"shards_made": 1}
+    assert cli.invoke(["synthesis", "--run-dir", "runs/r", "--shard", "1/3"]) == (0, {"shards_made": 1})
     assert rec.calls[-1][2]["shard"] == "1/3"
-    assert study.main(["configs/tiny.yaml", "--seeds", "1", "2", "--set", "train.epochs=2", "--phases", "03_generate,00_data"]) == 0
+    assert cli.main(["study", "configs/tiny.yaml", "--seeds", "1", "2", "--set", "train.epochs=2", "--phases", "03_generate,00_data"]) == 0
     name, args, kwargs = rec.calls[-1]
     assert args == ("configs/tiny.yaml", None) and kwargs["seeds"] == [1, 2] and kwargs["overrides"] == {"train.epochs": 2}
     assert kwargs["phases"] == ("00_data", "03_generate")
@@ -105,7 +109,7 @@ def test_subcommands_pass_the_common_options_on(monkeypatch, capsys):
 
 
 def test_phase_errors_exit_1_and_blocked_exit_2(monkeypatch, capsys):
-    from tckr import study
+    from tckr.orchestration import study
 
     def failing(*a, **k):
         raise study.PhaseFailed("phase 03_generate failed after 1.0 s: ValueError: x\nexecuted notebook: runs/r/notebooks/03.ipynb")
@@ -167,7 +171,7 @@ def test_console_script_and_dependencies_are_declared():
 
 
 def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, capsys):
-    from tckr import report
+    from tckr.reporting import report
 
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     run = tmp_path / "runs" / "mini-a"
@@ -186,9 +190,9 @@ def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, cap
     assert "OLD" in readme.read_text() and "differs" in capsys.readouterr().err
     assert cli.main(["report", "write", str(dest), str(dest), "--readme", str(readme)]) == 0
     assert readme.read_text() == f"# T\n{report.BEGIN}\nBLOCK of 2\n{report.END}\nafter\n"
-    assert report.main(["check", str(dest), str(dest), "--readme", str(readme)]) == 0  # the module alias
+    assert cli.main(["report", "check", str(dest), str(dest), "--readme", str(readme)]) == 0
     drawn = []
-    from tckr import plots
+    from tckr.reporting import plots
 
     monkeypatch.setattr(plots, "result_figures", lambda folders, images: drawn.append((folders, images)))
     assert cli.main(["report", "figures", str(dest), "--images", str(tmp_path / "img")]) == 0
@@ -207,7 +211,7 @@ def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, cap
 
 
 def test_release_subcommand_releases_a_run_and_checks(tmp_path, monkeypatch, capsys):
-    from tckr import release
+    from tckr.reporting import release
 
     rec = _Recorder()
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
@@ -224,7 +228,7 @@ def test_release_subcommand_releases_a_run_and_checks(tmp_path, monkeypatch, cap
     problems.append("trained_mbnv3/x.safetensors: sha256 differs")
     assert cli.main(["release", "--check"]) == 1
     assert "sha256 differs" in capsys.readouterr().err
-    assert release.main([str(run), "--out", "o2", "--check"]) == 1  # the module alias, its positional run folder
+    assert cli.main(["release", str(run), "--out", "o2", "--check"]) == 1  # the positional run folder
     assert rec.calls[-2:] == [("release", (run, "o2"), {}), ("check", ("o2",), {})]
     capsys.readouterr()
     for argv, said in ((["release"], "needs --run-dir"), (["release", "--run-dir", str(tmp_path / "nope")], "no run folder at"),

@@ -1,7 +1,7 @@
 import pytest
 
-from tckr import paths
-from tckr.config import Config, ConfigError, config_from_dict, load_config
+from tckr.core import paths
+from tckr.core.config import Config, ConfigError, config_from_dict, load_config
 
 
 @pytest.mark.parametrize("path", sorted(str(p) for p in paths.CONFIGS.rglob("*.yaml")))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tckr import generator
+from tckr.generation import generator
 
 
 def _images(pipe, prompts, seed=0, steps=2, size=32):

@@ -13,7 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from tckr import captions, data, generator, generator_mia as gm, lora, metrics, mia
+from tckr.datasets import real
+from tckr.generation import captions, generator, lora
+from tckr.privacy import generator_mia as gm
+from tckr.privacy import metrics, mia
 
 BASE = "models/tiny-sd-fashion"
 
@@ -24,7 +27,7 @@ def auc(scores, member):
 
 @pytest.fixture(scope="module")
 def fashion():
-    return data.load_real("fashion_mnist", "train")
+    return real.load_real("fashion_mnist", "train")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def _examples(ds, classes, seed):
     """One image per class, resized to 32 px, with its attribute-caption prompt."""
     rng = np.random.default_rng(seed)
     idx = np.array([rng.choice(np.flatnonzero(ds.labels == c)) for c in classes])
-    images = data.resize_images(ds.images[idx], 32)
+    images = real.resize_images(ds.images[idx], 32)
     prompts = [captions.prompt_for(ds.class_names[ds.labels[i]], c) for i, c in zip(idx, captions.attribute_captions(images))]
     return images, prompts
 
@@ -228,7 +231,9 @@ def test_synthetic_lira_uses_the_reference_mask_the_right_way_round():
 
 # ---------------------------------------------------------------- a run with two fake shadow pipelines
 def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, capsys):
-    from tckr import pipelines, runs, synthesis
+    from tckr.generation import synthesis
+    from tckr.privacy import pipelines
+    from tckr.runfolder import runs
 
     # images at their native 28 px (resizing all 60,000 to 32 px is most of this test's time otherwise);
     # the generator's preprocessing still resizes its inputs to generator.resolution

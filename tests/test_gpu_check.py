@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tckr import paths
+from tckr.core import paths
 
 
 def _module():

@@ -8,7 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from tckr import captions, io, launch, lora, runs, synthesis
+from tckr.core import io
+from tckr.generation import captions, lora, synthesis
+from tckr.orchestration import launch
+from tckr.runfolder import runs
 
 
 def test_unknown_phase_and_missing_cluster_are_clear_errors(tmp_path):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from tckr import ledger
+from tckr.privacy import ledger
 
 
 def _rows(targets, attacks, auc, **extra):

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tckr import captions, generator, io, lora, runs
+from tckr.core import io
+from tckr.generation import captions, generator, lora
+from tckr.runfolder import runs
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tckr import metrics
+from tckr.privacy import metrics
 
 # ../shared/REFERENCE.md headline table: accuracy (%), AUC (%), AOP (%) for teacher and student
 PAPER = {

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import metrics, mia
-
+from tckr import cli
+from tckr.privacy import metrics, mia
 
 # ---------------------------------------------------------------- the run: mask first, resumable shards
 TINY = {"data.train_size": 60, "data.val_size": 30, "mia.population_size": 40, "mia.shadow_epochs": 1,
@@ -18,7 +18,7 @@ TINY = {"data.train_size": 60, "data.val_size": 30, "mia.population_size": 40, "
 
 @pytest.fixture()
 def tiny_run(tmp_path):
-    from tckr import runs
+    from tckr.runfolder import runs
 
     return runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides=TINY)
 
@@ -26,7 +26,8 @@ def tiny_run(tmp_path):
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """One real tckr.train.fit on the tiny config (a shadow's job: half of P, one epoch)."""
-    from tckr import runs, train
+    from tckr.classification import train
+    from tckr.runfolder import runs
 
     run = runs.open_run("configs/tiny.yaml", tmp_path_factory.mktemp("fit") / "run", overrides=TINY)
     p = mia.pool(run)
@@ -40,12 +41,12 @@ def fitted(tmp_path_factory):
 
 @pytest.fixture()
 def quick_fit(fitted, monkeypatch):
-    """tckr.train.fit replaced by copies of the real fit's model with seeded head noise; records calls."""
+    """tckr.classification.train.fit replaced by copies of the real fit's model with seeded head noise; records calls."""
     import copy
 
     import torch
 
-    from tckr import train
+    from tckr.classification import train
 
     calls = []
 
@@ -64,7 +65,7 @@ def quick_fit(fitted, monkeypatch):
 
 
 def test_shadows_mask_first_shards_and_resume(tiny_run, quick_fit, monkeypatch):
-    from tckr import train
+    from tckr.classification import train
 
     run = tiny_run
     fake = train.fit
@@ -102,7 +103,10 @@ def test_shadows_mask_first_shards_and_resume(tiny_run, quick_fit, monkeypatch):
 
 
 def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
-    from tckr import attacks, classifiers, io, plots, train
+    from tckr.classification import classifiers, train
+    from tckr.core import io
+    from tckr.privacy import attacks
+    from tckr.reporting import plots
 
     run = tiny_run
     mia.train_shadows(run, progress=False)
@@ -198,7 +202,7 @@ def _check_scores_by_hand(run):
 
 
 def test_configured_headline_and_bad_names(tmp_path):
-    from tckr import runs
+    from tckr.runfolder import runs
 
     run = runs.open_run("configs/tiny.yaml", tmp_path / "rmia", overrides={**TINY, "mia.headline": "rmia"})
     assert mia.headline(run) == {"attack": "rmia", "setting": "rmia", "n_shadows": 4, "rule": "configured: mia.headline = rmia"}
@@ -209,7 +213,7 @@ def test_configured_headline_and_bad_names(tmp_path):
 
 def test_cli_trains_one_shard(tiny_run, quick_fit):
     run = tiny_run
-    assert mia.main(["--run-dir", str(run.dir), "--shard", "1/2"]) == 0
+    assert cli.main(["shadows", "--run-dir", str(run.dir), "--shard", "1/2"]) == 0
     done = sorted(p.stem for p in (run.dir / "mia" / "logits").glob("shadow_???.npy"))
     assert done == ["shadow_000", "shadow_002"] and quick_fit == done
     assert mia.parse_shard("2/2") == (2, 2) and mia.parse_shard(None) == (1, 1)
@@ -221,7 +225,7 @@ def test_cli_trains_one_shard(tiny_run, quick_fit):
 @pytest.mark.e2e
 def test_notebook_05_on_the_tiny_chain(tiny_chain):
     """05_mia_lira ran in the chain: the teacher and every student attacked, AOP from the headline, audit written."""
-    from tckr import io
+    from tckr.core import io
 
     run_dir = tiny_chain
     table = pd.read_csv(run_dir / "results" / "mia.csv")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tckr import paths
+from tckr.core import paths
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
 

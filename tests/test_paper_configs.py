@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tckr import data, io, paths
+from tckr.core import io, paths, registry
+from tckr.datasets import splitting
 
 PAPER_CONFIGS = sorted(p.stem for p in (paths.CONFIGS / "paper").glob("*.yaml"))
 SIZES = [(40, 30), (30, 44), (36, 36), (52, 40)]
@@ -26,7 +27,7 @@ def save_fake_dataset(root: Path, name: str, n_train: int = 4, n_test: int = 2, 
     import datasets
     from PIL import Image
 
-    s = data.spec(name)
+    s = registry.spec(name)
     rng = np.random.default_rng(seed)
     # Oxford-IIIT Pet's hub copy stores the class name as a string (registry notes); the others a ClassLabel.
     label_feature = datasets.Value("string") if name == "oxford_pets" else datasets.ClassLabel(names=list(s.class_names))
@@ -63,7 +64,7 @@ def offline_data(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")  # channel statistics of the fake data stay here
-    from tckr import runs
+    from tckr.runfolder import runs
 
     runs._load_real_cached.cache_clear()
     yield tmp_path / "data"
@@ -75,10 +76,11 @@ def test_the_paper_tier_has_ten_configs():
 
 
 def _open(config, data_dir, run_dir, base):
-    from tckr import config as config_mod, runs
+    from tckr.core import config as config_mod
+    from tckr.runfolder import runs
 
     paper = config_mod.load_config(paths.CONFIGS / "paper" / f"{config}.yaml")
-    s = data.spec(paper.study.dataset)
+    s = registry.spec(paper.study.dataset)
     save_fake_dataset(data_dir, s.name)
     run = runs.open_run(paths.CONFIGS / "paper" / f"{config}.yaml", run_dir, overrides=tiny_overrides(base, s.num_classes))
     return paper, s, run
@@ -86,12 +88,13 @@ def _open(config, data_dir, run_dir, base):
 
 @pytest.mark.parametrize("config", PAPER_CONFIGS)
 def test_paper_config_data_phases_offline(config, offline_data, tmp_path):
-    from tckr import captions, lora, synthesis, train
+    from tckr.classification import train
+    from tckr.generation import captions, lora, synthesis
 
     paper, s, run = _open(config, offline_data, tmp_path / "run", "models/tiny-sd-fashion")
 
     # phase 00: splits and their class counts (load_real without size= raised on mixed image sizes)
-    table = data.summarise_splits(run)
+    table = splitting.summarise_splits(run)
     sp = run.splits()
     assert table[["D", "H", "val", "test"]].sum().tolist() == [len(sp.D), len(sp.H), len(sp.val), len(run.test_index())]
     assert len(sp.D) == len(sp.H) > 0 and (table["D"] > 0).all()
@@ -135,7 +138,8 @@ def test_paper_config_data_phases_offline(config, offline_data, tmp_path):
 def test_paper_config_models_offline(config, offline_data, tmp_path, tiny_sd_base):
     """One LoRA optimiser step of a random tiny generator and one teacher epoch of a random tiny classifier on each
     paper config's fake data (minutes for all ten on two cores)."""
-    from tckr import captions, lora, train
+    from tckr.classification import train
+    from tckr.generation import captions, lora
 
     _, _, run = _open(config, offline_data, tmp_path / "run", tiny_sd_base)
     captions.caption_run(run, progress=False)
@@ -144,7 +148,10 @@ def test_paper_config_models_offline(config, offline_data, tmp_path, tiny_sd_bas
 
 
 def test_holdout_test_trains_on_the_whole_train_split(offline_data, tmp_path):
-    from tckr import config as config_mod, mia, provenance, runs
+    from tckr.core import config as config_mod
+    from tckr.datasets import provenance
+    from tckr.privacy import mia
+    from tckr.runfolder import runs
 
     with pytest.raises(config_mod.ConfigError, match="mia.n_pipelines.*data.holdout 'test'"):
         config_mod.load_config("configs/tiny.yaml", {"data.holdout": "test"})
@@ -160,7 +167,7 @@ def test_holdout_test_trains_on_the_whole_train_split(offline_data, tmp_path):
     assert run.source("H") == "test" and np.array_equal(sp.H, run.test_index()) and len(sp.H) == 30
     assert run.real("H").images.shape == (30, 16, 16, 3)
     assert np.array_equal(run.labels("H"), run.real("test").labels)
-    table = data.summarise_splits(run)
+    table = splitting.summarise_splits(run)
     assert table["D"].sum() == 50 and table["H"].sum() == table["test"].sum() == 30
     p = mia.pool(run)
     assert p.member.sum() == 50 and (~p.member).sum() == 30

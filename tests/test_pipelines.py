@@ -8,7 +8,6 @@ runs the same pipelines with real training."""
 
 from __future__ import annotations
 
-import copy
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +15,12 @@ import pandas as pd
 import pytest
 import torch
 
-from tckr import captions, classifiers, io, lora, metrics, mia, pipelines, runs, shards, synthesis, train
+from tckr import cli
+from tckr.classification import classifiers, train
+from tckr.core import io, shards
+from tckr.generation import captions, lora, synthesis
+from tckr.privacy import metrics, mia, pipelines
+from tckr.runfolder import runs
 
 OVERRIDES = {"data.train_size": 10, "data.val_size": 10, "mia.population_size": 10, "mia.n_bootstrap": 10,
              "classifier.input_size": 16, "study.num_threads": 1,
@@ -279,7 +283,7 @@ def test_train_pipelines_takes_its_shard_and_checks_the_count(tmp_path, monkeypa
     assert pipelines.train_pipelines(run, shard="2/4", progress=False) == [1] and ran == [(1, 4)]
     assert (run.dir / "mia" / "keep.npy").is_file() and len(np.load(run.dir / "mia" / "keep.npy")) >= 4
     ran.clear()
-    assert pipelines.main(["--run-dir", str(run.dir), "--shard", "1/2", "--no-progress"]) == 0 and ran == [(0, 4), (2, 4)]
+    assert cli.main(["pipelines", "--run-dir", str(run.dir), "--shard", "1/2", "--no-progress"]) == 0 and ran == [(0, 4), (2, 4)]
     for bad in (3, 0):
         with pytest.raises(ValueError, match="even number"):
             pipelines.train_pipelines(run, bad)

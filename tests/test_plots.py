@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from tckr import plots
+from tckr.reporting import plots
 
 
 def test_save_figure_keeps_dotted_names(tmp_path):
@@ -31,7 +31,7 @@ def fake_mia_run(tmp_path, n_shadows=16, headline_json=None, config="mia: {attac
     """A run folder with only the result files the MIA figures read: two targets × three attacks."""
     import numpy as np
 
-    from tckr import io
+    from tckr.core import io
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config.yaml").write_text(config)
@@ -75,7 +75,8 @@ def test_mia_roc_draws_the_saved_arrays_of_the_headline(tmp_path):
 
 
 def test_study_table_reads_only_and_its_writer_writes_it(tmp_path):
-    from tckr import artifacts, io
+    from tckr.core import io
+    from tckr.runfolder import artifacts
 
     run_dir = fake_mia_run(tmp_path, headline_json={"attack": "rmia", "setting": "rmia", "n_shadows": 16, "rule": "x"})
     io.save_csv(run_dir / "results" / "classifiers.csv", pd.DataFrame({
@@ -97,7 +98,8 @@ def test_study_table_reads_only_and_its_writer_writes_it(tmp_path):
 def test_lora_figures_draw_the_saved_samples_and_history(tmp_path, monkeypatch):
     import numpy as np
 
-    from tckr import artifacts, io
+    from tckr.core import io
+    from tckr.runfolder import artifacts
 
     (tmp_path / "config.yaml").write_text("study: {dataset: fashion_mnist}\n")
     with pytest.raises(FileNotFoundError, match="samples"):

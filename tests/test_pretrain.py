@@ -7,7 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import generator, io, pretrain, provenance, runs
+from tckr.core import io
+from tckr.datasets import provenance
+from tckr.generation import generator, pretrain
+from tckr.runfolder import runs
 
 
 def _args(tmp_path, steps: int) -> list[str]:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tckr import progress
+from tckr.core import progress
 
 
 @pytest.fixture

@@ -7,27 +7,28 @@ import json
 import numpy as np
 import pytest
 
-from tckr import data, provenance, runs
+from tckr.datasets import provenance, splitting
+from tckr.runfolder import runs
 
 
 def test_public_partition_does_not_move_with_the_private_split_settings():
     labels = np.repeat(np.arange(10), 300)
-    a = data.make_splits(labels, 400, 50, seed=0, public_size=1000, public_seed=5)
+    a = splitting.make_splits(labels, 400, 50, seed=0, public_size=1000, public_seed=5)
     for train_size, val_size, seed in ((200, 50, 0), (900, 10, 3), (0, 100, 1)):
-        b = data.make_splits(labels, train_size, val_size, seed, public_size=1000, public_seed=5)
+        b = splitting.make_splits(labels, train_size, val_size, seed, public_size=1000, public_seed=5)
         assert np.array_equal(a.public, b.public)
         assert not np.intersect1d(b.public, np.r_[b.D, b.H, b.val, b.pool]).size
     assert len(a.public) == 1000 and (np.bincount(labels[a.public]) == 100).all()
-    other_seed = data.make_splits(labels, 400, 50, seed=0, public_size=1000, public_seed=6)
+    other_seed = splitting.make_splits(labels, 400, 50, seed=0, public_size=1000, public_seed=6)
     assert not np.array_equal(a.public, other_seed.public)
     assert len(np.unique(np.r_[a.D, a.H, a.val, a.pool, a.public])) == len(labels)
     with pytest.raises(ValueError, match="outside the public partition"):
-        data.make_splits(labels, 1000, 50, seed=0, public_size=1000, public_seed=5)
+        splitting.make_splits(labels, 1000, 50, seed=0, public_size=1000, public_seed=5)
 
 
 def test_no_public_partition_keeps_the_old_splits():
     labels = np.repeat(np.arange(10), 100)
-    s = data.make_splits(labels, 200, 100, seed=3)
+    s = splitting.make_splits(labels, 200, 100, seed=3)
     assert len(s.public) == 0 and len(s.pool) == 500
 
 

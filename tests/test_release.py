@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from tckr import captions, classifiers, evaluate, generator, io, lora, release, runs, train
+from tckr import cli
+from tckr.classification import classifiers, evaluate, train
+from tckr.core import io
+from tckr.generation import captions, generator, lora
+from tckr.reporting import release
+from tckr.runfolder import runs
 
 MODELS = [("teacher", None, "real"), ("student", 0.5, "soft"), ("student", 0.5, "hard"), ("student", 1.0, "soft")]
 
@@ -120,7 +125,7 @@ def test_check_catches_a_modified_file_and_rerelease_removes_stale_files(finishe
     teacher.write_bytes(bytes(data))
     assert release.check(out) == ["trained_mbnv3/teachers/fashion_mnist_teacher.safetensors: sha256 differs from "
                                   "trained_mbnv3/release.json (modified or damaged)"]
-    assert release.main(["--check", "--out", str(out)]) == 1
+    assert cli.main(["release", "--check", "--out", str(out)]) == 1
     # a run without its 1x student: released again, that student's files go, unlisted files stay
     run_copy = tmp_path / "run"
     shutil.copytree(finished_run.dir, run_copy)
@@ -128,7 +133,7 @@ def test_check_catches_a_modified_file_and_rerelease_removes_stale_files(finishe
         f.unlink()
     keep = out / "trained_mbnv3" / "students" / "notes.txt"
     keep.write_text("not part of the release")
-    assert release.main([str(run_copy), "--out", str(out), "--check"]) == 0
+    assert cli.main(["release", str(run_copy), "--out", str(out), "--check"]) == 0
     students = out / "trained_mbnv3" / "students"
     assert not (students / "fashion_mnist_student_synth1x_soft.safetensors").exists()
     assert not (students / "fashion_mnist_student_synth1x_soft.json").exists()
@@ -150,7 +155,7 @@ def test_the_committed_release_is_intact_and_reproduces_its_recorded_accuracies(
     """The repository's own release folders (written by python -m tckr.release from the run the README reports):
     every file matches its manifest, and the released classifiers, evaluated in a fresh run of their config without
     training, give exactly the test accuracies in their sidecars."""
-    from tckr import paths
+    from tckr.core import paths
 
     models = release.released_models()
     if not models:

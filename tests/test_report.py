@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from tckr import ledger, plots, report
-
 from test_ledger import _write
+
+from tckr.privacy import ledger
+from tckr.reporting import plots, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_block_shows_the_canaries_of_the_headline_attacks_apart(tmp_path):
 
 
 def test_report_knows_the_study_phases():
-    from tckr import study
+    from tckr.orchestration import study
 
     assert report.STUDY_PHASES == tuple(study.PHASES)
 

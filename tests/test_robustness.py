@@ -10,8 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from tckr import captions, classifiers, config, io, lora, mia, paths, runs, study, synthesis, train
-from tckr.config import ConfigError, config_from_dict, load_config
+from tckr.classification import classifiers, train
+from tckr.core import config, io, paths
+from tckr.core.config import ConfigError, config_from_dict, load_config
+from tckr.generation import captions, lora, synthesis
+from tckr.orchestration import study
+from tckr.privacy import mia
+from tckr.runfolder import runs
 
 TINY = yaml.safe_load((paths.CONFIGS / "tiny.yaml").read_text())
 
@@ -96,7 +101,7 @@ def test_empty_or_partial_config_file_is_an_error_not_the_paper_defaults(tmp_pat
 
 
 def test_names_kept_in_config_agree_with_the_code_that_uses_them():
-    from tckr import generator
+    from tckr.generation import generator
 
     assert set(config.ATTACKS) == set(mia.ATTACKS)
     assert set(config.LORA_TARGETS) == set(generator.LORA_TARGETS)
@@ -176,7 +181,7 @@ def adapted(tmp_path_factory):
     loaded the way notebook 03 loads them (synthesis.load_pipeline)."""
     import torch
 
-    from tckr import generator
+    from tckr.generation import generator
 
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("adapted")
@@ -272,7 +277,7 @@ def test_damaged_adapter_names_the_file(tmp_path):
     path = tmp_path / "lora.safetensors"
     io.save_weights(path, {"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.ones(2, 8),
                            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.ones(8, 2)})
-    from tckr import generator
+    from tckr.generation import generator
 
     assert len(generator.read_lora(path)[0]) == 1
     _damage(path, "truncate")
@@ -284,9 +289,10 @@ def test_truncated_dataset_arrow_file_is_named(tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     from PIL import Image
 
-    from tckr import data
+    from tckr.core import registry
+    from tckr.datasets import real
 
-    s = data.spec("cifar10")
+    s = registry.spec("cifar10")
     rng = np.random.default_rng(0)
     split = {}
     for hf_split in (s.train_split, s.test_split):
@@ -299,7 +305,7 @@ def test_truncated_dataset_arrow_file_is_named(tmp_path, monkeypatch):
     arrow = sorted((tmp_path / "cifar10" / s.train_split).glob("*.arrow"))[0]
     arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
     with pytest.raises(io.CorruptFileError, match=rf"{arrow}: the saved dataset 'cifar10' \(train\)"):
-        data.load_real("cifar10", "train")
+        real.load_real("cifar10", "train")
 
 
 @pytest.mark.parametrize("content, pattern", [
@@ -518,8 +524,8 @@ def test_phases_00_01_03_then_the_rest_end_with_an_adapted_synthetic_set(tmp_pat
 def test_ablation_subrun_opens_when_pipelines_attack_other_cardinalities(tmp_path):
     """The class-prompt ablation's sub-run keeps one cardinality; mia.pipeline_cardinalities must not make it invalid
     (mini-leaky: pipelines at 1x and 5x, ablation at 1x, failed in notebook 04 before the fix)."""
-    from tckr import ablation
-    from tckr.config import load_config
+    from tckr.classification import ablation
+    from tckr.core.config import load_config
 
     cfg = load_config("configs/tiny.yaml", {"synthesis.cardinalities": [0.5, 1.0], "mia.pipeline_cardinalities": [0.5, 1.0]})
     run = runs.open_run(cfg, tmp_path / "r")

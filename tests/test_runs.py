@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from tckr import runs
-from tckr.config import ConfigError
+from tckr.core.config import ConfigError
+from tckr.runfolder import runs
 
 
 def test_run_folder_records_everything(tmp_path):
@@ -37,7 +37,7 @@ def test_reopening_with_other_settings_fails(tmp_path):
 def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
     import os
 
-    from tckr import io
+    from tckr.core import io
 
     target = tmp_path / "out.json"
     with pytest.raises(RuntimeError):

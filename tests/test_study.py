@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import artifacts, plots, runs, study
+from tckr import cli
+from tckr.orchestration import study
+from tckr.reporting import plots
+from tckr.runfolder import artifacts, runs
 
 FIGURE_STEMS = ["table", "cardinality", "roc", "ledger", "real_vs_synthetic", "ablation", "audit_distances", "real_samples",
                 "classifier_curves"]
@@ -68,7 +71,7 @@ def test_figures_regenerate_from_result_files_without_training_code(tiny_chain, 
     shutil.copytree(tiny_chain, run_copy, ignore=shutil.ignore_patterns("figures"))
     code = (
         "import sys; from tckr import plots; plots.make_figures(sys.argv[1], log=lambda m: None);"
-        "banned = [m for m in ('tckr.train', 'tckr.lora', 'tckr.generator', 'tckr.mia', 'diffusers', 'peft', 'timm') if m in sys.modules];"
+        "banned = [m for m in ('tckr.classification.train', 'tckr.generation.lora', 'tckr.generation.generator', 'tckr.privacy.mia', 'diffusers', 'peft', 'timm') if m in sys.modules];"
         "assert not banned, banned"
     )
     subprocess.run([sys.executable, "-c", code, str(run_copy)], check=True, timeout=300)
@@ -113,7 +116,7 @@ def test_figures_plot_the_numbers_of_the_result_files(tiny_chain, tmp_path, monk
 
 
 def test_failed_phase_names_the_phase_and_notebook(tmp_path):
-    from tckr import io
+    from tckr.core import io
 
     run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
     D = run.splits().D
@@ -134,7 +137,7 @@ def test_phase_without_its_upstream_is_refused(tmp_path):
 
 
 def test_cli_rejects_unknown_phase(capsys):
-    assert study.main(["configs/tiny.yaml", "--phases", "07_nope"]) == 2
+    assert cli.main(["study", "configs/tiny.yaml", "--phases", "07_nope"]) == 2
     assert capsys.readouterr().err.startswith("tckr: error: unknown phase(s) 07_nope; accepted: 00_data,")
 
 
@@ -180,8 +183,9 @@ def test_seed_aggregate_of_a_study_stopped_before_the_attacks(tmp_path):
 def test_notebook_04_evaluates_released_weights_without_training(tiny_chain, tmp_path):
     import torch
 
-    from tckr import io, release
-    from tckr.notebook import execute_notebook
+    from tckr.core import io
+    from tckr.core.notebook import execute_notebook
+    from tckr.reporting import release
 
     out = tmp_path / "release"
     release.release(tiny_chain, out, log=lambda m: None)

@@ -5,7 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr import captions, generator, io, plots, runs, synthesis
+from tckr import cli
+from tckr.core import io
+from tckr.generation import captions, generator, synthesis
+from tckr.reporting import plots
+from tckr.runfolder import runs
 
 # 20 images (0.2 × |D| = 100) in shards of 7, 7 and 6; 2 pipeline calls per shard (batch 6)
 OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "mia.pipeline_cardinalities": [0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
@@ -42,7 +46,7 @@ class CountingPipe:
 def pipe():
     import torch
 
-    from tckr import generator
+    from tckr.generation import generator
 
     torch.set_num_threads(2)
     return generator.Generator(generator.build_random("tiny", seed=0), base="random:tiny")
@@ -167,7 +171,7 @@ def test_k_of_n_shards_cover_everything_exactly_once(reference, pipe, tmp_path):
     first = synthesis.generate(run, pipe, shard="1/2", progress=False)
     assert first["shards_mine"] == first["shards_made"] == 2
     assert synthesis.status(run)["done"].tolist() == [True, False, True]
-    second = synthesis.main(["--run-dir", str(run.dir), "--shard", "2/2", "--random-weights", "--no-progress"])
+    second = cli.invoke(["synthesis", "--run-dir", str(run.dir), "--shard", "2/2", "--random-weights", "--no-progress"])[1]
     assert second["shards_mine"] == second["shards_made"] == 1
     assert synthesis.status(run)["done"].all()
     for a, b in zip(_shards(run), _shards(reference)):
@@ -222,7 +226,7 @@ def test_killed_process_resumes(reference, tmp_path):
     import time
 
     run = _run(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "tckr.synthesis", "--run-dir", str(run.dir), "--random-weights", "--no-progress"]
+    cmd = [sys.executable, "-m", "tckr.generation.synthesis", "--run-dir", str(run.dir), "--random-weights", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_csv = synthesis.shard_paths(run, 0)[1]
     deadline = time.time() + 300
@@ -234,7 +238,7 @@ def test_killed_process_resumes(reference, tmp_path):
     assert status["done"].iloc[0] and not status["done"].all(), "the process was not killed mid-way; rerun the test"
     made_before = status["done"].sum()
     first = synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns
-    summary = synthesis.main(["--run-dir", str(run.dir), "--random-weights", "--no-progress"])
+    summary = cli.invoke(["synthesis", "--run-dir", str(run.dir), "--random-weights", "--no-progress"])[1]
     assert summary["shards_made"] == 3 - made_before
     assert synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns == first
     assert not [p for p in (run.dir / "synthetic" / "shards").iterdir() if p.name.startswith(".")]
@@ -245,7 +249,8 @@ def test_killed_process_resumes(reference, tmp_path):
 def test_pipeline_from_a_local_base_with_the_runs_adapter(pipe, tmp_path):
     """load_pipeline reads generator.base from a folder and needs notebook 02's adapter (the base only when asked
     for with use_lora=False); the manifest names both, the adapter relative to the run folder with its sha256."""
-    from tckr import generator, io, lora
+    from tckr.core import io
+    from tckr.generation import generator, lora
 
     base = tmp_path / "base"
     pipe.pipe.save_pretrained(base)
@@ -298,7 +303,7 @@ def test_streamed_set_is_the_loaded_set_without_reading_it(reference):
 
 
 def test_streamed_images_resize_like_the_loaded_set(reference):
-    from tckr.data import resize_images
+    from tckr.datasets.real import resize_images
 
     files = [synthesis.shard_paths(reference, j)[0] for j in range(3)]
     view = synthesis.ShardedImages.open(files, np.array([1, 8, 15, 19]), size=24)
@@ -314,7 +319,7 @@ def test_student_trained_on_the_stream_matches_the_in_memory_path(reference, mon
     so the weights are bit-identical to fit on the in-memory images."""
     import torch
 
-    from tckr import train
+    from tckr.classification import train
 
     run = reference  # tiny.yaml: 2 epochs of batches of 5, so batches straddle the shards of 7
     seen = []

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from tckr import classifiers, evaluate, plots, runs, train
-from tckr.synthesis import ShardedImages
-from tckr.config import load_config
+from tckr.classification import classifiers, evaluate, train
+from tckr.core.config import load_config
+from tckr.generation.synthesis import ShardedImages
+from tckr.reporting import plots
+from tckr.runfolder import runs
 
 ARCH = "mobilenetv3_small_050"
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -225,7 +227,7 @@ class FakeSynthetic:
 @pytest.fixture
 def fake_synthesis(monkeypatch):
     sets = {}
-    mod = types.ModuleType("tckr.synthesis")
+    mod = types.ModuleType("tckr.generation.synthesis")
     mod.SyntheticSet = FakeSynthetic
 
     def load_synthetic(run, multiple):
@@ -238,7 +240,7 @@ def fake_synthesis(monkeypatch):
     mod.ShardedImages = ShardedImages
     mod.available_multiples = lambda run: sorted(sets)
     mod.check = lambda run: None  # the real one checks shard checksums; these sets are in memory
-    monkeypatch.setitem(sys.modules, "tckr.synthesis", mod)
+    monkeypatch.setitem(sys.modules, "tckr.generation.synthesis", mod)
     import tckr
 
     monkeypatch.setattr(tckr, "synthesis", mod, raising=False)
@@ -293,7 +295,7 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     assert len(evaluate.results_table(run)) == 3
     fig = plots.plot_curves(run.dir)[0]
     assert fig.is_file() and fig.with_suffix(".png").is_file()
-    from tckr import paths
+    from tckr.core import paths
 
     monkeypatch.setattr(paths, "TRAINED", tmp_path / "trained_mbnv3")
     exported = train.export_weights(run)
@@ -344,8 +346,8 @@ def test_fit_reads_memory_mapped_images(cfg, tmp_path):
 KILLED_FIT = """
 import os, sys
 import numpy as np
-from tckr import train
-from tckr.config import load_config
+from tckr.classification import train
+from tckr.core.config import load_config
 folder, kill_after = sys.argv[1], int(sys.argv[2])
 cfg = load_config("configs/tiny.yaml", {OVERRIDES})
 a = {{n: np.load(os.path.join(folder, n + ".npy")) for n in ("x", "y", "xv", "yv")}}

@@ -24,9 +24,9 @@ from typing import Any, Callable
 
 import yaml
 
-from . import paths
-from .config import ConfigError, load_config
-from .shards import parse_shard
+from tckr.core import paths
+from tckr.core.config import ConfigError, load_config
+from tckr.core.shards import parse_shard
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -86,7 +86,7 @@ def _unsharded(a) -> None:
 
 def _open(a, *, new: bool = True):
     """The run the options name: ``--run-dir`` (existing, or new when ``--config`` is given) or a new run."""
-    from . import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.runfolder import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     config, run_dir = _config(a), _run_dir(a)
     if run_dir is None and not new:
@@ -100,7 +100,8 @@ def _open(a, *, new: bool = True):
 
 
 def _study(a) -> None:
-    from . import runs, study  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.orchestration import study
+    from tckr.runfolder import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     config, run_dir = _config(a), _run_dir(a)
@@ -126,7 +127,8 @@ def _load(config: str):
 
 
 def _saved_config(run_dir: str | Path) -> str:
-    from . import paths, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.core import paths  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.runfolder import runs
 
     f = paths.resolve(run_dir) / runs.CONFIG_FILE
     if not f.is_file():
@@ -135,7 +137,7 @@ def _saved_config(run_dir: str | Path) -> str:
 
 
 def _figures(a) -> None:
-    from . import plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.reporting import plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     _no_set(a)
@@ -153,7 +155,7 @@ def _no_set(a) -> None:
 
 
 def _lora(a) -> None:
-    from . import lora  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.generation import lora  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     run = _open(a)
@@ -163,7 +165,7 @@ def _lora(a) -> None:
 
 
 def _synthesis(a) -> dict:
-    from . import synthesis  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.generation import synthesis  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     pipe = synthesis.load_generator(run, random_weights=True) if a.random_weights else None
@@ -173,7 +175,7 @@ def _synthesis(a) -> dict:
 
 
 def _shadows(a) -> None:
-    from . import mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.privacy import mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     done = mia.train_shadows(run, a.n_shadows, a.shard, progress=not a.no_progress)
@@ -184,7 +186,7 @@ def _shadows(a) -> None:
 
 
 def _pipelines(a) -> None:
-    from . import pipelines  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.privacy import pipelines  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     pipelines.train_pipelines(run, a.n_pipelines, a.shard, progress=not a.no_progress)
@@ -194,7 +196,7 @@ def _pipelines(a) -> None:
 
 
 def _generator_attack(a) -> None:
-    from . import generator_mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.privacy import generator_mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     run = _open(a, new=False)
@@ -203,7 +205,8 @@ def _generator_attack(a) -> None:
 
 
 def _ledger(a) -> None:
-    from . import ledger, plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.privacy import ledger  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.reporting import plots
 
     _unsharded(a)
     _no_set(a)
@@ -213,7 +216,7 @@ def _ledger(a) -> None:
 
 
 def _pretrain(a) -> None:
-    from . import pretrain  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.generation import pretrain  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     _unsharded(a)
     if a.sets:
@@ -227,7 +230,8 @@ def _pretrain(a) -> None:
 
 
 def _report(a) -> ExitCode | None:
-    from . import report, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.reporting import report  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.runfolder import runs
 
     _unsharded(a)
     _no_set(a)
@@ -257,7 +261,7 @@ def _report(a) -> ExitCode | None:
     if not folders:
         raise UsageError(f"tckr report {a.action} needs one or more result folders, e.g. tckr report {a.action} results/mini")
     if a.action == "figures":
-        from . import plots  # lazy: a subcommand's module is imported when it runs (matplotlib)
+        from tckr.reporting import plots  # lazy: a subcommand's module is imported when it runs (matplotlib)
 
         plots.result_figures(folders, a.images)
         return None
@@ -278,7 +282,8 @@ def _block_outcome(readme: str, what: str, cmd: str, changed: bool, check: bool)
 
 
 def _release(a) -> ExitCode | None:
-    from . import release, runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.reporting import release  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.runfolder import runs
 
     _unsharded(a)
     _no_set(a)
@@ -373,11 +378,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from . import io, provenance, shards  # noqa: F401  (shards: its ValueError is a malformed --shard)
-    from .data import DatasetUnavailableError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from .release import ReleaseError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from .report import ReportError  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from .study import PhaseBlocked  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.core import io, shards  # noqa: F401  (shards: its ValueError is a malformed --shard)
+    from tckr.datasets import provenance
+    from tckr.datasets.real import DatasetUnavailableError
+    from tckr.orchestration.study import (
+        PhaseBlocked,  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    )
+    from tckr.reporting.release import (
+        ReleaseError,  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    )
+    from tckr.reporting.report import (
+        ReportError,  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    )
 
     return (UsageError, ConfigError, FileNotFoundError, PhaseBlocked, provenance.DataLeakError, io.CorruptFileError,
             DatasetUnavailableError, ReportError, ReleaseError)
@@ -398,7 +410,9 @@ def invoke(argv: list[str] | None = None) -> tuple[int, Any]:
     if rest and a.command != "pretrain":
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     a.rest = rest
-    from .study import PhaseFailed  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.orchestration.study import (
+        PhaseFailed,  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    )
 
     try:
         if a.shard is not None:

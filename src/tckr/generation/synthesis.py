@@ -1,0 +1,357 @@
+"""Synthesis: the synthetic training set, generated from the run's captions by the (LoRA-adapted) generator.
+
+Prompts are class-balanced and cycled within each class: image ``i`` of the largest set is class ``i mod C``
+and uses that class's ``i // C``-th prompt (wrapping around), in D's order. ``synthesis.prompt_mode`` is
+``"caption"`` (the run's ``"<class>: <caption>"`` prompts from notebook 01) or ``"class"`` (the class name only,
+the ablation). Image ``i`` is drawn with its own noise seed ``run.seed_for(synthesis.seed) * 2**32 + i``: the
+seeds of repeated runs (run seeds) never overlap, they never reach the fine-tuning seed (``lora.seed``;
+:func:`plan` refuses an overlap), and an image does not depend on which process made it (shards are
+bit-identical across processes at the same batch size).
+
+Only the largest cardinality in ``synthesis.cardinalities`` (multiples of |D|) is generated; a smaller one is
+a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...), see :func:`subset_index`.
+
+Files under ``<run>/synthetic/``:
+
+- ``manifest.json``: what the set was made with (generator base, adapter path relative to the run folder and
+  its sha256, guidance, steps, resolution, prompt mode, seeds, sizes). A rerun with other settings is an error
+  instead of a mixed set. Once every shard is finished it also lists each shard's sha256 (``shards_sha256``,
+  ``tables_sha256``), so the manifest identifies the whole set's content.
+- ``plan.csv``: one row per image of the largest set: ``i``, ``label``, ``class_name``, ``prompt``, ``seed``,
+  ``shard``.
+- ``shards/shard_<j>.npy`` (uint8 ``n×H×W×3``), ``shards/shard_<j>.json`` (sidecar: sha256 of the array file and
+  of the table) and ``shards/shard_<j>.csv`` (that shard's rows of the plan), all written atomically; the CSV is
+  written last, so a shard is finished when its CSV exists and its files match the sidecar's checksums. A
+  truncated or damaged shard is therefore unfinished: reading it is an error naming it, and the next
+  :func:`generate` makes it again. A rerun skips finished shards; ``shard="k/n"`` (or ``python -m
+  tckr.synthesis --shard k/n``) makes only shards ``j`` with ``j mod n == k - 1``, so ``n`` processes or GPUs
+  share the work without talking to each other.
+- ``truncated_prompts.json`` (only when there are any): the distinct prompts longer than the text encoder's window
+  (``max_tokens``), whose ends the encoder never sees (:func:`tckr.generator.truncated_prompts`); generation says
+  how many on stderr.
+- ``subsets/x<multiple>.npy``: the indices (into the largest set) of each smaller cardinality.
+
+Paths and readers of these files live in :mod:`tckr.artifacts` (re-exported here); the samples figure is
+:func:`tckr.plots.plot_synthetic_samples`.
+Reading: :func:`stream_synthetic` memory-maps the shards and returns the subset as an index over them
+(:class:`ShardedImages`; student training reads it batch by batch, so RAM does not grow with the set, see
+``bench/bench_streaming.py``); :func:`load_synthetic` is the same set read into RAM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tckr.core import io, shards
+from tckr.core.progress import tqdm
+from tckr.datasets import real
+from tckr.generation import captions, generator
+from tckr.generation.generator import Generator, to_uint8
+from tckr.runfolder import artifacts
+from tckr.runfolder.artifacts import (  # noqa: F401
+    SYNTHETIC_DIR,
+    ShardedImages,
+    SyntheticSet,
+    _n_shards,
+    _read_all,
+    _read_or_none,
+    _shard_files,
+    _shard_problem,
+    available_multiples,
+    check,
+    class_counts,
+    is_complete,
+    load_synthetic,
+    problems,
+    set_size,
+    shard_done,
+    shard_paths,
+    shard_sidecar,
+    stream_synthetic,
+    subset_index,
+    synthetic_dir,
+)
+from tckr.runfolder.runs import device as run_device
+from tckr.runfolder.runs import set_threads
+
+PLAN_COLUMNS = ("i", "label", "class_name", "prompt", "seed", "shard")
+SEED_STRIDE = 2**32  # noise seeds of image i: run.seed_for(synthesis.seed) * SEED_STRIDE + i
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def class_prompts(run) -> list[list[str]]:
+    """Per class, the prompts synthesis cycles through (``synthesis.prompt_mode``)."""
+    names = run.class_names
+    mode = run.cfg.synthesis.prompt_mode
+    if mode == "class":
+        return [[n] for n in names]
+    if mode != "caption":
+        raise ValueError(f"synthesis.prompt_mode: unknown mode {mode!r}; accepted: 'caption', 'class'")
+    table = captions.load_captions(run)
+    out = [table.loc[table["label"] == c, "prompt"].tolist() for c in range(len(names))]
+    empty = [names[c] for c, p in enumerate(out) if not p]
+    if empty:
+        raise ValueError(f"no captions for classes {empty} in {captions.captions_path(run)}; every class needs at least one")
+    return out
+
+
+def caption_order(run, label: int, n: int) -> np.ndarray:
+    """The seeded order in which synthesis cycles the ``n`` captions of class ``label``."""
+    return np.random.default_rng([run.seed_for(run.cfg.synthesis.seed), 2, int(label)]).permutation(n)
+
+
+def _cycled(run, per_class: list) -> list:
+    """Item ``i`` of the largest set from per-class lists: class ``i mod C``, that class's ``i // C``-th item in its
+    seeded :func:`caption_order` (wrapping around). The one cycle behind both :func:`plan` and :func:`plan_sources`."""
+    ordered = [[items[j] for j in caption_order(run, c, len(items))] for c, items in enumerate(per_class)]
+    C = len(ordered)
+    i = np.arange(set_size(run, max(run.cfg.synthesis.cardinalities)), dtype=np.int64)
+    return [ordered[c][r % len(ordered[c])] for c, r in zip(i % C, i // C)]
+
+
+def plan_sources(run) -> np.ndarray:
+    """Per row of :func:`plan`, the position in D (``run.real("D")``) of the start image of image-to-image synthesis
+    (``synthesis.init_strength`` > 0): image ``i`` of class ``c`` starts from the ``i // C``-th image of class ``c`` in
+    the order synthesis cycles that class's captions, i.e. the image whose caption is its prompt (``prompt_mode:
+    caption``; with ``class`` prompts, the same cycle over D's images of the class)."""
+    D = run.splits().D
+    if run.cfg.synthesis.prompt_mode == "caption":
+        table = captions.load_captions(run)
+        index, labels = table["index"].to_numpy(), table["label"].to_numpy()
+    else:
+        index, labels = D, run.real("D").labels
+    where = {int(ix): p for p, ix in enumerate(D)}
+    pos = np.array([where[int(ix)] for ix in index], dtype=np.int64)
+    rows = [pos[labels == c] for c in range(len(run.class_names))]
+    empty = [run.class_names[c] for c, r in enumerate(rows) if not len(r)]
+    if empty:
+        raise ValueError(f"no images of classes {empty} in D; image-to-image synthesis needs at least one per class")
+    return np.array(_cycled(run, rows), dtype=np.int64)
+
+
+def plan(run) -> pd.DataFrame:
+    """The largest synthetic set, one row per image (columns ``PLAN_COLUMNS``)."""
+    cfg = run.cfg.synthesis
+    n = set_size(run, max(cfg.cardinalities))
+    # Each class cycles its captions in a seeded random order, so a set smaller than |D| (a shadow pipeline's
+    # 0.2x set, say) uses a random share of the captions, as the target's 0.2x subset of its larger set does,
+    # not the captions of the lowest-index images of D.
+    prompts = _cycled(run, class_prompts(run))
+    C = len(run.class_names)
+    i = np.arange(n, dtype=np.int64)
+    labels = i % C
+    base = run.seed_for(cfg.seed) * SEED_STRIDE
+    lora_seed = run.seed_for(run.cfg.lora.seed)
+    if base <= lora_seed < base + n:
+        raise ValueError(f"synthesis.seed {cfg.seed}: noise seeds {base}..{base + n - 1} would include the fine-tuning "
+                         f"seed {lora_seed}; pick a positive synthesis.seed")
+    return pd.DataFrame({"i": i, "label": labels, "class_name": [run.class_names[c] for c in labels],
+                         "prompt": prompts,
+                         "seed": base + i, "shard": i // cfg.shard_size})
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"k/n"`` (1 ≤ k ≤ n) as ``(k, n)``; ``None`` is ``(1, 1)`` (:func:`tckr.shards.parse_shard`)."""
+    return shards.parse_shard(shard)
+
+
+def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
+    """The diffusers pipeline of :func:`load_generator` (same arguments)."""
+    return load_generator(run, use_lora=use_lora, random_weights=random_weights, device=device).pipe
+
+
+def load_generator(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
+    """The run's generator (:class:`tckr.generator.Generator`: the pipeline with its base and adapter):
+    ``generator.base`` with the run's adapter from notebook 02 (an error when it is missing, unless
+    ``use_lora=False`` asks for the base on purpose).
+
+    ``random_weights`` builds ``generator.arch`` with random weights instead (mechanics only: its images are noise).
+    ``generator.dtype`` float16 runs as float32 on a CPU; bfloat16 is kept (about twice as fast on CPUs with bf16
+    instructions, see ``bench/bench_generation.py``).
+    """
+    dev = device or run_device(run.cfg)
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[run.cfg.generator.dtype]
+    if dev.type == "cpu" and dtype == torch.float16:
+        dtype = torch.float32
+    if random_weights:
+        pipe = generator.build_random(run.cfg.generator.arch, dtype=dtype).to(dev)
+        return generator.Generator(pipe, base=f"random:{run.cfg.generator.arch}")
+    adapter = artifacts.adapter_path(run) if use_lora else None
+    if adapter is not None and not adapter.is_file():
+        # Never fall back to the base silently: a "synthetic set of the adapted generator" made by the base
+        # looks finished and changes every downstream number.
+        raise FileNotFoundError(f"no LoRA adapter at {adapter}: synthesis uses the run's adapter from "
+                                "notebooks/02_lora_finetune.ipynb (phase 02_lora_finetune); run that first, or pass "
+                                f"use_lora=False to generate with the base generator {run.cfg.generator.base!r} on purpose")
+    pipe = generator.load(run.cfg.generator.base, lora=adapter, dtype=dtype, device=dev)
+    return generator.Generator(pipe, base=str(run.cfg.generator.base), adapter=str(adapter) if adapter else None)
+
+
+def class_balance(run) -> pd.DataFrame:
+    """Images per class (columns) of each available synthetic set (rows, by multiple of |D|)."""
+    rows = {m: np.bincount(load_synthetic(run, m).labels, minlength=len(run.class_names)) for m in available_multiples(run)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=run.class_names).rename_axis("multiple")
+
+
+def _settings(run, gen, table: pd.DataFrame) -> dict[str, Any]:
+    cfg = run.cfg.synthesis
+    adapter = gen.adapter
+    return {"base": gen.base,
+            "adapter": run.portable(adapter) if adapter else None,
+            "adapter_sha256": io.sha256_file(adapter) if adapter else None,
+            "arch": run.cfg.generator.arch, "resolution": run.cfg.generator.resolution,
+            "guidance_scale": cfg.guidance_scale, "steps": cfg.steps, "prompt_mode": cfg.prompt_mode,
+            "seed": run.seed_for(cfg.seed), "shard_size": cfg.shard_size, "n": len(table),
+            "prompts_sha256": hashlib.sha256("\n".join(table["prompt"]).encode()).hexdigest()[:16],
+            "largest_multiple": max(cfg.cardinalities), "cardinalities": sorted(cfg.cardinalities),
+            "d_size": len(run.splits().D), "init_strength": float(cfg.init_strength)}
+
+
+def _check_manifest(run, settings: dict[str, Any]) -> None:
+    path = synthetic_dir(run) / "manifest.json"
+    if path.is_file():
+        old = io.read_json(path)
+        if "adapter_sha256" not in old and old.get("adapter") and settings["adapter"]:
+            # manifests written before adapters were recorded relative to the run (with a checksum) hold an absolute path
+            old["adapter"] = settings["adapter"] if Path(old["adapter"]).name == Path(settings["adapter"]).name else old["adapter"]
+        diff = [f"{k}: {old[k]!r} -> {v!r}" for k, v in settings.items() if k in old and old[k] != v]
+        if diff:
+            raise RuntimeError(f"{synthetic_dir(run)} was generated with other settings ({'; '.join(diff)}); "
+                               "use a new run folder, or delete that folder to start over")
+        if any(k not in old for k in settings):
+            io.write_json(path, {**old, **settings})
+    else:
+        io.write_json(path, settings)
+
+
+def _write_shard(run, j: int, images: np.ndarray, rows: pd.DataFrame) -> None:
+    """Array, then sidecar (checksums of both files), then table: the table marks the shard finished."""
+    npy, csv = shard_paths(run, j)
+    io.save_array(npy, images)
+    text = rows.to_csv(index=False)
+    io.write_json(shard_sidecar(run, j), {"sha256": io.sha256_file(npy), "csv_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                          "n": len(rows), "shape": list(images.shape), "dtype": str(images.dtype)})
+    io.write_text(csv, text)
+
+
+def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True, batch_size: int | None = None) -> dict[str, Any]:
+    """Generate the run's largest synthetic set (this process's shards of it), skipping finished shards.
+
+    ``pipe`` defaults to :func:`load_generator`; a :class:`tckr.generator.Generator` records its base and adapter in
+    the manifest; a bare ``StableDiffusionPipeline`` works too (recorded as ``custom <type>``, no adapter). Returns a summary: shards done/total, images made now, seconds, images per second.
+    """
+
+
+    cfg = run.cfg.synthesis
+    set_threads(run.cfg)
+    k, n_workers = parse_shard(shard)
+    table = plan(run)
+    n_shards = int(table["shard"].max()) + 1 if len(table) else 0
+    mine = shards.mine(range(n_shards), shard)
+    todo = [j for j in mine if not shard_done(run, j, table[table["shard"] == j])]
+    summary = {"shards_total": n_shards, "shards_mine": len(mine), "shards_made": 0, "images_made": 0,
+               "seconds": 0.0, "images_per_s": None}
+    folder = synthetic_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    if pipe is None and todo:
+        pipe = load_generator(run)
+    if pipe is not None:
+        gen = pipe if isinstance(pipe, Generator) else Generator(pipe, base=f"custom {type(pipe).__name__}")
+        _check_manifest(run, _settings(run, gen, table))
+        pipe = gen.pipe
+    if not (folder / "plan.csv").is_file():
+        io.save_csv(folder / "plan.csv", table)
+    if pipe is not None and todo and getattr(pipe, "tokenizer", None) is not None:
+        long = generator.truncated_prompts(pipe.tokenizer, table["prompt"].tolist())
+        if long:  # diffusers cuts them with a warning per batch; say once how many, and where the list is
+            io.write_json(folder / "truncated_prompts.json", {"max_tokens": int(pipe.tokenizer.model_max_length), "prompts": long})
+            print(f"synthesis: {len(long)} of {table['prompt'].nunique()} distinct prompts are longer than the text encoder's "
+                  f"{pipe.tokenizer.model_max_length} tokens and are cut at the end (listed in {folder / 'truncated_prompts.json'}), "
+                  f"e.g. {long[0]!r}", file=sys.stderr)
+    if not todo:
+        _write_subsets(run)
+        return summary
+    device = pipe.device
+    res = run.cfg.generator.resolution
+    bs = int(batch_size or cfg.batch_size)
+    strength = float(cfg.init_strength)
+    if strength > 0:
+        # Image-to-image: each image starts from its prompt's own image of D, noised to `strength` of the schedule
+        # (diffusers' img2img on the same components). Positive controls only: near-copies of members on purpose.
+        from diffusers import StableDiffusionImg2ImgPipeline  # lazy: optional heavy dependency
+
+        pipe = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+        pipe.set_progress_bar_config(disable=True)
+        starts, D = plan_sources(run), run.real("D")
+    start = time.perf_counter()
+    bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="images", disable=not progress)
+    for j in todo:
+        rows = table[table["shard"] == j]
+        npy, csv = shard_paths(run, j)
+        for stale in npy.parent.glob(f".{npy.stem}.*"):
+            stale.unlink(missing_ok=True)
+        images = np.empty((len(rows), res, res, 3), dtype=np.uint8)
+        prompts, seeds = rows["prompt"].tolist(), rows["seed"].tolist()
+        for s in range(0, len(rows), bs):
+            gens = [torch.Generator(device="cpu").manual_seed(int(x)) for x in seeds[s:s + bs]]
+            with torch.inference_mode():
+                if strength > 0:
+                    init = D.images[starts[rows["i"].to_numpy()[s:s + bs]]]
+                    if init.shape[1:3] != (res, res):
+                        init = real.resize_images(init, res)
+                    init = init.astype(np.float32) / 255.0
+                    out = pipe(prompt=prompts[s:s + bs], image=init, strength=strength, num_inference_steps=cfg.steps,
+                               guidance_scale=cfg.guidance_scale, generator=gens, output_type="np").images
+                else:
+                    out = pipe(prompt=prompts[s:s + bs], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                               height=res, width=res, generator=gens, output_type="np").images
+            images[s:s + len(gens)] = to_uint8(out)
+            bar.update(len(gens))
+        _write_shard(run, j, images, rows)
+        summary["shards_made"] += 1
+        summary["images_made"] += len(rows)
+    bar.close()
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    summary["images_per_s"] = round(summary["images_made"] / max(summary["seconds"], 1e-9), 3)
+    _write_subsets(run)
+    return summary
+
+
+def _write_subsets(run) -> None:
+    """Once every shard is finished: the subsets' indices, and each shard's checksums in the manifest."""
+    if not is_complete(run):
+        return
+    for m in run.cfg.synthesis.cardinalities:
+        path = synthetic_dir(run) / "subsets" / f"x{m:g}.npy"
+        if not path.is_file() or not np.array_equal(_read_or_none(path), subset_index(run, m)):
+            io.save_array(path, subset_index(run, m))
+    manifest = synthetic_dir(run) / "manifest.json"
+    info = io.read_json(manifest)
+    sides = [io.read_json(shard_sidecar(run, j)) for j in range(_n_shards(run, info))]
+    sealed = {"shards_sha256": [r["sha256"] for r in sides], "tables_sha256": [r["csv_sha256"] for r in sides]}
+    if any(info.get(k) != v for k, v in sealed.items()):
+        io.write_json(manifest, {**info, **sealed})
+
+
+def status(run) -> pd.DataFrame:
+    """One row per shard of the plan: ``shard``, ``images``, ``done``."""
+    table = plan(run)
+    per = table.groupby("shard").size()
+    return pd.DataFrame({"shard": per.index, "images": per.to_numpy(),
+                         "done": [shard_done(run, int(j)) for j in per.index]})
+
+
+# --------------------------------------------------------------------------- command line

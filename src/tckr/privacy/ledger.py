@@ -1,0 +1,208 @@
+"""The privacy ledger: leakage at each release point under each attack family, in one table.
+
+A TCKR study can release four things, each with its own threat model (REFERENCE.md, "Attacking a
+synthetic-data pipeline"): the **teacher** (trained on D), the **generator** (the LoRA-adapted base),
+the **synthetic set** of each cardinality, and the **student** of each cardinality. This module reads
+the attack result files a run wrote and lays every (release point, attack) pair side by side:
+
+- ``results/mia.csv``: classifier-shadow attacks (LiRA, LOSS, RMIA) on the teacher and the students;
+- ``results/mia_pipeline.csv``: LiRA on the students with shadow *pipelines* (:mod:`tckr.pipelines`);
+- ``results/mia_generator.csv``: attacks on the adapted generator (:mod:`tckr.generator_mia`);
+- ``results/mia_synthetic.csv``: attacks on the released synthetic sets (:mod:`tckr.generator_mia`).
+
+One attack per release point is the **pre-registered headline** (:func:`headline_rules`), fixed
+before looking at any score: the configured LiRA variant (``mia.headline``) with the shadows that
+replicate that release point's training (pipelines for students, generators and synthetic sets once
+a run has them); every other row is reported beside it, never maximised over. Intervals are 95%
+bootstrap intervals of each row on its own; ``results/ledger.json`` states how many comparisons the
+table makes and the Bonferroni level that a reader who wants family-wise control should apply. Rows scored on
+the run's mislabeled canaries alone (``subset`` = ``canaries``, ``mia.canaries``) come after all the others and are
+never a headline; every other row is on P without the canaries (``subset`` = ``all``).
+
+Pure reading and tabulating: no training, no drawing (``tckr.plots.plot_ledger`` draws it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tckr.core import io
+
+SOURCES = {"mia.csv": "classifier", "mia_pipeline.csv": "pipeline", "mia_generator.csv": "generator",
+           "mia_synthetic.csv": "synthetic"}
+RELEASES = ("teacher", "generator", "synthetic set", "student")
+METRIC_COLUMNS = ["auc", "auc_lo", "auc_hi", "tpr_at_1pct", "tpr_at_1pct_lo", "tpr_at_1pct_hi", "tpr_at_0.1pct",
+                  "tpr_at_0.1pct_lo", "tpr_at_0.1pct_hi", "n_members", "n_nonmembers"]
+COLUMNS = ["release", "cardinality", "label_mode", "target", "family", "attack", "subset", "headline", *METRIC_COLUMNS,
+           "n_reference_models", "source"]
+
+
+def with_subset(table: pd.DataFrame) -> pd.DataFrame:
+    """An attack-result table with its ``subset`` column (``all`` where a file written before canaries lacks it)."""
+    subset = table["subset"].fillna("all") if "subset" in table else pd.Series("all", index=table.index, dtype=object)
+    return table.assign(subset=subset)
+
+
+def main_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows on P without its mislabeled canaries (``subset`` = ``all``): what headlines, AOP and figures use."""
+    t = with_subset(table)
+    return t[t["subset"] == "all"]
+
+
+def _family(source: str, attack: str) -> str:
+    kind = SOURCES[source]
+    if kind == "classifier":
+        if attack.startswith("lira"):
+            return "LiRA, classifier shadows"
+        return {"loss": "LOSS threshold", "rmia": "RMIA, classifier references",
+                "rmia_offline": "RMIA, classifier references"}.get(attack, attack)
+    if kind == "pipeline":
+        return "LiRA, shadow pipelines"
+    lira = "lira" in attack
+    if kind == "generator":
+        return "LiRA, shadow LoRAs" if lira else "denoising-error threshold"
+    return "LiRA, shadow synthetic sets" if lira else "distance threshold"
+
+
+def headline_rules(variant: str) -> dict[str, list[tuple[str, str]]]:
+    """Per release point, the (source kind, attack) pairs tried in order for the headline: the first
+    present is the headline. ``variant`` is the run's pre-registered LiRA variant (e.g. ``lira_online_fixed``)."""
+    short = variant.replace("lira_", "")
+    return {
+        "teacher": [("classifier", variant)],
+        "student": [("pipeline", variant), ("classifier", variant)],
+        "generator": [("generator", f"gen_lira_{short}"), ("generator", "gen_loss")],
+        "synthetic set": [("synthetic", f"syn_lira_{short}"), ("synthetic", "syn_distance")],
+    }
+
+
+def _rows(run_dir: Path) -> pd.DataFrame:
+    frames = []
+    for name in SOURCES:
+        f = run_dir / "results" / name
+        if not f.is_file():
+            continue
+        t = pd.read_csv(f)
+        if t.empty:
+            continue
+        t["source"] = name
+        frames.append(with_subset(t))
+    if not frames:
+        raise FileNotFoundError(f"no attack results under {run_dir / 'results'} (expected one of {', '.join(SOURCES)}): "
+                                "run notebooks/05_mia_lira.ipynb first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _release(row: pd.Series) -> str:
+    kind = SOURCES[row["source"]]
+    if kind == "generator":
+        return "generator"
+    if kind == "synthetic":
+        return "synthetic set"
+    return "teacher" if row.get("role") == "teacher" else "student"
+
+
+def build(run_dir: str | Path, variant: str) -> pd.DataFrame:
+    """``results/ledger.csv`` (and ``ledger.json``) from the run's attack result files; ``variant`` is
+    the pre-registered LiRA variant (``results/headline.json``'s attack). Returns the table."""
+    run_dir = Path(run_dir)
+    raw = _rows(run_dir)
+    raw = raw[raw["auc"].notna()].reset_index(drop=True)  # variants skipped for too few shadows (their note says why)
+    out = pd.DataFrame({
+        "release": raw.apply(_release, axis=1),
+        "cardinality": raw.get("cardinality", pd.Series(np.nan, index=raw.index)),
+        "label_mode": raw.get("label_mode", pd.Series("", index=raw.index)),
+        "target": raw["target"],
+        "family": [_family(s, a) for s, a in zip(raw["source"], raw["attack"])],
+        "attack": raw["attack"],
+        "subset": raw["subset"],
+    })
+    for c in METRIC_COLUMNS:
+        out[c] = raw[c] if c in raw else np.nan
+    refs = raw["n_pipelines"] if "n_pipelines" in raw else pd.Series(np.nan, index=raw.index)
+    out["n_reference_models"] = refs.fillna(raw["n_shadows"] if "n_shadows" in raw else np.nan)
+    out["source"] = raw["source"]
+    out.loc[out["release"] == "teacher", "cardinality"] = np.nan
+    kinds = raw["source"].map(SOURCES)
+    out["headline"] = False
+    rules = headline_rules(variant)
+    regular = out[out["subset"] == "all"]  # canary rows are reported apart, never a headline
+    for (release, card, mode), group in regular.groupby(["release", "cardinality", "label_mode"], dropna=False):
+        for kind, attack in rules[release]:
+            hit = group.index[(kinds[group.index] == kind) & (group["attack"] == attack)]
+            if len(hit):
+                out.loc[hit[0], "headline"] = True
+                break
+    order = {r: i for i, r in enumerate(RELEASES)}
+    out = out.assign(_c=out["subset"] != "all", _r=out["release"].map(order)).sort_values(
+        ["_c", "_r", "cardinality", "label_mode", "headline", "family", "attack"],
+        ascending=[True, True, True, True, False, True, True], na_position="first").drop(columns=["_c", "_r"]).reset_index(drop=True)[COLUMNS]
+    io.save_csv(run_dir / "results" / "ledger.csv", out)
+    n = len(out)
+    io.write_json(run_dir / "results" / "ledger.json", {
+        "headline_variant": variant, "n_comparisons": n, "n_headline": int(out["headline"].sum()),
+        "n_canary_rows": int((out["subset"] == "canaries").sum()),
+        "interval": "95% bootstrap, per row (examples resampled within members and within non-members)",
+        "bonferroni_level": 0.05 / max(n, 1),
+        "headline_rules": {k: [f"{a} ({s})" for s, a in v] for k, v in rules.items()}})
+    return out
+
+
+def headlines(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The pre-registered rows of a ledger, one per release point (and cardinality, label mode)."""
+    return ledger[ledger["headline"]].reset_index(drop=True)
+
+
+def markdown(ledger: pd.DataFrame, headline_only: bool = False) -> str:
+    """The ledger as a Markdown table (percent, 95% intervals in brackets); mislabeled-canary rows, if any, in a
+    second table after it (never with ``headline_only``)."""
+    ledger = with_subset(ledger)
+    t = headlines(ledger) if headline_only else ledger
+
+    def pct(r, c):
+        v, lo, hi = r[c], r.get(f"{c}_lo", np.nan), r.get(f"{c}_hi", np.nan)
+        if pd.isna(v):
+            return "–"
+        return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" if not pd.isna(lo) else f"{100 * v:.1f}"
+
+    def table(rows: pd.DataFrame) -> list[str]:
+        lines = ["| release | cardinality | attack family | attack | AUC (%) | TPR@1% FPR (%) | TPR@0.1% FPR (%) |",
+                 "|---|---|---|---|---|---|---|"]
+        for _, r in rows.iterrows():
+            card = "–" if pd.isna(r["cardinality"]) else f"{r['cardinality']:g}×"
+            if r["release"] == "student" and r.get("label_mode") == "hard":
+                card += " (hard labels)"
+            name = f"**{r['attack']}**" if r["headline"] else r["attack"]
+            lines.append(f"| {r['release']} | {card} | {r['family']} | {name} | {pct(r, 'auc')} | {pct(r, 'tpr_at_1pct')} | "
+                         f"{pct(r, 'tpr_at_0.1pct')} |")
+        return lines
+
+    canaries = t[t["subset"] == "canaries"]
+    if len(canaries) == len(t):  # canary rows alone (tckr.report's canary table): one table, no heading
+        return "\n".join(table(canaries)) + "\n"
+    lines = table(t[t["subset"] != "canaries"])
+    if len(canaries):
+        n = int(canaries["n_members"].iloc[0] + canaries["n_nonmembers"].iloc[0])
+        lines += ["", f"Mislabeled canaries ({n} examples of P, scored on the canaries alone; never a headline):", ""]
+        lines += table(canaries)
+    return "\n".join(lines) + "\n"
+
+
+def classifier_headlines(run_dir: str | Path, variant: str) -> pd.DataFrame:
+    """One row per released classifier (teacher, students): the AUC and TPR of its pre-registered headline,
+    ``variant`` scored with the shadows that replicate its training (``shadows``: ``pipeline`` for a
+    student attacked through shadow pipelines, else ``classifier``). The single source of AOP and the
+    teacher-vs-student table."""
+    run_dir = Path(run_dir)
+    cols = ["target", "role", "cardinality", "label_mode", "auc", "auc_lo", "auc_hi", "tpr_at_1pct"]
+    base = main_rows(pd.read_csv(run_dir / "results" / "mia.csv"))
+    base = base[base["attack"] == variant][cols].assign(shadows="classifier")
+    f = run_dir / "results" / "mia_pipeline.csv"
+    if f.is_file():
+        pipe = main_rows(pd.read_csv(f))
+        pipe = pipe[pipe["attack"] == variant][cols].assign(shadows="pipeline")
+        base = pd.concat([pipe, base[~base["target"].isin(pipe["target"])]], ignore_index=True)
+    return base.assign(attack=variant).reset_index(drop=True)

@@ -1,0 +1,466 @@
+"""Membership inference: standard LiRA (Carlini et al. 2022) against the teacher and the students,
+with the LOSS attack and RMIA (Zarifzadeh et al. 2024) as baselines.
+
+Protocol. The MIA pool is P = D ∪ H (D first, then H; |H| = |D|, H never in D). A seeded membership
+mask ``keep`` (shadows × examples of P) is written before any training: shadows come in pairs that
+train on complementary class-stratified halves of P, so every example is IN for exactly half of the
+shadows and every shadow trains on |D| images. Shadows use the teacher's architecture, recipe and
+epoch budget (``mia.shadow_epochs``; 0 = the teacher's). Every model (shadows, teacher, students)
+is queried on every example of P under each of ``mia.queries`` and on a population sample Z of
+``mia.population_size`` real images from the public ``pool`` split (RMIA's z samples). Targets:
+the teacher (trained on D) and every student in ``run/classifiers/``; members = D, non-members = H.
+Mislabeled canaries (``mia.canaries``, :meth:`tckr.runs.Run.canaries`) carry their canary label in P's labels,
+so shadows train on it and the stable logit of a canary is that of its canary label.
+
+Attacks (:data:`tckr.attacks.ATTACKS`; the mathematics lives in :mod:`tckr.attacks` and its public
+names are re-exported here): LiRA online / offline with per-example or one pooled variance, the LOSS
+attack and RMIA, all from the stable logit of the true class. The **headline** attack is fixed by
+the settings before any score exists (``mia.headline``; ``auto`` = ``lira_online_fixed`` below 64
+shadows, else ``lira_online``): it is always scored, and it alone feeds AOP, the study table and the
+cardinality figure; the other attacks are reported beside it, never a maximum over them.
+
+Files in the run folder:
+
+- ``mia/keep.npy`` bool [shadows, n]: the membership mask; ``mia/pool.npz``: ``index`` (positions in
+  the real train split), ``labels``, ``member`` (True = in D) of P and ``population_index`` /
+  ``population_labels`` of Z; ``mia/queries.json``: the query order of the logits arrays;
+- ``mia/shadows/shadow_<i>.safetensors`` (+ sidecar JSON, ``_history.csv``): shadow weights;
+- ``mia/logits/<model>.npy`` float32 [n, q, c] and ``mia/logits/<model>_population.npy`` [|Z|, q, c],
+  ``<model>`` = ``shadow_<i>`` or a target name;
+- ``mia/scores/<target>_<attack>.npy`` float64 [n] raw scores, ``mia/scores/membership.npy`` bool [n],
+  ``mia/scores/<target>.csv``: ``index, label, member`` and one column per attack;
+- ``mia/roc/<target>_<attack>.csv``: ``fpr, tpr``;
+- ``results/mia.csv`` one row per (target, attack, subset): ``target, role, cardinality, label_mode, attack,
+  subset, auc, auc_lo, auc_hi, tpr_at_0.1pct(_lo/_hi), tpr_at_1pct(_lo/_hi), balanced_accuracy(_lo/_hi),
+  n_shadows, n_members, n_nonmembers`` (fractions in [0, 1], 95% bootstrap intervals); ``subset`` is ``all``
+  (P without its mislabeled canaries) or ``canaries`` (the canaries alone, when ``mia.canaries`` > 0), written by
+  :func:`write_attack_results`, the writer of every attack-result file;
+- ``results/headline.json``: ``attack, setting, n_shadows, rule`` (the pre-registered headline);
+- ``results/aop.csv``: ``target, role, cardinality, label_mode, attack, test_accuracy, auc, auc_lo,
+  auc_hi, aop`` with ``test_accuracy`` from ``results/classifiers.csv`` (percent), ``auc`` the
+  headline attack's AUC (fraction) and ``aop`` in percent.
+
+Figures are drawn by :func:`tckr.plots.plot_mia_roc` from ``mia/roc/`` and ``results/``.
+
+CLI (one shard of the shadows per process or GPU): ``python -m tckr.mia --config configs/mini.yaml
+--run-dir runs/<id> --shard k/n`` (1 <= k <= n) trains shadows ``i`` with ``i % n == k - 1``; ``--attack`` then attacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from tckr.classification import classifiers, train
+from tckr.core import io, shards
+from tckr.core.progress import tqdm
+from tckr.datasets import splitting
+from tckr.privacy import ledger, metrics
+
+# The attack mathematics lives in tckr.attacks; its public names stay importable from here.
+from tckr.privacy.attacks import (  # noqa: F401
+    ATTACKS,
+    headline_attack,
+    headline_rule,
+    lira,
+    lira_from_stable,
+    lira_from_statistics,
+    loss_attack,
+    membership_mask,
+    pooled_variance,
+    rmia,
+    rmia_from_stable,
+    score,
+    stable_logit,
+)
+
+
+# ---------------------------------------------------------------- the run's ground truth
+@dataclass
+class Pool:
+    """The MIA pool P = D ∪ H (D first) and the population sample Z."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    member: np.ndarray
+    index: np.ndarray
+    population_images: np.ndarray
+    population_labels: np.ndarray
+    population_index: np.ndarray
+
+
+def mia_dir(run, *parts: str) -> Path:
+    return run.path("mia", *parts)
+
+
+def _population(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    split = "pool" if len(run.splits().pool) else "val"
+    src = run.real(split)
+    pos = splitting.stratified_subset(src.labels, run.cfg.mia.population_size, run.seed_for(run.cfg.mia.seed))
+    index = getattr(run.splits(), split)[pos]
+    return src.images[pos], src.labels[pos], index
+
+
+def pool_index(run) -> np.ndarray:
+    """Indices of P = D ∪ H (D first), without loading images; each part points into its ``run.source``."""
+    s = run.splits()
+    return np.r_[s.D, s.H].astype(np.int64)
+
+
+def pool(run) -> Pool:
+    """P = D ∪ H with labels and membership (True = in D), and Z; ``mia/pool.npz`` records the indices."""
+    D, H = run.real("D"), run.real("H")
+    s = run.splits()
+    if run.source("H") == run.source("D"):
+        if len(D) != len(H) or np.intersect1d(s.D, s.H).size:
+            raise ValueError(f"the MIA pool needs |H| = |D| and H disjoint from D (|D|={len(D)}, |H|={len(H)})")
+    elif not len(H):
+        raise ValueError("the MIA pool has no non-members: data.holdout is 'test' and the test set is empty")
+    # data.holdout: test: H is the test set (indices into the test split), |H| != |D| in general; each example is
+    # still IN for exactly half of the shadows (membership_mask), and AUC / TPR at low FPR do not need |H| = |D|.
+    z_img, z_lab, z_idx = _population(run)
+    p = Pool(np.concatenate([D.images, H.images]), np.r_[D.labels, H.labels].astype(np.int64),
+             np.r_[np.ones(len(D), bool), np.zeros(len(H), bool)], np.r_[s.D, s.H].astype(np.int64),
+             z_img, z_lab.astype(np.int64), z_idx.astype(np.int64))
+    f = mia_dir(run, "pool.npz")
+    fields = {"index": p.index, "labels": p.labels, "member": p.member, "population_index": p.population_index,
+              "population_labels": p.population_labels}
+    if not f.is_file():
+        with io.atomic_path(f) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **fields)
+    else:
+        try:
+            with np.load(f, allow_pickle=False) as saved:
+                differ = [k for k, v in fields.items() if k not in saved or not np.array_equal(saved[k], v)]
+        except Exception as e:  # damaged: numpy and zipfile raise ValueError, OSError, EOFError or BadZipFile
+            raise io.CorruptFileError(f"{f}: not a readable pool record ({type(e).__name__}: {e}); delete it to rewrite it") from None
+        if differ:
+            raise ValueError(f"{f} records another pool than this run's splits give ({', '.join(differ)} differ); "
+                             "use a new run folder")
+    return p
+
+
+def queries(run) -> list[str]:
+    """The query order of every logits array (``mia/queries.json``, written once)."""
+    f = mia_dir(run, "queries.json")
+    if f.is_file():
+        saved = io.read_json(f)
+        if saved != list(run.cfg.mia.queries):
+            raise ValueError(f"{f} says the logits hold queries {saved}, the config asks {run.cfg.mia.queries}; use a new run folder")
+        return saved
+    io.write_json(f, list(run.cfg.mia.queries))
+    return list(run.cfg.mia.queries)
+
+
+def ensure_mask(run, n_shadows: int | None = None) -> np.ndarray:
+    """The membership mask bool [shadows, |P|] (``mia/keep.npy``), written before any shadow trains.
+    Asking for more shadows than recorded extends it (earlier rows never change). Every read checks the
+    file against the mask this run's seed gives: an altered mask is an error naming the file."""
+    m = int(n_shadows or run.cfg.mia.n_shadows)
+    p = pool(run)
+    queries(run)
+    f = mia_dir(run, "keep.npy")
+    seed = run.seed_for(run.cfg.mia.seed)
+    if f.is_file():
+        keep = io.load_array(f)
+        if keep.ndim != 2 or keep.dtype != bool or keep.shape[1] != len(p.labels):
+            raise ValueError(f"{f} is {keep.dtype} {keep.shape}, not bool [shadows, {len(p.labels)}] for this pool; "
+                             "use a new run folder")
+        new = membership_mask(max(m, len(keep)), p.labels, seed)
+        rows = np.flatnonzero((new[: len(keep)] != keep).any(1))
+        if rows.size:
+            raise ValueError(f"{f} differs from the membership mask of this run's seed {seed} in row(s) "
+                             f"{rows[:8].tolist()}: it was altered or made by another run; the shadows' membership "
+                             "cannot be trusted, use a new run folder")
+        if len(keep) >= m:
+            return keep[:m]
+    else:
+        new = membership_mask(m, p.labels, seed)
+    io.save_array(f, new)
+    return new
+
+
+def shadow_name(i: int) -> str:
+    return f"shadow_{i:03d}"
+
+
+def shadow_seed(run, i: int) -> int:
+    return int(np.random.SeedSequence([run.seed_for(run.cfg.mia.seed), 7919, int(i)]).generate_state(1)[0])
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"k/n"`` (1 <= k <= n) -> (k, n); None -> (1, 1) (:func:`tckr.shards.parse_shard`)."""
+    return shards.parse_shard(shard)
+
+
+def _logits_file(run, name: str, population: bool = False) -> Path:
+    return mia_dir(run, "logits", f"{name}{'_population' if population else ''}.npy")
+
+
+def _done(run, name: str) -> bool:
+    return _logits_file(run, name).is_file() and _logits_file(run, name, True).is_file()
+
+
+def query_logits(model, images: np.ndarray, cfg, query_list: Iterable[str]) -> np.ndarray:
+    """float32 [n, q, c]: the model's logits on every image under every query augmentation."""
+    return np.stack([train.predict_logits(model, images, cfg, augment=a) for a in query_list], axis=1)
+
+
+def _write_logits(run, name: str, model, p: Pool) -> None:
+    qs = queries(run)
+    io.save_array(_logits_file(run, name, True), query_logits(model, p.population_images, run.cfg, qs))
+    io.save_array(_logits_file(run, name), query_logits(model, p.images, run.cfg, qs))
+
+
+def _remove_partial(run, name: str) -> None:
+    for folder in (mia_dir(run, "shadows"), mia_dir(run, "logits")):
+        if folder.is_dir():
+            for f in folder.glob(f".{name}*"):
+                f.unlink(missing_ok=True)
+    weights = mia_dir(run, "shadows", f"{name}.safetensors")
+    if not weights.is_file():
+        for f in (weights.with_suffix(".json"), mia_dir(run, "shadows", f"{name}_history.csv")):
+            f.unlink(missing_ok=True)
+
+
+def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *, progress: bool = True) -> list[int]:
+    """Train (or finish) the shadows of one shard on their halves of P and write their query logits.
+    Finished shadows are skipped; half-written files of unfinished ones are removed. Returns the
+    indices trained or queried now."""
+
+
+    cfg = run.cfg
+    keep = ensure_mask(run, n_shadows)
+    k, n = parse_shard(shard)
+    todo = [i for i in shards.mine(range(len(keep)), shard) if not _done(run, shadow_name(i))]
+    if not todo:
+        return []
+    p = pool(run)
+    val = run.real("val")
+    arch = cfg.classifier.teacher_arch
+    epochs = cfg.mia.shadow_epochs or None
+    for i in tqdm(todo, desc=f"shadows (shard {k}/{n})", unit="shadows", disable=not progress):
+        name = shadow_name(i)
+        _remove_partial(run, name)
+        weights = mia_dir(run, "shadows", f"{name}.safetensors")
+        if weights.is_file():
+            model = classifiers.load_trained(weights, arch=arch, num_classes=len(run.class_names))
+        else:
+            model, _ = train.fit(cfg, arch, p.images[keep[i]], p.labels[keep[i]], val.images, val.labels,
+                                 seed=shadow_seed(run, i), epochs=epochs, history_path=mia_dir(run, "shadows", f"{name}_history.csv"),
+                                 progress=progress, desc=name, num_classes=len(run.class_names),
+                                 checkpoint=train.checkpoint_file(weights))
+            classifiers.save(model, weights, arch=arch, class_names=run.class_names, normalisation=train.normalisation(cfg),
+                             config_hash=cfg.hash(), extra={"role": "shadow", "name": name, "index": i, **model.info})
+            train.checkpoint_file(weights).unlink(missing_ok=True)
+        _write_logits(run, name, model, p)
+    return todo
+
+
+# ---------------------------------------------------------------- targets
+def available_targets(run) -> dict[str, dict[str, Any]]:
+    """Teacher and students saved in ``run/classifiers/`` -> their sidecar info (role, multiple, label_mode)."""
+    out = {}
+    for f in sorted((run.dir / "classifiers").glob("*.safetensors")):
+        extra = classifiers.read_meta(f).get("extra", {})
+        if extra.get("role") in ("teacher", "student") and extra.get("name"):
+            out[extra["name"]] = {**extra, "path": f}
+    return dict(sorted(out.items(), key=lambda kv: (kv[1]["role"] != "teacher", kv[1].get("multiple") or 0, kv[0])))
+
+
+def select_targets(run, targets: str | Iterable[str] = "all") -> dict[str, dict[str, Any]]:
+    """``"all"``, ``"teacher"``, ``"students"``, or names (a list or a comma-separated string)."""
+    avail = available_targets(run)
+    if targets in ("all", None):
+        return avail
+    if targets in ("teacher", "students"):
+        role = targets.rstrip("s")
+        return {k: v for k, v in avail.items() if v["role"] == role}
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
+    missing = [t for t in names if t not in avail]
+    if missing:
+        raise ValueError(f"no target(s) {missing} in {run.dir / 'classifiers'}; available: {', '.join(avail) or 'none (run 04_run_evaluate)'}")
+    return {t: avail[t] for t in names}
+
+
+def query_targets(run, targets: str | Iterable[str] = "all", *, train_teacher: bool = True, progress: bool = True) -> list[str]:
+    """Write the query logits of the selected targets (the teacher is trained first when missing)."""
+    if train_teacher:
+        train.teacher(run, progress=progress)
+    chosen = select_targets(run, targets)
+    todo = [t for t in chosen if not _done(run, t)]
+    if todo:
+        p = pool(run)
+        for t in todo:
+            _write_logits(run, t, classifiers.load_trained(chosen[t]["path"]), p)
+    return list(chosen)
+
+
+# ---------------------------------------------------------------- attacks and results
+def _stable(run, name: str, labels: np.ndarray, population: bool = False) -> np.ndarray:
+    return stable_logit(io.load_array(_logits_file(run, name, population)), labels)
+
+
+def headline(run, n_shadows: int | None = None) -> dict[str, Any]:
+    """The pre-registered headline attack of the run (``mia.headline`` and the shadow count):
+    ``{"attack", "setting", "n_shadows", "rule"}``, as written to ``results/headline.json``."""
+    m = int(n_shadows or run.cfg.mia.n_shadows)
+    setting = run.cfg.mia.headline
+    return {"attack": headline_attack(setting, m), "setting": setting, "n_shadows": m, "rule": headline_rule(setting)}
+
+
+def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | None = None, n_shadows: int | None = None) -> pd.DataFrame:
+    """Score every selected target with every attack from the saved logits; write raw scores, ROC arrays,
+    ``results/mia.csv`` (rows of other targets are kept) and ``results/headline.json``. The headline
+    attack is always scored, listed or not. Returns this call's rows."""
+    cfg = run.cfg
+    attacks = list(attacks or cfg.mia.attacks)
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad:
+        raise ValueError(f"unknown attack(s) {bad}; accepted: {', '.join(ATTACKS)}")
+    keep = ensure_mask(run, n_shadows)
+    m = len(keep)
+    head = headline(run, m)
+    if head["attack"] not in attacks:
+        attacks.append(head["attack"])
+    missing = [i for i in range(m) if not _done(run, shadow_name(i))]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {m} shadows are not trained yet (e.g. {shadow_name(missing[0])}): "
+                                "run tckr.mia.train_shadows(run) or `python -m tckr.mia --shard k/n` first")
+    saved = np.load(mia_dir(run, "pool.npz"))
+    labels, member, z_labels = saved["labels"], saved["member"], saved["population_labels"]
+    qs = queries(run)
+    shadow_phi = np.stack([_stable(run, shadow_name(i), labels) for i in range(m)])
+    shadow_z = np.stack([_stable(run, shadow_name(i), z_labels, True) for i in range(m)])
+    chosen = select_targets(run, targets)
+    io.save_array(mia_dir(run, "scores", "membership.npy"), member)
+    scored = []
+    for t, info in chosen.items():
+        if not _done(run, t):
+            raise FileNotFoundError(f"no query logits for target {t}: run tckr.mia.query_targets(run) first")
+        t_phi, t_z = _stable(run, t, labels), _stable(run, t, z_labels, True)
+        scores = {a: score(a, t_phi, shadow_phi, keep, target_z_phi=t_z, shadow_z_phi=shadow_z, queries=qs,
+                           rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma) for a in attacks}
+        scored.append(TargetScores(t, scores, {"role": info["role"], "cardinality": info.get("multiple"),
+                                               "label_mode": info.get("label_mode")}, n_shadows=m))
+    new = write_attack_results(run, "mia.csv", scored)
+    io.write_json(run.path("results", "headline.json"), head)
+    return new
+
+
+RESULT_COLUMNS = ["target", "role", "cardinality", "label_mode", "attack", "subset",
+                  *[c for k in metrics.METRICS for c in (k, f"{k}_lo", f"{k}_hi")], "n_shadows", "n_members", "n_nonmembers"]
+SUBSETS = ("all", "canaries")  # P without its mislabeled canaries; the canaries alone
+
+
+@dataclass
+class TargetScores:
+    """One attacked target as :func:`write_attack_results` takes it: ``scores`` maps each attack to its scores
+    over the attacked examples (higher = member) or to a note saying why it was not scored; ``fields`` are the
+    row's other columns (``role``, ``cardinality``, ``label_mode`` and the file's extra columns); ``n_shadows``
+    the reference models (one count, or one per attack); ``stem`` names the raw score and ROC files (default:
+    the target); ``table`` also writes ``mia/scores/<target>.csv``."""
+
+    target: str
+    scores: dict[str, np.ndarray | str]
+    fields: dict[str, Any]
+    n_shadows: int | dict[str, int] = 0
+    stem: str | None = None
+    table: bool = True
+
+
+def canary_mask(run, positions: np.ndarray | None = None) -> np.ndarray:
+    """bool [|P|] (or [len(positions)]): which examples of P are the run's mislabeled canaries."""
+    c = np.isin(pool_index(run), run.canaries().index)
+    return c if positions is None else c[np.asarray(positions)]
+
+
+def write_attack_results(run, file: str, scored: Iterable[TargetScores], *, positions: np.ndarray | None = None,
+                         extra_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """The one writer of attack results (``results/mia.csv``, ``mia_pipeline.csv``, ``mia_generator.csv``,
+    ``mia_synthetic.csv``): for each target and attack, the raw scores ``mia/scores/<stem>_<attack>.npy`` and
+    rows of metrics with 95% bootstrap intervals (``mia.n_bootstrap``, seeded by ``mia.seed``) against the
+    membership recorded in ``mia/pool.npz``, over ``positions`` in P (default: all of P). Row ``subset`` = ``all``
+    is P without its mislabeled canaries (every example when ``mia.canaries`` is 0; ROC ``mia/roc/<stem>_<attack>.csv``);
+    ``canaries`` the canaries alone (ROC ``..._canaries.csv``), present only when some are attacked. Scores are
+    computed once over all attacked examples, so a pooled-variance attack pools over the canaries too. Rows of the
+    same (target, attack, subset) already in ``results/<file>`` are replaced, the others kept; the file is written
+    atomically. Returns this call's rows."""
+    cfg = run.cfg
+    saved = np.load(mia_dir(run, "pool.npz"))
+    pos = np.arange(len(saved["member"])) if positions is None else np.asarray(positions)
+    member, labels, index = saved["member"][pos], saved["labels"][pos], saved["index"][pos]
+    canary = np.isin(index, run.canaries().index)
+    subsets = [("all", ~canary, "")] + ([("canaries", canary, "_canaries")] if canary.any() else [])
+    cols = RESULT_COLUMNS + list(extra_columns)
+    rows = []
+    for t in scored:
+        stem = t.stem or t.target
+        table = pd.DataFrame({"index": index, "label": labels, "member": member, "canary": canary})
+        for a, s in t.scores.items():
+            n_shadows = t.n_shadows[a] if isinstance(t.n_shadows, dict) else t.n_shadows
+            if not isinstance(s, str):
+                table[a] = s
+                io.save_array(mia_dir(run, "scores", f"{stem}_{a}.npy"), s)
+            for subset, sel, suffix in subsets:
+                mem = member[sel]
+                base = {"target": t.target, **t.fields, "attack": a, "subset": subset, "n_shadows": n_shadows,
+                        "n_members": int(mem.sum()), "n_nonmembers": int((~mem).sum())}
+                if isinstance(s, str):
+                    if "note" not in cols:
+                        raise ValueError(f"{t.target} {a}: not scored ({s}), and {file} has no note column to say so")
+                    rows.append({**base, "note": s})
+                    continue
+                fpr, tpr = metrics.roc(s[sel], mem)
+                io.save_csv(mia_dir(run, "roc", f"{stem}_{a}{suffix}.csv"), pd.DataFrame({"fpr": fpr, "tpr": tpr}))
+                rows.append({**base, **metrics.summarise(s[sel], mem, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed)),
+                             **({"note": ""} if "note" in cols else {})})
+        if t.table:
+            io.save_csv(mia_dir(run, "scores", f"{t.target}.csv"), table)
+    new = pd.DataFrame(rows).reindex(columns=cols)
+    f = run.path("results", file)
+    if f.is_file():
+        old = pd.read_csv(f, keep_default_na=False, na_values=[""])
+        old = old.assign(subset=old["subset"].fillna("all") if "subset" in old else "all")
+        key = ["target", "attack", "subset"]
+        old = old[~old.set_index(key).index.isin(new.set_index(key).index)]
+        new_all = pd.concat([old.reindex(columns=new.columns), new], ignore_index=True)
+    else:
+        new_all = new
+    io.save_csv(f, new_all)
+    return new
+
+
+def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
+    """``results/aop.csv``: test accuracy (``results/classifiers.csv``) and the AUC of one attack per
+    target, with AOP (%). The attack is the run's pre-registered headline (``results/headline.json``,
+    else the ``mia.headline`` rule) unless ``attack_name`` names another; a student attacked through
+    shadow pipelines takes that row (``shadows`` = ``pipeline``, :func:`tckr.ledger.classifier_headlines`)."""
+    clf_file, mia_file = run.dir / "results" / "classifiers.csv", run.dir / "results" / "mia.csv"
+    if not mia_file.is_file():
+        raise FileNotFoundError(f"{mia_file} is missing: run tckr.mia.attack(run) first")
+    if not clf_file.is_file():
+        print(f"{clf_file} is missing (run 04_run_evaluate for the test accuracies): no AOP table")
+        return pd.DataFrame()
+    clf = pd.read_csv(clf_file)
+    res = pd.read_csv(mia_file)
+    if attack_name is None:
+        head_file = run.dir / "results" / "headline.json"
+        attack_name = io.read_json(head_file)["attack"] if head_file.is_file() else headline(run, int(res["n_shadows"].max()))["attack"]
+    if not (res["attack"] == attack_name).any():
+        raise ValueError(f"{mia_file} has no rows of attack {attack_name!r}: run tckr.mia.attack(run) (it always scores the headline)")
+    res = ledger.classifier_headlines(run.dir, attack_name)
+    table = res.merge(clf[["model", "test_accuracy"]].rename(columns={"model": "target"}), on="target", how="inner")
+    table["aop"] = [100 * metrics.aop(acc / 100, auc) for acc, auc in zip(table["test_accuracy"], table["auc"])]
+    table = table[["target", "role", "cardinality", "label_mode", "attack", "shadows", "test_accuracy", "auc", "auc_lo",
+                   "auc_hi", "aop"]]
+    io.save_csv(run.path("results", "aop.csv"), table)
+    return table
+
+
+# ---------------------------------------------------------------- CLI

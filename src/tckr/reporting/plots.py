@@ -1,0 +1,610 @@
+"""Every figure of the study, drawn only from a run's files read through :mod:`tckr.artifacts` (no training or
+generation code is imported; ``pyproject.toml``'s import-linter contracts keep it so). Drawing never writes results:
+:func:`study_table` returns the table, :func:`tckr.artifacts.write_study_table` writes it.
+
+    python -m tckr.plots runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
+
+Inputs (written by the phases): ``results/classifiers.csv`` (04; accuracies in percent), ``results/mia.csv``
+(05; AUC and TPR as fractions), ``results/headline.json`` (05; the pre-registered headline attack),
+``mia/roc/<target>_<attack>.csv`` (05), ``results/audit.csv``, ``audit_control.csv`` and
+``audit_summary.csv`` (05), ``results/ablation.csv`` (04), ``synthetic/`` shards (03) and the real split
+indices, ``lora/loss.csv`` and ``lora/samples/`` (02). Outputs: ``figures/*.pdf|png``. :func:`study_table` (teacher vs
+students: accuracy, AUC_MIA, TPR@1% FPR and AOP, all from the headline attack) is written to ``results/table.csv|md``
+by notebook 06 (:func:`tckr.artifacts.write_study_table`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tckr.core import io, paths
+from tckr.core.config import MiaConfig
+from tckr.privacy import attacks, ledger, metrics
+from tckr.privacy.metrics import aop
+from tckr.runfolder import artifacts, runs
+from tckr.runfolder.artifacts import table_markdown  # noqa: F401  (kept importable from here)
+
+FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audit", "curves")
+# drawn from images (real and synthetic, nearest pairs) that a result folder (tckr.report.collect) does not hold
+IMAGE_FIGURES = ("samples", "audit")
+
+
+def _plt():
+    # matplotlib is imported on first drawing: it is slow to import and needs the non-interactive backend set first
+    import matplotlib  # lazy: the backend is chosen at first use (Agg when headless), before pyplot is imported
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: the backend is chosen at first use (Agg when headless), before pyplot is imported
+
+    return plt
+
+
+def save_figure(fig, path_stem: Path) -> list[Path]:
+    """Save a matplotlib figure as PDF and PNG (atomically) and close it."""
+    out = []
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("pdf", "png"):
+        target = path_stem.parent / f"{path_stem.name}.{ext}"
+        with io.atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+        out.append(target)
+    _plt().close(fig)
+    return out
+
+
+def headline_attack(run_dir: str | Path) -> str:
+    """The run's pre-registered headline attack: ``results/headline.json`` (written by
+    ``tckr.mia.attack``), else the ``mia.headline`` rule of the run's config with its shadow count."""
+    recorded = artifacts.read_headline(run_dir)
+    if recorded is not None:
+        return recorded
+    mia_cfg = artifacts.settings(run_dir).get("mia") or {}
+    n_shadows = mia_cfg.get("n_shadows", MiaConfig.n_shadows)
+    res = artifacts.read_optional_result(run_dir, "mia.csv")
+    if res is not None:
+        n_shadows = int(res["n_shadows"].max())
+    return attacks.headline_attack(mia_cfg.get("headline", MiaConfig.headline), n_shadows)
+
+
+def study_table(run_dir: str | Path, *, attacks: bool = True) -> pd.DataFrame:
+    """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent). Reads only; notebook 06 writes it
+    (:func:`tckr.artifacts.write_study_table`). ``attacks=False``: accuracy only (a run stopped before 05_mia_lira),
+    the attack columns empty."""
+    run_dir = Path(run_dir)
+    clf = artifacts.read_result(run_dir, "classifiers.csv")
+    if attacks:
+        artifacts.read_result(run_dir, "mia.csv")  # its own error when 05_mia_lira has not run
+        attack = headline_attack(run_dir)
+        m = ledger.classifier_headlines(run_dir, attack).set_index("target")
+    else:
+        attack, m = None, pd.DataFrame(index=pd.Index([], name="target"))
+    rows = []
+    for _, r in clf.iterrows():
+        row = {"model": r["model"], "role": r["role"], "cardinality": r.get("cardinality", np.nan),
+               "label_mode": r.get("label_mode", ""), "accuracy": r["test_accuracy"]}
+        if r["model"] in m.index:
+            mr = m.loc[r["model"]]
+            row.update(auc_mia=100 * mr["auc"], auc_lo=100 * mr.get("auc_lo", np.nan), auc_hi=100 * mr.get("auc_hi", np.nan),
+                       tpr_at_1pct=100 * mr["tpr_at_1pct"], aop=100 * aop(r["test_accuracy"] / 100, mr["auc"]),
+                       shadows=mr["shadows"])
+        else:
+            row.update(auc_mia=np.nan, auc_lo=np.nan, auc_hi=np.nan, tpr_at_1pct=np.nan, aop=np.nan, shadows="")
+        row["attack"] = attack
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first").reset_index(drop=True)
+
+
+def plot_table(run_dir: Path) -> list[Path]:
+    table = study_table(run_dir)
+    plt = _plt()
+    cols = ["model", "accuracy", "auc_mia", "tpr_at_1pct", "aop"]
+    labels = ["model", "accuracy %", f"AUC_MIA % ({table['attack'].iloc[0]})", "TPR@1%FPR %", "AOP"]
+    cells = [[r["model"]] + [("–" if pd.isna(r[c]) else f"{r[c]:.2f}") for c in cols[1:]] for _, r in table.iterrows()]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(cells) + 0.9))
+    ax.axis("off")
+    t = ax.table(cellText=cells, colLabels=labels, loc="center", cellLoc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(9)
+    t.scale(1, 1.4)
+    ax.set_title("Teacher (real data) vs students (synthetic data)")
+    return save_figure(fig, run_dir / "figures" / "table")
+
+
+def plot_cardinality(run_dir: Path) -> list[Path]:
+    table = study_table(run_dir)
+    plt = _plt()
+    teacher = table[table["role"] == "teacher"]
+    students = table[(table["role"] == "student")].sort_values("cardinality")
+    if "label_mode" in students and students["label_mode"].notna().any():
+        main_mode = students["label_mode"].mode().iloc[0]
+        students = students[students["label_mode"] == main_mode]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, col, name in zip(axes, ["accuracy", "auc_mia", "aop"], ["CAS / accuracy (%)", "AUC_MIA (%)", "AOP"]):
+        ax.plot(students["cardinality"], students[col], "o-", label="students (synthetic)")
+        if len(teacher) and not pd.isna(teacher[col].iloc[0]):
+            ax.axhline(teacher[col].iloc[0], ls="--", color="k", label="teacher (real)")
+        ax.set_xscale("log")
+        ax.set_xlabel("synthetic cardinality (× |D|)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "cardinality")
+
+
+def roc_axes(title: str):
+    """A figure with a linear and a log-log ROC panel, the chance diagonal drawn in both."""
+    fig, (lin, log) = _plt().subplots(1, 2, figsize=(10, 4.2))
+    for ax in (lin, log):
+        ax.plot([1e-5, 1], [1e-5, 1], color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.grid(alpha=0.3)
+    log.set_xscale("log")
+    log.set_yscale("log")
+    lin.set_title(title)
+    log.set_title("log-log")
+    return fig, lin, log
+
+
+def _roc_lines(ax_pair, run_dir: Path, r, label: str, lw: float = 1.3) -> None:
+    roc = artifacts.read_roc(run_dir, r["target"], r["attack"])
+    for ax in ax_pair:
+        ax.plot(roc["fpr"], roc["tpr"], lw=lw, label=f"{label} (AUC {r['auc']:.3f}, TPR@1% {100 * r['tpr_at_1pct']:.1f}%)")
+
+
+def mia_roc_figure(run_dir: str | Path, target: str | None = None):
+    """Linear and log-log ROC from ``mia/roc/`` and ``results/mia.csv``: every attack against ``target``
+    (the headline drawn thicker), or with ``target=None`` the headline attack against every target."""
+    run_dir = Path(run_dir)
+    res = ledger.main_rows(artifacts.read_result(run_dir, "mia.csv"))  # canary rows have their own ROC files, not drawn here
+    head = headline_attack(run_dir)
+    n_ex = int(res["n_members"].iloc[0] + res["n_nonmembers"].iloc[0])
+    if target is None:
+        rows = res[res["attack"] == head]
+        if rows.empty:
+            raise FileNotFoundError(f"{run_dir / 'results' / 'mia.csv'} has no rows of the headline attack {head!r}: run tckr.mia.attack")
+        fig, lin, log = roc_axes(f"ROC of the headline attack ({head}): teacher vs students")
+        for _, r in rows.iterrows():
+            _roc_lines((lin, log), run_dir, r, r["target"], lw=2.0 if r["role"] == "teacher" else 1.2)
+    else:
+        rows = res[res["target"] == target]
+        fig, lin, log = roc_axes(f"MIA ROC: {target} ({int(rows['n_shadows'].iloc[0])} shadows)")
+        for _, r in rows.iterrows():
+            is_head = r["attack"] == head
+            _roc_lines((lin, log), run_dir, r, r["attack"] + (" [headline]" if is_head else ""), lw=2.2 if is_head else 1.2)
+    log.set_xlim(1.0 / max(n_ex, 1), 1)
+    log.set_ylim(1.0 / max(n_ex, 1), 1)
+    lin.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mia_roc(run_dir: str | Path) -> list[Path]:
+    """``figures/roc`` (the headline attack, every target) and ``figures/mia_roc_<target>`` (every attack)."""
+    run_dir = Path(run_dir)
+    out = save_figure(mia_roc_figure(run_dir), run_dir / "figures" / "roc")
+    for t in ledger.main_rows(artifacts.read_result(run_dir, "mia.csv"))["target"].unique():
+        out += save_figure(mia_roc_figure(run_dir, t), run_dir / "figures" / f"mia_roc_{t}")
+    return out
+
+
+def image_grid(rows: list[np.ndarray], row_labels: list[str], title: str = "", col_header: str | None = None):
+    """A figure with one row of uint8 images per label."""
+    plt = _plt()
+    ncols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(0.9 * ncols + 1.5, 0.9 * len(rows) + 0.5), squeeze=False)
+    for i, (imgs, label) in enumerate(zip(rows, row_labels)):
+        for j in range(ncols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if j < len(imgs):
+                ax.imshow(imgs[j])
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _synthetic_images(run_dir: Path):
+    """The run's largest synthetic set, read from its shards."""
+    run = runs.open_run(None, run_dir)
+    s = artifacts.load_synthetic(run, max(artifacts.available_multiples(run)))
+    return s.images, s.labels
+
+
+def plot_samples(run_dir: Path, per_class: int = 6) -> list[Path]:
+    real, real_y, names = artifacts.real_images(run_dir)
+    syn, syn_y = _synthetic_images(run_dir)
+    rows, labels = [], []
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(names):
+        r = real[real_y == c]
+        s = syn[syn_y == c]
+        r = r[rng.permutation(len(r))[:per_class]]
+        s = s[rng.permutation(len(s))[:per_class]]
+        rows.append(np.concatenate([r, s]))
+        labels.append(name)
+    fig = image_grid(rows, labels, title=f"real (left {per_class}) vs synthetic (right {per_class}) per class")
+    return save_figure(fig, run_dir / "figures" / "real_vs_synthetic")
+
+
+def plot_ablation(run_dir: Path) -> list[Path]:
+    ab = artifacts.read_result(run_dir, "ablation.csv")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    labels = [f"{r.prompt_mode} prompts\n{r.label_mode} labels" for r in ab.itertuples()]
+    ax.bar(range(len(ab)), ab["test_accuracy"], color=["C0" if m == "soft" else "C1" for m in ab["label_mode"]])
+    for i, v in enumerate(ab["test_accuracy"]):
+        ax.text(i, v + 0.5, f"{v:.1f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(ab)), labels, fontsize=8)
+    ax.set_ylabel("student CAS (%)")
+    card = ab["cardinality"].iloc[0] if "cardinality" in ab else ""
+    ax.set_title(f"Ablation at {card:g}× |D|: GKD soft labels and caption prompts")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "ablation")
+
+
+def audit_distances_figure(run_dir: str | Path):
+    """Nearest-member (D) and nearest-non-member (H) distances of the audited synthetic images, with the
+    control images' nearest-member distances and the duplicate threshold, one panel per (cardinality,
+    space); titles give the two-sided tests and the near-copy rates beside the control's
+    (``results/audit.csv``, ``audit_control.csv``, ``audit_summary.csv``)."""
+    run_dir = Path(run_dir)
+    table = artifacts.read_result(run_dir, "audit.csv")
+    summ = artifacts.read_result(run_dir, "audit_summary.csv")
+    ctrl = artifacts.read_optional_result(run_dir, "audit_control.csv")
+    spaces = [s for s in ("feature", "pixel") if f"{s}_dist_D" in table.columns]
+    mults = sorted(table["multiple"].unique())
+    fig, axes = _plt().subplots(len(mults), len(spaces), figsize=(5.5 * len(spaces), 3.4 * len(mults)), squeeze=False)
+    for row, mult in zip(axes, mults):
+        sub = table[table["multiple"] == mult]
+        for ax, space in zip(row, spaces):
+            d_m, d_n = sub[f"{space}_dist_D"], sub[f"{space}_dist_H"]
+            bins = np.histogram_bin_edges(np.r_[d_m, d_n], bins=40)
+            ax.hist(d_m, bins=bins, alpha=0.6, density=True, label="synthetic: nearest member (D)")
+            ax.hist(d_n, bins=bins, alpha=0.6, density=True, label="synthetic: nearest non-member (H)")
+            s = summ[(summ["source"] == "synthetic") & (summ["multiple"] == mult) & (summ["space"] == space)].iloc[0]
+            c = summ[summ["source"].str.startswith("control") & (summ["space"] == space)]
+            ctrl_rate = f", control {100 * c['frac_near_copies_dup'].iloc[0]:.1f}%" if len(c) else ""
+            if ctrl is not None:
+                ax.hist(ctrl[f"{space}_dist_D"], bins=bins, density=True, histtype="step", color="k", lw=1.0,
+                        label="held-out real: nearest member (D)")
+            ax.axvline(s["dup_threshold"], color="r", ls="--", lw=1.0, label="duplicate threshold")
+            ax.set_title(f"{mult:g}×, {space}: {100 * s['frac_closer_to_member']:.1f}% closer to D, Wilcoxon p={s['p_wilcoxon_two_sided']:.2g} "
+                         f"(two-sided)\nnear copies {int(s['near_copies_dup'])}/{int(s['n'])} = {100 * s['frac_near_copies_dup']:.1f}%{ctrl_rate}",
+                         fontsize=8)
+            ax.set_xlabel("nearest-neighbour distance")
+            ax.set_ylabel("density")
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def audit_pairs_figure(run_dir: str | Path):
+    """The ``audit.n_pairs`` synthetic images closest to a member in feature space, each with its nearest
+    member and nearest non-member (images re-read by the indices in ``results/audit.csv``)."""
+    run_dir = Path(run_dir)
+    table = artifacts.read_result(run_dir, "audit.csv")
+    k = int((artifacts.settings(run_dir).get("audit") or {}).get("n_pairs", 16))
+    top = table.nsmallest(k, "feature_dist_D")
+    run = runs.open_run(None, run_dir)
+    D, H = run.real("D").images, run.real("H").images
+    sets = {m: artifacts.load_synthetic(run, m) for m in top["multiple"].unique()}
+    plt = _plt()
+    fig, axes = plt.subplots(3, len(top), figsize=(1.3 * len(top) + 1, 4.4), squeeze=False)
+    for j, (_, r) in enumerate(top.iterrows()):
+        imgs = [sets[r["multiple"]].images[int(r["synthetic_index"])], D[int(r["feature_nn_D"])], H[int(r["feature_nn_H"])]]
+        dists = [f"{r['multiple']:g}×", f"{r['feature_dist_D']:.3f}", f"{r['feature_dist_H']:.3f}"]
+        for i, (img, txt) in enumerate(zip(imgs, dists)):
+            axes[i, j].imshow(img)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            axes[i, j].set_xlabel(txt, fontsize=7)
+    for i, name in enumerate(["synthetic", "nearest D", "nearest H"]):
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle("Synthetic images closest to a member (features of the public-data classifier)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_audit(run_dir: str | Path) -> list[Path]:
+    """``figures/audit_distances`` and ``figures/audit_pairs`` from the audit's result files."""
+    run_dir = Path(run_dir)
+    out = save_figure(audit_distances_figure(run_dir), run_dir / "figures" / "audit_distances")
+    return out + save_figure(audit_pairs_figure(run_dir), run_dir / "figures" / "audit_pairs")
+
+
+def plot_curves(run_dir: str | Path) -> list[Path]:
+    """Validation accuracy (★ the selected epoch) and training loss per epoch of every classifier, from
+    ``classifiers/*_history.csv``: ``figures/classifier_curves``."""
+    run_dir = Path(run_dir)
+    histories = artifacts.classifier_histories(run_dir)
+    plt = _plt()
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, h in histories.items():
+        line, = ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=name)
+        best = h.loc[h["val_accuracy"].idxmax()]
+        ax_acc.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=10, color=line.get_color())
+        ax_loss.plot(h["epoch"], h["train_loss"], marker="o", ms=3, color=line.get_color(), label=name)
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy (★ selected epoch)")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "classifier_curves")
+
+
+def plot_ledger(run_dir: str | Path) -> list[Path]:
+    """``figures/ledger``: AUC (95% interval) and TPR at 1% FPR of every attack at every release point, from
+    ``results/ledger.csv``; the pre-registered headline of each release point in black, the rest in grey."""
+    run_dir = Path(run_dir)
+    t = artifacts.read_result(run_dir, "ledger.csv")
+    plt = _plt()
+    card = ["" if pd.isna(c) else f" {c:g}×" for c in t["cardinality"]]
+    subset = ledger.with_subset(t)["subset"]
+    # a student's LiRA variants run twice (shadow pipelines and classifier shadows): the family tells them apart
+    via = [" via pipelines" if f == "LiRA, shadow pipelines" else " via classifier shadows" if r == "student" and str(f).startswith("LiRA") else ""
+           for r, f in zip(t["release"], t["family"])]
+    labels = [f"{r}{c}: {a}{v}" + (" (hard)" if m == "hard" else "") + (" [canaries]" if sub == "canaries" else "")
+              for r, c, a, v, m, sub in zip(t["release"], card, t["attack"], via, t["label_mode"], subset)]
+    y = np.arange(len(t))[::-1]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.26 * len(t) + 1.4), sharey=True)
+    for ax, col, name, ref in ((axes[0], "auc", "AUC (%)", 50.0), (axes[1], "tpr_at_1pct", "TPR at 1% FPR (%)", 1.0)):
+        for head, color in ((False, "0.6"), (True, "k")):
+            sel = (t["headline"] == head).to_numpy()
+            v = 100 * t[col].to_numpy(float)[sel]
+            err = np.abs(np.vstack([v - 100 * t[f"{col}_lo"].to_numpy(float)[sel], 100 * t[f"{col}_hi"].to_numpy(float)[sel] - v]))
+            ax.errorbar(v, y[sel], xerr=np.nan_to_num(err), fmt="o", color=color, ms=4, capsize=2,
+                        label="pre-registered headline" if head else "other attacks")
+        ax.axvline(ref, ls="--", lw=1, color="tab:red", label="no leakage" if col == "auc" else "chance (1%)")
+        ax.set_xlabel(name)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, labels, fontsize=7)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Privacy ledger: {len(t)} comparisons, 95% bootstrap intervals")
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "ledger")
+
+
+PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_mia_roc, "ledger": plot_ledger,
+            "samples": plot_samples, "ablation": plot_ablation, "audit": plot_audit, "curves": plot_curves}
+
+
+def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_dir: str | Path | None = None,
+                 strict: bool = True, log=print) -> dict[str, list[Path]]:
+    """Draw every figure of a finished run from its result files; optionally copy PNGs to ``images_dir``."""
+    if run_dir is None:
+        raise ValueError("run_dir: give a finished run folder, e.g. runs/mini-20261129-190000")
+    run_dir = Path(run_dir)
+    artifacts.settings(run_dir)  # a clear error when it is not a run folder
+    out, missing = {}, []
+    for name in which:
+        try:
+            out[name] = PLOTTERS[name](run_dir)
+            log(f"{name:<12} -> {', '.join(str(p) for p in out[name])}")
+        except FileNotFoundError as e:
+            missing.append(f"{name}: {e}")
+            log(f"{name:<12} skipped: {e}")
+    if missing and strict:
+        raise FileNotFoundError("some figures could not be drawn:\n" + "\n".join(missing))
+    if images_dir:
+        images_dir = Path(images_dir)
+        images_dir.mkdir(parents=True, exist_ok=True)
+        for paths_ in out.values():
+            for p in paths_:
+                if p.suffix == ".png":
+                    shutil.copyfile(p, images_dir / p.name)
+    return out
+
+
+def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
+    """Real-test accuracy against synthetic cardinality over the seeds of a several-seed result folder
+    (``seed<k>/results/classifiers.csv``): each seed's students as dots, their mean with its 95% Student-t
+    interval per label mode, the teacher's mean and interval as a band. Saved as ``figures/seeds_cardinality``."""
+    folder = Path(folder)
+    seeds = artifacts.seed_folders(folder)
+    if not seeds:
+        raise FileNotFoundError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
+    allc = pd.concat([pd.read_csv(d / "results" / "classifiers.csv").assign(seed=int(d.name[4:])) for d in seeds],
+                     ignore_index=True)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    teacher = allc.loc[allc["role"] == "teacher", "test_accuracy"].to_numpy(float)
+    if len(teacher):
+        m, h = teacher.mean(), metrics.t_halfwidth(teacher)
+        ax.axhline(m, color="k", ls="--", lw=1, label=f"teacher (real D), {len(teacher)} seeds")
+        if np.isfinite(h):
+            ax.axhspan(m - h, m + h, color="k", alpha=0.1)
+    students = allc[allc["role"] == "student"]
+    modes = sorted(students["label_mode"].dropna().unique())
+    for k, (mode, g) in enumerate(students.groupby("label_mode", sort=True)):
+        shift = 1.0 + 0.04 * (k - (len(modes) - 1) / 2)  # label modes side by side at one cardinality (log axis)
+        g = g.assign(cardinality=g["cardinality"] * shift)
+        stats = [(c, v["test_accuracy"].to_numpy(float)) for c, v in g.groupby("cardinality")]
+        xs = np.array([c for c, _ in stats])
+        means = np.array([v.mean() for _, v in stats])
+        half = np.array([metrics.t_halfwidth(v) for _, v in stats])
+        line = ax.errorbar(xs, means, yerr=np.where(np.isfinite(half), half, 0), marker="o", capsize=3,
+                           label=f"students, {mode} labels (mean ± 95% CI)")
+        ax.scatter(g["cardinality"], g["test_accuracy"], s=10, alpha=0.5, color=line[0].get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("synthetic cardinality (× |D|)")
+    ax.set_ylabel("real-test accuracy (%)")
+    ax.set_title(f"{folder.name}: {len(seeds)} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, folder / "figures" / "seeds_cardinality")
+
+
+def result_figures(folders: list[str | Path], images: str | Path = "images", which: tuple[str, ...] | None = None,
+                   log=print) -> dict[str, list[Path]]:
+    """Redraw every figure of each result folder from its committed files (``<folder>/figures/``, ignored by git)
+    and copy the PNGs to ``images/<study>/``. The figures drawn from images (samples, audit pairs) need the run's
+    shards: their PNGs, copied by :func:`tckr.report.collect` into ``<folder>/images/``, are used as they are. Returns the PNGs
+    per folder."""
+    out = {}
+    for folder in map(Path, folders):
+        if artifacts.seed_folders(folder) and not (folder / "config.yaml").is_file():  # a several-seed result folder
+            drawn = {"seeds_cardinality": seeds_cardinality_figure(folder)}
+        elif not (folder / "config.yaml").is_file():
+            raise FileNotFoundError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
+        else:
+            drawn = make_figures(folder, which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES), log=log)
+            if (folder / "results" / "audit.csv").is_file():
+                drawn["audit"] = save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")
+            if (folder / "lora" / "loss.csv").is_file():
+                drawn["lora_loss"] = plot_lora_loss(folder)
+        pngs = [p for ps in drawn.values() for p in ps if p.suffix == ".png"]
+        pngs += sorted((folder / "images").glob("*.png"))  # drawn from images at collect time, copied as they are
+        target = Path(images) / folder.name
+        target.mkdir(parents=True, exist_ok=True)
+        for png in pngs:
+            if png.parent != target:
+                with io.atomic_path(target / png.name) as tmp:
+                    shutil.copyfile(png, tmp)
+        out[folder.as_posix()] = [target / p.name for p in pngs]
+        log(f"{folder}: {len(pngs)} figures -> {target}")
+    return out
+
+
+def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per_seed, table)``: every seed run's study table, and their mean ± 95% CI (Student t) per model. Reads only;
+    :func:`tckr.study.run_study` writes them (:func:`tckr.artifacts.write_study_table`). When a seed has no attack
+    results (a study of phases 00–04), the table is of accuracies only, its attack columns empty."""
+    attacks = all(artifacts.result_path(d, "mia.csv").is_file() for d in seed_dirs)
+    frames = []
+    for i, d in enumerate(seed_dirs):
+        t = study_table(d, attacks=attacks)
+        t["seed_run"] = i
+        frames.append(t)
+    allt = pd.concat(frames, ignore_index=True)
+    columns = ["accuracy", "auc_mia", "tpr_at_1pct", "aop"]
+    rows = []
+    for (model, role), g in allt.groupby(["model", "role"], sort=False):
+        row = {"model": model, "role": role, "cardinality": g["cardinality"].iloc[0], "n_seeds": len(g),
+               "attack": g["attack"].iloc[0]}
+        for m in columns:
+            v = g[m].dropna().to_numpy()
+            row[m] = v.mean() if len(v) else np.nan
+            row[f"{m}_ci"] = metrics.t_halfwidth(v)
+        rows.append(row)
+    return allt, pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tckr.plots RUN_DIR [--only ...] [--images]`` or ``--results FOLDER...``, the same as ``tckr figures`` (its own parser: figures
+    may not import the CLI, which imports every training module; see the import-linter contracts)."""
+    ap = argparse.ArgumentParser(prog="python -m tckr.plots", description="Regenerate every figure of a run from its result files.")
+    ap.add_argument("run_dir", nargs="?", help="a run folder, or 'latest'")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
+    ap.add_argument("--images", action="store_true", help="also copy the PNGs to the repository's images/ folder")
+    ap.add_argument("--results", nargs="+", metavar="FOLDER", help="redraw committed result folders (results/<study>, "
+                    "tckr.report collect) instead of a run, into images/<study>/")
+    args = ap.parse_args(argv)
+    which = tuple(args.only.split(",")) if args.only else FIGURES
+    if (args.run_dir is None) == (args.results is None):
+        ap.error("give a run folder or --results FOLDER..., not both")
+    try:
+        if args.results:
+            result_figures(args.results, paths.IMAGES, tuple(args.only.split(",")) if args.only else None)
+            return 0
+        run_dir = runs.find_run(args.run_dir)
+        make_figures(run_dir, which, images_dir=paths.IMAGES if args.images else None)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"tckr: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:
+    """A grid of real images of D per class (figures/real_samples)."""
+    run_dir = Path(run_dir)
+    real, y, names = artifacts.real_images(run_dir)
+    rows = [real[y == c][:per_class] for c in range(len(names))]
+    return save_figure(image_grid(rows, names, title="real training images (D) per class"), run_dir / "figures" / "real_samples")
+
+
+def plot_lora_loss(run_dir) -> list[Path]:
+    """Per-step LoRA loss with a moving average (``lora/loss.csv``): ``figures/lora_loss``."""
+    run_dir = artifacts.run_folder(run_dir)
+    h = artifacts.read_lora_history(run_dir)
+    fig, ax = _plt().subplots(figsize=(5, 3))
+    ax.plot(h["step"], h["loss"], lw=0.6, alpha=0.5, label="per step")
+    ax.plot(h["step"], h["loss"].rolling(max(1, len(h) // 20), min_periods=1).mean(), lw=1.5, label="moving average")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("denoising loss")
+    ax.set_title(f"LoRA fine-tuning on D ({artifacts.settings(run_dir)['study']['dataset']})")
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, run_dir / "figures" / "lora_loss")
+
+
+def plot_lora_samples(run_dir) -> list[Path]:
+    """Rows per class: real D images, base-model samples, adapted samples (same prompts and seeds), from
+    ``lora/samples/`` (:func:`tckr.lora.write_samples`): ``figures/lora_samples``."""
+    run_dir = artifacts.run_folder(run_dir)
+    s = artifacts.read_lora_samples(run_dir)
+    names = artifacts.run_class_names(run_dir)
+    k = len(names)
+    n_per_class = len(s["real"]) // k
+    fig, axes = _plt().subplots(k, 3 * n_per_class, figsize=(3 * n_per_class * 0.6, k * 0.65))
+    for c in range(k):
+        for j, key in enumerate(("real", "base", "lora")):
+            for i in range(n_per_class):
+                ax = axes[c, j * n_per_class + i]
+                ax.imshow(s[key][c * n_per_class + i])
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0 and i == 0:
+                    ax.set_title({"real": "real D", "base": "base", "lora": "LoRA"}[key], fontsize=7, loc="left")
+        axes[c, 0].set_ylabel(names[c], fontsize=6, rotation=0, ha="right")
+    fig.tight_layout(pad=0.1)
+    return save_figure(fig, run_dir / "figures" / "lora_samples")
+
+
+def plot_synthetic_samples(run, multiple: float | None = None, per_class: int = 8, name: str = "synthetic_samples") -> list[Path]:
+    """A grid of synthetic samples, one row per class (``run``: a :class:`tckr.runs.Run` or its folder):
+    ``figures/<name>``."""
+    run = run if hasattr(run, "cfg") else runs.open_run(None, run)
+    multiple = max(artifacts.available_multiples(run) or [0]) if multiple is None else multiple
+    s = artifacts.load_synthetic(run, multiple)
+    names = run.class_names
+    fig = _plt().figure(figsize=(1.6 + per_class * 0.8, 0.4 + len(names) * 0.8))
+    axes = fig.subplots(len(names), per_class, squeeze=False)
+    for c, name_c in enumerate(names):
+        rows = np.flatnonzero(s.labels == c)[:per_class]
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.axis("off")
+            if j < len(rows):
+                ax.imshow(s.images[rows[j]])
+        axes[c, 0].text(-0.1, 0.5, name_c, transform=axes[c, 0].transAxes, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"synthetic samples ({multiple:g}× |D|, prompt mode {run.cfg.synthesis.prompt_mode!r})", fontsize=9)
+    fig.subplots_adjust(left=0.18, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.05)
+    return save_figure(fig, run.dir / "figures" / name)
+
+
+def show(figures: dict[str, list[Path]] | list[Path]) -> None:
+    """Display the PNGs of saved figures inline in a notebook."""
+    from IPython.display import Image, display  # only inside notebooks; the package does not need IPython
+
+    items = [p for ps in figures.values() for p in ps] if isinstance(figures, dict) else list(figures)
+    for p in items:
+        if Path(p).suffix == ".png":
+            display(Image(filename=str(p)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

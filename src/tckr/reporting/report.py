@@ -1,0 +1,421 @@
+"""The README's results block, written from committed result folders (never typed by hand).
+
+A *result folder* is the small, committable part of a finished run: its ``config.yaml``,
+``environment.json`` (commit, machine, base generator check), ``seeds.json`` and ``results/`` (every
+CSV/JSON table the phases wrote, the shadow pipelines' stage timings as ``results/pipeline_stages.csv``).
+:func:`collect` copies it out of a run folder (``runs/`` is not committed; ``results/<study>/`` is).
+
+:func:`block` turns result folders into the Markdown of the README's results section: per study, the
+commit, machine and wall time (``results/phases.csv``), the teacher-vs-student table with each model's
+pre-registered headline attack (``tckr.ledger.classifier_headlines``), the headline rows of the privacy
+ledger and, for a positive control, whether each attack detected the leakage. :func:`update_readme`
+replaces the text between the two markers in ``README.md``; ``--check`` exits 1 when it differs (the
+test suite runs it, so the README cannot drift from the committed files).
+
+    python -m tckr.report collect runs/<id> results/mini          # copy a finished run's result files
+    python -m tckr.report write results/mini results/mini-leaky   # rewrite README.md's results block
+    python -m tckr.report check results/mini results/mini-leaky   # exit 1 when README.md differs
+    python -m tckr.plots --results results/mini results/mini-leaky # redraw their figures into images/<study>/
+
+Benchmarks are reported the same way: each ``bench/`` script given ``--out bench/measured/<name>.json`` stores with
+its numbers a ``record`` (:func:`bench_record`: the command line, date, commit, machine and a one-line summary computed
+from the numbers), and ``python -m tckr.report bench bench/measured`` writes the README's benchmark table between its
+own two markers (:func:`bench_table`); ``check`` compares both blocks.
+
+    python -m tckr.report bench bench/measured                     # rewrite README.md's benchmark table
+
+A run of several seeds (``tckr study --seeds 0 1 2``: one ``seed<k>/`` folder per seed) is collected seed by seed
+into ``dest/seed<k>/``; its block is the teacher-vs-student accuracy as mean ± 95% interval over the seeds
+(Student t), each seed's value beside it (:func:`seeds_block`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from tckr.core import io
+from tckr.privacy import ledger, metrics
+from tckr.runfolder.artifacts import seed_folders  # noqa: F401  (kept importable from here: tckr.report.seed_folders)
+
+BEGIN = "<!-- tckr.report:begin (python -m tckr.report write ...; do not edit by hand) -->"
+END = "<!-- tckr.report:end -->"
+BENCH_BEGIN = "<!-- tckr.bench:begin (python -m tckr.report bench ...; do not edit by hand) -->"
+BENCH_END = "<!-- tckr.bench:end -->"
+BENCH_RECORD_KEYS = ("command", "date", "commit", "machine", "summary")
+RUN_FILES = ("config.yaml", "environment.json", "seeds.json")
+RESULT_SUFFIXES = (".csv", ".json", ".md")
+# what tckr.plots reads besides results/: ROC curves and training histories; and the PNGs of the figures drawn from
+# images (real vs synthetic samples, LoRA samples, audit nearest pairs), whose inputs are too large to commit
+FIGURE_INPUTS = ("mia/roc/*.csv", "classifiers/*_history.csv", "lora/loss.csv")
+IMAGE_PNGS = ("real_vs_synthetic.png", "synthetic_samples.png", "real_samples.png", "lora_samples.png", "audit_pairs.png")
+README_FIGURES = ("ledger", "roc")  # linked below a study's tables when images/<study>/ holds them
+SEEDS_FIGURES = ("seeds_cardinality",)  # linked below a several-seed study's table
+DETECTED = "AUC interval above 50% and TPR@1% FPR interval above 1%"
+# tckr.study.PHASES (the report may not import the runner: layers contract; a test checks they agree)
+STUDY_PHASES = ("00_data", "01_captions", "02_lora_finetune", "03_generate", "04_run_evaluate", "05_mia_lira", "06_figures")
+
+
+class ReportError(ValueError):
+    """A result folder lacks what the report needs (the message names the file)."""
+
+
+def collect(run_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Copy a finished run's small result files to ``dest`` (``results/*.csv|json|md``, the config,
+    environment and seeds, ``mia/pipelines/stages.csv`` as ``results/pipeline_stages.csv``; each ``seed<k>/`` of a
+    several-seed run into ``dest/seed<k>/``). Files already in ``dest`` are replaced; nothing else there is
+    touched. Returns the files written."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    nested = [f for d in seed_folders(run_dir) for f in collect(d, dest / d.name)]
+    res = run_dir / "results"
+    if nested and not res.is_dir():
+        return nested
+    if not res.is_dir():
+        raise ReportError(f"{res} is missing: {run_dir} is not a run folder (or no phase has finished)")
+    pairs = [(run_dir / name, dest / name) for name in RUN_FILES if (run_dir / name).is_file()]
+    pairs += [(f, dest / "results" / f.name) for f in sorted(res.iterdir())
+              if f.is_file() and f.suffix in RESULT_SUFFIXES and not f.name.startswith(".")]
+    stages = run_dir / "mia" / "pipelines" / "stages.csv"
+    if stages.is_file():
+        pairs.append((stages, dest / "results" / "pipeline_stages.csv"))
+    for pattern in FIGURE_INPUTS:
+        pairs += [(f, dest / f.relative_to(run_dir)) for f in sorted(run_dir.glob(pattern)) if f.is_file()]
+    pairs += [(run_dir / "figures" / n, dest / "images" / n) for n in IMAGE_PNGS if (run_dir / "figures" / n).is_file()]
+    out = []
+    for src, dst in pairs:
+        with io.atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        out.append(dst)
+    return nested + out
+
+
+def _read(folder: Path, *parts: str) -> pd.DataFrame:
+    f = folder.joinpath(*parts)
+    if not f.is_file():
+        raise ReportError(f"{f} is missing: collect the run's results first (python -m tckr.report collect RUN {folder})")
+    return pd.read_csv(f, keep_default_na=False, na_values=[""])
+
+
+def wall_time(folder: Path, phases: pd.DataFrame | None = None) -> dict[str, float]:
+    """Seconds per phase of the study (its last finished attempt, ``results/phases.csv``, or ``phases`` when the
+    caller has read it already) and their total."""
+    phases = _read(folder, "results", "phases.csv") if phases is None else phases
+    done = phases[phases["status"] == "done"].groupby("phase", sort=False)["seconds"].last()
+    return {**{p: float(s) for p, s in done.items()}, "total": float(done.sum())}
+
+
+def _pct(v, lo=np.nan, hi=np.nan, digits: int = 1) -> str:
+    if pd.isna(v):
+        return "–"
+    s = f"{100 * v:.{digits}f}"
+    return s + (f" [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]" if not (pd.isna(lo) or pd.isna(hi)) else "")
+
+
+def classifier_table(folder: Path) -> str:
+    """Teacher vs students: real-test accuracy and the pre-registered headline attack on each (percent)."""
+    clf = _read(folder, "results", "classifiers.csv")
+    variant = io.read_json(folder / "results" / "headline.json")["attack"]
+    heads = ledger.classifier_headlines(folder, variant).set_index("target")
+    lines = [f"| model | role | cardinality | labels | test accuracy (%) | {variant} AUC (%) [95% CI] | TPR@1% FPR (%) | shadows |",
+             "|---|---|---|---|---|---|---|---|"]
+    clf = clf.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first")
+    for _, r in clf.iterrows():
+        h = heads.loc[r["model"]] if r["model"] in heads.index else None
+        card = "–" if pd.isna(r.get("cardinality")) else f"{float(r['cardinality']):g}× |D|"
+        lines.append(f"| {r['model']} | {r['role']} | {card} | {r.get('label_mode') or '–'} | {r['test_accuracy']:.2f} | "
+                     + (f"{_pct(h['auc'], h['auc_lo'], h['auc_hi'])} | {_pct(h['tpr_at_1pct'])} | {h['shadows']} |"
+                        if h is not None else "– | – | – |"))
+    return "\n".join(lines) + "\n"
+
+
+def _detected(t: pd.DataFrame) -> pd.Series:
+    """The pre-registered detection rule (``DETECTED``) on ledger rows."""
+    return (t["auc_lo"] > 0.5) & (t["tpr_at_1pct_lo"] > 0.01)
+
+
+def detections(folder: Path) -> pd.DataFrame:
+    """Per headline ledger row: detected (AUC lower bound > 50% and TPR@1% lower bound > 1%)?"""
+    t = ledger.headlines(_read(folder, "results", "ledger.csv"))
+    return t.assign(detected=_detected(t))
+
+
+def seeds_block(folder: str | Path, title: str | None = None, images: str | Path = "images") -> str:
+    """The Markdown of a several-seed study: real-test accuracy per model as mean ± 95% t-interval over the seeds
+    (``seed<k>/results/classifiers.csv``), each seed's value, and each seed's wall time and phases; the
+    accuracy-against-cardinality figure of ``images/<folder name>/`` is linked when it is there."""
+    folder = Path(folder)
+    seeds = seed_folders(folder)
+    if not seeds:
+        raise ReportError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
+    frames, times, commits = [], [], set()
+    for d in seeds:
+        clf = _read(d, "results", "classifiers.csv").assign(seed=int(d.name[4:]))
+        frames.append(clf)
+        log = _read(d, "results", "phases.csv")
+        done = [p for p in STUDY_PHASES if p in set(log.loc[log["status"] == "done", "phase"])]
+        times.append(f"seed {d.name[4:]} {wall_time(d, log)['total'] / 60:.1f} min ({done[0]}–{done[-1]})" if done
+                     else f"seed {d.name[4:]}: no phase finished")
+        env = io.read_json(d / "environment.json") if (d / "environment.json").is_file() else {}
+        commits.add((env.get("git", {}).get("commit") or "unknown")[:10])
+    cfg_file = seeds[0] / "config.yaml"
+    name = yaml.safe_load(cfg_file.read_text())["study"]["name"] if cfg_file.is_file() else folder.name
+    allc = pd.concat(frames, ignore_index=True)
+    labels = [f"seed {s}" for s in sorted(allc["seed"].unique())]
+    lines = [f"### {title or name}, {len(seeds)} seeds (`{folder.as_posix()}`)", "",
+             f"Config `{name}`, seeds {', '.join(d.name[4:] for d in seeds)} (training, LoRA, synthesis and attack "
+             f"seeds shifted by 1000 × seed; splits fixed), commit{'s' if len(commits) > 1 else ''} "
+             f"{', '.join(f'`{c}`' for c in sorted(commits))}. Wall time per seed: {'; '.join(times)}.", "",
+             "| model | role | cardinality | labels | test accuracy (%), mean ± 95% CI | n | " + " | ".join(labels) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(labels)]
+    allc = allc.sort_values(["role", "cardinality", "model"], ascending=[False, True, True], na_position="first")
+    for model, g in allc.groupby("model", sort=False):
+        r = g.iloc[0]
+        v = g["test_accuracy"].to_numpy(float)
+        ci = metrics.t_halfwidth(v)
+        card = "–" if pd.isna(r.get("cardinality")) else f"{float(r['cardinality']):g}× |D|"
+        per = {f"seed {s}": f"{a:.2f}" for s, a in zip(g["seed"], v)}
+        lines.append(f"| {model} | {r['role']} | {card} | {r.get('label_mode') or '–'} | {v.mean():.2f}"
+                     + ("" if np.isnan(ci) else f" ± {ci:.2f}") + f" | {len(v)} | "
+                     + " | ".join(per.get(lab, "–") for lab in labels) + " |")
+    shown = [n for n in SEEDS_FIGURES if (Path(images) / folder.name / f"{n}.png").is_file()]
+    if shown:
+        lines += ["", " ".join(f"![{folder.name}: {n}](images/{folder.name}/{n}.png)" for n in shown)]
+    return "\n".join(lines) + "\n"
+
+
+def study_block(folder: str | Path, title: str | None = None, images: str | Path = "images") -> str:
+    """The Markdown of one study's results (of :func:`seeds_block` for a several-seed folder); the ledger and ROC
+    figures of ``images/<folder name>/`` (:func:`figures`) are linked when they are there."""
+    folder = Path(folder)
+    if seed_folders(folder):
+        return seeds_block(folder, title, images)
+    cfg = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else None
+    if cfg is None:
+        raise ReportError(f"{folder / 'config.yaml'} is missing: collect the run's results first")
+    env = io.read_json(folder / "environment.json") if (folder / "environment.json").is_file() else {}
+    name = cfg["study"]["name"]
+    log = _read(folder, "results", "phases.csv")
+    wt = wall_time(folder, log)
+    git = env.get("git", {})
+    commit = (git.get("commit") or "unknown")[:10] + (" (dirty tree)" if git.get("dirty") else "")
+    machine = f"{env.get('cpu_count', '?')} CPU cores, {env.get('torch_threads', '?')} torch threads" + (
+        f", GPU {env['gpu']}" if env.get("gpu") else ", no GPU")
+    phases = ", ".join(f"{p} {s / 60:.1f}" for p, s in wt.items() if p != "total")
+    last = log.groupby("phase", sort=False)["status"].last()
+    open_phases = [p for p in STUDY_PHASES if last.get(p) != "done"]
+    if open_phases:
+        phases += f"; **not finished: {', '.join(open_phases)}** (its time is not counted)"
+    seeds = cfg["study"].get("seeds", [0])
+    out = [f"### {title or name} (`{folder.as_posix()}`)", "",
+           f"Config `{name}` (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, single seed"
+           f"{'' if len(seeds) == 1 else 's aggregated elsewhere'}), commit `{commit}`, {machine}. "
+           f"Wall time **{wt['total'] / 60:.1f} min** (per phase, min: {phases}).", "",
+           classifier_table(folder), ]
+    lj = folder / "results" / "ledger.json"
+    meta = io.read_json(lj) if lj.is_file() else {}
+    det = detections(folder)
+    out += [f"Privacy ledger, pre-registered headline per release point (`{meta.get('headline_variant', '?')}` or its "
+            f"analogue; {meta.get('n_comparisons', '?')} rows in `results/ledger.csv`, Bonferroni level "
+            f"{meta.get('bonferroni_level', float('nan')):.4f}; AUC and TPR in %, 95% bootstrap intervals):", "",
+            ledger.markdown(det, headline_only=True).rstrip("\n"), "",
+            f"Detected ({DETECTED}): " + (", ".join(
+                f"{r['release']}{'' if pd.isna(r['cardinality']) else ' ' + format(float(r['cardinality']), 'g') + '×'}"
+                f"{' (hard labels)' if r.get('label_mode') == 'hard' else ''} "
+                f"{'**yes**' if r['detected'] else 'no'}" for _, r in det.iterrows()) or "–") + ".", ""]
+    canaries = canary_rows(folder)
+    if len(canaries):
+        n = int(canaries["n_members"].iloc[0] + canaries["n_nonmembers"].iloc[0])
+        out += [f"Mislabeled canaries (`mia.canaries`: {n} examples of P whose label is flipped in caption, prompt and "
+                "teacher target, scored on the canaries alone; a worst-case audit, never a headline), the same "
+                "pre-registered attack per release point:", "",
+                ledger.markdown(canaries).rstrip("\n"), ""]
+    shown = [(n, f"images/{folder.name}/{n}.png") for n in README_FIGURES if (Path(images) / folder.name / f"{n}.png").is_file()]
+    if shown:
+        out += [" ".join(f"![{folder.name}: {n}]({path})" for n, path in shown), ""]
+    return "\n".join(out)
+
+
+def canary_rows(folder: str | Path) -> pd.DataFrame:
+    """The ledger's mislabeled-canary rows (``subset`` = ``canaries``) of the attacks that are the pre-registered
+    headline of their release point (same release, cardinality, label mode, family and attack); empty without canaries."""
+    t = ledger.with_subset(_read(Path(folder), "results", "ledger.csv"))
+    keys = ["release", "cardinality", "label_mode", "family", "attack"]
+    heads = ledger.headlines(t)[keys]
+    can = t[t["subset"] == "canaries"]
+    return can.merge(heads, on=keys, how="inner").reset_index(drop=True)
+
+
+def _control_rows(folder: Path) -> pd.DataFrame:
+    """A study's headline ledger rows and, for the students, the classifier-shadow row of the same LiRA variant
+    (the attack the pipeline-aware one replaces), each marked detected or not."""
+    t = ledger.main_rows(_read(folder, "results", "ledger.csv"))
+    variant = io.read_json(folder / "results" / "ledger.json").get("headline_variant") if (
+        folder / "results" / "ledger.json").is_file() else None
+    beside = (t["release"] == "student") & (t["family"] == "LiRA, classifier shadows") & (t["attack"] == variant)
+    t = t[t["headline"] | beside]
+    return t.assign(detected=_detected(t))
+
+
+def control_table(folders: list[str | Path]) -> str:
+    """Each release point and attack family under every study given (a study and its positive control): the
+    pre-registered attack's AUC, TPR@1% FPR and whether it detected, per cardinality. A null of one study is
+    read beside the detection of the same attack in the control."""
+    folders = [Path(f) for f in folders]
+    rows = {f.name: _control_rows(f) for f in folders}
+    keys = []
+    for t in rows.values():
+        for k in zip(t["release"], t["label_mode"].fillna("–"), t["family"]):
+            if k not in keys:
+                keys.append(k)
+    order = {"teacher": 0, "generator": 1, "synthetic set": 2, "student": 3}
+    keys.sort(key=lambda k: (order.get(k[0], 9), k[1] == "hard", k[2] != "LiRA, shadow pipelines"))
+    lines = ["| release | attack family | " + " | ".join(f"`{n}`" for n in rows) + " |", "|---|---|" + "---|" * len(rows)]
+    for release, mode, family in keys:
+        cells = []
+        for t in rows.values():
+            g = t[(t["release"] == release) & (t["label_mode"].fillna("–") == mode) & (t["family"] == family)]
+            cells.append("<br>".join(
+                ("" if pd.isna(r["cardinality"]) else f"{float(r['cardinality']):g}×: ")
+                + f"{r['attack']} AUC {_pct(r['auc'], r['auc_lo'], r['auc_hi'])}, TPR@1% {_pct(r['tpr_at_1pct'])}% "
+                + ("**detected**" if r["detected"] else "not detected") for _, r in g.iterrows()) or "–")
+        label = release + (" (hard labels)" if mode == "hard" else "")
+        lines.append(f"| {label} | {family} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def block(folders: list[str | Path], images: str | Path = "images") -> str:
+    """The README's whole results block for these result folders, markers included."""
+    if not folders:
+        raise ReportError("no result folders given (e.g. results/mini results/mini-leaky)")
+    body = "\n".join(study_block(f, images=images) for f in folders)
+    with_ledger = [f for f in folders if (Path(f) / "results" / "ledger.csv").is_file()]
+    if len(with_ledger) > 1:
+        body += ("\n### Each attack beside its positive control\n\nThe pre-registered attack per release point in each "
+                 f"study ({DETECTED} = detected); a student's classifier-shadow row is the same LiRA variant with "
+                 "shadows that do not replicate a student's training.\n\n" + control_table(with_ledger) + "\n")
+    cmd = "python -m tckr.report write " + " ".join(Path(f).as_posix() for f in folders)
+    return f"{BEGIN}\n_Written by `{cmd}` from the committed result files._\n\n{body}{END}"
+
+
+def bench_record(summary: str, argv: list[str] | None = None) -> dict[str, str]:
+    """What a benchmark stores beside its numbers (key ``record`` of its ``--out`` JSON): the command that made
+    them (``argv``, default ``sys.argv``, with the script's path relative to the repository), the date, the commit
+    (``+dirty`` when tracked files differed), the machine and ``summary``, one line computed from the numbers."""
+    from tckr.core import paths  # lazy: only a benchmark that writes its result needs git and the repository root
+    from tckr.runfolder import runs
+
+    argv = list(sys.argv if argv is None else argv)
+    if argv:
+        script = Path(argv[0]).resolve()
+        argv[0] = script.relative_to(paths.ROOT).as_posix() if script.is_relative_to(paths.ROOT) else argv[0]
+    git = runs.git_commit()
+    commit = (git["commit"] or "unknown")[:7] + ("+dirty" if git.get("dirty") else "")
+    return {"command": "python " + shlex.join(argv), "date": _dt.date.today().isoformat(), "commit": commit,
+            "machine": f"{os.cpu_count()} CPU cores", "summary": summary}
+
+
+def _cell(value) -> str:
+    """``value`` as one Markdown table cell (pipes escaped, one line)."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def bench_table(folder: str | Path) -> str:
+    """The README's benchmark table: one row per ``*.json`` in ``folder`` (each with a :func:`bench_record`),
+    sorted by file name."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise ReportError(f"{folder} holds no benchmark result (*.json): run a bench/ script with --out {folder}/<name>.json")
+    rows = ["| benchmark | result | command | measured |", "|---|---|---|---|"]
+    for f in files:
+        rec = io.read_json(f).get("record")
+        missing = [k for k in BENCH_RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
+        if missing:
+            raise ReportError(f"{f} has no record {missing} (tckr.report.bench_record): rerun its benchmark with --out")
+        rows.append(f"| `{f.stem}` | {_cell(rec['summary'])} | `{_cell(rec['command'])}` | "
+                    f"{rec['date']}, {rec['commit']}, {rec['machine']} |")
+    return "\n".join(rows) + "\n"
+
+
+def bench_block(folder: str | Path) -> str:
+    """The README's whole benchmark block for ``folder``, markers included."""
+    cmd = "python -m tckr.report bench " + Path(folder).as_posix()
+    return f"{BENCH_BEGIN}\n_Written by `{cmd}` from the committed benchmark results._\n\n{bench_table(folder)}{BENCH_END}"
+
+
+def _replace_block(readme: Path, begin: str, end: str, new_block: str, what: str, *, check: bool) -> bool:
+    text = readme.read_text()
+    if begin not in text or end not in text:
+        raise ReportError(f"{readme} has no {what} block: put the two marker lines\n{begin}\n{end}\nwhere it goes")
+    head, rest = text.split(begin, 1)
+    new = head + new_block + rest.split(end, 1)[1]
+    if new == text:
+        return False
+    if not check:
+        io.write_text(readme, new)
+    return True
+
+
+def update_readme(readme: str | Path, folders: list[str | Path], *, check: bool = False) -> bool:
+    """Replace the block between the markers in ``readme``; returns True when it changed (with
+    ``check`` nothing is written). An error when the markers are missing."""
+    readme = Path(readme)
+    return _replace_block(readme, BEGIN, END, block(folders, readme.parent / "images"), "results", check=check)
+
+
+def update_bench(readme: str | Path, folder: str | Path, *, check: bool = False) -> bool:
+    """Replace the benchmark block in ``readme`` with :func:`bench_block` of ``folder``; True when it changed."""
+    readme = Path(readme)
+    return _replace_block(readme, BENCH_BEGIN, BENCH_END, bench_block(folder), "benchmark", check=check)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tckr.report``: the forms of ``tckr report`` (kept here, not handed to tckr.cli: a report imports
+    nothing above it, see the import-linter layers)."""
+    ap = argparse.ArgumentParser(prog="python -m tckr.report", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect", help="copy a finished run's result files into a result folder")
+    c.add_argument("run_dir")
+    c.add_argument("dest")
+    for name in ("write", "check"):
+        w = sub.add_parser(name, help=("rewrite" if name == "write" else "compare") + " README.md's results block")
+        w.add_argument("folders", nargs="+")
+        w.add_argument("--readme", default="README.md")
+    b = sub.add_parser("bench", help="rewrite (--check: compare) README.md's benchmark table from a folder of results")
+    b.add_argument("folder", nargs="?", default="bench/measured")
+    b.add_argument("--readme", default="README.md")
+    b.add_argument("--check", action="store_true", help="exit 1 when README.md's table differs; write nothing")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "collect":
+            files = collect(a.run_dir, a.dest)
+            print(f"{len(files)} files -> {a.dest}")
+            return 0
+        if a.cmd == "bench":
+            check, what, cmd = a.check, "benchmark table", f"bench {a.folder}"
+            changed = update_bench(a.readme, a.folder, check=check)
+        else:
+            check, what, cmd = a.cmd == "check", "results block", "write " + " ".join(a.folders)
+            changed = update_readme(a.readme, a.folders, check=check)
+    except (ReportError, FileNotFoundError) as e:
+        print(f"tckr.report: error: {e}", file=sys.stderr)
+        return 2
+    if check:
+        if changed:
+            print(f"{a.readme}: the {what} differs from `python -m tckr.report {cmd}`", file=sys.stderr)
+        return int(changed)
+    print(f"{a.readme}: {what} {'rewritten' if changed else 'already current'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
