@@ -63,3 +63,41 @@ def test_paper_configs_cover_the_ten_datasets():
                      "imagenette", "imagewoof", "caltech101"}
     assert load_config("configs/paper/cifar10.yaml").lora.rank == 4
     assert max(load_config("configs/paper/caltech101.yaml").synthesis.cardinalities) == 10
+
+
+# Regression pin of every config's resolved settings, recorded before the configs became overlays (extends:) and
+# the numeric bounds moved onto the fields: file -> (Config.hash(), the run folders' hash; sha256 of the whole
+# to_dict(), train.log included). Printed at commit 1dec8bf by
+#   PYTHONPATH=src python -c "import hashlib, json; from tckr.core import paths; from tckr.core.config import load_config
+#   [print(p.relative_to(paths.CONFIGS).as_posix(), (c := load_config(p)).hash(), hashlib.sha256(json.dumps(c.to_dict(),
+#   sort_keys=True).encode()).hexdigest()[:12]) for p in sorted(paths.CONFIGS.rglob('*.yaml'))]"
+# A deliberate change of a config's settings updates its line here.
+RESOLVED = {
+    "mini-full.yaml": ("02e19e46e549", "d3dc8ef1810d"),
+    "mini-leaky.yaml": ("30dc50bba528", "cd722c526f2f"),
+    "mini.yaml": ("0ddf7b71ad83", "2ba90afbca0f"),
+    "paper/caltech101.yaml": ("bcbaeb546178", "5e77d2291266"),
+    "paper/cifar10.yaml": ("6410ba48adaf", "63b47429f77f"),
+    "paper/cifar100.yaml": ("9e93794695d3", "3fba00f72b8d"),
+    "paper/food101.yaml": ("ad5971ec061b", "705079390103"),
+    "paper/imagenette.yaml": ("14485ca27414", "d2fd928d70b2"),
+    "paper/imagewoof.yaml": ("82607d302a3a", "b032d1776991"),
+    "paper/oxford_pets.yaml": ("650af829e45f", "8c49f7759f81"),
+    "paper/stanford_cars.yaml": ("42e8c2c5bfdf", "0e5ce66a0db8"),
+    "paper/stl10.yaml": ("47fbce3a7f00", "7de8021ea4c3"),
+    "paper/tiny_imagenet.yaml": ("28c49c9f5060", "6f8e339d2053"),
+    "tiny.yaml": ("5bbf764a9c31", "bbd872532038"),
+}
+
+
+def test_every_config_resolves_to_its_pinned_settings():
+    import hashlib
+    import json
+
+    got = {}
+    for p in sorted(paths.CONFIGS.rglob("*.yaml")):
+        if p.name.startswith("_"):
+            continue
+        c = load_config(p)
+        got[p.relative_to(paths.CONFIGS).as_posix()] = (c.hash(), hashlib.sha256(json.dumps(c.to_dict(), sort_keys=True).encode()).hexdigest()[:12])
+    assert got == RESOLVED
