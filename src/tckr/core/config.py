@@ -5,19 +5,19 @@ values out of range (every numeric setting has one), unknown devices, captioners
 registry) and attacks, and repeated seeds fail at load time with a message that names the key, the bad
 value and what is accepted. A config file must name ``study.tier`` and ``study.dataset``: the defaults
 below are the paper's settings, and an empty or partial file would otherwise run them silently;
-``configs/mini.yaml`` and ``configs/tiny.yaml`` scale them down.
+``configs/mini.yaml`` and ``configs/tiny.yaml`` scale them down. A file may extend another (``extends:``) and
+set only what differs: ``configs/mini-full.yaml`` over ``configs/mini.yaml``, each ``configs/paper/<dataset>.yaml``
+over ``configs/paper/_base.yaml``. Each numeric setting's bounds sit on its field (:func:`tckr.core.schema.rng`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 import yaml
 
-from tckr.core import paths
+from tckr.core import paths, schema
 from tckr.core import registry as dataset_registry
+from tckr.core.schema import rng
 
 
 class ConfigError(ValueError):
@@ -48,28 +49,29 @@ class StudyConfig:
     tier: Literal["mini", "paper", "tiny"] = "mini"
     seeds: list[int] = field(default_factory=lambda: [0])  # several seeds repeat the study; tables give mean ± 95% CI
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    num_threads: int = rng(0, ge=0, note="0 leaves torch's default")  # torch CPU threads
 
 
 @dataclass
 class DataConfig:
-    train_size: int = 0  # |D|, the private real training set; 0 = the whole train split less H and val
-    val_size: int = 1000  # validation split (early stopping), drawn from the train split, disjoint from D and H
-    test_size: int = 0  # 0 = the whole official test split, else a seeded stratified subset
-    image_size: int = 224  # side the real images are resized to for every phase
-    split_seed: int = 0
-    public_size: int = 0  # public partition carved from the train split first (its own seed): what a pretrained base may see
-    public_seed: int = 0
+    train_size: int = rng(0, ge=0, note="0 = the whole train split less H and val")  # |D|, the private real training set
+    val_size: int = rng(1000, ge=1, note="validation picks the best epoch")  # validation split (early stopping), drawn from the train split, disjoint from D and H
+    test_size: int = rng(0, ge=0, note="0 = the whole test split")  # else a seeded stratified subset of the official test split
+    image_size: int = rng(224, ge=8)  # side the real images are resized to for every phase
+    split_seed: int = rng(0, ge=0)
+    public_size: int = rng(0, ge=0, note="0 = no public partition")  # public partition carved from the train split first (its own seed): what a pretrained base may see
+    public_seed: int = rng(0, ge=0)
     holdout: Literal["split", "test"] = "split"  # where the non-members H come from: split = half of the train split (|H| = |D|); test = the test split, D = the whole train split less val (the original's design)
-    carved_test_fraction: float = 0.15  # datasets whose source has no test split: this share of train becomes the test set (seeded, class-stratified, fixed per dataset)
+    # datasets whose source has no test split: this share of train becomes the test set (seeded, class-stratified, fixed per dataset)
+    carved_test_fraction: float = rng(0.15, gt=0, lt=1, note="a share of the train split")
 
 
 @dataclass
 class CaptionsConfig:
     captioner: Literal["blip2", "attributes"] = "blip2"
     model: str = "Salesforce/blip2-opt-2.7b"
-    batch_size: int = 16
-    max_new_tokens: int = 20
+    batch_size: int = rng(16, ge=1)
+    max_new_tokens: int = rng(20, ge=1)
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
 
 
@@ -77,38 +79,39 @@ class CaptionsConfig:
 class GeneratorConfig:
     arch: Literal["sd2", "tiny"] = "sd2"
     base: str = "stabilityai/stable-diffusion-2"  # Hugging Face id or local folder
-    resolution: int = 224
+    resolution: int = rng(224, ge=8, note="a multiple of 8 (the VAE downsamples by 8)")
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
 
 
 @dataclass
 class LoraConfig:
-    rank: int = 4
-    alpha: float = 4.0
+    rank: int = rng(4, ge=1)
+    alpha: float = rng(4.0, gt=0)
     target_modules: list[str] = field(default_factory=lambda: ["to_k", "to_q", "to_v", "to_out.0"])
-    learning_rate: float = 1e-4
-    epochs: int = 3
-    max_steps: int = 0  # 0 = epochs decide
-    batch_size: int = 1
-    grad_accum: int = 4
+    learning_rate: float = rng(1e-4, gt=0)
+    epochs: int = rng(3, ge=1)
+    max_steps: int = rng(0, ge=0, note="0 = lora.epochs decides")
+    batch_size: int = rng(1, ge=1)
+    grad_accum: int = rng(4, ge=1)
     mixed_precision: Literal["no", "fp16", "bf16"] = "fp16"
     center_crop: bool = True
     random_flip: bool = True
-    checkpoint_every: int = 500  # optimiser steps between resumable checkpoints
-    checkpoints_total_limit: int = 2
-    seed: int = 420
+    checkpoint_every: int = rng(500, ge=1)  # optimiser steps between resumable checkpoints
+    checkpoints_total_limit: int = rng(2, ge=1)
+    seed: int = rng(420, ge=0)
 
 
 @dataclass
 class SynthesisConfig:
-    cardinalities: list[float] = field(default_factory=lambda: [20.0])  # multiples of |D|
-    guidance_scale: float = 2.0
-    steps: int = 20
-    batch_size: int = 16
-    shard_size: int = 1000  # images per shard file
-    seed: int = 10_000  # generation seeds start here, disjoint from fine-tuning's
+    cardinalities: list[float] = rng([20.0], gt=0, note="multiples of |D| must be positive")
+    guidance_scale: float = rng(2.0, ge=0)
+    steps: int = rng(20, ge=1)
+    batch_size: int = rng(16, ge=1)
+    shard_size: int = rng(1000, ge=1)  # images per shard file
+    seed: int = rng(10_000, ge=0)  # generation seeds start here, disjoint from fine-tuning's
     prompt_mode: Literal["caption", "class"] = "caption"  # "n: c" prompts, or class name only (ablation)
-    init_strength: float = 0.0  # > 0: image-to-image from the image of D whose caption is the prompt (leaky controls); 0 = text-to-image, the paper's
+    # > 0: image-to-image from the image of D whose caption is the prompt (leaky controls); 0 = text-to-image, the paper's
+    init_strength: float = rng(0.0, ge=0, lt=1, note="0 = text-to-image; below 1, the share of the schedule run from a noised image of D")
 
 
 @dataclass
@@ -116,8 +119,8 @@ class ClassifierConfig:
     teacher_arch: str = "mobilenetv3_large_100"
     student_arch: str = "mobilenetv3_large_100"
     pretrained: bool = True  # ImageNet weights when reachable
-    input_size: int = 224
-    stem_stride: int = 0  # issue 3: stride of the first conv; 0 = 1 for inputs <= 64 px (mini tier), else the arch's
+    input_size: int = rng(224, ge=8)
+    stem_stride: int = rng(0, ge=0, le=4, note="0 = 1 for inputs <= 64 px, else the architecture's")  # stride of the first conv; 0 = 1 on the mini tier
 
 
 OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged, not what is computed: left out of the hash
@@ -125,20 +128,20 @@ OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged,
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 96
-    lr: float = 1e-3
-    weight_decay: float = 5e-5
-    label_smoothing: float = 0.1
-    patience: int = 5  # early stopping on validation accuracy; 0 disables
+    epochs: int = rng(30, ge=1)
+    batch_size: int = rng(96, ge=1)
+    lr: float = rng(1e-3, gt=0)
+    weight_decay: float = rng(5e-5, ge=0)
+    label_smoothing: float = rng(0.1, ge=0, lt=1)  # 1 would be a uniform target
+    patience: int = rng(5, ge=0, note="0 disables early stopping")  # early stopping on validation accuracy
     keep: Literal["best", "last"] = "best"  # weights returned: the best validation epoch's, or the last epoch's (leaky controls)
     amp: bool = True  # mixed precision on GPU (ignored on CPU)
     flip: bool = True
-    crop_padding: float = 0.1  # random crop with this fraction of padding; 0 disables
+    crop_padding: float = rng(0.1, ge=0, lt=1, note="a fraction of the side; 0 disables")  # random crop with this fraction of padding
     augmix: bool = True
-    mixup_alpha: float = 0.2  # 0 disables MixUp
-    warmup_epochs: float = 0.0  # issue 3: linear learning-rate warm-up before the cosine decay
-    seed: int = 0
+    mixup_alpha: float = rng(0.2, ge=0, note="0 disables MixUp")
+    warmup_epochs: float = rng(0.0, ge=0)  # linear learning-rate warm-up before the cosine decay
+    seed: int = rng(0, ge=0)
     # training curves also to TensorBoard (<run>/tensorboard/<model>/; needs the tensorboard package). Not part of
     # Config.hash(): it changes what is logged, never what is trained
     log: Literal["none", "tensorboard"] = "none"
@@ -147,36 +150,39 @@ class TrainConfig:
 @dataclass
 class GkdConfig:
     label_mode: Literal["soft", "hard"] = "soft"
-    temperature: float = 1.0
-    regenerate_every: int = 0  # redraw the student's training set from the synthetic pool every k epochs; 0 = never
+    temperature: float = rng(1.0, gt=0)
+    regenerate_every: int = rng(0, ge=0, note="0 = never")  # redraw the student's training set from the synthetic pool every k epochs
 
 
 @dataclass
 class MiaConfig:
-    n_shadows: int = 64
+    n_shadows: int = rng(64, ge=2, note="an even number")
     queries: list[str] = field(default_factory=lambda: ["identity", "flip"])
-    shadow_epochs: int = 0  # 0 = the teacher's epoch budget
+    shadow_epochs: int = rng(0, ge=0, note="0 = the teacher's epoch budget")
     attacks: list[str] = field(default_factory=lambda: ["lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia"])
-    n_bootstrap: int = 200
-    seed: int = 0
-    population_size: int = 1000  # RMIA's population samples z: real images from the public pool split (val when it is empty)
-    rmia_a: float = 0.3  # offline RMIA: p(x) = ((1 + a) p_out(x) + 1 - a) / 2
-    rmia_gamma: float = 1.0  # RMIA: likelihood-ratio threshold against each z
+    n_bootstrap: int = rng(200, ge=1)
+    seed: int = rng(0, ge=0)
+    population_size: int = rng(1000, ge=0, note="0 = the whole pool split")  # RMIA's population samples z: real images from the public pool split (val when it is empty)
+    rmia_a: float = rng(0.3, ge=0, le=1)  # offline RMIA: p(x) = ((1 + a) p_out(x) + 1 - a) / 2
+    rmia_gamma: float = rng(1.0, gt=0)  # RMIA: likelihood-ratio threshold against each z
     headline: str = "auto"  # the one pre-registered attack behind AOP, the table and the cardinality figure; auto = lira_online_fixed below 64 shadows, else lira_online
-    n_pipelines: int = 0  # shadow pipelines (teacher -> captions -> LoRA -> synthesis -> GKD students) for the student attack; 0 = none
-    pipeline_cardinalities: list[float] = field(default_factory=list)  # student cardinalities the pipelines replicate; empty = synthesis.cardinalities
-    generator_examples: int = 0  # class-balanced subset of P for the generator attack (denoising error); 0 = skip that attack
-    generator_queries: int = 4  # K fixed (timestep, noise) pairs shared by every generator
-    synthetic_examples: int = 0  # class-balanced subset of P for the synthetic-set attack (nearest synthetic images); 0 = all of P
-    canaries: int = 0  # mislabeled canaries in P (seeded, class-balanced, half in D; label flipped in captions, prompts, teacher, shadows, pipelines), scored apart; 0 = none
+    # shadow pipelines (teacher -> captions -> LoRA -> synthesis -> GKD students) for the student attack; 0 = none
+    n_pipelines: int = rng(0, ge=0, le=100, note="0 or an even number")
+    # student cardinalities the pipelines replicate; empty = synthesis.cardinalities
+    pipeline_cardinalities: list[float] = rng([], gt=0, note="multiples of |D| must be positive")
+    generator_examples: int = rng(0, ge=0, note="0 = skip the generator attack")  # class-balanced subset of P for the generator attack (denoising error)
+    generator_queries: int = rng(4, ge=1)  # K fixed (timestep, noise) pairs shared by every generator
+    synthetic_examples: int = rng(0, ge=0, note="0 = all of P")  # class-balanced subset of P for the synthetic-set attack (nearest synthetic images)
+    # mislabeled canaries in P (seeded, class-balanced, half in D; label flipped in captions, prompts, teacher, shadows, pipelines), scored apart
+    canaries: int = rng(0, ge=0, note="0 = none")
 
 
 @dataclass
 class AuditConfig:
-    max_synthetic: int = 5000  # synthetic images sampled for the nearest-neighbour audit; 0 = all
-    n_pairs: int = 16  # closest pairs shown in the figure
-    feature_train_size: int = 10000  # public images (class-stratified, seeded) the audit's feature extractor trains on; 0 = the whole public partition
-    ratio_tau: float = 0.5  # near-copy when d_D / d_H (nearest member over nearest non-member distance) is below this
+    max_synthetic: int = rng(5000, ge=0, note="0 = all")  # synthetic images sampled for the nearest-neighbour audit
+    n_pairs: int = rng(16, ge=1)  # closest pairs shown in the figure
+    feature_train_size: int = rng(10000, ge=0, note="0 = the whole public partition")  # public images (class-stratified, seeded) the audit's feature extractor trains on
+    ratio_tau: float = rng(0.5, gt=0, le=1, note="a ratio of distances")  # near-copy when d_D / d_H (nearest member over nearest non-member distance) is below this
 
 
 @dataclass
@@ -208,96 +214,10 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"list of {_describe(typing.get_args(tp)[0])}"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{where}: {value!r} is not accepted; use one of {_describe(tp)}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            if arg is type(None) and value is None:
-                return None
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {value!r} is not a {_describe(tp)}")
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a {_describe(tp)}, got {value!r}")
-        (arg,) = typing.get_args(tp)
-        return [_coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _NUMBER.match(value.strip()):
-            value = float(value)  # YAML 1.1 reads 5e-3 (no dot) as a string
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {tp}")
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        hints_txt = []
-        for k in unknown:
-            close = difflib.get_close_matches(str(k), names, n=1)
-            hints_txt.append(f"{where + '.' if where else ''}{k}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown key(s) {', '.join(hints_txt)}; accepted keys in {where or 'the top level'}: {', '.join(names)}")
-    kwargs = {}
-    for name in names:
-        if name not in data:
-            continue
-        tp = hints[name]
-        key = f"{where}.{name}" if where else name
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name] or {}, key)
-        else:
-            kwargs[name] = _coerce(data[name], tp, key)
-    return cls(**kwargs)
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted!r}: {p!r} is not a section")
-    node[parts[-1]] = value
+# Every numeric setting declares its bounds on its field (schema.rng): "section.name" -> Range, in field order.
+RANGES: dict[str, schema.Range] = {f"{section}.{name}": bounds for section, cls in typing.get_type_hints(Config).items()
+                                   for name, bounds in schema.ranges(cls).items()}
+EXTENDS = "extends"  # a config file's parent file, relative to the file's folder (load_config)
 
 
 def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None, *, registry: bool = True) -> Config:
@@ -306,146 +226,88 @@ def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = No
     ``registry=False`` skips the check of classifier architectures against timm's registry (it imports timm
     and torch); run folders use it to re-read their saved config, which was checked when it was written."""
     tree = copy.deepcopy(data or {})
-    for k, v in (overrides or {}).items():
-        _set_dotted(tree, k, v)
-    cfg = _build(Config, tree, "")
+    try:
+        for k, v in (overrides or {}).items():
+            schema.set_dotted(tree, k, v)
+        cfg = schema.build(Config, tree, "")
+    except schema.SchemaError as e:
+        raise ConfigError(str(e)) from None
     _check(cfg, registry=registry)
     return cfg
+
+
+def _read_file(p: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], list[Path]]:
+    """The sections file ``p`` sets, laid over those of its ``extends:`` parent (read the same way: recursively),
+    and the files read, ``p`` first. Errors name the file they come from; a parent's keys and types are checked
+    in the parent (the rules, some of which tie keys together, only once the settings are whole)."""
+    if p.resolve() in [c.resolve() for c in chain]:
+        raise ConfigError(f"{chain[0]}: {EXTENDS}: a cycle, {' -> '.join(map(str, [*chain, p]))}; a parent cannot extend its child")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if data is None:
+        raise ConfigError(f"{p}: the file is empty; a study config names at least study.tier and study.dataset "
+                          "(see configs/mini.yaml); the defaults alone are the paper's settings")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections (study:, data:, ...), got {type(data).__name__} {data!r:.80}")
+    parent = data.pop(EXTENDS, None)
+    if chain:
+        try:
+            schema.build(Config, data, "")
+        except schema.SchemaError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    if parent is None:
+        return data, [p]
+    q = p.parent / parent if isinstance(parent, str) and parent.strip() else None
+    if q is None or not q.is_file():
+        raise ConfigError(f"{p}: {EXTENDS}: {parent!r} is not accepted; accepted: the path of a parent config file, "
+                          f"relative to this file's folder" + (f" (no file at {q})" if q is not None else ""))
+    base, files = _read_file(q, (*chain, p))
+    return schema.merge(base, data), [p, *files]
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read and validate a study config. Relative paths are looked up from the cwd, then the repo root.
 
-    The file must name ``study.tier`` and ``study.dataset``; every other key defaults to the paper's settings."""
+    The file may name a parent (``extends: mini.yaml``, relative to its folder): it is read first and this file's
+    sections laid over it key by key (a mapping merges; a list or value replaces; :func:`tckr.core.schema.merge`),
+    then ``overrides`` applied. Between them the files must name ``study.tier`` and ``study.dataset``; every other
+    key defaults to the paper's settings. Files named ``_*.yaml`` hold shared settings, not a study."""
     p = Path(path)
     if not p.is_file():
         alt = paths.resolve(path)
         if not alt.is_file():
-            known = sorted(str(c.relative_to(paths.ROOT)) for c in paths.CONFIGS.rglob("*.yaml"))
+            known = sorted(str(c.relative_to(paths.ROOT)) for c in paths.CONFIGS.rglob("*.yaml") if not c.name.startswith("_"))
             raise FileNotFoundError(f"no config file at {path}; configs in the repo: {', '.join(known)}")
         p = alt
+    tree, files = _read_file(p)
+    where = str(p) if len(files) == 1 else f"{p} (extends {' -> '.join(map(str, files[1:]))})"
     try:
-        data = yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
-    try:
-        if data is None:
-            raise ConfigError("the file is empty; a study config names at least study.tier and study.dataset "
-                              "(see configs/mini.yaml); the defaults alone are the paper's settings")
-        if not isinstance(data, dict):
-            raise ConfigError(f"expected a mapping of sections (study:, data:, ...), got {type(data).__name__} {data!r:.80}")
-        tree = copy.deepcopy(data)
         for k, v in (overrides or {}).items():
-            _set_dotted(tree, k, v)
+            schema.set_dotted(tree, k, v)
         cfg = config_from_dict(tree)
         study = tree.get("study")
         missing = [f"study.{k}" for k in ("tier", "dataset") if not isinstance(study, dict) or k not in study]
         if missing:
-            raise ConfigError(f"{' and '.join(missing)} not set; a config file must name its tier ({_describe(typing.get_type_hints(StudyConfig)['tier'])}) "
+            raise ConfigError(f"{' and '.join(missing)} not set; a config file must name its tier ({schema.describe(typing.get_type_hints(StudyConfig)['tier'])}) "
                               "and its dataset, or it would run the paper's defaults whatever it says")
         return cfg
-    except ConfigError as e:
-        raise ConfigError(f"{p}: {e}") from None
+    except (ConfigError, schema.SchemaError) as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _fail(key: str, value: Any, accepted: str) -> typing.NoReturn:
     raise ConfigError(f"{key}: {value!r} is not accepted; {accepted}")
 
 
-# Bounds of every numeric setting: key -> (min, max, note); None = unbounded. Bounds are inclusive except
-# those in _OPEN (a learning rate of 0 trains nothing; label smoothing 1 is a uniform target).
-RANGES: dict[str, tuple[float | None, float | None, str]] = {
-    "study.num_threads": (0, None, "0 leaves torch's default"),
-    "data.train_size": (0, None, "0 = the whole train split less H and val"),
-    "data.val_size": (1, None, "validation picks the best epoch"),
-    "data.test_size": (0, None, "0 = the whole test split"),
-    "data.image_size": (8, None, ""),
-    "data.split_seed": (0, None, ""),
-    "data.public_size": (0, None, "0 = no public partition"),
-    "data.public_seed": (0, None, ""),
-    "data.carved_test_fraction": (0, 1, "a share of the train split"),
-    "captions.batch_size": (1, None, ""),
-    "captions.max_new_tokens": (1, None, ""),
-    "generator.resolution": (8, None, "a multiple of 8 (the VAE downsamples by 8)"),
-    "lora.rank": (1, None, ""),
-    "lora.alpha": (0, None, ""),
-    "lora.learning_rate": (0, None, ""),
-    "lora.epochs": (1, None, ""),
-    "lora.max_steps": (0, None, "0 = lora.epochs decides"),
-    "lora.batch_size": (1, None, ""),
-    "lora.grad_accum": (1, None, ""),
-    "lora.checkpoint_every": (1, None, ""),
-    "lora.checkpoints_total_limit": (1, None, ""),
-    "lora.seed": (0, None, ""),
-    "synthesis.cardinalities": (0, None, "multiples of |D| must be positive"),
-    "synthesis.guidance_scale": (0, None, ""),
-    "synthesis.steps": (1, None, ""),
-    "synthesis.batch_size": (1, None, ""),
-    "synthesis.shard_size": (1, None, ""),
-    "synthesis.seed": (0, None, ""),
-    "synthesis.init_strength": (0, 1, "0 = text-to-image; below 1, the share of the schedule run from a noised image of D"),
-    "classifier.input_size": (8, None, ""),
-    "classifier.stem_stride": (0, 4, "0 = 1 for inputs <= 64 px, else the architecture's"),
-    "train.epochs": (1, None, ""),
-    "train.batch_size": (1, None, ""),
-    "train.lr": (0, None, ""),
-    "train.weight_decay": (0, None, ""),
-    "train.label_smoothing": (0, 1, ""),
-    "train.patience": (0, None, "0 disables early stopping"),
-    "train.crop_padding": (0, 1, "a fraction of the side; 0 disables"),
-    "train.mixup_alpha": (0, None, "0 disables MixUp"),
-    "train.warmup_epochs": (0, None, ""),
-    "train.seed": (0, None, ""),
-    "gkd.temperature": (0, None, ""),
-    "gkd.regenerate_every": (0, None, "0 = never"),
-    "mia.n_shadows": (2, None, "an even number"),
-    "mia.shadow_epochs": (0, None, "0 = the teacher's epoch budget"),
-    "mia.n_bootstrap": (1, None, ""),
-    "mia.seed": (0, None, ""),
-    "mia.population_size": (0, None, "0 = the whole pool split"),
-    "mia.rmia_a": (0, 1, ""),
-    "mia.rmia_gamma": (0, None, ""),
-    "mia.n_pipelines": (0, 100, "0 or an even number"),
-    "mia.pipeline_cardinalities": (0, None, "multiples of |D| must be positive"),
-    "mia.generator_examples": (0, None, "0 = skip the generator attack"),
-    "mia.generator_queries": (1, None, ""),
-    "mia.synthetic_examples": (0, None, "0 = all of P"),
-    "mia.canaries": (0, None, "0 = none"),
-    "audit.max_synthetic": (0, None, "0 = all"),
-    "audit.n_pairs": (1, None, ""),
-    "audit.feature_train_size": (0, None, "0 = the whole public partition"),
-    "audit.ratio_tau": (0, 1, "a ratio of distances"),
-}
-_OPEN = {("data.carved_test_fraction", "min"), ("data.carved_test_fraction", "max"), ("lora.alpha", "min"), ("lora.learning_rate", "min"), ("synthesis.cardinalities", "min"), ("train.lr", "min"),
-         ("train.label_smoothing", "max"), ("train.crop_padding", "max"), ("gkd.temperature", "min"),
-         ("mia.rmia_gamma", "min"), ("mia.pipeline_cardinalities", "min"), ("audit.ratio_tau", "min"),
-         ("synthesis.init_strength", "max")}
-
-
-def _in_range(key: str, v: float) -> bool:
-    lo, hi, _ = RANGES[key]
-    above = lo is None or (v > lo if (key, "min") in _OPEN else v >= lo)
-    below = hi is None or (v < hi if (key, "max") in _OPEN else v <= hi)
-    return above and below
-
-
-def _accepted(key: str) -> str:
-    lo, hi, note = RANGES[key]
-    parts = []
-    if lo is not None:
-        parts.append(f"{'>' if (key, 'min') in _OPEN else '>='} {lo:g}")
-    if hi is not None:
-        parts.append(f"{'<' if (key, 'max') in _OPEN else '<='} {hi:g}")
-    return "accepted: " + " and ".join(parts) + (f" ({note})" if note else "")
-
-
 def _check_ranges(cfg: Config) -> None:
-    for key in RANGES:
+    for key, bounds in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         for i, v in enumerate(value if isinstance(value, list) else [value]):
-            if not _in_range(key, v):
-                _fail(key if not isinstance(value, list) else f"{key}[{i}]", v, _accepted(key))
+            if not bounds.contains(v):
+                _fail(key if not isinstance(value, list) else f"{key}[{i}]", v, bounds.accepted())
 
 
 def _check(cfg: Config, registry: bool = True) -> None:
