@@ -236,10 +236,10 @@ def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = No
     return cfg
 
 
-def _read_file(p: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], list[Path]]:
-    """The sections file ``p`` sets, laid over those of its ``extends:`` parent (read the same way: recursively),
-    and the files read, ``p`` first. Errors name the file they come from; a parent's keys and types are checked
-    in the parent (the rules, some of which tie keys together, only once the settings are whole)."""
+def read_sections(p: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], list[Path]]:
+    """The sections config file ``p`` sets, laid over those of its ``extends:`` parent (read the same way:
+    recursively), not yet validated; and the files read, ``p`` first. Errors name the file they come from: a
+    parent's keys and types are checked in the parent, the rules (some tie keys together) in :func:`load_config`."""
     if p.resolve() in [c.resolve() for c in chain]:
         raise ConfigError(f"{chain[0]}: {EXTENDS}: a cycle, {' -> '.join(map(str, [*chain, p]))}; a parent cannot extend its child")
     try:
@@ -263,7 +263,7 @@ def _read_file(p: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], l
     if q is None or not q.is_file():
         raise ConfigError(f"{p}: {EXTENDS}: {parent!r} is not accepted; accepted: the path of a parent config file, "
                           f"relative to this file's folder" + (f" (no file at {q})" if q is not None else ""))
-    base, files = _read_file(q, (*chain, p))
+    base, files = read_sections(q, (*chain, p))
     return schema.merge(base, data), [p, *files]
 
 
@@ -281,7 +281,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
             known = sorted(str(c.relative_to(paths.ROOT)) for c in paths.CONFIGS.rglob("*.yaml") if not c.name.startswith("_"))
             raise FileNotFoundError(f"no config file at {path}; configs in the repo: {', '.join(known)}")
         p = alt
-    tree, files = _read_file(p)
+    tree, files = read_sections(p)
     where = str(p) if len(files) == 1 else f"{p} (extends {' -> '.join(map(str, files[1:]))})"
     try:
         for k, v in (overrides or {}).items():

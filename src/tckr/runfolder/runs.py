@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from tckr.core import io, paths, registry
-from tckr.core.config import Config, ConfigError, config_from_dict, load_config
+from tckr.core.config import Config, ConfigError, config_from_dict, load_config, read_sections
 from tckr.datasets import provenance, real, splitting
 from tckr.datasets.provenance import index_sha256
 
@@ -238,8 +238,8 @@ def find_run(run_dir: str | Path, config: str | Path | Config | None = None) -> 
         return paths.resolve(run_dir)
     if config is None or isinstance(config, Config):
         return latest_run(config.study.name if config is not None else None)
-    tree = yaml.safe_load(paths.resolve(config).read_text() if not Path(config).is_file() else Path(config).read_text())
-    name = ((tree or {}).get("study") or {}).get("name", Config().study.name) if isinstance(tree, dict) else Config().study.name
+    tree, _ = read_sections(paths.resolve(config) if not Path(config).is_file() else Path(config))  # its extends: chain merged
+    name = (tree.get("study") or {}).get("name", Config().study.name)
     return latest_run(name)
 
 
