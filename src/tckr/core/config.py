@@ -120,7 +120,7 @@ class ClassifierConfig:
     student_arch: str = "mobilenetv3_large_100"
     pretrained: bool = True  # ImageNet weights when reachable
     input_size: int = rng(224, ge=8)
-    stem_stride: int = rng(0, ge=0, le=4, note="0 = 1 for inputs <= 64 px, else the architecture's")  # stride of the first conv; 0 = 1 on the mini tier
+    stem_stride: int = rng(0, ge=0, le=4, note="0 = 1 for inputs <= 64 px, else the architecture's")  # stride of the first conv
 
 
 OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged, not what is computed: left out of the hash
@@ -130,7 +130,7 @@ OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged,
 class TrainConfig:
     epochs: int = rng(30, ge=1)
     batch_size: int = rng(96, ge=1)
-    lr: float = rng(1e-3, gt=0)
+    lr: float = rng(1e-3, gt=0)  # 0 would train nothing
     weight_decay: float = rng(5e-5, ge=0)
     label_smoothing: float = rng(0.1, ge=0, lt=1)  # 1 would be a uniform target
     patience: int = rng(5, ge=0, note="0 disables early stopping")  # early stopping on validation accuracy
