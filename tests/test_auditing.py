@@ -194,3 +194,11 @@ def test_bad_input_is_refused(kwargs, message):
     scores_in, scores_out = arguments.pop("scores_in"), arguments.pop("scores_out")
     with pytest.raises(ValueError, match=message):
         epsilon_one_run(scores_in, scores_out, **arguments)
+
+
+def test_why_the_grid_is_small():
+    # the measurement epsilon_one_run's docstring cites: the delta term (2 m delta = 0.02) leaves no room at a
+    # per-threshold significance of 0.05 / m, as Bonferroni over every distinct score would need
+    scores_in, scores_out = randomised_response(2.0, 1000, 0)
+    assert epsilon_one_run(scores_in, scores_out, delta=DELTA, threshold=0.5) == pytest.approx(1.68, abs=0.005)
+    assert epsilon_one_run(scores_in, scores_out, delta=DELTA, threshold=0.5, significance=0.05 / 1000) == 0.0

@@ -6,17 +6,18 @@ of them and abstains on the rest. If the training algorithm is (eps, delta)-DP, 
 W among r guesses satisfies the paper's Section 5 tail bound for approximate DP (the p-value its Appendix D
 computes as ``p_value_DP_audit``)::
 
-    P[W >= v] <= f(v) + 2 m delta max_{i = 1..v} (f(v - i) - f(v)) / i,   f(u) = P[Binomial(r, e^eps/(1+e^eps)) >= u]
+    P[W >= v] <= f(v) + 2 m delta max_{i = 1..m} (f(v - i) - f(v)) / i,   f(u) = P[Binomial(r, e^eps/(1+e^eps)) >= u]
 
 :func:`epsilon_one_run` returns the largest eps that this bound rejects at the given significance.
 
 Checked against DeepMind's ``jax_privacy/auditing.py`` (``CanaryScoreAuditor.epsilon_one_run`` and
 ``_one_run_p_value``, read for this module): the same p-value (its ``alpha`` is the max above, written with
 binomial survival functions; ours sums the probability mass, which avoids subtracting nearly equal tails) and
-the same one-sided guesses (k- = 0: "member" for scores >= threshold). Without a threshold it divides the
-significance by the number of thresholds left on the ROC's Pareto frontier, a count that depends on the data;
-here the division is by m (see :func:`epsilon_one_run`), never less conservative. tests/test_auditing.py
-reproduces the bound with an independent brute-force search.
+the same one-sided guesses (k- = 0: "member" for scores >= threshold), so with a threshold the two agree.
+Without one they differ on purpose: jax_privacy tries every threshold on the ROC's Pareto frontier and divides
+the significance by their number (a count that depends on the data); here a fixed grid of numbers of guesses is
+tried and the significance divided by its size (why: :func:`epsilon_one_run`). tests/test_auditing.py
+reproduces the bound with an independent brute-force search over eps.
 """
 
 from __future__ import annotations
