@@ -275,7 +275,8 @@ def test_python_m_tckr_cli_is_the_command_and_its_help_imports_no_torch():
 
 
 def test_tckr_is_the_one_entry_point():
-    """No module keeps its own parser or __main__ block, and no document names a ``python -m tckr.<module>`` form."""
+    """No module keeps its own parser or __main__ block, and no document names the old per-module form (``python -m``
+    on a tckr module other than tckr.cli)."""
     src = paths.ROOT / "src" / "tckr"
     for f in src.rglob("*.py"):
         text = f.read_text()
