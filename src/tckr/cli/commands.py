@@ -157,6 +157,8 @@ def _launch(a) -> options.ExitCode | None:
             launch.launch(config, folder, phase, a.shards, local=a.local, log_dir=a.log_dir, slurm=slurm,
                           do_merge=not a.no_merge, record=a.record)
         except RuntimeError as e:  # a shard or the merge failed, or no SLURM cluster: the message names the shards and logs
+            if a.debug:
+                raise
             print(f"tckr: error: {' '.join(str(e).split())}", file=sys.stderr)
             return options.ExitCode(options.EXIT_FAILED)
     return None
