@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from tckr import cli
+from tckr.cli.options import UsageError
 from tckr.core import paths
 from tckr.core.config import ConfigError, load_config
 from tckr.runfolder import runs
@@ -27,7 +28,7 @@ def test_set_values_are_yaml_scalars_and_5e_3_is_a_float(tmp_path):
     f.write_text(Path("configs/tiny.yaml").read_text().replace("train:\n", "train:\n  lr: 5e-3\n", 1))
     assert load_config(f).train.lr == 0.005
     for bad in ("train.epochs", "epochs=3", "=3", "train.epochs=[1"):
-        with pytest.raises(cli.UsageError, match="--set"):
+        with pytest.raises(UsageError, match="--set"):
             cli.parse_set([bad])
 
 
@@ -88,7 +89,7 @@ def test_subcommands_pass_the_common_options_on(monkeypatch, capsys):
     monkeypatch.setattr(pipelines, "train_pipelines", rec("train_pipelines", []))
     monkeypatch.setattr(synthesis, "generate", rec("generate", {"shards_made": 1}))
     monkeypatch.setattr(study, "run_study", rec("run_study"))
-    monkeypatch.setattr(pretrain, "main", rec("pretrain"))
+    monkeypatch.setattr(pretrain, "pretrain", rec("pretrain"))
     assert cli.main(["shadows", "--run-dir", "runs/r", "--shard", "2/4", "--set", "mia.n_shadows=8"]) == 0
     assert rec.calls[-2] == ("open_run", (None, "runs/r"), {"overrides": {"mia.n_shadows": 8}})
     assert rec.calls[-1] == ("train_shadows", ("RUN", None, "2/4"), {"progress": True})
@@ -102,8 +103,14 @@ def test_subcommands_pass_the_common_options_on(monkeypatch, capsys):
     name, args, kwargs = rec.calls[-1]
     assert args == ("configs/tiny.yaml", None) and kwargs["seeds"] == [1, 2] and kwargs["overrides"] == {"train.epochs": 2}
     assert kwargs["phases"] == ("00_data", "03_generate")
-    assert cli.main(["pretrain", "--config", "configs/mini.yaml", "--run-dir", "runs/w", "--steps", "3"]) == 0
-    assert rec.calls[-1] == ("pretrain", (["--steps", "3", "--config", "configs/mini.yaml", "--work", "runs/w"],), {})
+    assert cli.main(["pretrain", "--config", "configs/tiny.yaml", "--run-dir", "runs/w", "--steps", "3", "--lr", "5e-4"]) == 0
+    name, args, kwargs = rec.calls[-1]
+    assert name == "pretrain" and args == () and (kwargs["config"], kwargs["work"]) == ("configs/tiny.yaml", "runs/w")
+    assert (kwargs["steps"], kwargs["lr"], kwargs["out"], kwargs["vae_steps"]) == (3, 5e-4, "models/tiny-sd-fashion", 300)
+    assert cli.main(["pretrain"]) == 0  # the defaults: the mini config's public partition, the committed model's folder
+    assert (rec.calls[-1][2]["config"], rec.calls[-1][2]["work"]) == ("configs/mini.yaml", "runs/pretrain-tiny-sd-fashion")
+    assert cli.main(["pretrain", "--set", "train.epochs=2"]) == 2
+    assert "--set does not apply" in _err(capsys)
     assert cli.main(["lora", "configs/tiny.yaml", "runs/r", "--config", "configs/mini.yaml"]) == 2
     assert "two configs given" in _err(capsys)
 
@@ -194,15 +201,17 @@ def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, cap
     drawn = []
     from tckr.reporting import plots
 
-    monkeypatch.setattr(plots, "result_figures", lambda folders, images: drawn.append((folders, images)))
+    monkeypatch.setattr(plots, "result_figures", lambda folders, images, which: drawn.append((folders, images, which)))
     assert cli.main(["report", "figures", str(dest), "--images", str(tmp_path / "img")]) == 0
-    assert drawn == [([str(dest)], str(tmp_path / "img"))]
+    assert cli.main(["report", "figures", str(dest), str(dest), "--only", "roc,table"]) == 0
+    assert drawn == [([str(dest)], str(tmp_path / "img"), None), ([str(dest), str(dest)], "images", ("roc", "table"))]
     capsys.readouterr()
     for argv, said in ((["report", "write"], "needs one or more result folders"),
                        (["report", "collect", str(dest)], "needs --run-dir DIR"),
                        (["report", "check", str(dest), "--run-dir", str(run)], "--run-dir and --config do not apply"),
                        (["report", "check", str(dest), "--set", "train.epochs=2"], "--set does not apply"),
-                       (["report", "collect", "--run-dir", str(tmp_path / "nope"), str(dest)], "is not a run folder")):
+                       (["report", "collect", "--run-dir", str(tmp_path / "nope"), str(dest)], "is not a run folder"),
+                       (["report", "figures", str(dest), "--only", "roc,nope"], "unknown figure(s) nope; accepted: table,")):
         assert cli.main(argv) == 2, argv
         assert said in _err(capsys), argv
     readme.write_text("# no markers\n")
@@ -237,3 +246,46 @@ def test_release_subcommand_releases_a_run_and_checks(tmp_path, monkeypatch, cap
         n = len(rec.calls)
         assert cli.main(argv) == 2, argv
         assert said in _err(capsys) and len(rec.calls) == n, argv  # nothing released or checked
+
+
+def test_pretrain_help_lists_every_setting_of_pretrain(capsys):
+    import inspect
+
+    from tckr.generation import pretrain
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["pretrain", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    settings = [k for k in inspect.signature(pretrain.pretrain).parameters if k not in ("config", "work")]
+    assert len(settings) == 18 and not [k for k in settings if f"--{k.replace('_', '-')} " not in out]
+    assert "--steps STEPS UNet + text encoder training steps (default 12000)" in out
+    assert "--run-dir: the working folder of checkpoints, logs and caches (default runs/pretrain-tiny-sd-fashion)" in out
+
+
+def test_python_m_tckr_cli_is_the_command_and_its_help_imports_no_torch():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "tckr.cli", "launch", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("usage: tckr launch") and "--slurm-account" in res.stdout
+    code = ("import sys\nfrom tckr.cli import main\ntry:\n    main(['pretrain', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+def test_tckr_is_the_one_entry_point():
+    """No module keeps its own parser or __main__ block, and no document names the old per-module form (``python -m``
+    on a tckr module other than tckr.cli)."""
+    src = paths.ROOT / "src" / "tckr"
+    for f in src.rglob("*.py"):
+        text = f.read_text()
+        assert f.parent.name == "cli" or ("__name__ == \"__main__\"" not in text and "import argparse" not in text), f
+    old_form = "python -m " + "tckr."  # split so that this file does not name it
+    docs = [paths.ROOT / "README.md", paths.ROOT / "Makefile"]
+    for pattern in ("*/README.md", "models/*/README.md", "src/**/*.py", "bench/*.py", "tests/*.py", "notebooks/*.ipynb",
+                    "configs/**/*.yaml"):
+        docs += paths.ROOT.glob(pattern)
+    named = [f"{f.relative_to(paths.ROOT)}: {line.strip()[:80]}" for f in docs for line in f.read_text().splitlines()
+             if old_form in line.replace(old_form + "cli", "")]
+    assert not named, named

@@ -152,14 +152,14 @@ def test_load_released_names_what_is_available(released, tmp_path):
 
 
 def test_the_committed_release_is_intact_and_reproduces_its_recorded_accuracies(tmp_path):
-    """The repository's own release folders (written by python -m tckr.release from the run the README reports):
+    """The repository's own release folders (written by tckr release from the run the README reports):
     every file matches its manifest, and the released classifiers, evaluated in a fresh run of their config without
     training, give exactly the test accuracies in their sidecars."""
     from tckr.core import paths
 
     models = release.released_models()
     if not models:
-        pytest.skip("nothing released in this checkout (python -m tckr.release runs/<id>)")
+        pytest.skip("nothing released in this checkout (tckr release --run-dir runs/<id>)")
     assert release.check() == []
     datasets = {m["dataset"] for m in models.values()}
     assert datasets == {"fashion_mnist"}, datasets

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from test_ledger import _write
 
+from tckr import cli
 from tckr.privacy import ledger
 from tckr.reporting import plots, report
 
@@ -101,23 +102,23 @@ def test_readme_block_is_replaced_and_checked(tmp_path):
     text = readme.read_text()
     assert "OLD-BLOCK" not in text and text.startswith("# T\n\nbefore\n\n") and text.endswith("\n\nafter\n")
     assert not report.update_readme(readme, [run], check=True)
-    assert report.main(["check", str(run), "--readme", str(readme)]) == 0
+    assert cli.main(["report", "check", str(run), "--readme", str(readme)]) == 0
     readme.write_text(text.replace("87.25", "88.00"))
-    assert report.main(["check", str(run), "--readme", str(readme)]) == 1
+    assert cli.main(["report", "check", str(run), "--readme", str(readme)]) == 1
     readme.write_text("# no markers\n")
-    assert report.main(["write", str(run), "--readme", str(readme)]) == 2
+    assert cli.main(["report", "write", str(run), "--readme", str(readme)]) == 2
 
 
 def test_committed_readme_matches_the_committed_result_files(monkeypatch):
-    """The README's results block is what `python -m tckr.report write` makes of the committed result folders."""
+    """The README's results block is what `tckr report write` makes of the committed result folders."""
     text = (ROOT / "README.md").read_text()
     if report.BEGIN not in text:
         pytest.skip("README.md has no generated results block yet")
-    cmd = text.split(report.BEGIN, 1)[1].split("`python -m tckr.report write ", 1)[1].split("`", 1)[0]
+    cmd = text.split(report.BEGIN, 1)[1].split("`tckr report write ", 1)[1].split("`", 1)[0]
     monkeypatch.chdir(ROOT)  # the block names the folders as the command was given them, relative to the repository
     folders = [Path(f) for f in cmd.split()]
     assert not report.update_readme(ROOT / "README.md", folders, check=True), (
-        "README.md's results block differs from the committed result files: run python -m tckr.report write " + cmd)
+        "README.md's results block differs from the committed result files: run tckr report write " + cmd)
 
 
 def _seed_run(root: Path, seed: int, teacher: float, student: float) -> None:
@@ -215,25 +216,25 @@ def test_bench_record_names_the_command_and_the_table_is_written_and_checked(tmp
     assert rows[2].startswith("| `a` | first |") and rows[3].startswith("| `b` | ratio 0.9 \\| goal |")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{report.BENCH_BEGIN}\nold\n{report.BENCH_END}\nafter\n")
-    assert report.main(["bench", str(folder), "--readme", str(readme), "--check"]) == 1
+    assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 1
     assert "old" in readme.read_text()
-    assert report.main(["bench", str(folder), "--readme", str(readme)]) == 0
+    assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert table in text and text.endswith(f"{report.BENCH_END}\nafter\n")
-    assert report.main(["bench", str(folder), "--readme", str(readme), "--check"]) == 0
+    assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 0
     (folder / "a.json").write_text(json.dumps({"x": 3, "record": {**rec, "summary": "second"}}))
-    assert report.main(["bench", str(folder), "--readme", str(readme), "--check"]) == 1
+    assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 1
 
 
 def test_committed_readme_benchmark_table_matches_the_committed_results(monkeypatch):
-    """The README's benchmark table is what `python -m tckr.report bench` makes of the committed bench results."""
+    """The README's benchmark table is what `tckr report bench` makes of the committed bench results."""
     text = (ROOT / "README.md").read_text()
     if report.BENCH_BEGIN not in text:
         pytest.skip("README.md has no generated benchmark table yet")
-    folder = text.split(report.BENCH_BEGIN, 1)[1].split("`python -m tckr.report bench ", 1)[1].split("`", 1)[0]
+    folder = text.split(report.BENCH_BEGIN, 1)[1].split("`tckr report bench ", 1)[1].split("`", 1)[0]
     monkeypatch.chdir(ROOT)
     assert not report.update_bench(ROOT / "README.md", folder, check=True), (
-        "README.md's benchmark table differs from the committed results: run python -m tckr.report bench " + folder)
+        "README.md's benchmark table differs from the committed results: run tckr report bench " + folder)
 
 
 def test_tckr_report_bench_writes_and_checks_the_table(tmp_path):

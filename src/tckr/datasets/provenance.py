@@ -98,5 +98,5 @@ def check_disjoint(run, base: str | None = None) -> dict[str, Any]:
     if any(shared.values()):
         what = ", ".join(f"{v} of {k}" for k, v in shared.items() if v)
         raise DataLeakError(f"base generator {base} was trained on {sum(shared.values())} private images of this study "
-                            f"({what}); retrain it on the public partition (python -m tckr.pretrain) or change the splits")
+                            f"({what}); retrain it on the public partition (tckr pretrain) or change the splits")
     return {**info, "checked": True, "overlap": shared}

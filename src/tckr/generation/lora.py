@@ -7,7 +7,7 @@ trains it on the images of D with their prompts (``"<class>: <caption>"``, the r
 crop, random horizontal flip, batch ``lora.batch_size`` × gradient accumulation ``lora.grad_accum``,
 AdamW at ``lora.learning_rate``, for ``lora.epochs`` epochs or ``lora.max_steps`` optimiser steps.
 Devices, mixed precision and multi-GPU data parallelism come from ``accelerate``
-(``accelerate launch -m tckr.lora configs/paper/cifar10.yaml runs/<id>`` runs it on every GPU).
+(``accelerate launch -m tckr.cli lora configs/paper/cifar10.yaml runs/<id>`` runs it on every GPU).
 
 Files under ``<run>/lora/``:
 

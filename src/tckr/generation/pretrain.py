@@ -12,17 +12,16 @@ before D, H, val and pool, with its own seed, so no study setting moves an image
    to ``""`` for classifier-free guidance, min-SNR weighting and an EMA of the weights.
 
 Checkpoints (safetensors + optimiser state) are written every ``--checkpoint-every`` steps under
-``--work``; a rerun resumes from the last one. The result is a diffusers ``save_pretrained`` folder
+the working folder (``--run-dir``); a rerun resumes from the last one. The result is a diffusers ``save_pretrained`` folder
 (fp16 safetensors; :func:`tckr.generator.load` reads it back in float32), with the exact train-split
 indices it saw in ``training_index.npy`` and their sha256 in ``training_data.json``
 (:mod:`tckr.provenance` checks them against every study's D, H, val and test).
 
-    python -m tckr.pretrain --out models/tiny-sd-fashion --work runs/pretrain-tiny-sd-fashion
+    tckr pretrain --out models/tiny-sd-fashion --run-dir runs/pretrain-tiny-sd-fashion
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -65,7 +64,7 @@ def public_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tu
         missing = [i for i in index.tolist() if i not in by_index]
         if missing:
             raise ValueError(f"{f} has no prompt for train image {missing[0]} (and {len(missing) - 1} more): it was made "
-                             "with another --limit, --seed or config; use a new --work folder")
+                             "with another --limit, --seed or config; use a new working folder (tckr pretrain --run-dir)")
         prompts = [by_index[i] for i in index.tolist()]
     else:
         caps = captions.attribute_captions(public.images[keep])
@@ -272,52 +271,34 @@ def save_model(pipe, out: Path, *, dataset: str, index: np.ndarray, config: str)
     provenance.write_training_data(out, dataset=dataset, split="train", index=index, source=f"tckr.pretrain --config {config}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="configs/mini.yaml", help="study config whose public partition is trained on")
-    ap.add_argument("--out", default="models/tiny-sd-fashion", help="save_pretrained folder to write")
-    ap.add_argument("--work", default="runs/pretrain-tiny-sd-fashion", help="working folder (checkpoints, logs)")
-    ap.add_argument("--limit", type=int, default=0, help="seeded subset of the public partition used (0 = all)")
-    ap.add_argument("--vae-steps", type=int, default=300)
-    ap.add_argument("--vae-batch", type=int, default=32)
-    ap.add_argument("--vae-lr", type=float, default=1e-3)
-    ap.add_argument("--decoder-steps", type=int, default=0, help="then train the VAE decoder alone (encoder frozen)")
-    ap.add_argument("--kl-weight", type=float, default=1e-4)
-    ap.add_argument("--steps", type=int, default=12000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--drop-prompt", type=float, default=0.1)
-    ap.add_argument("--snr-gamma", type=float, default=5.0)
-    ap.add_argument("--ema", type=float, default=0.998)
-    ap.add_argument("--checkpoint-every", type=int, default=250)
-    ap.add_argument("--max-minutes", type=float, default=1e9, help="stop the UNet stage after this long (then save)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    work, out = paths.resolve(a.work), paths.resolve(a.out)
+def pretrain(*, config: str, out: str | Path, work: str | Path, limit: int, vae_steps: int, vae_batch: int,
+             vae_lr: float, decoder_steps: int, kl_weight: float, steps: int, batch: int, lr: float, warmup: int,
+             drop_prompt: float, snr_gamma: float, ema: float, checkpoint_every: int, max_minutes: float, threads: int,
+             seed: int) -> Path:
+    """Both stages, then the ``save_pretrained`` folder ``out``; resumes from the last checkpoint under ``work``.
+    Every setting is given (``tckr pretrain --help`` has the defaults and their meaning); they are written to
+    ``work/args.json``. Returns ``out``."""
+    settings = dict(locals())  # every setting, in the signature's order: work/args.json
+    torch.set_num_threads(threads)
+    work, out = paths.resolve(work), paths.resolve(out)
     work.mkdir(parents=True, exist_ok=True)
-    io.write_json(work / "args.json", vars(a))
+    io.write_json(work / "args.json", settings)
     t0 = time.time()
-    runs.seed_everything(a.seed)
-    pipe = generator.build_random("tiny", seed=a.seed)
-    images, labels, prompts, index = public_data(a.config, work, limit=a.limit, seed=a.seed)
+    runs.seed_everything(seed)
+    pipe = generator.build_random("tiny", seed=seed)
+    images, labels, prompts, index = public_data(config, work, limit=limit, seed=seed)
     _log(work, f"public partition: {len(images)} images, e.g. {prompts[0]!r}")
-    train_vae(pipe, images, work, steps=a.vae_steps, batch=a.vae_batch, lr=a.vae_lr, kl_weight=a.kl_weight, seed=a.seed)
+    train_vae(pipe, images, work, steps=vae_steps, batch=vae_batch, lr=vae_lr, kl_weight=kl_weight, seed=seed)
     latents = encode_public(pipe, images, work)
     _log(work, f"latents: scaling factor {pipe.vae.config.scaling_factor:.4f}")
-    finetune_decoder(pipe, images, work, steps=a.decoder_steps, batch=a.vae_batch, lr=a.vae_lr / 2, seed=a.seed)
-    train_denoiser(pipe, latents, prompts, work, steps=a.steps, batch=a.batch, lr=a.lr, warmup=a.warmup,
-                   drop_prompt=a.drop_prompt, snr_gamma=a.snr_gamma, ema_decay=a.ema, checkpoint_every=a.checkpoint_every,
-                   seed=a.seed, max_minutes=a.max_minutes)
+    finetune_decoder(pipe, images, work, steps=decoder_steps, batch=vae_batch, lr=vae_lr / 2, seed=seed)
+    train_denoiser(pipe, latents, prompts, work, steps=steps, batch=batch, lr=lr, warmup=warmup,
+                   drop_prompt=drop_prompt, snr_gamma=snr_gamma, ema_decay=ema, checkpoint_every=checkpoint_every,
+                   seed=seed, max_minutes=max_minutes)
     dataset = runs.open_run(None, work / "run").dataset
-    save_model(pipe, out, dataset=dataset, index=index, config=a.config)
+    save_model(pipe, out, dataset=dataset, index=index, config=config)
     step = io.read_json(work / "checkpoint" / "state.json")["step"]
     io.write_json(work / "summary.json", {"steps": step, "seconds_this_session": time.time() - t0, "out": str(out),
                                           "public_size": len(images)})
     _log(work, f"saved {out} after {step} steps")
-
-
-if __name__ == "__main__":
-    main()
+    return out

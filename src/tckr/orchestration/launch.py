@@ -1,6 +1,6 @@
 """Run a sharded phase on a cluster (SLURM job arrays) or as local processes, through submitit, then merge.
 
-    python -m tckr.launch CONFIG --run-dir runs/<id> --phase 03_generate --shards 32 \\
+    tckr launch CONFIG --run-dir runs/<id> --phases 03_generate --shards 32 \\
         [--slurm-partition gpu --gpus-per-task 1 --cpus-per-task 8 --mem-gb 32 --timeout-min 240] [--local]
 
 Shard ``k/n`` (1-based, :mod:`tckr.shards`) of
@@ -14,18 +14,16 @@ Once all shards have finished, one more job runs the phase's merge step: for ``0
 subsets and the checksums of the manifest (``synthesis.generate`` with nothing left to make) and
 ``synthesis.check``; for ``05_mia_lira`` the targets' queries and the attacks (``mia.query_targets``,
 ``mia.attack``, and ``pipelines.attack_students`` when there are shadow pipelines). ``--record`` then runs the
-phase notebook (``python -m tckr.study ... --phases <phase>``), which finds the shards done and writes the
+phase notebook (``tckr study ... --phases <phase>``), which finds the shards done and writes the
 phase's done-record.
 
 Without ``--local`` submitit's AutoExecutor submits a SLURM job array (``sbatch``); ``--local`` runs the
 shards as separate processes on this machine (submitit's LocalExecutor), for laptops and tests. LoRA
-fine-tuning on several GPUs is not sharded: it stays ``accelerate launch -m tckr.lora CONFIG RUN_DIR``.
+fine-tuning on several GPUs is not sharded: it stays ``accelerate launch -m tckr.cli lora CONFIG RUN_DIR``.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,35 +129,3 @@ def launch(config: str | None, run_dir: str | Path, phase: str, n_shards: int, *
         study.run_phases(run, (phase,), log=log)
     return out
 
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tckr.launch", description=__doc__.split("\n\n")[0],
-                                 epilog="Multi-GPU LoRA fine-tuning is not sharded here: use `accelerate launch -m tckr.lora CONFIG RUN_DIR`.")
-    ap.add_argument("config", nargs="?", default=None, help="study config (omit to reuse the run folder's)")
-    ap.add_argument("--run-dir", required=True, help="run folder (shared by every job: put it on a shared file system)")
-    ap.add_argument("--phase", required=True, choices=SHARDED)
-    ap.add_argument("--shards", type=int, required=True, help="number of shards n; job k runs shard k/n")
-    ap.add_argument("--local", action="store_true", help="run the shards as processes on this machine (submitit LocalExecutor)")
-    ap.add_argument("--log-dir", default=None, help="submitit's folder of job scripts and logs (default RUN/logs/submitit)")
-    ap.add_argument("--slurm-partition", default=None)
-    ap.add_argument("--gpus-per-task", type=int, default=None, help="GPUs of each shard job (SLURM --gpus-per-node)")
-    ap.add_argument("--cpus-per-task", type=int, default=None)
-    ap.add_argument("--mem-gb", type=int, default=None)
-    ap.add_argument("--timeout-min", type=int, default=None, help="wall-clock limit of each job in minutes (default 240 on SLURM, 1440 with --local)")
-    ap.add_argument("--array-parallelism", type=int, default=None, help="at most this many shard jobs at once")
-    ap.add_argument("--no-merge", action="store_true", help="only the shards")
-    ap.add_argument("--record", action="store_true", help="then run the phase notebook (skips the finished shards) to record it done")
-    a = ap.parse_args(argv)
-    slurm = {"slurm_partition": a.slurm_partition, "gpus_per_node": a.gpus_per_task, "cpus_per_task": a.cpus_per_task,
-             "mem_gb": a.mem_gb, "timeout_min": a.timeout_min, "slurm_array_parallelism": a.array_parallelism}
-    try:
-        launch(a.config, a.run_dir, a.phase, a.shards, local=a.local, log_dir=a.log_dir, slurm=slurm,
-               do_merge=not a.no_merge, record=a.record)
-    except RuntimeError as e:
-        print(f"tckr.launch: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -42,7 +42,7 @@ Files in the run folder:
 
 Figures are drawn by :func:`tckr.plots.plot_mia_roc` from ``mia/roc/`` and ``results/``.
 
-CLI (one shard of the shadows per process or GPU): ``python -m tckr.mia --config configs/mini.yaml
+CLI (one shard of the shadows per process or GPU): ``tckr shadows --config configs/mini.yaml
 --run-dir runs/<id> --shard k/n`` (1 <= k <= n) trains shadows ``i`` with ``i % n == k - 1``; ``--attack`` then attacks.
 """
 
@@ -331,7 +331,7 @@ def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | N
     missing = [i for i in range(m) if not _done(run, shadow_name(i))]
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {m} shadows are not trained yet (e.g. {shadow_name(missing[0])}): "
-                                "run tckr.mia.train_shadows(run) or `python -m tckr.mia --shard k/n` first")
+                                "run tckr.mia.train_shadows(run) or `tckr shadows --run-dir <run> --shard k/n` first")
     saved = np.load(mia_dir(run, "pool.npz"))
     labels, member, z_labels = saved["labels"], saved["member"], saved["population_labels"]
     qs = queries(run)

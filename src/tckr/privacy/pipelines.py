@@ -38,7 +38,7 @@ ROC ``mia/roc/<target>_pipeline_<attack>.csv`` and ``results/mia_pipeline.csv`` 
 attacks each pipeline's student with the others (leave one pipeline out): the spread of the attack
 over training randomness at no extra training cost, ``results/mia_pipeline_lopo.csv``.
 
-CLI: ``python -m tckr.pipelines --run-dir runs/<id> [--shard k/n] [--attack]``.
+CLI: ``tckr pipelines --run-dir runs/<id> [--shard k/n] [--attack]``.
 """
 
 from __future__ import annotations
@@ -376,7 +376,7 @@ def _stable_pipelines(run, multiple: float, n: int, labels: np.ndarray) -> np.nd
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {n} shadow pipelines have no query logits for {multiple:g}×|D| "
                                 f"(e.g. {_logits_path(run, missing[0])}): run tckr.pipelines.train_pipelines(run) "
-                                "or `python -m tckr.pipelines --run-dir <run> --shard k/n` first")
+                                "or `tckr pipelines --run-dir <run> --shard k/n` first")
     return np.stack([mia.stable_logit(io.load_array(_logits_path(run, nm)), labels) for nm in names])
 
 

@@ -2,7 +2,7 @@
 generation code is imported; ``pyproject.toml``'s import-linter contracts keep it so). Drawing never writes results:
 :func:`study_table` returns the table, :func:`tckr.artifacts.write_study_table` writes it.
 
-    python -m tckr.plots runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
+    tckr figures --run-dir runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
 
 Inputs (written by the phases): ``results/classifiers.csv`` (04; accuracies in percent), ``results/mia.csv``
 (05; AUC and TPR as fractions), ``results/headline.json`` (05; the pre-registered headline attack),
@@ -15,15 +15,13 @@ by notebook 06 (:func:`tckr.artifacts.write_study_table`).
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tckr.core import io, paths
+from tckr.core import io
 from tckr.core.config import MiaConfig
 from tckr.privacy import attacks, ledger, metrics
 from tckr.privacy.metrics import aop
@@ -503,31 +501,6 @@ def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return allt, pd.DataFrame(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tckr.plots RUN_DIR [--only ...] [--images]`` or ``--results FOLDER...``, the same as ``tckr figures`` (its own parser: figures
-    may not import the CLI, which imports every training module; see the import-linter contracts)."""
-    ap = argparse.ArgumentParser(prog="python -m tckr.plots", description="Regenerate every figure of a run from its result files.")
-    ap.add_argument("run_dir", nargs="?", help="a run folder, or 'latest'")
-    ap.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
-    ap.add_argument("--images", action="store_true", help="also copy the PNGs to the repository's images/ folder")
-    ap.add_argument("--results", nargs="+", metavar="FOLDER", help="redraw committed result folders (results/<study>, "
-                    "tckr.report collect) instead of a run, into images/<study>/")
-    args = ap.parse_args(argv)
-    which = tuple(args.only.split(",")) if args.only else FIGURES
-    if (args.run_dir is None) == (args.results is None):
-        ap.error("give a run folder or --results FOLDER..., not both")
-    try:
-        if args.results:
-            result_figures(args.results, paths.IMAGES, tuple(args.only.split(",")) if args.only else None)
-            return 0
-        run_dir = runs.find_run(args.run_dir)
-        make_figures(run_dir, which, images_dir=paths.IMAGES if args.images else None)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"tckr: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:
     """A grid of real images of D per class (figures/real_samples)."""
     run_dir = Path(run_dir)
@@ -605,6 +578,3 @@ def show(figures: dict[str, list[Path]] | list[Path]) -> None:
         if Path(p).suffix == ".png":
             display(Image(filename=str(p)))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """The release folders: a finished run's classifiers, adapter and prompts at the repository root, in the original
 TCKR release's layout, and their evaluation without training anything.
 
-    python -m tckr.release runs/<id> [--out .]     # (re)write the release of the run's dataset
-    python -m tckr.release --check [--out .]       # verify every released file against the manifests
+    tckr release --run-dir runs/<id> [--out .]     # (re)write the release of the run's dataset
+    tckr release --check [--out .]                 # verify every released file against the manifests
 
 Folders (under the repository root, or ``--out``):
 
@@ -171,13 +171,13 @@ LORA_README = """\
 # lora_sd2/
 
 LoRA adapters of the generator's UNet attention projections, one per dataset, written by
-`python -m tckr.release runs/<id>` from a finished run (`release.json` lists every file with its sha256;
+`tckr release --run-dir runs/<id>` from a finished run (`release.json` lists every file with its sha256;
 each adapter's `.json` sidecar gives its rank, alpha, target modules and base model).
 
 Load one with `tckr.generator`:
 
 ```python
-from tckr.generation import generator
+from tckr import generator
 
 pipe = generator.load("models/tiny-sd-fashion", lora="lora_sd2/lora_tiny_fashion_mnist.safetensors")  # mini tier
 pipe = generator.load("stabilityai/stable-diffusion-2")                                                # paper tier
@@ -290,7 +290,7 @@ def load_released_trained(name: str | Path, folder: str | Path | None = None):
         avail = released_models(folder)
         if str(name) not in avail:
             raise FileNotFoundError(f"no released classifier {name!r} under {_root(folder) / TRAINED}; "
-                                    f"released: {', '.join(avail) or 'none (python -m tckr.release runs/<id>)'}")
+                                    f"released: {', '.join(avail) or 'none (tckr release --run-dir runs/<id>)'}")
         path = avail[str(name)]["path"]
     return classifiers.load_trained(path)
 
@@ -309,7 +309,7 @@ def install_released(run: runs.Run, folder: str | Path | None = None, *, check_m
     models = released_models(folder, run.dataset)
     if not any(m.get("role") == "teacher" for m in models.values()):
         raise ReleaseError(f"no released teacher of {run.dataset} under {_root(folder) / TRAINED}; "
-                           "write one with python -m tckr.release runs/<id>")
+                           "write one with tckr release --run-dir runs/<id>")
     cfg = run.cfg
     test_sha = index_sha256(run.test_index())
     D_sha = index_sha256(run.splits().D) if check_members else None

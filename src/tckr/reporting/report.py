@@ -9,20 +9,20 @@ CSV/JSON table the phases wrote, the shadow pipelines' stage timings as ``result
 commit, machine and wall time (``results/phases.csv``), the teacher-vs-student table with each model's
 pre-registered headline attack (``tckr.ledger.classifier_headlines``), the headline rows of the privacy
 ledger and, for a positive control, whether each attack detected the leakage. :func:`update_readme`
-replaces the text between the two markers in ``README.md``; ``--check`` exits 1 when it differs (the
+replaces the text between the two markers in ``README.md``; ``tckr report check`` exits 1 when it differs (the
 test suite runs it, so the README cannot drift from the committed files).
 
-    python -m tckr.report collect runs/<id> results/mini          # copy a finished run's result files
-    python -m tckr.report write results/mini results/mini-leaky   # rewrite README.md's results block
-    python -m tckr.report check results/mini results/mini-leaky   # exit 1 when README.md differs
-    python -m tckr.plots --results results/mini results/mini-leaky # redraw their figures into images/<study>/
+    tckr report collect --run-dir runs/<id> results/mini        # copy a finished run's result files
+    tckr report write results/mini results/mini-leaky           # rewrite README.md's results block
+    tckr report check results/mini results/mini-leaky           # exit 1 when README.md differs
+    tckr report figures results/mini results/mini-leaky         # redraw their figures into images/<study>/
 
 Benchmarks are reported the same way: each ``bench/`` script given ``--out bench/measured/<name>.json`` stores with
 its numbers a ``record`` (:func:`bench_record`: the command line, date, commit, machine and a one-line summary computed
-from the numbers), and ``python -m tckr.report bench bench/measured`` writes the README's benchmark table between its
-own two markers (:func:`bench_table`); ``check`` compares both blocks.
+from the numbers), and ``tckr report bench bench/measured`` writes the README's benchmark table between its
+own two markers (:func:`bench_table`); ``check`` and ``bench-check`` compare them.
 
-    python -m tckr.report bench bench/measured                     # rewrite README.md's benchmark table
+    tckr report bench bench/measured                            # rewrite README.md's benchmark table
 
 A run of several seeds (``tckr study --seeds 0 1 2``: one ``seed<k>/`` folder per seed) is collected seed by seed
 into ``dest/seed<k>/``; its block is the teacher-vs-student accuracy as mean ± 95% interval over the seeds
@@ -31,7 +31,6 @@ into ``dest/seed<k>/``; its block is the teacher-vs-student accuracy as mean ± 
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import os
 import shlex
@@ -47,9 +46,9 @@ from tckr.core import io
 from tckr.privacy import ledger, metrics
 from tckr.runfolder.artifacts import seed_folders  # noqa: F401  (kept importable from here: tckr.report.seed_folders)
 
-BEGIN = "<!-- tckr.report:begin (python -m tckr.report write ...; do not edit by hand) -->"
+BEGIN = "<!-- tckr.report:begin (tckr report write ...; do not edit by hand) -->"
 END = "<!-- tckr.report:end -->"
-BENCH_BEGIN = "<!-- tckr.bench:begin (python -m tckr.report bench ...; do not edit by hand) -->"
+BENCH_BEGIN = "<!-- tckr.bench:begin (tckr report bench ...; do not edit by hand) -->"
 BENCH_END = "<!-- tckr.bench:end -->"
 BENCH_RECORD_KEYS = ("command", "date", "commit", "machine", "summary")
 RUN_FILES = ("config.yaml", "environment.json", "seeds.json")
@@ -101,7 +100,7 @@ def collect(run_dir: str | Path, dest: str | Path) -> list[Path]:
 def _read(folder: Path, *parts: str) -> pd.DataFrame:
     f = folder.joinpath(*parts)
     if not f.is_file():
-        raise ReportError(f"{f} is missing: collect the run's results first (python -m tckr.report collect RUN {folder})")
+        raise ReportError(f"{f} is missing: collect the run's results first (tckr report collect --run-dir RUN {folder})")
     return pd.read_csv(f, keep_default_na=False, na_values=[""])
 
 
@@ -302,7 +301,7 @@ def block(folders: list[str | Path], images: str | Path = "images") -> str:
         body += ("\n### Each attack beside its positive control\n\nThe pre-registered attack per release point in each "
                  f"study ({DETECTED} = detected); a student's classifier-shadow row is the same LiRA variant with "
                  "shadows that do not replicate a student's training.\n\n" + control_table(with_ledger) + "\n")
-    cmd = "python -m tckr.report write " + " ".join(Path(f).as_posix() for f in folders)
+    cmd = "tckr report write " + " ".join(Path(f).as_posix() for f in folders)
     return f"{BEGIN}\n_Written by `{cmd}` from the committed result files._\n\n{body}{END}"
 
 
@@ -348,7 +347,7 @@ def bench_table(folder: str | Path) -> str:
 
 def bench_block(folder: str | Path) -> str:
     """The README's whole benchmark block for ``folder``, markers included."""
-    cmd = "python -m tckr.report bench " + Path(folder).as_posix()
+    cmd = "tckr report bench " + Path(folder).as_posix()
     return f"{BENCH_BEGIN}\n_Written by `{cmd}` from the committed benchmark results._\n\n{bench_table(folder)}{BENCH_END}"
 
 
@@ -377,45 +376,3 @@ def update_bench(readme: str | Path, folder: str | Path, *, check: bool = False)
     readme = Path(readme)
     return _replace_block(readme, BENCH_BEGIN, BENCH_END, bench_block(folder), "benchmark", check=check)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tckr.report``: the forms of ``tckr report`` (kept here, not handed to tckr.cli: a report imports
-    nothing above it, see the import-linter layers)."""
-    ap = argparse.ArgumentParser(prog="python -m tckr.report", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("collect", help="copy a finished run's result files into a result folder")
-    c.add_argument("run_dir")
-    c.add_argument("dest")
-    for name in ("write", "check"):
-        w = sub.add_parser(name, help=("rewrite" if name == "write" else "compare") + " README.md's results block")
-        w.add_argument("folders", nargs="+")
-        w.add_argument("--readme", default="README.md")
-    b = sub.add_parser("bench", help="rewrite (--check: compare) README.md's benchmark table from a folder of results")
-    b.add_argument("folder", nargs="?", default="bench/measured")
-    b.add_argument("--readme", default="README.md")
-    b.add_argument("--check", action="store_true", help="exit 1 when README.md's table differs; write nothing")
-    a = ap.parse_args(argv)
-    try:
-        if a.cmd == "collect":
-            files = collect(a.run_dir, a.dest)
-            print(f"{len(files)} files -> {a.dest}")
-            return 0
-        if a.cmd == "bench":
-            check, what, cmd = a.check, "benchmark table", f"bench {a.folder}"
-            changed = update_bench(a.readme, a.folder, check=check)
-        else:
-            check, what, cmd = a.cmd == "check", "results block", "write " + " ".join(a.folders)
-            changed = update_readme(a.readme, a.folders, check=check)
-    except (ReportError, FileNotFoundError) as e:
-        print(f"tckr.report: error: {e}", file=sys.stderr)
-        return 2
-    if check:
-        if changed:
-            print(f"{a.readme}: the {what} differs from `python -m tckr.report {cmd}`", file=sys.stderr)
-        return int(changed)
-    print(f"{a.readme}: {what} {'rewritten' if changed else 'already current'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

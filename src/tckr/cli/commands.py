@@ -1,0 +1,279 @@
+"""What each ``tckr`` subcommand does with its parsed options (:data:`COMMANDS`; the options are in
+:mod:`tckr.cli.parser`). Each imports its phase's module when it runs, so ``tckr --help`` imports no torch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from tckr.cli import options
+from tckr.core import paths
+from tckr.core.config import load_config
+
+
+def _study(a) -> None:
+    from tckr.orchestration import study
+    from tckr.runfolder import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    options.unsharded(a)
+    config, run_dir = options.config(a), options.run_dir(a)
+    if run_dir is not None and str(run_dir) == runs.LATEST:
+        run_dir = runs.latest_run(_load(config).study.name if config else None)
+    if config is None:
+        if run_dir is None:
+            raise options.UsageError("tckr study needs a config (tckr study configs/mini.yaml) or --run-dir of a run to resume")
+        config = _saved_config(run_dir)
+    phases = _phases(a.phases, study.PHASES) if a.phases else study.PHASES
+    study.run_study(config, run_dir, phases=phases, force=a.force, seeds=a.seeds, overrides=options.parse_set(a.sets) or None,
+                    log=lambda m: print(m, flush=True))
+
+
+def _load(config: str):
+    return load_config(config)
+
+
+def _saved_config(run_dir: str | Path) -> str:
+    from tckr.runfolder import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    f = paths.resolve(run_dir) / runs.CONFIG_FILE
+    if not f.is_file():
+        raise runs.RunNotFoundError(f"no run folder at {f.parent} (no {runs.CONFIG_FILE}); give a config to start one")
+    return str(f)
+
+
+def _figures(a) -> None:
+    from tckr.reporting import plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    options.unsharded(a)
+    options.no_set(a)
+    run = options.open_run(a, new=False)
+    which = _figure_names(a.only, plots.FIGURES) or plots.FIGURES
+    plots.make_figures(run.dir, which, images_dir=paths.IMAGES if a.images else None)
+
+
+def _figure_names(only: str | None, accepted: tuple[str, ...]) -> tuple[str, ...] | None:
+    """``--only table,roc`` -> ``("table", "roc")``; None without ``--only``."""
+    if not only:
+        return None
+    which = tuple(w.strip() for w in only.split(","))
+    bad = [w for w in which if w not in accepted]
+    if bad:
+        raise options.UsageError(f"unknown figure(s) {', '.join(bad)}; accepted: {', '.join(accepted)}")
+    return which
+
+
+def _lora(a) -> None:
+    from tckr.generation import lora  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    options.unsharded(a)
+    run = options.open_run(a)
+    print(lora.finetune(run, progress=not a.no_progress))
+    if a.export:
+        print(lora.export_adapter(run))
+
+
+def _synthesis(a) -> dict:
+    from tckr.generation import synthesis  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    run = options.open_run(a)
+    pipe = synthesis.load_generator(run, random_weights=True) if a.random_weights else None
+    summary = synthesis.generate(run, pipe, shard=a.shard, progress=not a.no_progress, batch_size=a.batch_size)
+    print(summary)
+    return summary
+
+
+def _shadows(a) -> None:
+    from tckr.privacy import mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    run = options.open_run(a)
+    done = mia.train_shadows(run, a.n_shadows, a.shard, progress=not a.no_progress)
+    print(f"shadows trained or queried now: {done}")
+    if a.attack:
+        mia.query_targets(run, progress=not a.no_progress)
+        print(mia.attack(run, n_shadows=a.n_shadows).to_string(index=False))
+
+
+def _pipelines(a) -> None:
+    from tckr.privacy import pipelines  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    run = options.open_run(a)
+    pipelines.train_pipelines(run, a.n_pipelines, a.shard, progress=not a.no_progress)
+    if a.attack:
+        print(pipelines.attack_students(run, a.n_pipelines, progress=not a.no_progress).to_string(index=False))
+        pipelines.pipeline_spread(run, a.n_pipelines)
+
+
+def _generator_attack(a) -> None:
+    from tckr.privacy import generator_mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    options.unsharded(a)
+    run = options.open_run(a, new=False)
+    for name, table in generator_mia.run_all(run, progress=not a.no_progress).items():
+        print(f"{name}:\n{table.to_string(index=False)}")
+
+
+def _ledger(a) -> None:
+    from tckr.privacy import ledger  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.reporting import plots
+
+    options.unsharded(a)
+    options.no_set(a)
+    run = options.open_run(a, new=False)
+    table = ledger.build(run.dir, plots.headline_attack(run.dir))
+    print(ledger.markdown(table, headline_only=a.headline_only))
+
+
+PRETRAIN_CONFIG, PRETRAIN_WORK = "configs/mini.yaml", "runs/pretrain-tiny-sd-fashion"  # tckr pretrain's defaults
+
+
+def _pretrain(a) -> None:
+    from tckr.generation import pretrain  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    options.unsharded(a)
+    if a.sets:
+        raise options.UsageError("tckr pretrain takes its settings as options (tckr pretrain --help); --set does not apply")
+    pretrain.pretrain(config=options.config(a) or PRETRAIN_CONFIG, work=options.run_dir(a) or PRETRAIN_WORK,
+                      **{k: getattr(a, k) for k in a.settings})
+
+
+def _launch(a) -> options.ExitCode | None:
+    from tckr.orchestration import launch  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    if a.shard is not None:
+        raise options.UsageError("tckr launch submits every share of the work: give their number with --shards N, "
+                                 "not --shard k/n")
+    phases = _phases(a.phases, launch.SHARDED, "unknown or unsharded phase(s)")
+    config, folder = options.config(a), options.run_dir(a)
+    if folder is None:
+        raise options.UsageError("tckr launch needs --run-dir (a run folder on a file system every job sees, or 'latest')")
+    slurm = {"slurm_partition": a.slurm_partition, "slurm_account": a.slurm_account, "slurm_qos": a.slurm_qos,
+             "gpus_per_node": a.gpus_per_task, "cpus_per_task": a.cpus_per_task, "mem_gb": a.mem_gb,
+             "timeout_min": a.timeout_min, "slurm_array_parallelism": a.array_parallelism, **_slurm_extra(a.slurm_extra)}
+    if a.sets:  # the settings are checked and saved in the run folder before any job starts; the jobs read them there
+        config, folder = None, options.open_run(a).dir
+    for phase in phases:
+        try:
+            launch.launch(config, folder, phase, a.shards, local=a.local, log_dir=a.log_dir, slurm=slurm,
+                          do_merge=not a.no_merge, record=a.record)
+        except RuntimeError as e:  # a shard or the merge failed, or no SLURM cluster: the message names the shards and logs
+            if a.debug:
+                raise
+            print(f"tckr: error: {' '.join(str(e).split())}", file=sys.stderr)
+            return options.ExitCode(options.EXIT_FAILED)
+    return None
+
+
+def _slurm_extra(items: list[str]) -> dict[str, Any]:
+    """``["constraint=a100", "exclusive=true"]`` -> ``{"slurm_constraint": "a100", "slurm_exclusive": True}``: parameters
+    of submitit's SLURM executor (sbatch's options, ``_`` for ``-``), each value read as a YAML scalar."""
+    if not items:
+        return {}
+    import submitit  # lazy: optional dependency (submitit), imported only for cluster launches
+
+    valid = submitit.SlurmExecutor._valid_parameters()
+    out = {}
+    for item in items:
+        key, value = options.key_value(item, "--slurm-extra", "KEY=VALUE, e.g. --slurm-extra constraint=a100")
+        key = key.removeprefix("slurm_").replace("-", "_")
+        if key not in valid:
+            raise options.UsageError(f"--slurm-extra {item!r}: submitit's SLURM executor has no parameter {key!r}; "
+                                     f"accepted: {', '.join(sorted(valid))}")
+        out[f"slurm_{key}"] = value
+    return out
+
+
+def _phases(text: str, accepted: tuple[str, ...], what: str = "unknown phase(s)") -> tuple[str, ...]:
+    """``--phases 03_generate,00_data`` -> the named phases in study order; each must be one of ``accepted``."""
+    phases = tuple(p.strip() for p in text.split(","))
+    bad = [p for p in phases if p not in accepted]
+    if bad:
+        raise options.UsageError(f"{what} {', '.join(bad)}; accepted: {', '.join(accepted)}")
+    return tuple(sorted(set(phases), key=accepted.index))
+
+
+def _report(a) -> options.ExitCode | None:
+    from tckr.reporting import report  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.runfolder import runs
+
+    options.unsharded(a)
+    options.no_set(a)
+    folders = list(a.folders)
+    if a.action == "collect":
+        if options.config(a) and not a.run_dir_opt:
+            raise options.UsageError("tckr report collect copies a run folder: give --run-dir (a run folder or 'latest')")
+        if a.run_dir_opt is None and folders:
+            a.run_dir_opt = folders.pop(0)  # tckr report collect RUN DEST: the run folder first
+        if a.run_dir_opt is None or len(folders) != 1:
+            raise options.UsageError("tckr report collect needs --run-dir DIR (or 'latest') and one destination folder, "
+                                     "e.g. tckr report collect --run-dir latest results/mini")
+        source = runs.find_run(a.run_dir_opt, options.config(a))
+        files = report.collect(source, folders[0])
+        print(f"{len(files)} files -> {folders[0]}")
+        return None
+    if a.action in ("bench", "bench-check"):
+        if a.run_dir_opt or options.config(a) or len(folders) > 1:
+            raise options.UsageError(f"tckr report {a.action} reads one folder of benchmark results (default bench/measured)")
+        folder = folders[0] if folders else "bench/measured"
+        check, what, cmd = a.action == "bench-check", "benchmark table", f"bench {folder}"
+        changed = report.update_bench(a.readme, folder, check=check)
+        return _block_outcome(a.readme, what, cmd, changed, check)
+    if a.run_dir_opt or options.config(a):
+        raise options.UsageError(f"tckr report {a.action} reads result folders (results/<study>), given as arguments; "
+                                 "--run-dir and --config do not apply (copy a run with tckr report collect first)")
+    if not folders:
+        raise options.UsageError(f"tckr report {a.action} needs one or more result folders, "
+                                 f"e.g. tckr report {a.action} results/mini")
+    if a.action == "figures":
+        from tckr.reporting import plots  # lazy: a subcommand's module is imported when it runs (matplotlib)
+
+        plots.result_figures(folders, a.images, _figure_names(a.only, plots.FIGURES))
+        return None
+    changed = report.update_readme(a.readme, folders, check=a.action == "check")
+    return _block_outcome(a.readme, "results block", "write " + " ".join(folders), changed, a.action == "check")
+
+
+def _block_outcome(readme: str, what: str, cmd: str, changed: bool, check: bool) -> options.ExitCode | None:
+    """Say what ``tckr report write|check|bench|bench-check`` did to a README block; check fails when it differs."""
+    if check:
+        if changed:
+            print(f"{readme}: the {what} differs from `tckr report {cmd}`", file=sys.stderr)
+            return options.ExitCode(options.EXIT_FAILED)
+        print(f"{readme}: {what} current")
+        return None
+    print(f"{readme}: {what} {'rewritten' if changed else 'already current'}")
+    return None
+
+
+def _release(a) -> options.ExitCode | None:
+    from tckr.reporting import release  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.runfolder import runs
+
+    options.unsharded(a)
+    options.no_set(a)
+    run_dir = options.run_dir(a)
+    if run_dir is None and options.config(a):
+        raise options.UsageError("tckr release writes the release of a finished run: give --run-dir (a run folder or 'latest')")
+    if run_dir is None and not a.check:
+        raise options.UsageError("tckr release needs --run-dir (a finished run folder, or 'latest') to release, "
+                                 "or --check to verify")
+    if run_dir is not None:
+        source = runs.find_run(run_dir, options.config(a))
+        if not source.is_dir():
+            raise runs.RunNotFoundError(f"no run folder at {source}")
+        release.release(source, a.out)
+    if a.check:
+        problems = release.check(a.out)
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"release under {release._root(a.out)}: "
+              + (f"{len(problems)} problem(s)" if problems else "every file matches its manifest"))
+        return options.ExitCode(options.EXIT_FAILED) if problems else None
+    return None
+
+
+COMMANDS: dict[str, Callable[[Any], Any]] = {
+    "study": _study, "figures": _figures, "lora": _lora, "synthesis": _synthesis, "shadows": _shadows,
+    "pipelines": _pipelines, "generator-attack": _generator_attack, "ledger": _ledger, "report": _report,
+    "release": _release, "pretrain": _pretrain, "launch": _launch,
+}

@@ -1,0 +1,100 @@
+"""The options every ``tckr`` subcommand shares (``--config``, ``--run-dir``, ``--shard``, ``--set``, ``--debug``),
+how they are read, and the command line's error and exit-status types."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from tckr.core.shards import parse_shard
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+class ExitCode(int):
+    """A subcommand's exit status other than 0 that is not an error (a check that found differences: 1)."""
+
+
+class UsageError(ValueError):
+    """A mistake on the command line (a malformed ``--set``, an option the subcommand does not take)."""
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=3", "train.lr=5e-3"]`` -> ``{"train.epochs": 3, "train.lr": "5e-3"}``: each value read as
+    a YAML scalar (the config's validation turns number-like strings into floats where a float is expected)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, value = key_value(item, "--set", "section.key=value, e.g. --set train.epochs=3")
+        if "." not in key:
+            raise UsageError(f"--set {item!r}: expected section.key=value, e.g. --set train.epochs=3")
+        out[key] = value
+    return out
+
+
+def key_value(item: str, option: str, expected: str) -> tuple[str, Any]:
+    """``"key=value"`` -> ``("key", value)``, the value read as a YAML scalar (``3``, ``5e-3``, ``true``, ``[0, 1]``)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UsageError(f"{option} {item!r}: expected {expected}")
+    try:
+        return key, (yaml.safe_load(raw) if raw.strip() else "")
+    except yaml.YAMLError as e:
+        raise UsageError(f"{option} {item!r}: the value is not a YAML scalar ({' '.join(str(e).split())})") from None
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("common options")
+    g.add_argument("--config", dest="config_opt", metavar="CONFIG", help="study config YAML (default: the run folder's own)")
+    g.add_argument("--run-dir", dest="run_dir_opt", metavar="DIR", help="run folder, or 'latest' (the newest run of the config)")
+    g.add_argument("--shard", metavar="k/n", help="do share k of n of the work (1-based, tckr.shards)")
+    g.add_argument("--set", dest="sets", action="append", default=[], metavar="section.key=value",
+                   help="override one config key (repeatable), validated like the YAML")
+    g.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+
+def config(a) -> str | None:
+    pos = getattr(a, "config", None)
+    if pos and a.config_opt and pos != a.config_opt:
+        raise UsageError(f"two configs given ({pos} and --config {a.config_opt}); give one")
+    return a.config_opt or pos
+
+
+def run_dir(a) -> str | None:
+    pos = getattr(a, "run_dir", None)
+    if pos and a.run_dir_opt and pos != a.run_dir_opt:
+        raise UsageError(f"two run folders given ({pos} and --run-dir {a.run_dir_opt}); give one")
+    return a.run_dir_opt or pos
+
+
+def check_shard(a) -> None:
+    if a.shard is not None:
+        try:
+            parse_shard(a.shard)
+        except ValueError as e:
+            raise UsageError(f"--shard: {e}") from None
+
+
+def unsharded(a) -> None:
+    if parse_shard(a.shard)[1] > 1:
+        raise UsageError(f"tckr {a.command} does not split its work; --shard applies to synthesis, shadows and pipelines")
+
+
+def no_set(a) -> None:
+    if a.sets:
+        raise UsageError(f"tckr {a.command} reads a finished run; --set does not apply (its settings are the run's)")
+
+
+def open_run(a, *, new: bool = True):
+    """The run the options name: ``--run-dir`` (existing, or new when ``--config`` is given) or a new run."""
+    from tckr.runfolder import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    cfg, folder = config(a), run_dir(a)
+    if folder is None and not new:
+        raise UsageError(f"tckr {a.command} needs --run-dir (a finished run folder, or 'latest')")
+    if cfg is None and folder is None:
+        raise UsageError(f"tckr {a.command} needs --run-dir (a run folder, or 'latest') or --config (a new run)")
+    return runs.open_run(cfg, folder, overrides=parse_set(a.sets) or None)
+
