@@ -33,8 +33,8 @@ import torch
 
 from tckr.core import io, paths
 from tckr.datasets import provenance
-from tckr.generation import captions, generator, lora
-from tckr.runfolder import runs
+from tckr.generation import captions, generator, lora, prompt_files
+from tckr.runfolder import environment, runs
 
 
 def _log(work: Path, msg: str) -> None:
@@ -69,7 +69,7 @@ def public_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tu
         prompts = [by_index[i] for i in index.tolist()]
     else:
         caps = captions.attribute_captions(public.images[keep])
-        prompts = [captions.prompt_for(public.class_names[y], c) for y, c in zip(public.labels[keep], caps)]
+        prompts = [prompt_files.prompt_for(public.class_names[y], c) for y, c in zip(public.labels[keep], caps)]
         io.save_csv(f, pd.DataFrame({"index": index, "label": public.labels[keep], "prompt": prompts}))
     return public.images[keep], public.labels[keep], prompts, index
 
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     io.write_json(work / "args.json", vars(a))
     t0 = time.time()
-    runs.seed_everything(a.seed)
+    environment.seed_everything(a.seed)
     pipe = generator.build_random("tiny", seed=a.seed)
     images, labels, prompts, index = public_data(a.config, work, limit=a.limit, seed=a.seed)
     _log(work, f"public partition: {len(images)} images, e.g. {prompts[0]!r}")
