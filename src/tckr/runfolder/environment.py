@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tckr.core import paths
-from tckr.core.config import Config
+from tckr.core.config import Config, ConfigError
 
 
 def environment() -> dict[str, Any]:
@@ -73,12 +73,33 @@ def set_threads(cfg: Config) -> None:
 
 
 def device(cfg: Config):
-    """The torch device the config asks for (``auto``: CUDA when available)."""
+    """The torch device the config asks for (``auto``: CUDA when available); one this machine lacks is an error
+    (:func:`check_device`)."""
     import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
 
     want = cfg.study.device
     if want == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"study.device is {want!r} but CUDA is not available; use 'auto' or 'cpu'")
+    check_device(cfg)
     return torch.device(want)
+
+
+def check_device(cfg: Config) -> None:
+    """A :class:`ConfigError` when ``study.device`` names a device this machine does not have (``cuda``/``cuda:N``
+    without that many CUDA GPUs, ``mps`` without Apple's MPS); ``auto`` and ``cpu`` always pass, without importing
+    torch. :func:`tckr.runfolder.runs.open_run` checks it before it makes a new run folder."""
+    want = cfg.study.device
+    if want in ("auto", "cpu"):
+        return
+    import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
+
+    if want == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("study.device is 'mps' but this machine has no MPS (Apple GPU) device; use 'auto' or 'cpu'")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(want.partition(":")[2] or 0)
+    if index >= count:
+        have = f"{count} CUDA GPU(s) (cuda:0..cuda:{count - 1})" if count else "no CUDA GPU"
+        raise ConfigError(f"study.device is {want!r} but this machine has {have}; use 'auto' (CUDA when available) "
+                          f"or 'cpu'{', or a GPU it has' if count else ''}")

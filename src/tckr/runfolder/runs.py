@@ -276,6 +276,9 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
         raise ValueError(f"no config given and no run folder; pass a config path such as configs/mini.yaml")
     if run_path is None:
         run_path = default_run_dir(cfg)
+    if not (run_path / CONFIG_FILE).is_file():  # a new run fails here, before its folder exists, not in a later phase
+        environment.check_device(cfg)
+        real.check_available(cfg.study.dataset)
     run_path.mkdir(parents=True, exist_ok=True)
     seeds_file = run_path / "seeds.json"
     seeds = io.read_json(seeds_file) if seeds_file.is_file() else {}
