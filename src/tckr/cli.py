@@ -138,6 +138,7 @@ def _saved_config(run_dir: str | Path) -> str:
 
 def _figures(a) -> None:
     from tckr.reporting import plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.runfolder import figure_inputs
 
     _unsharded(a)
     _no_set(a)
@@ -146,6 +147,7 @@ def _figures(a) -> None:
     bad = [w for w in which if w not in plots.FIGURES]
     if bad:
         raise UsageError(f"unknown figure(s) {', '.join(bad)}; accepted: {', '.join(plots.FIGURES)}")
+    figure_inputs.check(run.dir, which)
     plots.make_figures(run.dir, which, images_dir=paths.IMAGES if a.images else None)
 
 
