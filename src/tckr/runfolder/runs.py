@@ -16,6 +16,7 @@ import yaml
 
 from tckr.core import io, paths, registry
 from tckr.core.config import Config, ConfigError, config_from_dict, load_config
+from tckr.core.progress import note
 from tckr.datasets import provenance, real, splitting
 from tckr.datasets.provenance import index_sha256
 from tckr.runfolder import environment
@@ -221,7 +222,23 @@ def latest_run(name: str | None = None, root: str | Path | None = None) -> Path:
         which = f"of study.name {name!r} " if name is not None else ""
         raise RunNotFoundError(f"run_dir='latest': no run folder {which}under {root}; make one first "
                                "(notebooks/00_data.ipynb, or tckr study CONFIG) or give a run folder")
-    return max(found)[1]
+    (created, mtime_ns), folder = max(found)
+    note(f"run_dir='latest': {folder} (made {_age(created, mtime_ns)} ago; the newest of {len(found)} "
+         f"run(s) {f'of study.name {name!r} ' if name is not None else ''}under {root})")
+    return folder
+
+
+def _age(created: str, mtime_ns: int) -> str:
+    """How long ago a run was made, from ``environment.json``'s ``created`` (else ``config.yaml``'s time), e.g. ``3 h 5 min``."""
+    try:
+        then = _dt.datetime.fromisoformat(created).timestamp()
+    except ValueError:
+        then = mtime_ns / 1e9
+    s = max(0, int(_dt.datetime.now().timestamp() - then))
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min" if minutes else f"{s} s"
 
 
 def find_run(run_dir: str | Path, config: str | Path | Config | None = None) -> Path:
