@@ -42,7 +42,6 @@ def pixels(images: np.ndarray) -> np.ndarray:
     return x / np.sqrt(max(x.shape[1], 1))
 
 
-
 def nearest_distances(queries: np.ndarray, refs: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
     """[n, min(k, len(refs))]: Euclidean distances from each query row to its k nearest reference rows, ascending.
     Candidates come from a float32 product; the chosen distances are recomputed exactly in float64."""
@@ -60,7 +59,6 @@ def nearest_distances(queries: np.ndarray, refs: np.ndarray, k: int, chunk: int 
         diff = q_in[s:s + chunk].astype(np.float64)[:, None, :] - r_in[idx].astype(np.float64)
         out[s:s + chunk] = np.sort(np.sqrt((diff ** 2).sum(-1)), axis=1)
     return out
-
 
 
 def synthetic_statistics(images: np.ndarray, labels: np.ndarray, synthetic_images: np.ndarray,
@@ -81,7 +79,6 @@ def synthetic_statistics(images: np.ndarray, labels: np.ndarray, synthetic_image
     return out
 
 
-
 def synthetic_scores(target_stat: np.ndarray, shadow_stat: np.ndarray | None = None,
                      shadow_in: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Scores of :data:`SYNTHETIC_ATTACKS` from the target set's statistics [n, 2] and, for LiRA, the shadow
@@ -97,11 +94,10 @@ def synthetic_scores(target_stat: np.ndarray, shadow_stat: np.ndarray | None = N
     return out
 
 
-
 # ---------------------------------------------------------------- the attacked examples and reference models of both release points
 def attack_dir(run, kind: str, *parts: str) -> Path:
+    """``mia/<kind>/<parts>`` of a run, ``kind`` = ``generator`` or ``synthetic`` (its parent folders are created)."""
     return run.path("mia", kind, *parts)
-
 
 
 def attack_subset(run, kind: str, size: int, tag: int) -> np.ndarray:
@@ -122,11 +118,9 @@ def attack_subset(run, kind: str, size: int, tag: int) -> np.ndarray:
     return pos
 
 
-
 def synthetic_subset(run) -> np.ndarray:
     """Positions in P of the synthetic-set attack's examples (``mia.synthetic_examples``; 0 = all of P)."""
     return attack_subset(run, "synthetic", run.cfg.mia.synthetic_examples, tag=2)
-
 
 
 def reference_mask(run, n_pipelines: int, positions: np.ndarray) -> np.ndarray:
@@ -134,7 +128,6 @@ def reference_mask(run, n_pipelines: int, positions: np.ndarray) -> np.ndarray:
     to the attacked positions are the references' membership."""
     keep = mia.ensure_mask(run, max(2, n_pipelines + n_pipelines % 2))
     return np.ascontiguousarray(keep[:n_pipelines][:, positions])
-
 
 
 def reference_pipelines(run, n: int, has: Callable, what: str) -> dict[str, object]:
@@ -157,15 +150,13 @@ def reference_pipelines(run, n: int, has: Callable, what: str) -> dict[str, obje
     return found
 
 
-
-def write_release_results(run, file: str, target: str, role: str, cardinality, release: str, scores: dict[str, np.ndarray],
-                   positions: np.ndarray, n_refs: int) -> pd.DataFrame:
+def write_release_results(run, file: str, target: str, role: str, cardinality, release: str,
+                          scores: dict[str, np.ndarray], positions: np.ndarray, n_refs: int) -> pd.DataFrame:
     """One release point's rows through :func:`tckr.mia.write_attack_results` (``n_shadows``: the reference
     models of the LiRA attacks, 0 for the threshold attacks)."""
     scored = mia.TargetScores(target, scores, {"role": role, "cardinality": cardinality, "label_mode": None, "release": release},
                               n_shadows={a: n_refs if "lira" in a else 0 for a in scores})
     return mia.write_attack_results(run, file, [scored], positions=positions, extra_columns=["release"])
-
 
 
 # ---------------------------------------------------------------- synthetic-set attack on a run
@@ -174,10 +165,9 @@ def synthetic_cardinalities(run) -> list[float]:
     return [float(m) for m in (run.cfg.mia.pipeline_cardinalities or run.cfg.synthesis.cardinalities)]
 
 
-
 def has_set(multiple: float) -> Callable:
+    """A test of a run (or pipeline sub-run): whether it has a finished synthetic set of ``multiple`` × |D|."""
     return lambda sub: any(np.isclose(m, multiple) for m in synthesis.available_multiples(sub))
-
 
 
 def synthetic_stats(run, multiple: float, n_pipelines: int | None = None, *, progress: bool = True) -> dict[str, np.ndarray]:
@@ -206,7 +196,6 @@ def synthetic_stats(run, multiple: float, n_pipelines: int | None = None, *, pro
     return out
 
 
-
 def attack_synthetic(run, multiples: list[float] | None = None, n_pipelines: int | None = None, *,
                      progress: bool = True) -> pd.DataFrame:
     """Score the target's synthetic set of each cardinality (``results/mia_synthetic.csv``)."""
@@ -218,6 +207,6 @@ def attack_synthetic(run, multiples: list[float] | None = None, n_pipelines: int
         names = [m for m in stats if m != "target"]
         shadow = np.stack([stats[m] for m in names]) if names else None
         scores = synthetic_scores(stats["target"], shadow, reference_mask(run, n, pos) if names else None)
-        frames.append(write_release_results(run, "mia_synthetic.csv", f"synthetic_x{mult:g}", "synthetic", mult, "synthetic",
-                                     scores, pos, len(names)))
+        frames.append(write_release_results(run, "mia_synthetic.csv", f"synthetic_x{mult:g}", "synthetic", mult,
+                                            "synthetic", scores, pos, len(names)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
