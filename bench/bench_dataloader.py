@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from tckr.classification import classifiers, train
-from tckr.runfolder import runs
+from tckr.runfolder import environment, runs
 
 
 def png_bytes(images: np.ndarray) -> list[bytes]:
@@ -72,7 +72,7 @@ def pil_transform(cfg, norm):
 
 
 def make_model(cfg, n_cls):
-    runs.seed_everything(0)
+    environment.seed_everything(0)
     m = classifiers.build(cfg.classifier.teacher_arch, n_cls, pretrained=False, input_size=cfg.classifier.input_size,
                           stem_stride=cfg.classifier.stem_stride)
     return m, torch.optim.AdamW(m.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)

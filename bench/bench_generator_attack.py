@@ -28,9 +28,9 @@ import torch
 
 
 def _prompts(images, labels, names):
-    from tckr.generation import captions
+    from tckr.generation import captions, prompt_files
 
-    return [captions.prompt_for(names[int(y)], c) for y, c in zip(labels, captions.attribute_captions(images))]
+    return [prompt_files.prompt_for(names[int(y)], c) for y, c in zip(labels, captions.attribute_captions(images))]
 
 
 def attack_rate(pipe, images, prompts, queries: int, resolution: int) -> dict:

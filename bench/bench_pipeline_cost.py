@@ -56,9 +56,9 @@ def main() -> None:
     args = ap.parse_args()
     from tckr.core import config, io
     from tckr.datasets import real
-    from tckr.generation import captions, synthesis
+    from tckr.generation import captions, prompt_files, synthesis
     from tckr.privacy import pipelines
-    from tckr.runfolder import runs
+    from tckr.runfolder import environment, runs
 
     cfg = config.load_config(args.config)
     scratch = args.run is None
@@ -66,7 +66,7 @@ def main() -> None:
     load_before = os.getloadavg()
     try:
         run = runs.open_run(cfg, folder)
-        runs.set_threads(run.cfg)
+        environment.set_threads(run.cfg)
         torch.set_num_threads(args.threads)
         captions.caption_run(run, progress=False)  # the target's captions: pool_captions reuses D's rows
         pipelines.run_pipeline(run, args.pipeline, progress=False)
@@ -77,7 +77,7 @@ def main() -> None:
         ds = real.load_real(cfg.study.dataset, "train")
         pick = np.random.default_rng(0).choice(len(ds.labels), 256, replace=False)
         images = real.resize_images(ds.images[pick], cfg.generator.resolution)
-        prompts = [captions.prompt_for(ds.class_names[int(y)], c)
+        prompts = [prompt_files.prompt_for(ds.class_names[int(y)], c)
                    for y, c in zip(ds.labels[pick], captions.attribute_captions(images))]
         lstep = bga.lora_step_seconds(cfg.generator.base, cfg, images, prompts, args.lora_steps)
         pipe = synthesis.load_pipeline(pipelines.open_pipeline(run, args.pipeline))  # the generator its synthesis stage used

@@ -33,7 +33,7 @@ from scipy import linalg
 from torch import nn
 
 from tckr.core import io, paths
-from tckr.generation import captions, generator
+from tckr.generation import captions, generator, prompt_files
 from tckr.privacy import audit
 from tckr.runfolder import runs
 
@@ -108,7 +108,7 @@ def d_prompts(run, n_per_class: int) -> tuple[list[str], np.ndarray]:
     prompts, labels = [], []
     for c, name in enumerate(run.class_names):
         own = [caps[i] for i in np.flatnonzero(d.labels == c)]
-        prompts += [captions.prompt_for(name, own[i % len(own)]) for i in range(n_per_class)]
+        prompts += [prompt_files.prompt_for(name, own[i % len(own)]) for i in range(n_per_class)]
         labels += [c] * n_per_class
     return prompts, np.array(labels)
 

@@ -13,7 +13,7 @@ from tckr.classification import classifiers, train
 from tckr.core import io
 from tckr.datasets import real, splitting
 from tckr.generation import captions, lora, synthesis
-from tckr.privacy import attacks, generator_mia, ledger, mia, pipelines
+from tckr.privacy import attacks, generator_mia, ledger, mia, pipelines, synthetic_mia
 from tckr.runfolder import runs
 
 BASE = {"data.train_size": 40, "data.val_size": 10, "mia.population_size": 10, "mia.n_bootstrap": 10,
@@ -174,11 +174,11 @@ def test_canary_rows_are_scored_on_the_canaries_alone_and_kept_out_of_the_headli
                          extra={"role": role, "name": name, "label_mode": mode, "multiple": m})
     rows = mia.attack(run)
     piped = pipelines.attack_students(run, progress=False)
-    pos = generator_mia.synthetic_subset(run)
+    pos = synthetic_mia.synthetic_subset(run)
     stat = np.stack([logits(member)[pos, 0, labels[pos]], mu[pos, 0]], 1)
     shadow = np.stack([np.stack([logits(keep[i])[pos, 0, labels[pos]], mu[pos, 0]], 1) for i in range(4)])
-    syn = generator_mia._write_results(run, "mia_synthetic.csv", "synthetic_x1", "synthetic", 1.0, "synthetic",
-                                       generator_mia.synthetic_scores(stat, shadow, keep[:, pos]), pos, 4)
+    syn = synthetic_mia.write_release_results(run, "mia_synthetic.csv", "synthetic_x1", "synthetic", 1.0, "synthetic",
+                                              synthetic_mia.synthetic_scores(stat, shadow, keep[:, pos]), pos, 4)
     for table in (rows, piped, syn):
         assert set(table["subset"]) == {"all", "canaries"}
         can, rest = table[table["subset"] == "canaries"], table[table["subset"] == "all"]

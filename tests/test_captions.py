@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tckr.generation import captions
+from tckr.generation import captions, prompt_files
 from tckr.runfolder import runs
 
 
@@ -82,40 +82,40 @@ def test_vocabulary_covers_every_caption(tiny_run):
 def test_original_order_round_trip(tmp_path):
     names = ["T-shirt/top", "cat: big", "cat", "T-shirt/top"]
     caps = ["a shirt  on a table", "a lion: resting", "a small\ncat", "x"]
-    path = captions.write_original_order(tmp_path / "p.txt", names, caps)
+    path = prompt_files.write_original_order(tmp_path / "p.txt", names, caps)
     assert path.read_text().splitlines()[0] == "T-shirt/top: a shirt on a table"
-    back = captions.read_original_order(path, ["cat", "cat: big", "T-shirt/top"])
+    back = prompt_files.read_original_order(path, ["cat", "cat: big", "T-shirt/top"])
     assert back["class_name"].tolist() == names
     assert back["caption"].tolist() == ["a shirt on a table", "a lion: resting", "a small cat", "x"]
     assert back["prompt"].tolist() == [f"{n}: {c}" for n, c in zip(names, back["caption"])]
     with pytest.raises(ValueError, match="dog"):
-        captions.read_original_order(path, ["dog"])
+        prompt_files.read_original_order(path, ["dog"])
 
 
 def test_original_release_files_are_read(tmp_path):
     txt = tmp_path / "cifar10_prompts.txt"
     txt.write_text("airplane: an airplane flying in the blue sky\nautomobile:a red car parked on a street\n\n")
-    table = captions.read_original_order(txt)
+    table = prompt_files.read_original_order(txt)
     assert table["class_name"].tolist() == ["airplane", "automobile"]
     assert table["prompt"].tolist() == ["airplane: an airplane flying in the blue sky", "automobile: a red car parked on a street"]
     js = tmp_path / "cifar10.json"
     js.write_text(json.dumps({"airplane": ["a jet on a runway", "airplane: a plane"], "cat": ["a cat on a sofa"]}))
-    grouped = captions.read_grouped_by_class(js)
+    grouped = prompt_files.read_grouped_by_class(js)
     assert grouped["airplane"] == ["a jet on a runway", "airplane: a plane"]
-    t = captions.captions_from_grouped(grouped, ["airplane", "automobile", "cat"])
+    t = prompt_files.captions_from_grouped(grouped, ["airplane", "automobile", "cat"])
     assert t["label"].tolist() == [0, 0, 2]
     assert t["prompt"].tolist() == ["airplane: a jet on a runway", "airplane: a plane", "cat: a cat on a sofa"]
     with pytest.raises(ValueError, match="cat"):
-        captions.captions_from_grouped(grouped, ["airplane"])
+        prompt_files.captions_from_grouped(grouped, ["airplane"])
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ValueError):
-        captions.read_grouped_by_class(tmp_path / "bad.json")
+        prompt_files.read_grouped_by_class(tmp_path / "bad.json")
 
 
 def test_grouped_by_class_round_trip(tmp_path):
     names, caps = ["b", "a", "b", "a", "b"], ["1", "2", "3", "4", "5"]
-    path = captions.write_grouped_by_class(tmp_path / "g.json", names, caps, order=["a", "b", "c"])
-    assert captions.read_grouped_by_class(path) == {"a": ["2", "4"], "b": ["1", "3", "5"], "c": []}
+    path = prompt_files.write_grouped_by_class(tmp_path / "g.json", names, caps, order=["a", "b", "c"])
+    assert prompt_files.read_grouped_by_class(path) == {"a": ["2", "4"], "b": ["1", "3", "5"], "c": []}
     assert list(json.loads(path.read_text())) == ["a", "b", "c"]
 
 
@@ -129,9 +129,9 @@ def test_caption_run_writes_the_three_files(tiny_run, tmp_path):
     assert table["caption"].tolist() == captions.attribute_captions(D.images)
     assert (table["prompt"] == table["class_name"] + ": " + table["caption"]).all()
     folder = tiny_run.dir / "captions"
-    order = captions.read_original_order(folder / "fashion_mnist_original_order.txt", tiny_run.class_names)
+    order = prompt_files.read_original_order(folder / "fashion_mnist_original_order.txt", tiny_run.class_names)
     assert order["prompt"].tolist() == table["prompt"].tolist()
-    grouped = captions.read_grouped_by_class(folder / "fashion_mnist_grouped_by_class.json")
+    grouped = prompt_files.read_grouped_by_class(folder / "fashion_mnist_grouped_by_class.json")
     assert list(grouped) == tiny_run.class_names
     for name, caps in grouped.items():
         assert caps == table.loc[table["class_name"] == name, "caption"].tolist()
@@ -168,7 +168,7 @@ def test_tiny_random_blip2_runs_end_to_end(tmp_path):
     first = captions.Blip2Captioner(*captions.build_random_blip2(seed=0), batch_size=5, max_new_tokens=6,
                                     device="cpu", dtype="float32").caption(run.real("D").images[:10])
     assert first == table["caption"].tolist()[:10]
-    assert captions.read_original_order(run.dir / "captions" / "fashion_mnist_original_order.txt")["prompt"].tolist() \
+    assert prompt_files.read_original_order(run.dir / "captions" / "fashion_mnist_original_order.txt")["prompt"].tolist() \
         == table["prompt"].tolist()
     assert (run.dir / "captions" / "captions.json").is_file()
 
@@ -187,8 +187,8 @@ def test_notebook_01_in_the_chain(tiny_chain):
     assert len(table) == run.cfg.data.train_size
     assert np.array_equal(table["index"], run.splits().D)
     assert (table["prompt"] == table["class_name"] + ": " + table["caption"]).all()
-    order = captions.read_original_order(tiny_chain / "captions" / captions.original_order_name(run.dataset), run.class_names)
+    order = prompt_files.read_original_order(tiny_chain / "captions" / prompt_files.original_order_name(run.dataset), run.class_names)
     assert order["prompt"].tolist() == table["prompt"].tolist()
-    grouped = captions.read_grouped_by_class(tiny_chain / "captions" / captions.grouped_by_class_name(run.dataset))
+    grouped = prompt_files.read_grouped_by_class(tiny_chain / "captions" / prompt_files.grouped_by_class_name(run.dataset))
     assert sum(len(v) for v in grouped.values()) == len(table)
     assert (tiny_chain / "notebooks" / "01_captions.ipynb").is_file()

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from tckr.datasets import real
-from tckr.generation import captions, generator, lora
+from tckr.generation import captions, generator, lora, prompt_files
 from tckr.privacy import generator_mia as gm
+from tckr.privacy import synthetic_mia as sm
 from tckr.privacy import metrics, mia
 
 BASE = "models/tiny-sd-fashion"
@@ -44,7 +45,7 @@ def _examples(ds, classes, seed):
     rng = np.random.default_rng(seed)
     idx = np.array([rng.choice(np.flatnonzero(ds.labels == c)) for c in classes])
     images = real.resize_images(ds.images[idx], 32)
-    prompts = [captions.prompt_for(ds.class_names[ds.labels[i]], c) for i, c in zip(idx, captions.attribute_captions(images))]
+    prompts = [prompt_files.prompt_for(ds.class_names[ds.labels[i]], c) for i, c in zip(idx, captions.attribute_captions(images))]
     return images, prompts
 
 
@@ -157,8 +158,8 @@ def test_nearest_distances_match_brute_force():
     rng = np.random.default_rng(0)
     q, r = rng.random((7, 12)), rng.random((30, 12))
     brute = np.sort(np.sqrt(((q[:, None] - r[None]) ** 2).sum(-1)), axis=1)
-    np.testing.assert_allclose(gm.nearest_distances(q, r, 5, chunk=3), brute[:, :5], rtol=1e-9)
-    np.testing.assert_allclose(gm.nearest_distances(q, r[:2], 5), brute_two := np.sort(
+    np.testing.assert_allclose(sm.nearest_distances(q, r, 5, chunk=3), brute[:, :5], rtol=1e-9)
+    np.testing.assert_allclose(sm.nearest_distances(q, r[:2], 5), brute_two := np.sort(
         np.sqrt(((q[:, None] - r[None, :2]) ** 2).sum(-1)), axis=1))
     assert brute_two.shape == (7, 2)
 
@@ -169,14 +170,14 @@ def test_synthetic_set_attack_finds_planted_near_copies_and_nothing_in_independe
     real, labels = fashion.images[pick[:120]], fashion.labels[pick[:120]]
     member = np.r_[np.ones(60, bool), np.zeros(60, bool)]
     independent, ind_labels = fashion.images[pick[120:]], fashion.labels[pick[120:]]
-    stat = gm.synthetic_statistics(real, labels, independent, ind_labels)
+    stat = sm.synthetic_statistics(real, labels, independent, ind_labels)
     assert stat.shape == (120, 2) and (stat[:, 1] <= stat[:, 0]).all()
-    null_auc = auc(gm.synthetic_scores(stat)["syn_distance"], member)
+    null_auc = auc(sm.synthetic_scores(stat)["syn_distance"], member)
     assert 0.35 <= null_auc <= 0.65
 
     noisy = np.clip(real[member].astype(float) + rng.normal(0, 10, real[member].shape), 0, 255).astype(np.uint8)
-    planted = gm.synthetic_statistics(real, labels, np.concatenate([independent, noisy]), np.r_[ind_labels, labels[member]])
-    assert auc(gm.synthetic_scores(planted)["syn_distance"], member) >= 0.95
+    planted = sm.synthetic_statistics(real, labels, np.concatenate([independent, noisy]), np.r_[ind_labels, labels[member]])
+    assert auc(sm.synthetic_scores(planted)["syn_distance"], member) >= 0.95
 
 
 # ---------------------------------------------------------------- LiRA over reference models
@@ -222,8 +223,8 @@ def test_synthetic_lira_uses_the_reference_mask_the_right_way_round():
         d = base + 0.03 * inside[:, None] + 0.01 * rng.standard_normal((400, 2))
         return np.c_[d[:, 0], d[:, 1] - 0.02]
 
-    right = gm.synthetic_scores(stat(member), np.stack([stat(k) for k in keep]), keep)
-    swapped = gm.synthetic_scores(stat(member), np.stack([stat(k) for k in keep]), ~keep)
+    right = sm.synthetic_scores(stat(member), np.stack([stat(k) for k in keep]), keep)
+    swapped = sm.synthetic_scores(stat(member), np.stack([stat(k) for k in keep]), ~keep)
     assert auc(right["syn_distance"], member) < 0.7
     assert auc(right["syn_lira_online_fixed"], member) > 0.9
     assert auc(swapped["syn_lira_online_fixed"], member) < 0.1
@@ -276,7 +277,7 @@ def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, c
     assert all(e.shape == (20, 2, 2) for e in errs.values())
     assert np.abs(errs["pipeline_000"] - errs["pipeline_001"]).max() > 1e-4
     # the references' mask is each pipeline's real training set
-    mask = gm.reference_mask(run, 2, pos)
+    mask = sm.reference_mask(run, 2, pos)
     for i, sub in enumerate(subs):
         assert np.array_equal(mask[i], np.isin(saved["index"][pos], sub.splits().D))
     for a in gm.GENERATOR_ATTACKS:

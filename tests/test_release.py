@@ -12,7 +12,7 @@ import torch
 from tckr import cli
 from tckr.classification import classifiers, evaluate, train
 from tckr.core import io
-from tckr.generation import captions, generator, lora
+from tckr.generation import captions, generator, lora, prompt_files
 from tckr.reporting import release
 from tckr.runfolder import runs
 
@@ -79,10 +79,10 @@ def test_release_writes_the_three_folders_with_sidecars(finished_run, released):
     assert generator.read_lora(released / "lora_sd2" / "lora_tiny_fashion_mnist.safetensors")[0]
     assert "load_lora" in (released / "lora_sd2" / "README.md").read_text()
     caps = captions.load_captions(finished_run)
-    back = captions.read_original_order(released / "prompts" / "original_order" / "fashion_mnist_original_order.txt",
+    back = prompt_files.read_original_order(released / "prompts" / "original_order" / "fashion_mnist_original_order.txt",
                                         finished_run.class_names)
     assert back["prompt"].tolist() == caps["prompt"].tolist()
-    grouped = captions.read_grouped_by_class(released / "prompts" / "grouped_by_class" / "fashion_mnist_grouped_by_class.json")
+    grouped = prompt_files.read_grouped_by_class(released / "prompts" / "grouped_by_class" / "fashion_mnist_grouped_by_class.json")
     assert list(grouped) == finished_run.class_names and sum(map(len, grouped.values())) == len(caps)
     assert release.check(released) == []
     total = sum(f.stat().st_size for f in released.rglob("*") if f.is_file())

@@ -13,7 +13,7 @@ import yaml
 from tckr.classification import classifiers, train
 from tckr.core import config, io, paths
 from tckr.core.config import ConfigError, config_from_dict, load_config
-from tckr.generation import captions, lora, synthesis
+from tckr.generation import captions, lora, prompt_files, synthesis
 from tckr.orchestration import study
 from tckr.privacy import mia
 from tckr.runfolder import runs
@@ -318,7 +318,7 @@ def test_caption_json_schema_is_checked(tmp_path, content, pattern):
     f = tmp_path / "fashion_mnist_grouped_by_class.json"
     f.write_text(content)
     with pytest.raises(ValueError, match=rf"{f}: .*{pattern}"):
-        captions.read_grouped_by_class(f)
+        prompt_files.read_grouped_by_class(f)
 
 
 def test_damaged_caption_table_is_named(tmp_path):

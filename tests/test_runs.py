@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tckr.core.config import ConfigError
+from tckr.core.config import ConfigError, load_config
 from tckr.runfolder import runs
 
 
@@ -60,3 +60,66 @@ def test_reopening_a_run_reads_it_without_rewriting_seeds(tmp_path):
     assert seeds.stat().st_mtime_ns == 1_000_000_000 and again.seed == run.seed
     other = runs.open_run(None, tmp_path / "r", seed=run.seed)
     assert other.seed_for(5) == run.seed_for(5) and seeds.stat().st_mtime_ns == 1_000_000_000
+
+
+@pytest.mark.parametrize("want, gpus, says", [
+    ("cuda:0", 0, r"study.device is 'cuda:0' but this machine has no CUDA GPU; use 'auto' \(CUDA when available\) or 'cpu'$"),
+    ("cuda", 0, "study.device is 'cuda' but this machine has no CUDA GPU"),
+    ("cuda:1", 1, r"study.device is 'cuda:1' but this machine has 1 CUDA GPU\(s\) \(cuda:0..cuda:0\)"),
+])
+def test_a_device_the_machine_lacks_fails_before_the_run_folder_is_made(tmp_path, monkeypatch, want, gpus, says):
+    import torch
+
+    from tckr.runfolder import environment
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(ConfigError, match=says):
+        runs.open_run("configs/tiny.yaml", tmp_path / "r", overrides={"study.device": want})
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match=says):  # the phases' own device lookup says the same
+        environment.device(load_config("configs/tiny.yaml", {"study.device": want}))
+
+    # a run made on a machine that had the GPU still opens here to be read (its figures and reports on a laptop)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "a GPU")  # environment.json records it
+    made = runs.open_run("configs/tiny.yaml", tmp_path / "r", overrides={"study.device": want})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert runs.open_run(None, made.dir).cfg.study.device == want
+
+
+def test_offline_a_dataset_absent_everywhere_fails_at_once_without_a_run_folder(tmp_path, monkeypatch):
+    import time
+
+    from tckr.datasets import real
+
+    def asked(*a, **k):
+        raise AssertionError("the hub was asked although offline mode is on")
+
+    monkeypatch.setattr(real, "_load_from_hub", asked)
+    monkeypatch.setenv("TCKR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(real.DatasetUnavailableError, match=r"'cifar10' \(train\) is not reachable.*offline mode is on "
+                                                           r"\(HF_HUB_OFFLINE=1\) and 'uoft-cs/cifar10' is not in its caches"):
+        runs.open_run("configs/tiny.yaml", tmp_path / "r", overrides={"study.dataset": "cifar10"})
+    assert time.perf_counter() - start < 1.0 and not (tmp_path / "r").exists()
+    with pytest.raises(real.DatasetUnavailableError, match=str(tmp_path / "data" / "cifar10")):
+        real.load_real("cifar10", "train")
+
+    # what datasets could read offline is still tried: a folder in its cache, or offline mode switched off
+    (tmp_path / "hf" / "datasets" / "uoft-cs___cifar10").mkdir(parents=True)
+    with pytest.raises(AssertionError, match="the hub was asked"):
+        real.load_real("cifar10", "train")
+    (tmp_path / "hf" / "datasets" / "uoft-cs___cifar10").rmdir()
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")  # datasets' own variable wins over HF_HUB_OFFLINE
+    with pytest.raises(AssertionError, match="the hub was asked"):
+        real.load_real("cifar10", "train")
+    real.check_available("cifar10")  # online, opening a run does not download anything to check

@@ -45,9 +45,12 @@ PUBLIC: dict[str, dict[str, tuple[str, ...]]] = {
     "shards": {"tckr.core.shards": ("parse_shard",)},
     "provenance": {"tckr.datasets.provenance": ("write_training_data", "read_training_data", "check_disjoint",
                                                 "DataLeakError")},
-    "captions": {"tckr.generation.captions": (
-        "caption_run", "AttributeCaptioner", "attribute_captions", "Blip2Captioner", "read_original_order",
-        "read_grouped_by_class", "write_original_order", "write_grouped_by_class", "export_prompts")},
+    "captions": {
+        "tckr.generation.captions": ("caption_run", "AttributeCaptioner", "attribute_captions", "Blip2Captioner",
+                                     "export_prompts"),
+        "tckr.generation.prompt_files": ("read_original_order", "read_grouped_by_class", "write_original_order",
+                                         "write_grouped_by_class"),
+    },
     "generator": {"tckr.generation.generator": ("build_random", "load", "load_lora", "Generator", "LoraKeyError")},
     "lora": {"tckr.generation.lora": ("finetune",)},
     "synthesis": {
@@ -70,8 +73,8 @@ PUBLIC: dict[str, dict[str, tuple[str, ...]]] = {
                 "tckr.privacy.auditing": ("epsilon_one_run",)},
     "metrics": {"tckr.privacy.metrics": ("aop",)},
     "pipelines": {"tckr.privacy.pipelines": ("run_all", "train_pipelines", "attack_students", "pipeline_spread")},
-    "generator_mia": {"tckr.privacy.generator_mia": ("run_all", "attack_generator", "attack_synthetic",
-                                                     "denoising_errors")},
+    "generator_mia": {"tckr.privacy.generator_mia": ("run_all", "attack_generator", "denoising_errors"),
+                      "tckr.privacy.synthetic_mia": ("attack_synthetic",)},
     "audit": {"tckr.privacy.audit": ("audit", "nearest")},
     "ledger": {"tckr.privacy.ledger": ("build", "headlines", "markdown", "classifier_headlines")},
     "artifacts": {"tckr.runfolder.artifacts": ("write_study_table",)},

@@ -53,7 +53,7 @@ from tckr.core.config import Config
 from tckr.core.progress import tqdm
 from tckr.datasets import real, splitting
 from tckr.generation import synthesis
-from tckr.runfolder import runs
+from tckr.runfolder import environment, runs
 from tckr.runfolder.artifacts import ShardedImages
 
 AUGMIX_CHUNK = 8
@@ -214,8 +214,8 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     otherwise it is said and training starts over. The caller deletes it once the final weights are written
     (:func:`checkpoint_file`). ``on_epoch(epoch)`` is called after each epoch's checkpoint.
     """
-    runs.set_threads(cfg)
-    dev = runs.device(cfg)
+    environment.set_threads(cfg)
+    dev = environment.device(cfg)
     tc = cfg.train
     epochs = tc.epochs if epochs is None else int(epochs)
     if epochs < 1:
@@ -230,7 +230,7 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     xv = _as_tensor(val_images)
     yv = torch.as_tensor(np.asarray(val_labels), dtype=torch.int64)
 
-    runs.seed_everything(seed)
+    environment.seed_everything(seed)
     model = classifiers.build(arch, n_cls, pretrained=cfg.classifier.pretrained, input_size=cfg.classifier.input_size,
                               stem_stride=cfg.classifier.stem_stride)
     norm = normalisation(cfg)
@@ -473,8 +473,8 @@ def _batches(model: classifiers.TrainedClassifier | nn.Module, images: np.ndarra
              fn: Callable) -> np.ndarray:
     if augment not in QUERY_AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}; accepted: {', '.join(QUERY_AUGMENTS)}")
-    runs.set_threads(cfg)
-    dev = runs.device(cfg)
+    environment.set_threads(cfg)
+    dev = environment.device(cfg)
     x = _as_tensor(images)
     # a loaded classifier keeps the input size it was saved with; the normalisation is the run's (as trained)
     input_size = (model.input_size if isinstance(model, classifiers.TrainedClassifier) else 0) or cfg.classifier.input_size

@@ -44,11 +44,13 @@ def _saved_config(run_dir: str | Path) -> str:
 
 def _figures(a) -> None:
     from tckr.reporting import plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.runfolder import figure_inputs
 
     options.unsharded(a)
     options.no_set(a)
     run = options.open_run(a, new=False)
     which = _figure_names(a.only, plots.FIGURES) or plots.FIGURES
+    figure_inputs.check(run.dir, which)
     plots.make_figures(run.dir, which, images_dir=paths.IMAGES if a.images else None)
 
 

@@ -3,6 +3,7 @@ and content checksums (:func:`sha256_file`)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -43,21 +44,44 @@ def _corrupt(path: Path, what: str, e: BaseException) -> CorruptFileError:
                             "it is truncated or damaged: delete it and rerun the phase that wrote it")
 
 
+class DiskFullError(OSError):
+    """A write that ran out of space (``ENOSPC``, ``EDQUOT``, or a short write such as numpy's ``122880 requested and
+    77696 written``); the message names the file. The partial file is removed."""
+
+
+def _disk_full(path: Path, e: OSError) -> DiskFullError | None:
+    """The :class:`DiskFullError` for ``e`` when it is an out-of-space error, else None. numpy and safetensors report
+    a short write without an errno, only as ``<n> requested and <m> written``."""
+    short = e.errno is None and "requested and" in str(e) and "written" in str(e)
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT) and not short:
+        return None
+    detail = " ".join(str(e).split()) or errno.errorcode.get(e.errno or 0, "")
+    return DiskFullError(errno.ENOSPC, f"{path}: not written, the disk is full ({detail}); free space on the disk "
+                                       f"holding {path.parent} and rerun")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds. Running out of
+    disk space is a :class:`DiskFullError` naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = None
     try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        full = None if isinstance(e, DiskFullError) else _disk_full(path, e)
+        if full is None:
+            raise
+        raise full from e
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 

@@ -75,9 +75,21 @@ def load_real(name: str, split: str, *, size: int | None = None) -> RealDataset:
     return RealDataset(name, split, images, labels, list(s.class_names))
 
 
-def _find_source(name: str, s: DatasetSpec, split: str, size: int | None):
+def check_available(name: str, split: str = "train") -> None:
+    """Fail at once (:class:`DatasetUnavailableError`) when Hugging Face's offline mode is on and the dataset is in
+    none of the places :func:`load_real` can read offline; online, the hub is not asked (that takes the download).
+    :func:`tckr.runfolder.runs.open_run` calls it before it makes a new run folder."""
+    s = spec(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for {name}; accepted: {', '.join(SPLITS)}")
+    if hf_offline():
+        _find_source(name, s, split, None, hub=False)
+
+
+def _find_source(name: str, s: DatasetSpec, split: str, size: int | None, *, hub: bool = True):
     """Where the split comes from, as a fingerprint that changes with its content (file sizes and times, or the
-    Hugging Face dataset's own fingerprint), and a function that decodes it (images, labels)."""
+    Hugging Face dataset's own fingerprint), and a function that decodes it (images, labels). ``hub=False`` stops
+    before the hub is asked (returns None) unless offline mode rules the hub out."""
     tried = []
     if name == "fashion_mnist":
         tried.append(f"Debian files in {paths.FASHION_MNIST_DEBIAN} (apt-get install dataset-fashion-mnist)")
@@ -93,6 +105,12 @@ def _find_source(name: str, s: DatasetSpec, split: str, size: int | None):
         stats = [[str(f.relative_to(local)), f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(local.rglob("*")) if f.is_file()]
         return ["disk", str(local), stats], lambda: _decode_local(local, s, split, size)
     tried.append(f"the Hugging Face hub id {s.hf_id!r}")
+    if hf_offline() and not _in_hf_cache(s):
+        # datasets would spend seconds importing and then fail the same way; a paper run found absent took 35-44 s
+        raise _unavailable(s, split, tried, f"Hugging Face offline mode is on ({_offline_setting()}) and "
+                                            f"{s.hf_id!r} is not in its caches ({', '.join(map(str, _hf_caches()))})")
+    if not hub:
+        return None
     ds = _load_from_hub(s, split, tried)
     return ["hub", s.hf_id, s.hf_config, getattr(ds, "_fingerprint", None)], lambda: _from_hf_dataset(ds, s, size)
 
@@ -235,16 +253,18 @@ def _load_from_hub(s: DatasetSpec, split: str, tried: list[str]):
     except ValueError:
         raise
     except Exception as e:  # network, auth, missing files: one clear message instead of a deep trace
-        how = (
-            f"Run on a machine with Hugging Face access once, then `datasets.load_dataset({s.hf_id!r})"
-            f".save_to_disk('{paths.data_dir() / s.name}')`, or set TCKR_DATA_DIR to a folder holding '{s.name}/'."
-        )
-        if s.name == "fashion_mnist":
-            how = "Install it offline with `apt-get install -y dataset-fashion-mnist`. " + how
-        raise DatasetUnavailableError(
-            f"dataset {s.name!r} ({split}) is not reachable. Looked at: {'; '.join(tried)}. "
-            f"Last error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. {how}"
-        ) from None
+        raise _unavailable(s, split, tried, f"Last error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def _unavailable(s: DatasetSpec, split: str, tried: list[str], why: str) -> DatasetUnavailableError:
+    how = (
+        f"Run on a machine with Hugging Face access once, then `datasets.load_dataset({s.hf_id!r})"
+        f".save_to_disk('{paths.data_dir() / s.name}')`, or set TCKR_DATA_DIR to a folder holding '{s.name}/'."
+    )
+    if s.name == "fashion_mnist":
+        how = "Install it offline with `apt-get install -y dataset-fashion-mnist`. " + how
+    return DatasetUnavailableError(f"dataset {s.name!r} ({split}) is not reachable. Looked at: {'; '.join(tried)}. "
+                                   f"{why}. {how}")
 
 
 def _from_hf_dataset(ds, s: DatasetSpec, size: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -343,5 +363,31 @@ def compute_channel_stats(images: np.ndarray, chunk: int = 8192) -> dict[str, li
 
 
 def hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    """Whether Hugging Face ``datasets`` runs offline: ``HF_DATASETS_OFFLINE`` when set, else ``HF_HUB_OFFLINE``
+    (the precedence of ``datasets.config``)."""
+    return _offline_setting() is not None
+
+
+def _offline_setting() -> str | None:
+    """The variable that puts ``datasets`` offline, as ``NAME=value``, or None."""
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        value = os.environ.get(var)
+        if value is not None:
+            return f"{var}={value}" if value.strip().upper() in ("1", "ON", "YES", "TRUE") else None
+    return None
+
+
+def _hf_caches() -> list[Path]:
+    """The Hugging Face ``datasets`` cache and hub cache folders (their environment variables, else the defaults)."""
+    home = Path(os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface").expanduser()
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or home / "hub"
+    return [Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets").expanduser(), Path(hub).expanduser()]
+
+
+def _in_hf_cache(s: DatasetSpec) -> bool:
+    """Whether either Hugging Face cache holds a folder of ``s.hf_id`` (``<org>___<name>`` in the datasets cache,
+    ``datasets--<org>--<name>`` in the hub cache); offline, ``datasets`` can read nothing else."""
+    org, _, name = s.hf_id.rpartition("/")
+    want = {(f"{org}___{name}" if org else name).lower(), f"datasets--{s.hf_id.replace('/', '--')}".lower()}
+    return any(folder.is_dir() and any(p.name.lower() in want for p in folder.iterdir()) for folder in _hf_caches())
 

@@ -42,7 +42,7 @@ from tckr.core import io, paths
 from tckr.core.progress import tqdm
 from tckr.generation import captions, generator
 from tckr.runfolder import artifacts
-from tckr.runfolder import runs as _runs
+from tckr.runfolder import environment
 from tckr.runfolder.artifacts import LORA_DIR, adapter_name, adapter_path  # noqa: F401  (public names of this module)
 
 
@@ -174,14 +174,14 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
         out.unlink(missing_ok=True)
     if overwrite:
         shutil.rmtree(ckdir, ignore_errors=True)
-    _runs.set_threads(cfg)
+    environment.set_threads(cfg)
 
-    dev = _runs.device(cfg)
+    dev = environment.device(cfg)
     on_cpu = torch.device(dev).type == "cpu"
     mp = "no" if on_cpu else lc.mixed_precision
     acc = Accelerator(mixed_precision=mp, cpu=on_cpu)
     seed = run.seed_for(lc.seed)
-    _runs.seed_everything(seed)
+    environment.seed_everything(seed)
     wdtype = _weight_dtype(mp)
     if pipe is None:
         pipe = generator.load(cfg.generator.base)

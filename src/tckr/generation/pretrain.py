@@ -32,8 +32,8 @@ import torch
 
 from tckr.core import io, paths
 from tckr.datasets import provenance
-from tckr.generation import captions, generator, lora
-from tckr.runfolder import runs
+from tckr.generation import captions, generator, lora, prompt_files
+from tckr.runfolder import environment, runs
 
 
 def _log(work: Path, msg: str) -> None:
@@ -68,7 +68,7 @@ def public_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tu
         prompts = [by_index[i] for i in index.tolist()]
     else:
         caps = captions.attribute_captions(public.images[keep])
-        prompts = [captions.prompt_for(public.class_names[y], c) for y, c in zip(public.labels[keep], caps)]
+        prompts = [prompt_files.prompt_for(public.class_names[y], c) for y, c in zip(public.labels[keep], caps)]
         io.save_csv(f, pd.DataFrame({"index": index, "label": public.labels[keep], "prompt": prompts}))
     return public.images[keep], public.labels[keep], prompts, index
 
@@ -284,7 +284,7 @@ def pretrain(*, config: str, out: str | Path, work: str | Path, limit: int, vae_
     work.mkdir(parents=True, exist_ok=True)
     io.write_json(work / "args.json", settings)
     t0 = time.time()
-    runs.seed_everything(seed)
+    environment.seed_everything(seed)
     pipe = generator.build_random("tiny", seed=seed)
     images, labels, prompts, index = public_data(config, work, limit=limit, seed=seed)
     _log(work, f"public partition: {len(images)} images, e.g. {prompts[0]!r}")

@@ -79,8 +79,8 @@ from tckr.runfolder.artifacts import (  # noqa: F401
     subset_index,
     synthetic_dir,
 )
-from tckr.runfolder.runs import device as run_device
-from tckr.runfolder.runs import set_threads
+from tckr.runfolder.environment import device as run_device
+from tckr.runfolder.environment import set_threads
 
 PLAN_COLUMNS = ("i", "label", "class_name", "prompt", "seed", "shard")
 SEED_STRIDE = 2**32  # noise seeds of image i: run.seed_for(synthesis.seed) * SEED_STRIDE + i

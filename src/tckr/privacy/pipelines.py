@@ -58,9 +58,9 @@ from tckr.classification import classifiers, train
 from tckr.core import io, shards
 from tckr.core.config import config_from_dict
 from tckr.core.progress import note
-from tckr.generation import captions, lora, synthesis
+from tckr.generation import captions, lora, prompt_files, synthesis
 from tckr.privacy import attacks, metrics, mia
-from tckr.runfolder import runs
+from tckr.runfolder import environment, runs
 
 PIPELINES_DIR = ("mia", "pipelines")
 LIRA_ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed")
@@ -154,14 +154,14 @@ def pool_captions(run, *, progress: bool = True) -> pd.DataFrame:
         raise ValueError(f"{captions.captions_path(run)} has no caption for {len(missing)} image(s) of D (e.g. index {missing[0]})")
     d_rows = own.loc[s.D].reset_index()
     H = run.real("H")
-    runs.set_threads(run.cfg)
-    captioner = captions.build_captioner(run.cfg, runs.device(run.cfg))
+    environment.set_threads(run.cfg)
+    captioner = captions.build_captioner(run.cfg, environment.device(run.cfg))
     caps = [" ".join(str(c).split()) for c in captioner.caption(H.images, progress=progress)]
     if len(caps) != len(H):
         raise RuntimeError(f"captioner returned {len(caps)} captions for {len(H)} images of H")
     names = [run.class_names[int(y)] for y in H.labels]
     h_rows = pd.DataFrame({"index": s.H.astype(np.int64), "label": H.labels.astype(np.int64), "class_name": names,
-                           "caption": caps, "prompt": [captions.prompt_for(n, c) for n, c in zip(names, caps)]})
+                           "caption": caps, "prompt": [prompt_files.prompt_for(n, c) for n, c in zip(names, caps)]})
     table = pd.concat([d_rows[list(captions.COLUMNS)], h_rows], ignore_index=True)
     io.save_csv(f, table)
     return table
@@ -229,8 +229,8 @@ def _captions_stage(run, sub, i: int, n: int, progress: bool) -> str:
 
 def _captions_done(sub) -> bool:
     folder = sub.dir / captions.CAPTIONS_DIR
-    return all((folder / f).is_file() for f in (captions.CAPTIONS_FILE, captions.original_order_name(sub.dataset),
-                                                captions.grouped_by_class_name(sub.dataset)))
+    return all((folder / f).is_file() for f in (captions.CAPTIONS_FILE, prompt_files.original_order_name(sub.dataset),
+                                                prompt_files.grouped_by_class_name(sub.dataset)))
 
 
 def _lora_stage(run, sub, i: int, n: int, progress: bool) -> str:

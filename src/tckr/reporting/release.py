@@ -41,7 +41,7 @@ from tckr.classification import classifiers, evaluate, train
 from tckr.classification.train import multiple_tag
 from tckr.core import io, paths
 from tckr.datasets.provenance import index_sha256
-from tckr.generation import captions, generator, lora
+from tckr.generation import captions, generator, lora, prompt_files
 from tckr.reporting import plots
 from tckr.runfolder import runs
 
@@ -160,10 +160,10 @@ def _release_adapter(run: runs.Run, folder: Path, source: dict[str, Any]) -> lis
 
 def _release_prompts(run: runs.Run, folder: Path) -> list[str]:
     table = captions.load_captions(run)
-    order = f"original_order/{captions.original_order_name(run.dataset)}"
-    grouped = f"grouped_by_class/{captions.grouped_by_class_name(run.dataset)}"
-    captions.write_original_order(folder / order, table["class_name"].tolist(), table["caption"].tolist())
-    captions.write_grouped_by_class(folder / grouped, table["class_name"].tolist(), table["caption"].tolist(), order=run.class_names)
+    order = f"original_order/{prompt_files.original_order_name(run.dataset)}"
+    grouped = f"grouped_by_class/{prompt_files.grouped_by_class_name(run.dataset)}"
+    prompt_files.write_original_order(folder / order, table["class_name"].tolist(), table["caption"].tolist())
+    prompt_files.write_grouped_by_class(folder / grouped, table["class_name"].tolist(), table["caption"].tolist(), order=run.class_names)
     return [order, grouped]
 
 

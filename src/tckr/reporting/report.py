@@ -310,13 +310,13 @@ def bench_record(summary: str, argv: list[str] | None = None) -> dict[str, str]:
     them (``argv``, default ``sys.argv``, with the script's path relative to the repository), the date, the commit
     (``+dirty`` when tracked files differed), the machine and ``summary``, one line computed from the numbers."""
     from tckr.core import paths  # lazy: only a benchmark that writes its result needs git and the repository root
-    from tckr.runfolder import runs
+    from tckr.runfolder import environment
 
     argv = list(sys.argv if argv is None else argv)
     if argv:
         script = Path(argv[0]).resolve()
         argv[0] = script.relative_to(paths.ROOT).as_posix() if script.is_relative_to(paths.ROOT) else argv[0]
-    git = runs.git_commit()
+    git = environment.git_commit()
     commit = (git["commit"] or "unknown")[:7] + ("+dirty" if git.get("dirty") else "")
     return {"command": "python " + shlex.join(argv), "date": _dt.date.today().isoformat(), "commit": commit,
             "machine": f"{os.cpu_count()} CPU cores", "summary": summary}

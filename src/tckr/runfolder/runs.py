@@ -5,12 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import importlib.metadata as md
-import os
-import platform
-import random
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,8 +16,10 @@ import yaml
 
 from tckr.core import io, paths, registry
 from tckr.core.config import Config, ConfigError, config_from_dict, load_config, read_sections
+from tckr.core.progress import note
 from tckr.datasets import provenance, real, splitting
 from tckr.datasets.provenance import index_sha256
+from tckr.runfolder import environment
 
 CONFIG_FILE = "config.yaml"
 REAL_SPLITS = ("D", "H", "val", "pool", "public", "test")
@@ -226,7 +222,23 @@ def latest_run(name: str | None = None, root: str | Path | None = None) -> Path:
         which = f"of study.name {name!r} " if name is not None else ""
         raise RunNotFoundError(f"run_dir='latest': no run folder {which}under {root}; make one first "
                                "(notebooks/00_data.ipynb, or tckr study CONFIG) or give a run folder")
-    return max(found)[1]
+    (created, mtime_ns), folder = max(found)
+    note(f"run_dir='latest': {folder} (made {_age(created, mtime_ns)} ago; the newest of {len(found)} "
+         f"run(s) {f'of study.name {name!r} ' if name is not None else ''}under {root})")
+    return folder
+
+
+def _age(created: str, mtime_ns: int) -> str:
+    """How long ago a run was made, from ``environment.json``'s ``created`` (else ``config.yaml``'s time), e.g. ``3 h 5 min``."""
+    try:
+        then = _dt.datetime.fromisoformat(created).timestamp()
+    except ValueError:
+        then = mtime_ns / 1e9
+    s = max(0, int(_dt.datetime.now().timestamp() - then))
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min" if minutes else f"{s} s"
 
 
 def find_run(run_dir: str | Path, config: str | Path | Config | None = None) -> Path:
@@ -281,6 +293,9 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
         raise ValueError(f"no config given and no run folder; pass a config path such as configs/mini.yaml")
     if run_path is None:
         run_path = default_run_dir(cfg)
+    if not (run_path / CONFIG_FILE).is_file():  # a new run fails here, before its folder exists, not in a later phase
+        environment.check_device(cfg)
+        real.check_available(cfg.study.dataset)
     run_path.mkdir(parents=True, exist_ok=True)
     seeds_file = run_path / "seeds.json"
     seeds = io.read_json(seeds_file) if seeds_file.is_file() else {}
@@ -291,7 +306,7 @@ def open_run(config: str | Path | Config | None = None, run_dir: str | Path | No
     if not (run_path / CONFIG_FILE).is_file():
         io.write_text(run_path / CONFIG_FILE, cfg.to_yaml())
     if not (run_path / "environment.json").is_file():
-        io.write_json(run_path / "environment.json", {**environment(), "base_generator": provenance.check_disjoint(run)})
+        io.write_json(run_path / "environment.json", {**environment.environment(), "base_generator": provenance.check_disjoint(run)})
     if seeds.get("run_seed") not in (None, seed):
         raise ConfigError(f"run folder {run_path} was made with seed {seeds['run_seed']}, not {seed}")
     want = {"run_seed": seed, "split_seed": cfg.data.split_seed, "train": run.seed_for(cfg.train.seed),
@@ -412,69 +427,3 @@ def read_canaries(path: str | Path) -> splitting.Canaries:
     if len(c) and (np.diff(c.index) <= 0).any():
         raise io.CorruptFileError(f"{path}: canary indices are not sorted and unique; restore it or use a new run folder")
     return c
-
-
-def environment() -> dict[str, Any]:
-    """Versions, machine and git commit, written into every run folder."""
-    pkgs = {}
-    for name in ("torch", "torchvision", "diffusers", "transformers", "peft", "accelerate", "timm", "datasets",
-                 "numpy", "pandas", "scikit-learn", "papermill"):
-        try:
-            pkgs[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pkgs[name] = None
-    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
-                           "processor": platform.machine(), "packages": pkgs, "git": git_commit()}
-    try:
-        import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
-
-        env["cuda"] = torch.cuda.is_available()
-        env["gpu"] = torch.cuda.get_device_name(0) if env["cuda"] else None
-        env["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    env["cpu_count"] = os.cpu_count()
-    env["created"] = _dt.datetime.now().isoformat(timespec="seconds")
-    return env
-
-
-def git_commit() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
-
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
-
-
-def set_threads(cfg: Config) -> None:
-    """torch's CPU threads as ``study.num_threads`` asks (0 leaves torch's default)."""
-    import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
-
-    if cfg.study.num_threads and torch.get_num_threads() != cfg.study.num_threads:
-        torch.set_num_threads(cfg.study.num_threads)
-
-
-def device(cfg: Config):
-    """The torch device the config asks for (``auto``: CUDA when available)."""
-    import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
-
-    want = cfg.study.device
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"study.device is {want!r} but CUDA is not available; use 'auto' or 'cpu'")
-    return torch.device(want)
