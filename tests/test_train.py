@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tckr.classification import classifiers, evaluate, train
+from tckr.classification import augment, batches, checkpoints, classifiers, evaluate, inference, train
 from tckr.core.config import load_config
 from tckr.generation.synthesis import ShardedImages
 from tckr.reporting import plots
@@ -49,7 +49,7 @@ def fitted(cfg, tmp_path_factory):
 def test_random_crop_is_a_translation_with_zero_fill():
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).reshape(2, 3, 8, 8) % 200 + 1
     gen = torch.Generator().manual_seed(0)
-    out = train.random_crop(x, 2, gen)
+    out = augment.random_crop(x, 2, gen)
     assert out.shape == x.shape and out.dtype == torch.uint8
     for i in range(2):
         found = False
@@ -66,10 +66,10 @@ def test_random_crop_is_a_translation_with_zero_fill():
 def test_flip_and_shift_queries():
     x = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
     gen = torch.Generator().manual_seed(1)
-    out = train.random_flip(x, gen)
+    out = augment.random_flip(x, gen)
     for a, b in zip(x, out):
         assert torch.equal(a, b) or torch.equal(a.flip(-1), b)
-    s = train.shift(x, 1)
+    s = augment.shift(x, 1)
     assert torch.equal(s[..., 1:, 1:], x[..., :-1, :-1]) and int(s[..., 0, :].sum()) == 0
 
 
@@ -77,7 +77,7 @@ def test_augmix_changes_the_pixels_and_only_when_asked(cfg):
     x, _ = toy(20, 5)
     x = torch.as_tensor(x).permute(0, 3, 1, 2).contiguous()
     torch.manual_seed(0)
-    out = train.augmix(x)
+    out = augment.augmix(x)
     assert out.shape == x.shape and out.dtype == torch.uint8
     changed = (out != x).flatten(1).any(1)
     assert changed.float().mean() >= 0.9, changed  # AugMix alters (nearly) every image ...
@@ -87,8 +87,8 @@ def test_augmix_changes_the_pixels_and_only_when_asked(cfg):
     plain = load_config("configs/tiny.yaml", {"train.flip": False, "train.crop_padding": 0.0, "train.augmix": False})
     mixed = load_config("configs/tiny.yaml", {"train.flip": False, "train.crop_padding": 0.0, "train.augmix": True})
     gen = torch.Generator().manual_seed(0)
-    assert torch.equal(train.augment_batch(x, plain, gen), x)
-    assert not torch.equal(train.augment_batch(x, mixed, gen), x)
+    assert torch.equal(augment.augment_batch(x, plain, gen), x)
+    assert not torch.equal(augment.augment_batch(x, mixed, gen), x)
 
 
 def test_mixup_mixes_images_and_targets_with_one_weight():
@@ -96,7 +96,7 @@ def test_mixup_mixes_images_and_targets_with_one_weight():
     x = torch.rand(8, 3, 4, 4)
     y = torch.arange(8)
     t = torch.nn.functional.one_hot(y, 10).float()
-    mx, mt = train.mixup(x, t, 0.4, torch.Generator().manual_seed(1))
+    mx, mt = augment.mixup(x, t, 0.4, torch.Generator().manual_seed(1))
     assert not torch.equal(mt, t)  # the targets change
     assert torch.allclose(mt.sum(1), torch.ones(8))
     lam = mt.max(1).values
@@ -111,7 +111,7 @@ def test_mixup_mixes_images_and_targets_with_one_weight():
         assert torch.allclose(mx[i], expect, atol=1e-6), i
         assert i in partners and float(weights.sum()) == pytest.approx(1.0)
     assert lam.min() >= 0.5 - 1e-6
-    same_x, same_t = train.mixup(x, t, 0.0, torch.Generator())
+    same_x, same_t = augment.mixup(x, t, 0.0, torch.Generator())
     assert same_x is x and same_t is t  # alpha 0 disables it
 
 
@@ -142,7 +142,7 @@ def test_fit_learns_and_selects_best_epoch_on_val(cfg, fitted):
     assert list(hist.columns) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                                   "images_per_second", "best"]
     pd.testing.assert_frame_equal(pd.read_csv(hist_path), hist, check_dtype=False)
-    acc = 100 * np.mean(train.predict_logits(model, xv, cfg).argmax(1) == yv)
+    acc = 100 * np.mean(inference.predict_logits(model, xv, cfg).argmax(1) == yv)
     assert acc == pytest.approx(hist.val_accuracy.max(), abs=1e-6)
     # the selection keeps the latest epoch among equally good ones (val_acc >= best)
     assert model.info["best_epoch"] == int(hist.loc[hist.val_accuracy == hist.val_accuracy.max(), "epoch"].max())
@@ -161,7 +161,7 @@ def test_keep_last_returns_the_last_epochs_weights():
     c = load_config("configs/tiny.yaml", {**base, "train.keep": "last"})
     last, hist = train.fit(c, ARCH, x, y, xv, yv, seed=0, progress=False)
     assert len(hist) == 4 and last.info["best_epoch"] == 4 and last.info["kept"] == "last"
-    acc = 100 * np.mean(train.predict_logits(last, xv, c).argmax(1) == yv)
+    acc = 100 * np.mean(inference.predict_logits(last, xv, c).argmax(1) == yv)
     assert acc == pytest.approx(hist.val_accuracy.iloc[-1], abs=1e-6) and last.info["val_accuracy"] == pytest.approx(acc)
     best, hist_b = train.fit(load_config("configs/tiny.yaml", base), ARCH, x, y, xv, yv, seed=0, progress=False)
     pd.testing.assert_frame_equal(hist.drop(columns=["seconds", "images_per_second"]),
@@ -173,15 +173,15 @@ def test_keep_last_returns_the_last_epochs_weights():
 
 def test_predict_logits_and_embed(cfg, fitted):
     model, _, _, (xv, _) = fitted
-    ident = train.predict_logits(model, xv[:7], cfg)
+    ident = inference.predict_logits(model, xv[:7], cfg)
     assert ident.shape == (7, 10) and ident.dtype == np.float32
-    flip = train.predict_logits(model, xv[:7], cfg, augment="flip")
-    np.testing.assert_allclose(flip, train.predict_logits(model, xv[:7, :, ::-1].copy(), cfg), atol=1e-4)
-    assert train.predict_logits(model, xv[:7], cfg, augment="shift").shape == (7, 10)
-    np.testing.assert_allclose(train.predict_logits(model, xv[:7], cfg, batch_size=3), ident, atol=1e-4)
+    flip = inference.predict_logits(model, xv[:7], cfg, augment="flip")
+    np.testing.assert_allclose(flip, inference.predict_logits(model, xv[:7, :, ::-1].copy(), cfg), atol=1e-4)
+    assert inference.predict_logits(model, xv[:7], cfg, augment="shift").shape == (7, 10)
+    np.testing.assert_allclose(inference.predict_logits(model, xv[:7], cfg, batch_size=3), ident, atol=1e-4)
     with pytest.raises(ValueError, match="accepted: identity, flip, shift"):
-        train.predict_logits(model, xv[:2], cfg, augment="rotate")
-    feats = train.embed(model, xv[:5], cfg)
+        inference.predict_logits(model, xv[:2], cfg, augment="rotate")
+    feats = inference.embed(model, xv[:5], cfg)
     assert feats.ndim == 2 and feats.shape[0] == 5 and feats.dtype == np.float32
 
 
@@ -200,11 +200,11 @@ def test_gkd_student_on_held_out_data_matches_teacher(cfg, fitted):
     teacher, _, _, (xv, yv) = fitted
     xh, _ = toy(300, 2)
     xt, yt = toy(300, 3)
-    soft = train.soft_labels(teacher, xh, cfg)
+    soft = inference.soft_labels(teacher, xh, cfg)
     assert soft.shape == (300, 10) and np.allclose(soft.sum(1), 1, atol=1e-5)
     student, hist = train.fit(cfg, ARCH, xh, soft, xv, yv, seed=1, teacher=teacher, epochs=12, progress=False)
-    acc_t = 100 * np.mean(train.predict_logits(teacher, xt, cfg).argmax(1) == yt)
-    acc_s = 100 * np.mean(train.predict_logits(student, xt, cfg).argmax(1) == yt)
+    acc_t = 100 * np.mean(inference.predict_logits(teacher, xt, cfg).argmax(1) == yt)
+    acc_s = 100 * np.mean(inference.predict_logits(student, xt, cfg).argmax(1) == yt)
     assert acc_s >= acc_t - 2, (acc_t, acc_s)
 
 
@@ -261,15 +261,15 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     (a, la), (b, lb) = draw(2), draw(3)
     assert len(a) == len(b) == 20 and not np.array_equal(a, b) and sorted(la) == sorted(lb)
     np.testing.assert_array_equal(draw(2)[0], a)
-    written, write = [], train._write_checkpoint
-    monkeypatch.setattr(train, "_write_checkpoint", lambda path, *a: written.append(path.name) or write(path, *a))
+    written, write = [], checkpoints.write_checkpoint
+    monkeypatch.setattr(checkpoints, "write_checkpoint", lambda path, *a: written.append(path.name) or write(path, *a))
     t = train.teacher(run, progress=False)
     assert train.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_real.json").is_file()
     again = train.teacher(run, progress=False)  # cached: loaded, not retrained
     assert again.info == t.info and again.path == t.path == train.weights_file(run, "teacher")
     assert (t.arch, t.input_size, t.config_hash) == (run.cfg.classifier.teacher_arch, run.cfg.classifier.input_size, run.cfg.hash())
-    assert t.normalisation == train.normalisation(run.cfg) and t.class_names == tuple(run.class_names)
+    assert t.normalisation == batches.normalisation(run.cfg) and t.class_names == tuple(run.class_names)
     studs = [*train.students(run, [0.5], t).values(), *train.students(run, [0.5], t, label_mode="hard").values()]
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x.safetensors").is_file()
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x_hard.safetensors").is_file()
@@ -338,9 +338,9 @@ def test_fit_reads_memory_mapped_images(cfg, tmp_path):
     x, y = toy(60, 5)
     np.save(tmp_path / "x.npy", x)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    assert isinstance(train._as_tensor(mm), np.ndarray)
+    assert isinstance(batches.as_tensor(mm), np.ndarray)
     model, hist = train.fit(cfg, ARCH, mm, y, mm[:20], y[:20], seed=0, epochs=1, progress=False)
-    np.testing.assert_allclose(train.predict_logits(model, mm[:8], cfg), train.predict_logits(model, x[:8], cfg), atol=1e-5)
+    np.testing.assert_allclose(inference.predict_logits(model, mm[:8], cfg), inference.predict_logits(model, x[:8], cfg), atol=1e-5)
 
 
 KILLED_FIT = """
@@ -376,7 +376,7 @@ def test_killed_training_resumes_bit_identical(tmp_path, capsys):
     script = KILLED_FIT.format(OVERRIDES=repr(RESUME_OVERRIDES), ARCH=ARCH)
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path), "1"], cwd=os.getcwd(), capture_output=True, text=True)
     assert done.returncode == 17, done.stderr[-2000:]
-    epoch_1_seconds = train._read_checkpoint(ckpt, {})["progress"]["rows"][0]["seconds"]
+    epoch_1_seconds = checkpoints.read_checkpoint(ckpt, {})["progress"]["rows"][0]["seconds"]
     resumed, hist_r = train.fit(cfg, ARCH, x, y, xv, yv, seed=3, checkpoint=ckpt, progress=False)
     whole, hist_w = train.fit(cfg, ARCH, x, y, xv, yv, seed=3, progress=False)
     a, b = resumed.state_dict(), whole.state_dict()
@@ -386,7 +386,7 @@ def test_killed_training_resumes_bit_identical(tmp_path, capsys):
     assert "after epoch 1" in capsys.readouterr().out
     # epoch 1 was not trained again: its row (with its timing) is the killed process's
     assert hist_r["seconds"].iloc[0] == epoch_1_seconds and hist_w["seconds"].iloc[0] != epoch_1_seconds
-    assert train._read_checkpoint(ckpt, {})["progress"]["epoch"] == 2  # kept: the caller deletes it after saving
+    assert checkpoints.read_checkpoint(ckpt, {})["progress"]["epoch"] == 2  # kept: the caller deletes it after saving
 
 
 def test_unusable_checkpoint_is_said_and_training_starts_over(tmp_path, capsys):
