@@ -46,6 +46,8 @@ def finished_run(tmp_path_factory):
                                              f"unet.{mod}.lora_B.weight": torch.randn(32, 4)},
                     {"format": generator.ADAPTER_FORMAT, "rank": 4, "alpha": 4.0, "target_modules": ["to_q"],
                      "base_model": "models/tiny-sd-fashion", "steps": 4, "seed": 420})
+    # what lora.finetune records beside the adapter: an adapter without its sha256 is refused (lora.adapter_problem)
+    io.write_json(lora.adapter_path(run).parent / "training.json", {"steps": 4, "adapter_sha256": io.sha256_file(lora.adapter_path(run))})
     return run
 
 

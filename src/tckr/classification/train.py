@@ -168,7 +168,8 @@ def history_file(run: runs.Run, name: str) -> Path:
 
 
 def _save_run_model(run: runs.Run, model: classifiers.TrainedClassifier, path: Path, arch: str, info: dict[str, Any]) -> None:
-    classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=normalisation(run.cfg),
+    # the statistics it was trained with (fit records them); the run's for a classifier made elsewhere
+    classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=model.normalisation or normalisation(run.cfg),
                      config_hash=run.cfg.hash(), extra=info)
 
 

@@ -3,9 +3,11 @@ and content checksums (:func:`sha256_file`)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,12 +45,25 @@ def _corrupt(path: Path, what: str, e: BaseException) -> CorruptFileError:
                             "it is truncated or damaged: delete it and rerun the phase that wrote it")
 
 
+class DiskFullError(OSError):
+    """A write that ran out of disk space (or quota); the message names the file and what to do."""
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds. A full disk is
+    a :class:`DiskFullError` naming ``path`` (the temporary file removed, an older ``path`` left as it was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as e:
+        if e.errno in _NO_SPACE:
+            raise _disk_full(path, e) from e
+        raise
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -56,9 +71,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in _NO_SPACE and not isinstance(e, DiskFullError):  # an inner write's error already names its file
+            raise _disk_full(path, e) from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _disk_full(path: Path, e: OSError) -> DiskFullError:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(e.errno, f"{path}: no space left on its disk ({os.strerror(e.errno)}; {free} in {path.parent}) while "
+                                  "writing it; nothing was replaced. Free some space there (or set TCKR_CACHE / use a run "
+                                  "folder on a disk with room) and rerun the phase")
 
 
 def _umask() -> int:
@@ -123,16 +152,32 @@ def save_csv(path: str | os.PathLike, frame) -> Path:
 
 
 def save_weights(path: str | os.PathLike, tensors: dict, metadata: dict[str, Any] | None = None) -> Path:
-    """Save tensors as safetensors; metadata values are stored as JSON strings."""
+    """Save tensors as safetensors; metadata values are stored as JSON strings. The same tensors and metadata give
+    the same bytes: safetensors writes the metadata in hash-map order, which changes from save to save (and so
+    would every recorded sha256), so the header is written again with the metadata keys sorted."""
     from safetensors.torch import (
-        save_file,  # lazy: tckr.io sits under the torch-free layers (artifacts, ledger, report): safetensors only when called
+        save,  # lazy: tckr.io sits under the torch-free layers (artifacts, ledger, report): safetensors only when called
     )
 
     meta = {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    data = _sorted_metadata(save(tensors, metadata=meta))
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        with open(tmp, "wb") as f:
+            f.write(data)
     return Path(path)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """A safetensors file's bytes with its header's ``__metadata__`` keys in sorted order (the tensor entries and
+    the data untouched; the header padded with spaces to a multiple of 8 bytes, as safetensors pads it)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
