@@ -83,7 +83,7 @@ def _saved(tmp_path, name="w"):
 def test_weights_without_a_recorded_sha256_are_refused(tmp_path):
     """A sidecar's sha256 is what tells a trained file from a damaged or replaced one: a file without it is refused,
     never loaded on trust (an altered file would otherwise pass once its sidecar was gone)."""
-    m, path = _saved(tmp_path)
+    _, path = _saved(tmp_path)
     side = classifiers.sidecar_path(path)
     classifiers.verify(path)
     tensors, meta = io.load_weights(path)

@@ -59,16 +59,14 @@ def test_the_header_is_what_safetensors_reads(tmp_path):
 def test_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("old\n")
-    with pytest.raises(io.DiskFullError, match=rf"{path}: no space left on its disk") as err:
-        with io.atomic_path(path) as tmp:
-            tmp.write_text("half of it")
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(io.DiskFullError, match=rf"{path}: no space left on its disk") as err, io.atomic_path(path) as tmp:
+        tmp.write_text("half of it")
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert err.value.errno == errno.ENOSPC and "rerun the phase" in str(err.value)
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary file left behind
-    with pytest.raises(OSError, match="Permission") as other:  # other errors pass through as they are
-        with io.atomic_path(path):
-            raise PermissionError(errno.EACCES, "Permission denied")
+    with pytest.raises(OSError, match="Permission") as other, io.atomic_path(path):  # other errors pass through as they are
+        raise PermissionError(errno.EACCES, "Permission denied")
     assert not isinstance(other.value, io.DiskFullError)
 
 

@@ -20,7 +20,13 @@ from torch import nn
 
 from tckr.classification import classifiers
 from tckr.classification.augment import crop_pixels, shift
-from tckr.classification.batches import Preprocess, as_tensor, autocast, normalisation, take
+from tckr.classification.batches import (
+    Preprocess,
+    as_tensor,
+    autocast,
+    normalisation,
+    take,
+)
 from tckr.core.config import Config
 from tckr.runfolder import runs
 

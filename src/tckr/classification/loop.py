@@ -26,7 +26,13 @@ from torch import nn
 
 from tckr.classification import checkpoints, classifiers
 from tckr.classification.augment import augment_batch, mixup
-from tckr.classification.batches import Preprocess, as_tensor, autocast, normalisation, take
+from tckr.classification.batches import (
+    Preprocess,
+    as_tensor,
+    autocast,
+    normalisation,
+    take,
+)
 from tckr.core.config import Config
 
 

@@ -163,8 +163,7 @@ def save_weights(path: str | os.PathLike, tensors: dict, metadata: dict[str, Any
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     data = _sorted_metadata(save(tensors, metadata=meta))
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        tmp.write_bytes(data)
     return Path(path)
 
 
