@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tckr.classification import classifiers, train
+from tckr.classification import augment, classifiers, loop
+from tckr.classification.batches import Preprocess, normalisation, take
 from tckr.runfolder import environment, runs
 
 
@@ -62,7 +63,7 @@ def pil_transform(cfg, norm):
     ops = []
     if cfg.train.flip:
         ops.append(T.RandomHorizontalFlip())
-    pad = train.crop_pixels(cfg)
+    pad = augment.crop_pixels(cfg)
     if pad:
         ops.append(T.RandomCrop(cfg.data.image_size, padding=pad))
     if cfg.train.augmix:
@@ -80,8 +81,8 @@ def make_model(cfg, n_cls):
 
 def step(model, opt, x, y, cfg, n_cls, gen):
     t = F.one_hot(y, n_cls).float() * (1 - cfg.train.label_smoothing) + cfg.train.label_smoothing / n_cls
-    x, t = train.mixup(x, t, cfg.train.mixup_alpha, gen)
-    loss = train.soft_cross_entropy(model(x), t)
+    x, t = augment.mixup(x, t, cfg.train.mixup_alpha, gen)
+    loss = loop.soft_cross_entropy(model(x), t)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -92,7 +93,7 @@ def tensor_batches(images, labels, cfg, pre, gen):
     perm = torch.randperm(len(x_all), generator=gen)
     for s in range(0, len(perm) - cfg.train.batch_size + 1, cfg.train.batch_size):
         idx = perm[s:s + cfg.train.batch_size]
-        x = train.augment_batch(train._take(x_all, idx, torch.device("cpu")), cfg, gen)
+        x = augment.augment_batch(take(x_all, idx, torch.device("cpu")), cfg, gen)
         yield pre(x), y_all[idx]
 
 
@@ -137,12 +138,12 @@ def main() -> None:
         run = runs.open_run(cfg, Path(tmp) / "run")
         D = run.real("D")
     n_cls = len(D.class_names)
-    norm = train.normalisation(cfg)
-    pre = train.Preprocess(norm, cfg.classifier.input_size)
+    norm = normalisation(cfg)
+    pre = Preprocess(norm, cfg.classifier.input_size)
     encoded = png_bytes(D.images)
     ds = PILDataset(encoded, D.labels, pil_transform(cfg, norm))
     print(f"{cfg.classifier.teacher_arch} @ {cfg.classifier.input_size}px, batch {cfg.train.batch_size}, torch threads {args.threads}, "
-          f"flip={cfg.train.flip} crop_pad={train.crop_pixels(cfg)}px augmix={cfg.train.augmix} mixup={cfg.train.mixup_alpha}")
+          f"flip={cfg.train.flip} crop_pad={augment.crop_pixels(cfg)}px augmix={cfg.train.augmix} mixup={cfg.train.mixup_alpha}")
 
     def loader(workers):
         return torch.utils.data.DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,

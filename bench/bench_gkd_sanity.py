@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tckr.classification import train
+from tckr.classification import inference, train
 from tckr.runfolder import runs
 
 
@@ -38,17 +38,17 @@ def main() -> None:
         t_teacher, c_teacher = time.perf_counter() - t0, time.process_time() - c0
         H, val, test = run.real("H"), run.real("val"), run.real("test")
         t0, c0 = time.perf_counter(), time.process_time()
-        targets = train.soft_labels(teacher, H.images, cfg)
+        targets = inference.soft_labels(teacher, H.images, cfg)
         student, hist = train.fit(cfg, cfg.classifier.student_arch, H.images, targets, val.images, val.labels,
                                   seed=run.seed_for(cfg.train.seed) + 1, teacher=teacher, progress=False, desc="gkd-sanity")
         t_student, c_student = time.perf_counter() - t0, time.process_time() - c0
 
         def acc(m):
-            return 100 * float(np.mean(train.predict_logits(m, test.images, cfg).argmax(1) == test.labels))
+            return 100 * float(np.mean(inference.predict_logits(m, test.images, cfg).argmax(1) == test.labels))
 
         a_t, a_s = acc(teacher), acc(student)
-        agree = 100 * float(np.mean(train.predict_logits(student, test.images, cfg).argmax(1)
-                                    == train.predict_logits(teacher, test.images, cfg).argmax(1)))
+        agree = 100 * float(np.mean(inference.predict_logits(student, test.images, cfg).argmax(1)
+                                    == inference.predict_logits(teacher, test.images, cfg).argmax(1)))
     print(f"config={args.config} |D|={cfg.data.train_size} |H|={len(H)} test={len(test)}")
     print(f"teacher test accuracy {a_t:.2f}% ({t_teacher:.0f} s wall, {c_teacher:.0f} CPU-s)  student (GKD on real H) {a_s:.2f}% ({t_student:.0f} s wall, {c_student:.0f} CPU-s)")
     print(f"gap teacher - student = {a_t - a_s:+.2f} points (goal <= 2); student/teacher test agreement {agree:.1f}%")

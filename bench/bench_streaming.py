@@ -144,9 +144,9 @@ def main(argv=None) -> dict:
     if args.child:
         print(json.dumps(child(args)))
         return {}
-    from tckr.classification import train
+    from tckr.classification import batches
 
-    train.normalisation(config(args))  # channel statistics computed and cached here, not inside a measured child
+    batches.normalisation(config(args))  # channel statistics computed and cached here, not inside a measured child
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder or tmp)
         t0 = time.perf_counter()

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tckr.classification import train
+from tckr.classification import inference, train
 from tckr.runfolder import runs
 
 GRID = [  # (arch, epochs, overrides): the trade-off measured for configs/mini.yaml (closing note of issue 3)
@@ -43,7 +43,7 @@ def measure(config: str, arch: str, epochs: int, overrides: dict) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         model, hist = train.fit(cfg, arch, D.images, D.labels, val.images, val.labels, seed=cfg.train.seed, progress=False)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        acc = 100 * float(np.mean(train.predict_logits(model, test.images, cfg).argmax(1) == test.labels))
+        acc = 100 * float(np.mean(inference.predict_logits(model, test.images, cfg).argmax(1) == test.labels))
     row = {"arch": arch, "epochs": epochs, "train_size": len(D), "overrides": json.dumps(overrides, sort_keys=True),
            "epochs_run": len(hist), "best_epoch": int(hist.loc[hist.val_accuracy.idxmax(), "epoch"]),
            "val_accuracy": float(hist.val_accuracy.max()), "test_accuracy": acc,

@@ -133,10 +133,10 @@ def measure(run, images: np.ndarray, labels: np.ndarray, model: Probe, feats: di
            "nn_D": float(audit.nearest(f, feats["probe_D"])[0].mean())}
     kept = {"probe": f, "correct_probe": pred == labels}
     if teacher is not None:
-        from tckr.classification import train
+        from tckr.classification import inference
 
-        t = train.predict_logits(teacher, images, run.cfg).argmax(1)
-        tf = train.embed(teacher, images, run.cfg).astype(np.float64)
+        t = inference.predict_logits(teacher, images, run.cfg).argmax(1)
+        tf = inference.embed(teacher, images, run.cfg).astype(np.float64)
         out["agreement_teacher"] = float((t == labels).mean())
         out["agreement_teacher_per_class"] = [float((t[labels == c] == c).mean()) for c in range(len(run.class_names))]
         out["frechet_D_teacher"] = frechet(tf, feats["teacher_D"])
@@ -210,11 +210,11 @@ def main() -> None:
     feats = {"probe_D": features(model, d.images), "probe_H": features(model, h.images)}
     teacher = None
     if a.teacher:
-        from tckr.classification import train
+        from tckr.classification import inference, train
 
         teacher = train.teacher(run, progress=False)
-        feats |= {"teacher_D": train.embed(teacher, d.images, run.cfg).astype(np.float64),
-                  "teacher_H": train.embed(teacher, h.images, run.cfg).astype(np.float64)}
+        feats |= {"teacher_D": inference.embed(teacher, d.images, run.cfg).astype(np.float64),
+                  "teacher_H": inference.embed(teacher, h.images, run.cfg).astype(np.float64)}
     prompts, labels = d_prompts(run, a.n_per_class)
     result = {"model": a.model, "n": len(prompts), "steps": a.steps, "guidance": a.guidance, "dtype": a.dtype, "probe_test_accuracy": acc,
               "frechet_H_D": frechet(feats["probe_H"], feats["probe_D"])}

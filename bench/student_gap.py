@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     a = ap.parse_args(argv)
-    from tckr.classification import train
+    from tckr.classification import inference, train
     from tckr.core import io
     from tckr.core.config import config_from_dict
     from tckr.generation import synthesis
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     test, val = run.real("test"), run.real("val")
 
     def accuracy(model, cfg) -> float:
-        return 100 * float(np.mean(train.predict_logits(model, test.images, cfg).argmax(1) == test.labels))
+        return 100 * float(np.mean(inference.predict_logits(model, test.images, cfg).argmax(1) == test.labels))
 
     t_acc = accuracy(teacher, run.cfg)
     synth = synthesis.stream_synthetic(run, a.multiple)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr.classification import classifiers, train
+from tckr.classification import batches, classifiers, train
 from tckr.core import io
 from tckr.datasets import real, splitting
 from tckr.generation import captions, lora, synthesis
@@ -170,7 +170,7 @@ def test_canary_rows_are_scored_on_the_canaries_alone_and_kept_out_of_the_headli
         io.save_array(L / f"{name}_population.npy", z)
         f = train.weights_file(run, role, m) if m else train.weights_file(run, "teacher")
         classifiers.save(model, f, arch="mobilenetv3_small_050", class_names=run.class_names,
-                         normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
+                         normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
                          extra={"role": role, "name": name, "label_mode": mode, "multiple": m})
     rows = mia.attack(run)
     piped = pipelines.attack_students(run, progress=False)

@@ -68,3 +68,44 @@ def test_save_load_roundtrip_and_mismatch(tmp_path):
     assert io.read_json(tmp_path / "bare.json")["stem_stride"] == 1
     with pytest.raises(classifiers.WeightsMismatchError, match=r"architecture is 'mobilenetv3_small_050', expected 'resnet18'; class count is 4, expected 10"):
         classifiers.load(path, arch="resnet18", num_classes=10)
+
+
+def _saved(tmp_path, name="w"):
+    torch.manual_seed(0)
+    m = classifiers.build("mobilenetv3_small_050", 4, pretrained=False, input_size=32).eval()
+    path = tmp_path / f"{name}.safetensors"
+    classifiers.save(m, path, arch="mobilenetv3_small_050", class_names=list("abcd"),
+                     normalisation={"mean": [0.5] * 3, "std": [0.25] * 3}, config_hash="abc123", extra={"role": "teacher"},
+                     input_size=32)
+    return m, path
+
+
+def test_weights_without_a_recorded_sha256_are_refused(tmp_path):
+    """A sidecar's sha256 is what tells a trained file from a damaged or replaced one: a file without it is refused,
+    never loaded on trust (an altered file would otherwise pass once its sidecar was gone)."""
+    _, path = _saved(tmp_path)
+    side = classifiers.sidecar_path(path)
+    classifiers.verify(path)
+    tensors, meta = io.load_weights(path)
+    tensors = {k: v + 1 if v.is_floating_point() else v for k, v in tensors.items()}
+    io.save_weights(path, tensors, meta)  # altered weights, a readable file with all its metadata
+    with pytest.raises(io.CorruptFileError, match="sha256 differs"):
+        classifiers.load_trained(path)
+    side.unlink()
+    with pytest.raises(io.CorruptFileError, match=rf"{path}: no sidecar w.json .*delete it and rerun the phase that trained it"):
+        classifiers.load_trained(path)
+    with pytest.raises(io.CorruptFileError, match=str(path)):
+        classifiers.verify(path)
+    _, path = _saved(tmp_path, "v")
+    side = classifiers.sidecar_path(path)
+    io.write_json(side, {k: v for k, v in io.read_json(side).items() if k != "sha256"})
+    with pytest.raises(io.CorruptFileError, match=rf"{path}: its sidecar v.json records no sha256"):
+        classifiers.load(path)
+
+
+def test_saving_the_same_classifier_twice_gives_the_same_bytes(tmp_path):
+    """A rerun that writes the same weights leaves the same file and the same recorded sha256."""
+    _, a = _saved(tmp_path, "a")
+    _, b = _saved(tmp_path, "b")
+    assert a.read_bytes() == b.read_bytes()
+    assert io.read_json(classifiers.sidecar_path(a))["sha256"] == io.read_json(classifiers.sidecar_path(b))["sha256"]

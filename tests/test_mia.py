@@ -103,7 +103,7 @@ def test_shadows_mask_first_shards_and_resume(tiny_run, quick_fit, monkeypatch):
 
 
 def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
-    from tckr.classification import classifiers, train
+    from tckr.classification import batches, classifiers
     from tckr.core import io
     from tckr.privacy import attacks
     from tckr.reporting import plots
@@ -114,7 +114,7 @@ def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
     student = mia.available_targets(run)["teacher"]
     model = classifiers.load_trained(student["path"])
     classifiers.save(model, run.path("classifiers", "fashion_mnist_mbnv3_synth1x.safetensors"), arch=model.arch,
-                     class_names=run.class_names, normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
+                     class_names=run.class_names, normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
                      extra={"role": "student", "name": "student_synth1x", "label_mode": "soft", "multiple": 1.0})
     assert mia.query_targets(run, progress=False) == ["teacher", "student_synth1x"]
     assert list(mia.select_targets(run, "students")) == ["student_synth1x"]

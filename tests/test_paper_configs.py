@@ -89,7 +89,7 @@ def _open(config, data_dir, run_dir, base):
 
 @pytest.mark.parametrize("config", PAPER_CONFIGS)
 def test_paper_config_data_phases_offline(config, offline_data, tmp_path):
-    from tckr.classification import train
+    from tckr.classification import batches
     from tckr.generation import captions, lora, synthesis
 
     paper, s, run = _open(config, offline_data, tmp_path / "run", "models/tiny-sd-fashion")
@@ -130,7 +130,7 @@ def test_paper_config_data_phases_offline(config, offline_data, tmp_path):
     # phase 04: the teacher's training and validation data and their normalisation
     D, val = run.real("D"), run.real("val")
     assert D.images.shape[1:] == val.images.shape[1:] == (32, 32, 3) and set(val.labels) <= set(range(s.num_classes))
-    stats = train.normalisation(run.cfg)
+    stats = batches.normalisation(run.cfg)
     assert len(stats["mean"]) == 3 and all(0 < v < 1 for v in stats["std"])
 
 

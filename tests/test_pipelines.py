@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tckr import cli
-from tckr.classification import classifiers, train
+from tckr.classification import batches, classifiers, train
 from tckr.core import io, shards
 from tckr.generation import captions, lora, synthesis
 from tckr.privacy import metrics, mia, pipelines
@@ -172,7 +172,7 @@ def test_attack_students_writes_rows_scores_and_roc(piped):
     for m in CARDS:  # stand-in target students: pipeline 0's, saved as the run's own
         model = classifiers.load_trained(train.weights_file(pipelines.open_pipeline(run, 0), "student", m))
         classifiers.save(model, train.weights_file(run, "student", m), arch=model.arch, class_names=run.class_names,
-                         normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
+                         normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
                          extra={"role": "student", "name": train.model_name("student", m), "label_mode": "soft", "multiple": m})
     out = pipelines.run_all(run, progress=False)
     rows = out["students"]
@@ -228,7 +228,7 @@ def test_attack_and_leave_one_out_find_planted_members(tmp_path):
     io.save_array(run.dir / "mia" / "logits" / "student_synth1x_population.npy", z)
     model = classifiers.build("mobilenetv3_small_050", 10, pretrained=False, input_size=32)
     classifiers.save(model, train.weights_file(run, "student", 1.0), arch="mobilenetv3_small_050", class_names=run.class_names,
-                     normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
+                     normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
                      extra={"role": "student", "name": "student_synth1x", "label_mode": "soft", "multiple": 1.0})
     rows = pipelines.attack_students(run, progress=False).set_index("attack")
     assert list(rows.index) == list(pipelines.LIRA_ATTACKS) and (rows["note"] == "").all()
@@ -305,7 +305,7 @@ def test_pipelines_with_real_training_and_the_attack(tmp_path):
         src = train.weights_file(pipelines.open_pipeline(run, 1), "student", m)
         model = classifiers.load_trained(src)
         classifiers.save(model, train.weights_file(run, "student", m), arch=model.arch, class_names=run.class_names,
-                         normalisation=train.normalisation(run.cfg), config_hash=run.cfg.hash(),
+                         normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
                          extra={"role": "student", "name": train.model_name("student", m), "label_mode": "soft", "multiple": m})
     rows = pipelines.attack_students(run, progress=False)
     assert np.isfinite(rows[rows["attack"].str.endswith("fixed")]["auc"]).all()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tckr import cli
-from tckr.classification import classifiers, evaluate, train
+from tckr.classification import batches, classifiers, evaluate, inference, train
 from tckr.core import io
 from tckr.generation import captions, generator, lora, prompt_files
 from tckr.reporting import release
@@ -46,6 +46,8 @@ def finished_run(tmp_path_factory):
                                              f"unet.{mod}.lora_B.weight": torch.randn(32, 4)},
                     {"format": generator.ADAPTER_FORMAT, "rank": 4, "alpha": 4.0, "target_modules": ["to_q"],
                      "base_model": "models/tiny-sd-fashion", "steps": 4, "seed": 420})
+    # what lora.finetune records beside the adapter: an adapter without its sha256 is refused (lora.adapter_problem)
+    io.write_json(lora.adapter_path(run).parent / "training.json", {"steps": 4, "adapter_sha256": io.sha256_file(lora.adapter_path(run))})
     return run
 
 
@@ -65,7 +67,7 @@ def test_release_writes_the_three_folders_with_sidecars(finished_run, released):
     side = io.read_json(t / "students" / "fashion_mnist_student_synth0.5x_hard.json")
     assert side["test_accuracy"] == table.loc["student_synth0.5x_hard", "test_accuracy"]
     assert (side["arch"], side["input_size"], side["label_mode"], side["cardinality"]) == ("mobilenetv3_small_050", 32, "hard", 0.5)
-    assert side["class_names"] == finished_run.class_names and side["normalisation"] == train.normalisation(finished_run.cfg)
+    assert side["class_names"] == finished_run.class_names and side["normalisation"] == batches.normalisation(finished_run.cfg)
     assert side["git_commit"] == io.read_json(finished_run.dir / "environment.json")["git"]["commit"]
     assert side["config_hash"] == finished_run.cfg.hash() and [h["epoch"] for h in side["history"]] == [1, 2]
     # weights: the run's tensors, loaded through the classifier builder
@@ -146,7 +148,7 @@ def test_check_catches_a_modified_file_and_rerelease_removes_stale_files(finishe
 def test_load_released_names_what_is_available(released, tmp_path):
     with pytest.raises(FileNotFoundError, match="fashion_mnist_teacher"):
         release.load_released("cifar10_teacher", released)
-    logits = train.predict_logits(release.load_released("fashion_mnist_teacher", released),
+    logits = inference.predict_logits(release.load_released("fashion_mnist_teacher", released),
                                   np.zeros((2, 32, 32, 3), np.uint8), runs.open_run("configs/tiny.yaml", tmp_path / "r").cfg)
     assert logits.shape == (2, 10)
 

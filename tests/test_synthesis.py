@@ -319,7 +319,7 @@ def test_student_trained_on_the_stream_matches_the_in_memory_path(reference, mon
     so the weights are bit-identical to fit on the in-memory images."""
     import torch
 
-    from tckr.classification import train
+    from tckr.classification import inference, train
 
     run = reference  # tiny.yaml: 2 epochs of batches of 5, so batches straddle the shards of 7
     seen = []
@@ -334,7 +334,7 @@ def test_student_trained_on_the_stream_matches_the_in_memory_path(reference, mon
     a, b = streamed.state_dict(), in_memory.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     x = loaded.images[:8]
-    assert np.array_equal(train.predict_logits(streamed, x, run.cfg), train.predict_logits(in_memory, x, run.cfg))
+    assert np.array_equal(inference.predict_logits(streamed, x, run.cfg), inference.predict_logits(in_memory, x, run.cfg))
 
 
 def test_image_to_image_starts_each_image_from_its_prompts_own_member(tmp_path):

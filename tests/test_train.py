@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tckr.classification import classifiers, evaluate, train
+from tckr.classification import augment, batches, checkpoints, classifiers, evaluate, inference, train
 from tckr.core.config import load_config
 from tckr.generation.synthesis import ShardedImages
 from tckr.reporting import plots
@@ -46,38 +46,56 @@ def fitted(cfg, tmp_path_factory):
     return model, hist, hist_path, (xv, yv)
 
 
-def test_random_crop_is_a_translation_with_zero_fill():
-    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).reshape(2, 3, 8, 8) % 200 + 1
-    gen = torch.Generator().manual_seed(0)
-    out = train.random_crop(x, 2, gen)
+def test_random_crop_translates_each_image_by_its_drawn_offset_with_zero_fill():
+    """Zero-pad by ``pad`` and crop back at the offsets drawn from the training's generator (rows, then columns):
+    each image moves by its own offset in [-pad, pad] and zeros come in where it moved away."""
+    n, pad = 64, 2
+    x = torch.randint(1, 256, (n, 3, 8, 8), dtype=torch.uint8)  # no zero pixel of its own: the fill shows
+    out = augment.random_crop(x, pad, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == torch.uint8
-    for i in range(2):
-        found = False
-        for dy in range(-2, 3):
-            for dx in range(-2, 3):
-                ref = torch.zeros_like(x[i])
-                ys, xs = slice(max(0, -dy), 8 - max(0, dy)), slice(max(0, -dx), 8 - max(0, dx))
-                yd, xd = slice(max(0, dy), 8 - max(0, -dy)), slice(max(0, dx), 8 - max(0, -dx))
-                ref[:, ys, xs] = x[i][:, yd, xd]
-                found |= bool(torch.equal(ref, out[i]))
-        assert found
+    draws = torch.Generator().manual_seed(0)
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=draws)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=draws)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    for i in range(n):
+        assert torch.equal(out[i], padded[i, :, oy[i]:oy[i] + 8, ox[i]:ox[i] + 8]), i
+    moved = (oy != pad) | (ox != pad)
+    assert moved.float().mean() > 0.5 and len(set(zip(oy.tolist(), ox.tolist()))) >= 20  # offsets vary over the batch
+    assert all(not torch.equal(out[i], x[i]) and bool((out[i] == 0).any()) for i in moved.nonzero().flatten().tolist())
+    assert augment.random_crop(x, 0, torch.Generator()) is x  # padding 0: no crop
 
 
-def test_flip_and_shift_queries():
+def test_random_flip_mirrors_the_images_drawn():
+    n = 64
+    x = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8)
+    out = augment.random_flip(x, torch.Generator().manual_seed(1))
+    flip = torch.rand(n, generator=torch.Generator().manual_seed(1)) < 0.5
+    for i in range(n):
+        assert torch.equal(out[i], x[i].flip(-1) if flip[i] else x[i]), i
+    assert 16 < int(flip.sum()) < 48 and not torch.equal(out, x)
+
+
+def test_augment_batch_flips_then_crops_from_one_generator():
+    c = load_config("configs/tiny.yaml", {"train.flip": True, "train.crop_padding": 0.125, "train.augmix": False})
+    assert augment.crop_pixels(c) == 4  # 0.125 of 32 pixels
+    x = torch.as_tensor(toy(16, 3)[0]).permute(0, 3, 1, 2).contiguous()
+    out = augment.augment_batch(x, c, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    assert torch.equal(out, augment.random_crop(augment.random_flip(x, g), 4, g)) and not torch.equal(out, x)
+
+
+def test_shift_query():
     x = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
-    gen = torch.Generator().manual_seed(1)
-    out = train.random_flip(x, gen)
-    for a, b in zip(x, out):
-        assert torch.equal(a, b) or torch.equal(a.flip(-1), b)
-    s = train.shift(x, 1)
-    assert torch.equal(s[..., 1:, 1:], x[..., :-1, :-1]) and int(s[..., 0, :].sum()) == 0
+    s = augment.shift(x, 1)
+    assert torch.equal(s[..., 1:, 1:], x[..., :-1, :-1]) and int(s[..., 0, :].sum()) == 0 and int(s[..., :, 0].sum()) == 0
+    assert augment.shift(x, 0) is x
 
 
 def test_augmix_changes_the_pixels_and_only_when_asked(cfg):
     x, _ = toy(20, 5)
     x = torch.as_tensor(x).permute(0, 3, 1, 2).contiguous()
     torch.manual_seed(0)
-    out = train.augmix(x)
+    out = augment.augmix(x)
     assert out.shape == x.shape and out.dtype == torch.uint8
     changed = (out != x).flatten(1).any(1)
     assert changed.float().mean() >= 0.9, changed  # AugMix alters (nearly) every image ...
@@ -87,32 +105,49 @@ def test_augmix_changes_the_pixels_and_only_when_asked(cfg):
     plain = load_config("configs/tiny.yaml", {"train.flip": False, "train.crop_padding": 0.0, "train.augmix": False})
     mixed = load_config("configs/tiny.yaml", {"train.flip": False, "train.crop_padding": 0.0, "train.augmix": True})
     gen = torch.Generator().manual_seed(0)
-    assert torch.equal(train.augment_batch(x, plain, gen), x)
-    assert not torch.equal(train.augment_batch(x, mixed, gen), x)
+    assert torch.equal(augment.augment_batch(x, plain, gen), x)
+    assert not torch.equal(augment.augment_batch(x, mixed, gen), x)
 
 
-def test_mixup_mixes_images_and_targets_with_one_weight():
+def test_mixup_mixes_images_and_targets_with_one_beta_weight():
+    """MixUp: image and target of each example become ``lam * own + (1 - lam) * partner's``, one ``lam`` drawn from
+    Beta(alpha, alpha) (torch's global RNG) per batch, partners a permutation drawn from the training's generator."""
+    n, alpha = 8, 0.4
+    x = torch.rand(n, 3, 4, 4)
+    t = torch.nn.functional.one_hot(torch.arange(n), 10).float()
     torch.manual_seed(3)
-    x = torch.rand(8, 3, 4, 4)
-    y = torch.arange(8)
-    t = torch.nn.functional.one_hot(y, 10).float()
-    mx, mt = train.mixup(x, t, 0.4, torch.Generator().manual_seed(1))
-    assert not torch.equal(mt, t)  # the targets change
-    assert torch.allclose(mt.sum(1), torch.ones(8))
-    lam = mt.max(1).values
-    for i in range(8):
-        weights = mt[i][mt[i] > 0]
-        partners = (mt[i] > 0).nonzero().flatten().tolist()
-        if len(partners) == 1:  # mixed with itself
-            assert torch.allclose(mx[i], x[i])
-            continue
-        a, b = partners
-        expect = mt[i, a] * x[a] + mt[i, b] * x[b]  # the image is mixed with the same weight as its target
-        assert torch.allclose(mx[i], expect, atol=1e-6), i
-        assert i in partners and float(weights.sum()) == pytest.approx(1.0)
-    assert lam.min() >= 0.5 - 1e-6
-    same_x, same_t = train.mixup(x, t, 0.0, torch.Generator())
+    mx, mt = augment.mixup(x, t, alpha, torch.Generator().manual_seed(1))
+    torch.manual_seed(3)
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    assert 0 < lam < 1 and not torch.equal(perm, torch.arange(n))
+    assert torch.equal(mt, lam * t + (1 - lam) * t[perm]) and torch.equal(mx, lam * x + (1 - lam) * x[perm])
+    assert not torch.equal(mt, t) and not torch.equal(mx, x)  # targets and images change
+    assert torch.allclose(mt.sum(1), torch.ones(n)) and bool((mt >= 0).all())  # convex: still distributions
+    same_x, same_t = augment.mixup(x, t, 0.0, torch.Generator())
     assert same_x is x and same_t is t  # alpha 0 disables it
+
+
+@pytest.mark.parametrize("alpha", [0.4, 2.0])
+def test_mixup_weight_follows_beta_alpha_alpha(alpha):
+    """The weights read back from the mixed targets of 2000 batches: a Kolmogorov-Smirnov test accepts
+    Beta(alpha, alpha) and rejects the other alpha (U-shaped at 0.4, bell-shaped at 2)."""
+    from scipy import stats
+
+    x = torch.zeros(6, 1)
+    t = torch.eye(6)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    lams = []
+    for _ in range(2000):
+        _, mt = augment.mixup(x, t, alpha, gen)
+        lam = float(mt.diagonal().min())  # a row mixed with another row keeps lam on its own class (1 when unmixed)
+        if lam < 1:
+            lams.append(lam)
+    assert len(lams) > 1900
+    assert stats.kstest(lams, "beta", args=(alpha, alpha)).pvalue > 0.01
+    other = 2.0 if alpha == 0.4 else 0.4
+    assert stats.kstest(lams, "beta", args=(other, other)).pvalue < 1e-6
 
 
 def test_regenerate_every_redraws_the_training_set(cfg):
@@ -142,7 +177,7 @@ def test_fit_learns_and_selects_best_epoch_on_val(cfg, fitted):
     assert list(hist.columns) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                                   "images_per_second", "best"]
     pd.testing.assert_frame_equal(pd.read_csv(hist_path), hist, check_dtype=False)
-    acc = 100 * np.mean(train.predict_logits(model, xv, cfg).argmax(1) == yv)
+    acc = 100 * np.mean(inference.predict_logits(model, xv, cfg).argmax(1) == yv)
     assert acc == pytest.approx(hist.val_accuracy.max(), abs=1e-6)
     # the selection keeps the latest epoch among equally good ones (val_acc >= best)
     assert model.info["best_epoch"] == int(hist.loc[hist.val_accuracy == hist.val_accuracy.max(), "epoch"].max())
@@ -161,7 +196,7 @@ def test_keep_last_returns_the_last_epochs_weights():
     c = load_config("configs/tiny.yaml", {**base, "train.keep": "last"})
     last, hist = train.fit(c, ARCH, x, y, xv, yv, seed=0, progress=False)
     assert len(hist) == 4 and last.info["best_epoch"] == 4 and last.info["kept"] == "last"
-    acc = 100 * np.mean(train.predict_logits(last, xv, c).argmax(1) == yv)
+    acc = 100 * np.mean(inference.predict_logits(last, xv, c).argmax(1) == yv)
     assert acc == pytest.approx(hist.val_accuracy.iloc[-1], abs=1e-6) and last.info["val_accuracy"] == pytest.approx(acc)
     best, hist_b = train.fit(load_config("configs/tiny.yaml", base), ARCH, x, y, xv, yv, seed=0, progress=False)
     pd.testing.assert_frame_equal(hist.drop(columns=["seconds", "images_per_second"]),
@@ -173,15 +208,15 @@ def test_keep_last_returns_the_last_epochs_weights():
 
 def test_predict_logits_and_embed(cfg, fitted):
     model, _, _, (xv, _) = fitted
-    ident = train.predict_logits(model, xv[:7], cfg)
+    ident = inference.predict_logits(model, xv[:7], cfg)
     assert ident.shape == (7, 10) and ident.dtype == np.float32
-    flip = train.predict_logits(model, xv[:7], cfg, augment="flip")
-    np.testing.assert_allclose(flip, train.predict_logits(model, xv[:7, :, ::-1].copy(), cfg), atol=1e-4)
-    assert train.predict_logits(model, xv[:7], cfg, augment="shift").shape == (7, 10)
-    np.testing.assert_allclose(train.predict_logits(model, xv[:7], cfg, batch_size=3), ident, atol=1e-4)
+    flip = inference.predict_logits(model, xv[:7], cfg, augment="flip")
+    np.testing.assert_allclose(flip, inference.predict_logits(model, xv[:7, :, ::-1].copy(), cfg), atol=1e-4)
+    assert inference.predict_logits(model, xv[:7], cfg, augment="shift").shape == (7, 10)
+    np.testing.assert_allclose(inference.predict_logits(model, xv[:7], cfg, batch_size=3), ident, atol=1e-4)
     with pytest.raises(ValueError, match="accepted: identity, flip, shift"):
-        train.predict_logits(model, xv[:2], cfg, augment="rotate")
-    feats = train.embed(model, xv[:5], cfg)
+        inference.predict_logits(model, xv[:2], cfg, augment="rotate")
+    feats = inference.embed(model, xv[:5], cfg)
     assert feats.ndim == 2 and feats.shape[0] == 5 and feats.dtype == np.float32
 
 
@@ -200,21 +235,93 @@ def test_gkd_student_on_held_out_data_matches_teacher(cfg, fitted):
     teacher, _, _, (xv, yv) = fitted
     xh, _ = toy(300, 2)
     xt, yt = toy(300, 3)
-    soft = train.soft_labels(teacher, xh, cfg)
+    soft = inference.soft_labels(teacher, xh, cfg)
     assert soft.shape == (300, 10) and np.allclose(soft.sum(1), 1, atol=1e-5)
     student, hist = train.fit(cfg, ARCH, xh, soft, xv, yv, seed=1, teacher=teacher, epochs=12, progress=False)
-    acc_t = 100 * np.mean(train.predict_logits(teacher, xt, cfg).argmax(1) == yt)
-    acc_s = 100 * np.mean(train.predict_logits(student, xt, cfg).argmax(1) == yt)
+    acc_t = 100 * np.mean(inference.predict_logits(teacher, xt, cfg).argmax(1) == yt)
+    acc_s = 100 * np.mean(inference.predict_logits(student, xt, cfg).argmax(1) == yt)
     assert acc_s >= acc_t - 2, (acc_t, acc_s)
 
 
-def test_soft_targets_without_teacher_and_mixup(cfg):
-    x, y = toy(100, 4)
-    soft = np.eye(10, dtype=np.float32)[y]
-    c2 = load_config("configs/tiny.yaml", {"train.epochs": 1, "train.mixup_alpha": 0.2, "train.augmix": True,
-                                           "train.batch_size": 50, "study.num_threads": 1})
-    model, hist = train.fit(c2, ARCH, x, soft, x[:20], y[:20], seed=0, progress=False)
+AUG_OFF = {"train.epochs": 1, "train.batch_size": 20, "train.flip": False, "train.crop_padding": 0.0, "train.augmix": False,
+           "train.mixup_alpha": 0.0, "train.patience": 0, "study.num_threads": 1}
+
+
+def _trained_weights(overrides, soft=False):
+    (x, y), (xv, yv) = toy(40, 11), toy(20, 12)
+    targets = np.eye(10, dtype=np.float32)[y] if soft else y
+    model, hist = train.fit(load_config("configs/tiny.yaml", {**AUG_OFF, **overrides}), ARCH, x, targets, xv, yv, seed=0,
+                            progress=False)
     assert len(hist) == 1 and np.isfinite(hist.train_loss).all()
+    return model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def plain_weights():
+    return _trained_weights({})
+
+
+def test_training_without_augmentation_is_repeatable(plain_weights):
+    """So that a difference in the next test is the augmentation's doing, not noise."""
+    again = _trained_weights({})
+    assert all(torch.equal(again[k], v) for k, v in plain_weights.items())
+
+
+@pytest.mark.parametrize("switch", [{"train.flip": True}, {"train.crop_padding": 0.125}, {"train.augmix": True},
+                                    {"train.mixup_alpha": 0.4}], ids=["flip", "crop", "augmix", "mixup"])
+def test_each_augmentation_changes_the_trained_weights(plain_weights, switch):
+    """One epoch with one augmentation switched on ends with other weights than with all of them off (an
+    augmentation that drew its random numbers but left the batch alone would end with the same ones)."""
+    on = _trained_weights(switch)
+    assert any(not torch.equal(on[k], v) for k, v in plain_weights.items() if v.is_floating_point())
+
+
+def test_mixup_changes_training_on_soft_targets():
+    off, on = _trained_weights({}, soft=True), _trained_weights({"train.mixup_alpha": 0.4}, soft=True)
+    assert any(not torch.equal(on[k], v) for k, v in off.items() if v.is_floating_point())
+
+
+def test_altered_channel_stats_cache_is_recomputed(tmp_path, monkeypatch, capsys):
+    """Every classifier's input normalisation comes from these numbers: a cache whose numbers or key do not match the
+    sha256 recorded with them is said and recomputed from the train split."""
+    from tckr.core import io
+    from tckr.datasets import real
+
+    monkeypatch.setattr(real, "stats_cache_dir", lambda: tmp_path / "stats")
+    c = load_config("configs/tiny.yaml")
+    first = batches.normalisation(c)
+    assert first == real.compute_channel_stats(real.load_real("fashion_mnist", "train", size=32).images)
+    (cache,) = (tmp_path / "stats").glob("fashion_mnist_32_*.json")
+    rec = io.read_json(cache)
+    assert (rec["mean"], rec["key"]["dataset"], rec["key"]["size"]) == (first["mean"], "fashion_mnist", 32) and rec["key"]["source"]
+    assert batches.normalisation(c) == first and capsys.readouterr().out == ""  # read back, unchanged
+    io.write_json(cache, {**rec, "mean": [0.9, 0.9, 0.9]})  # edited by hand, the old checksum kept
+    assert batches.normalisation(c) == first and "computing them again" in capsys.readouterr().out
+    assert io.read_json(cache) == rec  # written again
+    other = {**rec["key"], "source": ["elsewhere"]}  # computed from other data, its checksum consistent
+    io.write_json(cache, {**rec, "key": other, "mean": [0.9, 0.9, 0.9],
+                          "sha256": real._stats_sha256(other, {"mean": [0.9, 0.9, 0.9], "std": rec["std"]})})
+    assert batches.normalisation(c) == first and "computing them again" in capsys.readouterr().out
+
+
+def test_inference_normalises_with_the_classifiers_recorded_statistics(cfg):
+    """A trained classifier is fed as it was trained (the normalisation in its sidecar), not with a fresh look-up of
+    the cache; a bare module gets the config's statistics."""
+    x = toy(6, 3)[0]
+    torch.manual_seed(0)
+    net = classifiers.build(ARCH, 10, pretrained=False, input_size=32).eval()
+    with torch.no_grad():
+        net.get_classifier().weight.normal_(0, 1)
+    recorded = {"mean": [0.2, 0.3, 0.4], "std": [0.5, 0.4, 0.3]}
+    clf = classifiers.TrainedClassifier(net, ARCH, 10, input_size=32, stem_stride=1, normalisation=recorded)
+    batch = torch.as_tensor(x).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        want = net(batches.Preprocess(recorded, 32)(batch)).numpy()
+        want_bare = net(batches.Preprocess(batches.normalisation(cfg), 32)(batch)).numpy()
+    got = inference.predict_logits(clf, x, cfg)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(inference.predict_logits(net, x, cfg), want_bare, atol=1e-4)
+    assert not np.allclose(got, want_bare, atol=1e-2)
 
 
 @dataclass
@@ -261,15 +368,15 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     (a, la), (b, lb) = draw(2), draw(3)
     assert len(a) == len(b) == 20 and not np.array_equal(a, b) and sorted(la) == sorted(lb)
     np.testing.assert_array_equal(draw(2)[0], a)
-    written, write = [], train._write_checkpoint
-    monkeypatch.setattr(train, "_write_checkpoint", lambda path, *a: written.append(path.name) or write(path, *a))
+    written, write = [], checkpoints.write_checkpoint
+    monkeypatch.setattr(checkpoints, "write_checkpoint", lambda path, *a: written.append(path.name) or write(path, *a))
     t = train.teacher(run, progress=False)
     assert train.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_real.json").is_file()
     again = train.teacher(run, progress=False)  # cached: loaded, not retrained
     assert again.info == t.info and again.path == t.path == train.weights_file(run, "teacher")
     assert (t.arch, t.input_size, t.config_hash) == (run.cfg.classifier.teacher_arch, run.cfg.classifier.input_size, run.cfg.hash())
-    assert t.normalisation == train.normalisation(run.cfg) and t.class_names == tuple(run.class_names)
+    assert t.normalisation == batches.normalisation(run.cfg) and t.class_names == tuple(run.class_names)
     studs = [*train.students(run, [0.5], t).values(), *train.students(run, [0.5], t, label_mode="hard").values()]
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x.safetensors").is_file()
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x_hard.safetensors").is_file()
@@ -338,9 +445,9 @@ def test_fit_reads_memory_mapped_images(cfg, tmp_path):
     x, y = toy(60, 5)
     np.save(tmp_path / "x.npy", x)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    assert isinstance(train._as_tensor(mm), np.ndarray)
+    assert isinstance(batches.as_tensor(mm), np.ndarray)
     model, hist = train.fit(cfg, ARCH, mm, y, mm[:20], y[:20], seed=0, epochs=1, progress=False)
-    np.testing.assert_allclose(train.predict_logits(model, mm[:8], cfg), train.predict_logits(model, x[:8], cfg), atol=1e-5)
+    np.testing.assert_allclose(inference.predict_logits(model, mm[:8], cfg), inference.predict_logits(model, x[:8], cfg), atol=1e-5)
 
 
 KILLED_FIT = """
@@ -376,7 +483,7 @@ def test_killed_training_resumes_bit_identical(tmp_path, capsys):
     script = KILLED_FIT.format(OVERRIDES=repr(RESUME_OVERRIDES), ARCH=ARCH)
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path), "1"], cwd=os.getcwd(), capture_output=True, text=True)
     assert done.returncode == 17, done.stderr[-2000:]
-    epoch_1_seconds = train._read_checkpoint(ckpt, {})["progress"]["rows"][0]["seconds"]
+    epoch_1_seconds = checkpoints.read_checkpoint(ckpt, {})["progress"]["rows"][0]["seconds"]
     resumed, hist_r = train.fit(cfg, ARCH, x, y, xv, yv, seed=3, checkpoint=ckpt, progress=False)
     whole, hist_w = train.fit(cfg, ARCH, x, y, xv, yv, seed=3, progress=False)
     a, b = resumed.state_dict(), whole.state_dict()
@@ -386,7 +493,7 @@ def test_killed_training_resumes_bit_identical(tmp_path, capsys):
     assert "after epoch 1" in capsys.readouterr().out
     # epoch 1 was not trained again: its row (with its timing) is the killed process's
     assert hist_r["seconds"].iloc[0] == epoch_1_seconds and hist_w["seconds"].iloc[0] != epoch_1_seconds
-    assert train._read_checkpoint(ckpt, {})["progress"]["epoch"] == 2  # kept: the caller deletes it after saving
+    assert checkpoints.read_checkpoint(ckpt, {})["progress"]["epoch"] == 2  # kept: the caller deletes it after saving
 
 
 def test_unusable_checkpoint_is_said_and_training_starts_over(tmp_path, capsys):

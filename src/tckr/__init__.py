@@ -60,8 +60,11 @@ PUBLIC: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "classifiers": {"tckr.classification.classifiers": ("build", "save", "load", "TrainedClassifier", "load_trained",
                                                         "module_of")},
-    "train": {"tckr.classification.train": ("fit", "teacher", "student", "students", "predict_logits", "embed",
-                                            "soft_labels", "checkpoint_file")},
+    "train": {
+        "tckr.classification.train": ("fit", "teacher", "student", "students"),
+        "tckr.classification.inference": ("predict_logits", "embed", "soft_labels"),
+        "tckr.classification.checkpoints": ("checkpoint_file",),
+    },
     "evaluate": {"tckr.classification.evaluate": ("evaluate",)},
     "mia": {
         "tckr.privacy.attacks": ("lira", "loss_attack", "rmia", "membership_mask"),

@@ -36,8 +36,11 @@ def class_prompt_run(run: runs.Run, multiple: float) -> runs.Run:
     sub = runs.open_run(cfg, run.dir.joinpath(*SUBRUN), seed=run.seed)
     adapter = lora.adapter_path(run)
     if adapter.is_file() and not lora.adapter_path(sub).is_file():
-        with io.atomic_path(lora.adapter_path(sub)) as tmp:
-            shutil.copyfile(adapter, tmp)
+        # the record first: it holds the adapter's sha256, without which the copy counts as unchecked (lora.adapter_problem)
+        for src in (adapter.parent / "training.json", adapter):
+            if src.is_file():
+                with io.atomic_path(lora.adapter_path(sub).parent / src.name) as tmp:
+                    shutil.copyfile(src, tmp)
     return sub
 
 

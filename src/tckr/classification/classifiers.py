@@ -15,7 +15,8 @@ implemented (the ``ofa`` package and its supernet weights are not available offl
 Weights are saved as safetensors with a JSON sidecar of the same stem (``.json``): ``arch``,
 ``num_classes``, ``class_names``, ``normalisation`` (channel mean/std in [0, 1]), ``input_size``,
 ``stem_stride``, ``config_hash`` and any ``extra`` information (training summary).
-:func:`load` checks the architecture and class count it is asked for and names what differs.
+:func:`load` checks the architecture and class count it is asked for and names what differs; every load first
+checks the file against the ``sha256`` in its sidecar (:func:`verify`: a file without one is refused).
 
 Provenance is data, not attributes: training (:func:`tckr.train.fit`, :func:`tckr.train.teacher`,
 :func:`tckr.train.student`) and :func:`load_trained` return a :class:`TrainedClassifier` (the torch model
@@ -187,12 +188,20 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def verify(path: str | Path) -> None:
-    """Check a weights file against the sha256 its sidecar recorded when it was saved (files without one pass)."""
+    """Check a weights file against the sha256 its sidecar recorded when it was saved (:func:`save` writes both).
+    A file with no sidecar, or a sidecar without a sha256, is an error too: nothing then says that its content is
+    what was trained, and a damaged or replaced file would be used silently."""
     path, side = Path(path), sidecar_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    want = io.read_json(side).get("sha256") if side.is_file() else None
-    if want and io.sha256_file(path) != want:
+    if not side.is_file():
+        raise io.CorruptFileError(f"{path}: no sidecar {side.name} beside it recording its sha256, so its content cannot be "
+                                  "checked; delete it and rerun the phase that trained it")
+    want = io.read_json(side).get("sha256")
+    if not want:
+        raise io.CorruptFileError(f"{path}: its sidecar {side.name} records no sha256, so its content cannot be checked; "
+                                  "delete both and rerun the phase that trained it")
+    if io.sha256_file(path) != want:
         raise io.CorruptFileError(f"{path}: sha256 differs from the one recorded in {side.name} when it was saved: "
                                   "the file is truncated or damaged; delete it and rerun the phase that trained it")
 
@@ -204,7 +213,7 @@ def load(path: str | Path, *, arch: str | None = None, num_classes: int | None =
 
 def load_trained(path: str | Path, *, arch: str | None = None, num_classes: int | None = None) -> TrainedClassifier:
     """Rebuild the model saved at ``path`` (eval mode, CPU) with its metadata. A file that differs from the sha256
-    in its sidecar, or that safetensors cannot read, is a :class:`tckr.io.CorruptFileError` naming it."""
+    in its sidecar, has no sidecar, or that safetensors cannot read, is a :class:`tckr.io.CorruptFileError` naming it."""
     verify(path)
     tensors, meta = io.load_weights(path)
     problems = []

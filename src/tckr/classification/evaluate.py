@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tckr.classification import classifiers, train
+from tckr.classification import classifiers, inference
 from tckr.core import io
 from tckr.runfolder import runs
 
@@ -53,7 +53,7 @@ def evaluate(run: runs.Run, model: classifiers.TrainedClassifier) -> dict[str, A
     info = model.info
     name = info["name"]
     test = run.real("test")
-    pred = train.predict_logits(model, test.images, run.cfg).argmax(1)
+    pred = inference.predict_logits(model, test.images, run.cfg).argmax(1)
     n_cls = len(run.class_names)
     cm = confusion(test.labels, pred, n_cls)
     support = cm.sum(1)

@@ -147,16 +147,31 @@ def save_csv(path: str | os.PathLike, frame) -> Path:
 
 
 def save_weights(path: str | os.PathLike, tensors: dict, metadata: dict[str, Any] | None = None) -> Path:
-    """Save tensors as safetensors; metadata values are stored as JSON strings."""
+    """Save tensors as safetensors; metadata values are stored as JSON strings. The same tensors and metadata give
+    the same bytes: safetensors writes the metadata in hash-map order, which changes from save to save (and so
+    would every recorded sha256), so the header is written again with the metadata keys sorted."""
     from safetensors.torch import (
-        save_file,  # lazy: tckr.io sits under the torch-free layers (artifacts, ledger, report): safetensors only when called
+        save,  # lazy: tckr.io sits under the torch-free layers (artifacts, ledger, report): safetensors only when called
     )
 
     meta = {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    data = _sorted_metadata(save(tensors, metadata=meta))
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(data)
     return Path(path)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """A safetensors file's bytes with its header's ``__metadata__`` keys in sorted order (the tensor entries and
+    the data untouched; the header padded with spaces to a multiple of 8 bytes, as safetensors pads it)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict[str, Any]]:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import yaml
 
 from tckr.core import config as config_mod
-from tckr.core import paths, shards
+from tckr.core import paths, schema, shards
 from tckr.core.config import ConfigError
 
 KERNEL = "python3"
@@ -142,7 +142,7 @@ def check_value(name: str, value: Any) -> Any:
     spec = PARAMETERS[name]
     tp = (_setting_type(spec.setting) | None) if spec.setting else spec.type
     try:
-        out = config_mod._coerce(_read(value, tp), tp, name)
+        out = schema.coerce(_read(value, tp), tp, name)
         if spec.choices and out not in spec.choices:
             raise ValueError(out)
         if spec.check is not None and out is not None:

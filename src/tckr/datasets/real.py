@@ -337,15 +337,42 @@ def resize_images(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarra
     return out
 
 
+STATS_VERSION = 1
+
+
+def stats_cache_dir() -> Path:
+    """``$TCKR_CACHE/stats``: channel statistics of the real train splits, shared by every run."""
+    return paths.CACHE / "stats"
+
+
 def channel_stats(name: str, size: int | None = None) -> dict[str, list[float]]:
-    """Per-channel mean and std (in [0, 1]) of the train split, computed once and cached."""
-    cache = paths.CACHE / "stats" / f"{name}_{size or 'native'}.json"
+    """Per-channel mean and std (in [0, 1]) of the train split, computed once and cached.
+
+    The cache file records the key of the data the numbers were computed from (dataset, size and the train
+    split's source fingerprint, as :func:`load_real`'s cache keys it) and the sha256 of key and numbers; a file
+    whose key or checksum does not match (another source, a hand-edited mean) is said and recomputed: every
+    classifier's input normalisation, and so every accuracy, rests on these numbers."""
+    fingerprint, _ = _find_source(name, spec(name), "train", size)
+    key = {"version": STATS_VERSION, "real_cache_version": REAL_CACHE_VERSION, "dataset": name, "split": "train",
+           "size": size, "source": fingerprint}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache = stats_cache_dir() / f"{name}_{size or 'native'}_{digest}.json"
     if cache.is_file():
-        return io.read_json(cache)
-    ds = load_real(name, "train", size=size)
-    stats = compute_channel_stats(ds.images)
-    io.write_json(cache, stats)
+        try:
+            rec = io.read_json(cache)
+            stats = {"mean": rec["mean"], "std": rec["std"]}
+            if rec.get("key") != key or rec.get("sha256") != _stats_sha256(key, stats):
+                raise io.CorruptFileError(f"{cache}: its numbers or key do not match the sha256 recorded with them")
+            return stats
+        except (io.CorruptFileError, KeyError, TypeError) as e:
+            print(f"channel statistics of {name} at size {size} not usable ({e}); computing them again")
+    stats = compute_channel_stats(load_real(name, "train", size=size).images)
+    io.write_json(cache, {"key": key, **stats, "sha256": _stats_sha256(key, stats)})
     return stats
+
+
+def _stats_sha256(key: dict, stats: dict[str, list[float]]) -> str:
+    return hashlib.sha256(json.dumps({"key": key, "mean": stats["mean"], "std": stats["std"]}, sort_keys=True).encode()).hexdigest()
 
 
 def compute_channel_stats(images: np.ndarray, chunk: int = 8192) -> dict[str, list[float]]:

@@ -95,13 +95,23 @@ def denoising_loss(unet, scheduler, latents: torch.Tensor, text_embeddings: torc
 
 def adapter_problem(run) -> str | None:
     """Why the run's adapter file cannot be used (None when it can): safetensors cannot read it, or its sha256
-    differs from the one ``training.json`` recorded when it was saved."""
+    differs from the one ``training.json`` recorded when it was saved, or there is no such record (then nothing
+    says the file is the adapter that was trained)."""
     out = adapter_path(run)
     if not out.is_file():
         return f"no adapter at {out}"
     record = out.parent / "training.json"
-    want = io.read_json(record).get("adapter_sha256") if record.is_file() else None
-    if want and io.sha256_file(out) != want:
+    if not record.is_file():
+        return (f"{out}: no {record.name} beside it recording its sha256, so its content cannot be checked; delete it and "
+                "rerun notebooks/02_lora_finetune.ipynb (tckr.lora.finetune)")
+    try:
+        want = io.read_json(record).get("adapter_sha256")
+    except io.CorruptFileError as e:
+        return str(e)
+    if not want:
+        return (f"{out}: {record} records no adapter_sha256, so its content cannot be checked; delete both and rerun "
+                "notebooks/02_lora_finetune.ipynb (tckr.lora.finetune)")
+    if io.sha256_file(out) != want:
         return f"{out}: sha256 differs from the one recorded in {record.name} when it was saved: the file is truncated or damaged"
     try:
         generator.read_lora(out)

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tckr.classification import classifiers, train
+from tckr.classification import batches, checkpoints, classifiers, inference, train
 from tckr.core import io
 from tckr.datasets import provenance, splitting
 from tckr.generation import synthesis
@@ -146,7 +146,7 @@ def _neighbours(queries: dict[str, np.ndarray], ref: dict[str, dict[str, np.ndar
 # ---------------------------------------------------------------- the feature space: a public-data classifier
 def features(model, images: np.ndarray, cfg) -> np.ndarray:
     """A classifier's penultimate features, L2-normalised."""
-    f = train.embed(model, images, cfg).astype(np.float64)
+    f = inference.embed(model, images, cfg).astype(np.float64)
     return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
 
@@ -193,15 +193,15 @@ def feature_extractor(run, *, progress: bool = True):
         model, _ = train.fit(cfg, arch, public.images[train_pos], public.labels[train_pos], public.images[val_pos],
                              public.labels[val_pos], seed=_seed(run, 3), history_path=folder / "feature_extractor_history.csv",
                              progress=progress, desc="audit features", num_classes=len(run.class_names),
-                             checkpoint=train.checkpoint_file(path))
+                             checkpoint=checkpoints.checkpoint_file(path))
         train_idx, val_idx = np.sort(index[train_pos]), np.sort(index[val_pos])
-        classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=train.normalisation(cfg),
+        classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=batches.normalisation(cfg),
                          config_hash=cfg.hash(), extra={"role": "audit_features", "name": "audit_feature_extractor",
                                                         "training_split": "public", "training_n": int(len(train_idx)),
                                                         "training_sha256": provenance.index_sha256(train_idx),
                                                         "validation_n": int(len(val_idx)),
                                                         "validation_sha256": provenance.index_sha256(val_idx), **model.info})
-        train.checkpoint_file(path).unlink(missing_ok=True)
+        checkpoints.checkpoint_file(path).unlink(missing_ok=True)
     found = provenance.read_training_data(folder)
     if found is None:
         raise provenance.DataLeakError(f"{path} has no record of its training images ({folder / provenance.RECORD_FILE}); "

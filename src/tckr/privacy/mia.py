@@ -55,7 +55,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from tckr.classification import classifiers, train
+from tckr.classification import batches, checkpoints, classifiers, inference, train
 from tckr.core import io, shards
 from tckr.core.progress import tqdm
 from tckr.datasets import splitting
@@ -208,7 +208,7 @@ def _done(run, name: str) -> bool:
 
 def query_logits(model, images: np.ndarray, cfg, query_list: Iterable[str]) -> np.ndarray:
     """float32 [n, q, c]: the model's logits on every image under every query augmentation."""
-    return np.stack([train.predict_logits(model, images, cfg, augment=a) for a in query_list], axis=1)
+    return np.stack([inference.predict_logits(model, images, cfg, augment=a) for a in query_list], axis=1)
 
 
 def _write_logits(run, name: str, model, p: Pool) -> None:
@@ -254,10 +254,10 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
             model, _ = train.fit(cfg, arch, p.images[keep[i]], p.labels[keep[i]], val.images, val.labels,
                                  seed=shadow_seed(run, i), epochs=epochs, history_path=mia_dir(run, "shadows", f"{name}_history.csv"),
                                  progress=progress, desc=name, num_classes=len(run.class_names),
-                                 checkpoint=train.checkpoint_file(weights))
-            classifiers.save(model, weights, arch=arch, class_names=run.class_names, normalisation=train.normalisation(cfg),
+                                 checkpoint=checkpoints.checkpoint_file(weights))
+            classifiers.save(model, weights, arch=arch, class_names=run.class_names, normalisation=batches.normalisation(cfg),
                              config_hash=cfg.hash(), extra={"role": "shadow", "name": name, "index": i, **model.info})
-            train.checkpoint_file(weights).unlink(missing_ok=True)
+            checkpoints.checkpoint_file(weights).unlink(missing_ok=True)
         _write_logits(run, name, model, p)
     return todo
 
