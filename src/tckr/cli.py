@@ -390,9 +390,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tckr.reporting.report import (
         ReportError,  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
     )
+    from tckr.runfolder import lock
 
     return (UsageError, ConfigError, FileNotFoundError, PhaseBlocked, provenance.DataLeakError, io.CorruptFileError,
-            DatasetUnavailableError, ReportError, ReleaseError)
+            DatasetUnavailableError, ReportError, ReleaseError, lock.RunLocked)
 
 
 def main(argv: list[str] | None = None) -> int:
