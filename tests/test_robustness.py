@@ -521,6 +521,20 @@ def test_a_record_without_inputs_is_not_trusted(fake):
     assert phases.calls == ["09_figures"]
 
 
+def test_a_record_made_under_other_declarations_reruns_its_phase_removing_nothing(fake):
+    """A run made before a phase declared more outputs (05_mia_lira before the split): its record may miss files, so
+    the phase runs again; its inputs did not change, so its caches stay."""
+    run, phases = fake
+    study.run_phases(run, log=lambda m: None)
+    marker = run.dir / "notebooks" / ".05_mia_lira.done.json"
+    io.write_json(marker, {**io.read_json(marker), "declared": {"outputs": ["results/mia.csv"]}})
+    phases._write(run.dir, "mia/scores/teacher_loss.npy", b"a cache the fake does not write")
+    phases.calls.clear()
+    study.run_phases(run, log=lambda m: None)
+    assert phases.calls == ["05_mia_lira"] and (run.dir / "mia" / "scores" / "teacher_loss.npy").is_file()
+    assert "mia/scores/teacher_loss.npy" in io.read_json(marker)["outputs"]
+
+
 @pytest.mark.parametrize("rel, phase", [("results/mia_pipeline.csv", "06_shadow_pipelines"),
                                         ("results/ledger.csv", "08_audit_ledger"),
                                         ("mia/generator/errors_target.npy", "07_generator_attacks"),

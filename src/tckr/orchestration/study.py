@@ -125,6 +125,11 @@ def _differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
+def _declared(phase: str) -> dict[str, list[str]]:
+    p = PHASE[phase]
+    return {"config": list(p.config), "inputs": list(p.inputs), "outputs": list(p.outputs)}
+
+
 def _listed(diff: list[str]) -> str:
     return f"{', '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}"
 
@@ -161,6 +166,8 @@ def phase_state(run: runs.Run, phase: str) -> State:
         return State(False, "has not finished")
     if "inputs" not in rec or "outputs" not in rec:
         return State(False, "was recorded without its inputs (an older version of this runner)")
+    if rec.get("declared") != _declared(phase):  # its record may miss files it writes: run it again, removing nothing
+        return State(False, "was recorded when it declared other settings, inputs or outputs (an older version of tckr)")
     if rec.get("config") != _config_hash(run, phase):
         return State(False, "read other settings (its sections of config.yaml changed)", stale_inputs=True)
     now = _identities(run, _input_files(run, phase), rec["inputs"])
@@ -298,7 +305,8 @@ def _run_phases(run: runs.Run, phases: tuple[str, ...], force: bool, log) -> lis
             records.append({"phase": phase, "status": "failed", "seconds": round(seconds, 1)})
             raise PhaseFailed(f"phase {phase} ran without error but {problem}; executed notebook: {out}")
         rec = {"phase": phase, "status": "done", "seconds": round(seconds, 1), "finished": _now(),
-               "config": _config_hash(run, phase), "inputs": _identities(run, _input_files(run, phase)),
+               "declared": _declared(phase), "config": _config_hash(run, phase),
+               "inputs": _identities(run, _input_files(run, phase)),
                "outputs": _identities(run, owned_files(run.dir, phase))}
         io.write_json(marker, rec)
         _append_history(run, phase, "done", seconds, reason, started_at)
