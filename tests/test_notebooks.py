@@ -42,5 +42,7 @@ def test_committed_notebook_has_no_outputs_and_opens_a_run_well(path):
         assert params["run_dir"] == "latest" and params["config"] is None, params
 
 
-def test_there_are_seven_notebooks():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06"]
+def test_there_is_one_notebook_per_phase():
+    from tckr.runfolder import phases
+
+    assert [p.stem for p in NOTEBOOKS] == list(phases.PHASES)

@@ -3,12 +3,12 @@
     tckr study configs/mini.yaml [--run-dir runs/<id>] [--force] [--phases 03_generate,04_run_evaluate]
 
 Phases (:data:`tckr.runfolder.phases.PHASES`): 00_data, 01_captions, 02_lora_finetune, 03_generate,
-04_run_evaluate, 05_mia_lira (membership mask, classifier shadows, the attacks on the teacher and students, AOP),
-06_shadow_pipelines, 07_generator_attacks, 08_audit_ledger, 09_figures. Executed notebooks go to
-``<run>/notebooks/``. A phase is skipped only when it is *current*: its done-record
-(``<run>/notebooks/.<phase>.done.json``) exists, and the settings it read (its sections of the run's
-``config.yaml``), the files it read (its inputs) and the files it wrote are what they were when it finished. What
-it wrote is derived, not listed by hand: every file found under the outputs the phase declares
+04_run_evaluate, 05_mia_lira (membership mask, classifier shadows, the attacks on the teacher and students with
+them), 06_shadow_pipelines, 07_generator_attacks, 08_audit_ledger (ledger, AOP, memorisation audit), 09_figures.
+Executed notebooks go to ``<run>/notebooks/``. A phase is skipped only when it is *current*: its done-record
+(``<run>/notebooks/.<phase>.done.json``) exists, it was made under the phase's present declarations, and the
+settings it read (its sections of the run's ``config.yaml``), the files it read (its inputs) and the files it wrote
+are what they were when it finished. What it wrote is derived, not listed by hand: every file found under the outputs the phase declares
 (:class:`tckr.runfolder.phases.Phase`: results and caches), so a deleted or changed result or cache makes it run
 again and rebuild it. Files are identified by sha256 (size and modification time spare re-reading an unchanged
 file), so a copied or moved run folder is still current. A phase whose inputs changed runs again after everything
