@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup data venv study figures test test-slow test-all bench lab clean-venv
 
 help:
-	@echo "make study [CONFIG=configs/mini.yaml] [RUN=runs/<id>]  run every phase notebook (papermill)"
+	@echo "make study [CONFIG=configs/mini.yaml] [RUN=runs/<id>]  run every phase notebook, 00_data ... 09_figures (papermill)"
 	@echo "make figures [RUN=runs/<id>]                          redraw the figures of the committed result folders"
 	@echo "                                                      (results/mini, -seeds, -full, -full-seeds, -leaky) into images/, or of a run"
 	@echo "make test                                             fast tests + the tiny end-to-end notebook chain"

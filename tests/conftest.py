@@ -16,7 +16,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(scope="session")
 def tiny_chain(tmp_path_factory) -> Path:
-    """The run folder of the whole notebook chain (00_data … 06_figures) on configs/tiny.yaml."""
+    """The run folder of the whole notebook chain (00_data … 09_figures) on configs/tiny.yaml."""
     from tckr.orchestration import study
 
     run_dir = tmp_path_factory.mktemp("tiny_chain") / "run"

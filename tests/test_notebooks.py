@@ -47,8 +47,10 @@ def test_committed_notebook_has_no_outputs_and_opens_a_run_well(path):
         assert params["run_dir"] == "latest" and params["config"] is None, params
 
 
-def test_there_are_seven_notebooks():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06"]
+def test_there_is_one_notebook_per_phase():
+    from tckr.runfolder import phases
+
+    assert [p.stem for p in NOTEBOOKS] == list(phases.PHASES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -134,11 +136,11 @@ def _execute(name, tmp_path, parameters):
 
 
 def test_a_mistyped_papermill_parameter_stops_the_notebook_naming_the_right_one(tmp_path):
-    error, _ = _execute("06_figures", tmp_path, {"rundir": str(tmp_path), "copy_to_images": False})
+    error, _ = _execute("09_figures", tmp_path, {"rundir": str(tmp_path), "copy_to_images": False})
     assert error is not None and error.ename == "ConfigError"
-    assert error.evalue == ("06_figures: unknown parameter(s) 'rundir' (did you mean 'run_dir'?); "
+    assert error.evalue == ("09_figures: unknown parameter(s) 'rundir' (did you mean 'run_dir'?); "
                             "accepted: run_dir, config, copy_to_images")
-    error, _ = _execute("06_figures", tmp_path, {"run_dir": str(tmp_path), "copy_to_images": "maybe"})
+    error, _ = _execute("09_figures", tmp_path, {"run_dir": str(tmp_path), "copy_to_images": "maybe"})
     assert error is not None and error.evalue == "copy_to_images: 'maybe' is not accepted; True or False"
 
 
@@ -150,5 +152,5 @@ def test_run_dir_latest_says_which_run_it_opened_and_how_old_it_is(tmp_path, mon
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 60 * minutes_ago))
         (runs_root / name / "environment.json").write_text(json.dumps({"created": when}))
     monkeypatch.setenv("TCKR_RUNS", str(runs_root))  # the kernel inherits it
-    _, text = _execute("06_figures", tmp_path, {})  # the figures of an empty run fail; the run it opened is said
+    _, text = _execute("09_figures", tmp_path, {})  # the figures of an empty run fail; the run it opened is said
     assert f"run_dir='latest': {runs_root / 'mini-new'} (made 2 h 5 min ago; the newest of 2 run(s) under {runs_root})" in text

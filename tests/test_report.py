@@ -58,8 +58,9 @@ def test_block_states_what_the_files_hold(tmp_path):
     assert wt["total"] == 180.0 and wt["04_run_evaluate"] == 120.0  # the last finished attempt, failures not counted
     text = report.study_block(run)
     assert "Wall time **3.0 min**" in text and "`abcdef1234`" in text
-    assert "not finished: 01_captions, 02_lora_finetune, 03_generate, 04_run_evaluate, 05_mia_lira, 06_figures" not in text
-    assert "not finished: 01_captions, 02_lora_finetune, 03_generate, 05_mia_lira, 06_figures" in text
+    assert "04_run_evaluate, 05_mia_lira" not in text
+    assert ("not finished: 01_captions, 02_lora_finetune, 03_generate, 05_mia_lira, 06_shadow_pipelines, "
+            "07_generator_attacks, 08_audit_ledger, 09_figures") in text
     assert "| teacher | teacher | – | real | 87.25 | 57.0 [56.0, 58.0] | 2.0 | classifier |" in text
     # the student's headline is the pipeline-shadow row (0.61), not the classifier-shadow one
     assert "| student_synth0.1x | student | 0.1× |D| | soft | 70.50 | 61.0 [60.0, 62.0] | 2.0 | pipeline |" in text
@@ -86,10 +87,12 @@ def test_block_shows_the_canaries_of_the_headline_attacks_apart(tmp_path):
     assert "yes" not in text.split("Mislabeled canaries")[0]
 
 
-def test_report_knows_the_study_phases():
-    from tckr.orchestration import study
+def test_report_reads_a_log_of_the_former_phase_list():
+    """Runs made before 05's later attacks became phases 06-08 logged 00_data ... 05_mia_lira, 06_figures: finished."""
+    from tckr.runfolder import phases
 
-    assert report.STUDY_PHASES == tuple(study.PHASES)
+    assert phases.phase_list(set(phases.FORMER_PHASES)) == phases.FORMER_PHASES
+    assert phases.phase_list({"00_data", "04_run_evaluate"}) == phases.PHASES
 
 
 def test_readme_block_is_replaced_and_checked(tmp_path):

@@ -358,7 +358,7 @@ class FakePhases:
     it reads (a changed input changes everything downstream), remembers the calls and fails on request."""
 
     def __init__(self):
-        self.calls, self.fail, self.adapter_version, self.found_old_set = [], set(), 1, None
+        self.calls, self.fail, self.adapter_version, self.found_old_set, self.found_old_cache = [], set(), 1, None, None
 
     def __call__(self, name, run_dir, parameters=None, output=None):
         d = Path(run_dir)
@@ -386,8 +386,25 @@ class FakePhases:
             self._write(d, "results/classifiers.csv", b"model\nteacher\n")
         elif name == "05_mia_lira":
             self._write(d, "mia/keep.npy", b"mask")
+            self._write(d, "mia/shadows/shadow_000.safetensors", b"shadow")
+            self._write(d, "mia/logits/shadow_000.npy", b"shadow logits")
             self._write(d, "results/mia.csv", b"auc\n" + self._hash(d, "classifiers/student_synth0.5x.safetensors"))
-        elif name == "06_figures":
+            self._write(d, "results/headline.json", b"{}")
+        elif name == "06_shadow_pipelines":
+            self._write(d, "mia/pipelines/pipeline_000/lora/lora_tiny_fashion_mnist.safetensors", b"shadow adapter")
+            self._write(d, "mia/logits/pipeline_000_student_synth0.5x.npy", b"pipeline logits")
+            self._write(d, "results/mia_pipeline.csv", b"auc\n" + self._hash(d, "mia/logits/pipeline_000_student_synth0.5x.npy"))
+        elif name == "07_generator_attacks":
+            cache = d / "mia" / "generator" / "errors_target.npy"
+            self.found_old_cache = cache.exists()
+            if not cache.exists():  # like generator_mia: a cached model's errors are read back, not recomputed
+                self._write(d, "mia/generator/errors_target.npy", self._hash(d, adapter))
+            self._write(d, "results/mia_generator.csv", b"auc\n" + self._hash(d, "mia/generator/errors_target.npy"))
+        elif name == "08_audit_ledger":
+            self._write(d, "results/ledger.csv", self._hash(d, "results/mia.csv", "results/mia_generator.csv"))
+            self._write(d, "results/aop.csv", self._hash(d, "results/classifiers.csv", "results/mia_pipeline.csv"))
+            self._write(d, "results/audit.csv", b"audit")
+        elif name == "09_figures":
             self._write(d, "results/table.csv", self._hash(d, "results/classifiers.csv", "results/mia.csv"))
 
     @staticmethod
@@ -435,8 +452,9 @@ def test_a_changed_input_reruns_downstream_phases_without_their_old_products(fak
     phases.calls.clear()
     log = []
     records = study.run_phases(run, log=log.append)
-    assert phases.calls == ["03_generate", "04_run_evaluate", "05_mia_lira", "06_figures"]
+    assert phases.calls == list(study.PHASES[3:])
     assert phases.found_old_set is False  # the set made with the old adapter was removed first
+    assert phases.found_old_cache is False  # and the generator attack's errors of the old adapter
     assert [r["status"] for r in records[:3]] == ["skipped (done)"] * 3
     assert "lora/lora_tiny_fashion_mnist.safetensors changed" in log[3] and "removed synthetic" in log[3]
     phases.calls.clear()
@@ -455,12 +473,13 @@ def test_a_failed_phase_leaves_no_record_and_every_attempt_is_kept(fake):
         study.run_phases(run, ("05_mia_lira",), force=True, log=lambda m: None)
     phases.fail, phases.calls = set(), []
     study.run_phases(run, log=lambda m: None)
-    assert phases.calls == ["04_run_evaluate"]  # same classifiers as before: 05 and 06 stay current
+    assert phases.calls == ["04_run_evaluate"]  # same classifiers as before: 05 to 09 stay current
     hist = _history(run)
-    assert hist["status"].tolist() == ["done"] * 7 + ["failed", "refused", "done"]
-    assert hist["phase"].tolist()[7:] == ["04_run_evaluate", "05_mia_lira", "04_run_evaluate"]
+    n = len(study.PHASES)
+    assert hist["status"].tolist() == ["done"] * n + ["failed", "refused", "done"]
+    assert hist["phase"].tolist()[n:] == ["04_run_evaluate", "05_mia_lira", "04_run_evaluate"]
     assert hist["started"].str.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d").all()
-    assert "RuntimeError: 04_run_evaluate broke" in hist["reason"].iloc[7]
+    assert "RuntimeError: 04_run_evaluate broke" in hist["reason"].iloc[n]
 
 
 def test_a_damaged_output_makes_its_phase_run_again(fake):
@@ -495,11 +514,59 @@ def test_a_copied_run_folder_is_still_current(fake, tmp_path):
 def test_a_record_without_inputs_is_not_trusted(fake):
     run, phases = fake
     study.run_phases(run, log=lambda m: None)
-    marker = run.dir / "notebooks" / ".06_figures.done.json"
-    io.write_json(marker, {"phase": "06_figures", "status": "done", "seconds": 1.0})
+    marker = run.dir / "notebooks" / ".09_figures.done.json"
+    io.write_json(marker, {"phase": "09_figures", "status": "done", "seconds": 1.0})
     phases.calls.clear()
     study.run_phases(run, log=lambda m: None)
-    assert phases.calls == ["06_figures"]
+    assert phases.calls == ["09_figures"]
+
+
+def test_a_record_made_under_other_declarations_reruns_its_phase_removing_nothing(fake):
+    """A run made before a phase declared more outputs (05_mia_lira before the split): its record may miss files, so
+    the phase runs again; its inputs did not change, so its caches stay."""
+    run, phases = fake
+    study.run_phases(run, log=lambda m: None)
+    marker = run.dir / "notebooks" / ".05_mia_lira.done.json"
+    io.write_json(marker, {**io.read_json(marker), "declared": {"outputs": ["results/mia.csv"]}})
+    phases._write(run.dir, "mia/scores/teacher_loss.npy", b"a cache the fake does not write")
+    phases.calls.clear()
+    study.run_phases(run, log=lambda m: None)
+    assert phases.calls == ["05_mia_lira"] and (run.dir / "mia" / "scores" / "teacher_loss.npy").is_file()
+    assert "mia/scores/teacher_loss.npy" in io.read_json(marker)["outputs"]
+
+
+@pytest.mark.parametrize("rel, phase", [("results/mia_pipeline.csv", "06_shadow_pipelines"),
+                                        ("results/ledger.csv", "08_audit_ledger"),
+                                        ("mia/generator/errors_target.npy", "07_generator_attacks"),
+                                        ("mia/logits/shadow_000.npy", "05_mia_lira"),
+                                        ("mia/logits/pipeline_000_student_synth0.5x.npy", "06_shadow_pipelines")])
+def test_a_deleted_result_or_cache_reruns_the_phase_that_wrote_it(fake, rel, phase):
+    """The done-record lists every file under what the phase declares, caches included (05_mia_lira's record once
+    named results/mia.csv only: a deleted results/mia_pipeline.csv went unnoticed)."""
+    run, phases = fake
+    study.run_phases(run, log=lambda m: None)
+    (run.dir / rel).unlink()
+    assert not study.phase_state(run, phase).current
+    after = study.PHASES[study.PHASES.index(phase) + 1]
+    with pytest.raises(study.PhaseBlocked, match=f"phase {phase} outputs are not as it left them \\({rel} missing"):
+        study.run_phases(run, (after,), force=True, log=lambda m: None)
+    phases.calls.clear()
+    study.run_phases(run, log=lambda m: None)
+    assert phases.calls[0] == phase and (run.dir / rel).is_file()
+
+
+def test_a_changed_input_removes_the_phase_caches_but_no_file_of_another_phase(fake):
+    run, phases = fake
+    study.run_phases(run, log=lambda m: None)
+    (run.dir / "mia" / "generator" / "stale_cache.npy").write_bytes(b"left by an older version")
+    phases.adapter_version = 2
+    study.run_phases(run, ("02_lora_finetune",), force=True, log=lambda m: None)
+    log = []
+    study.run_phases(run, log=log.append)
+    assert phases.found_old_cache is False and not (run.dir / "mia" / "generator" / "stale_cache.npy").exists()
+    line = next(m for m in log if "07_generator_attacks" in m and "running" in m)
+    assert "removed mia/generator" in line
+    assert (run.dir / "mia" / "logits" / "shadow_000.npy").is_file()  # 05's, though 06's logits share the folder
 
 
 @pytest.mark.e2e

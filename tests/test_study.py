@@ -1,5 +1,8 @@
 """End-to-end tier: the whole notebook chain on configs/tiny.yaml, and the study runner's behaviour."""
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +12,10 @@ import pandas as pd
 import pytest
 
 from tckr import cli
+from tckr.core import io
 from tckr.orchestration import study
 from tckr.reporting import plots
-from tckr.runfolder import artifacts, runs
+from tckr.runfolder import artifacts, lock, phases, runs
 
 FIGURE_STEMS = ["table", "cardinality", "roc", "ledger", "real_vs_synthetic", "ablation", "audit_distances", "real_samples",
                 "classifier_curves"]
@@ -61,6 +65,115 @@ def test_rerun_skips_finished_phases(tiny_chain):
     records = study.run_phases(runs.open_run(None, tiny_chain), log=log.append)
     assert all(r["status"] == "skipped (done)" for r in records)
     assert all("skipped" in m for m in log)
+
+
+RUN_FILES = {"config.yaml", "environment.json", "seeds.json", "progress.log", lock.LOCK_FILE, "results/phases.csv"}
+
+
+@pytest.mark.e2e
+def test_every_file_of_the_run_is_in_the_done_record_of_the_phase_that_wrote_it(tiny_chain):
+    """Done-records are derived from what each phase declares and wrote: every result and cache file of the run has
+    one owner, and the owner's record lists it."""
+    recorded = {}
+    for phase in study.PHASES:
+        rec = io.read_json(tiny_chain / "notebooks" / f".{phase}.done.json")
+        assert rec["outputs"] and sorted(rec["outputs"]) == phases.owned_files(tiny_chain, phase), phase
+        recorded.update(dict.fromkeys(rec["outputs"], phase))
+    files = {f.relative_to(tiny_chain).as_posix() for f in tiny_chain.rglob("*") if f.is_file()}
+    assert sorted(f for f in files - set(recorded) if not f.startswith("notebooks/")) == sorted(RUN_FILES & files)
+    assert recorded["mia/logits/shadow_000.npy"] == "05_mia_lira"  # 06 reads the classifier shadows; 05 owns them
+    assert recorded["mia/logits/pipeline_000_student_synth0.5x.npy"] == "06_shadow_pipelines"
+    assert recorded["mia/generator/errors_target.npy"] == recorded["mia/synthetic/x0.5/target.npy"] == "07_generator_attacks"
+
+
+def _copy_run(run_dir: Path, dest: Path) -> runs.Run:
+    shutil.copytree(run_dir, dest)  # modification times kept: the copy is current without rereading
+    return runs.open_run(None, dest)
+
+
+@pytest.mark.e2e
+def test_each_deleted_output_reruns_its_phase_and_blocks_the_next(tiny_chain, tmp_path):
+    run = _copy_run(tiny_chain, tmp_path / "run")
+    for phase in study.PHASES:
+        owned = phases.owned_files(run.dir, phase)
+        for pat in phases.PHASE[phase].outputs:
+            rel = next((r for r in owned if phases.matches(pat, r)), None)
+            if rel is None:  # an output this configuration does not make (released.csv, the leave-one-out table)
+                continue
+            aside = tmp_path / "aside"
+            shutil.move(run.dir / rel, aside)
+            state = study.phase_state(run, phase)
+            assert not state.current and f"{rel} missing" in state.why, (phase, rel)
+            if phase != study.PHASES[-1]:
+                after = study.PHASES[study.PHASES.index(phase) + 1]
+                with pytest.raises(study.PhaseBlocked, match=f"phase {after} cannot start: phase {phase} outputs"):
+                    study.run_phases(run, (after,), force=True, log=lambda m: None)
+            shutil.move(aside, run.dir / rel)
+            assert study.phase_state(run, phase).current, (phase, rel)
+    before = (run.dir / "results" / "mia_pipeline.csv").read_bytes()
+    (run.dir / "results" / "mia_pipeline.csv").unlink()
+    records = study.run_phases(run, log=lambda m: None)
+    assert [r["phase"] for r in records if r["status"] == "done"] == ["06_shadow_pipelines"]
+    assert (run.dir / "results" / "mia_pipeline.csv").read_bytes() == before  # the same numbers again: 08, 09 stay current
+
+
+@pytest.mark.e2e
+def test_a_replaced_adapter_recomputes_the_generator_attack(tiny_chain, tmp_path):
+    """Another valid adapter (shadow pipeline 0's), recorded as a retrain of 02 would record it: the generator
+    attack's cached errors are recomputed, not read back (they once outlived a changed adapter)."""
+    run = _copy_run(tiny_chain, tmp_path / "run")
+    adapter = f"lora/{artifacts.adapter_name(run.cfg)}"
+    gen = run.dir / "mia" / "generator"
+    old = np.load(gen / "errors_target.npy")
+    shutil.copyfile(run.dir / "mia" / "pipelines" / "pipeline_000" / adapter, run.dir / adapter)
+    for phase in ("02_lora_finetune", "03_generate"):  # 02 retrained it; 03's synthetic set taken as unchanged
+        marker = run.dir / "notebooks" / f".{phase}.done.json"
+        rec = io.read_json(marker)
+        for part in ("inputs", "outputs"):
+            if adapter in rec[part]:
+                rec[part][adapter] = study._identity(run, adapter)
+        io.write_json(marker, rec)
+    log = []
+    study.run_phases(run, ("07_generator_attacks",), log=log.append)
+    assert f"{adapter} changed" in log[0] and "removed mia/generator" in log[0]
+    new = np.load(gen / "errors_target.npy")
+    assert not np.allclose(new, old) and np.allclose(new, np.load(gen / "errors_pipeline_000.npy"), rtol=1e-5, atol=0)
+    assert not pd.read_csv(run.dir / "results" / "mia_generator.csv").equals(pd.read_csv(tiny_chain / "results" / "mia_generator.csv"))
+
+
+def _hold_in_child(run_dir: Path) -> subprocess.Popen:
+    code = ("import sys, time\nfrom tckr.runfolder import lock\nwith lock.hold(sys.argv[1]):\n"
+            "    print('held', flush=True)\n    time.sleep(120)\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_second_process_on_a_locked_run_exits_2_naming_the_holder(tmp_path, capsys):
+    child = _hold_in_child(tmp_path / "run")
+    try:
+        assert cli.main(["study", "configs/tiny.yaml", "--run-dir", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"is in use by process {child.pid} " in err
+        assert not (tmp_path / "run" / "config.yaml").exists()  # refused before it wrote anything
+        with pytest.raises(lock.RunLocked, match=f"process {child.pid} "):
+            study.run_phases(runs.open_run("configs/tiny.yaml", tmp_path / "run"), ("00_data",), log=lambda m: None)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
+    child = _hold_in_child(tmp_path / "run")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    f = tmp_path / "run" / lock.LOCK_FILE
+    assert f.read_text().strip() == str(child.pid)  # the dead holder's PID is still written there
+    with lock.hold(tmp_path / "run"):
+        assert f.read_text().strip() == str(os.getpid())
+        with lock.hold(tmp_path / "run"):  # nested in one process (run_study around run_phases): the same lock
+            pass
+        assert f.read_text().strip() == str(os.getpid())
 
 
 @pytest.mark.e2e
@@ -131,8 +244,8 @@ def test_failed_phase_names_the_phase_and_notebook(tmp_path):
 
 def test_phase_without_its_upstream_is_refused(tmp_path):
     run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
-    with pytest.raises(study.PhaseBlocked, match="phase 06_figures cannot start: phase 00_data has not finished"):
-        study.run_phases(run, ("06_figures",), log=lambda m: None)
+    with pytest.raises(study.PhaseBlocked, match="phase 09_figures cannot start: phase 00_data has not finished"):
+        study.run_phases(run, ("09_figures",), log=lambda m: None)
     assert pd.read_csv(tmp_path / "r" / "results" / "phases.csv")["status"].tolist() == ["refused"]
 
 

@@ -87,7 +87,7 @@ PUBLIC: dict[str, dict[str, tuple[str, ...]]] = {
     "release": {"tckr.reporting.release": ("release", "check", "load_released", "load_released_trained",
                                            "released_models", "evaluate_released", "install_released",
                                            "ReleaseError")},
-    "study": {"tckr.orchestration.study": ("run_study", "PHASES")},
+    "study": {"tckr.orchestration.study": ("run_study",), "tckr.runfolder.phases": ("PHASES",)},
 }
 
 

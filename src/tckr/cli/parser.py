@@ -97,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "study", "run every phase notebook of a study headless (resumable)", config_pos=True)
     p.add_argument("--force", action="store_true", help="run the selected phases even when they are current")
-    p.add_argument("--phases", help="comma-separated subset of the phases (00_data,...,06_figures)")
+    p.add_argument("--phases", help="comma-separated subset of the phases (00_data, ..., 09_figures)")
     p.add_argument("--seeds", type=int, nargs="+", help="override study.seeds")
 
     p = _add(sub, "figures", "regenerate every figure of a finished run from its result files", run_pos=True)
@@ -159,9 +159,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tckr.orchestration.study import PhaseBlocked
     from tckr.reporting.release import ReleaseError
     from tckr.reporting.report import ReportError
+    from tckr.runfolder.lock import RunLocked
 
     return (options.UsageError, ConfigError, FileNotFoundError, PhaseBlocked, provenance.DataLeakError,
-            io.CorruptFileError, DatasetUnavailableError, ReportError, ReleaseError)
+            io.CorruptFileError, DatasetUnavailableError, ReportError, ReleaseError, RunLocked)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,18 +2,23 @@
 
     tckr study configs/mini.yaml [--run-dir runs/<id>] [--force] [--phases 03_generate,04_run_evaluate]
 
+Phases (:data:`tckr.runfolder.phases.PHASES`): 00_data, 01_captions, 02_lora_finetune, 03_generate,
+04_run_evaluate, 05_mia_lira (membership mask, classifier shadows, the attacks on the teacher and students with
+them), 06_shadow_pipelines, 07_generator_attacks, 08_audit_ledger (ledger, AOP, memorisation audit), 09_figures.
 Executed notebooks go to ``<run>/notebooks/``. A phase is skipped only when it is *current*: its done-record
-(``<run>/notebooks/.<phase>.done.json``) exists, and the settings it read (its sections of the run's
-``config.yaml``) and the files it read (its inputs: :data:`SPEC`) and wrote (its outputs) are what they were
-when it finished. Files are identified by sha256 (size and modification time spare re-reading an unchanged
-file), so a copied or moved run folder is still current. A phase whose inputs changed runs again after its
-products of the old inputs are removed (:func:`_invalidate`); a phase whose outputs changed or went missing runs
-again and rebuilds them (damaged shards and classifiers are detected by checksum and made again). A phase
-refuses to start while an upstream phase (:data:`UPSTREAM`) is not current, naming the phase to run. A failed
-phase leaves no done-record. ``<run>/results/phases.csv`` gets one row per attempt: ``started`` (timestamp),
-``phase``, ``status`` (done, failed, refused), ``seconds``, ``reason``. ``--force`` runs the selected phases
-even when they are current. With several ``study.seeds`` each seed runs in ``<run>/seed<k>/`` and
-``<run>/results/`` gets the mean ± 95% CI table over seeds.
+(``<run>/notebooks/.<phase>.done.json``) exists, it was made under the phase's present declarations, and the
+settings it read (its sections of the run's ``config.yaml``), the files it read (its inputs) and the files it wrote
+are what they were when it finished. What it wrote is derived, not listed by hand: every file found under the outputs the phase declares
+(:class:`tckr.runfolder.phases.Phase`: results and caches), so a deleted or changed result or cache makes it run
+again and rebuild it. Files are identified by sha256 (size and modification time spare re-reading an unchanged
+file), so a copied or moved run folder is still current. A phase whose inputs changed runs again after everything
+it declared is removed (:func:`_invalidate`: caches included, files of other phases never). A phase refuses to
+start while an upstream phase is not current, naming the phase to run. A failed phase leaves no done-record.
+``<run>/results/phases.csv`` gets one row per attempt: ``started`` (timestamp), ``phase``, ``status`` (done,
+failed, refused), ``seconds``, ``reason``. ``--force`` runs the selected phases even when they are current. One
+process at a time works on a run folder (:func:`tckr.runfolder.lock.hold`; a second one gets
+:class:`~tckr.runfolder.lock.RunLocked` naming the holder's PID). With several ``study.seeds`` each seed runs in
+``<run>/seed<k>/`` and ``<run>/results/`` gets the mean ± 95% CI table over seeds.
 """
 
 from __future__ import annotations
@@ -34,40 +39,9 @@ from tckr.core.config import load_config
 from tckr.core.notebook import execute_notebook
 from tckr.datasets import provenance
 from tckr.reporting import plots
-from tckr.runfolder import artifacts, runs
+from tckr.runfolder import artifacts, lock, runs
+from tckr.runfolder.phases import ADAPTER, PHASE, PHASES, matches, owned_files, owner
 
-PHASES = ("00_data", "01_captions", "02_lora_finetune", "03_generate", "04_run_evaluate", "05_mia_lira", "06_figures")
-
-# The phases whose products each phase reads.
-UPSTREAM = {
-    "00_data": (),
-    "01_captions": ("00_data",),
-    "02_lora_finetune": ("01_captions",),
-    "03_generate": ("01_captions", "02_lora_finetune"),
-    "04_run_evaluate": ("03_generate",),
-    "05_mia_lira": ("04_run_evaluate",),
-    "06_figures": ("04_run_evaluate", "05_mia_lira"),
-}
-
-ADAPTER = "{adapter}"  # lora/lora_<generator arch>_<dataset>.safetensors (tckr.artifacts.adapter_name)
-
-# Per phase: the config sections it reads, the files it reads (inputs) and writes (outputs), relative to the run
-# folder; a pattern with "*" matches every file it globs (hidden temporary files excluded).
-SPEC: dict[str, dict[str, tuple[str, ...]]] = {
-    "00_data": {"config": ("study.dataset", "data"), "inputs": (),
-                "outputs": ("splits/D.npy", "splits/H.npy", "splits/val.npy", "splits/pool.npy", "splits/public.npy")},
-    "01_captions": {"config": ("captions",), "inputs": ("splits/D.npy",), "outputs": ("captions/captions.csv",)},
-    "02_lora_finetune": {"config": ("generator", "lora"), "inputs": ("splits/D.npy", "captions/captions.csv"),
-                         "outputs": (ADAPTER,)},
-    "03_generate": {"config": ("generator", "synthesis"), "inputs": (ADAPTER, "captions/captions.csv"),
-                    "outputs": ("synthetic/manifest.json", "synthetic/shards/*", "synthetic/subsets/*.npy")},
-    "04_run_evaluate": {"config": ("classifier", "train", "gkd", "synthesis"),
-                        "inputs": ("synthetic/manifest.json", "synthetic/subsets/*.npy"),
-                        "outputs": ("classifiers/*.safetensors", "results/classifiers.csv")},
-    "05_mia_lira": {"config": ("classifier", "train", "mia", "audit"), "inputs": ("classifiers/*.safetensors", "mia/keep.npy"),
-                    "outputs": ("results/mia.csv",)},
-    "06_figures": {"config": ("*",), "inputs": ("results/*.csv",), "outputs": ("results/table.csv",)},
-}
 HISTORY_COLUMNS = ["started", "phase", "status", "seconds", "reason"]
 
 
@@ -97,8 +71,14 @@ def _done_marker(run_dir: Path, phase: str) -> Path:
 
 def _config_hash(run: runs.Run, phase: str) -> str:
     tree = run.cfg.to_dict()
-    part = {k: (tree if k == "*" else tree["study"]["dataset"] if k == "study.dataset" else tree[k]) for k in SPEC[phase]["config"]}
-    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
+
+    def part(key: str) -> Any:
+        if key == "*":
+            return tree
+        section, _, name = key.partition(".")
+        return tree[section][name] if name else tree[section]
+
+    return hashlib.sha256(json.dumps({k: part(k) for k in PHASE[phase].config}, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _files(run: runs.Run, patterns: tuple[str, ...]) -> list[str]:
@@ -109,10 +89,14 @@ def _files(run: runs.Run, patterns: tuple[str, ...]) -> list[str]:
         if "*" not in pat:
             out.append(pat)
             continue
-        folder, glob = pat.rsplit("/", 1)
-        out += sorted(f"{folder}/{f.name}" for f in (run.dir / folder).glob(glob)
-                      if f.is_file() and not f.name.startswith(".") and f.name != "phases.csv")
+        out += sorted(rel for rel in (f.relative_to(run.dir).as_posix() for f in run.dir.glob(pat) if f.is_file())
+                      if not any(part.startswith(".") for part in rel.split("/")) and rel != "results/phases.csv")
     return out
+
+
+def _input_files(run: runs.Run, phase: str) -> list[str]:
+    """The files ``phase`` reads that other phases make (its own outputs are no inputs)."""
+    return [rel for rel in _files(run, PHASE[phase].inputs) if owner(rel) != phase]
 
 
 def _identity(run: runs.Run, rel: str, before: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -127,9 +111,9 @@ def _identity(run: runs.Run, rel: str, before: dict[str, Any] | None = None) -> 
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": io.sha256_file(f)}
 
 
-def _identities(run: runs.Run, patterns: tuple[str, ...], before: dict[str, Any] | None = None) -> dict[str, Any]:
+def _identities(run: runs.Run, rels: list[str], before: dict[str, Any] | None = None) -> dict[str, Any]:
     before = before or {}
-    return {rel: _identity(run, rel, before.get(rel)) for rel in _files(run, patterns)}
+    return {rel: _identity(run, rel, before.get(rel)) for rel in rels}
 
 
 def _differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -139,6 +123,15 @@ def _differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
         if (a or {}).get("sha256") != (b or {}).get("sha256"):
             out.append(f"{rel} {'missing' if b is None else 'new' if a is None else 'changed'}")
     return out
+
+
+def _declared(phase: str) -> dict[str, list[str]]:
+    p = PHASE[phase]
+    return {"config": list(p.config), "inputs": list(p.inputs), "outputs": list(p.outputs)}
+
+
+def _listed(diff: list[str]) -> str:
+    return f"{', '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}"
 
 
 def _read_record(run: runs.Run, phase: str) -> dict[str, Any] | None:
@@ -173,16 +166,20 @@ def phase_state(run: runs.Run, phase: str) -> State:
         return State(False, "has not finished")
     if "inputs" not in rec or "outputs" not in rec:
         return State(False, "was recorded without its inputs (an older version of this runner)")
+    if rec.get("declared") != _declared(phase):  # its record may miss files it writes: run it again, removing nothing
+        return State(False, "was recorded when it declared other settings, inputs or outputs (an older version of tckr)")
     if rec.get("config") != _config_hash(run, phase):
         return State(False, "read other settings (its sections of config.yaml changed)", stale_inputs=True)
-    now = _identities(run, SPEC[phase]["inputs"], rec["inputs"])
+    now = _identities(run, _input_files(run, phase), rec["inputs"])
     diff = _differences(rec["inputs"], now)
     if diff:
-        return State(False, f"read other inputs ({', '.join(diff[:4])}{' ...' if len(diff) > 4 else ''})", stale_inputs=True)
-    out_now = _identities(run, SPEC[phase]["outputs"], rec["outputs"])
+        return State(False, f"read other inputs ({_listed(diff)})", stale_inputs=True)
+    # what it wrote, as recorded: a file that went missing or changed is a reason to run it again; a file another
+    # phase left among its outputs since (a cache made on demand) is not
+    out_now = _identities(run, list(rec["outputs"]), rec["outputs"])
     diff = _differences(rec["outputs"], out_now)
     if diff:
-        return State(False, f"outputs are not as it left them ({', '.join(diff[:4])}{' ...' if len(diff) > 4 else ''})")
+        return State(False, f"outputs are not as it left them ({_listed(diff)})")
     if out_now != rec["outputs"] or now != rec["inputs"]:  # same content, new times (a copied folder): remember them
         io.write_json(_done_marker(run.dir, phase), {**rec, "inputs": now, "outputs": out_now})
     return State(True)
@@ -190,12 +187,12 @@ def phase_state(run: runs.Run, phase: str) -> State:
 
 def _upstream(phase: str) -> list[str]:
     """Every phase ``phase`` reads from, directly or through others, in study order."""
-    found, todo = set(), list(UPSTREAM[phase])
+    found, todo = set(), list(PHASE[phase].upstream)
     while todo:
         up = todo.pop()
         if up not in found:
             found.add(up)
-            todo += UPSTREAM[up]
+            todo += PHASE[up].upstream
     return sorted(found, key=PHASES.index)
 
 
@@ -210,34 +207,32 @@ def _blocker(run: runs.Run, phase: str, current: set[str]) -> tuple[str, str] | 
 
 
 def _invalidate(run: runs.Run, phase: str) -> list[str]:
-    """Remove what ``phase`` made from inputs that have since changed, so that running it again redoes the work
-    instead of finding the old products (the phase functions skip what exists). Returns what was removed."""
+    """Remove everything ``phase`` made from inputs that have since changed, caches included, so that running it
+    again redoes the work instead of finding the old products (the phase functions skip what exists). A folder
+    no other phase writes into goes whole; elsewhere only the files ``phase`` owns. Returns what was removed."""
     d = run.dir
-    targets: list[Path] = {
-        "01_captions": [d / "captions"],
-        "02_lora_finetune": [d / "lora"],
-        "03_generate": [d / "synthetic"],
-        "04_run_evaluate": [*(d / "classifiers").glob("*synth*"), d / "ablation", d / "results" / "classifiers.csv",
-                            d / "results" / "ablation.csv"],
-        "05_mia_lira": [*(f for f in (d / "mia" / "logits").glob("*.npy") if not f.name.startswith("shadow_")),
-                        d / "mia" / "scores", d / "mia" / "roc", d / "results" / "mia.csv", d / "results" / "aop.csv"],
-    }.get(phase, [])
+    owned = owned_files(d, phase)
     removed = []
-    for t in sorted(set(targets)):
-        if t.is_dir():
-            shutil.rmtree(t)
-        elif t.exists():
-            t.unlink()
-        else:
+    for pat in PHASE[phase].outputs:
+        shared = pat.endswith("/") and any(q != pat and q.startswith(pat) for p in PHASE.values() for q in p.outputs)
+        if pat.endswith("/") and not shared:
+            if (d / pat).is_dir():
+                shutil.rmtree(d / pat)
+                removed.append(pat.rstrip("/"))
             continue
-        removed.append(str(t.relative_to(d)))
+        gone = [rel for rel in owned if matches(pat, rel)]
+        for rel in gone:
+            (d / rel).unlink()
+        if gone:
+            removed.append(gone[0] if len(gone) == 1 else f"{pat} ({len(gone)} files)")
     return removed
 
 
 def _check_outputs(run: runs.Run, phase: str) -> str | None:
     """What a phase that ran without error failed to write, or None."""
-    missing = [rel for rel in _files(run, SPEC[phase]["outputs"]) if not (run.dir / rel).is_file()]
-    empty = [p for p in SPEC[phase]["outputs"] if "*" in p and not _files(run, (p,))]
+    required = PHASE[phase].required
+    missing = [rel for rel in _files(run, required) if not (run.dir / rel).is_file()]
+    empty = [p for p in required if "*" in p and not _files(run, (p,))]
     if missing or empty:
         return f"it wrote no {', '.join(missing + empty)}"
     if phase == "03_generate" and "shards_sha256" not in io.read_json(run.dir / "synthetic" / "manifest.json"):
@@ -250,7 +245,13 @@ def _check_outputs(run: runs.Run, phase: str) -> str | None:
 
 def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = False, log=print) -> list[dict]:
     """Execute ``phases`` on an open run; returns one record per phase (phase, status, seconds). Every message
-    also goes to ``<run>/progress.log``, and the progress lines a phase writes there are echoed to ``log``."""
+    also goes to ``<run>/progress.log``, and the progress lines a phase writes there are echoed to ``log``.
+    Holds the run folder's lock throughout (:class:`~tckr.runfolder.lock.RunLocked` when another process does)."""
+    with lock.hold(run.dir):
+        return _run_phases(run, phases, force, log)
+
+
+def _run_phases(run: runs.Run, phases: tuple[str, ...], force: bool, log) -> list[dict]:
     progress_log = run.dir / progress.LOG_NAME
     say = log
 
@@ -263,7 +264,7 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
     config_file = str(run.dir / runs.CONFIG_FILE)
     for i, phase in enumerate(phases, 1):
         marker = _done_marker(run.dir, phase)
-        head = f"[{i}/{len(phases)}] {phase:<18}"
+        head = f"[{i}/{len(phases)}] {phase:<20}"
         state = phase_state(run, phase)
         if state.current and not force:
             rec = {**_read_record(run, phase), "status": "skipped (done)"}
@@ -304,8 +305,9 @@ def run_phases(run: runs.Run, phases: tuple[str, ...] = PHASES, force: bool = Fa
             records.append({"phase": phase, "status": "failed", "seconds": round(seconds, 1)})
             raise PhaseFailed(f"phase {phase} ran without error but {problem}; executed notebook: {out}")
         rec = {"phase": phase, "status": "done", "seconds": round(seconds, 1), "finished": _now(),
-               "config": _config_hash(run, phase), "inputs": _identities(run, SPEC[phase]["inputs"]),
-               "outputs": _identities(run, SPEC[phase]["outputs"])}
+               "declared": _declared(phase), "config": _config_hash(run, phase),
+               "inputs": _identities(run, _input_files(run, phase)),
+               "outputs": _identities(run, owned_files(run.dir, phase))}
         io.write_json(marker, rec)
         _append_history(run, phase, "done", seconds, reason, started_at)
         records.append({k: rec[k] for k in ("phase", "status", "seconds")})
@@ -337,23 +339,24 @@ def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: 
               force: bool = False, seeds: list[int] | None = None, overrides: dict[str, Any] | None = None,
               log=print) -> Path:
     """Run the study for every seed of the config (``overrides``: dotted keys such as ``{"train.epochs": 3}``,
-    validated like the YAML); return the run folder."""
+    validated like the YAML), holding the run folder's lock; return the run folder."""
     overrides = {**(overrides or {}), **({"study.seeds": list(seeds)} if seeds else {})} or None
     cfg = load_config(config, overrides)
     root = paths.resolve(run_dir) if run_dir else runs.default_run_dir(cfg)
     seeds = cfg.study.seeds
     total = time.perf_counter()
-    log(f"study {cfg.study.name} ({cfg.study.dataset}, {cfg.study.tier} tier) -> {root}")
-    for seed in seeds:
-        folder = root if len(seeds) == 1 else root / f"seed{seed}"
-        run = runs.open_run(cfg, folder, seed=seed)
-        provenance.check_disjoint(run)
+    with lock.hold(root):  # before anything is written: a second study on this folder stops here
+        log(f"study {cfg.study.name} ({cfg.study.dataset}, {cfg.study.tier} tier) -> {root}")
+        for seed in seeds:
+            folder = root if len(seeds) == 1 else root / f"seed{seed}"
+            run = runs.open_run(cfg, folder, seed=seed)
+            provenance.check_disjoint(run)
+            if len(seeds) > 1:
+                log(f"== seed {seed}: {folder}")
+            run_phases(run, phases, force=force, log=log)
         if len(seeds) > 1:
-            log(f"== seed {seed}: {folder}")
-        run_phases(run, phases, force=force, log=log)
-    if len(seeds) > 1:
-        runs.open_run(cfg, root, seed=seeds[0])
-        per_seed, table = plots.seed_summary([root / f"seed{s}" for s in seeds])
-        artifacts.write_study_table(root, table, per_seed)
+            runs.open_run(cfg, root, seed=seeds[0])
+            per_seed, table = plots.seed_summary([root / f"seed{s}" for s in seeds])
+            artifacts.write_study_table(root, table, per_seed)
     log(f"study finished in {time.perf_counter() - total:.1f} s: {root}")
     return root

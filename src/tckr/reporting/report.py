@@ -45,6 +45,7 @@ import yaml
 from tckr.core import io
 from tckr.privacy import ledger, metrics
 from tckr.runfolder.artifacts import seed_folders  # noqa: F401  (kept importable from here: tckr.report.seed_folders)
+from tckr.runfolder.phases import phase_list
 
 BEGIN = "<!-- tckr.report:begin (tckr report write ...; do not edit by hand) -->"
 END = "<!-- tckr.report:end -->"
@@ -60,8 +61,6 @@ IMAGE_PNGS = ("real_vs_synthetic.png", "synthetic_samples.png", "real_samples.pn
 README_FIGURES = ("ledger", "roc")  # linked below a study's tables when images/<study>/ holds them
 SEEDS_FIGURES = ("seeds_cardinality",)  # linked below a several-seed study's table
 DETECTED = "AUC interval above 50% and TPR@1% FPR interval above 1%"
-# tckr.study.PHASES (the report may not import the runner: layers contract; a test checks they agree)
-STUDY_PHASES = ("00_data", "01_captions", "02_lora_finetune", "03_generate", "04_run_evaluate", "05_mia_lira", "06_figures")
 
 
 class ReportError(ValueError):
@@ -160,7 +159,7 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
         clf = _read(d, "results", "classifiers.csv").assign(seed=int(d.name[4:]))
         frames.append(clf)
         log = _read(d, "results", "phases.csv")
-        done = [p for p in STUDY_PHASES if p in set(log.loc[log["status"] == "done", "phase"])]
+        done = [p for p in phase_list(set(log["phase"])) if p in set(log.loc[log["status"] == "done", "phase"])]
         times.append(f"seed {d.name[4:]} {wall_time(d, log)['total'] / 60:.1f} min ({done[0]}–{done[-1]})" if done
                      else f"seed {d.name[4:]}: no phase finished")
         env = io.read_json(d / "environment.json") if (d / "environment.json").is_file() else {}
@@ -210,7 +209,7 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
         f", GPU {env['gpu']}" if env.get("gpu") else ", no GPU")
     phases = ", ".join(f"{p} {s / 60:.1f}" for p, s in wt.items() if p != "total")
     last = log.groupby("phase", sort=False)["status"].last()
-    open_phases = [p for p in STUDY_PHASES if last.get(p) != "done"]
+    open_phases = [p for p in phase_list(set(log["phase"])) if last.get(p) != "done"]
     if open_phases:
         phases += f"; **not finished: {', '.join(open_phases)}** (its time is not counted)"
     seeds = cfg["study"].get("seeds", [0])
