@@ -186,13 +186,13 @@ def _shadows(a) -> None:
 
 
 def _pipelines(a) -> None:
-    from tckr.privacy import pipelines  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.privacy import pipeline_attacks, pipelines  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     run = _open(a)
     pipelines.train_pipelines(run, a.n_pipelines, a.shard, progress=not a.no_progress)
     if a.attack:
-        print(pipelines.attack_students(run, a.n_pipelines, progress=not a.no_progress).to_string(index=False))
-        pipelines.pipeline_spread(run, a.n_pipelines)
+        print(pipeline_attacks.attack_students(run, a.n_pipelines, progress=not a.no_progress).to_string(index=False))
+        pipeline_attacks.pipeline_spread(run, a.n_pipelines)
 
 
 def _generator_attack(a) -> None:
@@ -206,12 +206,11 @@ def _generator_attack(a) -> None:
 
 def _ledger(a) -> None:
     from tckr.privacy import ledger  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from tckr.reporting import plots
 
     _unsharded(a)
     _no_set(a)
     run = _open(a, new=False)
-    table = ledger.build(run.dir, plots.headline_attack(run.dir))
+    table = ledger.build(run.dir)
     print(ledger.markdown(table, headline_only=a.headline_only))
 
 

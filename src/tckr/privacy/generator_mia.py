@@ -59,8 +59,8 @@ from tckr.core import io
 from tckr.core.progress import note
 from tckr.datasets import splitting
 from tckr.generation import generator, lora, synthesis
-from tckr.privacy import mia, pipelines
-from tckr.runfolder import runs
+from tckr.privacy import attack_results, attacks, mia, pipelines
+from tckr.runfolder import artifacts, runs, synthetic
 
 GENERATOR_ATTACKS = ("gen_loss", "gen_contrast", "gen_lira_online_fixed", "gen_lira_offline_fixed",
                      "gen_contrast_lira_online_fixed", "gen_contrast_lira_offline_fixed")
@@ -124,7 +124,7 @@ def generator_scores(target_errors: np.ndarray, shadow_errors: np.ndarray | None
         shadow_stat = ss[kind].reshape(s.shape[:3])
         for online in (True, False):
             name = f"{prefix}_{'online' if online else 'offline'}_fixed"
-            out[name] = mia.lira_from_stable(ts[kind], shadow_stat, shadow_in, online=online, fixed_variance=True)
+            out[name] = attacks.lira_from_stable(ts[kind], shadow_stat, shadow_in, online=online, fixed_variance=True)
     return out
 
 
@@ -181,7 +181,7 @@ def synthetic_scores(target_stat: np.ndarray, shadow_stat: np.ndarray | None = N
         return out
     s = np.asarray(shadow_stat, dtype=np.float64)
     for online in (True, False):
-        out[f"syn_lira_{'online' if online else 'offline'}_fixed"] = mia.lira_from_stable(
+        out[f"syn_lira_{'online' if online else 'offline'}_fixed"] = attacks.lira_from_stable(
             t, s, shadow_in, online=online, fixed_variance=True)
     return out
 
@@ -256,7 +256,7 @@ def denoising_errors(pipe, images: np.ndarray | None, prompts: list[str], *, n_q
 
 # ---------------------------------------------------------------- the run's examples, prompts and reference models
 def _dir(run, kind: str, *parts: str) -> Path:
-    return run.path("mia", kind, *parts)
+    return artifacts.mia_dir(run, kind, *parts)
 
 
 def pool_prompts(run, *, progress: bool = True) -> pd.DataFrame:
@@ -271,9 +271,9 @@ def _subset(run, kind: str, size: int, tag: int) -> np.ndarray:
     f = _dir(run, kind, "subset.npy")
     if f.is_file():
         return io.load_array(f)
-    if not mia.mia_dir(run, "pool.npz").is_file():
+    if not artifacts.mia_dir(run, "pool.npz").is_file():
         mia.pool(run)
-    saved = np.load(mia.mia_dir(run, "pool.npz"))
+    saved = np.load(artifacts.mia_dir(run, "pool.npz"))
     strata = saved["labels"] * 2 + saved["member"].astype(np.int64)
     canary = mia.canary_mask(run)
     rest = np.flatnonzero(~canary)  # every position of P when mia.canaries is 0: the draw is unchanged
@@ -323,8 +323,8 @@ def _pipelines(run, n: int, has: Callable, what: str) -> dict[str, object]:
 def pipeline_adapters(run, n_pipelines: int | None = None) -> dict[str, Path]:
     """``pipeline_<iii>`` -> LoRA adapter of the first ``n_pipelines`` shadow pipelines (all must exist)."""
     n = run.cfg.mia.n_pipelines if n_pipelines is None else int(n_pipelines)
-    subs = _pipelines(run, n, lambda sub: lora.adapter_path(sub).is_file(), "LoRA adapter")
-    return {name: lora.adapter_path(sub) for name, sub in subs.items()}
+    subs = _pipelines(run, n, lambda sub: artifacts.adapter_path(sub).is_file(), "LoRA adapter")
+    return {name: artifacts.adapter_path(sub) for name, sub in subs.items()}
 
 
 # ---------------------------------------------------------------- generator attack on a run
@@ -342,7 +342,7 @@ def generator_errors(run, n_pipelines: int | None = None, *, progress: bool = Tr
     ``mia/generator/errors_<model>.npy`` (finished models are read back)."""
     cfg = run.cfg
     n = cfg.mia.n_pipelines if n_pipelines is None else int(n_pipelines)
-    target = lora.adapter_path(run)
+    target = artifacts.adapter_path(run)
     if not target.is_file():
         raise FileNotFoundError(f"no target adapter at {target}; run notebooks/02_lora_finetune.ipynb (tckr.lora.finetune) first")
     models = {"target": target, **(pipeline_adapters(run, n) if n else {})}
@@ -388,9 +388,10 @@ def _write_results(run, file: str, target: str, role: str, cardinality, release:
                    positions: np.ndarray, n_refs: int) -> pd.DataFrame:
     """One release point's rows through :func:`tckr.mia.write_attack_results` (``n_shadows``: the reference
     models of the LiRA attacks, 0 for the threshold attacks)."""
-    scored = mia.TargetScores(target, scores, {"role": role, "cardinality": cardinality, "label_mode": None, "release": release},
-                              n_shadows={a: n_refs if "lira" in a else 0 for a in scores})
-    return mia.write_attack_results(run, file, [scored], positions=positions, extra_columns=["release"])
+    scored = attack_results.TargetScores(target, scores, {"role": role, "cardinality": cardinality, "label_mode": None,
+                                                          "release": release},
+                                         n_shadows={a: n_refs if "lira" in a else 0 for a in scores})
+    return attack_results.write_attack_results(run, file, [scored], positions=positions, extra_columns=["release"])
 
 
 def attack_generator(run, n_pipelines: int | None = None, *, progress: bool = True) -> pd.DataFrame:
@@ -416,7 +417,7 @@ def synthetic_cardinalities(run) -> list[float]:
 
 
 def _has_set(multiple: float) -> Callable:
-    return lambda sub: any(np.isclose(m, multiple) for m in synthesis.available_multiples(sub))
+    return lambda sub: any(np.isclose(m, multiple) for m in synthetic.available_multiples(sub))
 
 
 def synthetic_stats(run, multiple: float, n_pipelines: int | None = None, *, progress: bool = True) -> dict[str, np.ndarray]:
@@ -436,7 +437,7 @@ def synthetic_stats(run, multiple: float, n_pipelines: int | None = None, *, pro
             continue
         start = time.perf_counter()
         p = p or mia.pool(run)
-        syn = synthesis.load_synthetic(r, multiple)
+        syn = synthetic.load_synthetic(r, multiple)
         out[m] = synthetic_statistics(p.images[pos], p.labels[pos], syn.images, syn.labels)
         io.save_array(f, out[m])
         if progress:
@@ -470,8 +471,8 @@ def run_all(run, *, progress: bool = True) -> dict[str, pd.DataFrame]:
     out = {"generator": pd.DataFrame(), "synthetic": pd.DataFrame()}
     if cfg.mia.generator_examples <= 0:
         print("generator attack: off (mia.generator_examples is 0)")
-    elif not lora.adapter_path(run).is_file():
-        print(f"generator attack: skipped, no target adapter at {lora.adapter_path(run)}")
+    elif not artifacts.adapter_path(run).is_file():
+        print(f"generator attack: skipped, no target adapter at {artifacts.adapter_path(run)}")
     else:
         try:
             out["generator"] = attack_generator(run, progress=progress)
