@@ -25,7 +25,7 @@ import pandas as pd
 
 from tckr.core import io, paths
 from tckr.privacy import ledger, metrics
-from tckr.runfolder import artifacts, runs
+from tckr.runfolder import artifacts, runs, synthetic
 
 FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audit", "curves")
 # drawn from images (real and synthetic, nearest pairs) that a result folder (tckr.report.collect) does not hold
@@ -173,7 +173,7 @@ def image_grid(rows: list[np.ndarray], row_labels: list[str], title: str = "", c
 def _synthetic_images(run_dir: Path):
     """The run's largest synthetic set, read from its shards."""
     run = runs.open_run(None, run_dir)
-    s = artifacts.load_synthetic(run, max(artifacts.available_multiples(run)))
+    s = synthetic.load_synthetic(run, max(synthetic.available_multiples(run)))
     return s.images, s.labels
 
 
@@ -255,7 +255,7 @@ def audit_pairs_figure(run_dir: str | Path):
     top = table.nsmallest(k, "feature_dist_D")
     run = runs.open_run(None, run_dir)
     D, H = run.real("D").images, run.real("H").images
-    sets = {m: artifacts.load_synthetic(run, m) for m in top["multiple"].unique()}
+    sets = {m: synthetic.load_synthetic(run, m) for m in top["multiple"].unique()}
     plt = _plt()
     fig, axes = plt.subplots(3, len(top), figsize=(1.3 * len(top) + 1, 4.4), squeeze=False)
     for j, (_, r) in enumerate(top.iterrows()):
@@ -508,8 +508,8 @@ def plot_synthetic_samples(run, multiple: float | None = None, per_class: int = 
     """A grid of synthetic samples, one row per class (``run``: a :class:`tckr.runs.Run` or its folder):
     ``figures/<name>``."""
     run = run if hasattr(run, "cfg") else runs.open_run(None, run)
-    multiple = max(artifacts.available_multiples(run) or [0]) if multiple is None else multiple
-    s = artifacts.load_synthetic(run, multiple)
+    multiple = max(synthetic.available_multiples(run) or [0]) if multiple is None else multiple
+    s = synthetic.load_synthetic(run, multiple)
     names = run.class_names
     fig = _plt().figure(figsize=(1.6 + per_class * 0.8, 0.4 + len(names) * 0.8))
     axes = fig.subplots(len(names), per_class, squeeze=False)

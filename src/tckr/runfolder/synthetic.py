@@ -138,7 +138,8 @@ def is_complete(run) -> bool:
 def problems(run) -> list[str]:
     """The damaged shards of the run's synthetic set: present but truncated or changed (sha256 differs from the
     sidecar's), or replaced since the set was finished (sidecar differs from the manifest's list). Shards not
-    made yet are not listed (:func:`status` shows them). Empty when every present shard is intact."""
+    made yet are not listed (:func:`tckr.generation.synthesis.status` shows them). Empty when every present shard
+    is intact."""
     manifest = synthetic_dir(run) / "manifest.json"
     if not manifest.is_file():
         return []
