@@ -232,7 +232,6 @@ def test_synthetic_lira_uses_the_reference_mask_the_right_way_round():
 
 # ---------------------------------------------------------------- a run with two fake shadow pipelines
 def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, capsys):
-    from tckr.generation import synthesis
     from tckr.privacy import pipelines
     from tckr.runfolder import runs
 
@@ -256,8 +255,8 @@ def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, c
         img = np.clip(D.images.astype(float) + rng.normal(0, 12, D.images.shape), 0, 255).astype(np.uint8)
         return synthetic.SyntheticSet(images=img, labels=D.labels, prompts=[""] * len(D))
 
-    monkeypatch.setattr(synthesis, "available_multiples", fake_multiples)
-    monkeypatch.setattr(synthesis, "load_synthetic", fake_load)
+    monkeypatch.setattr(synthetic, "available_multiples", fake_multiples)
+    monkeypatch.setattr(synthetic, "load_synthetic", fake_load)
 
     out = gm.run_all(run, progress=True)
     printed = capsys.readouterr().out

@@ -151,7 +151,7 @@ def test_seed_aggregate_gives_mean_and_ci(tmp_path, monkeypatch):
                              "accuracy": acc, "auc_mia": [60.0, 55.0], "tpr_at_1pct": [2.0, 1.0], "aop": [60.0, 60.0],
                              "attack": ["lira_online"] * 2})
 
-    monkeypatch.setattr(plots, "study_table", fake_table)
+    monkeypatch.setattr(ledger, "study_table", fake_table)
     per_seed, out = ledger.seed_summary([tmp_path / f"seed{i}" for i in range(3)])
     assert len(per_seed) == 6 and not (tmp_path / "results").exists()  # reading writes nothing
     artifacts.write_study_table(tmp_path, out, per_seed)

@@ -227,7 +227,7 @@ class FakeSynthetic:
 @pytest.fixture
 def fake_synthesis(monkeypatch):
     sets = {}
-    mod = types.ModuleType("tckr.generation.synthesis")
+    mod = types.ModuleType("tckr.runfolder.synthetic")
     mod.SyntheticSet = FakeSynthetic
 
     def load_synthetic(run, multiple):
@@ -240,11 +240,11 @@ def fake_synthesis(monkeypatch):
     mod.ShardedImages = ShardedImages
     mod.available_multiples = lambda run: sorted(sets)
     mod.check = lambda run: None  # the real one checks shard checksums; these sets are in memory
-    monkeypatch.setitem(sys.modules, "tckr.generation.synthesis", mod)
+    monkeypatch.setitem(sys.modules, "tckr.runfolder.synthetic", mod)
     import tckr
 
     monkeypatch.setattr(tckr, "synthesis", mod, raising=False)
-    monkeypatch.setattr(train, "synthesis", mod)  # the module train imported
+    monkeypatch.setattr(train, "synthetic", mod)  # the module train imported
     return sets
 
 
