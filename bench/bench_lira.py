@@ -17,7 +17,7 @@ import numpy as np
 
 def make_logits(m: int, n: int, q: int, c: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shadow logits with a planted membership signal (IN shadows get a larger true-class logit)."""
-    from tckr.privacy.mia import membership_mask
+    from tckr.privacy.attacks import membership_mask
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, c, n)
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    from tckr.privacy import metrics, mia
+    from tckr.privacy import attacks, metrics
 
     m, n, q, c = args.shadows, args.examples, args.queries, args.classes
     t0 = time.perf_counter()
@@ -77,7 +77,7 @@ def main() -> None:
     print(f"cores available: {len(os.sched_getaffinity(0))}, workers: {args.workers}")
     for online in (True, False):
         t0 = time.perf_counter()
-        s = mia.lira(target, shadow, labels, keep, online=online, workers=args.workers)
+        s = attacks.lira(target, shadow, labels, keep, online=online, workers=args.workers)
         wall = time.perf_counter() - t0
         print(f"lira {'online ' if online else 'offline'}: {wall:6.1f} s wall (goal <= 30 s), AUC {metrics.attack_metrics(s, member)['auc']:.3f}, "
               f"peak RSS {peak_rss_mb():.0f} MiB (+{peak_rss_mb() - base_mb:.0f} MiB over the inputs)")
@@ -86,7 +86,7 @@ def main() -> None:
     ref = naive_lira(target[:k], shadow[:, :k], labels[:k], keep[:, :k])
     t_naive = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ours = mia.lira(target[:k], shadow[:, :k], labels[:k], keep[:, :k], workers=args.workers)
+    ours = attacks.lira(target[:k], shadow[:, :k], labels[:k], keep[:, :k], workers=args.workers)
     t_ours = time.perf_counter() - t0
     print(f"1/10 slice ({k} examples): naive whole-array float64 {t_naive:.1f} s vs tckr.mia.lira {t_ours:.1f} s "
           f"-> {t_naive / t_ours:.1f}x; max |difference| {np.abs(ref - ours).max():.2e}")

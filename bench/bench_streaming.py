@@ -98,7 +98,7 @@ class AnonPeak:
 def child(args) -> dict:
     """Open the set with one loader, train one epoch; peak RSS and peak anonymous RSS of this process."""
     from tckr.classification import train
-    from tckr.generation import synthesis
+    from tckr.runfolder import synthetic
 
     anon = AnonPeak()
     files = sorted(Path(args.folder).glob("shard_*.npy"))
@@ -111,10 +111,10 @@ def child(args) -> dict:
     if args.child == "memory":  # the loader before streaming: concatenate every shard, then copy the subset out
         images = np.concatenate([np.load(f, mmap_mode="r") for f in files])[idx]
     else:
-        images = synthesis.ShardedImages.open(files, idx)
+        images = synthetic.ShardedImages.open(files, idx)
     open_s = time.perf_counter() - t0
     labels = labels_all[idx]
-    val = np.asarray(synthesis.ShardedImages.open(files[:1], np.arange(min(200, n))))
+    val = np.asarray(synthetic.ShardedImages.open(files[:1], np.arange(min(200, n))))
     cfg = config(args)
     _, hist = train.fit(cfg, cfg.classifier.student_arch, images, labels, val, labels_all[:len(val)], seed=0,
                         progress=False, num_classes=10)

@@ -20,11 +20,11 @@ import numpy as np
 def measure(run_dir: str) -> dict:
     from tckr.generation import synthesis
     from tckr.privacy import audit
-    from tckr.runfolder import artifacts, runs
+    from tckr.runfolder import runs, synthetic
 
     run = runs.open_run(None, run_dir)
     D, H = run.real("D"), run.real("H")
-    S = artifacts.load_synthetic(run, max(run.cfg.synthesis.cardinalities))
+    S = synthetic.load_synthetic(run, max(run.cfg.synthesis.cardinalities))
     own_index = synthesis.plan_sources(run)[np.asarray(S.index)]
     x, d, h = audit.pixels(S.images), audit.pixels(D.images), audit.pixels(H.images)
     (near_D, which_D), (near_H, _) = audit.nearest(x, d), audit.nearest(x, h)

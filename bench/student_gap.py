@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tckr.classification import inference, train
     from tckr.core import io
     from tckr.core.config import config_from_dict
-    from tckr.generation import synthesis
-    from tckr.runfolder import runs
+    from tckr.runfolder import runs, synthetic
 
     run = runs.open_run(None, a.run)
     torch.set_num_threads(a.threads)
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         return 100 * float(np.mean(inference.predict_logits(model, test.images, cfg).argmax(1) == test.labels))
 
     t_acc = accuracy(teacher, run.cfg)
-    synth = synthesis.stream_synthetic(run, a.multiple)
+    synth = synthetic.stream_synthetic(run, a.multiple)
     rows = []
     jobs = [(name, RECIPES[name], "synthetic") for name in a.recipes] + ([("real H", {}, "real H")] if a.real_h else [])
     for name, over, source in jobs:

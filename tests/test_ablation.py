@@ -12,7 +12,7 @@ import torch
 from tckr.classification import ablation, classifiers, evaluate, train
 from tckr.core import io
 from tckr.generation import lora
-from tckr.runfolder import runs
+from tckr.runfolder import artifacts, runs
 
 ARCH = "mobilenetv3_small_050"
 MOD = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
@@ -33,7 +33,7 @@ def planted(cls: int, name: str, multiple: float | None, label_mode: str, role: 
 def stand_ins(tmp_path, monkeypatch):
     """A tiny run with an adapter and its record (what 02 leaves); synthesis and training replaced, calls recorded."""
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={"study.num_threads": 1})
-    adapter = lora.adapter_path(run)
+    adapter = artifacts.adapter_path(run)
     io.save_weights(adapter, {f"unet.{MOD}.lora_A.weight": torch.ones(4, 32), f"unet.{MOD}.lora_B.weight": torch.ones(32, 4)},
                     {"rank": 4})
     io.write_json(adapter.parent / "training.json", {"steps": 4, "adapter_sha256": io.sha256_file(adapter)})
@@ -47,7 +47,7 @@ def stand_ins(tmp_path, monkeypatch):
         assert teacher_model is teacher
         prompt_mode = r.cfg.synthesis.prompt_mode
         calls["student"].append((prompt_mode, label_mode, multiple, r.dir))
-        return planted(PLANTED[(prompt_mode, label_mode)], train.model_name("student", multiple, label_mode), multiple, label_mode)
+        return planted(PLANTED[(prompt_mode, label_mode)], artifacts.model_name("student", multiple, label_mode), multiple, label_mode)
 
     monkeypatch.setattr(train, "student", student)
     return run, calls
@@ -59,7 +59,7 @@ def test_class_prompt_sub_run_shares_the_adapter_with_its_record(stand_ins):
     assert sub.dir == run.dir / "ablation" / "class_prompts" and sub.seed == run.seed
     assert (sub.cfg.synthesis.prompt_mode, sub.cfg.synthesis.cardinalities, sub.cfg.mia.pipeline_cardinalities) == ("class", [0.5], [])
     assert np.array_equal(sub.splits().D, run.splits().D)  # the same private set D
-    assert lora.adapter_path(sub).read_bytes() == lora.adapter_path(run).read_bytes()
+    assert artifacts.adapter_path(sub).read_bytes() == artifacts.adapter_path(run).read_bytes()
     assert lora.adapter_problem(sub) is None  # its sha256 came along: the copy is checked like the original
 
 
@@ -75,7 +75,7 @@ def test_run_ablation_tabulates_the_four_students(stand_ins):
     assert list(table.columns) == ["prompt_mode", "label_mode", "cardinality", "model", "test_accuracy"]
     for r in table.itertuples():
         assert r.test_accuracy == pytest.approx(100 * np.mean(labels == PLANTED[(r.prompt_mode, r.label_mode)]))
-        assert r.model == train.model_name("student", 0.5, r.label_mode) and r.cardinality == 0.5
+        assert r.model == artifacts.model_name("student", 0.5, r.label_mode) and r.cardinality == 0.5
     pd.testing.assert_frame_equal(pd.read_csv(run.dir / "results" / "ablation.csv"), table, check_dtype=False)
     # the caption-prompt students are rows of the run's own table, the class-prompt ones of the sub-run's
     own = evaluate.results_table(run).set_index("model")["test_accuracy"]

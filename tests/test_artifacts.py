@@ -35,9 +35,9 @@ def test_result_readers_read_the_files_at_their_paths(folder):
     assert artifacts.read_optional_result(folder, "mia.csv") is None
     with pytest.raises(FileNotFoundError, match=r"results/mia\.csv is missing: run the phase that writes it"):
         artifacts.read_result(folder, "mia.csv")
-    assert artifacts.read_headline(folder) == "lira_offline_fixed"
+    assert artifacts.read_headline_record(folder)["attack"] == "lira_offline_fixed"
     (folder / "results" / "headline.json").unlink()
-    assert artifacts.read_headline(folder) is None
+    assert artifacts.read_headline_record(folder) is None
 
 
 def test_roc_path_and_reader(folder):

@@ -86,13 +86,13 @@ def planted_run(tmp_path, monkeypatch):
         available_multiples=lambda r: sorted(sets),
         load_synthetic=lambda r, m: types.SimpleNamespace(images=sets[m][0], labels=sets[m][1], prompts=[""] * len(sets[m][1])),
     )
-    monkeypatch.setitem(sys.modules, "tckr.generation.synthesis", stub)
+    monkeypatch.setitem(sys.modules, "tckr.runfolder.synthetic", stub)
     monkeypatch.setattr(tckr, "synthesis", stub, raising=False)
-    monkeypatch.setattr(audit, "synthesis", stub)  # the module audit imported
-    from tckr.runfolder import artifacts  # the figures read synthetic sets through the run-artefacts layer
+    monkeypatch.setattr(audit, "synthetic", stub)  # the module audit imported
+    from tckr.runfolder import synthetic  # the figures read synthetic sets through the run folder's synthetic store
 
-    monkeypatch.setattr(artifacts, "load_synthetic", stub.load_synthetic)
-    monkeypatch.setattr(artifacts, "available_multiples", stub.available_multiples)
+    monkeypatch.setattr(synthetic, "load_synthetic", stub.load_synthetic)
+    monkeypatch.setattr(synthetic, "available_multiples", stub.available_multiples)
     real_fit = train.fit
     calls = []
 
@@ -170,7 +170,7 @@ def test_audit_counts_planted_near_copies_and_keeps_the_null_at_the_control_rate
     pairs = plots.audit_pairs_figure(run.dir)
     top = table.nsmallest(1, "feature_dist_D").iloc[0]
     shown = pairs.axes[0].get_images()[0].get_array()
-    np.testing.assert_array_equal(np.asarray(shown), sys.modules["tckr.generation.synthesis"].load_synthetic(run, top["multiple"]).images[int(top["synthetic_index"])])
+    np.testing.assert_array_equal(np.asarray(shown), sys.modules["tckr.runfolder.synthetic"].load_synthetic(run, top["multiple"]).images[int(top["synthetic_index"])])
     plots._plt().close("all")
     names = {p.name for p in plots.plot_audit(run.dir)}
     assert names == {"audit_distances.png", "audit_distances.pdf", "audit_pairs.png", "audit_pairs.pdf"}
@@ -185,9 +185,9 @@ def test_audit_without_synthetic_sets_is_a_no_op(planted_run, monkeypatch):
     import tckr
 
     stub = types.SimpleNamespace(available_multiples=lambda r: [], load_synthetic=None)
-    monkeypatch.setitem(sys.modules, "tckr.generation.synthesis", stub)
+    monkeypatch.setitem(sys.modules, "tckr.runfolder.synthetic", stub)
     monkeypatch.setattr(tckr, "synthesis", stub, raising=False)
-    monkeypatch.setattr(audit, "synthesis", stub)  # the module audit imported
+    monkeypatch.setattr(audit, "synthetic", stub)  # the module audit imported
     assert audit.audit(planted_run, progress=False).empty
     assert not (planted_run.dir / "results" / "audit.csv").exists()
     assert not planted_run.fit_calls

@@ -13,8 +13,8 @@ from tckr.classification import batches, classifiers, train
 from tckr.core import io
 from tckr.datasets import real, splitting
 from tckr.generation import captions, lora, synthesis
-from tckr.privacy import attacks, generator_mia, ledger, mia, pipelines, synthetic_mia
-from tckr.runfolder import runs
+from tckr.privacy import attacks, generator_mia, ledger, mia, pipeline_attacks, pipelines, synthetic_mia
+from tckr.runfolder import artifacts, runs
 
 BASE = {"data.train_size": 40, "data.val_size": 10, "mia.population_size": 10, "mia.n_bootstrap": 10,
         "classifier.input_size": 16, "study.num_threads": 1, "mia.n_shadows": 2, "mia.n_pipelines": 2,
@@ -168,12 +168,12 @@ def test_canary_rows_are_scored_on_the_canaries_alone_and_kept_out_of_the_headli
     for role, name, m, mode in (("teacher", "teacher", None, "real"), ("student", "student_synth1x", 1.0, "soft")):
         io.save_array(L / f"{name}.npy", logits(member))
         io.save_array(L / f"{name}_population.npy", z)
-        f = train.weights_file(run, role, m) if m else train.weights_file(run, "teacher")
+        f = artifacts.weights_file(run, role, m) if m else artifacts.weights_file(run, "teacher")
         classifiers.save(model, f, arch="mobilenetv3_small_050", class_names=run.class_names,
                          normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
                          extra={"role": role, "name": name, "label_mode": mode, "multiple": m})
     rows = mia.attack(run)
-    piped = pipelines.attack_students(run, progress=False)
+    piped = pipeline_attacks.attack_students(run, progress=False)
     pos = synthetic_mia.synthetic_subset(run)
     stat = np.stack([logits(member)[pos, 0, labels[pos]], mu[pos, 0]], 1)
     shadow = np.stack([np.stack([logits(keep[i])[pos, 0, labels[pos]], mu[pos, 0]], 1) for i in range(4)])
@@ -189,8 +189,9 @@ def test_canary_rows_are_scored_on_the_canaries_alone_and_kept_out_of_the_headli
     assert (run.dir / "mia" / "roc" / "teacher_lira_online_fixed_canaries.csv").is_file()
     assert pd.read_csv(run.dir / "mia" / "scores" / "teacher.csv")["canary"].sum() == N
 
-    head = mia.headline(run)["attack"]
-    table = ledger.build(run.dir, head)
+    head = ledger.headline(run.dir)  # the run's own (results/headline.json)
+    table = ledger.build(run.dir)
+    assert set(ledger.headlines(table).loc[lambda t: t["release"] == "teacher", "attack"]) == {head}
     can = table[table["subset"] == "canaries"]
     assert len(can) and not can["headline"].any() and (table.index[table["subset"] == "canaries"] >= len(table) - len(can)).all()
     assert (ledger.headlines(table)["subset"] == "all").all()

@@ -15,9 +15,10 @@ import torch
 
 from tckr.datasets import real
 from tckr.generation import captions, generator, lora, prompt_files
+from tckr.privacy import attacks, metrics
 from tckr.privacy import generator_mia as gm
 from tckr.privacy import synthetic_mia as sm
-from tckr.privacy import metrics, mia
+from tckr.runfolder import artifacts, synthetic
 
 BASE = "models/tiny-sd-fashion"
 
@@ -198,7 +199,7 @@ def _fake_errors(keep, member, seed):
 
 def test_generator_lira_uses_the_reference_mask_the_right_way_round():
     labels = np.repeat(np.arange(10), 40)
-    keep = mia.membership_mask(8, labels, seed=1)
+    keep = attacks.membership_mask(8, labels, seed=1)
     member = np.random.default_rng(2).permutation(np.r_[np.ones(200, bool), np.zeros(200, bool)])
     target, shadows = _fake_errors(keep, member, seed=3)
     right, swapped = gm.generator_scores(target, shadows, keep), gm.generator_scores(target, shadows, ~keep)
@@ -214,7 +215,7 @@ def test_generator_lira_uses_the_reference_mask_the_right_way_round():
 
 def test_synthetic_lira_uses_the_reference_mask_the_right_way_round():
     labels = np.repeat(np.arange(10), 40)
-    keep = mia.membership_mask(8, labels, seed=4)
+    keep = attacks.membership_mask(8, labels, seed=4)
     member = np.random.default_rng(5).permutation(np.r_[np.ones(200, bool), np.zeros(200, bool)])
     rng = np.random.default_rng(6)
     base = -np.abs(rng.normal(0.2, 0.1, (400, 1)))  # how typical each image is: far from every synthetic image or not
@@ -232,7 +233,6 @@ def test_synthetic_lira_uses_the_reference_mask_the_right_way_round():
 
 # ---------------------------------------------------------------- a run with two fake shadow pipelines
 def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, capsys):
-    from tckr.generation import synthesis
     from tckr.privacy import pipelines
     from tckr.runfolder import runs
 
@@ -244,7 +244,7 @@ def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, c
     subs = [pipelines.open_pipeline(run, i) for i in range(2)]
     for seed, r in enumerate([run, *subs]):
         p = _random_adapter(copy.deepcopy(base_pipe), seed + 10)
-        generator.save_lora(p, lora.adapter_path(r), rank=4, alpha=4.0)
+        generator.save_lora(p, artifacts.adapter_path(r), rank=4, alpha=4.0)
 
     # synthetic sets: noisy copies of each run's own D, so every set leaks its members
     def fake_multiples(r):
@@ -254,10 +254,10 @@ def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, c
         D = r.real("D")
         rng = np.random.default_rng(int(multiple * 10) + len(str(r.dir)))
         img = np.clip(D.images.astype(float) + rng.normal(0, 12, D.images.shape), 0, 255).astype(np.uint8)
-        return synthesis.SyntheticSet(images=img, labels=D.labels, prompts=[""] * len(D))
+        return synthetic.SyntheticSet(images=img, labels=D.labels, prompts=[""] * len(D))
 
-    monkeypatch.setattr(synthesis, "available_multiples", fake_multiples)
-    monkeypatch.setattr(synthesis, "load_synthetic", fake_load)
+    monkeypatch.setattr(synthetic, "available_multiples", fake_multiples)
+    monkeypatch.setattr(synthetic, "load_synthetic", fake_load)
 
     out = gm.run_all(run, progress=True)
     printed = capsys.readouterr().out
@@ -289,6 +289,6 @@ def test_run_all_on_a_run_with_two_pipelines(tmp_path, base_pipe, monkeypatch, c
     assert "errors read from errors_pipeline_001.npy" in capsys.readouterr().out
     # a missing pipeline adapter is named
     (run.dir / "mia" / "generator" / "errors_pipeline_001.npy").unlink()
-    lora.adapter_path(subs[1]).unlink()
+    artifacts.adapter_path(subs[1]).unlink()
     with pytest.raises(FileNotFoundError, match="pipeline_001"):
         gm.attack_generator(run, progress=False)

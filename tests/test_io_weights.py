@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tckr.core import io
+from tckr.runfolder import artifacts
 
 MOD = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
 
@@ -74,7 +75,7 @@ def test_adapter_without_its_recorded_sha256_is_a_problem(tmp_path):
     from tckr.runfolder import runs
 
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run")
-    adapter = lora.adapter_path(run)
+    adapter = artifacts.adapter_path(run)
     record = adapter.parent / "training.json"
     io.save_weights(adapter, {k: v for k, v in _tensors().items() if k.startswith("unet.")}, {"rank": 4})
     assert str(adapter) in lora.adapter_problem(run) and "training.json" in lora.adapter_problem(run)

@@ -13,7 +13,7 @@ from tckr import cli
 from tckr.core import io
 from tckr.generation import captions, lora, synthesis
 from tckr.orchestration import launch
-from tckr.runfolder import runs
+from tckr.runfolder import runs, synthetic
 
 
 def test_unknown_phase_and_missing_cluster_are_clear_errors(tmp_path):
@@ -120,13 +120,13 @@ def test_two_local_shards_then_merge_equal_one_process(tmp_path, tiny_sd_base):
     assert sorted(r["shards_mine"] for r in out["shards"]) == [n_shards // 2, n_shards - n_shards // 2]
     assert sum(r["shards_made"] for r in out["shards"]) == n_shards  # each process made only its own shards
     assert out["merge"]["multiples"] == run.cfg.synthesis.cardinalities
-    assert synthesis.is_complete(run) and synthesis.problems(run) == []
+    assert synthetic.is_complete(run) and synthetic.problems(run) == []
 
     single = runs.open_run(None, tmp_path / "single")
     synthesis.generate(single, progress=False)
     for j in range(n_shards):
-        a, b = synthesis.shard_paths(run, j)[0], synthesis.shard_paths(single, j)[0]
+        a, b = synthetic.shard_paths(run, j)[0], synthetic.shard_paths(single, j)[0]
         assert np.array_equal(io.load_array(a), io.load_array(b)), f"shard {j} differs"
     for m in run.cfg.synthesis.cardinalities:
-        x, y = synthesis.load_synthetic(run, m), synthesis.load_synthetic(single, m)
+        x, y = synthetic.load_synthetic(run, m), synthetic.load_synthetic(single, m)
         assert np.array_equal(x.images, y.images) and np.array_equal(x.labels, y.labels)

@@ -8,7 +8,7 @@ import torch
 
 from tckr.core import io
 from tckr.generation import captions, generator, lora
-from tckr.runfolder import runs
+from tckr.runfolder import artifacts, runs
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path, base_dir, monkey
     monkeypatch.setattr(lora, "_checkpoint", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
         lora.finetune(run, progress=False)
-    assert not lora.adapter_path(run).is_file()
+    assert not artifacts.adapter_path(run).is_file()
     monkeypatch.setattr(lora, "_checkpoint", real_checkpoint)
     resumed = lora.finetune(run, progress=False)
     a, _ = io.load_weights(full)

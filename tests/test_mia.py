@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from tckr import cli
-from tckr.privacy import metrics, mia
+from tckr.core import shards
+from tckr.privacy import ledger, metrics, mia
 
 # ---------------------------------------------------------------- the run: mask first, resumable shards
 TINY = {"data.train_size": 60, "data.val_size": 30, "mia.population_size": 40, "mia.shadow_epochs": 1,
@@ -162,7 +163,7 @@ def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
     assert mia.write_aop(run, "rmia")["auc"].iloc[0] == pytest.approx(by_attack["rmia"])
     with pytest.raises(ValueError, match="rmia_offline"):
         mia.write_aop(run, "rmia_offline")
-    assert plots.headline_attack(run.dir) == "lira_online_fixed"
+    assert ledger.headline(run.dir) == "lira_online_fixed"
     figs = plots.plot_mia_roc(run.dir)
     assert {f.name for f in figs} >= {"mia_roc_teacher.pdf", "mia_roc_teacher.png", "roc.png"}
     with pytest.raises(FileNotFoundError, match="not trained"):
@@ -205,10 +206,16 @@ def test_configured_headline_and_bad_names(tmp_path):
     from tckr.runfolder import runs
 
     run = runs.open_run("configs/tiny.yaml", tmp_path / "rmia", overrides={**TINY, "mia.headline": "rmia"})
-    assert mia.headline(run) == {"attack": "rmia", "setting": "rmia", "n_shadows": 4, "rule": "configured: mia.headline = rmia"}
-    assert mia.headline(runs.open_run("configs/tiny.yaml", tmp_path / "auto", overrides=TINY), 64)["attack"] == "lira_online"
-    with pytest.raises(ValueError, match="best_of_all"):  # refused when the config is read or when the headline is drawn
-        mia.headline(runs.open_run("configs/tiny.yaml", tmp_path / "bad", overrides={**TINY, "mia.headline": "best_of_all"}))
+    assert ledger.headline_record(run.cfg.mia.headline, run.cfg.mia.n_shadows) == {
+        "attack": "rmia", "setting": "rmia", "n_shadows": 4, "rule": "configured: mia.headline = rmia"}
+    assert ledger.headline(run.dir) == "rmia"  # before any attack: the rule of the run's saved settings
+    auto = runs.open_run("configs/tiny.yaml", tmp_path / "auto", overrides=TINY)
+    assert ledger.headline_record(auto.cfg.mia.headline, 64)["attack"] == "lira_online"
+    assert ledger.headline(auto.dir) == "lira_online_fixed"  # auto with the settings' 4 shadows
+    with pytest.raises(ValueError, match="best_of_all"):  # refused when the config is read
+        runs.open_run("configs/tiny.yaml", tmp_path / "bad", overrides={**TINY, "mia.headline": "best_of_all"})
+    with pytest.raises(ValueError, match="best_of_all"):  # and when the headline is drawn
+        ledger.headline_record("best_of_all", 4)
 
 
 def test_cli_trains_one_shard(tiny_run, quick_fit):
@@ -216,10 +223,10 @@ def test_cli_trains_one_shard(tiny_run, quick_fit):
     assert cli.main(["shadows", "--run-dir", str(run.dir), "--shard", "1/2"]) == 0
     done = sorted(p.stem for p in (run.dir / "mia" / "logits").glob("shadow_???.npy"))
     assert done == ["shadow_000", "shadow_002"] and quick_fit == done
-    assert mia.parse_shard("2/2") == (2, 2) and mia.parse_shard(None) == (1, 1)
+    assert shards.parse_shard("2/2") == (2, 2) and shards.parse_shard(None) == (1, 1)
     for bad in ("0/2", "3/2"):
         with pytest.raises(ValueError, match="k/n"):
-            mia.parse_shard(bad)
+            shards.parse_shard(bad)
 
 
 @pytest.mark.e2e

@@ -91,6 +91,7 @@ def _open(config, data_dir, run_dir, base):
 def test_paper_config_data_phases_offline(config, offline_data, tmp_path):
     from tckr.classification import batches
     from tckr.generation import captions, lora, synthesis
+    from tckr.runfolder import synthetic
 
     paper, s, run = _open(config, offline_data, tmp_path / "run", "models/tiny-sd-fashion")
 
@@ -124,7 +125,7 @@ def test_paper_config_data_phases_offline(config, offline_data, tmp_path):
 
     # phase 03: the synthesis plan at the paper's cardinalities (20x |D|, class-balanced)
     plan = synthesis.plan(run)
-    assert len(plan) == synthesis.set_size(run, max(paper.synthesis.cardinalities))
+    assert len(plan) == synthetic.set_size(run, max(paper.synthesis.cardinalities))
     assert np.ptp(np.bincount(plan["label"], minlength=s.num_classes)) <= 1
 
     # phase 04: the teacher's training and validation data and their normalisation

@@ -18,9 +18,9 @@ import torch
 from tckr import cli
 from tckr.classification import batches, classifiers, train
 from tckr.core import io, shards
-from tckr.generation import captions, lora, synthesis
-from tckr.privacy import metrics, mia, pipelines
-from tckr.runfolder import runs
+from tckr.generation import captions, lora
+from tckr.privacy import attacks, metrics, mia, pipeline_attacks, pipelines
+from tckr.runfolder import artifacts, runs, synthetic
 
 OVERRIDES = {"data.train_size": 10, "data.val_size": 10, "mia.population_size": 10, "mia.n_bootstrap": 10,
              "classifier.input_size": 16, "study.num_threads": 1,
@@ -100,9 +100,9 @@ def test_sub_run_is_the_half_its_teacher_the_shadow_and_its_captions_the_caption
         assert sub.cfg.to_dict() == want
         # the teacher is classifier shadow i, same tensors, recorded as a teacher that came from it
         shadow, _ = io.load_weights(run.dir / "mia" / "shadows" / f"shadow_{i:03d}.safetensors")
-        teacher, meta = io.load_weights(train.weights_file(sub, "teacher"))
+        teacher, meta = io.load_weights(artifacts.weights_file(sub, "teacher"))
         assert shadow.keys() == teacher.keys() and all(torch.equal(shadow[k], teacher[k]) for k in shadow)
-        side = classifiers.read_meta(train.weights_file(sub, "teacher"))
+        side = classifiers.read_meta(artifacts.weights_file(sub, "teacher"))
         assert side["extra"]["role"] == meta["extra"]["role"] == "teacher"
         assert side["extra"]["reused_from"] == f"mia/shadows/shadow_{i:03d}.safetensors"
         assert side["extra"]["train_size"] == int(keep[i].sum())
@@ -127,20 +127,20 @@ def test_not_reused_when_shadows_train_for_another_budget(tmp_path, monkeypatch)
     sub = pipelines.open_pipeline(run, 0)
     assert "train.teacher" in pipelines._teacher_stage(run, sub, 0, 2, False)
     assert calls == ["teacher"] and not (run.dir / "mia" / "shadows").exists()
-    assert classifiers.read_meta(train.weights_file(sub, "teacher"))["extra"]["train_size"] == len(sub.splits().D)
+    assert classifiers.read_meta(artifacts.weights_file(sub, "teacher"))["extra"]["train_size"] == len(sub.splits().D)
 
 
 def test_whole_pipelines_write_adapter_synthetic_set_students_and_logits(piped):
     run = piped.run
     for i in range(2):
         sub = pipelines.open_pipeline(run, i)
-        assert lora.adapter_path(sub).is_file()
-        assert io.load_weights(lora.adapter_path(sub))[1]["steps"] == 2
-        assert synthesis.available_multiples(sub) == CARDS
+        assert artifacts.adapter_path(sub).is_file()
+        assert io.load_weights(artifacts.adapter_path(sub))[1]["steps"] == 2
+        assert synthetic.available_multiples(sub) == CARDS
         for m in CARDS:
-            synth = synthesis.load_synthetic(sub, m)
+            synth = synthetic.load_synthetic(sub, m)
             assert len(synth) == int(m * 10) and synth.images.dtype == np.uint8
-            student = classifiers.read_meta(train.weights_file(sub, "student", m))["extra"]
+            student = classifiers.read_meta(artifacts.weights_file(sub, "student", m))["extra"]
             assert student["role"] == "student" and student["multiple"] == m and student["train_size"] == len(synth)
             name = f"pipeline_{i:03d}_student_synth{m:g}x"
             assert np.load(run.dir / "mia" / "logits" / f"{name}.npy").shape == (20, 2, 10)
@@ -170,14 +170,14 @@ def test_resume_after_a_kill_inside_the_lora_stage(piped):
 def test_attack_students_writes_rows_scores_and_roc(piped):
     run = piped.run
     for m in CARDS:  # stand-in target students: pipeline 0's, saved as the run's own
-        model = classifiers.load_trained(train.weights_file(pipelines.open_pipeline(run, 0), "student", m))
-        classifiers.save(model, train.weights_file(run, "student", m), arch=model.arch, class_names=run.class_names,
+        model = classifiers.load_trained(artifacts.weights_file(pipelines.open_pipeline(run, 0), "student", m))
+        classifiers.save(model, artifacts.weights_file(run, "student", m), arch=model.arch, class_names=run.class_names,
                          normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
-                         extra={"role": "student", "name": train.model_name("student", m), "label_mode": "soft", "multiple": m})
-    out = pipelines.run_all(run, progress=False)
+                         extra={"role": "student", "name": artifacts.model_name("student", m), "label_mode": "soft", "multiple": m})
+    out = pipeline_attacks.run_all(run, progress=False)
     rows = out["students"]
     assert sorted(rows["target"].unique()) == ["student_synth0.5x", "student_synth1x"]
-    assert set(rows["attack"]) == set(pipelines.LIRA_ATTACKS) and (rows["shadow_kind"] == "pipeline").all()
+    assert set(rows["attack"]) == set(pipeline_attacks.LIRA_ATTACKS) and (rows["shadow_kind"] == "pipeline").all()
     assert (rows["n_pipelines"] == 2).all() and (rows["n_shadows"] == 2).all()
     fixed = rows[rows["attack"].str.endswith("fixed")]
     assert np.isfinite(fixed["auc"]).all() and ((fixed["auc"] >= 0) & (fixed["auc"] <= 1)).all() and (fixed["note"] == "").all()
@@ -227,17 +227,17 @@ def test_attack_and_leave_one_out_find_planted_members(tmp_path):
     io.save_array(run.dir / "mia" / "logits" / "student_synth1x.npy", student(member))
     io.save_array(run.dir / "mia" / "logits" / "student_synth1x_population.npy", z)
     model = classifiers.build("mobilenetv3_small_050", 10, pretrained=False, input_size=32)
-    classifiers.save(model, train.weights_file(run, "student", 1.0), arch="mobilenetv3_small_050", class_names=run.class_names,
+    classifiers.save(model, artifacts.weights_file(run, "student", 1.0), arch="mobilenetv3_small_050", class_names=run.class_names,
                      normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
                      extra={"role": "student", "name": "student_synth1x", "label_mode": "soft", "multiple": 1.0})
-    rows = pipelines.attack_students(run, progress=False).set_index("attack")
-    assert list(rows.index) == list(pipelines.LIRA_ATTACKS) and (rows["note"] == "").all()
+    rows = pipeline_attacks.attack_students(run, progress=False).set_index("attack")
+    assert list(rows.index) == list(pipeline_attacks.LIRA_ATTACKS) and (rows["note"] == "").all()
     assert (rows["auc"] > 0.75).all(), rows["auc"]
-    lopo = pipelines.pipeline_spread(run)
+    lopo = pipeline_attacks.pipeline_spread(run)
     assert len(lopo) == 4 * 2 and sorted(lopo["pipeline"].unique()) == [0, 1, 2, 3]
     assert (lopo["auc"] > 0.85).all() and lopo.equals(pd.read_csv(run.dir / "results" / "mia_pipeline_lopo.csv"))
     with pytest.raises(FileNotFoundError, match="train_pipelines"):
-        pipelines.pipeline_spread(run, 6)
+        pipeline_attacks.pipeline_spread(run, 6)
 
 
 def test_pipeline_shadows_beat_classifier_shadows_on_a_planted_leaky_toy():
@@ -247,7 +247,7 @@ def test_pipeline_shadows_beat_classifier_shadows_on_a_planted_leaky_toy():
     rng = np.random.default_rng(1)
     n, m, q, delta = 2000, 16, 2, 0.5
     labels = rng.integers(0, 10, n)
-    keep = mia.membership_mask(m, labels, seed=1)
+    keep = attacks.membership_mask(m, labels, seed=1)
     member = rng.permutation(np.r_[np.ones(n // 2, bool), np.zeros(n // 2, bool)])
     mu_s, mu_c = 2.0 * rng.standard_normal((n, 1)), 2.0 * rng.standard_normal((n, 1))
 
@@ -255,13 +255,13 @@ def test_pipeline_shadows_beat_classifier_shadows_on_a_planted_leaky_toy():
         return level + effect * inside[..., None] + 0.3 * rng.standard_normal(inside.shape + (q,))
 
     target = phi(mu_s, member, delta)
-    pipeline_scores = pipelines.lira_scores(target, phi(mu_s, keep, delta), keep, ("lira_online_fixed",))["lira_online_fixed"]
-    classifier_scores = mia.score("lira_online_fixed", target, phi(mu_c, keep, 4 * delta), keep)
+    pipeline_scores = pipeline_attacks.lira_scores(target, phi(mu_s, keep, delta), keep, ("lira_online_fixed",))["lira_online_fixed"]
+    classifier_scores = attacks.score("lira_online_fixed", target, phi(mu_c, keep, 4 * delta), keep)
     auc_pipeline = metrics.attack_metrics(pipeline_scores, member)["auc"]
     auc_classifier = metrics.attack_metrics(classifier_scores, member)["auc"]
     assert auc_pipeline > 0.85 and auc_classifier < 0.6 and auc_pipeline - auc_classifier > 0.25, (auc_pipeline, auc_classifier)
     # no membership effect: the pipeline attack finds nothing
-    null = pipelines.lira_scores(phi(mu_s, member, 0.0), phi(mu_s, keep, 0.0), keep, ("lira_online_fixed",))["lira_online_fixed"]
+    null = pipeline_attacks.lira_scores(phi(mu_s, member, 0.0), phi(mu_s, keep, 0.0), keep, ("lira_online_fixed",))["lira_online_fixed"]
     assert abs(metrics.attack_metrics(null, member)["auc"] - 0.5) < 0.05
 
 
@@ -273,7 +273,7 @@ def test_one_shard_convention():
             shards.parse_shard(bad)
     assert shards.mine(range(6), "1/2") == [0, 2, 4] and shards.mine(range(6), "3/3") == [2, 5]
     assert sorted(shards.mine(range(7), "1/3") + shards.mine(range(7), "2/3") + shards.mine(range(7), "3/3")) == list(range(7))
-    assert synthesis.parse_shard("2/2") == mia.parse_shard("2/2") == (2, 2)
+    assert shards.parse_shard("2/2") == shards.parse_shard("2/2") == (2, 2)
 
 
 def test_train_pipelines_takes_its_shard_and_checks_the_count(tmp_path, monkeypatch):
@@ -291,7 +291,7 @@ def test_train_pipelines_takes_its_shard_and_checks_the_count(tmp_path, monkeypa
 
 def test_run_all_is_a_no_op_without_pipelines(tmp_path, capsys):
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={"mia.n_pipelines": 0})
-    assert run.cfg.mia.n_pipelines == 0 and pipelines.run_all(run) == {}
+    assert run.cfg.mia.n_pipelines == 0 and pipeline_attacks.run_all(run) == {}
     assert "n_pipelines is 0" in capsys.readouterr().out and not (run.dir / "mia").exists()
 
 
@@ -302,12 +302,12 @@ def test_pipelines_with_real_training_and_the_attack(tmp_path):
     captions.caption_run(run, progress=False)
     assert pipelines.train_pipelines(run, progress=False) == [0, 1]
     for m in CARDS:
-        src = train.weights_file(pipelines.open_pipeline(run, 1), "student", m)
+        src = artifacts.weights_file(pipelines.open_pipeline(run, 1), "student", m)
         model = classifiers.load_trained(src)
-        classifiers.save(model, train.weights_file(run, "student", m), arch=model.arch, class_names=run.class_names,
+        classifiers.save(model, artifacts.weights_file(run, "student", m), arch=model.arch, class_names=run.class_names,
                          normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
-                         extra={"role": "student", "name": train.model_name("student", m), "label_mode": "soft", "multiple": m})
-    rows = pipelines.attack_students(run, progress=False)
+                         extra={"role": "student", "name": artifacts.model_name("student", m), "label_mode": "soft", "multiple": m})
+    rows = pipeline_attacks.attack_students(run, progress=False)
     assert np.isfinite(rows[rows["attack"].str.endswith("fixed")]["auc"]).all()
     stages = pipelines.load_stages(run)
     assert len(stages) == 2 * len(STAGES) and (stages["seconds"] > 0).all()

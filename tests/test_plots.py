@@ -1,7 +1,9 @@
 import pandas as pd
 import pytest
 
+from tckr.privacy import ledger
 from tckr.reporting import plots
+from tckr.runfolder import artifacts
 
 
 def test_save_figure_keeps_dotted_names(tmp_path):
@@ -18,7 +20,7 @@ def test_save_figure_keeps_dotted_names(tmp_path):
 def test_table_markdown_and_missing_inputs(tmp_path):
     t = pd.DataFrame({"model": ["teacher", "student_synth1x"], "role": ["teacher", "student"], "cardinality": [float("nan"), 1.0],
                       "accuracy": [90.0, 88.5], "auc_mia": [60.0, float("nan")], "tpr_at_1pct": [3.0, 1.0], "aop": [62.5, 88.5]})
-    md = plots.table_markdown(t)
+    md = artifacts.table_markdown(t)
     assert "| teacher | real | 90.00 | 60.00 | 3.00 | 62.50 |" in md and "| student_synth1x | 1× | 88.50 | – |" in md
     (tmp_path / "config.yaml").write_text("mia: {attacks: [lira_online]}\n")
     with pytest.raises(FileNotFoundError, match="some figures could not be drawn"):
@@ -51,10 +53,10 @@ def fake_mia_run(tmp_path, n_shadows=16, headline_json=None, config="mia: {attac
 
 def test_headline_attack_reads_headline_json_else_the_config_rule(tmp_path):
     run_dir = fake_mia_run(tmp_path / "a", headline_json={"attack": "rmia", "setting": "rmia", "n_shadows": 16, "rule": "x"})
-    assert plots.headline_attack(run_dir) == "rmia"  # not the first of mia.attacks
-    assert plots.headline_attack(fake_mia_run(tmp_path / "b")) == "lira_online_fixed"  # auto, 16 shadows in mia.csv
-    assert plots.headline_attack(fake_mia_run(tmp_path / "c", n_shadows=64)) == "lira_online"
-    assert plots.headline_attack(fake_mia_run(tmp_path / "d", config="mia: {headline: rmia}\n")) == "rmia"
+    assert ledger.headline(run_dir) == "rmia"  # not the first of mia.attacks
+    assert ledger.headline(fake_mia_run(tmp_path / "b")) == "lira_online_fixed"  # auto, 16 shadows in mia.csv
+    assert ledger.headline(fake_mia_run(tmp_path / "c", n_shadows=64)) == "lira_online"
+    assert ledger.headline(fake_mia_run(tmp_path / "d", config="mia: {headline: rmia}\n")) == "rmia"
 
 
 def test_mia_roc_draws_the_saved_arrays_of_the_headline(tmp_path):
@@ -85,14 +87,14 @@ def test_study_table_reads_only_and_its_writer_writes_it(tmp_path):
     mia = pd.read_csv(run_dir / "results" / "mia.csv")
     io.save_csv(run_dir / "results" / "mia.csv", mia.assign(cardinality=[float("nan")] * 3 + [1.0] * 3, label_mode=["real"] * 3 + ["soft"] * 3))
     before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
-    table = plots.study_table(run_dir)
+    table = ledger.study_table(run_dir)
     assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # reading writes nothing
     assert list(table["model"]) == ["teacher", "student_synth1x"] and set(table["attack"]) == {"rmia"}
     mia = pd.read_csv(run_dir / "results" / "mia.csv").set_index(["target", "attack"])
     assert table.loc[0, "auc_mia"] == pytest.approx(100 * mia.loc[("teacher", "rmia"), "auc"])
     artifacts.write_study_table(run_dir, table)
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "results" / "table.csv"), table, check_dtype=False)
-    assert (run_dir / "results" / "table.md").read_text() == plots.table_markdown(table)
+    assert (run_dir / "results" / "table.md").read_text() == artifacts.table_markdown(table)
 
 
 def test_lora_figures_draw_the_saved_samples_and_history(tmp_path, monkeypatch):

@@ -12,9 +12,9 @@ import torch
 from tckr import cli
 from tckr.classification import batches, classifiers, evaluate, inference, train
 from tckr.core import io
-from tckr.generation import captions, generator, lora, prompt_files
+from tckr.generation import captions, generator, prompt_files
 from tckr.reporting import release
-from tckr.runfolder import runs
+from tckr.runfolder import artifacts, runs
 
 MODELS = [("teacher", None, "real"), ("student", 0.5, "soft"), ("student", 0.5, "hard"), ("student", 1.0, "soft")]
 
@@ -32,22 +32,22 @@ def finished_run(tmp_path_factory):
             net.get_classifier().weight.normal_(0, 1)
             net.get_classifier().bias.normal_(0, 1)
         model = classifiers.TrainedClassifier(net, arch, 10, input_size=32, stem_stride=classifiers.resolved_stem_stride(32))
-        name = train.model_name(role, multiple, mode)
+        name = artifacts.model_name(role, multiple, mode)
         info = {"role": role, "name": name, "label_mode": mode, "multiple": multiple, "best_epoch": 2, "epochs_run": 2,
                 "val_accuracy": 12.0, "train_seconds": 0.5, "train_size": 100, "seed": 0}
-        path = train.weights_file(run, role, multiple, mode)
+        path = artifacts.weights_file(run, role, multiple, mode)
         train._save_run_model(run, model, path, arch, info)
-        io.save_csv(train.history_file(run, name), pd.DataFrame({"epoch": [1, 2], "train_loss": [2.3, 2.1],
+        io.save_csv(artifacts.history_file(run, name), pd.DataFrame({"epoch": [1, 2], "train_loss": [2.3, 2.1],
                                                                   "val_accuracy": [10.0, 12.0]}))
         evaluate.evaluate(run, classifiers.load_trained(path))
     captions.caption_run(run, progress=False)
     mod = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
-    io.save_weights(lora.adapter_path(run), {f"unet.{mod}.lora_A.weight": torch.randn(4, 32),
+    io.save_weights(artifacts.adapter_path(run), {f"unet.{mod}.lora_A.weight": torch.randn(4, 32),
                                              f"unet.{mod}.lora_B.weight": torch.randn(32, 4)},
                     {"format": generator.ADAPTER_FORMAT, "rank": 4, "alpha": 4.0, "target_modules": ["to_q"],
                      "base_model": "models/tiny-sd-fashion", "steps": 4, "seed": 420})
     # what lora.finetune records beside the adapter: an adapter without its sha256 is refused (lora.adapter_problem)
-    io.write_json(lora.adapter_path(run).parent / "training.json", {"steps": 4, "adapter_sha256": io.sha256_file(lora.adapter_path(run))})
+    io.write_json(artifacts.adapter_path(run).parent / "training.json", {"steps": 4, "adapter_sha256": io.sha256_file(artifacts.adapter_path(run))})
     return run
 
 
@@ -72,7 +72,7 @@ def test_release_writes_the_three_folders_with_sidecars(finished_run, released):
     assert side["config_hash"] == finished_run.cfg.hash() and [h["epoch"] for h in side["history"]] == [1, 2]
     # weights: the run's tensors, loaded through the classifier builder
     model = release.load_released("fashion_mnist_student_synth0.5x_hard", released)
-    run_model = classifiers.load(train.weights_file(finished_run, "student", 0.5, "hard"))
+    run_model = classifiers.load(artifacts.weights_file(finished_run, "student", 0.5, "hard"))
     for k, v in run_model.state_dict().items():
         assert torch.equal(v, model.state_dict()[k]), k
     # adapter and prompts
@@ -105,7 +105,7 @@ def test_evaluate_released_in_a_fresh_run_reproduces_the_recorded_accuracies(rel
     assert pd.read_csv(fresh.dir / "results" / "per_class.csv")["model"].nunique() == len(MODELS)
     # the run's own steps now load the released teacher instead of training one
     assert train.teacher(fresh, progress=False).info["role"] == "teacher"
-    assert classifiers.read_meta(train.weights_file(fresh, "teacher"))["extra"]["source"] == "released"
+    assert classifiers.read_meta(artifacts.weights_file(fresh, "teacher"))["extra"]["source"] == "released"
 
 
 def test_install_refuses_a_run_with_another_test_split_or_own_classifiers(finished_run, released, tmp_path):
@@ -113,7 +113,7 @@ def test_install_refuses_a_run_with_another_test_split_or_own_classifiers(finish
     with pytest.raises(release.ReleaseError, match="another test split"):
         release.install_released(other, released)
     own = runs.open_run("configs/tiny.yaml", tmp_path / "own")
-    shutil.copyfile(train.weights_file(finished_run, "student", 1.0, "soft"), train.weights_file(own, "teacher"))
+    shutil.copyfile(artifacts.weights_file(finished_run, "student", 1.0, "soft"), artifacts.weights_file(own, "teacher"))
     with pytest.raises(release.ReleaseError, match="differs from the released"):
         release.install_released(own, released)
 

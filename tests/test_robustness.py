@@ -13,10 +13,10 @@ import yaml
 from tckr.classification import classifiers, train
 from tckr.core import config, io, paths
 from tckr.core.config import ConfigError, config_from_dict, load_config
-from tckr.generation import captions, lora, prompt_files, synthesis
+from tckr.generation import captions, prompt_files, synthesis
 from tckr.orchestration import study
-from tckr.privacy import mia
-from tckr.runfolder import runs
+from tckr.privacy import attacks, mia
+from tckr.runfolder import artifacts, runs, synthetic
 
 TINY = yaml.safe_load((paths.CONFIGS / "tiny.yaml").read_text())
 
@@ -103,7 +103,7 @@ def test_empty_or_partial_config_file_is_an_error_not_the_paper_defaults(tmp_pat
 def test_names_kept_in_config_agree_with_the_code_that_uses_them():
     from tckr.generation import generator
 
-    assert set(config.ATTACKS) == set(mia.ATTACKS)
+    assert set(config.ATTACKS) == set(attacks.ATTACKS)
     assert set(config.LORA_TARGETS) == set(generator.LORA_TARGETS)
 
 
@@ -189,7 +189,7 @@ def adapted(tmp_path_factory):
     base.save_pretrained(root / "base")
     run = runs.open_run("configs/tiny.yaml", root / "run", overrides={**OVERRIDES, "generator.base": str(root / "base")})
     generator.add_lora(base, rank=2, alpha=2.0, init=False)
-    generator.save_lora(base, lora.adapter_path(run), rank=2, alpha=2.0)
+    generator.save_lora(base, artifacts.adapter_path(run), rank=2, alpha=2.0)
     synthesis.generate(run, synthesis.load_generator(run), progress=False)
     return run, None
 
@@ -202,47 +202,47 @@ def _copy(run, dest):
 def test_a_copied_run_resumes(adapted, tmp_path):
     run, _ = adapted
     copy = _copy(run, tmp_path / "elsewhere" / "run")
-    for f in synthesis.shard_paths(copy, 2):
+    for f in synthetic.shard_paths(copy, 2):
         f.unlink()  # as if the copy had been taken mid-generation
     summary = synthesis.generate(copy, synthesis.load_generator(copy), progress=False)
     assert summary["shards_made"] == 1
     for j in range(3):
-        assert np.array_equal(np.load(synthesis.shard_paths(copy, j)[0]), np.load(synthesis.shard_paths(run, j)[0]))
+        assert np.array_equal(np.load(synthetic.shard_paths(copy, j)[0]), np.load(synthetic.shard_paths(run, j)[0]))
     manifest = io.read_json(copy.dir / "synthetic" / "manifest.json")
-    assert manifest["adapter"] == f"lora/{lora.adapter_name(copy.cfg)}" and str(run.dir) not in json.dumps(manifest)
+    assert manifest["adapter"] == f"lora/{artifacts.adapter_name(copy.cfg)}" and str(run.dir) not in json.dumps(manifest)
     assert manifest == io.read_json(run.dir / "synthetic" / "manifest.json")
 
 
 def test_zeroed_and_truncated_shards_are_named_and_regenerated(adapted, tmp_path):
     run, _ = adapted
     copy = _copy(run, tmp_path / "run")
-    zeroed, truncated = synthesis.shard_paths(copy, 1)[0], synthesis.shard_paths(copy, 0)[0]
+    zeroed, truncated = synthetic.shard_paths(copy, 1)[0], synthetic.shard_paths(copy, 0)[0]
     size = zeroed.stat().st_size
     with open(zeroed, "r+b") as f:  # zero image bytes in place: same size, a valid .npy header
         f.seek(size - 500)
         f.write(bytes(500))
     assert np.load(zeroed).shape == (7, 32, 32, 3)
     with pytest.raises(io.CorruptFileError, match=rf"{zeroed}: sha256 .* differs"):
-        synthesis.load_synthetic(copy, 0.2)
+        synthetic.load_synthetic(copy, 0.2)
     with pytest.raises(io.CorruptFileError, match=str(zeroed)):
         train.require_synthetic(copy, [0.2])
     truncated.write_bytes(truncated.read_bytes()[:1000])
     with pytest.raises(io.CorruptFileError, match=rf"{truncated}: sha256 .* \(1000 bytes\): the file is truncated or damaged \(and 1 more\)"):
-        synthesis.load_synthetic(copy, 0.1)
+        synthetic.load_synthetic(copy, 0.1)
     assert synthesis.status(copy)["done"].tolist() == [False, False, True]
     assert synthesis.generate(copy, synthesis.load_generator(copy), progress=False)["shards_made"] == 2
-    assert np.array_equal(synthesis.load_synthetic(copy, 0.2).images, synthesis.load_synthetic(run, 0.2).images)
+    assert np.array_equal(synthetic.load_synthetic(copy, 0.2).images, synthetic.load_synthetic(run, 0.2).images)
 
 
 def test_a_replaced_shard_disagrees_with_the_manifest(adapted, tmp_path):
     run, _ = adapted
     copy = _copy(run, tmp_path / "run")
-    npy, csv = synthesis.shard_paths(copy, 2)
+    npy, csv = synthetic.shard_paths(copy, 2)
     io.save_array(npy, np.zeros((6, 32, 32, 3), np.uint8))
-    side = synthesis.shard_sidecar(copy, 2)
+    side = synthetic.shard_sidecar(copy, 2)
     io.write_json(side, {**io.read_json(side), "sha256": io.sha256_file(npy)})
     with pytest.raises(io.CorruptFileError, match=rf"{npy}: its sidecar's sha256 differs from the one manifest.json"):
-        synthesis.load_synthetic(copy, 0.2)
+        synthetic.load_synthetic(copy, 0.2)
 
 
 # --------------------------------------------------------------------------- errors that name the file
@@ -324,7 +324,7 @@ def test_caption_json_schema_is_checked(tmp_path, content, pattern):
 def test_damaged_caption_table_is_named(tmp_path):
     run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
     table = captions.caption_run(run, progress=False)
-    f = captions.captions_path(run)
+    f = artifacts.captions_path(run)
     io.save_csv(f, table.iloc[:-3])
     with pytest.raises(io.CorruptFileError, match=rf"{f}: 97 rows .* not the 100 images of D"):
         captions.load_captions(run)
@@ -582,9 +582,9 @@ def test_phases_00_01_03_then_the_rest_end_with_an_adapted_synthetic_set(tmp_pat
     study.run_study("configs/tiny.yaml", run_dir, phases=study.PHASES[:4], log=lambda m: None)
     run = runs.open_run(None, run_dir)
     manifest = io.read_json(run_dir / "synthetic" / "manifest.json")
-    assert manifest["adapter"] == f"lora/{lora.adapter_name(run.cfg)}"
-    assert manifest["adapter_sha256"] == io.sha256_file(lora.adapter_path(run))
-    assert synthesis.available_multiples(run) == sorted(run.cfg.synthesis.cardinalities)
+    assert manifest["adapter"] == f"lora/{artifacts.adapter_name(run.cfg)}"
+    assert manifest["adapter_sha256"] == io.sha256_file(artifacts.adapter_path(run))
+    assert synthetic.available_multiples(run) == sorted(run.cfg.synthesis.cardinalities)
     assert _history(run)["status"].tolist() == ["done", "done", "refused", "done", "done"]
 
 

@@ -14,6 +14,7 @@ import pytest
 from tckr import cli
 from tckr.core import io
 from tckr.orchestration import study
+from tckr.privacy import ledger
 from tckr.reporting import plots
 from tckr.runfolder import artifacts, lock, phases, runs
 
@@ -263,8 +264,8 @@ def test_seed_aggregate_gives_mean_and_ci(tmp_path, monkeypatch):
                              "accuracy": acc, "auc_mia": [60.0, 55.0], "tpr_at_1pct": [2.0, 1.0], "aop": [60.0, 60.0],
                              "attack": ["lira_online"] * 2})
 
-    monkeypatch.setattr(plots, "study_table", fake_table)
-    per_seed, out = plots.seed_summary([tmp_path / f"seed{i}" for i in range(3)])
+    monkeypatch.setattr(ledger, "study_table", fake_table)
+    per_seed, out = ledger.seed_summary([tmp_path / f"seed{i}" for i in range(3)])
     assert len(per_seed) == 6 and not (tmp_path / "results").exists()  # reading writes nothing
     artifacts.write_study_table(tmp_path, out, per_seed)
     t = out.set_index("model")
@@ -284,12 +285,12 @@ def test_seed_aggregate_of_a_study_stopped_before_the_attacks(tmp_path):
                       "label_mode": ["real", "soft"], "test_accuracy": [t, s]}).to_csv(d / "results" / "classifiers.csv",
                                                                                       index=False)
         dirs.append(d)
-    per_seed, out = plots.seed_summary(dirs)
+    per_seed, out = ledger.seed_summary(dirs)
     t = out.set_index("model")
     assert t.loc["teacher", "accuracy"] == pytest.approx(83.0) and t.loc["student_synth1x", "accuracy"] == pytest.approx(80.0)
     assert t["auc_mia"].isna().all() and len(per_seed) == 6
     (dirs[1] / "results" / "mia.csv").write_text("target,attack\n")  # only some seeds attacked: still accuracy only
-    assert plots.seed_summary(dirs)[1]["auc_mia"].isna().all()
+    assert ledger.seed_summary(dirs)[1]["auc_mia"].isna().all()
 
 
 @pytest.mark.e2e

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from tckr import cli
-from tckr.core import io
+from tckr.core import io, shards
 from tckr.generation import captions, generator, synthesis
 from tckr.reporting import plots
-from tckr.runfolder import runs
+from tckr.runfolder import artifacts, runs, synthetic
 
 # 20 images (0.2 × |D| = 100) in shards of 7, 7 and 6; 2 pipeline calls per shard (batch 6)
 OVERRIDES = {"synthesis.cardinalities": [0.1, 0.2], "mia.pipeline_cardinalities": [0.2], "synthesis.shard_size": 7, "synthesis.steps": 2,
@@ -68,7 +68,7 @@ def reference(tmp_path_factory, pipe):
 
 
 def _shards(run):
-    return [np.load(synthesis.shard_paths(run, j)[0]) for j in range(3)]
+    return [np.load(synthetic.shard_paths(run, j)[0]) for j in range(3)]
 
 
 def test_plan_is_class_balanced_and_cycles_captions(reference):
@@ -84,7 +84,7 @@ def test_plan_is_class_balanced_and_cycles_captions(reference):
         assert sorted(order.tolist()) == list(range(len(class_prompts)))
         assert got == [class_prompts[order[r % len(class_prompts)]] for r in range(2)]
         assert all(p.startswith(reference.class_names[c] + ": ") for p in got)
-    assert synthesis.class_counts(23, 10).tolist() == [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]
+    assert synthetic.class_counts(23, 10).tolist() == [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]
 
 
 def test_a_small_set_uses_a_random_share_of_the_captions(reference):
@@ -115,30 +115,30 @@ def test_class_prompt_mode_uses_class_names_only(tmp_path):
 
 
 def test_shards_and_sets(reference):
-    assert synthesis.available_multiples(reference) == [0.1, 0.2]
-    big = synthesis.load_synthetic(reference, 0.2)
+    assert synthetic.available_multiples(reference) == [0.1, 0.2]
+    big = synthetic.load_synthetic(reference, 0.2)
     assert big.images.dtype == np.uint8 and big.images.shape == (N, 32, 32, 3)
     assert big.labels.dtype == np.int64 and big.prompts == synthesis.plan(reference)["prompt"].tolist()
     assert np.array_equal(big.index, np.arange(N))
     assert big.images.std() > 0
     for j, shard in enumerate(_shards(reference)):
         assert np.array_equal(shard, big.images[SHARD * j:SHARD * (j + 1)])
-        rows = pd.read_csv(synthesis.shard_paths(reference, j)[1], keep_default_na=False)
+        rows = pd.read_csv(synthetic.shard_paths(reference, j)[1], keep_default_na=False)
         assert rows["i"].tolist() == list(range(SHARD * j, min(SHARD * (j + 1), N)))
     assert len({im.tobytes() for im in big.images}) == N
 
 
 def test_smaller_cardinality_is_a_class_balanced_subset_of_the_largest(reference):
-    big = synthesis.load_synthetic(reference, 0.2)
-    small = synthesis.load_synthetic(reference, 0.1)
+    big = synthetic.load_synthetic(reference, 0.2)
+    small = synthetic.load_synthetic(reference, 0.1)
     assert len(small) == 10 and np.bincount(small.labels, minlength=10).tolist() == [1] * 10
     assert np.array_equal(small.images, big.images[small.index])
     assert np.array_equal(small.labels, big.labels[small.index])
     assert small.prompts == [big.prompts[i] for i in small.index]
-    assert np.array_equal(small.index, synthesis.subset_index(reference, 0.1))
+    assert np.array_equal(small.index, synthetic.subset_index(reference, 0.1))
     saved = np.load(reference.dir / "synthetic" / "subsets" / "x0.1.npy")
     assert np.array_equal(saved, small.index)
-    middle = synthesis.subset_index(reference, 0.15)
+    middle = synthetic.subset_index(reference, 0.15)
     assert set(middle) >= set(small.index)
     assert np.bincount(big.labels[middle], minlength=10).tolist() == [2] * 5 + [1] * 5
 
@@ -149,16 +149,16 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(reference, pipe, tmp_
     with pytest.raises(Interrupted):
         synthesis.generate(run, crashing.generator(), progress=False)
     assert synthesis.status(run)["done"].tolist() == [True, False, False]
-    assert not synthesis.shard_paths(run, 1)[0].exists()
+    assert not synthetic.shard_paths(run, 1)[0].exists()
     assert not [p for p in (run.dir / "synthetic" / "shards").iterdir() if p.name.startswith(".")]
-    assert synthesis.available_multiples(run) == []
+    assert synthetic.available_multiples(run) == []
     with pytest.raises(FileNotFoundError, match="03_generate"):
-        synthesis.load_synthetic(run, 0.2)
-    first = synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns
+        synthetic.load_synthetic(run, 0.2)
+    first = synthetic.shard_paths(run, 0)[0].stat().st_mtime_ns
     resumed = CountingPipe(pipe.pipe)
     summary = synthesis.generate(run, resumed.generator(), progress=False)
     assert summary["shards_made"] == 2 and resumed.calls == 3
-    assert synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns == first
+    assert synthetic.shard_paths(run, 0)[0].stat().st_mtime_ns == first
     for a, b in zip(_shards(run), _shards(reference)):
         assert np.array_equal(a, b)
     again = CountingPipe(pipe.pipe)
@@ -179,7 +179,7 @@ def test_k_of_n_shards_cover_everything_exactly_once(reference, pipe, tmp_path):
     assert synthesis.generate(run, pipe, shard="3/3", progress=False)["shards_made"] == 0
     for bad in ("0/2", "3/2", "1-2", "a/b"):
         with pytest.raises(ValueError, match="k/n"):
-            synthesis.parse_shard(bad)
+            shards.parse_shard(bad)
 
 
 def test_other_generator_settings_are_refused(reference, pipe):
@@ -200,12 +200,12 @@ def test_notebook_03_in_the_chain(tiny_chain):
     run = runs.open_run(None, tiny_chain)
     d = len(run.splits().D)
     multiples = sorted(run.cfg.synthesis.cardinalities)
-    assert synthesis.available_multiples(run) == multiples
-    big = synthesis.load_synthetic(run, multiples[-1])
+    assert synthetic.available_multiples(run) == multiples
+    big = synthetic.load_synthetic(run, multiples[-1])
     assert big.images.shape == (round(multiples[-1] * d), run.cfg.data.image_size, run.cfg.data.image_size, 3)
     assert big.images.dtype == np.uint8 and big.images.std() > 0
     for m in multiples:
-        s = synthesis.load_synthetic(run, m)
+        s = synthetic.load_synthetic(run, m)
         counts = np.bincount(s.labels, minlength=len(run.class_names))
         assert len(s) == round(m * d) and counts.max() - counts.min() <= 1
         assert np.array_equal(s.images, big.images[s.index])
@@ -228,7 +228,7 @@ def test_killed_process_resumes(reference, tmp_path):
     run = _run(tmp_path / "killed")
     cmd = [sys.executable, "-m", "tckr.generation.synthesis", "--run-dir", str(run.dir), "--random-weights", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_csv = synthesis.shard_paths(run, 0)[1]
+    first_csv = synthetic.shard_paths(run, 0)[1]
     deadline = time.time() + 300
     while not first_csv.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -237,10 +237,10 @@ def test_killed_process_resumes(reference, tmp_path):
     status = synthesis.status(run)
     assert status["done"].iloc[0] and not status["done"].all(), "the process was not killed mid-way; rerun the test"
     made_before = status["done"].sum()
-    first = synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns
+    first = synthetic.shard_paths(run, 0)[0].stat().st_mtime_ns
     summary = cli.invoke(["synthesis", "--run-dir", str(run.dir), "--random-weights", "--no-progress"])[1]
     assert summary["shards_made"] == 3 - made_before
-    assert synthesis.shard_paths(run, 0)[0].stat().st_mtime_ns == first
+    assert synthetic.shard_paths(run, 0)[0].stat().st_mtime_ns == first
     assert not [p for p in (run.dir / "synthetic" / "shards").iterdir() if p.name.startswith(".")]
     for a, b in zip(_shards(run), _shards(reference)):
         assert np.array_equal(a, b)
@@ -250,7 +250,7 @@ def test_pipeline_from_a_local_base_with_the_runs_adapter(pipe, tmp_path):
     """load_pipeline reads generator.base from a folder and needs notebook 02's adapter (the base only when asked
     for with use_lora=False); the manifest names both, the adapter relative to the run folder with its sha256."""
     from tckr.core import io
-    from tckr.generation import generator, lora
+    from tckr.generation import generator
 
     base = tmp_path / "base"
     pipe.pipe.save_pretrained(base)
@@ -261,18 +261,18 @@ def test_pipeline_from_a_local_base_with_the_runs_adapter(pipe, tmp_path):
     assert plain.adapter is None and plain.base == str(base)
     assert not any("lora" in k for k in plain.pipe.unet.state_dict())
     generator.add_lora(plain.pipe, rank=2, alpha=2.0, init=False)
-    generator.save_lora(plain.pipe, lora.adapter_path(run), rank=2, alpha=2.0)
+    generator.save_lora(plain.pipe, artifacts.adapter_path(run), rank=2, alpha=2.0)
     adapted = synthesis.load_generator(run)
-    assert adapted.adapter == str(lora.adapter_path(run))
+    assert adapted.adapter == str(artifacts.adapter_path(run))
     assert any("lora" in k for k in adapted.pipe.unet.state_dict())
     assert synthesis.load_generator(run, use_lora=False).adapter is None
     assert not any("lora" in k for k in synthesis.load_pipeline(run, use_lora=False).unet.state_dict())
     synthesis.generate(run, adapted, shard="1/3", progress=False)
     manifest = (run.dir / "synthetic" / "manifest.json").read_text()
-    assert str(base) in manifest and lora.adapter_name(run.cfg) in manifest
+    assert str(base) in manifest and artifacts.adapter_name(run.cfg) in manifest
     recorded = io.read_json(run.dir / "synthetic" / "manifest.json")
-    assert recorded["adapter"] == f"lora/{lora.adapter_name(run.cfg)}"
-    assert recorded["adapter_sha256"] == io.sha256_file(lora.adapter_path(run))
+    assert recorded["adapter"] == f"lora/{artifacts.adapter_name(run.cfg)}"
+    assert recorded["adapter_sha256"] == io.sha256_file(artifacts.adapter_path(run))
 
 
 def test_bfloat16_generator_on_cpu(tmp_path):
@@ -282,36 +282,36 @@ def test_bfloat16_generator_on_cpu(tmp_path):
     p = synthesis.load_generator(run, random_weights=True)
     assert p.pipe.unet.dtype == torch.bfloat16 and p.base == "random:tiny"
     synthesis.generate(run, p, shard="1/3", progress=False)
-    shard = np.load(synthesis.shard_paths(run, 0)[0])
+    shard = np.load(synthetic.shard_paths(run, 0)[0])
     assert shard.dtype == np.uint8 and shard.shape == (SHARD, 32, 32, 3)
 
 
 def test_streamed_set_is_the_loaded_set_without_reading_it(reference):
     for m in (0.1, 0.2):
-        streamed, loaded = synthesis.stream_synthetic(reference, m), synthesis.load_synthetic(reference, m)
-        assert isinstance(streamed.images, synthesis.ShardedImages)
+        streamed, loaded = synthetic.stream_synthetic(reference, m), synthetic.load_synthetic(reference, m)
+        assert isinstance(streamed.images, synthetic.ShardedImages)
         assert all(isinstance(a, np.memmap) for a in streamed.images.arrays)  # nothing read into RAM up front
         assert streamed.images.shape == loaded.images.shape
         assert np.array_equal(np.asarray(streamed.images), loaded.images)
         assert np.array_equal(streamed.labels, loaded.labels) and streamed.prompts == loaded.prompts
-    big = synthesis.stream_synthetic(reference, 0.2)
+    big = synthetic.stream_synthetic(reference, 0.2)
     rows = np.array([0, 6, 7, 13, 14, 19])  # both sides of every shard boundary (shards of 7)
     assert np.array_equal(big.images[rows], np.concatenate(_shards(reference))[rows])
-    small = big.images.take(synthesis.subset_index(reference, 0.1))  # an index into the shards, not a copy
+    small = big.images.take(synthetic.subset_index(reference, 0.1))  # an index into the shards, not a copy
     assert small.arrays is big.images.arrays
-    assert np.array_equal(np.asarray(small), synthesis.load_synthetic(reference, 0.1).images)
+    assert np.array_equal(np.asarray(small), synthetic.load_synthetic(reference, 0.1).images)
 
 
 def test_streamed_images_resize_like_the_loaded_set(reference):
     from tckr.datasets.real import resize_images
 
-    files = [synthesis.shard_paths(reference, j)[0] for j in range(3)]
-    view = synthesis.ShardedImages.open(files, np.array([1, 8, 15, 19]), size=24)
+    files = [synthetic.shard_paths(reference, j)[0] for j in range(3)]
+    view = synthetic.ShardedImages.open(files, np.array([1, 8, 15, 19]), size=24)
     assert view.shape == (4, 24, 24, 3)
     full = np.concatenate(_shards(reference))[[1, 8, 15, 19]]
     assert np.array_equal(view[np.arange(4)], resize_images(full, 24))
     with pytest.raises(ValueError, match="rows in 0..19"):
-        synthesis.ShardedImages.open(files, np.array([20]))
+        synthetic.ShardedImages.open(files, np.array([20]))
 
 
 def test_student_trained_on_the_stream_matches_the_in_memory_path(reference, monkeypatch):
@@ -326,8 +326,8 @@ def test_student_trained_on_the_stream_matches_the_in_memory_path(reference, mon
     real_fit = train.fit
     monkeypatch.setattr(train, "fit", lambda *a, **kw: seen.append(type(a[2])) or real_fit(*a, **kw))
     streamed = train.student(run, 0.2, label_mode="hard", progress=False)
-    assert seen == [synthesis.ShardedImages]
-    loaded = synthesis.load_synthetic(run, 0.2)
+    assert seen == [synthetic.ShardedImages]
+    loaded = synthetic.load_synthetic(run, 0.2)
     val = run.real("val")
     in_memory, _ = real_fit(run.cfg, run.cfg.classifier.student_arch, loaded.images, loaded.labels, val.images, val.labels,
                             seed=run.seed_for(run.cfg.train.seed), progress=False, num_classes=len(run.class_names))
@@ -349,8 +349,8 @@ def test_image_to_image_starts_each_image_from_its_prompts_own_member(tmp_path):
     assert np.array_equal(D.labels[src], plan["label"].to_numpy())
     gen = synthesis.load_generator(run, use_lora=False)
     synthesis.generate(run, gen, progress=False)
-    assert io.read_json(synthesis.synthetic_dir(run) / "manifest.json")["init_strength"] == 0.2
-    images = synthesis.load_synthetic(run, 0.1).images
+    assert io.read_json(synthetic.synthetic_dir(run) / "manifest.json")["init_strength"] == 0.2
+    images = synthetic.load_synthetic(run, 0.1).images
     x, d = images.reshape(len(images), -1) / 255.0, D.images.reshape(len(D.images), -1) / 255.0
     dist = np.sqrt(((x[:, None] - d[None]) ** 2).mean(-1))
     assert np.array_equal(dist.argmin(1), src)                                   # nearest member: its own start image
@@ -377,7 +377,7 @@ def test_image_to_image_with_class_prompts_cycles_the_classes_images(tmp_path):
 
 def test_prompts_past_the_text_encoders_window_are_listed(pipe, tmp_path, monkeypatch, capsys):
     run = _run(tmp_path / "long_prompts", **{"synthesis.cardinalities": [0.1], "mia.pipeline_cardinalities": [0.1]})
-    path = synthesis.synthetic_dir(run) / "truncated_prompts.json"
+    path = synthetic.synthetic_dir(run) / "truncated_prompts.json"
     monkeypatch.setattr(pipe.pipe.tokenizer, "model_max_length", 8)      # every attribute prompt is longer
     synthesis.generate(run, pipe, progress=False)
     listed = io.read_json(path)
@@ -388,4 +388,4 @@ def test_prompts_past_the_text_encoders_window_are_listed(pipe, tmp_path, monkey
     other = _run(tmp_path / "short_prompts", **{"synthesis.cardinalities": [0.1], "mia.pipeline_cardinalities": [0.1],
                                                 "synthesis.prompt_mode": "class"})
     synthesis.generate(other, pipe, progress=False)
-    assert not (synthesis.synthetic_dir(other) / "truncated_prompts.json").exists()
+    assert not (synthetic.synthetic_dir(other) / "truncated_prompts.json").exists()

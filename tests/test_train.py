@@ -11,9 +11,9 @@ import torch
 
 from tckr.classification import augment, batches, checkpoints, classifiers, evaluate, inference, train
 from tckr.core.config import load_config
-from tckr.generation.synthesis import ShardedImages
 from tckr.reporting import plots
-from tckr.runfolder import runs
+from tckr.runfolder import artifacts, runs
+from tckr.runfolder.synthetic import ShardedImages
 
 ARCH = "mobilenetv3_small_050"
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -334,7 +334,7 @@ class FakeSynthetic:
 @pytest.fixture
 def fake_synthesis(monkeypatch):
     sets = {}
-    mod = types.ModuleType("tckr.generation.synthesis")
+    mod = types.ModuleType("tckr.runfolder.synthetic")
     mod.SyntheticSet = FakeSynthetic
 
     def load_synthetic(run, multiple):
@@ -347,11 +347,11 @@ def fake_synthesis(monkeypatch):
     mod.ShardedImages = ShardedImages
     mod.available_multiples = lambda run: sorted(sets)
     mod.check = lambda run: None  # the real one checks shard checksums; these sets are in memory
-    monkeypatch.setitem(sys.modules, "tckr.generation.synthesis", mod)
+    monkeypatch.setitem(sys.modules, "tckr.runfolder.synthetic", mod)
     import tckr
 
     monkeypatch.setattr(tckr, "synthesis", mod, raising=False)
-    monkeypatch.setattr(train, "synthesis", mod)  # the module train imported
+    monkeypatch.setattr(train, "synthetic", mod)  # the module train imported
     return sets
 
 
@@ -371,10 +371,10 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     written, write = [], checkpoints.write_checkpoint
     monkeypatch.setattr(checkpoints, "write_checkpoint", lambda path, *a: written.append(path.name) or write(path, *a))
     t = train.teacher(run, progress=False)
-    assert train.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
+    assert artifacts.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_real.json").is_file()
     again = train.teacher(run, progress=False)  # cached: loaded, not retrained
-    assert again.info == t.info and again.path == t.path == train.weights_file(run, "teacher")
+    assert again.info == t.info and again.path == t.path == artifacts.weights_file(run, "teacher")
     assert (t.arch, t.input_size, t.config_hash) == (run.cfg.classifier.teacher_arch, run.cfg.classifier.input_size, run.cfg.hash())
     assert t.normalisation == batches.normalisation(run.cfg) and t.class_names == tuple(run.class_names)
     studs = [*train.students(run, [0.5], t).values(), *train.students(run, [0.5], t, label_mode="hard").values()]
@@ -420,18 +420,18 @@ def test_notebook_04_in_the_chain(tiny_chain):
     run = runs.open_run(None, tiny_chain)
     table = evaluate.results_table(run)
     multiples = sorted(run.cfg.synthesis.cardinalities)
-    expected = ["teacher"] + [train.model_name("student", m, run.cfg.gkd.label_mode) for m in multiples]
-    expected.append(train.model_name("student", min(multiples), "hard"))  # the ablation's hard-label student
+    expected = ["teacher"] + [artifacts.model_name("student", m, run.cfg.gkd.label_mode) for m in multiples]
+    expected.append(artifacts.model_name("student", min(multiples), "hard"))  # the ablation's hard-label student
     assert sorted(table.model) == sorted(expected)
     assert table.test_accuracy.between(0, 100).all() and table.val_accuracy.between(0, 100).all()
     teacher_row = table.set_index("model").loc["teacher"]
     assert teacher_row.train_size == len(run.splits().D) and np.isnan(teacher_row.cardinality)
     for m in multiples:
-        path = train.weights_file(run, "student", m, run.cfg.gkd.label_mode)
+        path = artifacts.weights_file(run, "student", m, run.cfg.gkd.label_mode)
         model = classifiers.load_trained(path, arch=run.cfg.classifier.student_arch, num_classes=len(run.class_names))
         assert model.config_hash == run.cfg.hash()
-        hist = pd.read_csv(train.history_file(run, train.model_name("student", m, run.cfg.gkd.label_mode)))
-        assert len(hist) == table.set_index("model").loc[train.model_name("student", m, run.cfg.gkd.label_mode), "epochs_run"]
+        hist = pd.read_csv(artifacts.history_file(run, artifacts.model_name("student", m, run.cfg.gkd.label_mode)))
+        assert len(hist) == table.set_index("model").loc[artifacts.model_name("student", m, run.cfg.gkd.label_mode), "epochs_run"]
     per_class = pd.read_csv(tiny_chain / "results" / "per_class.csv")
     assert len(per_class) == len(expected) * len(run.class_names)
     conf = pd.read_csv(tiny_chain / "results" / "confusion_teacher.csv")

@@ -22,8 +22,8 @@ import pandas as pd
 from tckr.classification import evaluate, train
 from tckr.core import io
 from tckr.core.config import config_from_dict
-from tckr.generation import lora, synthesis
-from tckr.runfolder import runs
+from tckr.generation import synthesis
+from tckr.runfolder import artifacts, runs, synthetic
 
 SUBRUN = ("ablation", "class_prompts")
 
@@ -34,12 +34,12 @@ def class_prompt_run(run: runs.Run, multiple: float) -> runs.Run:
     cfg = config_from_dict(run.cfg.to_dict(), {"synthesis.prompt_mode": "class", "synthesis.cardinalities": [float(multiple)],
                                                "mia.pipeline_cardinalities": []})
     sub = runs.open_run(cfg, run.dir.joinpath(*SUBRUN), seed=run.seed)
-    adapter = lora.adapter_path(run)
-    if adapter.is_file() and not lora.adapter_path(sub).is_file():
+    adapter = artifacts.adapter_path(run)
+    if adapter.is_file() and not artifacts.adapter_path(sub).is_file():
         # the record first: it holds the adapter's sha256, without which the copy counts as unchecked (lora.adapter_problem)
         for src in (adapter.parent / "training.json", adapter):
             if src.is_file():
-                with io.atomic_path(lora.adapter_path(sub).parent / src.name) as tmp:
+                with io.atomic_path(artifacts.adapter_path(sub).parent / src.name) as tmp:
                     shutil.copyfile(src, tmp)
     return sub
 
@@ -49,7 +49,7 @@ def run_ablation(run: runs.Run, multiple: float | None = None, teacher_model=Non
     multiple = float(multiple or min(run.cfg.synthesis.cardinalities))
     teacher_model = teacher_model or train.teacher(run, progress=progress)
     sub = class_prompt_run(run, multiple)
-    if not synthesis.is_complete(sub):
+    if not synthetic.is_complete(sub):
         synthesis.generate(sub, progress=progress)
     rows = []
     for prompt_mode, r in (("caption", run), ("class", sub)):

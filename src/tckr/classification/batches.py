@@ -16,7 +16,7 @@ from torch import nn
 
 from tckr.core.config import Config
 from tckr.datasets import real
-from tckr.runfolder.artifacts import ShardedImages
+from tckr.runfolder.synthetic import ShardedImages
 
 
 def normalisation(cfg: Config) -> dict[str, list[float]]:

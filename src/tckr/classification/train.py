@@ -41,8 +41,7 @@ from tckr.core import io, paths, registry
 from tckr.core.config import Config
 from tckr.core.progress import tqdm
 from tckr.datasets import splitting
-from tckr.generation import synthesis
-from tckr.runfolder import environment, runs
+from tckr.runfolder import artifacts, environment, runs, synthetic
 
 
 def _num_classes(targets: torch.Tensor, cfg: Config) -> int:
@@ -144,29 +143,6 @@ def _log_epoch(state: loop.Progress, epoch: int, history_path: str | Path | None
 
 
 # ---------------------------------------------------------------- teacher and students of a run
-def model_name(role: str, multiple: float | None = None, label_mode: str = "soft") -> str:
-    """``teacher`` or ``student_synth<k>x`` (``_hard`` appended for hard-label students)."""
-    if role == "teacher":
-        return "teacher"
-    return f"student_synth{multiple_tag(multiple)}x" + ("_hard" if label_mode == "hard" else "")
-
-
-def multiple_tag(multiple: float) -> str:
-    return f"{multiple:g}"
-
-
-def weights_file(run: runs.Run, role: str, multiple: float | None = None, label_mode: str = "soft") -> Path:
-    """Run-folder weights path, named like the released files (``<dataset>_mbnv3_real`` / ``_synth<k>x``)."""
-    stem = f"{run.dataset}_mbnv3_real" if role == "teacher" else f"{run.dataset}_mbnv3_synth{multiple_tag(multiple)}x"
-    if role != "teacher" and label_mode == "hard":
-        stem += "_hard"
-    return run.path("classifiers", f"{stem}.safetensors")
-
-
-def history_file(run: runs.Run, name: str) -> Path:
-    return run.path("classifiers", f"{name}_history.csv")
-
-
 def _save_run_model(run: runs.Run, model: classifiers.TrainedClassifier, path: Path, arch: str, info: dict[str, Any]) -> None:
     # the statistics it was trained with (fit records them); the run's for a classifier made elsewhere
     classifiers.save(model, path, arch=arch, class_names=run.class_names, normalisation=model.normalisation or normalisation(run.cfg),
@@ -186,13 +162,13 @@ def teacher(run: runs.Run, *, progress: bool = True, retrain: bool = False) -> c
     """The run's teacher: trained on ``run.real("D")`` with validation on ``run.real("val")``, or loaded
     from ``run/classifiers/`` when it was trained before. Training info is its ``info``."""
     cfg = run.cfg
-    path = weights_file(run, "teacher")
+    path = artifacts.weights_file(run, "teacher")
     arch = cfg.classifier.teacher_arch
     if path.is_file() and not retrain and (saved := _load_intact(path, arch, len(run.class_names))) is not None:
         return saved
     D, val = run.real("D"), run.real("val")
     model, hist = fit(cfg, arch, D.images, D.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
-                      history_path=history_file(run, "teacher"), progress=progress, desc="teacher",
+                      history_path=artifacts.history_file(run, "teacher"), progress=progress, desc="teacher",
                       checkpoint=checkpoints.checkpoint_file(path))
     info = {"role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None, **model.info}
     _save_run_model(run, model, path, arch, info)
@@ -209,11 +185,11 @@ def student(run: runs.Run, multiple: float, teacher_model: classifiers.TrainedCl
     if mode not in ("soft", "hard"):
         raise ValueError(f"label_mode {mode!r}; accepted: 'soft', 'hard'")
     arch = cfg.classifier.student_arch
-    name = model_name("student", multiple, mode)
-    path = weights_file(run, "student", multiple, mode)
+    name = artifacts.model_name("student", multiple, mode)
+    path = artifacts.weights_file(run, "student", multiple, mode)
     if path.is_file() and not retrain and (saved := _load_intact(path, arch, len(run.class_names))) is not None:
         return saved
-    synth = synthesis.stream_synthetic(run, multiple)  # read batch by batch: RAM does not grow with the set
+    synth = synthetic.stream_synthetic(run, multiple)  # read batch by batch: RAM does not grow with the set
     if mode == "soft" and teacher_model is None:
         teacher_model = teacher(run, progress=progress)
     redraw = None
@@ -221,7 +197,7 @@ def student(run: runs.Run, multiple: float, teacher_model: classifiers.TrainedCl
         redraw = _redrawer(run, len(synth.labels), run.seed_for(cfg.train.seed))
     val = run.real("val")
     model, hist = fit(cfg, arch, synth.images, synth.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
-                      history_path=history_file(run, name), progress=progress, desc=name,
+                      history_path=artifacts.history_file(run, name), progress=progress, desc=name,
                       teacher=teacher_model if mode == "soft" else None, redraw=redraw, num_classes=len(run.class_names),
                       checkpoint=checkpoints.checkpoint_file(path))
     info = {"role": "student", "name": name, "label_mode": mode, "multiple": float(multiple), **model.info}
@@ -243,8 +219,8 @@ def students(run: runs.Run, cardinalities: list[float] | None = None,
 
 def require_synthetic(run: runs.Run, multiples: list[float]) -> None:
     """``FileNotFoundError`` naming the missing synthetic sets unless all of ``multiples`` exist."""
-    synthesis.check(run)
-    have = [float(m) for m in synthesis.available_multiples(run)]
+    synthetic.check(run)
+    have = [float(m) for m in synthetic.available_multiples(run)]
     missing = [m for m in multiples if not any(abs(m - h) < 1e-9 for h in have)]
     if missing:
         raise FileNotFoundError(
@@ -254,7 +230,7 @@ def require_synthetic(run: runs.Run, multiples: list[float]) -> None:
 
 def _redrawer(run: runs.Run, size: int, seed: int) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
     """Draws ``size`` images (class-stratified) from the run's largest synthetic set."""
-    pool = synthesis.stream_synthetic(run, max(synthesis.available_multiples(run)))
+    pool = synthetic.stream_synthetic(run, max(synthetic.available_multiples(run)))
 
     def draw(epoch: int) -> tuple[np.ndarray, np.ndarray]:
         idx = splitting.stratified_subset(pool.labels, size, seed + epoch)

@@ -97,13 +97,16 @@ def _shadows(a) -> None:
 
 
 def _pipelines(a) -> None:
-    from tckr.privacy import pipelines  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+    from tckr.privacy import (  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+        pipeline_attacks,
+        pipelines,
+    )
 
     run = options.open_run(a)
     pipelines.train_pipelines(run, a.n_pipelines, a.shard, progress=not a.no_progress)
     if a.attack:
-        print(pipelines.attack_students(run, a.n_pipelines, progress=not a.no_progress).to_string(index=False))
-        pipelines.pipeline_spread(run, a.n_pipelines)
+        print(pipeline_attacks.attack_students(run, a.n_pipelines, progress=not a.no_progress).to_string(index=False))
+        pipeline_attacks.pipeline_spread(run, a.n_pipelines)
 
 
 def _generator_attack(a) -> None:
@@ -117,12 +120,11 @@ def _generator_attack(a) -> None:
 
 def _ledger(a) -> None:
     from tckr.privacy import ledger  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from tckr.reporting import plots
 
     options.unsharded(a)
     options.no_set(a)
     run = options.open_run(a, new=False)
-    table = ledger.build(run.dir, plots.headline_attack(run.dir))
+    table = ledger.build(run.dir)
     print(ledger.markdown(table, headline_only=a.headline_only))
 
 

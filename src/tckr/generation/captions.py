@@ -40,11 +40,10 @@ from tckr.generation.prompt_files import (
     write_grouped_by_class,
     write_original_order,
 )
+from tckr.runfolder import artifacts
 from tckr.runfolder.environment import device as _device
 from tckr.runfolder.environment import set_threads
 
-CAPTIONS_DIR = "captions"
-CAPTIONS_FILE = "captions.csv"
 COLUMNS = ("index", "label", "class_name", "caption", "prompt")
 
 
@@ -206,10 +205,6 @@ def attribute_vocabulary() -> list[str]:
 # --------------------------------------------------------------------------- a run's captions
 
 
-def captions_path(run) -> Path:
-    return run.dir / CAPTIONS_DIR / CAPTIONS_FILE
-
-
 def build_captioner(cfg, device=None):
     """The captioner ``cfg.captions.captioner`` names (BLIP-2 loads ``cfg.captions.model``)."""
     kind = cfg.captions.captioner
@@ -228,7 +223,7 @@ def caption_run(run, captioner=None, *, progress: bool = True, overwrite: bool =
     An existing ``captions.csv`` is read back instead, unless ``overwrite``. ``captioner`` defaults to the one the
     config names; anything with ``caption(images, progress) -> list[str]`` works.
     """
-    out = captions_path(run)
+    out = artifacts.captions_path(run)
     if out.is_file() and not overwrite:
         table = load_captions(run)
         _write_views(run, table)
@@ -246,7 +241,7 @@ def caption_run(run, captioner=None, *, progress: bool = True, overwrite: bool =
                           "prompt": [prompt_for(n, c) for n, c in zip(names, caps)]})
     _write_views(run, table)
     io.save_csv(out, table)
-    io.write_json(run.path(CAPTIONS_DIR, "captions.json"),
+    io.write_json(run.path(artifacts.CAPTIONS_DIR, "captions.json"),
                   {"captioner": getattr(captioner, "name", type(captioner).__name__), "n": len(table),
                    "dataset": run.dataset, "max_new_tokens": run.cfg.captions.max_new_tokens,
                    "model": run.cfg.captions.model if run.cfg.captions.captioner == "blip2" else None})
@@ -254,7 +249,7 @@ def caption_run(run, captioner=None, *, progress: bool = True, overwrite: bool =
 
 
 def _write_views(run, table: pd.DataFrame) -> None:
-    folder = run.dir / CAPTIONS_DIR
+    folder = run.dir / artifacts.CAPTIONS_DIR
     names, caps = table["class_name"].tolist(), table["caption"].tolist()
     write_original_order(folder / original_order_name(run.dataset), names, caps)
     write_grouped_by_class(folder / grouped_by_class_name(run.dataset), names, caps, order=run.class_names)
@@ -262,7 +257,7 @@ def _write_views(run, table: pd.DataFrame) -> None:
 
 def load_captions(run) -> pd.DataFrame:
     """The run's ``captions/captions.csv``; a clear error when notebook 01 has not run."""
-    path = captions_path(run)
+    path = artifacts.captions_path(run)
     if not path.is_file():
         raise FileNotFoundError(f"no captions at {path}; run notebooks/01_captions.ipynb (tckr.captions.caption_run) first")
     try:
@@ -306,8 +301,8 @@ def _table_problem(table: pd.DataFrame, run) -> str | None:
 def export_prompts(run, dest: str | Path | None = None) -> list[Path]:
     """Copy the run's three caption files to ``prompts/`` (or ``dest``), named after the dataset."""
     dest = Path(dest) if dest else paths.PROMPTS
-    folder = run.dir / CAPTIONS_DIR
-    pairs = [(captions_path(run), f"{run.dataset}_captions.csv"),
+    folder = run.dir / artifacts.CAPTIONS_DIR
+    pairs = [(artifacts.captions_path(run), f"{run.dataset}_captions.csv"),
              (folder / original_order_name(run.dataset), original_order_name(run.dataset)),
              (folder / grouped_by_class_name(run.dataset), grouped_by_class_name(run.dataset))]
     out = []

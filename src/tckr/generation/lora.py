@@ -41,9 +41,7 @@ import torch.nn.functional as F
 from tckr.core import io, paths
 from tckr.core.progress import tqdm
 from tckr.generation import captions, generator
-from tckr.runfolder import artifacts
-from tckr.runfolder import environment
-from tckr.runfolder.artifacts import LORA_DIR, adapter_name, adapter_path  # noqa: F401  (public names of this module)
+from tckr.runfolder import artifacts, environment
 
 
 def forward_diffusion(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +95,7 @@ def adapter_problem(run) -> str | None:
     """Why the run's adapter file cannot be used (None when it can): safetensors cannot read it, or its sha256
     differs from the one ``training.json`` recorded when it was saved, or there is no such record (then nothing
     says the file is the adapter that was trained)."""
-    out = adapter_path(run)
+    out = artifacts.adapter_path(run)
     if not out.is_file():
         return f"no adapter at {out}"
     record = out.parent / "training.json"
@@ -122,7 +120,7 @@ def adapter_problem(run) -> str | None:
 
 def export_adapter(run, dest: str | Path | None = None) -> Path:
     """Copy the run's adapter to the repository's ``lora_sd2/`` folder (or ``dest``)."""
-    src = adapter_path(run)
+    src = artifacts.adapter_path(run)
     if not src.is_file():
         raise FileNotFoundError(f"no adapter at {src}; run notebooks/02_lora_finetune.ipynb (tckr.lora.finetune) first")
     out = Path(dest or paths.LORA) / src.name
@@ -154,7 +152,7 @@ def training_prompts(run) -> list[str]:
     d_index = run.splits().D
     missing = np.setdiff1d(d_index, table["index"].to_numpy())
     if len(missing):
-        raise ValueError(f"{captions.captions_path(run)} has no caption for {len(missing)} image(s) of D "
+        raise ValueError(f"{artifacts.captions_path(run)} has no caption for {len(missing)} image(s) of D "
                          f"(e.g. index {missing[0]}); rerun notebooks/01_captions.ipynb")
     return table["prompt"].to_numpy()[order.loc[d_index].to_numpy()].tolist()
 
@@ -173,7 +171,7 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
     kept unless ``overwrite``; an interrupted run resumes from its newest checkpoint."""
     from accelerate import Accelerator  # lazy: optional heavy dependency (accelerate), imported only for LoRA training
     cfg, lc = run.cfg, run.cfg.lora
-    out = adapter_path(run)
+    out = artifacts.adapter_path(run)
     folder = out.parent
     ckdir = folder / "checkpoints"
     if out.is_file() and not overwrite:
@@ -316,7 +314,7 @@ def sample_pair(run, n_per_class: int = 4, seed: int | None = None) -> dict[str,
     batch = [prompts[i] for i in chosen]
     seed = run.seed_for(run.cfg.synthesis.seed) if seed is None else seed
     out = {"real": D.images[chosen]}
-    for name, lora in (("base", None), ("lora", adapter_path(run))):
+    for name, lora in (("base", None), ("lora", artifacts.adapter_path(run))):
         pipe = generator.load(run.cfg.generator.base, lora)
         with torch.no_grad():
             img = pipe(batch, num_inference_steps=run.cfg.synthesis.steps, guidance_scale=run.cfg.synthesis.guidance_scale,

@@ -9,7 +9,7 @@ seeds of repeated runs (run seeds) never overlap, they never reach the fine-tuni
 bit-identical across processes at the same batch size).
 
 Only the largest cardinality in ``synthesis.cardinalities`` (multiples of |D|) is generated; a smaller one is
-a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...), see :func:`subset_index`.
+a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...), see :func:`tckr.runfolder.synthetic.subset_index`.
 
 Files under ``<run>/synthetic/``:
 
@@ -31,11 +31,11 @@ Files under ``<run>/synthetic/``:
   how many on stderr.
 - ``subsets/x<multiple>.npy``: the indices (into the largest set) of each smaller cardinality.
 
-Paths and readers of these files live in :mod:`tckr.artifacts` (re-exported here); the samples figure is
+Paths and readers of these files live in :mod:`tckr.runfolder.synthetic`; the samples figure is
 :func:`tckr.plots.plot_synthetic_samples`.
-Reading: :func:`stream_synthetic` memory-maps the shards and returns the subset as an index over them
-(:class:`ShardedImages`; student training reads it batch by batch, so RAM does not grow with the set, see
-``bench/bench_streaming.py``); :func:`load_synthetic` is the same set read into RAM.
+Reading: :func:`tckr.synthesis.stream_synthetic` memory-maps the shards and returns the subset as an index over them
+(:class:`tckr.synthesis.ShardedImages`; student training reads it batch by batch, so RAM does not grow with the set,
+see ``bench/bench_streaming.py``); :func:`tckr.synthesis.load_synthetic` is the same set read into RAM.
 """
 
 from __future__ import annotations
@@ -55,30 +55,7 @@ from tckr.core.progress import tqdm
 from tckr.datasets import real
 from tckr.generation import captions, generator
 from tckr.generation.generator import Generator, to_uint8
-from tckr.runfolder import artifacts
-from tckr.runfolder.artifacts import (  # noqa: F401
-    SYNTHETIC_DIR,
-    ShardedImages,
-    SyntheticSet,
-    _n_shards,
-    _read_all,
-    _read_or_none,
-    _shard_files,
-    _shard_problem,
-    available_multiples,
-    check,
-    class_counts,
-    is_complete,
-    load_synthetic,
-    problems,
-    set_size,
-    shard_done,
-    shard_paths,
-    shard_sidecar,
-    stream_synthetic,
-    subset_index,
-    synthetic_dir,
-)
+from tckr.runfolder import artifacts, synthetic
 from tckr.runfolder.environment import device as run_device
 from tckr.runfolder.environment import set_threads
 
@@ -101,7 +78,7 @@ def class_prompts(run) -> list[list[str]]:
     out = [table.loc[table["label"] == c, "prompt"].tolist() for c in range(len(names))]
     empty = [names[c] for c, p in enumerate(out) if not p]
     if empty:
-        raise ValueError(f"no captions for classes {empty} in {captions.captions_path(run)}; every class needs at least one")
+        raise ValueError(f"no captions for classes {empty} in {artifacts.captions_path(run)}; every class needs at least one")
     return out
 
 
@@ -115,7 +92,7 @@ def _cycled(run, per_class: list) -> list:
     seeded :func:`caption_order` (wrapping around). The one cycle behind both :func:`plan` and :func:`plan_sources`."""
     ordered = [[items[j] for j in caption_order(run, c, len(items))] for c, items in enumerate(per_class)]
     C = len(ordered)
-    i = np.arange(set_size(run, max(run.cfg.synthesis.cardinalities)), dtype=np.int64)
+    i = np.arange(synthetic.set_size(run, max(run.cfg.synthesis.cardinalities)), dtype=np.int64)
     return [ordered[c][r % len(ordered[c])] for c, r in zip(i % C, i // C)]
 
 
@@ -142,7 +119,7 @@ def plan_sources(run) -> np.ndarray:
 def plan(run) -> pd.DataFrame:
     """The largest synthetic set, one row per image (columns ``PLAN_COLUMNS``)."""
     cfg = run.cfg.synthesis
-    n = set_size(run, max(cfg.cardinalities))
+    n = synthetic.set_size(run, max(cfg.cardinalities))
     # Each class cycles its captions in a seeded random order, so a set smaller than |D| (a shadow pipeline's
     # 0.2x set, say) uses a random share of the captions, as the target's 0.2x subset of its larger set does,
     # not the captions of the lowest-index images of D.
@@ -161,11 +138,6 @@ def plan(run) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- generation
-
-
-def parse_shard(shard: str | None) -> tuple[int, int]:
-    """``"k/n"`` (1 ≤ k ≤ n) as ``(k, n)``; ``None`` is ``(1, 1)`` (:func:`tckr.shards.parse_shard`)."""
-    return shards.parse_shard(shard)
 
 
 def load_pipeline(run, *, use_lora: bool = True, random_weights: bool = False, device=None):
@@ -202,7 +174,8 @@ def load_generator(run, *, use_lora: bool = True, random_weights: bool = False, 
 
 def class_balance(run) -> pd.DataFrame:
     """Images per class (columns) of each available synthetic set (rows, by multiple of |D|)."""
-    rows = {m: np.bincount(load_synthetic(run, m).labels, minlength=len(run.class_names)) for m in available_multiples(run)}
+    rows = {m: np.bincount(synthetic.load_synthetic(run, m).labels, minlength=len(run.class_names))
+            for m in synthetic.available_multiples(run)}
     return pd.DataFrame.from_dict(rows, orient="index", columns=run.class_names).rename_axis("multiple")
 
 
@@ -221,7 +194,7 @@ def _settings(run, gen, table: pd.DataFrame) -> dict[str, Any]:
 
 
 def _check_manifest(run, settings: dict[str, Any]) -> None:
-    path = synthetic_dir(run) / "manifest.json"
+    path = synthetic.synthetic_dir(run) / "manifest.json"
     if path.is_file():
         old = io.read_json(path)
         if "adapter_sha256" not in old and old.get("adapter") and settings["adapter"]:
@@ -229,7 +202,7 @@ def _check_manifest(run, settings: dict[str, Any]) -> None:
             old["adapter"] = settings["adapter"] if Path(old["adapter"]).name == Path(settings["adapter"]).name else old["adapter"]
         diff = [f"{k}: {old[k]!r} -> {v!r}" for k, v in settings.items() if k in old and old[k] != v]
         if diff:
-            raise RuntimeError(f"{synthetic_dir(run)} was generated with other settings ({'; '.join(diff)}); "
+            raise RuntimeError(f"{synthetic.synthetic_dir(run)} was generated with other settings ({'; '.join(diff)}); "
                                "use a new run folder, or delete that folder to start over")
         if any(k not in old for k in settings):
             io.write_json(path, {**old, **settings})
@@ -239,10 +212,10 @@ def _check_manifest(run, settings: dict[str, Any]) -> None:
 
 def _write_shard(run, j: int, images: np.ndarray, rows: pd.DataFrame) -> None:
     """Array, then sidecar (checksums of both files), then table: the table marks the shard finished."""
-    npy, csv = shard_paths(run, j)
+    npy, csv = synthetic.shard_paths(run, j)
     io.save_array(npy, images)
     text = rows.to_csv(index=False)
-    io.write_json(shard_sidecar(run, j), {"sha256": io.sha256_file(npy), "csv_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    io.write_json(synthetic.shard_sidecar(run, j), {"sha256": io.sha256_file(npy), "csv_sha256": hashlib.sha256(text.encode()).hexdigest(),
                                           "n": len(rows), "shape": list(images.shape), "dtype": str(images.dtype)})
     io.write_text(csv, text)
 
@@ -257,14 +230,14 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
 
     cfg = run.cfg.synthesis
     set_threads(run.cfg)
-    k, n_workers = parse_shard(shard)
+    k, n_workers = shards.parse_shard(shard)
     table = plan(run)
     n_shards = int(table["shard"].max()) + 1 if len(table) else 0
     mine = shards.mine(range(n_shards), shard)
-    todo = [j for j in mine if not shard_done(run, j, table[table["shard"] == j])]
+    todo = [j for j in mine if not synthetic.shard_done(run, j, table[table["shard"] == j])]
     summary = {"shards_total": n_shards, "shards_mine": len(mine), "shards_made": 0, "images_made": 0,
                "seconds": 0.0, "images_per_s": None}
-    folder = synthetic_dir(run)
+    folder = synthetic.synthetic_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     if pipe is None and todo:
         pipe = load_generator(run)
@@ -300,7 +273,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="images", disable=not progress)
     for j in todo:
         rows = table[table["shard"] == j]
-        npy, csv = shard_paths(run, j)
+        npy, csv = synthetic.shard_paths(run, j)
         for stale in npy.parent.glob(f".{npy.stem}.*"):
             stale.unlink(missing_ok=True)
         images = np.empty((len(rows), res, res, 3), dtype=np.uint8)
@@ -332,15 +305,15 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
 
 def _write_subsets(run) -> None:
     """Once every shard is finished: the subsets' indices, and each shard's checksums in the manifest."""
-    if not is_complete(run):
+    if not synthetic.is_complete(run):
         return
     for m in run.cfg.synthesis.cardinalities:
-        path = synthetic_dir(run) / "subsets" / f"x{m:g}.npy"
-        if not path.is_file() or not np.array_equal(_read_or_none(path), subset_index(run, m)):
-            io.save_array(path, subset_index(run, m))
-    manifest = synthetic_dir(run) / "manifest.json"
+        path = synthetic.synthetic_dir(run) / "subsets" / f"x{m:g}.npy"
+        if not path.is_file() or not np.array_equal(synthetic._read_or_none(path), synthetic.subset_index(run, m)):
+            io.save_array(path, synthetic.subset_index(run, m))
+    manifest = synthetic.synthetic_dir(run) / "manifest.json"
     info = io.read_json(manifest)
-    sides = [io.read_json(shard_sidecar(run, j)) for j in range(_n_shards(run, info))]
+    sides = [io.read_json(synthetic.shard_sidecar(run, j)) for j in range(synthetic._n_shards(run, info))]
     sealed = {"shards_sha256": [r["sha256"] for r in sides], "tables_sha256": [r["csv_sha256"] for r in sides]}
     if any(info.get(k) != v for k, v in sealed.items()):
         io.write_json(manifest, {**info, **sealed})
@@ -351,7 +324,7 @@ def status(run) -> pd.DataFrame:
     table = plan(run)
     per = table.groupby("shard").size()
     return pd.DataFrame({"shard": per.index, "images": per.to_numpy(),
-                         "done": [shard_done(run, int(j)) for j in per.index]})
+                         "done": [synthetic.shard_done(run, int(j)) for j in per.index]})
 
 
 # --------------------------------------------------------------------------- command line

@@ -12,8 +12,8 @@ Shard ``k/n`` (1-based, :mod:`tckr.shards`) of
 Every shard's work is resumable and skips what is finished, so a failed or pre-empted array can be launched again.
 Once all shards have finished, one more job runs the phase's merge step: for ``03_generate`` the synthetic
 subsets and the checksums of the manifest (``synthesis.generate`` with nothing left to make) and
-``synthesis.check``; for ``05_mia_lira`` the targets' queries and the attacks (``mia.query_targets``,
-``mia.attack``, and ``pipelines.attack_students`` when there are shadow pipelines). ``--record`` then runs the
+``synthetic.check``; for ``05_mia_lira`` the targets' queries and the attacks (``mia.query_targets``,
+``mia.attack``, and ``pipeline_attacks.attack_students`` when there are shadow pipelines). ``--record`` then runs the
 phase notebook (``tckr study ... --phases <phase>``), which finds the shards done and writes the
 phase's done-record.
 
@@ -30,8 +30,8 @@ from typing import Any
 from tckr.core import shards
 from tckr.generation import synthesis
 from tckr.orchestration import study
-from tckr.privacy import mia, pipelines
-from tckr.runfolder import runs
+from tckr.privacy import mia, pipeline_attacks, pipelines
+from tckr.runfolder import runs, synthetic
 
 SHARDED = ("03_generate", "05_mia_lira")
 
@@ -53,13 +53,13 @@ def merge(phase: str, run_dir: str) -> dict[str, Any]:
     """The phase's step after every shard: refuses while any shard's work is unfinished."""
     run = runs.open_run(None, run_dir)
     if phase == "03_generate":
-        if not synthesis.is_complete(run):
+        if not synthetic.is_complete(run):
             missing = synthesis.status(run).query("not done")["shard"].tolist()
             raise RuntimeError(f"{run.dir}: synthetic shard(s) {missing[:8]} unfinished after all jobs; "
                                "launch the array again (finished shards are skipped)")
         summary = synthesis.generate(run, progress=False)  # nothing left to make: writes the subsets and seals the manifest
-        synthesis.check(run)
-        return {"phase": phase, "shards": summary["shards_total"], "multiples": synthesis.available_multiples(run)}
+        synthetic.check(run)
+        return {"phase": phase, "shards": summary["shards_total"], "multiples": synthetic.available_multiples(run)}
     if phase == "05_mia_lira":
         left = [i for i in range(run.cfg.mia.n_shadows) if not mia._done(run, mia.shadow_name(i))]
         if left:
@@ -68,7 +68,7 @@ def merge(phase: str, run_dir: str) -> dict[str, Any]:
         table = mia.attack(run)
         out = {"phase": phase, "attacks": len(table)}
         if run.cfg.mia.n_pipelines:
-            out["pipeline_attacks"] = len(pipelines.attack_students(run))
+            out["pipeline_attacks"] = len(pipeline_attacks.attack_students(run))
         return out
     raise ValueError(f"phase {phase!r} is not sharded; accepted: {', '.join(SHARDED)}")
 

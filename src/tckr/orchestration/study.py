@@ -38,7 +38,7 @@ from tckr.core import io, paths, progress
 from tckr.core.config import load_config
 from tckr.core.notebook import execute_notebook
 from tckr.datasets import provenance
-from tckr.reporting import plots
+from tckr.privacy import ledger
 from tckr.runfolder import artifacts, lock, runs
 from tckr.runfolder.phases import ADAPTER, PHASE, PHASES, matches, owned_files, owner
 
@@ -356,7 +356,7 @@ def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: 
             run_phases(run, phases, force=force, log=log)
         if len(seeds) > 1:
             runs.open_run(cfg, root, seed=seeds[0])
-            per_seed, table = plots.seed_summary([root / f"seed{s}" for s in seeds])
+            per_seed, table = ledger.seed_summary([root / f"seed{s}" for s in seeds])
             artifacts.write_study_table(root, table, per_seed)
     log(f"study finished in {time.perf_counter() - total:.1f} s: {root}")
     return root

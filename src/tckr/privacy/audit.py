@@ -60,7 +60,7 @@ from scipy import stats
 from tckr.classification import batches, checkpoints, classifiers, inference, train
 from tckr.core import io
 from tckr.datasets import provenance, splitting
-from tckr.generation import synthesis
+from tckr.runfolder import synthetic
 
 SPACES = ("feature", "pixel")
 DUP_QUANTILE = 0.01  # real-to-real duplicate threshold: this quantile of held-out real images' nearest-member distances
@@ -239,7 +239,7 @@ def audit(run, multiples: Iterable[float] | None = None, max_synthetic: int | No
     write the result files and return the summary. An empty summary (and no files) when the run has no
     synthetic set yet."""
     cfg = run.cfg
-    mults = list(multiples) if multiples is not None else list(synthesis.available_multiples(run))
+    mults = list(multiples) if multiples is not None else list(synthetic.available_multiples(run))
     if not mults:
         print("no synthetic set in this run yet (run notebooks/03_generate.ipynb): nothing to audit")
         return pd.DataFrame()
@@ -263,7 +263,7 @@ def audit(run, multiples: Iterable[float] | None = None, max_synthetic: int | No
     rows, summary = [], []
     rng = np.random.default_rng(run.seed_for(cfg.mia.seed))
     for mult in mults:
-        synth = synthesis.load_synthetic(run, mult)
+        synth = synthetic.load_synthetic(run, mult)
         n = len(synth.labels)
         pick = np.sort(rng.choice(n, limit, replace=False)) if 0 < limit < n else np.arange(n)
         cols = _neighbours(embed(np.asarray(synth.images[pick])), ref)

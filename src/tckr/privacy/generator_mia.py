@@ -53,8 +53,8 @@ import torch
 from tckr.core import io
 from tckr.core.progress import note
 from tckr.generation import generator, lora, synthesis
-from tckr.privacy import mia, pipelines, synthetic_mia
-from tckr.runfolder import environment
+from tckr.privacy import attacks, mia, pipelines, synthetic_mia
+from tckr.runfolder import artifacts, environment
 
 GENERATOR_ATTACKS = ("gen_loss", "gen_contrast", "gen_lira_online_fixed", "gen_lira_offline_fixed",
                      "gen_contrast_lira_online_fixed", "gen_contrast_lira_offline_fixed")
@@ -116,7 +116,7 @@ def generator_scores(target_errors: np.ndarray, shadow_errors: np.ndarray | None
         shadow_stat = ss[kind].reshape(s.shape[:3])
         for online in (True, False):
             name = f"{prefix}_{'online' if online else 'offline'}_fixed"
-            out[name] = mia.lira_from_stable(ts[kind], shadow_stat, shadow_in, online=online, fixed_variance=True)
+            out[name] = attacks.lira_from_stable(ts[kind], shadow_stat, shadow_in, online=online, fixed_variance=True)
     return out
 
 
@@ -203,8 +203,8 @@ def generator_subset(run) -> np.ndarray:
 def pipeline_adapters(run, n_pipelines: int | None = None) -> dict[str, Path]:
     """``pipeline_<iii>`` -> LoRA adapter of the first ``n_pipelines`` shadow pipelines (all must exist)."""
     n = run.cfg.mia.n_pipelines if n_pipelines is None else int(n_pipelines)
-    subs = synthetic_mia.reference_pipelines(run, n, lambda sub: lora.adapter_path(sub).is_file(), "LoRA adapter")
-    return {name: lora.adapter_path(sub) for name, sub in subs.items()}
+    subs = synthetic_mia.reference_pipelines(run, n, lambda sub: artifacts.adapter_path(sub).is_file(), "LoRA adapter")
+    return {name: artifacts.adapter_path(sub) for name, sub in subs.items()}
 
 
 # ---------------------------------------------------------------- generator attack on a run
@@ -222,7 +222,7 @@ def generator_errors(run, n_pipelines: int | None = None, *, progress: bool = Tr
     ``mia/generator/errors_<model>.npy`` (finished models are read back)."""
     cfg = run.cfg
     n = cfg.mia.n_pipelines if n_pipelines is None else int(n_pipelines)
-    target = lora.adapter_path(run)
+    target = artifacts.adapter_path(run)
     if not target.is_file():
         raise FileNotFoundError(f"no target adapter at {target}; run notebooks/02_lora_finetune.ipynb (tckr.lora.finetune) first")
     models = {"target": target, **(pipeline_adapters(run, n) if n else {})}
@@ -291,8 +291,8 @@ def run_all(run, *, progress: bool = True) -> dict[str, pd.DataFrame]:
     out = {"generator": pd.DataFrame(), "synthetic": pd.DataFrame()}
     if cfg.mia.generator_examples <= 0:
         print("generator attack: off (mia.generator_examples is 0)")
-    elif not lora.adapter_path(run).is_file():
-        print(f"generator attack: skipped, no target adapter at {lora.adapter_path(run)}")
+    elif not artifacts.adapter_path(run).is_file():
+        print(f"generator attack: skipped, no target adapter at {artifacts.adapter_path(run)}")
     else:
         try:
             out["generator"] = attack_generator(run, progress=progress)

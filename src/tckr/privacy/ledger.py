@@ -10,7 +10,10 @@ the attack result files a run wrote and lays every (release point, attack) pair 
 - ``results/mia_generator.csv``: attacks on the adapted generator (:mod:`tckr.generator_mia`);
 - ``results/mia_synthetic.csv``: attacks on the released synthetic sets (:mod:`tckr.generator_mia`).
 
-One attack per release point is the **pre-registered headline** (:func:`headline_rules`), fixed
+The run's pre-registered headline attack is resolved here and nowhere else (:func:`headline`: the attack
+``results/headline.json`` records, else the ``mia.headline`` rule of :func:`tckr.attacks.headline_attack`), and so are
+the tables built on it: the study table (:func:`study_table`, teacher vs students) and its mean over seeds
+(:func:`seed_summary`). One attack per release point is the **pre-registered headline** (:func:`headline_rules`), fixed
 before looking at any score: the configured LiRA variant (``mia.headline``) with the shadows that
 replicate that release point's training (pipelines for students, generators and synthetic sets once
 a run has them); every other row is reported beside it, never maximised over. Intervals are 95%
@@ -25,11 +28,16 @@ Pure reading and tabulating: no training, no drawing (``tckr.plots.plot_ledger``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tckr.core import io
+from tckr.core.config import MiaConfig
+from tckr.privacy import metrics
+from tckr.privacy.attacks import headline_attack, headline_rule
+from tckr.runfolder import artifacts
 
 SOURCES = {"mia.csv": "classifier", "mia_pipeline.csv": "pipeline", "mia_generator.csv": "generator",
            "mia_synthetic.csv": "synthetic"}
@@ -65,6 +73,28 @@ def _family(source: str, attack: str) -> str:
     if kind == "generator":
         return "LiRA, shadow LoRAs" if lira else "denoising-error threshold"
     return "LiRA, shadow synthetic sets" if lira else "distance threshold"
+
+
+def headline_record(setting: str, n_shadows: int) -> dict[str, Any]:
+    """The pre-registered headline of a study whose ``mia.headline`` is ``setting``, attacked with ``n_shadows``
+    shadows: ``{"attack", "setting", "n_shadows", "rule"}``, as :func:`tckr.mia.attack` writes ``results/headline.json``."""
+    m = int(n_shadows)
+    return {"attack": headline_attack(setting, m), "setting": setting, "n_shadows": m, "rule": headline_rule(setting)}
+
+
+def headline(run_dir: str | Path) -> str:
+    """The run's pre-registered headline attack: the one ``results/headline.json`` records (written by
+    :func:`tckr.mia.attack`), else the ``mia.headline`` rule of the run's saved settings with the shadow count of
+    ``results/mia.csv`` (of the settings before any attack ran)."""
+    record = artifacts.read_headline_record(run_dir)
+    if record is not None:
+        return record["attack"]
+    mia_cfg = artifacts.settings(run_dir).get("mia") or {}
+    n_shadows = mia_cfg.get("n_shadows", MiaConfig.n_shadows)
+    res = artifacts.read_optional_result(run_dir, "mia.csv")
+    if res is not None:
+        n_shadows = int(res["n_shadows"].max())
+    return headline_record(mia_cfg.get("headline", MiaConfig.headline), n_shadows)["attack"]
 
 
 def headline_rules(variant: str) -> dict[str, list[tuple[str, str]]]:
@@ -105,10 +135,11 @@ def _release(row: pd.Series) -> str:
     return "teacher" if row.get("role") == "teacher" else "student"
 
 
-def build(run_dir: str | Path, variant: str) -> pd.DataFrame:
+def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
     """``results/ledger.csv`` (and ``ledger.json``) from the run's attack result files; ``variant`` is
-    the pre-registered LiRA variant (``results/headline.json``'s attack). Returns the table."""
+    the pre-registered LiRA variant (default: the run's, :func:`headline`). Returns the table."""
     run_dir = Path(run_dir)
+    variant = headline(run_dir) if variant is None else variant
     raw = _rows(run_dir)
     raw = raw[raw["auc"].notna()].reset_index(drop=True)  # variants skipped for too few shadows (their note says why)
     out = pd.DataFrame({
@@ -206,3 +237,57 @@ def classifier_headlines(run_dir: str | Path, variant: str) -> pd.DataFrame:
         pipe = pipe[pipe["attack"] == variant][cols].assign(shadows="pipeline")
         base = pd.concat([pipe, base[~base["target"].isin(pipe["target"])]], ignore_index=True)
     return base.assign(attack=variant).reset_index(drop=True)
+
+
+def study_table(run_dir: str | Path, *, attacks: bool = True) -> pd.DataFrame:
+    """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent), all from the run's headline attack
+    (:func:`headline`, :func:`classifier_headlines`). Reads only; notebook 06 writes it
+    (:func:`tckr.artifacts.write_study_table`). ``attacks=False``: accuracy only (a run stopped before 05_mia_lira),
+    the attack columns empty."""
+    run_dir = Path(run_dir)
+    clf = artifacts.read_result(run_dir, "classifiers.csv")
+    if attacks:
+        artifacts.read_result(run_dir, "mia.csv")  # its own error when 05_mia_lira has not run
+        attack = headline(run_dir)
+        m = classifier_headlines(run_dir, attack).set_index("target")
+    else:
+        attack, m = None, pd.DataFrame(index=pd.Index([], name="target"))
+    rows = []
+    for _, r in clf.iterrows():
+        row = {"model": r["model"], "role": r["role"], "cardinality": r.get("cardinality", np.nan),
+               "label_mode": r.get("label_mode", ""), "accuracy": r["test_accuracy"]}
+        if r["model"] in m.index:
+            mr = m.loc[r["model"]]
+            row.update(auc_mia=100 * mr["auc"], auc_lo=100 * mr.get("auc_lo", np.nan), auc_hi=100 * mr.get("auc_hi", np.nan),
+                       tpr_at_1pct=100 * mr["tpr_at_1pct"], aop=100 * metrics.aop(r["test_accuracy"] / 100, mr["auc"]),
+                       shadows=mr["shadows"])
+        else:
+            row.update(auc_mia=np.nan, auc_lo=np.nan, auc_hi=np.nan, tpr_at_1pct=np.nan, aop=np.nan, shadows="")
+        row["attack"] = attack
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first").reset_index(drop=True)
+
+
+def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per_seed, table)``: every seed run's study table, and their mean ± 95% CI (Student t) per model. Reads only;
+    :func:`tckr.study.run_study` writes them (:func:`tckr.artifacts.write_study_table`). When a seed has no attack
+    results (a study of phases 00–04), the table is of accuracies only, its attack columns empty."""
+    attacks = all(artifacts.result_path(d, "mia.csv").is_file() for d in seed_dirs)
+    frames = []
+    for i, d in enumerate(seed_dirs):
+        t = study_table(d, attacks=attacks)
+        t["seed_run"] = i
+        frames.append(t)
+    allt = pd.concat(frames, ignore_index=True)
+    columns = ["accuracy", "auc_mia", "tpr_at_1pct", "aop"]
+    rows = []
+    for (model, role), g in allt.groupby(["model", "role"], sort=False):
+        row = {"model": model, "role": role, "cardinality": g["cardinality"].iloc[0], "n_seeds": len(g),
+               "attack": g["attack"].iloc[0]}
+        for m in columns:
+            v = g[m].dropna().to_numpy()
+            row[m] = v.mean() if len(v) else np.nan
+            row[f"{m}_ci"] = metrics.t_halfwidth(v)
+        rows.append(row)
+    return allt, pd.DataFrame(rows)

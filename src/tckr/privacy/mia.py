@@ -12,12 +12,12 @@ the teacher (trained on D) and every student in ``run/classifiers/``; members = 
 Mislabeled canaries (``mia.canaries``, :meth:`tckr.runs.Run.canaries`) carry their canary label in P's labels,
 so shadows train on it and the stable logit of a canary is that of its canary label.
 
-Attacks (:data:`tckr.attacks.ATTACKS`; the mathematics lives in :mod:`tckr.attacks` and its public
-names are re-exported here): LiRA online / offline with per-example or one pooled variance, the LOSS
-attack and RMIA, all from the stable logit of the true class. The **headline** attack is fixed by
-the settings before any score exists (``mia.headline``; ``auto`` = ``lira_online_fixed`` below 64
-shadows, else ``lira_online``): it is always scored, and it alone feeds AOP, the study table and the
-cardinality figure; the other attacks are reported beside it, never a maximum over them.
+Attacks (:data:`tckr.attacks.ATTACKS`; the mathematics lives in :mod:`tckr.attacks`): LiRA online / offline with
+per-example or one pooled variance, the LOSS attack and RMIA, all from the stable logit of the true class. The
+**headline** attack is fixed by the settings before any score exists (``mia.headline``; ``auto`` =
+``lira_online_fixed`` below 64 shadows, else ``lira_online``; :func:`tckr.ledger.headline_record`): it is always
+scored, and it alone feeds AOP, the study table and the cardinality figure; the other attacks are reported beside it,
+never a maximum over them.
 
 Files in the run folder:
 
@@ -34,7 +34,7 @@ Files in the run folder:
   subset, auc, auc_lo, auc_hi, tpr_at_0.1pct(_lo/_hi), tpr_at_1pct(_lo/_hi), balanced_accuracy(_lo/_hi),
   n_shadows, n_members, n_nonmembers`` (fractions in [0, 1], 95% bootstrap intervals); ``subset`` is ``all``
   (P without its mislabeled canaries) or ``canaries`` (the canaries alone, when ``mia.canaries`` > 0), written by
-  :func:`write_attack_results`, the writer of every attack-result file;
+  :func:`tckr.privacy.attack_results.write_attack_results`, the writer of every attack-result file;
 - ``results/headline.json``: ``attack, setting, n_shadows, rule`` (the pre-registered headline);
 - ``results/aop.csv``: ``target, role, cardinality, label_mode, attack, test_accuracy, auc, auc_lo,
   auc_hi, aop`` with ``test_accuracy`` from ``results/classifiers.csv`` (percent), ``auc`` the
@@ -49,7 +49,6 @@ CLI (one shard of the shadows per process or GPU): ``tckr shadows --config confi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -59,24 +58,9 @@ from tckr.classification import batches, checkpoints, classifiers, inference, tr
 from tckr.core import io, shards
 from tckr.core.progress import tqdm
 from tckr.datasets import splitting
-from tckr.privacy import ledger, metrics
-
-# The attack mathematics lives in tckr.attacks; its public names stay importable from here.
-from tckr.privacy.attacks import (  # noqa: F401
-    ATTACKS,
-    headline_attack,
-    headline_rule,
-    lira,
-    lira_from_stable,
-    lira_from_statistics,
-    loss_attack,
-    membership_mask,
-    pooled_variance,
-    rmia,
-    rmia_from_stable,
-    score,
-    stable_logit,
-)
+from tckr.privacy import attack_results, ledger, metrics
+from tckr.privacy.attacks import ATTACKS, membership_mask, score, stable_logit
+from tckr.runfolder import artifacts
 
 
 # ---------------------------------------------------------------- the run's ground truth
@@ -91,10 +75,6 @@ class Pool:
     population_images: np.ndarray
     population_labels: np.ndarray
     population_index: np.ndarray
-
-
-def mia_dir(run, *parts: str) -> Path:
-    return run.path("mia", *parts)
 
 
 def _population(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,7 +106,7 @@ def pool(run) -> Pool:
     p = Pool(np.concatenate([D.images, H.images]), np.r_[D.labels, H.labels].astype(np.int64),
              np.r_[np.ones(len(D), bool), np.zeros(len(H), bool)], np.r_[s.D, s.H].astype(np.int64),
              z_img, z_lab.astype(np.int64), z_idx.astype(np.int64))
-    f = mia_dir(run, "pool.npz")
+    f = artifacts.mia_dir(run, "pool.npz")
     fields = {"index": p.index, "labels": p.labels, "member": p.member, "population_index": p.population_index,
               "population_labels": p.population_labels}
     if not f.is_file():
@@ -147,7 +127,7 @@ def pool(run) -> Pool:
 
 def queries(run) -> list[str]:
     """The query order of every logits array (``mia/queries.json``, written once)."""
-    f = mia_dir(run, "queries.json")
+    f = artifacts.mia_dir(run, "queries.json")
     if f.is_file():
         saved = io.read_json(f)
         if saved != list(run.cfg.mia.queries):
@@ -164,7 +144,7 @@ def ensure_mask(run, n_shadows: int | None = None) -> np.ndarray:
     m = int(n_shadows or run.cfg.mia.n_shadows)
     p = pool(run)
     queries(run)
-    f = mia_dir(run, "keep.npy")
+    f = artifacts.mia_dir(run, "keep.npy")
     seed = run.seed_for(run.cfg.mia.seed)
     if f.is_file():
         keep = io.load_array(f)
@@ -193,17 +173,8 @@ def shadow_seed(run, i: int) -> int:
     return int(np.random.SeedSequence([run.seed_for(run.cfg.mia.seed), 7919, int(i)]).generate_state(1)[0])
 
 
-def parse_shard(shard: str | None) -> tuple[int, int]:
-    """``"k/n"`` (1 <= k <= n) -> (k, n); None -> (1, 1) (:func:`tckr.shards.parse_shard`)."""
-    return shards.parse_shard(shard)
-
-
-def _logits_file(run, name: str, population: bool = False) -> Path:
-    return mia_dir(run, "logits", f"{name}{'_population' if population else ''}.npy")
-
-
 def _done(run, name: str) -> bool:
-    return _logits_file(run, name).is_file() and _logits_file(run, name, True).is_file()
+    return artifacts.logits_path(run, name).is_file() and artifacts.logits_path(run, name, True).is_file()
 
 
 def query_logits(model, images: np.ndarray, cfg, query_list: Iterable[str]) -> np.ndarray:
@@ -213,18 +184,18 @@ def query_logits(model, images: np.ndarray, cfg, query_list: Iterable[str]) -> n
 
 def _write_logits(run, name: str, model, p: Pool) -> None:
     qs = queries(run)
-    io.save_array(_logits_file(run, name, True), query_logits(model, p.population_images, run.cfg, qs))
-    io.save_array(_logits_file(run, name), query_logits(model, p.images, run.cfg, qs))
+    io.save_array(artifacts.logits_path(run, name, True), query_logits(model, p.population_images, run.cfg, qs))
+    io.save_array(artifacts.logits_path(run, name), query_logits(model, p.images, run.cfg, qs))
 
 
 def _remove_partial(run, name: str) -> None:
-    for folder in (mia_dir(run, "shadows"), mia_dir(run, "logits")):
+    for folder in (artifacts.mia_dir(run, "shadows"), artifacts.mia_dir(run, "logits")):
         if folder.is_dir():
             for f in folder.glob(f".{name}*"):
                 f.unlink(missing_ok=True)
-    weights = mia_dir(run, "shadows", f"{name}.safetensors")
+    weights = artifacts.mia_dir(run, "shadows", f"{name}.safetensors")
     if not weights.is_file():
-        for f in (weights.with_suffix(".json"), mia_dir(run, "shadows", f"{name}_history.csv")):
+        for f in (weights.with_suffix(".json"), artifacts.mia_dir(run, "shadows", f"{name}_history.csv")):
             f.unlink(missing_ok=True)
 
 
@@ -236,7 +207,7 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
 
     cfg = run.cfg
     keep = ensure_mask(run, n_shadows)
-    k, n = parse_shard(shard)
+    k, n = shards.parse_shard(shard)
     todo = [i for i in shards.mine(range(len(keep)), shard) if not _done(run, shadow_name(i))]
     if not todo:
         return []
@@ -247,12 +218,12 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
     for i in tqdm(todo, desc=f"shadows (shard {k}/{n})", unit="shadows", disable=not progress):
         name = shadow_name(i)
         _remove_partial(run, name)
-        weights = mia_dir(run, "shadows", f"{name}.safetensors")
+        weights = artifacts.mia_dir(run, "shadows", f"{name}.safetensors")
         if weights.is_file():
             model = classifiers.load_trained(weights, arch=arch, num_classes=len(run.class_names))
         else:
             model, _ = train.fit(cfg, arch, p.images[keep[i]], p.labels[keep[i]], val.images, val.labels,
-                                 seed=shadow_seed(run, i), epochs=epochs, history_path=mia_dir(run, "shadows", f"{name}_history.csv"),
+                                 seed=shadow_seed(run, i), epochs=epochs, history_path=artifacts.mia_dir(run, "shadows", f"{name}_history.csv"),
                                  progress=progress, desc=name, num_classes=len(run.class_names),
                                  checkpoint=checkpoints.checkpoint_file(weights))
             classifiers.save(model, weights, arch=arch, class_names=run.class_names, normalisation=batches.normalisation(cfg),
@@ -303,15 +274,7 @@ def query_targets(run, targets: str | Iterable[str] = "all", *, train_teacher: b
 
 # ---------------------------------------------------------------- attacks and results
 def _stable(run, name: str, labels: np.ndarray, population: bool = False) -> np.ndarray:
-    return stable_logit(io.load_array(_logits_file(run, name, population)), labels)
-
-
-def headline(run, n_shadows: int | None = None) -> dict[str, Any]:
-    """The pre-registered headline attack of the run (``mia.headline`` and the shadow count):
-    ``{"attack", "setting", "n_shadows", "rule"}``, as written to ``results/headline.json``."""
-    m = int(n_shadows or run.cfg.mia.n_shadows)
-    setting = run.cfg.mia.headline
-    return {"attack": headline_attack(setting, m), "setting": setting, "n_shadows": m, "rule": headline_rule(setting)}
+    return stable_logit(io.load_array(artifacts.logits_path(run, name, population)), labels)
 
 
 def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | None = None, n_shadows: int | None = None) -> pd.DataFrame:
@@ -325,20 +288,20 @@ def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | N
         raise ValueError(f"unknown attack(s) {bad}; accepted: {', '.join(ATTACKS)}")
     keep = ensure_mask(run, n_shadows)
     m = len(keep)
-    head = headline(run, m)
+    head = ledger.headline_record(cfg.mia.headline, m)
     if head["attack"] not in attacks:
         attacks.append(head["attack"])
     missing = [i for i in range(m) if not _done(run, shadow_name(i))]
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {m} shadows are not trained yet (e.g. {shadow_name(missing[0])}): "
                                 "run tckr.mia.train_shadows(run) or `tckr shadows --run-dir <run> --shard k/n` first")
-    saved = np.load(mia_dir(run, "pool.npz"))
+    saved = np.load(artifacts.mia_dir(run, "pool.npz"))
     labels, member, z_labels = saved["labels"], saved["member"], saved["population_labels"]
     qs = queries(run)
     shadow_phi = np.stack([_stable(run, shadow_name(i), labels) for i in range(m)])
     shadow_z = np.stack([_stable(run, shadow_name(i), z_labels, True) for i in range(m)])
     chosen = select_targets(run, targets)
-    io.save_array(mia_dir(run, "scores", "membership.npy"), member)
+    io.save_array(artifacts.mia_dir(run, "scores", "membership.npy"), member)
     scored = []
     for t, info in chosen.items():
         if not _done(run, t):
@@ -346,94 +309,17 @@ def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | N
         t_phi, t_z = _stable(run, t, labels), _stable(run, t, z_labels, True)
         scores = {a: score(a, t_phi, shadow_phi, keep, target_z_phi=t_z, shadow_z_phi=shadow_z, queries=qs,
                            rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma) for a in attacks}
-        scored.append(TargetScores(t, scores, {"role": info["role"], "cardinality": info.get("multiple"),
-                                               "label_mode": info.get("label_mode")}, n_shadows=m))
-    new = write_attack_results(run, "mia.csv", scored)
-    io.write_json(run.path("results", "headline.json"), head)
+        scored.append(attack_results.TargetScores(t, scores, {"role": info["role"], "cardinality": info.get("multiple"),
+                                                              "label_mode": info.get("label_mode")}, n_shadows=m))
+    new = attack_results.write_attack_results(run, "mia.csv", scored)
+    io.write_json(artifacts.headline_path(run), head)
     return new
-
-
-RESULT_COLUMNS = ["target", "role", "cardinality", "label_mode", "attack", "subset",
-                  *[c for k in metrics.METRICS for c in (k, f"{k}_lo", f"{k}_hi")], "n_shadows", "n_members", "n_nonmembers"]
-SUBSETS = ("all", "canaries")  # P without its mislabeled canaries; the canaries alone
-
-
-@dataclass
-class TargetScores:
-    """One attacked target as :func:`write_attack_results` takes it: ``scores`` maps each attack to its scores
-    over the attacked examples (higher = member) or to a note saying why it was not scored; ``fields`` are the
-    row's other columns (``role``, ``cardinality``, ``label_mode`` and the file's extra columns); ``n_shadows``
-    the reference models (one count, or one per attack); ``stem`` names the raw score and ROC files (default:
-    the target); ``table`` also writes ``mia/scores/<target>.csv``."""
-
-    target: str
-    scores: dict[str, np.ndarray | str]
-    fields: dict[str, Any]
-    n_shadows: int | dict[str, int] = 0
-    stem: str | None = None
-    table: bool = True
 
 
 def canary_mask(run, positions: np.ndarray | None = None) -> np.ndarray:
     """bool [|P|] (or [len(positions)]): which examples of P are the run's mislabeled canaries."""
     c = np.isin(pool_index(run), run.canaries().index)
     return c if positions is None else c[np.asarray(positions)]
-
-
-def write_attack_results(run, file: str, scored: Iterable[TargetScores], *, positions: np.ndarray | None = None,
-                         extra_columns: Iterable[str] = ()) -> pd.DataFrame:
-    """The one writer of attack results (``results/mia.csv``, ``mia_pipeline.csv``, ``mia_generator.csv``,
-    ``mia_synthetic.csv``): for each target and attack, the raw scores ``mia/scores/<stem>_<attack>.npy`` and
-    rows of metrics with 95% bootstrap intervals (``mia.n_bootstrap``, seeded by ``mia.seed``) against the
-    membership recorded in ``mia/pool.npz``, over ``positions`` in P (default: all of P). Row ``subset`` = ``all``
-    is P without its mislabeled canaries (every example when ``mia.canaries`` is 0; ROC ``mia/roc/<stem>_<attack>.csv``);
-    ``canaries`` the canaries alone (ROC ``..._canaries.csv``), present only when some are attacked. Scores are
-    computed once over all attacked examples, so a pooled-variance attack pools over the canaries too. Rows of the
-    same (target, attack, subset) already in ``results/<file>`` are replaced, the others kept; the file is written
-    atomically. Returns this call's rows."""
-    cfg = run.cfg
-    saved = np.load(mia_dir(run, "pool.npz"))
-    pos = np.arange(len(saved["member"])) if positions is None else np.asarray(positions)
-    member, labels, index = saved["member"][pos], saved["labels"][pos], saved["index"][pos]
-    canary = np.isin(index, run.canaries().index)
-    subsets = [("all", ~canary, "")] + ([("canaries", canary, "_canaries")] if canary.any() else [])
-    cols = RESULT_COLUMNS + list(extra_columns)
-    rows = []
-    for t in scored:
-        stem = t.stem or t.target
-        table = pd.DataFrame({"index": index, "label": labels, "member": member, "canary": canary})
-        for a, s in t.scores.items():
-            n_shadows = t.n_shadows[a] if isinstance(t.n_shadows, dict) else t.n_shadows
-            if not isinstance(s, str):
-                table[a] = s
-                io.save_array(mia_dir(run, "scores", f"{stem}_{a}.npy"), s)
-            for subset, sel, suffix in subsets:
-                mem = member[sel]
-                base = {"target": t.target, **t.fields, "attack": a, "subset": subset, "n_shadows": n_shadows,
-                        "n_members": int(mem.sum()), "n_nonmembers": int((~mem).sum())}
-                if isinstance(s, str):
-                    if "note" not in cols:
-                        raise ValueError(f"{t.target} {a}: not scored ({s}), and {file} has no note column to say so")
-                    rows.append({**base, "note": s})
-                    continue
-                fpr, tpr = metrics.roc(s[sel], mem)
-                io.save_csv(mia_dir(run, "roc", f"{stem}_{a}{suffix}.csv"), pd.DataFrame({"fpr": fpr, "tpr": tpr}))
-                rows.append({**base, **metrics.summarise(s[sel], mem, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed)),
-                             **({"note": ""} if "note" in cols else {})})
-        if t.table:
-            io.save_csv(mia_dir(run, "scores", f"{t.target}.csv"), table)
-    new = pd.DataFrame(rows).reindex(columns=cols)
-    f = run.path("results", file)
-    if f.is_file():
-        old = pd.read_csv(f, keep_default_na=False, na_values=[""])
-        old = old.assign(subset=old["subset"].fillna("all") if "subset" in old else "all")
-        key = ["target", "attack", "subset"]
-        old = old[~old.set_index(key).index.isin(new.set_index(key).index)]
-        new_all = pd.concat([old.reindex(columns=new.columns), new], ignore_index=True)
-    else:
-        new_all = new
-    io.save_csv(f, new_all)
-    return new
 
 
 def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
@@ -450,8 +336,7 @@ def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
     clf = pd.read_csv(clf_file)
     res = pd.read_csv(mia_file)
     if attack_name is None:
-        head_file = run.dir / "results" / "headline.json"
-        attack_name = io.read_json(head_file)["attack"] if head_file.is_file() else headline(run, int(res["n_shadows"].max()))["attack"]
+        attack_name = ledger.headline(run.dir)
     if not (res["attack"] == attack_name).any():
         raise ValueError(f"{mia_file} has no rows of attack {attack_name!r}: run tckr.mia.attack(run) (it always scores the headline)")
     res = ledger.classifier_headlines(run.dir, attack_name)

@@ -30,13 +30,8 @@ stage it was in; LoRA and synthesis also resume inside the stage from their own 
 ``mia/pipelines/stages.csv``: one row per stage that actually ran (``pipeline, stage, seconds,
 detail, finished``), appended under a file lock so concurrent shards can share it.
 
-Attacks (:func:`attack_students`): each target student of a pipeline cardinality is scored with
-LiRA (online/offline, per-example/fixed variance) using the pipeline students of that cardinality
-as shadows and ``keep[:n_pipelines]`` as their membership; raw scores ``mia/scores/<target>_pipeline_<attack>.npy``,
-ROC ``mia/roc/<target>_pipeline_<attack>.csv`` and ``results/mia_pipeline.csv`` (the columns of
-``results/mia.csv`` plus ``shadow_kind``, ``n_pipelines`` and ``note``). :func:`pipeline_spread`
-attacks each pipeline's student with the others (leave one pipeline out): the spread of the attack
-over training randomness at no extra training cost, ``results/mia_pipeline_lopo.csv``.
+The attacks with these shadows (:func:`tckr.pipelines.attack_students`, :func:`tckr.pipelines.pipeline_spread`) and the
+whole phase (:func:`tckr.pipelines.run_all`: train, then attack) live in :mod:`tckr.privacy.pipeline_attacks`.
 
 CLI: ``tckr pipelines --run-dir runs/<id> [--shard k/n] [--attack]``.
 """
@@ -45,7 +40,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
-import math
 import os
 import time
 from pathlib import Path
@@ -59,12 +53,10 @@ from tckr.core import io, shards
 from tckr.core.config import config_from_dict
 from tckr.core.progress import note
 from tckr.generation import captions, lora, prompt_files, synthesis
-from tckr.privacy import attacks, metrics, mia
-from tckr.runfolder import environment, runs
+from tckr.privacy import mia
+from tckr.runfolder import artifacts, environment, runs, synthetic
 
 PIPELINES_DIR = ("mia", "pipelines")
-LIRA_ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed")
-LOPO_ATTACKS = ("lira_online_fixed", "lira_offline_fixed")
 STAGE_COLUMNS = ("pipeline", "stage", "seconds", "detail", "finished")
 
 
@@ -111,7 +103,7 @@ def open_pipeline(run, i: int) -> runs.Run:
         if not f.is_file():
             io.save_array(f, index.astype(np.int64))
         elif not np.array_equal(io.load_array(f), index):
-            raise ValueError(f"{f} does not hold row {i} of {mia.mia_dir(run, 'keep.npy')}; delete {folder} to rebuild it")
+            raise ValueError(f"{f} does not hold row {i} of {artifacts.mia_dir(run, 'keep.npy')}; delete {folder} to rebuild it")
     canaries = run.canaries()
     if len(canaries):  # the same mislabeled images, with the same flips, in every shadow pipeline
         f = folder / "splits" / runs.CANARIES_FILE
@@ -124,11 +116,7 @@ def open_pipeline(run, i: int) -> runs.Run:
 
 def student_logits_name(i: int, multiple: float, label_mode: str = "soft") -> str:
     """``pipeline_<i>_student_synth<m>x``: the name of pipeline ``i``'s student in ``mia/logits/``."""
-    return f"{pipeline_name(i)}_{train.model_name('student', multiple, label_mode)}"
-
-
-def _logits_path(run, name: str, population: bool = False) -> Path:
-    return mia.mia_dir(run, "logits", f"{name}{'_population' if population else ''}.npy")
+    return f"{pipeline_name(i)}_{artifacts.model_name('student', multiple, label_mode)}"
 
 
 def reuses_shadow(cfg) -> bool:
@@ -151,7 +139,7 @@ def pool_captions(run, *, progress: bool = True) -> pd.DataFrame:
     s = run.splits()
     missing = np.setdiff1d(s.D, own.index.to_numpy())
     if len(missing):
-        raise ValueError(f"{captions.captions_path(run)} has no caption for {len(missing)} image(s) of D (e.g. index {missing[0]})")
+        raise ValueError(f"{artifacts.captions_path(run)} has no caption for {len(missing)} image(s) of D (e.g. index {missing[0]})")
     d_rows = own.loc[s.D].reset_index()
     H = run.real("H")
     environment.set_threads(run.cfg)
@@ -195,20 +183,20 @@ def load_stages(run) -> pd.DataFrame:
 
 
 def _teacher_stage(run, sub, i: int, n: int, progress: bool) -> str:
-    path = train.weights_file(sub, "teacher")
+    path = artifacts.weights_file(sub, "teacher")
     if not reuses_shadow(run.cfg):
         train.teacher(sub, progress=progress)
         return "trained (train.teacher: mia.shadow_epochs differs from train.epochs)"
     name = mia.shadow_name(i)
     trained = mia.train_shadows(run, n, shard=f"{i + 1}/{n}", progress=progress)
-    shadow = mia.mia_dir(run, "shadows", f"{name}.safetensors")
+    shadow = artifacts.mia_dir(run, "shadows", f"{name}.safetensors")
     model = classifiers.load_trained(shadow, arch=run.cfg.classifier.teacher_arch, num_classes=len(run.class_names))
     meta = model.meta
     extra = {**meta.get("extra", {}), "role": "teacher", "name": "teacher", "label_mode": "real", "multiple": None,
              "reused_from": f"mia/shadows/{shadow.name}"}
-    history = mia.mia_dir(run, "shadows", f"{name}_history.csv")
+    history = artifacts.mia_dir(run, "shadows", f"{name}_history.csv")
     if history.is_file():
-        with io.atomic_path(train.history_file(sub, "teacher")) as tmp:
+        with io.atomic_path(artifacts.history_file(sub, "teacher")) as tmp:
             tmp.write_bytes(history.read_bytes())
     # the same tensors under the sub-run's teacher name; header and sidecar both say where they came from
     classifiers.save(model, path, arch=meta["arch"], class_names=meta["class_names"], normalisation=meta["normalisation"],
@@ -219,23 +207,23 @@ def _teacher_stage(run, sub, i: int, n: int, progress: bool) -> str:
 def _captions_stage(run, sub, i: int, n: int, progress: bool) -> str:
     table = pool_captions(run, progress=progress).set_index("index").loc[sub.splits().D].reset_index()
     cc = run.cfg.captions
-    io.write_json(sub.path(captions.CAPTIONS_DIR, "captions.json"),
+    io.write_json(sub.path(artifacts.CAPTIONS_DIR, "captions.json"),
                   {"captioner": cc.captioner, "n": len(table), "dataset": sub.dataset, "max_new_tokens": cc.max_new_tokens,
                    "model": cc.model if cc.captioner == "blip2" else None, "source": "the parent run's mia/pipelines/captions_P.csv"})
-    io.save_csv(captions.captions_path(sub), table[list(captions.COLUMNS)])
+    io.save_csv(artifacts.captions_path(sub), table[list(captions.COLUMNS)])
     captions.caption_run(sub, progress=False)  # reads the table back and writes the two views
     return f"{len(table)} captions from captions_P.csv"
 
 
 def _captions_done(sub) -> bool:
-    folder = sub.dir / captions.CAPTIONS_DIR
-    return all((folder / f).is_file() for f in (captions.CAPTIONS_FILE, prompt_files.original_order_name(sub.dataset),
+    folder = sub.dir / artifacts.CAPTIONS_DIR
+    return all((folder / f).is_file() for f in (artifacts.CAPTIONS_FILE, prompt_files.original_order_name(sub.dataset),
                                                 prompt_files.grouped_by_class_name(sub.dataset)))
 
 
 def _lora_stage(run, sub, i: int, n: int, progress: bool) -> str:
     lora.finetune(sub, progress=progress)
-    return f"{io.read_json(lora.adapter_path(sub).parent / 'training.json')['steps']} steps"
+    return f"{io.read_json(artifacts.adapter_path(sub).parent / 'training.json')['steps']} steps"
 
 
 def _synthesis_stage(run, sub, i: int, n: int, progress: bool) -> str:
@@ -260,11 +248,11 @@ def _queries_stage(pool_loader: Callable[[], Any]) -> Callable[..., str]:
         made = []
         for m in cardinalities(run.cfg):
             name = student_logits_name(i, m, mode)
-            if _logits_path(run, name).is_file() and _logits_path(run, name, True).is_file():
+            if artifacts.logits_path(run, name).is_file() and artifacts.logits_path(run, name, True).is_file():
                 continue
-            model = classifiers.load_trained(train.weights_file(sub, "student", m, mode))
-            io.save_array(_logits_path(run, name, True), mia.query_logits(model, p.population_images, run.cfg, qs))
-            io.save_array(_logits_path(run, name), mia.query_logits(model, p.images, run.cfg, qs))
+            model = classifiers.load_trained(artifacts.weights_file(sub, "student", m, mode))
+            io.save_array(artifacts.logits_path(run, name, True), mia.query_logits(model, p.population_images, run.cfg, qs))
+            io.save_array(artifacts.logits_path(run, name), mia.query_logits(model, p.images, run.cfg, qs))
             made.append(name)
         return f"{len(made)} students queried on P and Z"
 
@@ -277,25 +265,25 @@ def _stages(run, sub, i: int, pool_loader: Callable[[], Any]) -> list[tuple[str,
     cards = cardinalities(run.cfg)
 
     def teacher_done() -> bool:
-        path = train.weights_file(sub, "teacher")
+        path = artifacts.weights_file(sub, "teacher")
         return path.is_file() and path.with_suffix(".json").is_file()
 
     out = [("teacher", teacher_done, _teacher_stage),
            ("captions", lambda: _captions_done(sub), _captions_stage),
-           ("lora", lambda: lora.adapter_path(sub).is_file(), _lora_stage),
-           ("synthesis", lambda: synthesis.is_complete(sub), _synthesis_stage)]
+           ("lora", lambda: artifacts.adapter_path(sub).is_file(), _lora_stage),
+           ("synthesis", lambda: synthetic.is_complete(sub), _synthesis_stage)]
     for m in cards:
-        out.append((train.model_name("student", m, mode), lambda m=m: train.weights_file(sub, "student", m, mode).is_file(),
+        out.append((artifacts.model_name("student", m, mode), lambda m=m: artifacts.weights_file(sub, "student", m, mode).is_file(),
                     _student_stage(m)))
     names = [student_logits_name(i, m, mode) for m in cards]
-    out.append(("queries", lambda: all(_logits_path(run, nm).is_file() and _logits_path(run, nm, True).is_file() for nm in names),
+    out.append(("queries", lambda: all(artifacts.logits_path(run, nm).is_file() and artifacts.logits_path(run, nm, True).is_file() for nm in names),
                 _queries_stage(pool_loader)))
     return out
 
 
 def run_pipeline(run, i: int, n: int | None = None, *, progress: bool = True, pool_loader: Callable[[], Any] | None = None) -> list[str]:
     """Run (or finish) every stage of pipeline ``i`` of ``n``; returns the stages that ran now."""
-    n = _check_n(run, n)
+    n = n_pipelines(run, n)
     if not 0 <= i < n:
         raise ValueError(f"pipeline {i} is not among the {n} pipelines (0 … {n - 1})")
     if pool_loader is None:
@@ -326,7 +314,8 @@ def _lazy(make: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
-def _check_n(run, n: int | None) -> int:
+def n_pipelines(run, n: int | None = None) -> int:
+    """The number of shadow pipelines: ``n``, else ``mia.n_pipelines``; an even number from 2 to 100."""
     n = int(run.cfg.mia.n_pipelines if n is None else n)
     if n < 2 or n % 2:
         raise ValueError(f"the number of shadow pipelines must be an even number >= 2 (pairs train on complementary "
@@ -339,7 +328,7 @@ def _check_n(run, n: int | None) -> int:
 def train_pipelines(run, n: int | None = None, shard: str | None = None, *, progress: bool = True) -> list[int]:
     """Run (or finish) the shadow pipelines ``i < n`` (default ``mia.n_pipelines``) that shard ``k/n``
     owns (``i mod n == k - 1``); finished stages are skipped. Returns the pipelines that ran a stage now."""
-    n = _check_n(run, n)
+    n = n_pipelines(run, n)
     mia.ensure_mask(run, n)  # membership first, before any pipeline trains
     pool_loader = _lazy(lambda: mia.pool(run))
     k, m = shards.parse_shard(shard)
@@ -349,121 +338,3 @@ def train_pipelines(run, n: int | None = None, shard: str | None = None, *, prog
     worked = [i for i in mine if run_pipeline(run, i, n, progress=progress, pool_loader=pool_loader)]
     note(f"shadow pipelines: {len(worked)} worked on now, {time.perf_counter() - t0:.1f} s")
     return worked
-
-
-# ---------------------------------------------------------------- attacks
-def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_in: np.ndarray,
-                attacks: tuple[str, ...] = LIRA_ATTACKS) -> dict[str, np.ndarray | str]:
-    """LiRA scores of one target from stable logits (``mia.score``), one entry per attack; a per-example
-    variant that the shadows cannot support (fewer than 2 IN or 2 OUT shadows for some example) is a note."""
-    shadow_in = np.asarray(shadow_in, dtype=bool)
-    n_in, n_out = shadow_in.sum(0), (~shadow_in).sum(0)
-    out: dict[str, np.ndarray | str] = {}
-    for a in attacks:
-        online = "online" in a
-        need = 1 if a.endswith("fixed") else 2
-        if n_out.min() < need or (online and n_in.min() < need):
-            out[a] = (f"skipped: {a} needs at least {need} {'IN and OUT' if online else 'OUT'} shadow pipelines per example "
-                      f"(have min IN {int(n_in.min())}, min OUT {int(n_out.min())}); add pipelines")
-            continue
-        out[a] = mia.score(a, target_phi, shadow_phi, shadow_in)
-    return out
-
-
-def _stable_pipelines(run, multiple: float, n: int, labels: np.ndarray) -> np.ndarray:
-    names = [student_logits_name(i, multiple, run.cfg.gkd.label_mode) for i in range(n)]
-    missing = [nm for nm in names if not _logits_path(run, nm).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} of {n} shadow pipelines have no query logits for {multiple:g}×|D| "
-                                f"(e.g. {_logits_path(run, missing[0])}): run tckr.pipelines.train_pipelines(run) "
-                                "or `tckr pipelines --run-dir <run> --shard k/n` first")
-    return np.stack([mia.stable_logit(io.load_array(_logits_path(run, nm)), labels) for nm in names])
-
-
-RESULT_EXTRA_COLUMNS = ("shadow_kind", "n_pipelines", "note")
-
-
-def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.DataFrame:
-    """Score every target student of a pipeline cardinality (``gkd.label_mode``) with LiRA whose shadows
-    are the pipeline students of that cardinality; writes raw scores, ROC arrays and
-    ``results/mia_pipeline.csv`` (rows of other targets kept). Returns this call's rows."""
-    cfg = run.cfg
-    n = _check_n(run, n)
-    keep = mia.ensure_mask(run, n)
-    mode = cfg.gkd.label_mode
-    cards = cardinalities(cfg)
-    students = {t: info for t, info in mia.available_targets(run).items()
-                if info["role"] == "student" and info.get("label_mode") == mode
-                and any(math.isclose(float(info.get("multiple") or 0), m) for m in cards)}
-    if not students:
-        raise FileNotFoundError(f"no {mode}-label target student of cardinality {cards} in {run.dir / 'classifiers'}; "
-                                "run notebooks/04_run_evaluate.ipynb first")
-    for m in cards:
-        if not any(math.isclose(float(info["multiple"]), m) for info in students.values()):
-            print(f"no target student of {m:g}×|D| in {run.dir / 'classifiers'}: its pipeline students are not used")
-    mia.query_targets(run, list(students), train_teacher=False, progress=progress)
-    saved = np.load(mia.mia_dir(run, "pool.npz"))
-    labels = saved["labels"]
-    io.save_array(mia.mia_dir(run, "scores", "membership.npy"), saved["member"])
-    scored = []
-    shadow_cache: dict[float, np.ndarray] = {}
-    for t, info in students.items():
-        m = next(c for c in cards if math.isclose(float(info["multiple"]), c))
-        if m not in shadow_cache:
-            shadow_cache[m] = _stable_pipelines(run, m, n, labels)
-        t_phi = mia.stable_logit(io.load_array(_logits_path(run, t)), labels)
-        scores = lira_scores(t_phi, shadow_cache[m], keep)
-        for a, s in scores.items():
-            if isinstance(s, str):
-                print(f"{t} {a}: {s}")
-        scored.append(mia.TargetScores(t, scores, {"role": "student", "cardinality": m, "label_mode": mode,
-                                                   "shadow_kind": "pipeline", "n_pipelines": n},
-                                       n_shadows=n, stem=f"{t}_pipeline", table=False))
-    new = mia.write_attack_results(run, "mia_pipeline.csv", scored, extra_columns=RESULT_EXTRA_COLUMNS)
-    return new
-
-
-def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
-    """Leave one pipeline out: pipeline ``j``'s student as the target (members = ``keep[j]``), the other
-    pipelines as shadows, fixed-variance online and offline LiRA, on P without its mislabeled canaries;
-    ``results/mia_pipeline_lopo.csv``.
-    Needs at least 4 pipelines (with 2, the one left has each example only IN or only OUT)."""
-    n = _check_n(run, n)
-    cols = ["cardinality", "pipeline", "attack", "auc", "tpr_at_1pct", "tpr_at_0.1pct"]
-    if n < 4:
-        print(f"leave-one-pipeline-out needs at least 4 shadow pipelines, the config has {n}: skipped")
-        return pd.DataFrame(columns=cols)
-    keep = mia.ensure_mask(run, n)
-    labels = np.load(mia.mia_dir(run, "pool.npz"))["labels"]
-    regular = ~mia.canary_mask(run)  # the spread of the ordinary rows: P without its mislabeled canaries
-    rows = []
-    for m in cardinalities(run.cfg):
-        phi = _stable_pipelines(run, m, n, labels)
-        for j in range(n):
-            others = np.arange(n) != j
-            # each example's references balanced (k-1 IN, k-1 OUT): left unbalanced by the target's own membership,
-            # they rank members below non-members where there is no signal (attacks.balanced_use)
-            use = attacks.balanced_use(keep[others], seed=run.cfg.mia.seed + j)
-            for a in LOPO_ATTACKS:
-                s = attacks.lira_from_stable(phi[j], phi[others], keep[others], online="online" in a,
-                                             fixed_variance=a.endswith("fixed"), use=use)
-                r = metrics.attack_metrics(s[regular], keep[j][regular])
-                rows.append({"cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[3:]}})
-    table = pd.DataFrame(rows, columns=cols)
-    io.save_csv(run.path("results", "mia_pipeline_lopo.csv"), table)
-    summary = table.groupby(["cardinality", "attack"])["auc"].agg(["mean", "std", "min", "max"])
-    print(f"leave-one-pipeline-out AUC over {n} pipelines:\n{summary.to_string()}")
-    return table
-
-
-def run_all(run, *, progress: bool = True) -> dict[str, Any]:
-    """Train every shadow pipeline, attack the students with them and write the leave-one-out spread
-    (nothing when ``mia.n_pipelines`` is 0). Returns ``{"pipelines", "students", "lopo"}``."""
-    if not run.cfg.mia.n_pipelines:
-        print("mia.n_pipelines is 0: no shadow pipelines, the students are attacked with classifier shadows only")
-        return {}
-    done = train_pipelines(run, progress=progress)
-    return {"pipelines": done, "students": attack_students(run, progress=progress), "lopo": pipeline_spread(run)}
-
-
-# ---------------------------------------------------------------- CLI

@@ -28,8 +28,8 @@ import pandas as pd
 from tckr.core import io
 from tckr.core.progress import note
 from tckr.datasets import splitting
-from tckr.generation import synthesis
-from tckr.privacy import mia, pipelines
+from tckr.privacy import attack_results, attacks, mia, pipelines
+from tckr.runfolder import artifacts, synthetic
 
 SYNTHETIC_ATTACKS = ("syn_distance", "syn_lira_online_fixed", "syn_lira_offline_fixed")
 NEAREST = 5  # synthetic neighbours in the second synthetic-set statistic
@@ -89,7 +89,7 @@ def synthetic_scores(target_stat: np.ndarray, shadow_stat: np.ndarray | None = N
         return out
     s = np.asarray(shadow_stat, dtype=np.float64)
     for online in (True, False):
-        out[f"syn_lira_{'online' if online else 'offline'}_fixed"] = mia.lira_from_stable(
+        out[f"syn_lira_{'online' if online else 'offline'}_fixed"] = attacks.lira_from_stable(
             t, s, shadow_in, online=online, fixed_variance=True)
     return out
 
@@ -106,9 +106,9 @@ def attack_subset(run, kind: str, size: int, tag: int) -> np.ndarray:
     f = attack_dir(run, kind, "subset.npy")
     if f.is_file():
         return io.load_array(f)
-    if not mia.mia_dir(run, "pool.npz").is_file():
+    if not artifacts.mia_dir(run, "pool.npz").is_file():
         mia.pool(run)
-    saved = np.load(mia.mia_dir(run, "pool.npz"))
+    saved = np.load(artifacts.mia_dir(run, "pool.npz"))
     strata = saved["labels"] * 2 + saved["member"].astype(np.int64)
     canary = mia.canary_mask(run)
     rest = np.flatnonzero(~canary)  # every position of P when mia.canaries is 0: the draw is unchanged
@@ -154,9 +154,9 @@ def write_release_results(run, file: str, target: str, role: str, cardinality, r
                           scores: dict[str, np.ndarray], positions: np.ndarray, n_refs: int) -> pd.DataFrame:
     """One release point's rows through :func:`tckr.mia.write_attack_results` (``n_shadows``: the reference
     models of the LiRA attacks, 0 for the threshold attacks)."""
-    scored = mia.TargetScores(target, scores, {"role": role, "cardinality": cardinality, "label_mode": None, "release": release},
+    scored = attack_results.TargetScores(target, scores, {"role": role, "cardinality": cardinality, "label_mode": None, "release": release},
                               n_shadows={a: n_refs if "lira" in a else 0 for a in scores})
-    return mia.write_attack_results(run, file, [scored], positions=positions, extra_columns=["release"])
+    return attack_results.write_attack_results(run, file, [scored], positions=positions, extra_columns=["release"])
 
 
 # ---------------------------------------------------------------- synthetic-set attack on a run
@@ -167,7 +167,7 @@ def synthetic_cardinalities(run) -> list[float]:
 
 def has_set(multiple: float) -> Callable:
     """A test of a run (or pipeline sub-run): whether it has a finished synthetic set of ``multiple`` × |D|."""
-    return lambda sub: any(np.isclose(m, multiple) for m in synthesis.available_multiples(sub))
+    return lambda sub: any(np.isclose(m, multiple) for m in synthetic.available_multiples(sub))
 
 
 def synthetic_stats(run, multiple: float, n_pipelines: int | None = None, *, progress: bool = True) -> dict[str, np.ndarray]:
@@ -187,7 +187,7 @@ def synthetic_stats(run, multiple: float, n_pipelines: int | None = None, *, pro
             continue
         start = time.perf_counter()
         p = p or mia.pool(run)
-        syn = synthesis.load_synthetic(r, multiple)
+        syn = synthetic.load_synthetic(r, multiple)
         out[m] = synthetic_statistics(p.images[pos], p.labels[pos], syn.images, syn.labels)
         io.save_array(f, out[m])
         if progress:

@@ -1,6 +1,6 @@
 """Every figure of the study, drawn only from a run's files read through :mod:`tckr.artifacts` (no training or
 generation code is imported; ``pyproject.toml``'s import-linter contracts keep it so). Drawing never writes results:
-:func:`study_table` returns the table, :func:`tckr.artifacts.write_study_table` writes it.
+:func:`tckr.ledger.study_table` returns the table, :func:`tckr.artifacts.write_study_table` writes it.
 
     tckr figures --run-dir runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
 
@@ -8,7 +8,7 @@ Inputs (written by the phases): ``results/classifiers.csv`` (04; accuracies in p
 (05; AUC and TPR as fractions), ``results/headline.json`` (05; the pre-registered headline attack),
 ``mia/roc/<target>_<attack>.csv`` (05), ``results/audit.csv``, ``audit_control.csv`` and
 ``audit_summary.csv`` (05), ``results/ablation.csv`` (04), ``synthetic/`` shards (03) and the real split
-indices, ``lora/loss.csv`` and ``lora/samples/`` (02). Outputs: ``figures/*.pdf|png``. :func:`study_table` (teacher vs
+indices, ``lora/loss.csv`` and ``lora/samples/`` (02). Outputs: ``figures/*.pdf|png``. :func:`tckr.ledger.study_table` (teacher vs
 students: accuracy, AUC_MIA, TPR@1% FPR and AOP, all from the headline attack) is written to ``results/table.csv|md``
 by notebook 06 (:func:`tckr.artifacts.write_study_table`).
 """
@@ -22,11 +22,8 @@ import numpy as np
 import pandas as pd
 
 from tckr.core import io
-from tckr.core.config import MiaConfig
-from tckr.privacy import attacks, ledger, metrics
-from tckr.privacy.metrics import aop
-from tckr.runfolder import artifacts, runs
-from tckr.runfolder.artifacts import table_markdown  # noqa: F401  (kept importable from here)
+from tckr.privacy import ledger, metrics
+from tckr.runfolder import artifacts, runs, synthetic
 
 FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audit", "curves")
 # drawn from images (real and synthetic, nearest pairs) that a result folder (tckr.report.collect) does not hold
@@ -56,51 +53,8 @@ def save_figure(fig, path_stem: Path) -> list[Path]:
     return out
 
 
-def headline_attack(run_dir: str | Path) -> str:
-    """The run's pre-registered headline attack: ``results/headline.json`` (written by
-    ``tckr.mia.attack``), else the ``mia.headline`` rule of the run's config with its shadow count."""
-    recorded = artifacts.read_headline(run_dir)
-    if recorded is not None:
-        return recorded
-    mia_cfg = artifacts.settings(run_dir).get("mia") or {}
-    n_shadows = mia_cfg.get("n_shadows", MiaConfig.n_shadows)
-    res = artifacts.read_optional_result(run_dir, "mia.csv")
-    if res is not None:
-        n_shadows = int(res["n_shadows"].max())
-    return attacks.headline_attack(mia_cfg.get("headline", MiaConfig.headline), n_shadows)
-
-
-def study_table(run_dir: str | Path, *, attacks: bool = True) -> pd.DataFrame:
-    """Teacher vs students: accuracy, AUC_MIA, TPR@1% FPR and AOP (all in percent). Reads only; notebook 06 writes it
-    (:func:`tckr.artifacts.write_study_table`). ``attacks=False``: accuracy only (a run stopped before 05_mia_lira),
-    the attack columns empty."""
-    run_dir = Path(run_dir)
-    clf = artifacts.read_result(run_dir, "classifiers.csv")
-    if attacks:
-        artifacts.read_result(run_dir, "mia.csv")  # its own error when 05_mia_lira has not run
-        attack = headline_attack(run_dir)
-        m = ledger.classifier_headlines(run_dir, attack).set_index("target")
-    else:
-        attack, m = None, pd.DataFrame(index=pd.Index([], name="target"))
-    rows = []
-    for _, r in clf.iterrows():
-        row = {"model": r["model"], "role": r["role"], "cardinality": r.get("cardinality", np.nan),
-               "label_mode": r.get("label_mode", ""), "accuracy": r["test_accuracy"]}
-        if r["model"] in m.index:
-            mr = m.loc[r["model"]]
-            row.update(auc_mia=100 * mr["auc"], auc_lo=100 * mr.get("auc_lo", np.nan), auc_hi=100 * mr.get("auc_hi", np.nan),
-                       tpr_at_1pct=100 * mr["tpr_at_1pct"], aop=100 * aop(r["test_accuracy"] / 100, mr["auc"]),
-                       shadows=mr["shadows"])
-        else:
-            row.update(auc_mia=np.nan, auc_lo=np.nan, auc_hi=np.nan, tpr_at_1pct=np.nan, aop=np.nan, shadows="")
-        row["attack"] = attack
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    return table.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first").reset_index(drop=True)
-
-
 def plot_table(run_dir: Path) -> list[Path]:
-    table = study_table(run_dir)
+    table = ledger.study_table(run_dir)
     plt = _plt()
     cols = ["model", "accuracy", "auc_mia", "tpr_at_1pct", "aop"]
     labels = ["model", "accuracy %", f"AUC_MIA % ({table['attack'].iloc[0]})", "TPR@1%FPR %", "AOP"]
@@ -116,7 +70,7 @@ def plot_table(run_dir: Path) -> list[Path]:
 
 
 def plot_cardinality(run_dir: Path) -> list[Path]:
-    table = study_table(run_dir)
+    table = ledger.study_table(run_dir)
     plt = _plt()
     teacher = table[table["role"] == "teacher"]
     students = table[(table["role"] == "student")].sort_values("cardinality")
@@ -163,7 +117,7 @@ def mia_roc_figure(run_dir: str | Path, target: str | None = None):
     (the headline drawn thicker), or with ``target=None`` the headline attack against every target."""
     run_dir = Path(run_dir)
     res = ledger.main_rows(artifacts.read_result(run_dir, "mia.csv"))  # canary rows have their own ROC files, not drawn here
-    head = headline_attack(run_dir)
+    head = ledger.headline(run_dir)
     n_ex = int(res["n_members"].iloc[0] + res["n_nonmembers"].iloc[0])
     if target is None:
         rows = res[res["attack"] == head]
@@ -217,7 +171,7 @@ def image_grid(rows: list[np.ndarray], row_labels: list[str], title: str = "", c
 def _synthetic_images(run_dir: Path):
     """The run's largest synthetic set, read from its shards."""
     run = runs.open_run(None, run_dir)
-    s = artifacts.load_synthetic(run, max(artifacts.available_multiples(run)))
+    s = synthetic.load_synthetic(run, max(synthetic.available_multiples(run)))
     return s.images, s.labels
 
 
@@ -299,7 +253,7 @@ def audit_pairs_figure(run_dir: str | Path):
     top = table.nsmallest(k, "feature_dist_D")
     run = runs.open_run(None, run_dir)
     D, H = run.real("D").images, run.real("H").images
-    sets = {m: artifacts.load_synthetic(run, m) for m in top["multiple"].unique()}
+    sets = {m: synthetic.load_synthetic(run, m) for m in top["multiple"].unique()}
     plt = _plt()
     fig, axes = plt.subplots(3, len(top), figsize=(1.3 * len(top) + 1, 4.4), squeeze=False)
     for j, (_, r) in enumerate(top.iterrows()):
@@ -477,28 +431,6 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
     return out
 
 
-def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(per_seed, table)``: every seed run's study table, and their mean ± 95% CI (Student t) per model. Reads only;
-    :func:`tckr.study.run_study` writes them (:func:`tckr.artifacts.write_study_table`). When a seed has no attack
-    results (a study of phases 00–04), the table is of accuracies only, its attack columns empty."""
-    attacks = all(artifacts.result_path(d, "mia.csv").is_file() for d in seed_dirs)
-    frames = []
-    for i, d in enumerate(seed_dirs):
-        t = study_table(d, attacks=attacks)
-        t["seed_run"] = i
-        frames.append(t)
-    allt = pd.concat(frames, ignore_index=True)
-    columns = ["accuracy", "auc_mia", "tpr_at_1pct", "aop"]
-    rows = []
-    for (model, role), g in allt.groupby(["model", "role"], sort=False):
-        row = {"model": model, "role": role, "cardinality": g["cardinality"].iloc[0], "n_seeds": len(g),
-               "attack": g["attack"].iloc[0]}
-        for m in columns:
-            v = g[m].dropna().to_numpy()
-            row[m] = v.mean() if len(v) else np.nan
-            row[f"{m}_ci"] = metrics.t_halfwidth(v)
-        rows.append(row)
-    return allt, pd.DataFrame(rows)
 
 
 def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:
@@ -551,8 +483,8 @@ def plot_synthetic_samples(run, multiple: float | None = None, per_class: int = 
     """A grid of synthetic samples, one row per class (``run``: a :class:`tckr.runs.Run` or its folder):
     ``figures/<name>``."""
     run = run if hasattr(run, "cfg") else runs.open_run(None, run)
-    multiple = max(artifacts.available_multiples(run) or [0]) if multiple is None else multiple
-    s = artifacts.load_synthetic(run, multiple)
+    multiple = max(synthetic.available_multiples(run) or [0]) if multiple is None else multiple
+    s = synthetic.load_synthetic(run, multiple)
     names = run.class_names
     fig = _plt().figure(figsize=(1.6 + per_class * 0.8, 0.4 + len(names) * 0.8))
     axes = fig.subplots(len(names), per_class, squeeze=False)

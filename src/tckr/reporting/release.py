@@ -37,13 +37,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from tckr.classification import classifiers, evaluate, train
-from tckr.classification.train import multiple_tag
+from tckr.classification import classifiers, evaluate
 from tckr.core import io, paths
 from tckr.datasets.provenance import index_sha256
 from tckr.generation import captions, generator, lora, prompt_files
 from tckr.reporting import plots
-from tckr.runfolder import runs
+from tckr.runfolder import artifacts, runs
 
 MANIFEST = "release.json"
 FORMAT = "tckr-release/1"
@@ -61,7 +60,7 @@ def released_name(dataset: str, role: str, multiple: float | None = None, label_
     """``<dataset>_teacher`` or ``<dataset>_student_synth<k>x_<soft|hard>`` (file stem)."""
     if role == "teacher":
         return f"{dataset}_teacher"
-    return f"{dataset}_student_synth{multiple_tag(float(multiple))}x_{label_mode}"
+    return f"{dataset}_student_synth{artifacts.multiple_tag(float(multiple))}x_{label_mode}"
 
 
 def _root(out: str | Path | None) -> Path:
@@ -121,7 +120,7 @@ def _release_classifiers(run: runs.Run, folder: Path, source: dict[str, Any]) ->
         tensors, meta = io.load_weights(src)
         role, mode = info["role"], info["label_mode"]
         multiple = None if role == "teacher" else float(info["multiple"])
-        history = train.history_file(run, name)
+        history = artifacts.history_file(run, name)
         meta = {**{k: meta[k] for k in ("arch", "num_classes", "class_names", "normalisation", "input_size", "stem_stride",
                                           "config_hash", "extra") if k in meta},
                 "dataset": run.dataset, "model": name, "role": role, "label_mode": mode, "cardinality": multiple,
@@ -142,7 +141,7 @@ def _release_adapter(run: runs.Run, folder: Path, source: dict[str, Any]) -> lis
     problem = lora.adapter_problem(run)
     if problem:
         raise ReleaseError(f"{problem}; run notebooks/02_lora_finetune.ipynb on this run first")
-    src = lora.adapter_path(run)
+    src = artifacts.adapter_path(run)
     modules, meta = generator.read_lora(src)
     dest = folder / src.name
     with io.atomic_path(dest) as tmp:
@@ -332,7 +331,7 @@ def install_released(run: runs.Run, folder: str | Path | None = None, *, check_m
         if problems:
             raise ReleaseError(f"{meta['path']} does not fit run {run.dir}: {'; '.join(problems)}. Open the run with the "
                                f"config it was released from (config hash {meta.get('config_hash')}, run {meta.get('run_id')})")
-        dest = train.weights_file(run, role, multiple, mode)
+        dest = artifacts.weights_file(run, role, multiple, mode)
         if dest.is_file() and io.sha256_file(dest) != meta["sha256"]:
             raise ReleaseError(f"{dest} exists and differs from the released {meta['path'].name}; the run trained its own "
                                "classifiers: use a new run folder for the released ones")
@@ -343,7 +342,7 @@ def install_released(run: runs.Run, folder: str | Path | None = None, *, check_m
         side["extra"] = {**side["extra"], "source": "released", "released_file": f"{TRAINED}/{ROLE_FOLDER[role]}/{stem}.safetensors"}
         io.write_json(classifiers.sidecar_path(dest), side)
         if meta.get("history"):
-            io.save_csv(train.history_file(run, meta["model"]), pd.DataFrame(meta["history"]))
+            io.save_csv(artifacts.history_file(run, meta["model"]), pd.DataFrame(meta["history"]))
         classifiers.verify(dest)
         out[meta["model"]] = dest
     return out

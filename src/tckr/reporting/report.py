@@ -44,7 +44,7 @@ import yaml
 
 from tckr.core import io
 from tckr.privacy import ledger, metrics
-from tckr.runfolder.artifacts import seed_folders  # noqa: F401  (kept importable from here: tckr.report.seed_folders)
+from tckr.runfolder import artifacts
 from tckr.runfolder.phases import phase_list
 
 BEGIN = "<!-- tckr.report:begin (tckr report write ...; do not edit by hand) -->"
@@ -73,7 +73,7 @@ def collect(run_dir: str | Path, dest: str | Path) -> list[Path]:
     several-seed run into ``dest/seed<k>/``). Files already in ``dest`` are replaced; nothing else there is
     touched. Returns the files written."""
     run_dir, dest = Path(run_dir), Path(dest)
-    nested = [f for d in seed_folders(run_dir) for f in collect(d, dest / d.name)]
+    nested = [f for d in artifacts.seed_folders(run_dir) for f in collect(d, dest / d.name)]
     res = run_dir / "results"
     if nested and not res.is_dir():
         return nested
@@ -121,7 +121,7 @@ def _pct(v, lo=np.nan, hi=np.nan, digits: int = 1) -> str:
 def classifier_table(folder: Path) -> str:
     """Teacher vs students: real-test accuracy and the pre-registered headline attack on each (percent)."""
     clf = _read(folder, "results", "classifiers.csv")
-    variant = io.read_json(folder / "results" / "headline.json")["attack"]
+    variant = ledger.headline(folder)
     heads = ledger.classifier_headlines(folder, variant).set_index("target")
     lines = [f"| model | role | cardinality | labels | test accuracy (%) | {variant} AUC (%) [95% CI] | TPR@1% FPR (%) | shadows |",
              "|---|---|---|---|---|---|---|---|"]
@@ -151,7 +151,7 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
     (``seed<k>/results/classifiers.csv``), each seed's value, and each seed's wall time and phases; the
     accuracy-against-cardinality figure of ``images/<folder name>/`` is linked when it is there."""
     folder = Path(folder)
-    seeds = seed_folders(folder)
+    seeds = artifacts.seed_folders(folder)
     if not seeds:
         raise ReportError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
     frames, times, commits = [], [], set()
@@ -194,7 +194,7 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
     """The Markdown of one study's results (of :func:`seeds_block` for a several-seed folder); the ledger and ROC
     figures of ``images/<folder name>/`` (:func:`figures`) are linked when they are there."""
     folder = Path(folder)
-    if seed_folders(folder):
+    if artifacts.seed_folders(folder):
         return seeds_block(folder, title, images)
     cfg = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else None
     if cfg is None:

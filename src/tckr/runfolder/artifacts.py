@@ -9,17 +9,18 @@ Layout (relative to the run folder):
 
 - ``lora/lora_<generator arch>_<dataset>.safetensors`` (:func:`adapter_path`), ``lora/loss.csv``
   (:func:`read_lora_history`), ``lora/samples/{real,base,lora}.npy`` (:func:`write_lora_samples`).
-- ``synthetic/``: ``manifest.json``, ``plan.csv``, ``shards/shard_<j>.{npy,json,csv}``, ``subsets/x<m>.npy``
-  (:func:`load_synthetic`, :func:`available_multiples`; the format is described in :mod:`tckr.synthesis`).
-- ``mia/logits/<name>[_population].npy`` (:func:`logits_path`), ``mia/roc/<target>_<attack>.csv`` (:func:`read_roc`).
-- ``classifiers/<model>_history.csv`` (:func:`classifier_histories`).
-- ``results/<name>`` (:func:`read_result`), ``results/table.csv|md`` (:func:`write_study_table`).
+- ``captions/captions.csv`` (:func:`captions_path`).
+- ``synthetic/``: the synthetic-set store, its paths and readers in :mod:`tckr.runfolder.synthetic`.
+- ``mia/<parts>`` (:func:`mia_dir`), ``mia/logits/<name>[_population].npy`` (:func:`logits_path`),
+  ``mia/roc/<target>_<attack>.csv`` (:func:`read_roc`).
+- ``classifiers/<dataset>_mbnv3_{real,synth<k>x[_hard]}.safetensors`` (:func:`weights_file`),
+  ``classifiers/<model>_history.csv`` (:func:`history_file`, :func:`classifier_histories`).
+- ``results/<name>`` (:func:`read_result`), ``results/headline.json`` (:func:`headline_path`),
+  ``results/table.csv|md`` (:func:`write_study_table`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ import yaml
 
 from tckr.core import io
 from tckr.core.registry import class_names
-from tckr.datasets.real import load_real, resize_images
+from tckr.datasets.real import load_real
 
+CAPTIONS_DIR = "captions"
+CAPTIONS_FILE = "captions.csv"
 LORA_DIR = "lora"
-SYNTHETIC_DIR = "synthetic"
 MIA_DIR = "mia"
 RESULTS_DIR = "results"
 LORA_SAMPLE_KINDS = ("real", "base", "lora")
@@ -77,10 +79,16 @@ def read_optional_result(run_dir, name: str) -> pd.DataFrame | None:
     return pd.read_csv(f) if f.is_file() else None
 
 
-def read_headline(run_dir) -> str | None:
-    """The attack recorded in ``results/headline.json`` (written by ``tckr.mia.attack``), None before it exists."""
-    f = result_path(run_dir, "headline.json")
-    return io.read_json(f)["attack"] if f.is_file() else None
+def headline_path(run_dir) -> Path:
+    """``results/headline.json``: the pre-registered headline attack (written by :func:`tckr.mia.attack`)."""
+    return result_path(run_dir, "headline.json")
+
+
+def read_headline_record(run_dir) -> dict[str, Any] | None:
+    """``results/headline.json`` as written (``attack``, ``setting``, ``n_shadows``, ``rule``), None before it exists.
+    :func:`tckr.ledger.headline` resolves a run's headline from it."""
+    f = headline_path(run_dir)
+    return io.read_json(f) if f.is_file() else None
 
 
 def table_markdown(table: pd.DataFrame) -> str:
@@ -101,7 +109,7 @@ def table_markdown(table: pd.DataFrame) -> str:
 
 def write_study_table(run_dir, table: pd.DataFrame, per_seed: pd.DataFrame | None = None) -> list[Path]:
     """``results/table.csv`` and ``table.md`` (and ``table_per_seed.csv`` when given): the study table of
-    :func:`tckr.plots.study_table` or :func:`tckr.plots.seed_summary`."""
+    :func:`tckr.ledger.study_table` or :func:`tckr.ledger.seed_summary`."""
     out = [io.save_csv(result_path(run_dir, "table.csv"), table),
            io.write_text(result_path(run_dir, "table.md"), table_markdown(table))]
     if per_seed is not None:
@@ -123,6 +131,14 @@ def real_images(run_dir, split: str = "D") -> tuple[np.ndarray, np.ndarray, list
     idx = io.load_array(run_folder(run_dir) / "splits" / f"{split}.npy")
     ds = load_real(cfg["study"]["dataset"], "train", size=cfg["data"]["image_size"])
     return ds.images[idx], ds.labels[idx], ds.class_names
+
+
+# --------------------------------------------------------------------------- captions
+
+
+def captions_path(run) -> Path:
+    """``captions/captions.csv``: one caption per image of D (written by :func:`tckr.captions.caption_run`)."""
+    return run_folder(run) / CAPTIONS_DIR / CAPTIONS_FILE
 
 
 # --------------------------------------------------------------------------- LoRA
@@ -169,6 +185,29 @@ def read_lora_samples(run_dir) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- classifiers and membership inference
 
 
+def model_name(role: str, multiple: float | None = None, label_mode: str = "soft") -> str:
+    """``teacher`` or ``student_synth<k>x`` (``_hard`` appended for hard-label students)."""
+    if role == "teacher":
+        return "teacher"
+    return f"student_synth{multiple_tag(multiple)}x" + ("_hard" if label_mode == "hard" else "")
+
+
+def multiple_tag(multiple: float) -> str:
+    return f"{multiple:g}"
+
+
+def weights_file(run, role: str, multiple: float | None = None, label_mode: str = "soft") -> Path:
+    """Run-folder weights path, named like the released files (``<dataset>_mbnv3_real`` / ``_synth<k>x``)."""
+    stem = f"{run.dataset}_mbnv3_real" if role == "teacher" else f"{run.dataset}_mbnv3_synth{multiple_tag(multiple)}x"
+    if role != "teacher" and label_mode == "hard":
+        stem += "_hard"
+    return run.path("classifiers", f"{stem}.safetensors")
+
+
+def history_file(run, name: str) -> Path:
+    return run.path("classifiers", f"{name}_history.csv")
+
+
 def classifier_histories(run_dir) -> dict[str, pd.DataFrame]:
     """Per classifier name, its per-epoch history (``classifiers/<name>_history.csv``), sorted by file name."""
     folder = run_folder(run_dir) / "classifiers"
@@ -197,269 +236,3 @@ def read_roc(run_dir, target: str, attack: str) -> pd.DataFrame:
     if not f.is_file():
         raise FileNotFoundError(f"{f} is missing: run the phase that writes it first")
     return pd.read_csv(f)
-
-
-# --------------------------------------------------------------------------- synthetic sets (written by tckr.synthesis)
-
-
-@dataclass
-class SyntheticSet:
-    """Synthetic images (uint8 ``N×H×W×3`` RGB), their prompted labels (int64) and prompts."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    prompts: list[str]
-    index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows of the largest set
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def set_size(run, multiple: float) -> int:
-    """Images in the synthetic set of ``multiple`` × |D|."""
-    if multiple <= 0:
-        raise ValueError(f"a cardinality is a positive multiple of |D|, got {multiple}")
-    return int(round(multiple * len(run.splits().D)))
-
-
-def class_counts(n: int, num_classes: int) -> np.ndarray:
-    """Class-balanced counts of ``n`` images: ``n // C`` each, the remainder to the first classes."""
-    counts = np.full(num_classes, n // num_classes, dtype=np.int64)
-    counts[: n % num_classes] += 1
-    return counts
-
-
-def subset_index(run, multiple: float) -> np.ndarray:
-    """Rows of the largest set that form the set of ``multiple`` × |D| (sorted; seeded; class-balanced; nested)."""
-    cfg = run.cfg.synthesis
-    largest = max(cfg.cardinalities)
-    n_max, n = set_size(run, largest), set_size(run, multiple)
-    if n > n_max:
-        raise ValueError(f"multiple {multiple} is larger than the largest generated cardinality {largest}")
-    C = len(run.class_names)
-    labels = np.arange(n_max) % C
-    rng = np.random.default_rng([run.seed_for(cfg.seed), 1])
-    picks = []
-    for c, k in enumerate(class_counts(n, C)):
-        rows = np.flatnonzero(labels == c)
-        picks.append(rows[rng.permutation(len(rows))[:k]])
-    return np.sort(np.concatenate(picks)).astype(np.int64)
-
-
-def synthetic_dir(run) -> Path:
-    return run.dir / SYNTHETIC_DIR
-
-
-def shard_paths(run, j: int) -> tuple[Path, Path]:
-    folder = synthetic_dir(run) / "shards"
-    return folder / f"shard_{j:05d}.npy", folder / f"shard_{j:05d}.csv"
-
-
-def shard_sidecar(run, j: int) -> Path:
-    """``shards/shard_<j>.json``: the sha256 of the shard's array (``sha256``) and table (``csv_sha256``)."""
-    return shard_paths(run, j)[0].with_suffix(".json")
-
-
-def _shard_problem(run, j: int, rows: pd.DataFrame | None = None) -> str | None:
-    """Why shard ``j`` is not a finished, intact shard (None when it is): a file missing, a checksum that differs
-    from its sidecar's, or (with ``rows``) a table or array that does not fit the plan's rows."""
-    npy, csv = shard_paths(run, j)
-    side = shard_sidecar(run, j)
-    missing = [f.name for f in (npy, side, csv) if not f.is_file()]
-    if missing:
-        return f"shard {j} is not finished ({', '.join(missing)} missing)"
-    try:
-        rec = io.read_json(side)
-    except io.CorruptFileError as e:
-        return str(e)
-    for f, key in ((npy, "sha256"), (csv, "csv_sha256")):
-        got = io.sha256_file(f)
-        if got != rec.get(key):
-            return (f"{f}: sha256 {got[:16]}… differs from {str(rec.get(key))[:16]}… recorded in {side.name} "
-                    f"({f.stat().st_size} bytes): the file is truncated or damaged")
-    if rows is not None:
-        done = pd.read_csv(csv, keep_default_na=False)
-        if len(done) != len(rows) or not np.array_equal(done["i"].to_numpy(), rows["i"].to_numpy()):
-            return f"{csv}: rows differ from the plan's shard {j}"
-        try:
-            arr = io.load_array(npy, mmap=True)
-        except io.CorruptFileError as e:
-            return str(e)
-        if arr.shape[0] != len(rows) or arr.dtype != np.uint8:
-            return f"{npy}: {arr.dtype} {arr.shape} does not hold the plan's {len(rows)} uint8 images"
-    return None
-
-
-def shard_done(run, j: int, rows: pd.DataFrame | None = None) -> bool:
-    """Whether shard ``j`` is finished and intact (its files exist and match its sidecar's sha256; with ``rows``
-    its table also matches the plan and its array has the right shape)."""
-    return _shard_problem(run, j, rows) is None
-
-
-def _read_or_none(path: Path) -> np.ndarray | None:
-    try:
-        return io.load_array(path)
-    except io.CorruptFileError:
-        return None
-
-
-def _n_shards(run, info: dict[str, Any]) -> int:
-    return math.ceil(info["n"] / run.cfg.synthesis.shard_size)
-
-
-def is_complete(run) -> bool:
-    """Whether every shard of the largest set is finished and intact."""
-    folder = synthetic_dir(run)
-    if not (folder / "manifest.json").is_file():
-        return False
-    return all(shard_done(run, j) for j in range(_n_shards(run, io.read_json(folder / "manifest.json"))))
-
-
-def problems(run) -> list[str]:
-    """The damaged shards of the run's synthetic set: present but truncated or changed (sha256 differs from the
-    sidecar's), or replaced since the set was finished (sidecar differs from the manifest's list). Shards not
-    made yet are not listed (:func:`status` shows them). Empty when every present shard is intact."""
-    manifest = synthetic_dir(run) / "manifest.json"
-    if not manifest.is_file():
-        return []
-    info = io.read_json(manifest)
-    out = []
-    for j in range(_n_shards(run, info)):
-        if not all(f.is_file() for f in (*shard_paths(run, j), shard_sidecar(run, j))):
-            continue
-        bad = _shard_problem(run, j)
-        if bad is None and "shards_sha256" in info:
-            side = io.read_json(shard_sidecar(run, j))
-            if j >= len(info["shards_sha256"]) or side["sha256"] != info["shards_sha256"][j] \
-                    or side["csv_sha256"] != info["tables_sha256"][j]:
-                bad = (f"{shard_paths(run, j)[0]}: its sidecar's sha256 differs from the one {manifest.name} recorded "
-                       "when the set was finished: the shard was replaced")
-        if bad:
-            out.append(bad)
-    return out
-
-
-def check(run) -> None:
-    """:class:`tckr.io.CorruptFileError` naming the first damaged shard (see :func:`problems`), if any."""
-    damaged = problems(run)
-    if damaged:
-        raise io.CorruptFileError(f"{damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
-                                  + "; rerun notebooks/03_generate.ipynb (phase 03_generate): it makes damaged shards again")
-
-
-def available_multiples(run) -> list[float]:
-    """The cardinalities (multiples of |D|) this run has a finished synthetic set for."""
-    if not is_complete(run):
-        return []
-    return sorted(float(m) for m in io.read_json(synthetic_dir(run) / "manifest.json")["cardinalities"])
-
-
-class ShardedImages:
-    """Read-only images ``N×H×W×3`` uint8 spread over memory-mapped shard arrays, restricted to ``index`` (rows of
-    the concatenated shards, in order). Indexing reads only the asked rows (resized to ``size`` when the shards
-    hold another resolution), so a training loop holds one batch, never the set: the set's RAM is the page cache.
-    ``take(idx)`` is a smaller view (an index, not a copy); ``np.asarray(view)`` materialises it."""
-
-    def __init__(self, arrays: list[np.ndarray], index: np.ndarray | None = None, size: int | None = None):
-        if not arrays:
-            raise ValueError("ShardedImages needs at least one shard array")
-        shapes = {a.shape[1:] for a in arrays}
-        if len(shapes) != 1 or any(a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 for a in arrays):
-            raise ValueError(f"shards must be uint8 n×H×W×3 of one shape, got {[(str(a.dtype), a.shape) for a in arrays]}")
-        self.arrays = arrays
-        self.offsets = np.cumsum([0] + [len(a) for a in arrays])
-        total = int(self.offsets[-1])
-        self.index = np.arange(total, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
-        if self.index.ndim != 1 or (len(self.index) and (self.index.min() < 0 or self.index.max() >= total)):
-            raise ValueError(f"index must be 1-D rows in 0..{total - 1}")
-        native = arrays[0].shape[1]
-        self.size = native if size is None else int(size)
-
-    @classmethod
-    def open(cls, files: list[str | Path], index: np.ndarray | None = None, size: int | None = None) -> "ShardedImages":
-        """Memory-map the ``.npy`` shard ``files`` (a damaged one is a :class:`tckr.io.CorruptFileError` naming it)."""
-        return cls([io.load_array(f, mmap=True) for f in files], index, size)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.index), self.size, self.size, 3)
-
-    dtype = np.dtype(np.uint8)
-    ndim = 4
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def take(self, idx) -> "ShardedImages":
-        return ShardedImages(self.arrays, self.index[np.asarray(idx)], self.size)
-
-    def __getitem__(self, key) -> np.ndarray:
-        rows = self.index[key]
-        single = np.ndim(rows) == 0
-        rows = np.atleast_1d(rows)
-        shard = np.searchsorted(self.offsets, rows, side="right") - 1
-        out = np.empty((len(rows),) + self.arrays[0].shape[1:], dtype=np.uint8)
-        for j in np.unique(shard):
-            at = np.flatnonzero(shard == j)
-            local = rows[at] - self.offsets[j]
-            # one fancy index per shard reads only those rows of the memory map
-            out[at] = self.arrays[j][local]
-        if out.shape[1] != self.size:
-            out = resize_images(out, self.size)
-        return out[0] if single else out
-
-    def __array__(self, dtype=None, copy=None):
-        out = np.concatenate([self[s:s + 4096] for s in range(0, len(self), 4096)]) if len(self) else np.zeros(self.shape, np.uint8)
-        return out if dtype is None else out.astype(dtype)
-
-    def __iter__(self):
-        for s in range(0, len(self), 4096):
-            yield from self[s:s + 4096]
-
-
-def stream_synthetic(run, multiple: float) -> SyntheticSet:
-    """The synthetic set of ``multiple`` × |D| without reading it into RAM: ``images`` is a :class:`ShardedImages`
-    over the memory-mapped shards and the subset's index (same images, labels, prompts and order as
-    :func:`load_synthetic`). Student training reads it batch by batch."""
-    check(run)
-    have = available_multiples(run)
-    match = [m for m in have if math.isclose(m, float(multiple), rel_tol=1e-9)]
-    if not match:
-        what = f"only multiples {have}" if have else "no finished synthetic set"
-        raise FileNotFoundError(f"run {run.dir} has {what}, not {multiple}× |D|; run notebooks/03_generate.ipynb "
-                                f"(tckr.synthesis.generate) with {multiple} in synthesis.cardinalities")
-    files, table = _shard_files(run)
-    idx = subset_index(run, match[0])
-    images = ShardedImages.open(files, idx, run.cfg.data.image_size)
-    return SyntheticSet(images=images, labels=table["label"].to_numpy(np.int64)[idx],
-                        prompts=table["prompt"].iloc[idx].tolist(), index=idx)
-
-
-def load_synthetic(run, multiple: float) -> SyntheticSet:
-    """The synthetic set of ``multiple`` × |D| (a seeded class-balanced subset of the largest set) in memory: only
-    the subset's rows are read (:func:`stream_synthetic` reads none until asked)."""
-    s = stream_synthetic(run, multiple)
-    return SyntheticSet(images=np.ascontiguousarray(np.asarray(s.images)), labels=s.labels, prompts=s.prompts, index=s.index)
-
-
-def _shard_files(run) -> tuple[list[Path], pd.DataFrame]:
-    """The shard arrays' paths in order and the concatenated plan rows they hold (checked to cover 0..n-1)."""
-    check(run)  # every shard's checksums against its sidecar and the manifest, before any byte is used
-    info = io.read_json(synthetic_dir(run) / "manifest.json")
-    n = info["n"]
-    files, tables = [], []
-    for j in range(_n_shards(run, info)):
-        npy, csv = shard_paths(run, j)
-        files.append(npy)
-        tables.append(pd.read_csv(csv, keep_default_na=False, dtype={"prompt": str, "class_name": str}))
-    table = pd.concat(tables, ignore_index=True)
-    if not np.array_equal(table["i"].to_numpy(), np.arange(n)):
-        raise RuntimeError(f"shards under {synthetic_dir(run)} do not cover images 0..{n - 1} in order")
-    return files, table
-
-
-def _read_all(run) -> tuple[np.ndarray, pd.DataFrame]:
-    """Every shard of the largest set read into RAM with its plan rows (the in-memory path ``bench/bench_streaming.py``
-    compares against)."""
-    files, table = _shard_files(run)
-    return np.concatenate([io.load_array(f, mmap=True) for f in files]), table
