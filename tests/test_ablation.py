@@ -39,7 +39,7 @@ def stand_ins(tmp_path, monkeypatch):
     io.write_json(adapter.parent / "training.json", {"steps": 4, "adapter_sha256": io.sha256_file(adapter)})
     calls = {"generate": [], "student": []}
     teacher = planted(0, "teacher", None, "real", role="teacher")
-    monkeypatch.setattr(ablation.synthesis, "is_complete", lambda r: r.dir in calls["generate"])
+    monkeypatch.setattr(ablation.synthetic, "is_complete", lambda r: r.dir in calls["generate"])
     monkeypatch.setattr(ablation.synthesis, "generate", lambda r, progress=True: calls["generate"].append(r.dir))
     monkeypatch.setattr(train, "teacher", lambda r, progress=True: teacher)
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tckr.privacy import audit
+from tckr.reporting import canvas
 
 
 def test_nearest_matches_brute_force():
@@ -171,7 +172,7 @@ def test_audit_counts_planted_near_copies_and_keeps_the_null_at_the_control_rate
     top = table.nsmallest(1, "feature_dist_D").iloc[0]
     shown = pairs.axes[0].get_images()[0].get_array()
     np.testing.assert_array_equal(np.asarray(shown), sys.modules["tckr.runfolder.synthetic"].load_synthetic(run, top["multiple"]).images[int(top["synthetic_index"])])
-    plots._plt().close("all")
+    canvas.pyplot().close("all")
     names = {p.name for p in plots.plot_audit(run.dir)}
     assert names == {"audit_distances.png", "audit_distances.pdf", "audit_pairs.png", "audit_pairs.pdf"}
 

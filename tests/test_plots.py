@@ -2,16 +2,16 @@ import pandas as pd
 import pytest
 
 from tckr.privacy import ledger
-from tckr.reporting import plots
+from tckr.reporting import canvas, phase_figures, plots
 from tckr.runfolder import artifacts
 
 
 def test_save_figure_keeps_dotted_names(tmp_path):
-    plt = plots._plt()
+    plt = canvas.pyplot()
     for name in ("mia_roc_student_synth0.1x", "mia_roc_student_synth0.2x"):
         fig, ax = plt.subplots()
         ax.plot([0, 1], [0, 1])
-        plots.save_figure(fig, tmp_path / name)
+        canvas.save_figure(fig, tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "mia_roc_student_synth0.1x.pdf", "mia_roc_student_synth0.1x.png",
         "mia_roc_student_synth0.2x.pdf", "mia_roc_student_synth0.2x.png"]
@@ -71,7 +71,7 @@ def test_mia_roc_draws_the_saved_arrays_of_the_headline(tmp_path):
     per_target = plots.mia_roc_figure(run_dir, "teacher")
     labels = [ln.get_label() for ln in per_target.axes[0].get_lines() if not ln.get_label().startswith("_")]
     assert len(labels) == 3 and sum("[headline]" in x for x in labels) == 1 and "lira_online_fixed [headline]" in labels[1]
-    plots._plt().close("all")
+    canvas.pyplot().close("all")
     names = sorted(p.name for p in plots.plot_mia_roc(run_dir))
     assert names == sorted(f"{s}.{e}" for s in ("roc", "mia_roc_teacher", "mia_roc_student_synth1x") for e in ("pdf", "png"))
 
@@ -105,17 +105,17 @@ def test_lora_figures_draw_the_saved_samples_and_history(tmp_path, monkeypatch):
 
     (tmp_path / "config.yaml").write_text("study: {dataset: fashion_mnist}\n")
     with pytest.raises(FileNotFoundError, match="samples"):
-        plots.plot_lora_samples(tmp_path)
+        phase_figures.plot_lora_samples(tmp_path)
     rng = np.random.default_rng(0)
     samples = {k: rng.integers(0, 255, (20, 8, 8, 3), dtype=np.uint8) for k in ("real", "base", "lora")}
     artifacts.write_lora_samples(tmp_path, samples)
     io.save_csv(tmp_path / "lora" / "loss.csv", pd.DataFrame({"step": [1, 2, 3], "loss": [0.5, 0.4, 0.3]}))
     drawn = {}
-    monkeypatch.setattr(plots, "save_figure", lambda fig, stem: drawn.setdefault(stem.name, fig) and [stem])
-    plots.plot_lora_samples(tmp_path)
-    plots.plot_lora_loss(tmp_path)
+    monkeypatch.setattr(canvas, "save_figure", lambda fig, stem: drawn.setdefault(stem.name, fig) and [stem])
+    phase_figures.plot_lora_samples(tmp_path)
+    phase_figures.plot_lora_loss(tmp_path)
     axes = drawn["lora_samples"].axes
     assert len(axes) == 10 * 3 * 2  # 10 classes × (real, base, LoRA) × 2 per class
     np.testing.assert_array_equal(axes[2].get_images()[0].get_array(), samples["base"][0])
     np.testing.assert_array_equal(drawn["lora_loss"].axes[0].get_lines()[0].get_ydata(), [0.5, 0.4, 0.3])
-    plots._plt().close("all")
+    canvas.pyplot().close("all")

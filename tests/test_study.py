@@ -15,7 +15,7 @@ from tckr import cli
 from tckr.core import io
 from tckr.orchestration import study
 from tckr.privacy import ledger
-from tckr.reporting import plots
+from tckr.reporting import canvas, plots
 from tckr.runfolder import artifacts, lock, phases, runs
 
 FIGURE_STEMS = ["table", "cardinality", "roc", "ledger", "real_vs_synthetic", "ablation", "audit_distances", "real_samples",
@@ -201,13 +201,13 @@ def test_figures_plot_the_numbers_of_the_result_files(tiny_chain, tmp_path, monk
     run_copy = tmp_path / "run"
     shutil.copytree(tiny_chain, run_copy, ignore=shutil.ignore_patterns("figures"))
     drawn = {}
-    save = plots.save_figure
+    save = canvas.save_figure
 
     def keep(fig, stem):
         drawn[stem.name] = [(list(ax.lines), ax.tables) for ax in fig.axes]
         return save(fig, stem)
 
-    monkeypatch.setattr(plots, "save_figure", keep)
+    monkeypatch.setattr(canvas, "save_figure", keep)
     plots.make_figures(run_copy, ("table", "cardinality"), log=lambda m: None)
     table = pd.read_csv(tiny_chain / "results" / "table.csv")
     teacher = table[table["role"] == "teacher"].iloc[0]

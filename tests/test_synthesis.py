@@ -8,7 +8,7 @@ import pytest
 from tckr import cli
 from tckr.core import io, shards
 from tckr.generation import captions, generator, synthesis
-from tckr.reporting import plots
+from tckr.reporting import phase_figures
 from tckr.runfolder import artifacts, runs, synthetic
 
 # 20 images (0.2 × |D| = 100) in shards of 7, 7 and 6; 2 pipeline calls per shard (batch 6)
@@ -190,7 +190,7 @@ def test_other_generator_settings_are_refused(reference, pipe):
 
 
 def test_samples_figure(reference):
-    paths = plots.plot_synthetic_samples(reference, per_class=3)
+    paths = phase_figures.plot_synthetic_samples(reference, per_class=3)
     assert [p.suffix for p in paths] == [".pdf", ".png"]
     assert all(p.stat().st_size > 1000 for p in paths)
 

@@ -21,8 +21,8 @@ Files under ``<run>/lora/``:
   written every ``lora.checkpoint_every`` steps, at most ``lora.checkpoints_total_limit`` kept; a rerun
   resumes from the newest one. ``training.json``: the settings and timing of the finished run.
 - ``samples/{real,base,lora}.npy`` (:func:`write_samples`): real images of D and the base and adapted model's
-  images for the same prompts and seeds; :func:`tckr.plots.plot_lora_samples` draws them and
-  :func:`tckr.plots.plot_lora_loss` draws ``loss.csv``.
+  images for the same prompts and seeds; :func:`tckr.reporting.phase_figures.plot_lora_samples` draws them and
+  :func:`tckr.reporting.phase_figures.plot_lora_loss` draws ``loss.csv``.
 """
 
 from __future__ import annotations
@@ -330,5 +330,5 @@ def load_history(run) -> pd.DataFrame:
 
 
 def write_samples(run, n_per_class: int = 4, seed: int | None = None) -> list[Path]:
-    """:func:`sample_pair` saved as ``lora/samples/{real,base,lora}.npy`` (drawn by :func:`tckr.plots.plot_lora_samples`)."""
+    """:func:`sample_pair` saved as ``lora/samples/{real,base,lora}.npy`` (drawn by :func:`tckr.reporting.phase_figures.plot_lora_samples`)."""
     return artifacts.write_lora_samples(run, sample_pair(run, n_per_class, seed))

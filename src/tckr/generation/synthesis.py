@@ -32,7 +32,7 @@ Files under ``<run>/synthetic/``:
 - ``subsets/x<multiple>.npy``: the indices (into the largest set) of each smaller cardinality.
 
 Paths and readers of these files live in :mod:`tckr.runfolder.synthetic`; the samples figure is
-:func:`tckr.plots.plot_synthetic_samples`.
+:func:`tckr.reporting.phase_figures.plot_synthetic_samples`.
 Reading: :func:`tckr.synthesis.stream_synthetic` memory-maps the shards and returns the subset as an index over them
 (:class:`tckr.synthesis.ShardedImages`; student training reads it batch by batch, so RAM does not grow with the set,
 see ``bench/bench_streaming.py``); :func:`tckr.synthesis.load_synthetic` is the same set read into RAM.

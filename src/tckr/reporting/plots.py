@@ -23,6 +23,7 @@ import pandas as pd
 
 from tckr.core import io
 from tckr.privacy import ledger, metrics
+from tckr.reporting import canvas, phase_figures
 from tckr.runfolder import artifacts, runs, synthetic
 
 FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audit", "curves")
@@ -30,32 +31,9 @@ FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audi
 IMAGE_FIGURES = ("samples", "audit")
 
 
-def _plt():
-    # matplotlib is imported on first drawing: it is slow to import and needs the non-interactive backend set first
-    import matplotlib  # lazy: the backend is chosen at first use (Agg when headless), before pyplot is imported
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: the backend is chosen at first use (Agg when headless), before pyplot is imported
-
-    return plt
-
-
-def save_figure(fig, path_stem: Path) -> list[Path]:
-    """Save a matplotlib figure as PDF and PNG (atomically) and close it."""
-    out = []
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("pdf", "png"):
-        target = path_stem.parent / f"{path_stem.name}.{ext}"
-        with io.atomic_path(target) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        out.append(target)
-    _plt().close(fig)
-    return out
-
-
 def plot_table(run_dir: Path) -> list[Path]:
     table = ledger.study_table(run_dir)
-    plt = _plt()
+    plt = canvas.pyplot()
     cols = ["model", "accuracy", "auc_mia", "tpr_at_1pct", "aop"]
     labels = ["model", "accuracy %", f"AUC_MIA % ({table['attack'].iloc[0]})", "TPR@1%FPR %", "AOP"]
     cells = [[r["model"]] + [("–" if pd.isna(r[c]) else f"{r[c]:.2f}") for c in cols[1:]] for _, r in table.iterrows()]
@@ -66,12 +44,12 @@ def plot_table(run_dir: Path) -> list[Path]:
     t.set_fontsize(9)
     t.scale(1, 1.4)
     ax.set_title("Teacher (real data) vs students (synthetic data)")
-    return save_figure(fig, run_dir / "figures" / "table")
+    return canvas.save_figure(fig, run_dir / "figures" / "table")
 
 
 def plot_cardinality(run_dir: Path) -> list[Path]:
     table = ledger.study_table(run_dir)
-    plt = _plt()
+    plt = canvas.pyplot()
     teacher = table[table["role"] == "teacher"]
     students = table[(table["role"] == "student")].sort_values("cardinality")
     if "label_mode" in students and students["label_mode"].notna().any():
@@ -88,12 +66,12 @@ def plot_cardinality(run_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    return save_figure(fig, run_dir / "figures" / "cardinality")
+    return canvas.save_figure(fig, run_dir / "figures" / "cardinality")
 
 
 def roc_axes(title: str):
     """A figure with a linear and a log-log ROC panel, the chance diagonal drawn in both."""
-    fig, (lin, log) = _plt().subplots(1, 2, figsize=(10, 4.2))
+    fig, (lin, log) = canvas.pyplot().subplots(1, 2, figsize=(10, 4.2))
     for ax in (lin, log):
         ax.plot([1e-5, 1], [1e-5, 1], color="grey", lw=0.8, ls=":")
         ax.set_xlabel("false positive rate")
@@ -142,30 +120,10 @@ def mia_roc_figure(run_dir: str | Path, target: str | None = None):
 def plot_mia_roc(run_dir: str | Path) -> list[Path]:
     """``figures/roc`` (the headline attack, every target) and ``figures/mia_roc_<target>`` (every attack)."""
     run_dir = Path(run_dir)
-    out = save_figure(mia_roc_figure(run_dir), run_dir / "figures" / "roc")
+    out = canvas.save_figure(mia_roc_figure(run_dir), run_dir / "figures" / "roc")
     for t in ledger.main_rows(artifacts.read_result(run_dir, "mia.csv"))["target"].unique():
-        out += save_figure(mia_roc_figure(run_dir, t), run_dir / "figures" / f"mia_roc_{t}")
+        out += canvas.save_figure(mia_roc_figure(run_dir, t), run_dir / "figures" / f"mia_roc_{t}")
     return out
-
-
-def image_grid(rows: list[np.ndarray], row_labels: list[str], title: str = "", col_header: str | None = None):
-    """A figure with one row of uint8 images per label."""
-    plt = _plt()
-    ncols = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(0.9 * ncols + 1.5, 0.9 * len(rows) + 0.5), squeeze=False)
-    for i, (imgs, label) in enumerate(zip(rows, row_labels)):
-        for j in range(ncols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
-            if j < len(imgs):
-                ax.imshow(imgs[j])
-        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
 
 
 def _synthetic_images(run_dir: Path):
@@ -187,13 +145,13 @@ def plot_samples(run_dir: Path, per_class: int = 6) -> list[Path]:
         s = s[rng.permutation(len(s))[:per_class]]
         rows.append(np.concatenate([r, s]))
         labels.append(name)
-    fig = image_grid(rows, labels, title=f"real (left {per_class}) vs synthetic (right {per_class}) per class")
-    return save_figure(fig, run_dir / "figures" / "real_vs_synthetic")
+    fig = canvas.image_grid(rows, labels, title=f"real (left {per_class}) vs synthetic (right {per_class}) per class")
+    return canvas.save_figure(fig, run_dir / "figures" / "real_vs_synthetic")
 
 
 def plot_ablation(run_dir: Path) -> list[Path]:
     ab = artifacts.read_result(run_dir, "ablation.csv")
-    plt = _plt()
+    plt = canvas.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     labels = [f"{r.prompt_mode} prompts\n{r.label_mode} labels" for r in ab.itertuples()]
     ax.bar(range(len(ab)), ab["test_accuracy"], color=["C0" if m == "soft" else "C1" for m in ab["label_mode"]])
@@ -205,7 +163,7 @@ def plot_ablation(run_dir: Path) -> list[Path]:
     ax.set_title(f"Ablation at {card:g}× |D|: GKD soft labels and caption prompts")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return save_figure(fig, run_dir / "figures" / "ablation")
+    return canvas.save_figure(fig, run_dir / "figures" / "ablation")
 
 
 def audit_distances_figure(run_dir: str | Path):
@@ -219,7 +177,7 @@ def audit_distances_figure(run_dir: str | Path):
     ctrl = artifacts.read_optional_result(run_dir, "audit_control.csv")
     spaces = [s for s in ("feature", "pixel") if f"{s}_dist_D" in table.columns]
     mults = sorted(table["multiple"].unique())
-    fig, axes = _plt().subplots(len(mults), len(spaces), figsize=(5.5 * len(spaces), 3.4 * len(mults)), squeeze=False)
+    fig, axes = canvas.pyplot().subplots(len(mults), len(spaces), figsize=(5.5 * len(spaces), 3.4 * len(mults)), squeeze=False)
     for row, mult in zip(axes, mults):
         sub = table[table["multiple"] == mult]
         for ax, space in zip(row, spaces):
@@ -254,7 +212,7 @@ def audit_pairs_figure(run_dir: str | Path):
     run = runs.open_run(None, run_dir)
     D, H = run.real("D").images, run.real("H").images
     sets = {m: synthetic.load_synthetic(run, m) for m in top["multiple"].unique()}
-    plt = _plt()
+    plt = canvas.pyplot()
     fig, axes = plt.subplots(3, len(top), figsize=(1.3 * len(top) + 1, 4.4), squeeze=False)
     for j, (_, r) in enumerate(top.iterrows()):
         imgs = [sets[r["multiple"]].images[int(r["synthetic_index"])], D[int(r["feature_nn_D"])], H[int(r["feature_nn_H"])]]
@@ -274,8 +232,8 @@ def audit_pairs_figure(run_dir: str | Path):
 def plot_audit(run_dir: str | Path) -> list[Path]:
     """``figures/audit_distances`` and ``figures/audit_pairs`` from the audit's result files."""
     run_dir = Path(run_dir)
-    out = save_figure(audit_distances_figure(run_dir), run_dir / "figures" / "audit_distances")
-    return out + save_figure(audit_pairs_figure(run_dir), run_dir / "figures" / "audit_pairs")
+    out = canvas.save_figure(audit_distances_figure(run_dir), run_dir / "figures" / "audit_distances")
+    return out + canvas.save_figure(audit_pairs_figure(run_dir), run_dir / "figures" / "audit_pairs")
 
 
 def plot_curves(run_dir: str | Path) -> list[Path]:
@@ -283,7 +241,7 @@ def plot_curves(run_dir: str | Path) -> list[Path]:
     ``classifiers/*_history.csv``: ``figures/classifier_curves``."""
     run_dir = Path(run_dir)
     histories = artifacts.classifier_histories(run_dir)
-    plt = _plt()
+    plt = canvas.pyplot()
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, h in histories.items():
         line, = ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=name)
@@ -294,7 +252,7 @@ def plot_curves(run_dir: str | Path) -> list[Path]:
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
     ax_acc.legend(fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, run_dir / "figures" / "classifier_curves")
+    return canvas.save_figure(fig, run_dir / "figures" / "classifier_curves")
 
 
 def plot_ledger(run_dir: str | Path) -> list[Path]:
@@ -302,7 +260,7 @@ def plot_ledger(run_dir: str | Path) -> list[Path]:
     ``results/ledger.csv``; the pre-registered headline of each release point in black, the rest in grey."""
     run_dir = Path(run_dir)
     t = artifacts.read_result(run_dir, "ledger.csv")
-    plt = _plt()
+    plt = canvas.pyplot()
     card = ["" if pd.isna(c) else f" {c:g}×" for c in t["cardinality"]]
     subset = ledger.with_subset(t)["subset"]
     # a student's LiRA variants run twice (shadow pipelines and classifier shadows): the family tells them apart
@@ -326,7 +284,7 @@ def plot_ledger(run_dir: str | Path) -> list[Path]:
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Privacy ledger: {len(t)} comparisons, 95% bootstrap intervals")
     fig.tight_layout()
-    return save_figure(fig, run_dir / "figures" / "ledger")
+    return canvas.save_figure(fig, run_dir / "figures" / "ledger")
 
 
 PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_mia_roc, "ledger": plot_ledger,
@@ -370,7 +328,7 @@ def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
     allc = pd.concat([pd.read_csv(d / "results" / "classifiers.csv").assign(seed=int(d.name[4:])) for d in seeds],
                      ignore_index=True)
-    plt = _plt()
+    plt = canvas.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     teacher = allc.loc[allc["role"] == "teacher", "test_accuracy"].to_numpy(float)
     if len(teacher):
@@ -397,7 +355,7 @@ def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, folder / "figures" / "seeds_cardinality")
+    return canvas.save_figure(fig, folder / "figures" / "seeds_cardinality")
 
 
 def result_figures(folders: list[str | Path], images: str | Path = "images", which: tuple[str, ...] | None = None,
@@ -415,9 +373,9 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
         else:
             drawn = make_figures(folder, which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES), log=log)
             if (folder / "results" / "audit.csv").is_file():
-                drawn["audit"] = save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")
+                drawn["audit"] = canvas.save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")
             if (folder / "lora" / "loss.csv").is_file():
-                drawn["lora_loss"] = plot_lora_loss(folder)
+                drawn["lora_loss"] = phase_figures.plot_lora_loss(folder)
         pngs = [p for ps in drawn.values() for p in ps if p.suffix == ".png"]
         pngs += sorted((folder / "images").glob("*.png"))  # drawn from images at collect time, copied as they are
         target = Path(images) / folder.name
@@ -429,84 +387,3 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
         out[folder.as_posix()] = [target / p.name for p in pngs]
         log(f"{folder}: {len(pngs)} figures -> {target}")
     return out
-
-
-
-
-def plot_real_samples(run_dir: str | Path, per_class: int = 10) -> list[Path]:
-    """A grid of real images of D per class (figures/real_samples)."""
-    run_dir = Path(run_dir)
-    real, y, names = artifacts.real_images(run_dir)
-    rows = [real[y == c][:per_class] for c in range(len(names))]
-    return save_figure(image_grid(rows, names, title="real training images (D) per class"), run_dir / "figures" / "real_samples")
-
-
-def plot_lora_loss(run_dir) -> list[Path]:
-    """Per-step LoRA loss with a moving average (``lora/loss.csv``): ``figures/lora_loss``."""
-    run_dir = artifacts.run_folder(run_dir)
-    h = artifacts.read_lora_history(run_dir)
-    fig, ax = _plt().subplots(figsize=(5, 3))
-    ax.plot(h["step"], h["loss"], lw=0.6, alpha=0.5, label="per step")
-    ax.plot(h["step"], h["loss"].rolling(max(1, len(h) // 20), min_periods=1).mean(), lw=1.5, label="moving average")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("denoising loss")
-    ax.set_title(f"LoRA fine-tuning on D ({artifacts.settings(run_dir)['study']['dataset']})")
-    ax.legend()
-    fig.tight_layout()
-    return save_figure(fig, run_dir / "figures" / "lora_loss")
-
-
-def plot_lora_samples(run_dir) -> list[Path]:
-    """Rows per class: real D images, base-model samples, adapted samples (same prompts and seeds), from
-    ``lora/samples/`` (:func:`tckr.lora.write_samples`): ``figures/lora_samples``."""
-    run_dir = artifacts.run_folder(run_dir)
-    s = artifacts.read_lora_samples(run_dir)
-    names = artifacts.run_class_names(run_dir)
-    k = len(names)
-    n_per_class = len(s["real"]) // k
-    fig, axes = _plt().subplots(k, 3 * n_per_class, figsize=(3 * n_per_class * 0.6, k * 0.65))
-    for c in range(k):
-        for j, key in enumerate(("real", "base", "lora")):
-            for i in range(n_per_class):
-                ax = axes[c, j * n_per_class + i]
-                ax.imshow(s[key][c * n_per_class + i])
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if c == 0 and i == 0:
-                    ax.set_title({"real": "real D", "base": "base", "lora": "LoRA"}[key], fontsize=7, loc="left")
-        axes[c, 0].set_ylabel(names[c], fontsize=6, rotation=0, ha="right")
-    fig.tight_layout(pad=0.1)
-    return save_figure(fig, run_dir / "figures" / "lora_samples")
-
-
-def plot_synthetic_samples(run, multiple: float | None = None, per_class: int = 8, name: str = "synthetic_samples") -> list[Path]:
-    """A grid of synthetic samples, one row per class (``run``: a :class:`tckr.runs.Run` or its folder):
-    ``figures/<name>``."""
-    run = run if hasattr(run, "cfg") else runs.open_run(None, run)
-    multiple = max(synthetic.available_multiples(run) or [0]) if multiple is None else multiple
-    s = synthetic.load_synthetic(run, multiple)
-    names = run.class_names
-    fig = _plt().figure(figsize=(1.6 + per_class * 0.8, 0.4 + len(names) * 0.8))
-    axes = fig.subplots(len(names), per_class, squeeze=False)
-    for c, name_c in enumerate(names):
-        rows = np.flatnonzero(s.labels == c)[:per_class]
-        for j in range(per_class):
-            ax = axes[c, j]
-            ax.axis("off")
-            if j < len(rows):
-                ax.imshow(s.images[rows[j]])
-        axes[c, 0].text(-0.1, 0.5, name_c, transform=axes[c, 0].transAxes, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"synthetic samples ({multiple:g}× |D|, prompt mode {run.cfg.synthesis.prompt_mode!r})", fontsize=9)
-    fig.subplots_adjust(left=0.18, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.05)
-    return save_figure(fig, run.dir / "figures" / name)
-
-
-def show(figures: dict[str, list[Path]] | list[Path]) -> None:
-    """Display the PNGs of saved figures inline in a notebook."""
-    from IPython.display import Image, display  # only inside notebooks; the package does not need IPython
-
-    items = [p for ps in figures.values() for p in ps] if isinstance(figures, dict) else list(figures)
-    for p in items:
-        if Path(p).suffix == ".png":
-            display(Image(filename=str(p)))
-
