@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
         summary = ("median wall time of tckr, " + ", ".join(f"`{n}` {r['median_s']:.2f} s" for n, r in now.items()))
         if args.baseline:
             before = res[f"baseline {args.baseline}"]
-            summary += (" (at " + args.baseline + ": " + ", ".join(f"{before[n]['median_s']:.2f} s" for n in now) + ")")
+            summary += (" (at " + args.baseline + ": " + ", ".join(
+                f"{before[n]['median_s']:.2f} s" + (f" exiting {before[n]['exit_status']}" if before[n]["exit_status"] !=
+                                                    now[n]["exit_status"] else "") for n in now) + ")")
         summary += (f"; a bare python start {floor:.2f} s; {args.repeats} runs each, round-robin, on "
                     f"{os.cpu_count()} CPU cores shared with other jobs (load average {load_before[0]:.1f}): "
                     "the absolute numbers are this loaded machine's")

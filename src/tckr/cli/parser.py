@@ -171,8 +171,8 @@ class _Version(argparse.Action):
 
 # The errors a user can fix (exit 2) and a phase failing while it runs (exit 1), by home module and class name. They
 # are looked up only once an exception has happened, and only in modules already imported (an exception's class is
-# defined in one), so that checking the arguments imports none of them: importing them all took 5-7 s (torch, through
-# tckr.reporting.release), on every mistyped option.
+# defined in one), so that checking the arguments imports none of them: importing them all took over 5 s (torch, through
+# tckr.reporting.release) on every mistyped option (bench/bench_cli_latency.py).
 USER_ERRORS = (("tckr.cli.options", "UsageError"), ("tckr.core.config", "ConfigError"), ("builtins", "FileNotFoundError"),
                ("tckr.orchestration.study", "PhaseBlocked"), ("tckr.datasets.provenance", "DataLeakError"),
                ("tckr.core.io", "CorruptFileError"), ("tckr.datasets.real", "DatasetUnavailableError"),
