@@ -36,6 +36,9 @@ def test_unknown_key_and_bad_value_are_one_line_exit_2(capsys):
     assert cli.main(["study", "configs/tiny.yaml", "--set", "train.epoch=3"]) == 2
     err = _err(capsys)
     assert "unknown key(s) train.epoch (did you mean 'epochs'?)" in err and "accepted keys in train: epochs, batch_size" in err
+    assert "--set 'train.epoch=3'" in err and "configs/tiny.yaml" not in err  # the mistake is on the command line
+    assert cli.main(["lora", "--run-dir", "runs/r", "--set", "train.epochs=0"]) == 2
+    assert "--set 'train.epochs=0': train.epochs: 0 is not accepted; accepted: >= 1" in _err(capsys)
     assert cli.main(["study", "--config", "configs/tiny.yaml", "--set", "study.device=gpu"]) == 2
     assert "study.device: 'gpu' is not accepted; accepted: 'auto', 'cpu', 'cuda', 'cuda:N'" in _err(capsys)
     assert cli.main(["study", "configs/tiny.yaml", "--set", "train.epochs=many"]) == 2
@@ -46,8 +49,10 @@ def test_unknown_key_and_bad_value_are_one_line_exit_2(capsys):
     assert "no config file at configs/nope.yaml" in _err(capsys)
     for device in ("cuda:1", "mps", "cpu"):
         assert load_config("configs/tiny.yaml", {"study.device": device}).study.device == device
-    with pytest.raises(ConfigError):  # --debug: the traceback
+    with pytest.raises(UsageError):  # --debug: the traceback
         cli.main(["study", "configs/tiny.yaml", "--set", "train.epoch=3", "--debug"])
+    with pytest.raises(ConfigError):
+        cli.main(["study", "configs/tiny.yaml", "--set", "study.device=gpu", "--debug"])
 
 
 def test_missing_run_latest_and_shards_are_usage_errors(tmp_path, monkeypatch, capsys):
@@ -289,3 +294,48 @@ def test_tckr_is_the_one_entry_point():
     named = [f"{f.relative_to(paths.ROOT)}: {line.strip()[:80]}" for f in docs for line in f.read_text().splitlines()
              if old_form in line.replace(old_form + "cli", "")]
     assert not named, named
+
+
+def test_a_mistyped_subcommand_gets_the_closest_and_version_is_the_package_s(capsys):
+    import importlib.metadata as md
+
+    assert cli.main(["stduy", "configs/tiny.yaml"]) == 2
+    assert _err(capsys) == ("tckr: error: unknown command 'stduy' (did you mean 'study'?); commands: study, figures, lora, "
+                            "synthesis, shadows, pipelines, generator-attack, ledger, report, release, pretrain, launch "
+                            "(tckr --help)\n")
+    assert cli.main(["--debug", "xyzzy"]) == 2
+    assert "unknown command 'xyzzy'; commands: study," in _err(capsys)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"tckr {md.version('tckr')}\n"
+
+
+def test_user_errors_are_told_without_importing_torch_or_the_phase_modules():
+    """The error path looks the error classes up only in modules already imported: a mistyped option imports none
+    of the phases (importing them took 5-7 s per mistake). Timings are not asserted; what is imported is."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tckr.cli import main\n"
+            "argv = [['shadows', '--shard', '0/4'], ['study', 'configs/nope.yaml'], ['study', 'configs/tiny.yaml', '--set', "
+            "'train.epoch=3'], ['study', 'configs/tiny.yaml', '--phases', '99_x'], ['stduy']]\n"
+            "assert [main(a) for a in argv] == [2] * len(argv)\n"
+            "heavy = sorted(m for m in ('torch', 'pandas', 'tckr.reporting.release', 'tckr.orchestration.study') if m in sys.modules)\n"
+            "assert not heavy, heavy")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("tckr: error: ") == 5 and "--shard: shard must look like 'k/n'" in res.stderr
+
+
+def test_every_error_class_the_cli_tells_in_one_line_exists():
+    import importlib
+
+    from tckr.cli import parser
+
+    for module, name in parser.USER_ERRORS + parser.FAILURES:
+        assert issubclass(getattr(importlib.import_module(module), name), Exception), (module, name)
+    from tckr.orchestration.study import PhaseBlocked, PhaseFailed
+    from tckr.reporting.release import ReleaseError
+
+    assert parser._exit_status(ReleaseError("x")) == 2 and parser._exit_status(PhaseBlocked("x")) == 2
+    assert parser._exit_status(PhaseFailed("x")) == 1 and parser._exit_status(KeyError("x")) is None

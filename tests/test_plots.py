@@ -119,3 +119,42 @@ def test_lora_figures_draw_the_saved_samples_and_history(tmp_path, monkeypatch):
     np.testing.assert_array_equal(axes[2].get_images()[0].get_array(), samples["base"][0])
     np.testing.assert_array_equal(drawn["lora_loss"].axes[0].get_lines()[0].get_ydata(), [0.5, 0.4, 0.3])
     canvas.pyplot().close("all")
+
+
+def test_a_notebook_kernel_keeps_its_inline_backend_after_a_tckr_figure(tmp_path, monkeypatch):
+    """In Jupyter (the inline backend ipykernel sets), a tckr figure must not switch pyplot to Agg: the user's own
+    ``plt.plot(...); plt.show()`` in the next cell still shows an image."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from tckr.core import paths, progress
+
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # conftest's Agg would stand in for the user's choice
+    monkeypatch.delenv(progress.HEADLESS_ENV, raising=False)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(paths.ROOT / 'src')!r})\nimport numpy as np\n"
+                                  "from tckr.reporting import canvas\n"
+                                  "fig = canvas.image_grid([np.zeros((4, 4, 3), np.uint8)], ['x'])\n"
+                                  f"saved = canvas.save_figure(fig, __import__('pathlib').Path({str(tmp_path)!r}) / 'grid')"),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"),
+        nbformat.v4.new_code_cell("import matplotlib\nprint(matplotlib.get_backend())"),
+    ])
+    NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert (tmp_path / "grid.png").is_file() and (tmp_path / "grid.pdf").is_file()
+    shown = [o for o in nb.cells[1].outputs if o.get("output_type") == "display_data"]
+    assert any("image/png" in o["data"] for o in shown), nb.cells[1].outputs
+    assert "inline" in nb.cells[2].outputs[0]["text"], nb.cells[2].outputs
+
+
+def test_headless_kernels_and_scripts_draw_with_agg(monkeypatch):
+    from tckr.core import progress
+
+    monkeypatch.setenv(progress.HEADLESS_ENV, "1")  # the study runner's kernels
+    assert canvas._files_only()
+    monkeypatch.delenv(progress.HEADLESS_ENV)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    monkeypatch.delitem(__import__("sys").modules, "matplotlib.pyplot", raising=False)
+    monkeypatch.delitem(__import__("sys").modules, "IPython", raising=False)
+    assert canvas._files_only()  # a script or the tckr command that chose no backend
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    assert not canvas._files_only()

@@ -123,3 +123,33 @@ def test_offline_a_dataset_absent_everywhere_fails_at_once_without_a_run_folder(
     with pytest.raises(AssertionError, match="the hub was asked"):
         real.load_real("cifar10", "train")
     real.check_available("cifar10")  # online, opening a run does not download anything to check
+
+
+def test_environment_records_the_cpu_its_instruction_sets_and_the_math_libraries(tmp_path):
+    from tckr.runfolder import environment
+
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\n"
+                   "flags\t\t: fpu sse2 avx2 fma avx512f\nvmx flags\t: ept\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert environment.cpu(x86) == {"model": "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz",
+                                    "flags": ["fpu", "sse2", "avx2", "fma", "avx512f"]}
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve bf16\nCPU implementer\t: 0x41\n")
+    assert environment.cpu(arm)["flags"] == ["fp", "asimd", "sve", "bf16"]
+    elsewhere = environment.cpu(tmp_path / "none")  # no /proc/cpuinfo (macOS, Windows): platform.processor()
+    assert elsewhere["flags"] is None and elsewhere["model"]
+    shown = ("PyTorch built with:\n  - GCC 13.3\n  - Intel(R) oneAPI Math Kernel Library Version 2024.2\n"
+             "  - CPU capability usage: AVX2\n  - Build settings: BLAS_INFO=mkl, CXX_FLAGS= -O2 -fPIC, LAPACK_INFO=mkl, "
+             "TORCH_VERSION=2.14.1, USE_CUDA=0, \n")
+    assert environment.torch_build(shown) == ["GCC 13.3", "Intel(R) oneAPI Math Kernel Library Version 2024.2",
+                                              "CPU capability usage: AVX2", "BLAS_INFO=mkl", "LAPACK_INFO=mkl",
+                                              "TORCH_VERSION=2.14.1"]
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "r")
+    env = json.loads((run.dir / "environment.json").read_text())
+    assert env["cpu"]["model"] and env["cpu"] == environment.cpu()
+    if env["cpu"]["flags"] is not None:  # Linux
+        assert {"sse2", "fp", "asimd"} & set(env["cpu"]["flags"])
+    math = env["math_libraries"]
+    assert any(line.startswith("BLAS_INFO=") for line in math["torch"]) and math["torch_cpu_capability"]
+    blas = [p for p in math["threadpools"] if p["user_api"] == "blas"]  # numpy's BLAS at least
+    assert blas and all(p["internal_api"] and "version" in p for p in blas)

@@ -14,8 +14,9 @@ n > 1), ``--set section.key=value`` (repeatable; checked exactly like the YAML k
 scalar) and ``--debug``. Exit codes: 0 done; 1 a phase failed while running (the message names its executed
 notebook; for ``launch``, the failed shards and their logs); 2 a usage error: a bad option, config key or value, an
 unknown dataset, a missing run folder or file, a phase refused because an upstream phase has not run, a data leak, a
-damaged file. Errors are one line ``tckr: error: ...``; ``--debug`` shows the traceback. ``python -m tckr.cli``
-is the same command (for ``accelerate launch -m tckr.cli lora ...``).
+damaged file, an unknown subcommand (with the closest one). Errors are one line ``tckr: error: ...``; ``--debug`` shows
+the traceback. ``tckr --version`` prints the installed package's version. ``python -m tckr.cli`` is the same command
+(for ``accelerate launch -m tckr.cli lora ...``).
 
 This package's public facade, the documented API of the command line: :func:`main` (the ``tckr`` script),
 :func:`invoke` (main, also returning the subcommand's result) and :func:`parse_set`. The parser and the

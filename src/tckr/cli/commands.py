@@ -10,22 +10,28 @@ from typing import Any, Callable
 from tckr.cli import options
 from tckr.core import paths
 from tckr.core.config import load_config
+from tckr.runfolder import phases
 
 
 def _study(a) -> None:
-    from tckr.orchestration import study
-    from tckr.runfolder import runs  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-
     options.unsharded(a)
     config, run_dir = options.config(a), options.run_dir(a)
-    if run_dir is not None and str(run_dir) == runs.LATEST:
-        run_dir = runs.latest_run(_load(config).study.name if config else None)
+    overrides = options.parse_set(a.sets) or None
+    selected = _phases(a.phases, phases.PHASES) if a.phases else phases.PHASES
+    if run_dir is not None:
+        from tckr.runfolder import runs  # lazy: pandas; only a named run folder needs it
+
+        if str(run_dir) == runs.LATEST:
+            run_dir = runs.latest_run(_load(config).study.name if config else None)
     if config is None:
         if run_dir is None:
             raise options.UsageError("tckr study needs a config (tckr study configs/mini.yaml) or --run-dir of a run to resume")
         config = _saved_config(run_dir)
-    phases = _phases(a.phases, study.PHASES) if a.phases else study.PHASES
-    study.run_study(config, run_dir, phases=phases, force=a.force, seeds=a.seeds, overrides=options.parse_set(a.sets) or None,
+    else:
+        load_config(config, overrides)  # a mistake in the config is told before the runner (pandas, papermill) is imported
+    from tckr.orchestration import study  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
+
+    study.run_study(config, run_dir, phases=selected, force=a.force, seeds=a.seeds, overrides=overrides,
                     log=lambda m: print(m, flush=True))
 
 
@@ -43,12 +49,12 @@ def _saved_config(run_dir: str | Path) -> str:
 
 
 def _figures(a) -> None:
-    from tckr.reporting import plots  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from tckr.runfolder import figure_inputs
-
     options.unsharded(a)
     options.no_set(a)
     run = options.open_run(a, new=False)
+    from tckr.reporting import plots  # lazy: after the options are checked (matplotlib)
+    from tckr.runfolder import figure_inputs
+
     which = _figure_names(a.only, plots.FIGURES) or plots.FIGURES
     figure_inputs.check(run.dir, which)
     plots.make_figures(run.dir, which, images_dir=paths.IMAGES if a.images else None)
@@ -66,19 +72,19 @@ def _figure_names(only: str | None, accepted: tuple[str, ...]) -> tuple[str, ...
 
 
 def _lora(a) -> None:
-    from tckr.generation import lora  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-
     options.unsharded(a)
     run = options.open_run(a)
+    from tckr.generation import lora  # lazy: after the options are checked (torch, diffusers)
+
     print(lora.finetune(run, progress=not a.no_progress))
     if a.export:
         print(lora.export_adapter(run))
 
 
 def _synthesis(a) -> dict:
-    from tckr.generation import synthesis  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-
     run = options.open_run(a)
+    from tckr.generation import synthesis  # lazy: after the options are checked (torch, diffusers)
+
     pipe = synthesis.load_generator(run, random_weights=True) if a.random_weights else None
     summary = synthesis.generate(run, pipe, shard=a.shard, progress=not a.no_progress, batch_size=a.batch_size)
     print(summary)
@@ -86,9 +92,9 @@ def _synthesis(a) -> dict:
 
 
 def _shadows(a) -> None:
-    from tckr.privacy import mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-
     run = options.open_run(a)
+    from tckr.privacy import mia  # lazy: after the options are checked (torch)
+
     done = mia.train_shadows(run, a.n_shadows, a.shard, progress=not a.no_progress)
     print(f"shadows trained or queried now: {done}")
     if a.attack:
@@ -97,12 +103,9 @@ def _shadows(a) -> None:
 
 
 def _pipelines(a) -> None:
-    from tckr.privacy import (  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-        pipeline_attacks,
-        pipelines,
-    )
-
     run = options.open_run(a)
+    from tckr.privacy import pipeline_attacks, pipelines  # lazy: after the options are checked (torch)
+
     pipelines.train_pipelines(run, a.n_pipelines, a.shard, progress=not a.no_progress)
     if a.attack:
         print(pipeline_attacks.attack_students(run, a.n_pipelines, progress=not a.no_progress).to_string(index=False))
@@ -110,20 +113,20 @@ def _pipelines(a) -> None:
 
 
 def _generator_attack(a) -> None:
-    from tckr.privacy import generator_mia  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-
     options.unsharded(a)
     run = options.open_run(a, new=False)
+    from tckr.privacy import generator_mia  # lazy: after the options are checked (torch)
+
     for name, table in generator_mia.run_all(run, progress=not a.no_progress).items():
         print(f"{name}:\n{table.to_string(index=False)}")
 
 
 def _ledger(a) -> None:
-    from tckr.privacy import ledger  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-
     options.unsharded(a)
     options.no_set(a)
     run = options.open_run(a, new=False)
+    from tckr.privacy import ledger  # lazy: after the options are checked
+
     table = ledger.build(run.dir)
     print(ledger.markdown(table, headline_only=a.headline_only))
 

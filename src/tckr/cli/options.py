@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from tckr.core import config as config_mod
+from tckr.core import schema
 from tckr.core.shards import parse_shard
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -23,14 +25,35 @@ class UsageError(ValueError):
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
     """``["train.epochs=3", "train.lr=5e-3"]`` -> ``{"train.epochs": 3, "train.lr": "5e-3"}``: each value read as
-    a YAML scalar (the config's validation turns number-like strings into floats where a float is expected)."""
+    a YAML scalar (the config's validation turns number-like strings into floats where a float is expected). Each
+    key, its value's type and its bounds are checked here, so that a mistake names ``--set`` rather than the config
+    file; the rules that tie several keys together are checked when the config is read."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, value = key_value(item, "--set", "section.key=value, e.g. --set train.epochs=3")
         if "." not in key:
             raise UsageError(f"--set {item!r}: expected section.key=value, e.g. --set train.epochs=3")
+        check_setting(item, key, value)
         out[key] = value
     return out
+
+
+def check_setting(item: str, key: str, value: Any) -> None:
+    """A :class:`UsageError` naming ``--set item`` when ``key`` is no setting, or ``value`` has the wrong type or is
+    out of the setting's bounds (:data:`tckr.core.config.RANGES`)."""
+    tree: dict[str, Any] = {}
+    try:
+        schema.set_dotted(tree, key, value)
+        built = schema.build(config_mod.Config, tree, "")
+    except schema.SchemaError as e:
+        raise UsageError(f"--set {item!r}: {e}") from None
+    bounds = config_mod.RANGES.get(key)
+    if bounds is not None:
+        section, name = key.split(".")
+        coerced = getattr(getattr(built, section), name)
+        for v in coerced if isinstance(coerced, list) else [coerced]:
+            if not bounds.contains(v):
+                raise UsageError(f"--set {item!r}: {key}: {v!r} is not accepted; {bounds.accepted()}")
 
 
 def key_value(item: str, option: str, expected: str) -> tuple[str, Any]:

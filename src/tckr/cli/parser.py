@@ -4,6 +4,7 @@ subcommand and turn the errors a user can fix into one line and exit status 2.""
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from typing import Any
 
@@ -93,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tckr", description="TCKR: the whole study, or one resumable phase, on a run folder.",
                                  epilog="exit codes: 0 done, 1 a phase failed, 2 a usage error. "
                                         "Options common to every subcommand: --config, --run-dir, --shard, --set, --debug.")
+    ap.add_argument("--version", action=_Version, help="print the installed tckr package's version and exit")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = _add(sub, "study", "run every phase notebook of a study headless (resumable)", config_pos=True)
@@ -150,19 +152,60 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from tckr.core import io
-    from tckr.core.config import ConfigError
-    from tckr.datasets import provenance
-    from tckr.datasets.real import DatasetUnavailableError
-    from tckr.orchestration.study import PhaseBlocked
-    from tckr.reporting.release import ReleaseError
-    from tckr.reporting.report import ReportError
-    from tckr.runfolder.lock import RunLocked
+class _Version(argparse.Action):
+    """``tckr --version``: the installed package's version, read only when asked."""
 
-    return (options.UsageError, ConfigError, FileNotFoundError, PhaseBlocked, provenance.DataLeakError,
-            io.CorruptFileError, DatasetUnavailableError, ReportError, ReleaseError, RunLocked)
+    def __init__(self, option_strings, dest, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, ap, namespace, values, option_string=None):
+        import importlib.metadata as md  # lazy: only tckr --version reads the installed metadata
+
+        try:
+            version = md.version("tckr")
+        except md.PackageNotFoundError:
+            version = "unknown (the tckr package is not installed; pip install -e . from the repository)"
+        print(f"tckr {version}")
+        ap.exit()
+
+
+# The errors a user can fix (exit 2) and a phase failing while it runs (exit 1), by home module and class name. They
+# are looked up only once an exception has happened, and only in modules already imported (an exception's class is
+# defined in one), so that checking the arguments imports none of them: importing them all took over 5 s (torch, through
+# tckr.reporting.release) on every mistyped option (bench/bench_cli_latency.py).
+USER_ERRORS = (("tckr.cli.options", "UsageError"), ("tckr.core.config", "ConfigError"), ("builtins", "FileNotFoundError"),
+               ("tckr.orchestration.study", "PhaseBlocked"), ("tckr.datasets.provenance", "DataLeakError"),
+               ("tckr.core.io", "CorruptFileError"), ("tckr.datasets.real", "DatasetUnavailableError"),
+               ("tckr.reporting.report", "ReportError"), ("tckr.reporting.release", "ReleaseError"),
+               ("tckr.runfolder.lock", "RunLocked"))
+FAILURES = (("tckr.orchestration.study", "PhaseFailed"),)
+
+
+def _is_one_of(e: BaseException, classes: tuple[tuple[str, str], ...]) -> bool:
+    for module, name in classes:
+        home = sys.modules.get(module)
+        if home is not None and isinstance(e, getattr(home, name)):
+            return True
+    return False
+
+
+def _exit_status(e: BaseException) -> int | None:
+    """2 for an error the user can fix, 1 for a phase that failed, None for anything else (a bug: its traceback)."""
+    if _is_one_of(e, USER_ERRORS):
+        return options.EXIT_USAGE
+    if _is_one_of(e, FAILURES):
+        return options.EXIT_FAILED
+    return None
+
+
+def _unknown_command(argv: list[str]) -> str | None:
+    """``unknown command 'stduy' (did you mean 'study'?)`` when the first word is no subcommand; None otherwise."""
+    word = next((w for w in argv if not w.startswith("-")), None)  # tckr's own options (-h, --version) take no value
+    if word is None or word in commands.COMMANDS:
+        return None
+    close = difflib.get_close_matches(word, list(commands.COMMANDS), n=1)
+    return (f"unknown command {word!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; commands: {', '.join(commands.COMMANDS)} (tckr --help)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,28 +217,24 @@ def invoke(argv: list[str] | None = None) -> tuple[int, Any]:
     """:func:`main`, also returning what the subcommand returned (the synthesis summary; None otherwise)."""
     ap = parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    unknown = _unknown_command(argv)
+    if unknown:
+        print(f"tckr: error: {unknown}", file=sys.stderr)
+        return options.EXIT_USAGE, None
     a, rest = ap.parse_known_args(argv)
     if a.command == "report" and rest and not any(r.startswith("-") for r in rest):
         a.folders, rest = [*a.folders, *rest], []  # folders after an option (argparse ends nargs="*" at the first one)
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
-    from tckr.orchestration.study import (
-        PhaseFailed,  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    )
-
     try:
         options.check_shard(a)
         result = a.func(a)
-    except _user_errors() as e:
-        if a.debug:
+    except Exception as e:
+        status = _exit_status(e)
+        if status is None or a.debug:
             raise
         print(f"tckr: error: {_one_line(e)}", file=sys.stderr)
-        return options.EXIT_USAGE, None
-    except PhaseFailed as e:
-        if a.debug:
-            raise
-        print(f"tckr: error: {_one_line(e)}", file=sys.stderr)
-        return options.EXIT_FAILED, None
+        return status, None
     if isinstance(result, options.ExitCode):
         return int(result), None
     return 0, result

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from tckr.core import io
+from tckr.core import io, progress
 
 
 def pyplot():
-    # matplotlib is imported on first drawing: it is slow to import and needs the non-interactive backend set first
-    import matplotlib  # lazy: the backend is chosen at first use (Agg when headless), before pyplot is imported
+    """``matplotlib.pyplot``, imported on first drawing (it is slow to import). Its backend is Agg (files only)
+    where nothing interactive can show a figure: the study runner's kernels (``TCKR_HEADLESS=1``), and a script or
+    the ``tckr`` command that has chosen no backend. A notebook kernel, an IPython shell, ``MPLBACKEND`` or a pyplot
+    the user imported first keep theirs: switching to Agg there closes the user's figures and silences their
+    ``plt.show()``."""
+    import matplotlib  # lazy: the backend is chosen at first use, before pyplot is imported
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: the backend is chosen at first use (Agg when headless), before pyplot is imported
+    if _files_only():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: the backend is chosen at first use, before pyplot is imported
 
     return plt
+
+
+def _files_only() -> bool:
+    """True where figures only go to files (:func:`pyplot`'s rule)."""
+    if progress.headless():
+        return True
+    if "matplotlib.pyplot" in sys.modules or os.environ.get("MPLBACKEND"):
+        return False  # a backend is already chosen: ipykernel sets MPLBACKEND to the inline one
+    ipython = sys.modules.get("IPython")  # imported only by an IPython shell or kernel, never here
+    return ipython is None or ipython.get_ipython() is None
 
 
 def save_figure(fig, path_stem: Path) -> list[Path]:

@@ -91,6 +91,12 @@ def read_headline_record(run_dir) -> dict[str, Any] | None:
     return io.read_json(f) if f.is_file() else None
 
 
+def markdown_cell(value) -> str:
+    """``value`` as one cell of a Markdown (GFM) table: ``|`` escaped, which would otherwise end the cell (GFM
+    splits on it even inside a code span), and one line."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def table_markdown(table: pd.DataFrame) -> str:
     """The study table as Markdown (percent, two decimals; ± columns when present)."""
     def fmt(r, col):
@@ -103,7 +109,8 @@ def table_markdown(table: pd.DataFrame) -> str:
     lines = ["| model | cardinality | accuracy (%) | AUC_MIA (%) | TPR@1% FPR (%) | AOP |", "|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         card = "real" if r["role"] == "teacher" else f"{r['cardinality']:g}×"
-        lines.append(f"| {r['model']} | {card} | {fmt(r, 'accuracy')} | {fmt(r, 'auc_mia')} | {fmt(r, 'tpr_at_1pct')} | {fmt(r, 'aop')} |")
+        cells = [r["model"], card, fmt(r, "accuracy"), fmt(r, "auc_mia"), fmt(r, "tpr_at_1pct"), fmt(r, "aop")]
+        lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

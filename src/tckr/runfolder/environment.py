@@ -1,5 +1,5 @@
-"""The machine a run executes on: package versions and git commit (``environment.json``), seeds, torch's CPU
-threads and the torch device a config asks for."""
+"""The machine a run executes on: package versions, git commit, CPU model and instruction sets, and the math
+libraries' builds (``environment.json``); seeds, torch's CPU threads and the torch device a config asks for."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import platform
 import random
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,66 @@ def environment() -> dict[str, Any]:
     except ImportError:
         pass
     env["cpu_count"] = os.cpu_count()
+    env["cpu"] = cpu()
+    env["math_libraries"] = math_libraries()
     env["created"] = _dt.datetime.now().isoformat(timespec="seconds")
     return env
+
+
+def cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+    """The processor: ``model`` and instruction-set ``flags`` (the SIMD units that decide which kernels the math
+    libraries run, so float results can differ between machines in the last bits), from ``/proc/cpuinfo`` on
+    Linux (x86 ``model name``/``flags``, ARM ``Features``); elsewhere ``platform.processor()`` and no flags."""
+    model, flags = platform.processor() or platform.machine() or None, None
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return {"model": model, "flags": flags}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())  # the first processor's; all cores are alike
+    model = fields.get("model name") or fields.get("cpu model") or fields.get("hardware") or model
+    listed = fields.get("flags") or fields.get("features")
+    return {"model": model, "flags": listed.split() if listed else flags}
+
+
+def math_libraries() -> dict[str, Any]:
+    """The builds the arithmetic runs on: torch's (``torch.__config__.show()``: BLAS/LAPACK, oneDNN, OpenMP, the
+    CPU capability its kernels use) and every BLAS/OpenMP library loaded in this process (threadpoolctl, when
+    installed: vendor, version, threading layer, the architecture it tuned its kernels for)."""
+    out: dict[str, Any] = {"torch": None, "torch_cpu_capability": None, "threadpools": None}
+    try:
+        import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
+
+        out["torch"] = torch_build(torch.__config__.show())
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except ImportError:
+        pass
+    try:
+        import threadpoolctl  # lazy: optional (scikit-learn installs it); it only reads the loaded libraries
+    except ImportError:
+        return out
+    keep = ("user_api", "internal_api", "prefix", "version", "threading_layer", "architecture", "num_threads")
+    out["threadpools"] = [{k: pool[k] for k in keep if k in pool} for pool in threadpoolctl.threadpool_info()]
+    return out
+
+
+def torch_build(shown: str) -> list[str]:
+    """``torch.__config__.show()`` in short: one line per library and feature (compiler, MKL, oneDNN, OpenMP, LAPACK,
+    CPU capability), and of the build settings only the BLAS and LAPACK vendors (the rest are compiler flags)."""
+    lines = []
+    for raw in shown.splitlines():
+        if not raw.strip().startswith("- "):
+            continue  # the heading, and the continuation of a long item
+        line = raw.strip().removeprefix("- ").strip()
+        if line.startswith("Build settings:"):
+            settings = [s.strip() for s in line.removeprefix("Build settings:").split(",")]
+            lines += [s for s in settings if s.startswith(("BLAS_INFO=", "LAPACK_INFO=", "TORCH_VERSION="))]
+        else:
+            lines.append(line)
+    return lines
 
 
 def git_commit() -> dict[str, Any]:
