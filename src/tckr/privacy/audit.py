@@ -70,10 +70,10 @@ from tckr.privacy import audit_permutation
 from tckr.runfolder import synthetic
 
 SPACES = ("feature", "pixel")
-DUP_QUANTILE = 0.01  # real-to-real duplicate threshold: this quantile of held-out real images' nearest-member distances
+DUP_QUANTILE = 0.01  # real-to-real duplicate threshold: this quantile of held-out real images' nearest-member (non-member) distances
 
 
-# ---------------------------------------------------------------- distances and tests (numpy / scipy)
+# ---------------------------------------------------------------- distances and near-copies (numpy)
 def nearest(queries: np.ndarray, refs: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean nearest neighbour of every row of ``queries`` among ``refs``: (distance, index)."""
     q = np.asarray(queries, dtype=np.float64).reshape(len(queries), -1)
@@ -133,7 +133,7 @@ def _audit_set(queries: dict[str, np.ndarray], refs: dict[str, tuple[np.ndarray,
         q = queries[space]
         dist, idx = audit_permutation.k_nearest(q, refs[space], audit_permutation.K_NEAREST)
         d_D, d_H, nn_D, nn_H = audit_permutation.side_nearest(dist, idx, member, q, refs[space])
-        cols |= {f"{space}_dist_D": d_D, f"{space}_dist_H": d_H, f"{space}_nn_D": nn_D, f"{space}_nn_H": nn_H - n_D,
+        cols |= {f"{space}_dist_D": d_D, f"{space}_nn_D": nn_D, f"{space}_dist_H": d_H, f"{space}_nn_H": nn_H - n_D,
                  f"{space}_closer_to_member": d_D < d_H}
         tests[space] = audit_permutation.permutation_test(dist, idx, member, resplits, q, refs[space])
     return cols, tests
