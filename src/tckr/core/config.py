@@ -183,6 +183,7 @@ class AuditConfig:
     n_pairs: int = rng(16, ge=1)  # closest pairs shown in the figure
     feature_train_size: int = rng(10000, ge=0, note="0 = the whole public partition")  # public images (class-stratified, seeded) the audit's feature extractor trains on
     ratio_tau: float = rng(0.5, gt=0, le=1, note="a ratio of distances")  # near-copy when d_D / d_H (nearest member over nearest non-member distance) is below this
+    n_permutations: int = rng(200, ge=1, note="the p-value is at least 1 / (1 + n)")  # class-stratified D/H re-splits of P in the audit's permutation test
 
 
 @dataclass

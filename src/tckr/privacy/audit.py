@@ -1,10 +1,11 @@
 """Memorisation audit of the synthetic sets: do synthetic images sit closer to members (D) than to
 non-members (H), and are some of them near-copies of members?
 
-Null hypothesis. D and H are equally large class-stratified draws from the same distribution, and the
-space the distances are measured in never saw either of them; without memorisation a synthetic image's
-nearest member distance ``d_D`` and nearest non-member distance ``d_H`` are then exchangeable, so
-``d_D - d_H`` is symmetric around zero.
+Null hypothesis. D and H are a class-stratified random split of P = D ∪ H, and the space the distances are
+measured in never saw either of them; without memorisation the synthetic images do not depend on which
+examples of P are members, so the true split is one more draw of the re-splits of P that swap D/H labels
+within each class. (With ``data.holdout: test`` H is the test split, and the null also takes the train and
+test splits as exchangeable.)
 
 Spaces: ``feature``, the penultimate features (L2-normalised, Euclidean distance) of a classifier
 trained on the run's **public partition only** (``run.real("public")``; the teacher's architecture and
@@ -13,17 +14,22 @@ images), never the D-trained teacher, whose features are shaped by D and would p
 construction; ``pixel``, RGB in [0, 1] with root-mean-square distance. The audit needs
 ``data.public_size > 0``.
 
-Numbers per (source, multiple, space), all two-sided: a synthetic set that sits closer to H breaks the
-null as much as one closer to D.
+Numbers per (source, multiple, space):
 
-- ``p_wilcoxon_two_sided``: Wilcoxon signed-rank test on the paired differences ``d_D - d_H`` of the
-  same synthetic image (a Mann-Whitney test would treat the two distances of one image as independent);
-- ``p_binomial_two_sided``: the fraction closer to D against 1/2 (ties dropped);
-- near-copies, which a median shift cannot see when they are rare: ``near_copies_dup`` counts images
-  whose ``d_D`` is below ``dup_threshold``, the 1% quantile of the nearest-member distances of held-out
-  real images (one seeded half of the ``pool`` split, ``val`` when the pool is empty) in the same space,
-  so about 1% of fresh real images fall below it; ``near_copies_ratio`` counts ``d_D / d_H`` below
-  ``audit.ratio_tau``; ``frac_*`` are the same as fractions of ``n``.
+- the permutation test of :mod:`tckr.privacy.audit_permutation`, the D/H split as the unit of randomness (the
+  synthetic images are fixed; a paired test over them would read one split's structure as evidence):
+  ``frac_closer_to_member`` and ``median_diff_H_minus_D`` (``d_H - d_D``), each with its one-sided p-value
+  towards D ``p_perm_frac_closer`` / ``p_perm_median_diff`` over ``audit.n_permutations`` seeded
+  class-stratified re-splits (at least ``1 / (1 + n_permutations)``) and the re-splits' 95% range
+  ``null_lo_*`` / ``null_hi_*``; the same re-splits for every row;
+- near-copies, which a median shift cannot see when they are rare, towards D and towards H side by side:
+  ``near_copies_dup_D`` counts images whose ``d_D`` is below ``dup_threshold_D``, the 1% quantile of the
+  nearest-member distances of held-out real images (one seeded half of the ``pool`` split, ``val`` when the
+  pool is empty) in the same space, so about 1% of fresh real images fall below it; ``near_copies_dup_H``
+  the same with ``d_H`` and ``dup_threshold_H`` (their nearest non-member distances); ``near_copies_ratio_D``
+  counts ``d_D / d_H`` below ``audit.ratio_tau``, ``near_copies_ratio_H`` ``d_H / d_D``; ``frac_*`` are the
+  same as fractions of ``n``. Without memorisation the D and H counts differ only by chance; a count
+  towards D alone is no finding.
 
 Control: the other half of the held-out real images (source ``control_pool`` or ``control_val``) goes
 through the same numbers, the rates under no memorisation to read the synthetic rows against. Each
@@ -42,9 +48,10 @@ Files in the run folder:
   in that split, ``label``);
 - ``results/audit_summary.csv`` (and ``.json``), one row per (source, multiple, space): ``source``
   (``synthetic`` or ``control_<split>``), ``multiple`` (empty for the control), ``space``, ``n``,
-  ``median_dist_D``, ``median_dist_H``, ``frac_closer_to_member``, ``p_wilcoxon_two_sided``,
-  ``p_binomial_two_sided``, ``dup_threshold``, ``ratio_tau``, ``near_copies_dup``, ``near_copies_ratio``,
-  ``frac_near_copies_dup``, ``frac_near_copies_ratio``.
+  ``median_dist_D``, ``median_dist_H``, the permutation test's columns (above, with ``n_permutations`` and
+  ``k_nearest``), ``ratio_tau`` and for ``<side>`` in D, H: ``dup_threshold_<side>``,
+  ``near_copies_dup_<side>``, ``near_copies_ratio_<side>``, ``frac_near_copies_dup_<side>``,
+  ``frac_near_copies_ratio_<side>``.
 
 Figures (``tckr.plots.plot_audit``): ``figures/audit_distances`` and ``figures/audit_pairs``.
 """
@@ -55,18 +62,18 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tckr.classification import batches, checkpoints, classifiers, inference, train
 from tckr.core import io
 from tckr.datasets import provenance, splitting
+from tckr.privacy import audit_permutation
 from tckr.runfolder import synthetic
 
 SPACES = ("feature", "pixel")
-DUP_QUANTILE = 0.01  # real-to-real duplicate threshold: this quantile of held-out real images' nearest-member distances
+DUP_QUANTILE = 0.01  # real-to-real duplicate threshold: this quantile of held-out real images' nearest-member (non-member) distances
 
 
-# ---------------------------------------------------------------- distances and tests (numpy / scipy)
+# ---------------------------------------------------------------- distances and near-copies (numpy)
 def nearest(queries: np.ndarray, refs: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean nearest neighbour of every row of ``queries`` among ``refs``: (distance, index)."""
     q = np.asarray(queries, dtype=np.float64).reshape(len(queries), -1)
@@ -90,57 +97,46 @@ def pixels(images: np.ndarray) -> np.ndarray:
     return x / np.sqrt(x.shape[1])
 
 
-def closeness_tests(dist_D: np.ndarray, dist_H: np.ndarray) -> dict[str, float]:
-    """Do the nearest-member and nearest-non-member distances of the same images differ? Two-sided
-    Wilcoxon signed-rank test on ``dist_D - dist_H`` and two-sided binomial test of the fraction closer
-    to D (ties dropped); p-values are NaN when every difference is zero or fewer than two images."""
-    dist_D, dist_H = np.asarray(dist_D, float), np.asarray(dist_H, float)
-    if dist_D.shape != dist_H.shape or dist_D.ndim != 1:
-        raise ValueError(f"dist_D and dist_H must be paired 1-D arrays, got {dist_D.shape} and {dist_H.shape}")
-    diff = dist_D - dist_H
-    closer = diff < 0
-    out = {"n": int(len(diff)), "median_dist_D": float(np.median(dist_D)), "median_dist_H": float(np.median(dist_H)),
-           "frac_closer_to_member": float(closer.mean()), "p_wilcoxon_two_sided": float("nan"),
-           "p_binomial_two_sided": float("nan")}
-    untied = diff != 0
-    if len(diff) >= 2 and untied.any():
-        out["p_wilcoxon_two_sided"] = float(stats.wilcoxon(diff, alternative="two-sided").pvalue)
-        out["p_binomial_two_sided"] = float(stats.binomtest(int(closer.sum()), int(untied.sum()), 0.5, alternative="two-sided").pvalue)
-    return out
-
-
-def duplicate_threshold(real_dist_D: np.ndarray, quantile: float = DUP_QUANTILE) -> float:
-    """The real-to-real duplicate threshold: a low quantile of held-out real images' nearest-member distances."""
-    d = np.asarray(real_dist_D, float)
+def duplicate_threshold(real_dist: np.ndarray, quantile: float = DUP_QUANTILE) -> float:
+    """The real-to-real duplicate threshold: a low quantile of held-out real images' nearest-member (or
+    nearest-non-member) distances."""
+    d = np.asarray(real_dist, float)
     if d.size == 0:
         raise ValueError("the duplicate threshold needs at least one held-out real image")
     return float(np.quantile(d, quantile))
 
 
-def near_copies(dist_D: np.ndarray, dist_H: np.ndarray, dup_threshold: float, ratio_tau: float) -> dict[str, float]:
-    """Counts (and fractions) of images whose nearest member is closer than ``dup_threshold``, and whose
-    ``dist_D / dist_H`` is below ``ratio_tau``."""
+def near_copies(dist_D: np.ndarray, dist_H: np.ndarray, dup_threshold_D: float, dup_threshold_H: float,
+                ratio_tau: float) -> dict[str, float]:
+    """Near-copies towards D and towards H side by side, with one rule applied both ways: counts (and
+    fractions) of images whose nearest member is closer than ``dup_threshold_D`` (nearest non-member closer
+    than ``dup_threshold_H``), and whose ``dist_D / dist_H`` (``dist_H / dist_D``) is below ``ratio_tau``."""
     dist_D, dist_H = np.asarray(dist_D, float), np.asarray(dist_H, float)
     n = max(len(dist_D), 1)
-    dup = int((dist_D < dup_threshold).sum())
-    ratio = int((dist_D < ratio_tau * dist_H).sum())  # d_D / d_H < tau without dividing by a zero d_H
-    return {"dup_threshold": float(dup_threshold), "ratio_tau": float(ratio_tau), "near_copies_dup": dup,
-            "near_copies_ratio": ratio, "frac_near_copies_dup": dup / n, "frac_near_copies_ratio": ratio / n}
+    out: dict[str, float] = {"ratio_tau": float(ratio_tau)}
+    for side, near, far, thr in (("D", dist_D, dist_H, dup_threshold_D), ("H", dist_H, dist_D, dup_threshold_H)):
+        dup = int((near < thr).sum())
+        ratio = int((near < ratio_tau * far).sum())  # near / far < tau without dividing by a zero distance
+        out |= {f"dup_threshold_{side}": float(thr), f"near_copies_dup_{side}": dup, f"near_copies_ratio_{side}": ratio,
+                f"frac_near_copies_dup_{side}": dup / n, f"frac_near_copies_ratio_{side}": ratio / n}
+    return out
 
 
-def summarise(dist_D: np.ndarray, dist_H: np.ndarray, dup_threshold: float, ratio_tau: float) -> dict[str, float]:
-    """:func:`closeness_tests` and :func:`near_copies` in one row."""
-    return {**closeness_tests(dist_D, dist_H), **near_copies(dist_D, dist_H, dup_threshold, ratio_tau)}
-
-
-def _neighbours(queries: dict[str, np.ndarray], ref: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    cols = {}
+def _audit_set(queries: dict[str, np.ndarray], refs: dict[str, tuple[np.ndarray, np.ndarray]], member: np.ndarray,
+               resplits: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
+    """One query set against P = D ∪ H (``refs[space]`` = (D, H) rows, ``member`` True on D's), one k-nearest
+    search per space: the per-image columns of ``audit.csv`` under the true split (``nn`` positions in D and
+    in H) and, per space, the permutation test over ``resplits``."""
+    cols, tests = {}, {}
+    n_D = int(member.sum())
     for space in SPACES:
-        for split in ("D", "H"):
-            d, j = nearest(queries[space], ref[space][split])
-            cols[f"{space}_dist_{split}"], cols[f"{space}_nn_{split}"] = d, j
-        cols[f"{space}_closer_to_member"] = cols[f"{space}_dist_D"] < cols[f"{space}_dist_H"]
-    return cols
+        q = queries[space]
+        dist, idx = audit_permutation.k_nearest(q, refs[space], audit_permutation.K_NEAREST)
+        d_D, d_H, nn_D, nn_H = audit_permutation.side_nearest(dist, idx, member, q, refs[space])
+        cols |= {f"{space}_dist_D": d_D, f"{space}_nn_D": nn_D, f"{space}_dist_H": d_H, f"{space}_nn_H": nn_H - n_D,
+                 f"{space}_closer_to_member": d_D < d_H}
+        tests[space] = audit_permutation.permutation_test(dist, idx, member, resplits, q, refs[space])
+    return cols, tests
 
 
 # ---------------------------------------------------------------- the feature space: a public-data classifier
@@ -244,7 +240,7 @@ def audit(run, multiples: Iterable[float] | None = None, max_synthetic: int | No
         print("no synthetic set in this run yet (run notebooks/03_generate.ipynb): nothing to audit")
         return pd.DataFrame()
     if cfg.audit.ratio_tau <= 0:
-        raise ValueError(f"audit.ratio_tau must be > 0 (near-copy when d_D / d_H is below it), got {cfg.audit.ratio_tau}")
+        raise ValueError(f"audit.ratio_tau must be > 0 (near-copy when d_D / d_H, or d_H / d_D, is below it), got {cfg.audit.ratio_tau}")
     limit = cfg.audit.max_synthetic if max_synthetic is None else int(max_synthetic)
     model = feature_extractor(run, progress=progress)
 
@@ -253,12 +249,20 @@ def audit(run, multiples: Iterable[float] | None = None, max_synthetic: int | No
 
     D, H = run.real("D"), run.real("H")
     e_D, e_H = embed(D.images), embed(H.images)
-    ref = {space: {"D": e_D[space], "H": e_H[space]} for space in SPACES}
+    refs = {space: (e_D[space], e_H[space]) for space in SPACES}
+    member = np.r_[np.ones(len(D.labels), bool), np.zeros(len(H.labels), bool)]
+    resplits = audit_permutation.stratified_resplits(np.r_[D.labels, H.labels], member, cfg.audit.n_permutations, _seed(run, 5))
     split, thr_pos, ctrl_pos = heldout(run, limit)
     held = run.real(split)
     e_thr = embed(held.images[thr_pos])
-    dup = {space: duplicate_threshold(nearest(e_thr[space], ref[space]["D"])[0]) for space in SPACES}
+    dup = {(space, side): duplicate_threshold(nearest(e_thr[space], refs[space][i])[0])
+           for space in SPACES for i, side in enumerate("DH")}
     tau = cfg.audit.ratio_tau
+
+    def summarise(source: str, mult: float, cols: dict[str, np.ndarray], tests: dict[str, dict[str, float]]) -> list[dict]:
+        return [{"source": source, "multiple": mult, "space": space, **tests[space],
+                 **near_copies(cols[f"{space}_dist_D"], cols[f"{space}_dist_H"], dup[space, "D"], dup[space, "H"], tau)}
+                for space in SPACES]
 
     rows, summary = [], []
     rng = np.random.default_rng(run.seed_for(cfg.mia.seed))
@@ -266,15 +270,11 @@ def audit(run, multiples: Iterable[float] | None = None, max_synthetic: int | No
         synth = synthetic.load_synthetic(run, mult)
         n = len(synth.labels)
         pick = np.sort(rng.choice(n, limit, replace=False)) if 0 < limit < n else np.arange(n)
-        cols = _neighbours(embed(np.asarray(synth.images[pick])), ref)
+        cols, tests = _audit_set(embed(np.asarray(synth.images[pick])), refs, member, resplits)
         rows.append(pd.DataFrame({"multiple": float(mult), "synthetic_index": pick, "label": np.asarray(synth.labels)[pick], **cols}))
-        for space in SPACES:
-            summary.append({"source": "synthetic", "multiple": float(mult), "space": space,
-                            **summarise(cols[f"{space}_dist_D"], cols[f"{space}_dist_H"], dup[space], tau)})
-    ctrl = _neighbours(embed(held.images[ctrl_pos]), ref)
-    for space in SPACES:
-        summary.append({"source": f"control_{split}", "multiple": float("nan"), "space": space,
-                        **summarise(ctrl[f"{space}_dist_D"], ctrl[f"{space}_dist_H"], dup[space], tau)})
+        summary += summarise("synthetic", float(mult), cols, tests)
+    ctrl, ctrl_tests = _audit_set(embed(held.images[ctrl_pos]), refs, member, resplits)
+    summary += summarise(f"control_{split}", float("nan"), ctrl, ctrl_tests)
     table = pd.concat(rows, ignore_index=True)
     summ = pd.DataFrame(summary)
     io.save_csv(run.path("results", "audit.csv"), table)

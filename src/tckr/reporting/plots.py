@@ -168,8 +168,9 @@ def plot_ablation(run_dir: Path) -> list[Path]:
 
 def audit_distances_figure(run_dir: str | Path):
     """Nearest-member (D) and nearest-non-member (H) distances of the audited synthetic images, with the
-    control images' nearest-member distances and the duplicate threshold, one panel per (cardinality,
-    space); titles give the two-sided tests and the near-copy rates beside the control's
+    control images' nearest-member distances and the duplicate thresholds, one panel per (cardinality,
+    space); titles give the share closer to D with its D/H re-split permutation test, and the near-copy
+    rates towards D and towards H beside the control's
     (``results/audit.csv``, ``audit_control.csv``, ``audit_summary.csv``)."""
     run_dir = Path(run_dir)
     table = artifacts.read_result(run_dir, "audit.csv")
@@ -187,14 +188,19 @@ def audit_distances_figure(run_dir: str | Path):
             ax.hist(d_n, bins=bins, alpha=0.6, density=True, label="synthetic: nearest non-member (H)")
             s = summ[(summ["source"] == "synthetic") & (summ["multiple"] == mult) & (summ["space"] == space)].iloc[0]
             c = summ[summ["source"].str.startswith("control") & (summ["space"] == space)]
-            ctrl_rate = f", control {100 * c['frac_near_copies_dup'].iloc[0]:.1f}%" if len(c) else ""
+            ctrl_rate = (f"; control D {100 * c['frac_near_copies_dup_D'].iloc[0]:.1f}%, H {100 * c['frac_near_copies_dup_H'].iloc[0]:.1f}%"
+                         if len(c) else "")
             if ctrl is not None:
                 ax.hist(ctrl[f"{space}_dist_D"], bins=bins, density=True, histtype="step", color="k", lw=1.0,
                         label="held-out real: nearest member (D)")
-            ax.axvline(s["dup_threshold"], color="r", ls="--", lw=1.0, label="duplicate threshold")
-            ax.set_title(f"{mult:g}×, {space}: {100 * s['frac_closer_to_member']:.1f}% closer to D, Wilcoxon p={s['p_wilcoxon_two_sided']:.2g} "
-                         f"(two-sided)\nnear copies {int(s['near_copies_dup'])}/{int(s['n'])} = {100 * s['frac_near_copies_dup']:.1f}%{ctrl_rate}",
-                         fontsize=8)
+            ax.axvline(s["dup_threshold_D"], color="r", ls="--", lw=1.0, label="duplicate threshold (D)")
+            ax.axvline(s["dup_threshold_H"], color="tab:orange", ls=":", lw=1.0, label="duplicate threshold (H)")
+            ax.set_title(f"{mult:g}×, {space}: {100 * s['frac_closer_to_member']:.1f}% closer to D (re-split null 95% "
+                         f"{100 * s['null_lo_frac_closer']:.1f}–{100 * s['null_hi_frac_closer']:.1f}%)\npermutation "
+                         f"p={s['p_perm_frac_closer']:.2g} (one-sided, {int(s['n_permutations'])} D/H re-splits)\n"
+                         f"near copies of D {int(s['near_copies_dup_D'])}/{int(s['n'])} = {100 * s['frac_near_copies_dup_D']:.1f}%, "
+                         f"of H {int(s['near_copies_dup_H'])} = {100 * s['frac_near_copies_dup_H']:.1f}%{ctrl_rate}",
+                         fontsize=7)
             ax.set_xlabel("nearest-neighbour distance")
             ax.set_ylabel("density")
             ax.legend(fontsize=6)
