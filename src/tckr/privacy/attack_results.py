@@ -2,7 +2,8 @@
 ``mia_generator.csv`` and ``mia_synthetic.csv`` with the raw scores, score tables and ROC arrays under ``mia/``
 (:func:`write_attack_results`; the columns are :data:`RESULT_COLUMNS`: each metric with its 95% bootstrap interval and
 one-sided 95% upper bound, :func:`tckr.metrics.summarise`, and ``eps_lb``, the empirical epsilon lower bound at
-``eps_delta`` = :data:`EPS_DELTA` of :func:`tckr.privacy.auditing.epsilon_one_run` on the row's scores). Every attack module hands it a
+``eps_delta`` = :data:`EPS_DELTA` of :func:`tckr.privacy.auditing.epsilon_one_run` on the row's scores). Every attack
+module hands it a
 :class:`TargetScores` per attacked model: :func:`tckr.mia.attack`, :func:`tckr.pipelines.attack_students`,
 :func:`tckr.generator_mia.attack_generator` and :func:`tckr.generator_mia.attack_synthetic`.
 """

@@ -201,16 +201,16 @@ def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
     })
     for c in METRIC_COLUMNS:
         out[c] = raw[c] if c in raw and c not in _DERIVED else np.nan
-    out["tpr_note"] = out["tpr_note"].fillna("")
-    canary_eps = raw[raw["subset"] == "canaries"].set_index(["source", "target", "attack"])["eps_lb"] if "eps_lb" in raw else None
-    if canary_eps is not None and len(canary_eps):
+    out["tpr_note"] = raw["tpr_note"].astype(object).where(raw["tpr_note"].notna(), "") if "tpr_note" in raw else ""
+    if "eps_lb" in raw:  # each row on P gets the epsilon of the same attack on the same target's canaries
+        key = ["source", "target", "attack"]
+        canary_eps = raw[raw["subset"] == "canaries"].set_index(key)["eps_lb"]
         main = raw["subset"] == "all"
-        out.loc[main, "eps_lb_canaries"] = [canary_eps.get(k, np.nan) for k in zip(raw.loc[main, "source"], raw.loc[main, "target"],
-                                                                                    raw.loc[main, "attack"])]
-    out = with_lopo(out, artifacts.read_optional_result(run_dir, LOPO_FILE))
+        out.loc[main, "eps_lb_canaries"] = [canary_eps.get(k, np.nan) for k in raw.loc[main, key].itertuples(index=False)]
     refs = raw["n_pipelines"] if "n_pipelines" in raw else pd.Series(np.nan, index=raw.index)
     out["n_reference_models"] = refs.fillna(raw["n_shadows"] if "n_shadows" in raw else np.nan)
     out["source"] = raw["source"]
+    out = with_lopo(out, artifacts.read_optional_result(run_dir, LOPO_FILE))
     out.loc[out["release"] == "teacher", "cardinality"] = np.nan
     kinds = raw["source"].map(SOURCES)
     out["headline"] = False
@@ -232,8 +232,10 @@ def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
         "headline_variant": variant, "n_comparisons": n, "n_headline": int(out["headline"].sum()),
         "n_canary_rows": int((out["subset"] == "canaries").sum()),
         "interval": "95% bootstrap, per row (examples resampled within members and within non-members)",
-        "upper_bound": "one-sided 95%: the 95th percentile of the same bootstrap, never below the estimate (<metric>_ub)",
-        "tpr_shown": f"a TPR at FPR x only when n_nonmembers * x >= {metrics.MIN_FALSE_POSITIVES} (else NaN, tpr_note says why)",
+        "upper_bound": "one-sided 95%: the 95th percentile of the same bootstrap, never below the estimate "
+                       "(<metric>_ub)",
+        "tpr_shown": f"a TPR at FPR x only when n_nonmembers * x >= {metrics.MIN_FALSE_POSITIVES} "
+                     "(else NaN, tpr_note says why)",
         "epsilon": "one-run empirical lower bound (Steinke, Nasr & Jagielski 2023) at significance 0.05 and eps_delta, "
                    "on P without canaries (eps_lb) and on the canaries alone (eps_lb_canaries)",
         "lopo": "students attacked through shadow pipelines: mean leave-one-pipeline-out AUC over the pipelines, "
@@ -253,13 +255,18 @@ def _num(r, c):
     return np.nan if v is None or (isinstance(v, str) and not v) else float(v)
 
 
+def _left_out(r, metric: str) -> bool:
+    n_out = _num(r, "n_nonmembers")
+    return metric in metrics.FPR_LEVELS and not np.isnan(n_out) and not metrics.tpr_shown(int(n_out),
+                                                                                          metrics.FPR_LEVELS[metric])
+
+
 def effect_cell(r, metric: str = "auc") -> str:
-    """One metric of a ledger row in percent: ``51.2 [50.4, 52.6], ≤ 52.4`` (estimate, 95% interval, one-sided 95% upper
-    bound); ``–`` for what the row lacks (a result file written before the bound, a TPR left out for too few
+    """One metric of a ledger row in percent: ``51.2 [50.4, 52.6], ≤ 52.4`` (estimate, 95% interval, one-sided 95%
+    upper bound); ``–`` for what the row lacks (a result file written before the bound, a TPR left out for too few
     non-members)."""
     v, lo, hi, ub = (_num(r, c) for c in (metric, f"{metric}_lo", f"{metric}_hi", f"{metric}_ub"))
-    n_out = _num(r, "n_nonmembers")
-    if metric in metrics.FPR_LEVELS and not np.isnan(n_out) and not metrics.tpr_shown(int(n_out), metrics.FPR_LEVELS[metric]):
+    if _left_out(r, metric):
         return "–"  # the rule of metrics.summarise, applied to files written before it too
     if np.isnan(v):
         return "–"
@@ -271,11 +278,9 @@ def effect_text(r, metric: str = "auc") -> str:
     """One metric of a ledger row as a phrase: ``AUC 51.2% [50.4, 52.6], ≤ 52.4%``."""
     name = "AUC" if metric == "auc" else metrics.LABELS[metric]
     cell = effect_cell(r, metric)
-    n_out = _num(r, "n_nonmembers")
-    if cell == "–" and metric in metrics.FPR_LEVELS and not np.isnan(n_out) and not metrics.tpr_shown(
-            int(n_out), metrics.FPR_LEVELS[metric]):
+    if _left_out(r, metric):
         need = int(round(metrics.MIN_FALSE_POSITIVES / metrics.FPR_LEVELS[metric]))
-        return f"{name} – (needs ≥ {need:,} non-members; have {int(n_out):,})"
+        return f"{name} – (needs ≥ {need:,} non-members; have {int(_num(r, 'n_nonmembers')):,})"
     if cell == "–":
         return f"{name} –"
     head, _, ub = cell.rpartition(", ≤ ")

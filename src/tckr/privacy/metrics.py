@@ -64,8 +64,8 @@ def tpr_shown(n_nonmembers: int, level: float) -> bool:
 
 def tpr_note(n_nonmembers: int) -> str:
     """Why the TPRs that :func:`tpr_shown` leaves out are missing, ``""`` when none is."""
-    return ". ".join(f"{LABELS[k]} needs ≥ {int(round(MIN_FALSE_POSITIVES / level)):,} non-members; have {n_nonmembers:,}"
-                     for k, level in FPR_LEVELS.items() if not tpr_shown(n_nonmembers, level))
+    return ". ".join(f"{LABELS[k]} needs ≥ {int(round(MIN_FALSE_POSITIVES / level)):,} non-members; "
+                     f"have {n_nonmembers:,}" for k, level in FPR_LEVELS.items() if not tpr_shown(n_nonmembers, level))
 
 
 def _check(scores: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -137,7 +137,8 @@ def classifier_table(folder: Path) -> str:
 
 
 def headline_rows(folder: Path) -> pd.DataFrame:
-    """The headline ledger rows of a study, each with ``auc_interval_above_50`` (:func:`tckr.ledger.auc_interval_above_50`)."""
+    """The headline ledger rows of a study, each with ``auc_interval_above_50``
+    (:func:`tckr.ledger.auc_interval_above_50`)."""
     t = ledger.headlines(_ledger(folder))
     return t.assign(auc_interval_above_50=ledger.auc_interval_above_50(t))
 
