@@ -149,8 +149,7 @@ def _ledger(folder: Path) -> pd.DataFrame:
     t = _read(folder, "results", "ledger.csv")
     if "lopo_auc" in t:
         return t
-    f = folder / "results" / ledger.LOPO_FILE
-    return ledger.with_lopo(t, _read(folder, "results", ledger.LOPO_FILE) if f.is_file() else None)
+    return ledger.with_lopo(t, artifacts.read_optional_result(folder, ledger.LOPO_FILE))
 
 
 def _release_label(r) -> str:
