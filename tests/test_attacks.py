@@ -347,3 +347,42 @@ def test_leave_one_model_out_is_unbiased_only_with_balanced_references():
             aucs[kind].append(metrics.attack_metrics(s, keep[j])["auc"])
     assert np.mean(aucs["all"]) < 0.48, aucs["all"]
     assert abs(np.mean(aucs["balanced"]) - 0.5) < 0.01, aucs["balanced"]
+
+
+def test_attack_rows_carry_bounds_an_epsilon_lower_bound_and_leave_out_thin_tprs(tmp_path):
+    """write_attack_results on planted scores over a seeded half of P: the epsilon lower bound is clearly positive for a
+    strong signal and 0 for a null, on P and on the canaries alone; with 900 non-members TPR@1% FPR is left out (its
+    ROC file keeps every point); the ledger carries both epsilons to the headline row."""
+    import types
+
+    import pandas as pd
+
+    from tckr.privacy import attack_results, ledger
+    from tckr.runfolder import artifacts, runs
+
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={"mia.n_bootstrap": 20})
+    rng = np.random.default_rng(0)
+    n = 2000
+    member = np.zeros(n, bool)
+    member[rng.permutation(n)[: n // 2]] = True
+    index = np.arange(n) + 100
+    np.savez(artifacts.mia_dir(run, "pool.npz"), member=member, labels=np.zeros(n, int), index=index)
+    run._canaries = types.SimpleNamespace(index=index[:200])  # the first 200 examples of P are the canaries
+    fields = {"role": "teacher", "cardinality": np.nan, "label_mode": "real"}
+    scored = [attack_results.TargetScores("teacher", {"lira_online_fixed": 3.0 * member + rng.standard_normal(n),
+                                                      "loss": rng.standard_normal(n)}, fields)]
+    rows = attack_results.write_attack_results(run, "mia.csv", scored).set_index(["attack", "subset"])
+    assert rows.loc[("lira_online_fixed", "all"), "eps_lb"] > 1.0
+    assert rows.loc[("lira_online_fixed", "canaries"), "eps_lb"] > 0.5
+    assert rows.loc[("loss", "all"), "eps_lb"] == 0.0 and rows.loc[("loss", "canaries"), "eps_lb"] == 0.0
+    assert (rows["eps_delta"] == 1e-5).all()
+    main = rows.loc[("lira_online_fixed", "all")]
+    assert 1800 * 0.01 < 20 <= main["n_nonmembers"] * 0.1 and main["n_nonmembers"] < 2000
+    assert np.isnan(main["tpr_at_1pct"]) and main["tpr_at_10pct"] > 0.5 and main["tpr_at_10pct_ub"] < 1.0
+    assert "TPR@1% needs ≥ 2,000 non-members; have" in main["tpr_note"]
+    roc = pd.read_csv(artifacts.mia_dir(run, "roc", "teacher_lira_online_fixed.csv"))
+    assert len(roc) > 1000  # the raw ROC keeps every point
+    table = ledger.build(run.dir, "lira_online_fixed")
+    head = ledger.headlines(table).iloc[0]
+    assert head["eps_lb"] == main["eps_lb"]
+    assert head["eps_lb_canaries"] == rows.loc[("lira_online_fixed", "canaries"), "eps_lb"]

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tckr.privacy import ledger
 
@@ -54,7 +55,35 @@ def test_headline_is_the_preregistered_variant_per_release_point(tmp_path):
     assert meta["bonferroni_level"] == 0.05 / len(table)
     assert (tmp_path / "results" / "ledger.csv").is_file()
     md = ledger.markdown(table, headline_only=True)
-    assert md.count("\n") == 2 + 4 and "**gen_lira_online_fixed**" in md and "70.0 [69.0, 71.0]" in md
+    # 100 non-members: every TPR is left out, and a line after the table says why
+    assert md.count("\n") == 2 + 4 + 2 and "**gen_lira_online_fixed**" in md and "| 70.0 [69.0, 71.0], ≤ – | – |" in md
+    assert "TPR@1% needs ≥ 2,000 non-members; have 100" in md
+
+
+def test_leave_one_pipeline_out_aucs_are_pooled_into_the_pipeline_rows_of_the_student(tmp_path):
+    _write(tmp_path)
+    aucs = [0.52, 0.54, 0.50, 0.56]  # mean 0.53, t(0.975, 3) * sd / 2 = 0.0410843, 3 of 4 above 0.5
+    pd.DataFrame([{"cardinality": 0.1, "pipeline": j, "attack": a, "auc": v + (0.1 if a == "lira_offline_fixed" else 0),
+                   "tpr_at_1pct": 0.01, "tpr_at_0.1pct": 0.0} for a in ("lira_online_fixed", "lira_offline_fixed")
+                  for j, v in enumerate(aucs)]).to_csv(tmp_path / "results" / "mia_pipeline_lopo.csv", index=False)
+    table = ledger.build(tmp_path, "lira_online_fixed")
+    pooled = table[table["lopo_auc"].notna()].set_index("attack")
+    assert set(pooled["source"]) == {"mia_pipeline.csv"} and set(pooled.index) == {"lira_online_fixed", "lira_offline_fixed"}
+    online = pooled.loc["lira_online_fixed"]
+    assert online["headline"] and online["lopo_n_pipelines"] == 4 and online["lopo_share_above_50"] == 0.75
+    assert (online["lopo_auc"], online["lopo_auc_lo"], online["lopo_auc_hi"]) == pytest.approx(
+        (0.53, 0.53 - 0.0410843, 0.53 + 0.0410843), abs=1e-6)
+    assert pooled.loc["lira_offline_fixed", "lopo_auc"] == pytest.approx(0.63)
+    assert "| 53.0 [48.9, 57.1], 3/4 > 50 |" in ledger.markdown(table, headline_only=True)
+
+
+def test_effect_text_reads_estimate_interval_and_upper_bound():
+    row = pd.Series({"auc": 0.512, "auc_lo": 0.504, "auc_hi": 0.526, "auc_ub": 0.524, "tpr_at_1pct": 0.021,
+                     "tpr_at_1pct_lo": 0.015, "tpr_at_1pct_hi": 0.028, "n_nonmembers": 4000})
+    assert ledger.effect_text(row) == "AUC 51.2% [50.4, 52.6], ≤ 52.4%"
+    assert ledger.effect_text(row, "tpr_at_1pct") == "TPR@1% 2.1% [1.5, 2.8], ≤ –"  # a file without the bound
+    assert ledger.effect_text(row, "tpr_at_0.1pct") == "TPR@0.1% – (needs ≥ 20,000 non-members; have 4,000)"
+    assert list(ledger.auc_interval_above_50(pd.DataFrame({"auc_lo": [0.504, 0.5, np.nan]}))) == [True, False, False]
 
 
 def test_without_pipelines_the_student_headline_falls_back_to_classifier_shadows(tmp_path):

@@ -64,13 +64,50 @@ def test_block_states_what_the_files_hold(tmp_path):
     assert "| teacher | teacher | – | real | 87.25 | 57.0 [56.0, 58.0] | 2.0 | classifier |" in text
     # the student's headline is the pipeline-shadow row (0.61), not the classifier-shadow one
     assert "| student_synth0.1x | student | 0.1× |D| | soft | 70.50 | 61.0 [60.0, 62.0] | 2.0 | pipeline |" in text
-    # TPR lower bound 1.0% is not above 1%: nothing is called detected
-    assert "yes" not in text and "generator no" in text
+    # every sentence about leakage is read off the numbers: the generator's AUC interval lies above 50%, so it leaks
+    # measurably, its size beside the teacher's; 100 non-members leave its TPR@1% out, and the file has no upper bound
+    assert ("- generator leaks measurably (AUC interval above 50%): AUC 70.0% [69.0, 71.0], ≤ –, "
+            "TPR@1% – (needs ≥ 2,000 non-members; have 100) (teacher: AUC 57.0% [56.0, 58.0], ≤ –).") in text
+    assert "detected" not in text and "no leakage" not in text
+
+
+def test_leakage_sentences_for_a_leaking_and_a_null_row():
+    base = {"cardinality": np.nan, "label_mode": "", "n_nonmembers": 4000, "tpr_at_1pct": 0.012, "tpr_at_1pct_lo": 0.008,
+            "tpr_at_1pct_hi": 0.016, "tpr_at_1pct_ub": 0.015, "eps_delta": 1e-5}
+    rows = pd.DataFrame([
+        {**base, "release": "teacher", "auc": 0.599, "auc_lo": 0.587, "auc_hi": 0.611, "auc_ub": 0.609, "eps_lb": 0.41},
+        {**base, "release": "student", "cardinality": 0.1, "auc": 0.512, "auc_lo": 0.504, "auc_hi": 0.526, "auc_ub": 0.524,
+         "eps_lb": 0.0, "lopo_auc": 0.506, "lopo_auc_lo": 0.5, "lopo_auc_hi": 0.513, "lopo_n_pipelines": 8,
+         "lopo_share_above_50": 0.75},
+        {**base, "release": "generator", "auc": 0.495, "auc_lo": 0.48, "auc_hi": 0.51, "auc_ub": 0.507, "eps_lb": 0.0}])
+    rows = rows.assign(auc_interval_above_50=ledger.auc_interval_above_50(rows))
+    teacher, student, generator = report.leakage_sentences(rows)
+    assert teacher == ("teacher leaks measurably (AUC interval above 50%): AUC 59.9% [58.7, 61.1], ≤ 60.9%, "
+                       "TPR@1% 1.2% [0.8, 1.6], ≤ 1.5%, ε ≥ 0.41 (δ = 1e-05).")
+    assert student == ("student 0.1× leaks measurably (AUC interval above 50%): AUC 51.2% [50.4, 52.6], ≤ 52.4%, "
+                       "TPR@1% 1.2% [0.8, 1.6], ≤ 1.5%, ε ≥ 0.00 (δ = 1e-05), leave-one-pipeline-out AUC 50.6% "
+                       "[50.0, 51.3] (6 of 8 pipelines above 50%) (teacher: AUC 59.9% [58.7, 61.1], ≤ 60.9%).")
+    # a null reads as its bound: "AUC ≤ 50.7%", never "not detected"
+    assert generator == ("generator: AUC interval includes 50%; AUC 49.5% [48.0, 51.0], ≤ 50.7%, "
+                         "TPR@1% 1.2% [0.8, 1.6], ≤ 1.5%, ε ≥ 0.00 (δ = 1e-05).")
+
+
+def test_old_result_files_without_the_bound_columns_still_give_a_block():
+    folder = ROOT / "results" / "mini"  # read only: written before the bounds, epsilon and pooled columns existed
+    assert "auc_ub" not in pd.read_csv(folder / "results" / "ledger.csv")
+    text = report.study_block(folder)
+    assert "| teacher | – | LiRA, classifier shadows | **lira_online_fixed** | 59.9 [58.7, 61.1], ≤ – |" in text
+    # the leave-one-pipeline-out AUCs come from the folder's mia_pipeline_lopo.csv
+    lopo = pd.read_csv(folder / "results" / "mia_pipeline_lopo.csv")
+    mean = lopo[(lopo["cardinality"] == 0.1) & (lopo["attack"] == "lira_online_fixed")]["auc"].mean()
+    assert f"leave-one-pipeline-out AUC {100 * mean:.1f}% [" in text
+    assert "teacher leaks measurably" in text and "detected" not in text
 
 
 def test_block_shows_the_canaries_of_the_headline_attacks_apart(tmp_path):
     run = _run(tmp_path)
-    assert "Mislabeled canaries" not in report.study_block(run) and report.canary_rows(run).empty
+    before = report.study_block(run)
+    assert "Mislabeled canaries" not in before and report.canary_rows(run).empty
     t = pd.read_csv(run / "results" / "ledger.csv")
     can = t[t["release"].isin(["teacher", "student"])].assign(subset="canaries", headline=False, auc=0.91, auc_lo=0.9,
                                                                auc_hi=0.92, n_members=100, n_nonmembers=100)
@@ -81,10 +118,10 @@ def test_block_shows_the_canaries_of_the_headline_attacks_apart(tmp_path):
         ("student", "LiRA, shadow pipelines", "lira_online_fixed"), ("teacher", "LiRA, classifier shadows", "lira_online_fixed")]
     text = report.study_block(run)
     assert "Mislabeled canaries (`mia.canaries`: 200 examples of P" in text
-    assert "| teacher | – | LiRA, classifier shadows | lira_online_fixed | 91.0 [90.0, 92.0] |" in text
+    assert "| teacher | – | LiRA, classifier shadows | lira_online_fixed | 91.0 [90.0, 92.0], ≤ – |" in text
     assert text.count("| release | cardinality |") == 2  # the ledger's table and the canaries', no empty one
-    # the canaries never change the headline or the detection line
-    assert "yes" not in text.split("Mislabeled canaries")[0]
+    # the canaries never change the headline or the sentences about it
+    assert text.split("Mislabeled canaries")[0].rstrip() == before.rstrip()
 
 
 def test_report_reads_a_log_of_the_former_phase_list():
@@ -187,12 +224,15 @@ def test_control_table_sets_each_null_beside_the_control(tmp_path):
     import shutil
 
     shutil.copytree(study, control)
-    t = pd.read_csv(control / "results" / "ledger.csv")
-    t["tpr_at_1pct_lo"] = 0.05  # every TPR interval above 1%: detected wherever the AUC interval is above 50%
-    t.to_csv(control / "results" / "ledger.csv", index=False)
+    t = pd.read_csv(study / "results" / "ledger.csv")
+    t["auc_lo"] = 0.49  # every AUC interval of the study reaches 50%; the control's lie above it
+    t.to_csv(study / "results" / "ledger.csv", index=False)
     table = report.control_table([study, control])
     teacher = next(line for line in table.splitlines() if line.startswith("| teacher |"))
-    assert teacher.count("not detected") == 1 and teacher.endswith("**detected** |")
+    assert teacher == ("| teacher | LiRA, classifier shadows | lira_online_fixed AUC 57.0% [49.0, 58.0], ≤ –, TPR@1% – "
+                       "(needs ≥ 2,000 non-members; have 100) | lira_online_fixed AUC 57.0% [56.0, 58.0], ≤ –, TPR@1% – "
+                       "(needs ≥ 2,000 non-members; have 100) **leaks measurably** |")
+    assert "detected" not in table
     assert "| student | LiRA, shadow pipelines |" in table and "| student | LiRA, classifier shadows |" in table
     text = report.block([study, control], images=tmp_path)
     assert "### Each attack beside its positive control" in text

@@ -1,6 +1,9 @@
 """The one writer of attack results: the metric rows of ``results/mia.csv``, ``mia_pipeline.csv``,
 ``mia_generator.csv`` and ``mia_synthetic.csv`` with the raw scores, score tables and ROC arrays under ``mia/``
-(:func:`write_attack_results`; the columns are :data:`RESULT_COLUMNS`). Every attack module hands it a
+(:func:`write_attack_results`; the columns are :data:`RESULT_COLUMNS`: each metric with its 95% bootstrap interval and
+one-sided 95% upper bound, :func:`tckr.metrics.summarise`, and ``eps_lb``, the empirical epsilon lower bound at
+``eps_delta`` = :data:`EPS_DELTA` of :func:`tckr.privacy.auditing.epsilon_one_run` on the row's scores). Every attack
+module hands it a
 :class:`TargetScores` per attacked model: :func:`tckr.mia.attack`, :func:`tckr.pipelines.attack_students`,
 :func:`tckr.generator_mia.attack_generator` and :func:`tckr.generator_mia.attack_synthetic`.
 """
@@ -14,11 +17,15 @@ import numpy as np
 import pandas as pd
 
 from tckr.core import io
-from tckr.privacy import metrics
+from tckr.privacy import auditing, metrics
 from tckr.runfolder import artifacts
 
+# delta of the empirical epsilon lower bound: below 1 / |P| (1.25e-4 at |P| = 8,000), as a DP guarantee must be to mean
+# anything for a set of that size
+EPS_DELTA = 1e-5
 RESULT_COLUMNS = ["target", "role", "cardinality", "label_mode", "attack", "subset",
-                  *[c for k in metrics.METRICS for c in (k, f"{k}_lo", f"{k}_hi")], "n_shadows", "n_members", "n_nonmembers"]
+                  *[c for k in metrics.METRICS for c in (k, f"{k}_lo", f"{k}_hi")], "n_shadows", "n_members", "n_nonmembers",
+                  *[f"{k}_ub" for k in metrics.BOUNDED], "tpr_note", "eps_lb", "eps_delta"]
 SUBSETS = ("all", "canaries")  # P without its mislabeled canaries; the canaries alone
 
 
@@ -43,7 +50,9 @@ def write_attack_results(run, file: str, scored: Iterable[TargetScores], *, posi
     """The one writer of attack results (``results/mia.csv``, ``mia_pipeline.csv``, ``mia_generator.csv``,
     ``mia_synthetic.csv``): for each target and attack, the raw scores ``mia/scores/<stem>_<attack>.npy`` and
     rows of metrics with 95% bootstrap intervals (``mia.n_bootstrap``, seeded by ``mia.seed``) against the
-    membership recorded in ``mia/pool.npz``, over ``positions`` in P (default: all of P). Row ``subset`` = ``all``
+    membership recorded in ``mia/pool.npz``, over ``positions`` in P (default: all of P), and the one-run epsilon lower
+    bound of the same scores (members = IN: P's membership is a seeded half, so the audit's guesses are counted over
+    the row's examples). Row ``subset`` = ``all``
     is P without its mislabeled canaries (every example when ``mia.canaries`` is 0; ROC ``mia/roc/<stem>_<attack>.csv``);
     ``canaries`` the canaries alone (ROC ``..._canaries.csv``), present only when some are attacked. Scores are
     computed once over all attacked examples, so a pooled-variance attack pools over the canaries too. Rows of the
@@ -77,7 +86,8 @@ def write_attack_results(run, file: str, scored: Iterable[TargetScores], *, posi
                 fpr, tpr = metrics.roc(s[sel], mem)
                 io.save_csv(artifacts.mia_dir(run, "roc", f"{stem}_{a}{suffix}.csv"), pd.DataFrame({"fpr": fpr, "tpr": tpr}))
                 rows.append({**base, **metrics.summarise(s[sel], mem, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed)),
-                             **({"note": ""} if "note" in cols else {})})
+                             "eps_lb": auditing.epsilon_one_run(s[sel][mem], s[sel][~mem], delta=EPS_DELTA),
+                             "eps_delta": EPS_DELTA, **({"note": ""} if "note" in cols else {})})
         if t.table:
             io.save_csv(artifacts.mia_dir(run, "scores", f"{t.target}.csv"), table)
     new = pd.DataFrame(rows).reindex(columns=cols)

@@ -18,7 +18,13 @@ before looking at any score: the configured LiRA variant (``mia.headline``) with
 replicate that release point's training (pipelines for students, generators and synthetic sets once
 a run has them); every other row is reported beside it, never maximised over. Intervals are 95%
 bootstrap intervals of each row on its own; ``results/ledger.json`` states how many comparisons the
-table makes and the Bonferroni level that a reader who wants family-wise control should apply. Rows scored on
+table makes and the Bonferroni level that a reader who wants family-wise control should apply. A null is read as a
+bound, never as "no leakage": each row carries one-sided 95% upper bounds (``auc_ub``, ``tpr_at_<x>_ub``: the 95th
+percentile of the same bootstrap), the empirical epsilon lower bound of its scores (``eps_lb`` on P, ``eps_lb_canaries``
+on the canaries alone, at ``eps_delta``) and, for a student attacked through shadow pipelines, the pooled
+leave-one-pipeline-out AUC (``lopo_*``: mean over the pipelines' students as replicate targets, its 95% Student-t
+interval and the share above 50%, :func:`lopo_summary`). :func:`auc_interval_above_50` is the one place that says when
+a row leaks measurably. Rows scored on
 the run's mislabeled canaries alone (``subset`` = ``canaries``, ``mia.canaries``) come after all the others and are
 never a headline; every other row is on P without the canaries (``subset`` = ``all``).
 
@@ -43,7 +49,13 @@ SOURCES = {"mia.csv": "classifier", "mia_pipeline.csv": "pipeline", "mia_generat
            "mia_synthetic.csv": "synthetic"}
 RELEASES = ("teacher", "generator", "synthetic set", "student")
 METRIC_COLUMNS = ["auc", "auc_lo", "auc_hi", "tpr_at_1pct", "tpr_at_1pct_lo", "tpr_at_1pct_hi", "tpr_at_0.1pct",
-                  "tpr_at_0.1pct_lo", "tpr_at_0.1pct_hi", "n_members", "n_nonmembers"]
+                  "tpr_at_0.1pct_lo", "tpr_at_0.1pct_hi", "n_members", "n_nonmembers",
+                  "auc_ub", "tpr_at_1pct_ub", "tpr_at_0.1pct_ub", "tpr_at_10pct", "tpr_at_10pct_lo", "tpr_at_10pct_hi",
+                  "tpr_at_10pct_ub", "tpr_note", "eps_lb", "eps_lb_canaries", "eps_delta",
+                  "lopo_n_pipelines", "lopo_auc", "lopo_auc_lo", "lopo_auc_hi", "lopo_share_above_50"]
+# computed here, not read from the attack result files
+_DERIVED = ("eps_lb_canaries", "lopo_n_pipelines", "lopo_auc", "lopo_auc_lo", "lopo_auc_hi", "lopo_share_above_50")
+LOPO_FILE = "mia_pipeline_lopo.csv"
 COLUMNS = ["release", "cardinality", "label_mode", "target", "family", "attack", "subset", "headline", *METRIC_COLUMNS,
            "n_reference_models", "source"]
 
@@ -58,6 +70,42 @@ def main_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The rows on P without its mislabeled canaries (``subset`` = ``all``): what headlines, AOP and figures use."""
     t = with_subset(table)
     return t[t["subset"] == "all"]
+
+
+def auc_interval_above_50(table: pd.DataFrame) -> pd.Series:
+    """Per ledger row: whether its 95% AUC interval lies above 50% (the model leaks measurably under that attack)."""
+    return table["auc_lo"] > 0.5
+
+
+def lopo_summary(lopo: pd.DataFrame) -> pd.DataFrame:
+    """The leave-one-pipeline-out AUCs (``results/mia_pipeline_lopo.csv``: one row per cardinality, pipeline and
+    attack) pooled per (cardinality, attack), the pipelines' students as replicate targets: ``lopo_n_pipelines``,
+    ``lopo_auc`` (mean), ``lopo_auc_lo`` / ``lopo_auc_hi`` (95% Student-t interval) and ``lopo_share_above_50``."""
+    rows = []
+    for (card, attack), g in lopo.groupby(["cardinality", "attack"], sort=False):
+        p = metrics.t_interval(g["auc"])
+        rows.append({"cardinality": card, "attack": attack, "lopo_n_pipelines": p["n"], "lopo_auc": p["mean"],
+                     "lopo_auc_lo": p["lo"], "lopo_auc_hi": p["hi"], "lopo_share_above_50": p["share_above"]})
+    return pd.DataFrame(rows, columns=["cardinality", "attack", *_DERIVED[1:]])
+
+
+def with_lopo(table: pd.DataFrame, lopo: pd.DataFrame | None) -> pd.DataFrame:
+    """Ledger rows with the ``lopo_*`` columns of :func:`lopo_summary` filled in on the rows of students attacked
+    through shadow pipelines (``source`` = ``mia_pipeline.csv``, ``subset`` = ``all``) of the same cardinality and
+    attack; ``lopo`` is ``results/mia_pipeline_lopo.csv`` (None: the columns stay empty)."""
+    table = with_subset(table).copy()
+    for c in _DERIVED[1:]:
+        if c not in table:
+            table[c] = np.nan
+    if lopo is None or not len(lopo):
+        return table
+    pooled = lopo_summary(lopo).set_index(["cardinality", "attack"])
+    for i in table.index[(table["source"] == "mia_pipeline.csv") & (table["subset"] == "all")]:
+        key = (float(table.at[i, "cardinality"]), table.at[i, "attack"])
+        if key in pooled.index:
+            for c in _DERIVED[1:]:
+                table.at[i, c] = pooled.at[key, c]
+    return table
 
 
 def _family(source: str, attack: str) -> str:
@@ -152,10 +200,17 @@ def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
         "subset": raw["subset"],
     })
     for c in METRIC_COLUMNS:
-        out[c] = raw[c] if c in raw else np.nan
+        out[c] = raw[c] if c in raw and c not in _DERIVED else np.nan
+    out["tpr_note"] = raw["tpr_note"].astype(object).where(raw["tpr_note"].notna(), "") if "tpr_note" in raw else ""
+    if "eps_lb" in raw:  # each row on P gets the epsilon of the same attack on the same target's canaries
+        key = ["source", "target", "attack"]
+        canary_eps = raw[raw["subset"] == "canaries"].set_index(key)["eps_lb"]
+        main = raw["subset"] == "all"
+        out.loc[main, "eps_lb_canaries"] = [canary_eps.get(k, np.nan) for k in raw.loc[main, key].itertuples(index=False)]
     refs = raw["n_pipelines"] if "n_pipelines" in raw else pd.Series(np.nan, index=raw.index)
     out["n_reference_models"] = refs.fillna(raw["n_shadows"] if "n_shadows" in raw else np.nan)
     out["source"] = raw["source"]
+    out = with_lopo(out, artifacts.read_optional_result(run_dir, LOPO_FILE))
     out.loc[out["release"] == "teacher", "cardinality"] = np.nan
     kinds = raw["source"].map(SOURCES)
     out["headline"] = False
@@ -177,6 +232,14 @@ def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
         "headline_variant": variant, "n_comparisons": n, "n_headline": int(out["headline"].sum()),
         "n_canary_rows": int((out["subset"] == "canaries").sum()),
         "interval": "95% bootstrap, per row (examples resampled within members and within non-members)",
+        "upper_bound": "one-sided 95%: the 95th percentile of the same bootstrap, never below the estimate "
+                       "(<metric>_ub)",
+        "tpr_shown": f"a TPR at FPR x only when n_nonmembers * x >= {metrics.MIN_FALSE_POSITIVES} "
+                     "(else NaN, tpr_note says why)",
+        "epsilon": "one-run empirical lower bound (Steinke, Nasr & Jagielski 2023) at significance 0.05 and eps_delta, "
+                   "on P without canaries (eps_lb) and on the canaries alone (eps_lb_canaries)",
+        "lopo": "students attacked through shadow pipelines: mean leave-one-pipeline-out AUC over the pipelines, "
+                "95% Student-t interval, share above 50% (results/mia_pipeline_lopo.csv)",
         "bonferroni_level": 0.05 / max(n, 1),
         "headline_rules": {k: [f"{a} ({s})" for s, a in v] for k, v in rules.items()}})
     return out
@@ -187,28 +250,86 @@ def headlines(ledger: pd.DataFrame) -> pd.DataFrame:
     return ledger[ledger["headline"]].reset_index(drop=True)
 
 
+def _num(r, c):
+    v = r.get(c, np.nan)
+    return np.nan if v is None or (isinstance(v, str) and not v) else float(v)
+
+
+def _left_out(r, metric: str) -> bool:
+    n_out = _num(r, "n_nonmembers")
+    return metric in metrics.FPR_LEVELS and not np.isnan(n_out) and not metrics.tpr_shown(int(n_out),
+                                                                                          metrics.FPR_LEVELS[metric])
+
+
+def effect_cell(r, metric: str = "auc") -> str:
+    """One metric of a ledger row in percent: ``51.2 [50.4, 52.6], ≤ 52.4`` (estimate, 95% interval, one-sided 95%
+    upper bound); ``–`` for what the row lacks (a result file written before the bound, a TPR left out for too few
+    non-members)."""
+    v, lo, hi, ub = (_num(r, c) for c in (metric, f"{metric}_lo", f"{metric}_hi", f"{metric}_ub"))
+    if _left_out(r, metric):
+        return "–"  # the rule of metrics.summarise, applied to files written before it too
+    if np.isnan(v):
+        return "–"
+    s = f"{100 * v:.1f}" + ("" if np.isnan(lo) or np.isnan(hi) else f" [{100 * lo:.1f}, {100 * hi:.1f}]")
+    return s + ", ≤ " + ("–" if np.isnan(ub) else f"{100 * ub:.1f}")
+
+
+def effect_text(r, metric: str = "auc") -> str:
+    """One metric of a ledger row as a phrase: ``AUC 51.2% [50.4, 52.6], ≤ 52.4%``."""
+    name = "AUC" if metric == "auc" else metrics.LABELS[metric]
+    cell = effect_cell(r, metric)
+    if _left_out(r, metric):
+        need = int(round(metrics.MIN_FALSE_POSITIVES / metrics.FPR_LEVELS[metric]))
+        return f"{name} – (needs ≥ {need:,} non-members; have {int(_num(r, 'n_nonmembers')):,})"
+    if cell == "–":
+        return f"{name} –"
+    head, _, ub = cell.rpartition(", ≤ ")
+    v, _, ci = head.partition(" ")
+    return f"{name} {v}%" + (f" {ci}" if ci else "") + ", ≤ " + ("–" if ub == "–" else f"{ub}%")
+
+
+def _eps_cell(r) -> str:
+    p, c = _num(r, "eps_lb"), _num(r, "eps_lb_canaries")
+    if np.isnan(p) and np.isnan(c):
+        return "–"
+    return ("–" if np.isnan(p) else f"{p:.2f}") + ("" if np.isnan(c) else f" (canaries {c:.2f})")
+
+
+def _lopo_cell(r) -> str:
+    v, lo, hi, n, share = (_num(r, c) for c in ("lopo_auc", "lopo_auc_lo", "lopo_auc_hi", "lopo_n_pipelines",
+                                                 "lopo_share_above_50"))
+    if np.isnan(v):
+        return "–"
+    ci = "" if np.isnan(lo) else f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return f"{100 * v:.1f}{ci}, {int(round(share * n))}/{int(n)} > 50"
+
+
 def markdown(ledger: pd.DataFrame, headline_only: bool = False) -> str:
-    """The ledger as a Markdown table (percent, 95% intervals in brackets); mislabeled-canary rows, if any, in a
-    second table after it (never with ``headline_only``)."""
+    """The ledger as a Markdown table (percent: estimate [95% interval], ≤ one-sided 95% upper bound; the epsilon lower
+    bound; the pooled leave-one-pipeline-out AUC), with a line saying why a TPR is left out; mislabeled-canary rows,
+    if any, in a second table after it (never with ``headline_only``). ``–`` where a row lacks a value."""
     ledger = with_subset(ledger)
     t = headlines(ledger) if headline_only else ledger
-
-    def pct(r, c):
-        v, lo, hi = r[c], r.get(f"{c}_lo", np.nan), r.get(f"{c}_hi", np.nan)
-        if pd.isna(v):
-            return "–"
-        return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" if not pd.isna(lo) else f"{100 * v:.1f}"
+    deltas = pd.to_numeric(t["eps_delta"], errors="coerce").dropna() if "eps_delta" in t else pd.Series(dtype=float)
+    eps_head = f"ε ≥ (δ = {deltas.iloc[0]:g})" if len(deltas) else "ε ≥"
 
     def table(rows: pd.DataFrame) -> list[str]:
-        lines = ["| release | cardinality | attack family | attack | AUC (%) | TPR@1% FPR (%) | TPR@0.1% FPR (%) |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = ["| release | cardinality | attack family | attack | AUC (%) | TPR@1% FPR (%) | TPR@0.1% FPR (%) | "
+                 f"TPR@10% FPR (%) | {eps_head} | leave-one-pipeline-out AUC (%) |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in rows.iterrows():
             card = "–" if pd.isna(r["cardinality"]) else f"{r['cardinality']:g}×"
             if r["release"] == "student" and r.get("label_mode") == "hard":
                 card += " (hard labels)"
             name = f"**{r['attack']}**" if r["headline"] else r["attack"]
-            lines.append(f"| {r['release']} | {card} | {r['family']} | {name} | {pct(r, 'auc')} | {pct(r, 'tpr_at_1pct')} | "
-                         f"{pct(r, 'tpr_at_0.1pct')} |")
+            lines.append(f"| {r['release']} | {card} | {r['family']} | {name} | {effect_cell(r, 'auc')} | "
+                         f"{effect_cell(r, 'tpr_at_1pct')} | {effect_cell(r, 'tpr_at_0.1pct')} | "
+                         f"{effect_cell(r, 'tpr_at_10pct')} | {_eps_cell(r)} | {_lopo_cell(r)} |")
+        notes = sorted({f for n in rows["n_nonmembers"].dropna() for f in metrics.tpr_note(int(n)).split(". ") if f},
+                       key=lambda f: (f.split(" ")[0], -int(f.rsplit(" ", 1)[1].replace(",", ""))))
+        if notes:
+            lines += ["", f"TPR left out (–) where fewer than {metrics.MIN_FALSE_POSITIVES} non-members could be false "
+                      "positives: " + ". ".join(notes) + "."]
         return lines
 
     canaries = t[t["subset"] == "canaries"]

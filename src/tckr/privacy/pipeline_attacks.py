@@ -6,7 +6,8 @@ per-example/fixed variance) using the pipeline students of that cardinality as s
 their membership; raw scores ``mia/scores/<target>_pipeline_<attack>.npy``, ROC ``mia/roc/<target>_pipeline_<attack>.csv``
 and ``results/mia_pipeline.csv`` (the columns of ``results/mia.csv`` plus ``shadow_kind``, ``n_pipelines`` and
 ``note``). :func:`pipeline_spread` attacks each pipeline's student with the others (leave one pipeline out): the
-spread of the attack over training randomness at no extra training cost, ``results/mia_pipeline_lopo.csv``.
+spread of the attack over training randomness at no extra training cost, ``results/mia_pipeline_lopo.csv``, pooled
+per cardinality and attack by :func:`tckr.ledger.lopo_summary` (the pipelines' students as replicate targets).
 :func:`run_all` is the whole phase: train the pipelines, then both attacks.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tckr.core import io
-from tckr.privacy import attack_results, attacks, metrics, mia, pipelines
+from tckr.privacy import attack_results, attacks, ledger, metrics, mia, pipelines
 from tckr.runfolder import artifacts
 
 LIRA_ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed")
@@ -125,8 +126,8 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
                 rows.append({"cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[3:]}})
     table = pd.DataFrame(rows, columns=cols)
     io.save_csv(run.path("results", "mia_pipeline_lopo.csv"), table)
-    summary = table.groupby(["cardinality", "attack"])["auc"].agg(["mean", "std", "min", "max"])
-    print(f"leave-one-pipeline-out AUC over {n} pipelines:\n{summary.to_string()}")
+    print(f"leave-one-pipeline-out AUC over {n} pipelines (mean, 95% t-interval, share above 0.5):\n"
+          f"{ledger.lopo_summary(table).to_string(index=False)}")
     return table
 
 

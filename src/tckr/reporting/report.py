@@ -8,7 +8,8 @@ CSV/JSON table the phases wrote, the shadow pipelines' stage timings as ``result
 :func:`block` turns result folders into the Markdown of the README's results section: per study, the
 commit, machine and wall time (``results/phases.csv``), the teacher-vs-student table with each model's
 pre-registered headline attack (``tckr.ledger.classifier_headlines``), the headline rows of the privacy
-ledger and, for a positive control, whether each attack detected the leakage. :func:`update_readme`
+ledger (estimate, 95% interval, one-sided 95% upper bound, epsilon lower bound) and one sentence per release point
+generated from those numbers (:func:`leakage_sentences`). :func:`update_readme`
 replaces the text between the two markers in ``README.md``; ``tckr report check`` exits 1 when it differs (the
 test suite runs it, so the README cannot drift from the committed files).
 
@@ -60,7 +61,7 @@ FIGURE_INPUTS = ("mia/roc/*.csv", "classifiers/*_history.csv", "lora/loss.csv")
 IMAGE_PNGS = ("real_vs_synthetic.png", "synthetic_samples.png", "real_samples.png", "lora_samples.png", "audit_pairs.png")
 README_FIGURES = ("ledger", "roc")  # linked below a study's tables when images/<study>/ holds them
 SEEDS_FIGURES = ("seeds_cardinality",)  # linked below a several-seed study's table
-DETECTED = "AUC interval above 50% and TPR@1% FPR interval above 1%"
+LEAKS = "AUC interval above 50%"  # what ledger.auc_interval_above_50 tests, in words
 
 
 class ReportError(ValueError):
@@ -135,15 +136,57 @@ def classifier_table(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _detected(t: pd.DataFrame) -> pd.Series:
-    """The pre-registered detection rule (``DETECTED``) on ledger rows."""
-    return (t["auc_lo"] > 0.5) & (t["tpr_at_1pct_lo"] > 0.01)
+def headline_rows(folder: Path) -> pd.DataFrame:
+    """The headline ledger rows of a study, each with ``auc_interval_above_50``
+    (:func:`tckr.ledger.auc_interval_above_50`)."""
+    t = ledger.headlines(_ledger(folder))
+    return t.assign(auc_interval_above_50=ledger.auc_interval_above_50(t))
 
 
-def detections(folder: Path) -> pd.DataFrame:
-    """Per headline ledger row: detected (AUC lower bound > 50% and TPR@1% lower bound > 1%)?"""
-    t = ledger.headlines(_read(folder, "results", "ledger.csv"))
-    return t.assign(detected=_detected(t))
+def _ledger(folder: Path) -> pd.DataFrame:
+    """``results/ledger.csv``; one written before the ledger pooled the leave-one-pipeline-out AUCs gets them from
+    ``results/mia_pipeline_lopo.csv`` (:func:`tckr.ledger.with_lopo`)."""
+    t = _read(folder, "results", "ledger.csv")
+    if "lopo_auc" in t:
+        return t
+    return ledger.with_lopo(t, artifacts.read_optional_result(folder, ledger.LOPO_FILE))
+
+
+def _release_label(r) -> str:
+    return (f"{r['release']}{'' if pd.isna(r['cardinality']) else ' ' + format(float(r['cardinality']), 'g') + '×'}"
+            f"{' (hard labels)' if r.get('label_mode') == 'hard' else ''}")
+
+
+def _bounds_text(r) -> str:
+    """A row's AUC and TPR@1% FPR, and its epsilon and leave-one-pipeline-out AUC where it has them."""
+    parts = [ledger.effect_text(r, "auc"), ledger.effect_text(r, "tpr_at_1pct")]
+    eps, delta = pd.to_numeric(r.get("eps_lb"), errors="coerce"), pd.to_numeric(r.get("eps_delta"), errors="coerce")
+    if not pd.isna(eps):
+        parts.append(f"ε ≥ {eps:.2f} (δ = {delta:g})")
+    lopo = pd.to_numeric(r.get("lopo_auc"), errors="coerce")
+    if not pd.isna(lopo):
+        n, share = int(r["lopo_n_pipelines"]), float(r["lopo_share_above_50"])
+        ci = _pct(lopo, r["lopo_auc_lo"], r["lopo_auc_hi"]).partition(" ")
+        parts.append(f"leave-one-pipeline-out AUC {ci[0]}%{' ' + ci[2] if ci[2] else ''} "
+                     f"({int(round(share * n))} of {n} pipelines above 50%)")
+    return ", ".join(parts)
+
+
+def leakage_sentences(rows: pd.DataFrame) -> list[str]:
+    """One sentence per headline ledger row (of :func:`headline_rows`), every word about leakage read off its numbers:
+    where the AUC interval lies above 50% the release point leaks measurably, its size beside the teacher's; elsewhere
+    the estimate, interval and upper bound are the finding."""
+    teacher = rows[rows["release"] == "teacher"]
+    beside = f" (teacher: {ledger.effect_text(teacher.iloc[0], 'auc')})" if len(teacher) else ""
+    out = []
+    for _, r in rows.iterrows():
+        if r["auc_interval_above_50"]:
+            out.append(f"{_release_label(r)} leaks measurably ({LEAKS}): {_bounds_text(r)}"
+                       + ("" if r["release"] == "teacher" else beside) + ".")
+        else:
+            where = "below" if r["auc_hi"] < 0.5 else "includes"
+            out.append(f"{_release_label(r)}: AUC interval {where} 50%; {_bounds_text(r)}.")
+    return out
 
 
 def seeds_block(folder: str | Path, title: str | None = None, images: str | Path = "images") -> str:
@@ -220,15 +263,13 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
            classifier_table(folder), ]
     lj = folder / "results" / "ledger.json"
     meta = io.read_json(lj) if lj.is_file() else {}
-    det = detections(folder)
+    heads = headline_rows(folder)
     out += [f"Privacy ledger, pre-registered headline per release point (`{meta.get('headline_variant', '?')}` or its "
             f"analogue; {meta.get('n_comparisons', '?')} rows in `results/ledger.csv`, Bonferroni level "
-            f"{meta.get('bonferroni_level', float('nan')):.4f}; AUC and TPR in %, 95% bootstrap intervals):", "",
-            ledger.markdown(det, headline_only=True).rstrip("\n"), "",
-            f"Detected ({DETECTED}): " + (", ".join(
-                f"{r['release']}{'' if pd.isna(r['cardinality']) else ' ' + format(float(r['cardinality']), 'g') + '×'}"
-                f"{' (hard labels)' if r.get('label_mode') == 'hard' else ''} "
-                f"{'**yes**' if r['detected'] else 'no'}" for _, r in det.iterrows()) or "–") + ".", ""]
+            f"{meta.get('bonferroni_level', float('nan')):.4f}; AUC and TPR in %: estimate [95% bootstrap interval], "
+            "≤ one-sided 95% upper bound; – where the result files predate a column):", "",
+            ledger.markdown(heads, headline_only=True).rstrip("\n"), ""]
+    out += [f"- {line}" for line in leakage_sentences(heads)] + [""]
     canaries = canary_rows(folder)
     if len(canaries):
         n = int(canaries["n_members"].iloc[0] + canaries["n_nonmembers"].iloc[0])
@@ -254,19 +295,19 @@ def canary_rows(folder: str | Path) -> pd.DataFrame:
 
 def _control_rows(folder: Path) -> pd.DataFrame:
     """A study's headline ledger rows and, for the students, the classifier-shadow row of the same LiRA variant
-    (the attack the pipeline-aware one replaces), each marked detected or not."""
-    t = ledger.main_rows(_read(folder, "results", "ledger.csv"))
+    (the attack the pipeline-aware one replaces), each with ``auc_interval_above_50``."""
+    t = ledger.main_rows(_ledger(folder))
     variant = io.read_json(folder / "results" / "ledger.json").get("headline_variant") if (
         folder / "results" / "ledger.json").is_file() else None
     beside = (t["release"] == "student") & (t["family"] == "LiRA, classifier shadows") & (t["attack"] == variant)
     t = t[t["headline"] | beside]
-    return t.assign(detected=_detected(t))
+    return t.assign(auc_interval_above_50=ledger.auc_interval_above_50(t))
 
 
 def control_table(folders: list[str | Path]) -> str:
     """Each release point and attack family under every study given (a study and its positive control): the
-    pre-registered attack's AUC, TPR@1% FPR and whether it detected, per cardinality. A null of one study is
-    read beside the detection of the same attack in the control."""
+    pre-registered attack's AUC and TPR@1% FPR (estimate, 95% interval, one-sided 95% upper bound) per cardinality,
+    marked where its AUC interval lies above 50%. A bound of one study is read beside the same attack in the control."""
     folders = [Path(f) for f in folders]
     rows = {f.name: _control_rows(f) for f in folders}
     keys = []
@@ -283,8 +324,8 @@ def control_table(folders: list[str | Path]) -> str:
             g = t[(t["release"] == release) & (t["label_mode"].fillna("–") == mode) & (t["family"] == family)]
             cells.append("<br>".join(
                 ("" if pd.isna(r["cardinality"]) else f"{float(r['cardinality']):g}×: ")
-                + f"{r['attack']} AUC {_pct(r['auc'], r['auc_lo'], r['auc_hi'])}, TPR@1% {_pct(r['tpr_at_1pct'])}% "
-                + ("**detected**" if r["detected"] else "not detected") for _, r in g.iterrows()) or "–")
+                + f"{r['attack']} {ledger.effect_text(r, 'auc')}, {ledger.effect_text(r, 'tpr_at_1pct')}"
+                + (" **leaks measurably**" if r["auc_interval_above_50"] else "") for _, r in g.iterrows()) or "–")
         label = release + (" (hard labels)" if mode == "hard" else "")
         lines.append(f"| {label} | {family} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -298,7 +339,8 @@ def block(folders: list[str | Path], images: str | Path = "images") -> str:
     with_ledger = [f for f in folders if (Path(f) / "results" / "ledger.csv").is_file()]
     if len(with_ledger) > 1:
         body += ("\n### Each attack beside its positive control\n\nThe pre-registered attack per release point in each "
-                 f"study ({DETECTED} = detected); a student's classifier-shadow row is the same LiRA variant with "
+                 f"study (**leaks measurably**: {LEAKS}; elsewhere the upper bound is the finding); a student's "
+                 "classifier-shadow row is the same LiRA variant with "
                  "shadows that do not replicate a student's training.\n\n" + control_table(with_ledger) + "\n")
     cmd = "tckr report write " + " ".join(Path(f).as_posix() for f in folders)
     return f"{BEGIN}\n_Written by `{cmd}` from the committed result files._\n\n{body}{END}"
