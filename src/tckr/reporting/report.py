@@ -129,7 +129,7 @@ def classifier_table(folder: Path) -> str:
     clf = clf.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first")
     for _, r in clf.iterrows():
         h = heads.loc[r["model"]] if r["model"] in heads.index else None
-        card = "–" if pd.isna(r.get("cardinality")) else f"{float(r['cardinality']):g}× |D|"
+        card = "–" if pd.isna(r.get("cardinality")) else artifacts.markdown_cell(f"{float(r['cardinality']):g}× |D|")
         lines.append(f"| {r['model']} | {r['role']} | {card} | {r.get('label_mode') or '–'} | {r['test_accuracy']:.2f} | "
                      + (f"{_pct(h['auc'], h['auc_lo'], h['auc_hi'])} | {_pct(h['tpr_at_1pct'])} | {h['shadows']} |"
                         if h is not None else "– | – | – |"))
@@ -222,7 +222,7 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
         r = g.iloc[0]
         v = g["test_accuracy"].to_numpy(float)
         ci = metrics.t_halfwidth(v)
-        card = "–" if pd.isna(r.get("cardinality")) else f"{float(r['cardinality']):g}× |D|"
+        card = "–" if pd.isna(r.get("cardinality")) else artifacts.markdown_cell(f"{float(r['cardinality']):g}× |D|")
         per = {f"seed {s}": f"{a:.2f}" for s, a in zip(g["seed"], v)}
         lines.append(f"| {model} | {r['role']} | {card} | {r.get('label_mode') or '–'} | {v.mean():.2f}"
                      + ("" if np.isnan(ci) else f" ± {ci:.2f}") + f" | {len(v)} | "
@@ -363,11 +363,6 @@ def bench_record(summary: str, argv: list[str] | None = None) -> dict[str, str]:
             "machine": f"{os.cpu_count()} CPU cores", "summary": summary}
 
 
-def _cell(value) -> str:
-    """``value`` as one Markdown table cell (pipes escaped, one line)."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def bench_table(folder: str | Path) -> str:
     """The README's benchmark table: one row per ``*.json`` in ``folder`` (each with a :func:`bench_record`),
     sorted by file name."""
@@ -381,7 +376,7 @@ def bench_table(folder: str | Path) -> str:
         missing = [k for k in BENCH_RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
         if missing:
             raise ReportError(f"{f} has no record {missing} (tckr.report.bench_record): rerun its benchmark with --out")
-        rows.append(f"| `{f.stem}` | {_cell(rec['summary'])} | `{_cell(rec['command'])}` | "
+        rows.append(f"| `{f.stem}` | {artifacts.markdown_cell(rec['summary'])} | `{artifacts.markdown_cell(rec['command'])}` | "
                     f"{rec['date']}, {rec['commit']}, {rec['machine']} |")
     return "\n".join(rows) + "\n"
 
