@@ -13,7 +13,9 @@ a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...),
 :func:`sampling_plan` is the set of one cardinality: which caption and which noise seed make each of its images.
 ``generate(run, multiples=[...])`` makes only the rows of the largest set that the sets of ``multiples`` use (a shadow
 pipeline that attacks 1× of a run whose largest set is 2×): the plan is still drawn from the largest set, so each of
-those sets is exactly the one a full generation would give (the subset draw reads labels, never images).
+those sets is exactly the one a full generation would give (the subset draw reads labels, never images): same rows,
+prompts and noise seeds; pixels up to the rounding of batches holding other images (tiny generator: at most 1 level,
+on 3e-5 of them).
 
 Files under ``<run>/synthetic/``:
 
