@@ -289,7 +289,7 @@ def _shard_files(run) -> tuple[list[Path], pd.DataFrame]:
     check(run)  # every shard's checksums against its sidecar and the manifest, before any byte is used
     info = io.read_json(synthetic_dir(run) / "manifest.json")
     n = info["n"]
-    sparse = max(info["cardinalities"]) < info["largest_multiple"]  # only the rows of smaller sets were made
+    sparse = max(info["cardinalities"]) < info.get("largest_multiple", 0)  # only the rows of smaller sets were made
     rows = made_rows(run, info["cardinalities"]) if sparse else np.arange(n)
     files, tables = [], []
     for j in range(_n_shards(run, info)):
