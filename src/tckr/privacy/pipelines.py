@@ -10,7 +10,7 @@ Every phase function (``captions.caption_run``, ``lora.finetune``, ``synthesis.g
 ``train.teacher``, ``train.student``) then runs on it unchanged, so a shadow is trained exactly the
 way the target was. The sub-run's config is the run's, whole: its synthetic set of cardinality ``m`` is
 drawn from a plan of the run's largest cardinality (``max(synthesis.cardinalities)``) by the target's
-nesting rule with the pipeline's own seeds (:func:`tckr.synthesis.sampling_plan`), so a pipeline's 1× set
+nesting rule with the pipeline's own seeds (:func:`tckr.generation.synthesis.sampling_plan`), so a pipeline's 1× set
 is a class-balanced half of its own 2× plan (each caption used 0, 1 or 2 times) exactly as the target's is.
 Only the pipeline cardinalities (``mia.pipeline_cardinalities``, empty = ``synthesis.cardinalities``) are
 made: synthesis generates the rows of the largest of them and none of the rows no attacked set uses (the
