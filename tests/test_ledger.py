@@ -91,3 +91,21 @@ def test_without_pipelines_the_student_headline_falls_back_to_classifier_shadows
     heads = ledger.headlines(ledger.build(tmp_path, "lira_online"))
     assert set(zip(heads["release"], heads["attack"])) == {("teacher", "lira_online"), ("student", "lira_online")}
     assert heads.loc[heads["release"] == "teacher", "auc"].item() == 0.55
+
+
+def test_shadow_gaps_say_what_a_student_rows_shadows_do_not_replicate(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    targets = [("teacher", "teacher", np.nan), ("student_synth1x", "student", 1.0), ("student_synth2x", "student", 2.0)]
+    _rows(targets, ["lira_online_fixed", "loss"], lambda t, a: 0.6, n_shadows=16).to_csv(res / "mia.csv", index=False)
+    _rows(targets[1:2], ["lira_online_fixed"], lambda t, a: 0.6, n_shadows=16, n_pipelines=8,
+          shadow_kind="pipeline").to_csv(res / "mia_pipeline.csv", index=False)
+    table = ledger.build(tmp_path, "lira_online_fixed")
+    gaps = {(r["target"], r["family"]): r["shadow_gaps"] for _, r in table.iterrows()}
+    clf = "classifier shadows: no captioning, LoRA or synthesis"
+    assert gaps == {("teacher", "LiRA, classifier shadows"): "", ("teacher", "LOSS threshold"): "",
+                    ("student_synth1x", "LiRA, shadow pipelines"): "", ("student_synth1x", "LiRA, classifier shadows"): clf,
+                    ("student_synth1x", "LOSS threshold"): "",
+                    ("student_synth2x", "LiRA, classifier shadows"): "2x: no pipelines; " + clf,
+                    ("student_synth2x", "LOSS threshold"): ""}
+    assert pd.read_csv(res / "ledger.csv", keep_default_na=False)["shadow_gaps"].tolist() == table["shadow_gaps"].tolist()

@@ -18,7 +18,8 @@ import torch
 from tckr import cli
 from tckr.classification import batches, classifiers, train
 from tckr.core import io, shards
-from tckr.generation import captions, lora
+from tckr.core.config import config_from_dict
+from tckr.generation import captions, generator, lora, synthesis
 from tckr.privacy import attacks, metrics, mia, pipeline_attacks, pipelines
 from tckr.runfolder import artifacts, runs, synthetic
 
@@ -95,9 +96,7 @@ def test_sub_run_is_the_half_its_teacher_the_shadow_and_its_captions_the_caption
         assert np.array_equal(sub.splits().H, np.sort(p_index[~keep[i]]))
         assert np.array_equal(sub.splits().val, run.splits().val) and np.array_equal(sub.test_index(), run.test_index())
         assert sub.seed == pipelines.pipeline_seed(run, i) != run.seed
-        want = run.cfg.to_dict()
-        want["synthesis"]["cardinalities"] = CARDS  # the only difference from the run's config
-        assert sub.cfg.to_dict() == want
+        assert sub.cfg.to_dict() == run.cfg.to_dict()  # the run's whole config: its synthesis plan included
         # the teacher is classifier shadow i, same tensors, recorded as a teacher that came from it
         shadow, _ = io.load_weights(run.dir / "mia" / "shadows" / f"shadow_{i:03d}.safetensors")
         teacher, meta = io.load_weights(artifacts.weights_file(sub, "teacher"))
@@ -116,6 +115,56 @@ def test_sub_run_is_the_half_its_teacher_the_shadow_and_its_captions_the_caption
     assert pool_caps["caption"].tolist()[:10] == captions.load_captions(run)["caption"].tolist()
     assert pool_caps["caption"].tolist()[10:] == captioner.caption(run.real("H").images)
     assert piped.calls.count("teacher") == 0 and piped.calls.count("shadow_000") == piped.calls.count("shadow_001") == 1
+
+
+class SeedPipe:
+    """A generator stand-in whose image is its noise seed written into the pixels (plans only, no diffusion)."""
+
+    device = torch.device("cpu")
+
+    def __call__(self, *, prompt, generator, height, width, **kw):
+        seeds = np.array([g.initial_seed() for g in generator], dtype=np.int64)
+        return SimpleNamespace(images=np.broadcast_to(((seeds % 251) / 255.0)[:, None, None, None], (len(seeds), height, width, 3)))
+
+
+def _twin(cfg, sub, folder):
+    """A run folder with ``cfg`` on the pipeline's own D, captions and seed: the target's procedure applied to it."""
+    for part in ("splits", artifacts.CAPTIONS_DIR):
+        for f in (sub.dir / part).iterdir():
+            (folder / part).mkdir(parents=True, exist_ok=True)
+            (folder / part / f.name).write_bytes(f.read_bytes())
+    return runs.open_run(cfg, folder, seed=sub.seed)
+
+
+def test_a_pipelines_sets_are_drawn_as_the_targets_are(tmp_path, monkeypatch):
+    """Target cardinalities [0.5, 1, 2], pipeline cardinalities [0.5, 1]: the pipeline's 0.5x and 1x sets are the
+    rows, captions and noise seeds that the target's procedure (nested in a 2x plan) draws for the pipeline's own D
+    and seed, and its synthesis stage makes only the 1x rows of that plan."""
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={**OVERRIDES, "data.train_size": 40})
+    captions.caption_run(run, progress=False)
+    sub = pipelines.open_pipeline(run, 0)
+    pipelines._captions_stage(run, sub, 0, 2, False)
+    monkeypatch.setattr(synthesis, "load_generator", lambda r, **kw: generator.Generator(SeedPipe(), base="seeds"))
+    n = len(sub.splits().D)
+    assert pipelines._synthesis_stage(run, sub, 0, 2, False) == f"{n} images made now"
+    twin = _twin(run.cfg, sub, tmp_path / "target_procedure")
+    made = pd.read_csv(sub.dir / "synthetic" / "plan.csv", keep_default_na=False)
+    assert np.array_equal(made["i"], synthetic.subset_index(twin, 1.0))  # n rows of the 2n-row 2x plan, not 0..n-1
+    for m in CARDS:
+        want = synthesis.sampling_plan(twin, m)
+        assert want.equals(synthesis.sampling_plan(sub, m))
+        got = synthetic.load_synthetic(sub, m)
+        assert np.array_equal(got.index, want["i"]) and got.prompts == want["prompt"].tolist()
+        assert np.array_equal(got.labels, want["label"])
+        assert np.array_equal(got.images[:, 0, 0, 0], np.round((want["seed"].to_numpy() % 251) / 255.0 * 255).astype(np.uint8))
+        caps = captions.load_captions(sub).set_index("index").loc[want["caption"], "prompt"]
+        assert caps.tolist() == want["prompt"].tolist()
+    one = synthesis.sampling_plan(twin, 1.0)["caption"].value_counts()
+    assert one.max() == 2 and len(one) < n  # as in the target's 1x: some captions twice, some never
+    # today's pipelines drew from a 1x plan of their own (each caption once): another set
+    old = _twin(config_from_dict(run.cfg.to_dict(), {"synthesis.cardinalities": CARDS}), sub, tmp_path / "one_x_plan")
+    assert synthesis.sampling_plan(old, 1.0)["caption"].value_counts().max() == 1
+    assert not synthesis.sampling_plan(old, 1.0).equals(synthesis.sampling_plan(twin, 1.0))
 
 
 def test_not_reused_when_shadows_train_for_another_budget(tmp_path, monkeypatch):

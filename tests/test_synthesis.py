@@ -143,6 +143,29 @@ def test_smaller_cardinality_is_a_class_balanced_subset_of_the_largest(reference
     assert np.bincount(big.labels[middle], minlength=10).tolist() == [2] * 5 + [1] * 5
 
 
+def test_making_only_a_smaller_sets_rows_gives_the_same_set(reference, pipe, tmp_path):
+    """``multiples=[0.1]`` makes the 10 rows of the 20-row plan that the 0.1x set uses, and that set is the one a
+    full generation gives: same rows, prompts, seeds and images up to rounding (the subset draw reads labels only)."""
+    run = _run(tmp_path / "only_small")
+    summary = synthesis.generate(run, pipe, progress=False, multiples=[0.1])
+    assert summary["images_made"] == 10 and synthetic.available_multiples(run) == [0.1]
+    made = pd.read_csv(run.dir / "synthetic" / "plan.csv")
+    full = synthesis.plan(reference).set_index("i")
+    assert np.array_equal(made["i"], synthetic.subset_index(reference, 0.1))
+    assert made["seed"].tolist() == full.loc[made["i"], "seed"].tolist() and made["shard"].tolist() == [0] * 7 + [1] * 3
+    small, want = synthetic.load_synthetic(run, 0.1), synthetic.load_synthetic(reference, 0.1)
+    assert np.array_equal(small.index, want.index) and small.prompts == want.prompts
+    assert np.array_equal(small.labels, want.labels)
+    # same prompts and noise seeds; batches of other images round a few pixels apart (measured: max 1 level, 3e-5 of them)
+    diff = np.abs(small.images.astype(int) - want.images)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert synthesis.sampling_plan(run, 0.1).equals(synthesis.sampling_plan(reference, 0.1))
+    with pytest.raises(FileNotFoundError, match="only multiples"):
+        synthetic.load_synthetic(run, 0.2)
+    with pytest.raises(ValueError, match="accepted: one or more of synthesis.cardinalities"):
+        synthesis.plan(run, [0.3])
+
+
 def test_interrupted_run_resumes_and_matches_uninterrupted(reference, pipe, tmp_path):
     run = _run(tmp_path / "interrupted")
     crashing = CountingPipe(pipe.pipe, fail_after=3)

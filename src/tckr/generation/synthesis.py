@@ -10,6 +10,12 @@ bit-identical across processes at the same batch size).
 
 Only the largest cardinality in ``synthesis.cardinalities`` (multiples of |D|) is generated; a smaller one is
 a seeded, class-balanced subset of it (subsets are nested: 1× ⊂ 2× ⊂ ...), see :func:`tckr.runfolder.synthetic.subset_index`.
+:func:`sampling_plan` is the set of one cardinality: which caption and which noise seed make each of its images.
+``generate(run, multiples=[...])`` makes only the rows of the largest set that the sets of ``multiples`` use (a shadow
+pipeline that attacks 1× of a run whose largest set is 2×): the plan is still drawn from the largest set, so each of
+those sets is exactly the one a full generation would give (the subset draw reads labels, never images): same rows,
+prompts and noise seeds; pixels up to the rounding of batches holding other images (tiny generator: at most 1 level,
+on 3e-5 of them).
 
 Files under ``<run>/synthetic/``:
 
@@ -17,8 +23,8 @@ Files under ``<run>/synthetic/``:
   its sha256, guidance, steps, resolution, prompt mode, seeds, sizes). A rerun with other settings is an error
   instead of a mixed set. Once every shard is finished it also lists each shard's sha256 (``shards_sha256``,
   ``tables_sha256``), so the manifest identifies the whole set's content.
-- ``plan.csv``: one row per image of the largest set: ``i``, ``label``, ``class_name``, ``prompt``, ``seed``,
-  ``shard``.
+- ``plan.csv``: one row per image made (every image of the largest set, unless ``multiples`` chose fewer): ``i`` (its
+  row in the largest set), ``label``, ``class_name``, ``prompt``, ``seed``, ``shard``.
 - ``shards/shard_<j>.npy`` (uint8 ``n×H×W×3``), ``shards/shard_<j>.json`` (sidecar: sha256 of the array file and
   of the table) and ``shards/shard_<j>.csv`` (that shard's rows of the plan), all written atomically; the CSV is
   written last, so a shard is finished when its CSV exists and its files match the sidecar's checksums. A
@@ -29,7 +35,7 @@ Files under ``<run>/synthetic/``:
 - ``truncated_prompts.json`` (only when there are any): the distinct prompts longer than the text encoder's window
   (``max_tokens``), whose ends the encoder never sees (:func:`tckr.generator.truncated_prompts`); generation says
   how many on stderr.
-- ``subsets/x<multiple>.npy``: the indices (into the largest set) of each smaller cardinality.
+- ``subsets/x<multiple>.npy``: the indices (into the largest set) of each cardinality made.
 
 Paths and readers of these files live in :mod:`tckr.runfolder.synthetic`; the samples figure is
 :func:`tckr.reporting.phase_figures.plot_synthetic_samples`.
@@ -116,8 +122,9 @@ def plan_sources(run) -> np.ndarray:
     return np.array(_cycled(run, rows), dtype=np.int64)
 
 
-def plan(run) -> pd.DataFrame:
-    """The largest synthetic set, one row per image (columns ``PLAN_COLUMNS``)."""
+def plan(run, multiples=None) -> pd.DataFrame:
+    """The largest synthetic set, one row per image (columns ``PLAN_COLUMNS``); with ``multiples``, only the rows their
+    sets use (:func:`tckr.runfolder.synthetic.made_rows`), sharded in that order."""
     cfg = run.cfg.synthesis
     n = synthetic.set_size(run, max(cfg.cardinalities))
     # Each class cycles its captions in a seeded random order, so a set smaller than |D| (a shadow pipeline's
@@ -132,9 +139,27 @@ def plan(run) -> pd.DataFrame:
     if base <= lora_seed < base + n:
         raise ValueError(f"synthesis.seed {cfg.seed}: noise seeds {base}..{base + n - 1} would include the fine-tuning "
                          f"seed {lora_seed}; pick a positive synthesis.seed")
-    return pd.DataFrame({"i": i, "label": labels, "class_name": [run.class_names[c] for c in labels],
-                         "prompt": prompts,
-                         "seed": base + i, "shard": i // cfg.shard_size})
+    table = pd.DataFrame({"i": i, "label": labels, "class_name": [run.class_names[c] for c in labels],
+                          "prompt": prompts,
+                          "seed": base + i, "shard": i // cfg.shard_size})
+    if multiples is None:
+        return table
+    table = table.iloc[synthetic.made_rows(run, multiples)].reset_index(drop=True)
+    return table.assign(shard=np.arange(len(table), dtype=np.int64) // cfg.shard_size)
+
+
+def sampling_plan(run, multiple: float) -> pd.DataFrame:
+    """The set of ``multiple`` × |D|, one row per image in training order: ``i`` (row of the largest set), ``label``,
+    ``caption`` (the index of the image of D whose caption is the prompt; -1 with ``class`` prompts), ``prompt`` and
+    ``seed`` (noise). The target and its shadow pipelines draw theirs with this one procedure."""
+    table = plan(run).iloc[synthetic.subset_index(run, multiple)].reset_index(drop=True)
+    if run.cfg.synthesis.prompt_mode == "caption":
+        own = captions.load_captions(run)
+        per_class = [own.loc[own["label"] == c, "index"].tolist() for c in range(len(run.class_names))]
+        table["caption"] = np.asarray(_cycled(run, per_class), dtype=np.int64)[table["i"].to_numpy()]
+    else:
+        table["caption"] = -1
+    return table[["i", "label", "caption", "prompt", "seed"]]
 
 
 # --------------------------------------------------------------------------- generation
@@ -179,7 +204,7 @@ def class_balance(run) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=run.class_names).rename_axis("multiple")
 
 
-def _settings(run, gen, table: pd.DataFrame) -> dict[str, Any]:
+def _settings(run, gen, table: pd.DataFrame, multiples=None) -> dict[str, Any]:
     cfg = run.cfg.synthesis
     adapter = gen.adapter
     return {"base": gen.base,
@@ -189,7 +214,8 @@ def _settings(run, gen, table: pd.DataFrame) -> dict[str, Any]:
             "guidance_scale": cfg.guidance_scale, "steps": cfg.steps, "prompt_mode": cfg.prompt_mode,
             "seed": run.seed_for(cfg.seed), "shard_size": cfg.shard_size, "n": len(table),
             "prompts_sha256": hashlib.sha256("\n".join(table["prompt"]).encode()).hexdigest()[:16],
-            "largest_multiple": max(cfg.cardinalities), "cardinalities": sorted(cfg.cardinalities),
+            "largest_multiple": max(cfg.cardinalities),
+            "cardinalities": sorted(cfg.cardinalities if multiples is None else {float(m) for m in multiples}),
             "d_size": len(run.splits().D), "init_strength": float(cfg.init_strength)}
 
 
@@ -220,8 +246,10 @@ def _write_shard(run, j: int, images: np.ndarray, rows: pd.DataFrame) -> None:
     io.write_text(csv, text)
 
 
-def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True, batch_size: int | None = None) -> dict[str, Any]:
-    """Generate the run's largest synthetic set (this process's shards of it), skipping finished shards.
+def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True, batch_size: int | None = None,
+             multiples=None) -> dict[str, Any]:
+    """Generate the run's largest synthetic set (this process's shards of it), skipping finished shards; with
+    ``multiples`` (some of ``synthesis.cardinalities``), only the rows of the largest set that their sets use.
 
     ``pipe`` defaults to :func:`load_generator`; a :class:`tckr.generator.Generator` records its base and adapter in
     the manifest; a bare ``StableDiffusionPipeline`` works too (recorded as ``custom <type>``, no adapter). Returns a summary: shards done/total, images made now, seconds, images per second.
@@ -231,7 +259,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     cfg = run.cfg.synthesis
     set_threads(run.cfg)
     k, n_workers = shards.parse_shard(shard)
-    table = plan(run)
+    table = plan(run, multiples)
     n_shards = int(table["shard"].max()) + 1 if len(table) else 0
     mine = shards.mine(range(n_shards), shard)
     todo = [j for j in mine if not synthetic.shard_done(run, j, table[table["shard"] == j])]
@@ -243,7 +271,7 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
         pipe = load_generator(run)
     if pipe is not None:
         gen = pipe if isinstance(pipe, Generator) else Generator(pipe, base=f"custom {type(pipe).__name__}")
-        _check_manifest(run, _settings(run, gen, table))
+        _check_manifest(run, _settings(run, gen, table, multiples))
         pipe = gen.pipe
     if not (folder / "plan.csv").is_file():
         io.save_csv(folder / "plan.csv", table)
@@ -307,7 +335,7 @@ def _write_subsets(run) -> None:
     """Once every shard is finished: the subsets' indices, and each shard's checksums in the manifest."""
     if not synthetic.is_complete(run):
         return
-    for m in run.cfg.synthesis.cardinalities:
+    for m in synthetic.available_multiples(run):
         path = synthetic.synthetic_dir(run) / "subsets" / f"x{m:g}.npy"
         if not path.is_file() or not np.array_equal(synthetic._read_or_none(path), synthetic.subset_index(run, m)):
             io.save_array(path, synthetic.subset_index(run, m))
@@ -319,9 +347,9 @@ def _write_subsets(run) -> None:
         io.write_json(manifest, {**info, **sealed})
 
 
-def status(run) -> pd.DataFrame:
-    """One row per shard of the plan: ``shard``, ``images``, ``done``."""
-    table = plan(run)
+def status(run, multiples=None) -> pd.DataFrame:
+    """One row per shard of the plan (of ``multiples``, as :func:`generate`): ``shard``, ``images``, ``done``."""
+    table = plan(run, multiples)
     per = table.groupby("shard").size()
     return pd.DataFrame({"shard": per.index, "images": per.to_numpy(),
                          "done": [synthetic.shard_done(run, int(j)) for j in per.index]})

@@ -57,7 +57,8 @@ METRIC_COLUMNS = ["auc", "auc_lo", "auc_hi", "tpr_at_1pct", "tpr_at_1pct_lo", "t
 _DERIVED = ("eps_lb_canaries", "lopo_n_pipelines", "lopo_auc", "lopo_auc_lo", "lopo_auc_hi", "lopo_share_above_50")
 LOPO_FILE = "mia_pipeline_lopo.csv"
 COLUMNS = ["release", "cardinality", "label_mode", "target", "family", "attack", "subset", "headline", *METRIC_COLUMNS,
-           "n_reference_models", "source"]
+           "n_reference_models", "source", "shadow_gaps"]
+CLASSIFIER_GAP = "classifier shadows: no captioning, LoRA or synthesis"
 
 
 def with_subset(table: pd.DataFrame) -> pd.DataFrame:
@@ -174,6 +175,22 @@ def _rows(run_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def shadow_gaps(table: pd.DataFrame) -> pd.Series:
+    """Per ledger row, what the shadows of a student row do not replicate of the student's training: "" for shadow
+    pipelines (they replicate it all), :data:`CLASSIFIER_GAP` for classifier shadows and references, led by
+    ``<m>x: no pipelines`` where that student has no pipeline row. "" for threshold attacks and other release points."""
+    student = table["release"] == "student"
+    piped = {k for k, src in zip(zip(table["cardinality"], table["label_mode"].fillna("")), table["source"])
+             if src == "mia_pipeline.csv"}
+    out = pd.Series("", index=table.index, dtype=object)
+    for i in table.index[student & (table["source"] == "mia.csv") & (table["family"] != "LOSS threshold")]:
+        card, mode = table.at[i, "cardinality"], table.at[i, "label_mode"]
+        mode = "" if pd.isna(mode) else mode
+        lead = "" if (card, mode) in piped else f"{card:g}x{'' if mode in ('', 'soft') else f' {mode} labels'}: no pipelines; "
+        out[i] = lead + CLASSIFIER_GAP
+    return out
+
+
 def _release(row: pd.Series) -> str:
     kind = SOURCES[row["source"]]
     if kind == "generator":
@@ -211,6 +228,7 @@ def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
     out["n_reference_models"] = refs.fillna(raw["n_shadows"] if "n_shadows" in raw else np.nan)
     out["source"] = raw["source"]
     out = with_lopo(out, artifacts.read_optional_result(run_dir, LOPO_FILE))
+    out["shadow_gaps"] = shadow_gaps(out)
     out.loc[out["release"] == "teacher", "cardinality"] = np.nan
     kinds = raw["source"].map(SOURCES)
     out["headline"] = False

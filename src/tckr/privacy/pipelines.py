@@ -8,8 +8,13 @@ shadow half of the MIA pool P = D ∪ H: shadow teacher → captions → shadow 
 mask (``mia/keep.npy``) and whose H is the other half; val, pool, public and test are the run's.
 Every phase function (``captions.caption_run``, ``lora.finetune``, ``synthesis.generate``,
 ``train.teacher``, ``train.student``) then runs on it unchanged, so a shadow is trained exactly the
-way the target was. The sub-run's config is the run's except ``synthesis.cardinalities``, which is
-the pipeline cardinalities (``mia.pipeline_cardinalities``, empty = ``synthesis.cardinalities``).
+way the target was. The sub-run's config is the run's, whole: its synthetic set of cardinality ``m`` is
+drawn from a plan of the run's largest cardinality (``max(synthesis.cardinalities)``) by the target's
+nesting rule with the pipeline's own seeds (:func:`tckr.generation.synthesis.sampling_plan`), so a pipeline's 1× set
+is a class-balanced half of its own 2× plan (each caption used 0, 1 or 2 times) exactly as the target's is.
+Only the pipeline cardinalities (``mia.pipeline_cardinalities``, empty = ``synthesis.cardinalities``) are
+made: synthesis generates the rows of the largest of them and none of the rows no attacked set uses (the
+subset draw reads labels, never images), so replicating a larger target plan costs no extra synthesis.
 
 Stages of pipeline ``i``, each skipped when its output exists (a killed pipeline resumes at the
 stage it was in; LoRA and synthesis also resume inside the stage from their own checkpoints/shards):
@@ -22,7 +27,7 @@ stage it was in; LoRA and synthesis also resume inside the stage from their own 
    half's rows of ``mia/pipelines/captions_P.csv``: captions of every image of P, D's from the
    run's own captions file, H's from the run's captioner, made once per run.
 3. ``lora``: ``lora.finetune(sub)`` (same base, the target's recipe, the sub-run's seed).
-4. ``synthesis``: ``synthesis.generate(sub)``.
+4. ``synthesis``: ``synthesis.generate(sub, multiples=<the pipeline cardinalities>)``.
 5. ``student_synth<m>x``: ``train.student(sub, m, teacher, label_mode=gkd.label_mode)`` per cardinality.
 6. ``queries``: the students' logits on P and on the population Z, ``mia/logits/pipeline_<i>_<student>.npy``
    (+ ``_population``), the same layout as the classifier shadows' logits.
@@ -50,7 +55,6 @@ import pandas as pd
 
 from tckr.classification import classifiers, train
 from tckr.core import io, shards
-from tckr.core.config import config_from_dict
 from tckr.core.progress import note
 from tckr.generation import captions, lora, prompt_files, synthesis
 from tckr.privacy import mia
@@ -85,9 +89,11 @@ def cardinalities(cfg) -> list[float]:
 
 
 def pipeline_config(cfg):
-    """The sub-runs' config: the run's, with ``synthesis.cardinalities`` = the pipeline cardinalities
-    (only the largest one is generated; smaller ones are subsets of it)."""
-    return config_from_dict(cfg.to_dict(), {"synthesis.cardinalities": cardinalities(cfg)})
+    """The sub-runs' config: the run's, whole. ``synthesis.cardinalities`` stays the target's, so a pipeline's sets
+    are drawn from a plan of the target's largest cardinality; :func:`_synthesis_stage` makes only the pipeline
+    cardinalities' rows of it."""
+    cardinalities(cfg)  # a clear error for bad pipeline cardinalities before any sub-run exists
+    return cfg
 
 
 def open_pipeline(run, i: int) -> runs.Run:
@@ -227,7 +233,7 @@ def _lora_stage(run, sub, i: int, n: int, progress: bool) -> str:
 
 
 def _synthesis_stage(run, sub, i: int, n: int, progress: bool) -> str:
-    summary = synthesis.generate(sub, progress=progress)
+    summary = synthesis.generate(sub, progress=progress, multiples=cardinalities(run.cfg))
     return f"{summary['images_made']} images made now"
 
 

@@ -50,7 +50,11 @@ def class_counts(n: int, num_classes: int) -> np.ndarray:
 
 
 def subset_index(run, multiple: float) -> np.ndarray:
-    """Rows of the largest set that form the set of ``multiple`` × |D| (sorted; seeded; class-balanced; nested)."""
+    """Rows of the largest set that form the set of ``multiple`` × |D| (sorted; seeded; class-balanced; nested).
+
+    It reads only the largest set's labels (row ``i`` is class ``i mod C``) and the run's seed, never an image, so
+    the rows that no wanted cardinality selects need not be generated (:func:`made_rows`). Nested: every call draws
+    the same per-class permutations and keeps a prefix of each."""
     cfg = run.cfg.synthesis
     largest = max(cfg.cardinalities)
     n_max, n = set_size(run, largest), set_size(run, multiple)
@@ -64,6 +68,18 @@ def subset_index(run, multiple: float) -> np.ndarray:
         rows = np.flatnonzero(labels == c)
         picks.append(rows[rng.permutation(len(rows))[:k]])
     return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+def made_rows(run, multiples=None) -> np.ndarray:
+    """Rows of the largest set that generation makes for the sets of ``multiples`` (None: every cardinality): all rows
+    when the largest cardinality is wanted, else the rows of the largest wanted one (the smaller ones are inside it)."""
+    cards = [float(m) for m in run.cfg.synthesis.cardinalities]
+    want = cards if multiples is None else [float(m) for m in multiples]
+    if not want or any(not any(math.isclose(m, c) for c in cards) for m in want):
+        raise ValueError(f"cardinalities to make: {want} is not accepted; accepted: one or more of synthesis.cardinalities {cards}")
+    if math.isclose(max(want), max(cards)):
+        return np.arange(set_size(run, max(cards)), dtype=np.int64)
+    return subset_index(run, max(want))
 
 
 def synthetic_dir(run) -> Path:
@@ -128,7 +144,7 @@ def _n_shards(run, info: dict[str, Any]) -> int:
 
 
 def is_complete(run) -> bool:
-    """Whether every shard of the largest set is finished and intact."""
+    """Whether every shard of the set made (the largest set, or the rows :func:`made_rows` chose) is finished and intact."""
     folder = synthetic_dir(run)
     if not (folder / "manifest.json").is_file():
         return False
@@ -251,9 +267,13 @@ def stream_synthetic(run, multiple: float) -> SyntheticSet:
                                 f"(tckr.synthesis.generate) with {multiple} in synthesis.cardinalities")
     files, table = _shard_files(run)
     idx = subset_index(run, match[0])
-    images = ShardedImages.open(files, idx, run.cfg.data.image_size)
-    return SyntheticSet(images=images, labels=table["label"].to_numpy(np.int64)[idx],
-                        prompts=table["prompt"].iloc[idx].tolist(), index=idx)
+    made = table["i"].to_numpy()
+    at = np.searchsorted(made, idx)  # positions in the shards of the subset's rows of the largest set
+    if len(idx) and (at.max() >= len(made) or not np.array_equal(made[at], idx)):
+        raise RuntimeError(f"shards under {synthetic_dir(run)} lack rows of the {match[0]}× set; rerun synthesis in a new folder")
+    images = ShardedImages.open(files, at, run.cfg.data.image_size)
+    return SyntheticSet(images=images, labels=table["label"].to_numpy(np.int64)[at],
+                        prompts=table["prompt"].iloc[at].tolist(), index=idx)
 
 
 def load_synthetic(run, multiple: float) -> SyntheticSet:
@@ -264,18 +284,22 @@ def load_synthetic(run, multiple: float) -> SyntheticSet:
 
 
 def _shard_files(run) -> tuple[list[Path], pd.DataFrame]:
-    """The shard arrays' paths in order and the concatenated plan rows they hold (checked to cover 0..n-1)."""
+    """The shard arrays' paths in order and the concatenated plan rows they hold (checked to be the rows made:
+    0..n-1, or :func:`made_rows` of the manifest's cardinalities when only those were made)."""
     check(run)  # every shard's checksums against its sidecar and the manifest, before any byte is used
     info = io.read_json(synthetic_dir(run) / "manifest.json")
     n = info["n"]
+    sparse = max(info["cardinalities"]) < info.get("largest_multiple", 0)  # only the rows of smaller sets were made
+    rows = made_rows(run, info["cardinalities"]) if sparse else np.arange(n)
     files, tables = [], []
     for j in range(_n_shards(run, info)):
         npy, csv = shard_paths(run, j)
         files.append(npy)
         tables.append(pd.read_csv(csv, keep_default_na=False, dtype={"prompt": str, "class_name": str}))
     table = pd.concat(tables, ignore_index=True)
-    if not np.array_equal(table["i"].to_numpy(), np.arange(n)):
-        raise RuntimeError(f"shards under {synthetic_dir(run)} do not cover images 0..{n - 1} in order")
+    if len(rows) != n or not np.array_equal(table["i"].to_numpy(), rows):
+        what = f"the {n} rows of the largest set that the {max(info['cardinalities'])}× set uses" if sparse else f"images 0..{n - 1}"
+        raise RuntimeError(f"shards under {synthetic_dir(run)} do not cover {what} in order")
     return files, table
 
 
