@@ -63,7 +63,7 @@ def test_block_states_what_the_files_hold(tmp_path):
             "07_generator_attacks, 08_audit_ledger, 09_figures") in text
     assert "| teacher | teacher | – | real | 87.25 | 57.0 [56.0, 58.0] | 2.0 | classifier |" in text
     # the student's headline is the pipeline-shadow row (0.61), not the classifier-shadow one
-    assert "| student_synth0.1x | student | 0.1× |D| | soft | 70.50 | 61.0 [60.0, 62.0] | 2.0 | pipeline |" in text
+    assert "| student_synth0.1x | student | 0.1× \\|D\\| | soft | 70.50 | 61.0 [60.0, 62.0] | 2.0 | pipeline |" in text
     # every sentence about leakage is read off the numbers: the generator's AUC interval lies above 50%, so it leaks
     # measurably, its size beside the teacher's; 100 non-members leave its TPR@1% out, and the file has no upper bound
     assert ("- generator leaks measurably (AUC interval above 50%): AUC 70.0% [69.0, 71.0], ≤ –, "
@@ -185,7 +185,7 @@ def test_several_seeds_are_collected_and_aggregated(tmp_path):
     text = report.study_block(dest)
     # mean 82.00, half-width t(0.975, 2) * 2 / sqrt(3) = 4.97
     assert "| teacher | teacher | – | real | 82.00 ± 4.97 | 3 | 80.00 | 82.00 | 84.00 |" in text
-    assert "| student_synth0.1x | student | 0.1× |D| | soft | 62.00 ± 6.57 | 3 | 60.00 | 61.00 | 65.00 |" in text
+    assert "| student_synth0.1x | student | 0.1× \\|D\\| | soft | 62.00 ± 6.57 | 3 | 60.00 | 61.00 | 65.00 |" in text
     assert "seed 0 2.0 min (00_data–04_run_evaluate)" in text
     with pytest.raises(report.ReportError, match="no seed<k>"):
         report.seeds_block(tmp_path)
