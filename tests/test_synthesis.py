@@ -249,7 +249,7 @@ def test_killed_process_resumes(reference, tmp_path):
     import time
 
     run = _run(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "tckr.generation.synthesis", "--run-dir", str(run.dir), "--random-weights", "--no-progress"]
+    cmd = [sys.executable, "-m", "tckr.cli", "synthesis", "--run-dir", str(run.dir), "--random-weights", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_csv = synthetic.shard_paths(run, 0)[1]
     deadline = time.time() + 300
