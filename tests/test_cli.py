@@ -339,3 +339,23 @@ def test_every_error_class_the_cli_tells_in_one_line_exists():
 
     assert parser._exit_status(ReleaseError("x")) == 2 and parser._exit_status(PhaseBlocked("x")) == 2
     assert parser._exit_status(PhaseFailed("x")) == 1 and parser._exit_status(KeyError("x")) is None
+
+
+def test_an_offline_unreachable_dataset_is_told_before_torch_and_leaves_no_run_folder(tmp_path):
+    """HF offline mode on and cifar10 nowhere local: `tckr study configs/paper/cifar10.yaml` is one line, exit 2,
+    before the config's architecture check (timm, torch) or the runner is imported, and no run folder is made."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tckr.cli import main\n"
+            "assert main(['study', 'configs/paper/cifar10.yaml']) == 2\n"
+            "heavy = sorted(m for m in ('torch', 'timm', 'tckr.orchestration.study') if m in sys.modules)\n"
+            "assert not heavy, heavy")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TCKR_DATA_DIR": str(tmp_path / "data"),
+           "HF_HOME": str(tmp_path / "hf"), "TCKR_RUNS": str(tmp_path / "runs")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("tckr: error: ") == 1 and "'cifar10' (train) is not reachable" in res.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

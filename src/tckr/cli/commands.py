@@ -28,11 +28,30 @@ def _study(a) -> None:
             raise options.UsageError("tckr study needs a config (tckr study configs/mini.yaml) or --run-dir of a run to resume")
         config = _saved_config(run_dir)
     else:
+        if run_dir is None:
+            _check_dataset(config, overrides)
         load_config(config, overrides)  # a mistake in the config is told before the runner (pandas, papermill) is imported
     from tckr.orchestration import study  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
 
     study.run_study(config, run_dir, phases=selected, force=a.force, seeds=a.seeds, overrides=overrides,
                     log=lambda m: print(m, flush=True))
+
+
+def _check_dataset(config: str, overrides: dict[str, Any] | None) -> None:
+    """A new run's dataset that cannot be read offline is told at once: before the config's architecture check
+    (which imports timm, and with it torch) and the runner. Anything else wrong with the file is left to load_config."""
+    from tckr.core import registry
+    from tckr.core.config import ConfigError, read_sections
+    from tckr.datasets import real  # lazy: light (no torch, no pandas)
+
+    p = Path(config) if Path(config).is_file() else paths.resolve(config)
+    try:
+        tree, _ = read_sections(p)
+    except (ConfigError, OSError):
+        return
+    name = (overrides or {}).get("study.dataset") or (tree.get("study") or {}).get("dataset")
+    if isinstance(name, str) and name in registry.available_datasets():
+        real.check_available(name)
 
 
 def _load(config: str):
