@@ -1,0 +1,48 @@
+"""bench/roofline.py's helpers: the FLOP counts of known operations and the table row's arithmetic (no timings)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from tckr.core import paths
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("roofline", paths.ROOT / "bench" / "roofline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_matmul_counts_two_flops_per_multiply_add():
+    rf = _module()
+    a, b = torch.randn(48, 32), torch.randn(32, 40)
+    assert rf.count_flops(lambda: a @ b) == 2 * 48 * 32 * 40
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+def test_a_convolution_backward_counts_its_forward_once_per_gradient(groups):
+    """Forward + backward of a conv is 3× its forward whatever ``groups`` is (torch's own formula counted the
+    weight gradient of a grouped conv ``groups`` times)."""
+    rf = _module()
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=groups, bias=False)
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    forward = 2 * 2 * 8 * 8 * 16 * (16 // groups) * 9
+    assert rf.count_flops(lambda: conv(x)) == forward
+    assert rf.count_flops(lambda: conv(x).sum().backward()) == 3 * forward  # forward, input and weight gradients
+    x.requires_grad_(False)  # the input's gradient is not asked for: the weight's alone
+    assert rf.count_flops(lambda: conv(x).sum().backward()) == 2 * forward
+
+
+def test_stage_row_divides_flops_by_the_median_and_the_peak():
+    rf = _module()
+    row = rf.stage_row("s", "d", 6 * 10**9, [1.0, 3.0, 2.0], peak_gflops=6.0, items=10)
+    assert row["median_s"] == 2.0 and row["gflops"] == pytest.approx(3.0)
+    assert row["fraction_of_peak"] == pytest.approx(0.5) and row["items_per_s"] == pytest.approx(5.0)
+    lira = rf.stage_row("lira", "d", None, [2.0], peak_gflops=6.0, items=10)
+    assert lira["gflops"] is None and lira["fraction_of_peak"] is None and lira["items_per_s"] == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        rf.timings(lambda: None, 0)
