@@ -51,12 +51,7 @@ def lora_step_seconds(base, cfg, images, prompts, steps: int) -> list[float]:
 
     lc = cfg.lora
     pipe = generator.load(base, dtype=torch.float32)
-    for m in (pipe.unet, pipe.vae, pipe.text_encoder):
-        m.requires_grad_(False)
-    generator.add_lora(pipe, lc.rank, lc.alpha, lc.target_modules)
-    params = [p for n, p in pipe.unet.named_parameters() if "lora_" in n]
-    for p in params:
-        p.requires_grad_(True)
+    params = lora.trainable_lora(pipe, lc)
     opt = torch.optim.AdamW(params, lr=lc.learning_rate)
     tok = pipe.tokenizer
     ids = torch.tensor(tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids)

@@ -122,12 +122,7 @@ def _lora_step(base: str, cfg) -> Callable[[], object]:
 
     lc = cfg.lora
     pipe = generator.load(base, dtype=torch.float32)
-    for m in (pipe.unet, pipe.vae, pipe.text_encoder):
-        m.requires_grad_(False)
-    generator.add_lora(pipe, lc.rank, lc.alpha, lc.target_modules)
-    params = [p for n, p in pipe.unet.named_parameters() if "lora_" in n]
-    for p in params:
-        p.requires_grad_(True)
+    params = lora.trainable_lora(pipe, lc)
     opt = torch.optim.AdamW(params, lr=lc.learning_rate)
     g = torch.Generator().manual_seed(0)
     c, size = pipe.unet.config.in_channels, pipe.unet.config.sample_size

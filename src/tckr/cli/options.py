@@ -47,13 +47,10 @@ def check_setting(item: str, key: str, value: Any) -> None:
         built = schema.build(config_mod.Config, tree, "")
     except schema.SchemaError as e:
         raise UsageError(f"--set {item!r}: {e}") from None
-    bounds = config_mod.RANGES.get(key)
-    if bounds is not None:
-        section, name = key.split(".")
-        coerced = getattr(getattr(built, section), name)
-        for v in coerced if isinstance(coerced, list) else [coerced]:
-            if not bounds.contains(v):
-                raise UsageError(f"--set {item!r}: {key}: {v!r} is not accepted; {bounds.accepted()}")
+    try:
+        config_mod.check_range(built, key)
+    except config_mod.ConfigError as e:
+        raise UsageError(f"--set {item!r}: {e}") from None
 
 
 def key_value(item: str, option: str, expected: str) -> tuple[str, Any]:

@@ -302,13 +302,22 @@ def _fail(key: str, value: Any, accepted: str) -> typing.NoReturn:
     raise ConfigError(f"{key}: {value!r} is not accepted; {accepted}")
 
 
+def check_range(cfg: Config, key: str) -> None:
+    """A :class:`ConfigError` ``"<key>: <value> is not accepted; accepted: ..."`` when setting ``key`` of ``cfg``
+    (each element of a list) is outside its bounds (:data:`RANGES`); nothing for a key without bounds."""
+    bounds = RANGES.get(key)
+    if bounds is None:
+        return
+    section, name = key.split(".")
+    value = getattr(getattr(cfg, section), name)
+    for i, v in enumerate(value if isinstance(value, list) else [value]):
+        if not bounds.contains(v):
+            _fail(key if not isinstance(value, list) else f"{key}[{i}]", v, bounds.accepted())
+
+
 def _check_ranges(cfg: Config) -> None:
-    for key, bounds in RANGES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        for i, v in enumerate(value if isinstance(value, list) else [value]):
-            if not bounds.contains(v):
-                _fail(key if not isinstance(value, list) else f"{key}[{i}]", v, bounds.accepted())
+    for key in RANGES:
+        check_range(cfg, key)
 
 
 def _check(cfg: Config, registry: bool = True) -> None:
