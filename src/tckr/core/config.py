@@ -50,6 +50,9 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0])  # several seeds repeat the study; tables give mean ± 95% CI
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_threads: int = rng(0, ge=0, note="0 leaves torch's default")  # torch CPU threads
+    # processes that train independent models (classifier shadows, shadow pipelines) at once, each with
+    # num_threads / workers threads: small models use two cores better as two one-thread processes
+    workers: int = rng(1, ge=1, le=64, note="1 = one process")
 
 
 @dataclass
@@ -337,6 +340,8 @@ def _check(cfg: Config, registry: bool = True) -> None:
         _fail("study.seeds", s.seeds, "seeds are >= 0")
     if not DEVICE.match(s.device):
         _fail("study.device", s.device, "accepted: 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index), 'mps'")
+    if s.num_threads and s.workers > s.num_threads:
+        _fail("study.workers", s.workers, f"at most study.num_threads ({s.num_threads}): each worker process needs a thread")
     _check_ranges(cfg)
     if cfg.generator.resolution % 8:
         _fail("generator.resolution", cfg.generator.resolution, "accepted: a multiple of 8 (the VAE downsamples by 8)")

@@ -60,7 +60,7 @@ from tckr.core.progress import tqdm
 from tckr.datasets import splitting
 from tckr.privacy import attack_results, ledger, metrics
 from tckr.privacy.attacks import ATTACKS, membership_mask, score, stable_logit
-from tckr.runfolder import artifacts
+from tckr.runfolder import artifacts, parallel
 
 
 # ---------------------------------------------------------------- the run's ground truth
@@ -211,6 +211,11 @@ def train_shadows(run, n_shadows: int | None = None, shard: str | None = None, *
     todo = [i for i in shards.mine(range(len(keep)), shard) if not _done(run, shadow_name(i))]
     if not todo:
         return []
+    if shard is None and cfg.study.workers > 1:  # study.workers processes share the shadows (tckr.runfolder.parallel)
+        out = parallel.run_shards(run, "tckr.privacy.mia:train_shadows", kwargs={"n_shadows": len(keep)}, desc="shadows",
+                                  done=lambda: sum(_done(run, shadow_name(i)) for i in range(len(keep))),
+                                  total=len(keep), progress=progress)
+        return sorted(i for part in out for i in part)
     p = pool(run)
     val = run.real("val")
     arch = cfg.classifier.teacher_arch

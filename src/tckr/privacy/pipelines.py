@@ -58,7 +58,7 @@ from tckr.core import io, shards
 from tckr.core.progress import note
 from tckr.generation import captions, lora, prompt_files, synthesis
 from tckr.privacy import mia
-from tckr.runfolder import artifacts, environment, runs, synthetic
+from tckr.runfolder import artifacts, environment, parallel, runs, synthetic
 
 PIPELINES_DIR = ("mia", "pipelines")
 STAGE_COLUMNS = ("pipeline", "stage", "seconds", "detail", "finished")
@@ -337,6 +337,12 @@ def train_pipelines(run, n: int | None = None, shard: str | None = None, *, prog
     n = n_pipelines(run, n)
     mia.ensure_mask(run, n)  # membership first, before any pipeline trains
     pool_loader = _lazy(lambda: mia.pool(run))
+    if shard is None and run.cfg.study.workers > 1:  # study.workers processes share the pipelines (tckr.runfolder.parallel)
+        pool_captions(run, progress=progress)  # P's captions file is shared: written once, before the workers start
+        out = parallel.run_shards(run, "tckr.privacy.pipelines:train_pipelines", kwargs={"n": n}, desc="shadow pipelines",
+                                  done=lambda: load_stages(run).query("stage == 'queries'")["pipeline"].nunique(),
+                                  total=n, progress=progress)
+        return sorted(i for part in out for i in part)
     k, m = shards.parse_shard(shard)
     mine = shards.mine(range(n), shard)
     note(f"shadow pipelines {mine} of {n} (shard {k}/{m}), cardinalities {cardinalities(run.cfg)}")

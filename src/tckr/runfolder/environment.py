@@ -123,12 +123,26 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def set_threads(cfg: Config) -> None:
-    """torch's CPU threads as ``study.num_threads`` asks (0 leaves torch's default)."""
+_pinned_threads: int | None = None  # a worker process's own thread count (pin_threads), which set_threads keeps
+
+
+def pin_threads(n: int) -> None:
+    """Fix this process's torch CPU threads at ``n`` (a worker of :mod:`tckr.runfolder.parallel`): later
+    :func:`set_threads` calls keep it instead of ``study.num_threads``."""
+    global _pinned_threads
     import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
 
-    if cfg.study.num_threads and torch.get_num_threads() != cfg.study.num_threads:
-        torch.set_num_threads(cfg.study.num_threads)
+    _pinned_threads = int(n)
+    torch.set_num_threads(_pinned_threads)
+
+
+def set_threads(cfg: Config) -> None:
+    """torch's CPU threads as ``study.num_threads`` asks (0 leaves torch's default), or the worker's pinned count."""
+    import torch  # lazy: tckr.runs sits under the torch-free layers (artifacts, ledger, report): torch only when called
+
+    want = _pinned_threads or cfg.study.num_threads
+    if want and torch.get_num_threads() != want:
+        torch.set_num_threads(want)
 
 
 def device(cfg: Config):
