@@ -184,6 +184,17 @@ def _copies(run, sub, name: str, m: float, strength: float, k: int, seed: int, p
     return copies
 
 
+def _load_intact(weights: Path) -> classifiers.TrainedClassifier | None:
+    """A dosed student trained before, or None (trained now) when missing or half written (no sidecar, damaged)."""
+    if not weights.is_file():
+        return None
+    try:
+        return classifiers.load_trained(weights)
+    except io.CorruptFileError as e:
+        print(f"{e}\n-> training it again")
+        return None
+
+
 def _logits(run, name: str, dose: Dose, m: float, population: bool = False) -> Path:
     if dose.rho == 0:  # the run's own students: rho 0 reproduces them bit for bit
         mode = run.cfg.gkd.label_mode
@@ -215,9 +226,8 @@ def train_doses(run, n: int | None = None, *, progress: bool = True) -> list[str
         copies = _copies(run, sub, name, m, d.strength, k_max, cfg.power.seed, pipe_cache)
         rows = rows_all[:k]
         weights = power_path(run, "students", d.tag, f"{name}.safetensors")
-        if weights.is_file():
-            model = classifiers.load_trained(weights)
-        else:
+        model = _load_intact(weights)
+        if model is None:
             s = dosed_set(sub, m, rows, copies)
             model = train_student(sub, m, s.images, s.labels, weights, {"rho": d.rho, "strength": d.strength, "set": name,
                                                                       "n_replaced": int(k)}, progress=progress)
