@@ -174,3 +174,11 @@ def test_the_power_config_extends_mini_and_sets_the_grid():
     same = {k: v for k, v in cfg.to_dict().items() if k not in ("study", "power")}
     assert same == {k: v for k, v in mini.to_dict().items() if k not in ("study", "power")}
     assert cfg.mia.n_pipelines >= 4
+
+
+def test_the_power_study_needs_four_pipelines(tmp_path):
+    from tckr.runfolder import runs
+
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "run")  # tiny has 2 pipelines
+    with pytest.raises(ValueError, match="mia.n_pipelines: 2 is not accepted by the power study; accepted: an even number >= 4"):
+        dose_response.train_doses(run, progress=False)

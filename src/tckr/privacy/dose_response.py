@@ -150,6 +150,15 @@ def train_student(sub, multiple: float, images: np.ndarray, labels: np.ndarray, 
 
 
 # ---------------------------------------------------------------- the study
+def _replicates(run, n: int | None) -> int:
+    """The number of pipelines, at least 4: with 2, the one left out has each example only IN or only OUT."""
+    n = pipelines.n_pipelines(run, n)
+    if n < 4:
+        raise ValueError(f"mia.n_pipelines: {n} is not accepted by the power study; accepted: an even number >= 4 (each "
+                         "pipeline's student is attacked with the others as references)")
+    return n
+
+
 def _plan(run, n: int) -> dict:
     cfg = run.cfg
     m = cardinality(cfg)
@@ -207,7 +216,7 @@ def _logits(run, name: str, dose: Dose, m: float, population: bool = False) -> P
 def train_doses(run, n: int | None = None, *, progress: bool = True) -> list[str]:
     """Train and query every dosed student not made yet (resumable per dose and set); returns those made now."""
     cfg = run.cfg
-    n = pipelines.n_pipelines(run, n)
+    n = _replicates(run, n)
     plan = _plan(run, n)
     m, rows_all = plan["cardinality"], np.asarray(plan["rows"], dtype=np.int64)
     grid = [d for d in doses(cfg) if d.rho > 0]
@@ -268,10 +277,7 @@ def attack_doses(run, n: int | None = None, *, progress: bool = True) -> pd.Data
     """Every attack of ``power.attacks`` on every dosed student (leave one pipeline out; the target with all
     pipelines), on P without its mislabeled canaries: ``results/power_replicates.csv``."""
     cfg = run.cfg
-    n = pipelines.n_pipelines(run, n)
-    if n < 4:
-        raise ValueError(f"the power study attacks each pipeline's student with the others: it needs mia.n_pipelines >= 4, "
-                         f"the run has {n}")
+    n = _replicates(run, n)
     plan = _plan(run, n)
     m, rows_all = plan["cardinality"], np.asarray(plan["rows"], dtype=np.int64)
     keep = mia.ensure_mask(run, n)
