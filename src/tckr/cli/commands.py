@@ -131,6 +131,23 @@ def _pipelines(a) -> None:
         pipeline_attacks.pipeline_spread(run, a.n_pipelines)
 
 
+def _power(a) -> None:
+    options.unsharded(a)
+    options.no_set(a)
+    run = options.open_run(a, new=False)
+    from tckr.privacy import dose_response, power_analysis  # lazy: after the options are checked (torch)
+    from tckr.reporting import power_figure
+
+    if not a.propose:
+        out = dose_response.run_all(run, progress=not a.no_progress)
+        print(out["mde"][["attack", "test", "mde_rho", "statement"]].to_string(index=False))
+        power_figure.plot_power(run.dir)
+    from tckr.runfolder import artifacts  # lazy: pandas
+
+    table = artifacts.read_result(run.dir, "mde.csv")
+    print(power_analysis.proposal_yaml(power_analysis.propose(table), str(run.dir)), end="")
+
+
 def _generator_attack(a) -> None:
     options.unsharded(a)
     run = options.open_run(a, new=False)
@@ -300,6 +317,6 @@ def _release(a) -> options.ExitCode | None:
 
 COMMANDS: dict[str, Callable[[Any], Any]] = {
     "study": _study, "figures": _figures, "lora": _lora, "synthesis": _synthesis, "shadows": _shadows,
-    "pipelines": _pipelines, "generator-attack": _generator_attack, "ledger": _ledger, "report": _report,
+    "pipelines": _pipelines, "power": _power, "generator-attack": _generator_attack, "ledger": _ledger, "report": _report,
     "release": _release, "pretrain": _pretrain, "launch": _launch,
 }

@@ -125,6 +125,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--attack", action="store_true", help="then attack the students and write the leave-one-out spread")
     p.add_argument("--no-progress", action="store_true")
 
+    p = _add(sub, "power", "the dose-response control on a finished run with shadow pipelines: students retrained with "
+             "a share rho of near-copies of members, every attack's detection probability and minimum detectable effect "
+             "(results/power.csv, results/mde.csv, images/power.png; resumable)", run_pos=True)
+    p.add_argument("--propose", action="store_true", help="only print the mia.headline_* lines that the run's "
+                   "results/mde.csv pre-registers (smallest minimum detectable effect)")
+    p.add_argument("--no-progress", action="store_true")
+
     p = _add(sub, "generator-attack", "attack the adapted generator and the synthetic set (tckr.generator_mia)")
     p.add_argument("--no-progress", action="store_true")
 

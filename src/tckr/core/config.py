@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 import yaml
 
-from tckr.core import paths, schema
+from tckr.core import paths, power_settings, schema
 from tckr.core import registry as dataset_registry
+from tckr.core.power_settings import PowerConfig
 from tckr.core.schema import rng
 
 
@@ -127,6 +128,8 @@ class ClassifierConfig:
 
 
 OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged, not what is computed: left out of the hash
+# settings added after runs were made (key None: a whole section), in Config.hash() only when set to another value
+LATER_KEYS = (("power", None), ("mia", "headline_attack"), ("mia", "headline_test"), ("mia", "headline_reason"))
 
 
 @dataclass
@@ -169,6 +172,10 @@ class MiaConfig:
     rmia_a: float = rng(0.3, ge=0, le=1)  # offline RMIA: p(x) = ((1 + a) p_out(x) + 1 - a) / 2
     rmia_gamma: float = rng(1.0, gt=0)  # RMIA: likelihood-ratio threshold against each z
     headline: str = "auto"  # the one pre-registered attack behind AOP, the table and the cardinality figure; auto = lira_online_fixed below 64 shadows, else lira_online
+    # pre-registration by power (`tckr power --propose` prints them): when set, the headline attack instead of mia.headline
+    headline_attack: str = ""  # "" = unset (mia.headline decides)
+    headline_test: str = ""  # the test that decides "leaks" for it: auc_ci | mann_whitney
+    headline_reason: str = ""  # why: the power study's minimum detectable effects, in words
     # shadow pipelines (teacher -> captions -> LoRA -> synthesis -> GKD students) for the student attack; 0 = none
     n_pipelines: int = rng(0, ge=0, le=100, note="0 or an even number")
     # student cardinalities the pipelines replicate; empty = synthesis.cardinalities
@@ -202,6 +209,7 @@ class Config:
     gkd: GkdConfig = field(default_factory=GkdConfig)
     mia: MiaConfig = field(default_factory=MiaConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    power: PowerConfig = field(default_factory=PowerConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -211,6 +219,12 @@ class Config:
         d = self.to_dict()
         for section, key in OBSERVABILITY_KEYS:
             d.get(section, {}).pop(key, None)
+        default = Config().to_dict()
+        for section, key in LATER_KEYS:  # at their defaults, left out: the runs made before them keep their hash
+            if key is None and d.get(section) == default[section]:
+                d.pop(section)
+            elif key is not None and d[section].get(key) == default[section][key]:
+                d[section].pop(key)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -386,6 +400,7 @@ def _check(cfg: Config, registry: bool = True) -> None:
         key = "mia.n_pipelines" if m.n_pipelines else "mia.generator_examples" if m.generator_examples else "mia.canaries"
         _fail(key, getattr(m, key.split(".")[1]), "with data.holdout 'test' use 0: shadow pipelines, the generator attack and canaries "
               "caption and train on P = D ∪ H as one train-split index, and there H lies in the test split (use data.holdout 'split')")
+    power_settings.check(cfg, ATTACKS, _fail)
     extra = [c for c in m.pipeline_cardinalities if not any(math.isclose(c, x) for x in cards)]
     if extra:
         _fail("mia.pipeline_cardinalities", m.pipeline_cardinalities,

@@ -285,17 +285,13 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     if not todo:
         _write_subsets(run)
         return summary
-    device = pipe.device
     res = run.cfg.generator.resolution
     bs = int(batch_size or cfg.batch_size)
     strength = float(cfg.init_strength)
     if strength > 0:
-        # Image-to-image: each image starts from its prompt's own image of D, noised to `strength` of the schedule
-        # (diffusers' img2img on the same components). Positive controls only: near-copies of members on purpose.
-        from diffusers import StableDiffusionImg2ImgPipeline  # lazy: optional heavy dependency
-
-        pipe = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
-        pipe.set_progress_bar_config(disable=True)
+        # Image-to-image: each image starts from its prompt's own image of D, noised to `strength` of the schedule.
+        # Positive controls only: near-copies of members on purpose.
+        pipe = img2img(pipe)
         starts, D = plan_sources(run), run.real("D")
     start = time.perf_counter()
     bar = tqdm(total=int(table["shard"].isin(todo).sum()), desc=f"synthesis {k}/{n_workers}", unit="images", disable=not progress)
@@ -307,20 +303,9 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
         images = np.empty((len(rows), res, res, 3), dtype=np.uint8)
         prompts, seeds = rows["prompt"].tolist(), rows["seed"].tolist()
         for s in range(0, len(rows), bs):
-            gens = [torch.Generator(device="cpu").manual_seed(int(x)) for x in seeds[s:s + bs]]
-            with torch.inference_mode():
-                if strength > 0:
-                    init = D.images[starts[rows["i"].to_numpy()[s:s + bs]]]
-                    if init.shape[1:3] != (res, res):
-                        init = real.resize_images(init, res)
-                    init = init.astype(np.float32) / 255.0
-                    out = pipe(prompt=prompts[s:s + bs], image=init, strength=strength, num_inference_steps=cfg.steps,
-                               guidance_scale=cfg.guidance_scale, generator=gens, output_type="np").images
-                else:
-                    out = pipe(prompt=prompts[s:s + bs], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                               height=res, width=res, generator=gens, output_type="np").images
-            images[s:s + len(gens)] = to_uint8(out)
-            bar.update(len(gens))
+            init = D.images[starts[rows["i"].to_numpy()[s:s + bs]]] if strength > 0 else None
+            images[s:s + len(seeds[s:s + bs])] = render(run.cfg, pipe, prompts[s:s + bs], seeds[s:s + bs], init=init, strength=strength)
+            bar.update(len(seeds[s:s + bs]))
         _write_shard(run, j, images, rows)
         summary["shards_made"] += 1
         summary["images_made"] += len(rows)
@@ -329,6 +314,34 @@ def generate(run, pipe=None, *, shard: str | None = None, progress: bool = True,
     summary["images_per_s"] = round(summary["images_made"] / max(summary["seconds"], 1e-9), 3)
     _write_subsets(run)
     return summary
+
+
+def img2img(pipe):
+    """Diffusers' image-to-image pipeline on the components of ``pipe`` (for :func:`render` with a start image)."""
+    from diffusers import StableDiffusionImg2ImgPipeline  # lazy: optional heavy dependency
+
+    out = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+    out.set_progress_bar_config(disable=True)
+    return out
+
+
+def render(cfg, pipe, prompts: list[str], seeds: list[int], *, init: np.ndarray | None = None, strength: float = 0.0) -> np.ndarray:
+    """One batch of uint8 images ``n×res×res×3``, image ``k`` from ``prompts[k]`` with noise seed ``seeds[k]``
+    (``synthesis.steps``, ``synthesis.guidance_scale``); ``strength`` > 0: image-to-image (``pipe`` from :func:`img2img`)
+    from ``init[k]`` (uint8 start images, resized to the generator's resolution), ``strength`` of the schedule run."""
+    res = cfg.generator.resolution
+    gens = [torch.Generator(device="cpu").manual_seed(int(x)) for x in seeds]
+    with torch.inference_mode():
+        if strength > 0:
+            if init.shape[1:3] != (res, res):
+                init = real.resize_images(init, res)
+            out = pipe(prompt=list(prompts), image=init.astype(np.float32) / 255.0, strength=strength,
+                       num_inference_steps=cfg.synthesis.steps, guidance_scale=cfg.synthesis.guidance_scale, generator=gens,
+                       output_type="np").images
+        else:
+            out = pipe(prompt=list(prompts), num_inference_steps=cfg.synthesis.steps, guidance_scale=cfg.synthesis.guidance_scale,
+                       height=res, width=res, generator=gens, output_type="np").images
+    return to_uint8(out)
 
 
 def _write_subsets(run) -> None:

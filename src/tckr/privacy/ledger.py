@@ -124,17 +124,23 @@ def _family(source: str, attack: str) -> str:
     return "LiRA, shadow synthetic sets" if lira else "distance threshold"
 
 
-def headline_record(setting: str, n_shadows: int) -> dict[str, Any]:
+def headline_record(setting: str, n_shadows: int, *, attack: str = "", test: str = "", reason: str = "") -> dict[str, Any]:
     """The pre-registered headline of a study whose ``mia.headline`` is ``setting``, attacked with ``n_shadows``
-    shadows: ``{"attack", "setting", "n_shadows", "rule"}``, as :func:`tckr.mia.attack` writes ``results/headline.json``."""
+    shadows: ``{"attack", "setting", "n_shadows", "rule"}``, as :func:`tckr.mia.attack` writes ``results/headline.json``.
+    ``attack`` (``mia.headline_attack``, set from a power study with its ``test`` and ``reason``) replaces the rule."""
     m = int(n_shadows)
+    if attack:
+        return {"attack": attack, "setting": setting, "n_shadows": m, "test": test, "reason": reason,
+                "rule": f"pre-registered by power: mia.headline_attack = {attack} (test {test}): {reason}"}
     return {"attack": headline_attack(setting, m), "setting": setting, "n_shadows": m, "rule": headline_rule(setting)}
 
 
 def headline(run_dir: str | Path) -> str:
-    """The run's pre-registered headline attack: the one ``results/headline.json`` records (written by
-    :func:`tckr.mia.attack`), else the ``mia.headline`` rule of the run's saved settings with the shadow count of
-    ``results/mia.csv`` (of the settings before any attack ran)."""
+    """The run's pre-registered headline attack: ``mia.headline_attack`` of its settings when set (by a power study),
+    else the one ``results/headline.json`` records (written by :func:`tckr.mia.attack`), else the ``mia.headline`` rule
+    of the run's saved settings with the shadow count of ``results/mia.csv`` (of the settings before any attack ran)."""
+    if _mia_settings(run_dir).get("headline_attack"):
+        return _mia_settings(run_dir)["headline_attack"]
     record = artifacts.read_headline_record(run_dir)
     if record is not None:
         return record["attack"]
@@ -259,8 +265,18 @@ def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
         "lopo": "students attacked through shadow pipelines: mean leave-one-pipeline-out AUC over the pipelines, "
                 "95% Student-t interval, share above 50% (results/mia_pipeline_lopo.csv)",
         "bonferroni_level": 0.05 / max(n, 1),
-        "headline_rules": {k: [f"{a} ({s})" for s, a in v] for k, v in rules.items()}})
+        "headline_rules": {k: [f"{a} ({s})" for s, a in v] for k, v in rules.items()}, **_power_headline(run_dir, variant)})
     return out
+
+
+def _mia_settings(run_dir) -> dict[str, Any]:
+    return (artifacts.settings(run_dir).get("mia") or {}) if (artifacts.run_folder(run_dir) / "config.yaml").is_file() else {}
+
+
+def _power_headline(run_dir: Path, variant: str) -> dict[str, str]:
+    """``headline_test`` and ``headline_reason`` when a power study pre-registered ``variant`` (ledger.json), else {}."""
+    m = _mia_settings(run_dir)
+    return {k: m.get(k, "") for k in ("headline_test", "headline_reason")} if m.get("headline_attack") == variant else {}
 
 
 def headlines(ledger: pd.DataFrame) -> pd.DataFrame:

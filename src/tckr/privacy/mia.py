@@ -293,7 +293,8 @@ def attack(run, targets: str | Iterable[str] = "all", attacks: Iterable[str] | N
         raise ValueError(f"unknown attack(s) {bad}; accepted: {', '.join(ATTACKS)}")
     keep = ensure_mask(run, n_shadows)
     m = len(keep)
-    head = ledger.headline_record(cfg.mia.headline, m)
+    head = ledger.headline_record(cfg.mia.headline, m, attack=cfg.mia.headline_attack, test=cfg.mia.headline_test,
+                                 reason=cfg.mia.headline_reason)
     if head["attack"] not in attacks:
         attacks.append(head["attack"])
     missing = [i for i in range(m) if not _done(run, shadow_name(i))]
