@@ -129,7 +129,7 @@ class ClassifierConfig:
 
 OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged, not what is computed: left out of the hash
 # settings added after runs were made (key None: a whole section), in Config.hash() only when set to another value
-LATER_KEYS = (("power", None), ("mia", "headline_attack"), ("mia", "headline_test"), ("mia", "headline_reason"))
+LATER_KEYS = (("study", "workers"), ("power", None), ("mia", "headline_attack"), ("mia", "headline_test"), ("mia", "headline_reason"))
 
 
 @dataclass
