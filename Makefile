@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-12)
 VENV_CACHE ?= $(HOME)/.cache/tckr/venv-$(REQ_HASH)
 CACHE := $(abspath $(VENV_CACHE))
-STAMP := $(VENV)/.tckr-clone-$(REQ_HASH)
+STAMP := $(VENV)/.tckr-cache-$(shell printf %s "$(CACHE)" | sha256sum | cut -c1-12)  # which cache .venv reads
 INSTALLED := $(VENV)/.tckr-editable
 CONFIG ?= configs/mini.yaml
 RESULTS ?= results/mini results/mini-seeds results/mini-full results/mini-full-seeds results/mini-leaky
@@ -24,7 +24,7 @@ help:
 	@echo "make test                                             fast tests + the tiny end-to-end notebook chain"
 	@echo "make test-slow                                        the slow-marked checks (SD2 architecture, ...)"
 	@echo "make bench                                            benchmarks under bench/"
-	@echo "make lab                                              JupyterLab on the project's venv"
+	@echo "make lab                                              JupyterLab on this clone's .venv"
 
 setup: data venv
 

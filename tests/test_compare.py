@@ -115,6 +115,15 @@ def test_missing_ledger_rows_fail_and_environment_is_compared(tmp_path, capsys):
     assert cli.main(["report", "compare", str(run), str(ref)]) == 1
 
 
+def test_run_dir_latest_is_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    run = _run_copy(tmp_path / "runs", "mini-20261206-100000")
+    (run / "config.yaml").write_text("study: {name: mini}\n")
+    _set_accuracy(run, "teacher", 10.0)
+    assert cli.main(["report", "compare", "--run-dir", "latest", str(MINI)]) == 1
+    assert f"`{run.as_posix()}` beside" in capsys.readouterr().out
+
+
 def test_bad_folders_are_one_line_errors(tmp_path, capsys):
     assert cli.main(["report", "compare", str(tmp_path / "nowhere"), str(MINI)]) == 2
     assert "is not a folder" in capsys.readouterr().err
