@@ -30,8 +30,10 @@ from tckr.core import io
 from tckr.reporting import report
 from tckr.runfolder import artifacts, phases
 
-SEEDS_SUFFIX = "-seeds"  # results/mini -> results/mini-seeds (report.seeds_block's folders)
-SPREAD_SDS = 2.0  # |difference| <= 2 sd of the seeds: about 95% of seed-to-seed differences for a normal spread
+SEEDS_SUFFIX = "-seeds"  # how the committed several-seed folders are named: results/mini -> results/mini-seeds
+# |difference| <= 2 sd over the seeds. A run that differs from the reference only by its seed lands inside with
+# probability 0.84 for a normal spread (the difference of two draws has sd sqrt(2) sd: P(|Z| <= sqrt(2)))
+SPREAD_SDS = 2.0
 LEDGER_METRICS = {"auc": "AUC", "tpr_at_1pct": "TPR@1% FPR"}
 FAILING = ("outside", "missing")
 COLUMNS = ["number", "run", "reference", "difference", "spread", "verdict"]
