@@ -5,9 +5,11 @@ SHELL := /bin/bash
 PYTHON_BASE ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-REQ_HASH := $(shell sha256sum requirements.txt pyproject.toml | sha256sum | cut -c1-12)
+REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-12)
 VENV_CACHE ?= $(HOME)/.cache/tckr/venv-$(REQ_HASH)
-STAMP := $(VENV)/.tckr-$(REQ_HASH)
+CACHE := $(abspath $(VENV_CACHE))
+STAMP := $(VENV)/.tckr-cache-$(shell printf %s "$(CACHE)" | sha256sum | cut -c1-12)  # which cache .venv reads
+INSTALLED := $(VENV)/.tckr-editable
 CONFIG ?= configs/mini.yaml
 RESULTS ?= results/mini results/mini-seeds results/mini-full results/mini-full-seeds results/mini-leaky
 RUN ?=
@@ -22,7 +24,7 @@ help:
 	@echo "make test                                             fast tests + the tiny end-to-end notebook chain"
 	@echo "make test-slow                                        the slow-marked checks (SD2 architecture, ...)"
 	@echo "make bench                                            benchmarks under bench/"
-	@echo "make lab                                              JupyterLab on the project's venv"
+	@echo "make lab                                              JupyterLab on this clone's .venv"
 
 setup: data venv
 
@@ -34,27 +36,41 @@ data:
 	  || echo "WARNING: apt-get could not install dataset-fashion-mnist; Fashion-MNIST will come from the Hugging Face hub (online only)"; \
 	else echo "WARNING: apt is not usable here (needs root): Fashion-MNIST will come from the Hugging Face hub (online only)"; fi
 
-# The venv lives in a cache folder keyed by the requirements (reused across clones) and .venv links to it;
-# a cold run builds it from scratch. The package itself is always (re)installed editable from this clone.
-venv: $(STAMP)
-	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+# Two venvs. The heavy one (torch, jupyter, ... from requirements.txt) is built once in $(VENV_CACHE), keyed by
+# requirements.txt and shared by every clone; no clone writes into it. Each clone's .venv is small and its own: its
+# python, a .pth file that appends the cache's site-packages to sys.path (a plain path line, so the cache's own .pth
+# files are not run: a cache made by the older scheme holds an editable tckr pointing at another clone), a wrapper in
+# .venv/bin for every console script of the cache (papermill, jupyter, pytest, lint-imports, ...; run by .venv's
+# python), and this clone's package installed editable (.venv/bin/tckr). So `import tckr`, the tckr command and the
+# notebook kernels started from .venv load this clone's src/ and write under this clone's runs/.
+venv: $(INSTALLED)
 
-$(STAMP): requirements.txt pyproject.toml
-	@if [ -e $(VENV) ] && [ ! -e $(STAMP) ] && [ -L $(VENV) ]; then rm $(VENV); fi
-	@if [ ! -e $(VENV) ]; then \
-	  if [ ! -e $(VENV_CACHE)/.complete ]; then \
-	    echo "creating the venv in $(VENV_CACHE) (torch $(shell grep '^torch==' requirements.txt)): several minutes, once"; \
-	    rm -rf $(VENV_CACHE); mkdir -p $(dir $(VENV_CACHE)); \
-	    $(PYTHON_BASE) -m venv $(VENV_CACHE) && \
-	    $(VENV_CACHE)/bin/python -m pip install -q --upgrade pip && \
-	    $(VENV_CACHE)/bin/python -m pip install -q -r requirements.txt && \
-	    touch $(VENV_CACHE)/.complete; \
-	  fi; \
-	  ln -s $(VENV_CACHE) $(VENV); \
-	else \
-	  $(PY) -m pip install -q -r requirements.txt; \
+$(INSTALLED): $(STAMP) pyproject.toml
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+	@touch $@
+
+# A .venv of other requirements, or the symlink into the cache that the older scheme made, is replaced whole (rm -rf
+# of a symlink removes the link only).
+$(STAMP): requirements.txt
+	@if [ ! -e $(CACHE)/.complete ]; then \
+	  echo "creating the shared venv in $(CACHE) (torch $(shell grep '^torch==' requirements.txt)): several minutes, once"; \
+	  rm -rf $(CACHE); mkdir -p $(dir $(CACHE)); \
+	  $(PYTHON_BASE) -m venv $(CACHE) && \
+	  $(CACHE)/bin/python -m pip install -q --upgrade pip && \
+	  $(CACHE)/bin/python -m pip install -q -r requirements.txt && \
+	  touch $(CACHE)/.complete; \
 	fi
-	@touch $(STAMP)
+	@rm -rf $(VENV)
+	@$(CACHE)/bin/python -m venv --without-pip $(VENV)
+	@$(CACHE)/bin/python -c 'import sysconfig; print("\n".join(dict.fromkeys(sysconfig.get_path(k) for k in ("purelib", "platlib"))))' \
+	  > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/tckr-cache.pth"
+	@for f in $(CACHE)/bin/*; do \
+	  n=$$(basename "$$f"); \
+	  if [ -f "$$f" ] && [ ! -e "$(VENV)/bin/$$n" ] && [ "$$n" != tckr ] && head -n1 "$$f" | grep -q '^#!.*python'; then \
+	    { echo "#!$(CURDIR)/$(PY)"; tail -n +2 "$$f"; } > "$(VENV)/bin/$$n" && chmod +x "$(VENV)/bin/$$n"; \
+	  fi; \
+	done
+	@touch $@
 
 study: setup
 	$(VENV)/bin/tckr study $(CONFIG) $(if $(RUN),--run-dir $(RUN),)
@@ -75,7 +91,7 @@ bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/
 
-clean-venv:
+clean-venv:  # this clone's .venv only; the shared cache stays
 	rm -rf $(VENV)

@@ -242,6 +242,8 @@ def _report(a) -> options.ExitCode | None:
     options.unsharded(a)
     options.no_set(a)
     folders = list(a.folders)
+    if a.action == "compare":
+        return _compare(a, folders)
     if a.action == "collect":
         if options.config(a) and not a.run_dir_opt:
             raise options.UsageError("tckr report collect copies a run folder: give --run-dir (a run folder or 'latest')")
@@ -274,6 +276,22 @@ def _report(a) -> options.ExitCode | None:
         return None
     changed = report.update_readme(a.readme, folders, check=a.action == "check")
     return _block_outcome(a.readme, "results block", "write " + " ".join(folders), changed, a.action == "check")
+
+
+def _compare(a, folders: list[str]) -> options.ExitCode | None:
+    """``tckr report compare RUN REFERENCE`` (or ``--run-dir RUN REFERENCE``): the table, exit 1 when a number is
+    outside the spread or missing."""
+    from tckr.reporting import compare  # lazy: a subcommand's module is imported when it runs
+    from tckr.runfolder import runs
+
+    if a.run_dir_opt is not None:
+        folders = [str(runs.find_run(a.run_dir_opt, options.config(a))), *folders]
+    if len(folders) != 2:
+        raise options.UsageError("tckr report compare needs a run (a run folder, a result folder or --run-dir) and "
+                                 "the committed result folder, e.g. tckr report compare runs/<id> results/mini")
+    c = compare.compare(*folders)
+    print(compare.markdown(c, *folders), end="")
+    return options.ExitCode(options.EXIT_FAILED) if c.failed else None
 
 
 def _block_outcome(readme: str, what: str, cmd: str, changed: bool, check: bool) -> options.ExitCode | None:

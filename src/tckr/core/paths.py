@@ -9,6 +9,8 @@ PACKAGE = Path(__file__).resolve().parents[1]
 ROOT = PACKAGE.parent.parent
 CONFIGS = ROOT / "configs"
 NOTEBOOKS = ROOT / "notebooks"
+# the runs/ of the clone whose src/ is imported (each clone's .venv installs its own, Makefile), not of the current
+# directory: the command line and the notebook kernels it starts then agree from any folder; $TCKR_RUNS moves them
 RUNS = Path(os.environ.get("TCKR_RUNS", ROOT / "runs"))
 PROMPTS = ROOT / "prompts"
 LORA = ROOT / "lora_sd2"
