@@ -131,6 +131,14 @@ def _pipelines(a) -> None:
         pipeline_attacks.pipeline_spread(run, a.n_pipelines)
 
 
+def _dp(a) -> None:
+    options.unsharded(a)
+    run = options.open_run(a, new=False)
+    from tckr.privacy import dp_study  # lazy: after the options are checked (torch, opacus)
+
+    print(dp_study.run_dp_study(run, progress=not a.no_progress).to_string(index=False))
+
+
 def _generator_attack(a) -> None:
     options.unsharded(a)
     run = options.open_run(a, new=False)
@@ -300,6 +308,6 @@ def _release(a) -> options.ExitCode | None:
 
 COMMANDS: dict[str, Callable[[Any], Any]] = {
     "study": _study, "figures": _figures, "lora": _lora, "synthesis": _synthesis, "shadows": _shadows,
-    "pipelines": _pipelines, "generator-attack": _generator_attack, "ledger": _ledger, "report": _report,
+    "pipelines": _pipelines, "generator-attack": _generator_attack, "dp": _dp, "ledger": _ledger, "report": _report,
     "release": _release, "pretrain": _pretrain, "launch": _launch,
 }

@@ -123,6 +123,9 @@ class ClassifierConfig:
     stem_stride: int = rng(0, ge=0, le=4, note="0 = 1 for inputs <= 64 px, else the architecture's")  # stride of the first conv
 
 
+# sections left out of to_dict() (so of the hash and of a run's config.yaml) at their defaults: the configs and run
+# folders made before the section existed keep their hash and stay readable
+OPTIONAL_SECTIONS = ("dp",)
 OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged, not what is computed: left out of the hash
 
 
@@ -220,8 +223,9 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if self.dp == DpConfig():  # left out at its defaults, so the hashes of configs without a dp section stay what they were
-            d.pop("dp")
+        for name in OPTIONAL_SECTIONS:
+            if getattr(self, name) == type(getattr(self, name))():
+                d.pop(name)
         return d
 
     def hash(self) -> str:

@@ -269,6 +269,9 @@ def run_dp_study(run, *, progress: bool = True) -> pd.DataFrame:
     if not cfg.dp.enabled:
         raise ValueError("dp.enabled is false in this run's config: the DP study runs only on a config with dp.enabled: true "
                          "(configs/mini-dp.yaml)")
+    if not artifacts.weights_file(run, "teacher").is_file():
+        raise FileNotFoundError(f"run {run.dir} has no teacher: the DP study runs on a run that finished phases 00-04 "
+                                "(tckr study <config> --run-dir <run> --phases 00_data,01_captions,02_lora_finetune,03_generate,04_run_evaluate)")
     keep = mia.ensure_mask(run, cfg.dp.n_shadows or cfg.mia.n_shadows)
     p = mia.pool(run)
     rows: list[dict[str, Any]] = []
