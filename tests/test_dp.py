@@ -169,3 +169,31 @@ def test_mini_dp_extends_mini_with_dp_enabled():
 def test_accuracy_interval_is_wilson():
     acc, lo, hi = dp_study.accuracy_interval(np.r_[np.ones(80, bool), np.zeros(20, bool)])
     assert acc == 0.8 and lo == pytest.approx(0.7112, abs=1e-3) and hi == pytest.approx(0.8666, abs=1e-3)
+
+
+def test_matched_epoch_is_the_first_to_reach_the_accuracy():
+    import pandas as pd
+
+    h = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_accuracy": [50.0, 70.0, 65.0, 80.0]})
+    assert dp.matched_epoch(h, 65.0) == 2 and dp.matched_epoch(h, 75.0) == 4 and dp.matched_epoch(h, 90.0) is None
+
+
+def test_dp_model_round_trips_with_its_budget_record(tmp_path):
+    import pandas as pd
+
+    from tckr.core import io
+
+    cfg = config_from_dict({"classifier": {"input_size": 32, "pretrained": False}}, registry=False)
+    model = dp.build(cfg, "mobilenetv3_small_050", 10).eval()
+    b = dp_sgd.calibrate(8.0, 1e-5, 0.1, 20, 1.0)
+    path = dp.save(model, tmp_path / "m.safetensors", arch="mobilenetv3_small_050", budget=b,
+                   history=pd.DataFrame({"epoch": [1], "val_accuracy": [42.0]}))
+    assert dp.is_done(path)
+    loaded, rec = dp.load(path, cfg, 10)
+    assert rec["noise_multiplier"] == b.noise_multiplier and rec["epsilon_accountant"] == pytest.approx(b.spent())
+    assert rec["accountant"] == "rdp" and rec["steps"] == 20 and rec["sample_rate"] == 0.1 and rec["val_accuracy"] == 42.0
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model(x))
+    path.write_bytes(path.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(io.CorruptFileError, match="sha256 differs"):
+        dp.load(path, cfg, 10)

@@ -55,9 +55,11 @@ def group_norm(model: nn.Module) -> nn.Module:
     return model
 
 
-def build(cfg: Config, arch: str, num_classes: int) -> nn.Module:
-    """The DP classifier: :func:`tckr.classification.classifiers.build` with GroupNorm for BatchNorm."""
-    return group_norm(classifiers.build(arch, num_classes, pretrained=cfg.classifier.pretrained,
+def build(cfg: Config, arch: str, num_classes: int, *, pretrained: bool | None = None) -> nn.Module:
+    """The DP classifier: :func:`tckr.classification.classifiers.build` with GroupNorm for BatchNorm (ImageNet weights
+    when ``pretrained``, default ``classifier.pretrained``)."""
+    pretrained = cfg.classifier.pretrained if pretrained is None else pretrained
+    return group_norm(classifiers.build(arch, num_classes, pretrained=pretrained,
                                         input_size=cfg.classifier.input_size, stem_stride=cfg.classifier.stem_stride))
 
 
@@ -158,7 +160,7 @@ def load(path: Path, cfg: Config, num_classes: int) -> tuple[nn.Module, dict[str
     if io.sha256_file(path) != record.get("weights_sha256"):
         raise io.CorruptFileError(f"{path}: sha256 differs from the one recorded in {path.with_suffix('.json').name}; delete both to train it again")
     tensors, _ = io.load_weights(path)
-    model = build(cfg, record["arch"], num_classes)
+    model = build(cfg, record["arch"], num_classes, pretrained=False)  # every weight comes from the file
     model.load_state_dict(tensors)
     return model.eval(), record
 
