@@ -197,3 +197,25 @@ def test_dp_model_round_trips_with_its_budget_record(tmp_path):
     path.write_bytes(path.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(io.CorruptFileError, match="sha256 differs"):
         dp.load(path, cfg, 10)
+
+
+def test_tckr_dp_runs_the_study_on_the_named_run(monkeypatch, capsys):
+    import pandas as pd
+
+    from tckr.cli import parser as cli
+    from tckr.runfolder import runs
+
+    calls = []
+    monkeypatch.setattr(runs, "open_run", lambda *a, **k: calls.append(("open_run", a)) or "RUN")
+    monkeypatch.setattr(dp_study, "run_dp_study", lambda run, **k: calls.append(("dp", run, k)) or pd.DataFrame({"model": ["m"]}))
+    assert cli.main(["dp", "--run-dir", "runs/r", "--no-progress"]) == 0
+    assert calls == [("open_run", (None, "runs/r")), ("dp", "RUN", {"progress": False})]
+    assert cli.main(["dp"]) == 2 and "needs --run-dir" in capsys.readouterr().err
+
+
+def test_dp_study_refuses_a_run_without_dp_enabled():
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(cfg=load_config("configs/tiny.yaml"), dir="runs/x")
+    with pytest.raises(ValueError, match="dp.enabled is false"):
+        dp_study.run_dp_study(run)
