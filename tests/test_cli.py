@@ -301,7 +301,7 @@ def test_a_mistyped_subcommand_gets_the_closest_and_version_is_the_package_s(cap
 
     assert cli.main(["stduy", "configs/tiny.yaml"]) == 2
     assert _err(capsys) == ("tckr: error: unknown command 'stduy' (did you mean 'study'?); commands: study, figures, lora, "
-                            "synthesis, shadows, pipelines, power, generator-attack, ledger, report, release, pretrain, launch "
+                            "synthesis, shadows, pipelines, power, generator-attack, dp, ledger, report, release, pretrain, launch "
                             "(tckr --help)\n")
     assert cli.main(["--debug", "xyzzy"]) == 2
     assert "unknown command 'xyzzy'; commands: study," in _err(capsys)

@@ -148,6 +148,14 @@ def _power(a) -> None:
     print(power_analysis.proposal_yaml(power_analysis.propose(table), str(run.dir)), end="")
 
 
+def _dp(a) -> None:
+    options.unsharded(a)
+    run = options.open_run(a, new=False)
+    from tckr.privacy import dp_study  # lazy: after the options are checked (torch, opacus)
+
+    print(dp_study.run_dp_study(run, progress=not a.no_progress).to_string(index=False))
+
+
 def _generator_attack(a) -> None:
     options.unsharded(a)
     run = options.open_run(a, new=False)
@@ -335,6 +343,7 @@ def _release(a) -> options.ExitCode | None:
 
 COMMANDS: dict[str, Callable[[Any], Any]] = {
     "study": _study, "figures": _figures, "lora": _lora, "synthesis": _synthesis, "shadows": _shadows,
-    "pipelines": _pipelines, "power": _power, "generator-attack": _generator_attack, "ledger": _ledger, "report": _report,
+    "pipelines": _pipelines, "power": _power, "generator-attack": _generator_attack, "dp": _dp, "ledger": _ledger,
+    "report": _report,
     "release": _release, "pretrain": _pretrain, "launch": _launch,
 }

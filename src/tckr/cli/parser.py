@@ -135,6 +135,10 @@ def parser() -> argparse.ArgumentParser:
     p = _add(sub, "generator-attack", "attack the adapted generator and the synthetic set (tckr.generator_mia)")
     p.add_argument("--no-progress", action="store_true")
 
+    p = _add(sub, "dp", "the DP study on a run that finished phases 00-04 (config with dp.enabled; resumable): DP-SGD "
+             "teachers, DP LoRA students and a matched-accuracy teacher, attacked and audited -> results/dp_models.csv")
+    p.add_argument("--no-progress", action="store_true")
+
     p = _add(sub, "ledger", "rebuild the privacy ledger (results/ledger.csv) of a run and print it")
     p.add_argument("--headline-only", action="store_true", help="print only the pre-registered headline rows")
 

@@ -128,8 +128,9 @@ class ClassifierConfig:
 
 
 OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged, not what is computed: left out of the hash
-# settings added after runs were made (key None: a whole section), in Config.hash() only when set to another value
-LATER_KEYS = (("study", "workers"), ("power", None), ("mia", "headline_attack"), ("mia", "headline_test"), ("mia", "headline_reason"))
+# settings added after runs were made (key None: a whole section), in Config.hash() only when set to another value;
+# a run folder's saved config made before a section existed may lack it (runs.read_saved_config)
+LATER_KEYS = (("study", "workers"), ("power", None), ("dp", None), ("mia", "headline_attack"), ("mia", "headline_test"), ("mia", "headline_reason"))
 
 
 @dataclass
@@ -197,6 +198,23 @@ class AuditConfig:
 
 
 @dataclass
+class DpConfig:
+    """The differentially private defences (docs/dp.md): DP-SGD teachers, a DP LoRA, a teacher at matched accuracy."""
+
+    enabled: bool = False  # `tckr dp` refuses a config without it
+    epsilons: list[float] = rng([1.0, 4.0, 8.0], gt=0, note="each target epsilon must be positive")
+    delta: float | str = "auto"  # 'auto' = 1 / (10 |D|); a number must be below 1 / |D|
+    max_grad_norm: float = rng(1.0, gt=0)  # C: every example's gradient is clipped to this L2 norm
+    epochs: int = rng(0, ge=0, note="0 = train.epochs")  # DP-SGD epochs of the teachers and their shadows
+    batch_size: int = rng(0, ge=0, note="0 = train.batch_size")  # expected Poisson batch size (sampling rate = batch / |D|)
+    accountant: Literal["rdp", "prv"] = "rdp"  # Opacus accountant that calibrates the noise and reports epsilon
+    n_shadows: int = rng(0, ge=0, note="0 = mia.n_shadows; else an even number")  # DP shadows per epsilon (LiRA)
+    lora: bool = True  # also fine-tune a DP LoRA per epsilon and train its students
+    matched_accuracy: bool = False  # also a non-private teacher stopped where it first reaches the student's accuracy
+    seed: int = rng(0, ge=0)
+
+
+@dataclass
 class Config:
     study: StudyConfig = field(default_factory=StudyConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -210,6 +228,7 @@ class Config:
     mia: MiaConfig = field(default_factory=MiaConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     power: PowerConfig = field(default_factory=PowerConfig)
+    dp: DpConfig = field(default_factory=DpConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -401,7 +420,23 @@ def _check(cfg: Config, registry: bool = True) -> None:
         _fail(key, getattr(m, key.split(".")[1]), "with data.holdout 'test' use 0: shadow pipelines, the generator attack and canaries "
               "caption and train on P = D ∪ H as one train-split index, and there H lies in the test split (use data.holdout 'split')")
     power_settings.check(cfg, ATTACKS, _fail)
+    _check_dp(cfg)
     extra = [c for c in m.pipeline_cardinalities if not any(math.isclose(c, x) for x in cards)]
     if extra:
         _fail("mia.pipeline_cardinalities", m.pipeline_cardinalities,
               f"accepted: a subset of synthesis.cardinalities {cards} ({extra} not among them)")
+
+
+def _check_dp(cfg: Config) -> None:
+    dp = cfg.dp
+    if isinstance(dp.delta, str) and dp.delta != "auto":
+        _fail("dp.delta", dp.delta, "accepted: 'auto' (1 / (10 |D|)) or a number in (0, 1 / |D|)")
+    if not isinstance(dp.delta, str):
+        top = 1.0 / cfg.data.train_size if cfg.data.train_size else 1.0
+        if not 0 < dp.delta < top:
+            _fail("dp.delta", dp.delta, f"accepted: 'auto' or a number in (0, {top:g}), below 1 / |D|"
+                  + (f" with data.train_size {cfg.data.train_size}" if cfg.data.train_size else ""))
+    if not dp.epsilons or len(set(dp.epsilons)) != len(dp.epsilons):
+        _fail("dp.epsilons", dp.epsilons, "accepted: one or more distinct positive numbers")
+    if dp.n_shadows % 2 or dp.n_shadows == 1:
+        _fail("dp.n_shadows", dp.n_shadows, "accepted: 0 (mia.n_shadows) or an even number >= 2")

@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from tckr.core import io, paths, registry
-from tckr.core.config import Config, ConfigError, config_from_dict, load_config, read_sections
+from tckr.core.config import LATER_KEYS, Config, ConfigError, config_from_dict, load_config, read_sections
 from tckr.core.progress import note
 from tckr.datasets import provenance, real, splitting
 from tckr.datasets.provenance import index_sha256
@@ -171,7 +171,7 @@ def read_saved_config(path: str | Path) -> Config:
         detail = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
         raise ConfigError(f"{path}: the run's saved config is not valid YAML ({type(e).__name__}: {detail}); "
                           "restore it from a copy of the run, or start a new run folder") from None
-    sections = [f.name for f in dataclasses.fields(Config)]
+    sections = [f.name for f in dataclasses.fields(Config) if (f.name, None) not in LATER_KEYS]
     missing = [k for k in sections if not isinstance(tree, dict) or k not in tree]
     if missing:
         raise ConfigError(f"{path}: the run's saved config is incomplete or corrupt (no section(s) {', '.join(missing)}); "

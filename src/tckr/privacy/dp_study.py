@@ -1,0 +1,294 @@
+"""The DP study (``tckr dp``, docs/dp.md): the defences a practitioner would pick instead of distillation, trained
+and attacked on a run folder that has finished phases 00-04, with the privacy-utility numbers in one table.
+
+For each target ε of ``dp.epsilons``:
+
+- ``dp_teacher``: the teacher's architecture trained with DP-SGD on D (:func:`tckr.classification.dp.fit_private`),
+  attacked by the headline LiRA over ``dp.n_shadows`` shadows trained by the same DP recipe on the halves of P that
+  the run's membership mask (``mia/keep.npy``) gives;
+- ``dp_lora_student`` (``dp.lora``): a DP LoRA (:func:`tckr.generation.dp_lora.finetune_private`), a class-prompted
+  synthetic set of the largest cardinality, and three students on it: hard labels (ε-DP by post-processing), the
+  non-private teacher's soft labels (no guarantee) and the DP teacher's soft labels (ε_LoRA + ε_teacher, basic
+  composition); attacked like the run's students, by the headline LiRA over the run's shadows.
+
+And ``matched_teacher`` (``dp.matched_accuracy``): the non-private teacher's recipe and seed stopped at the first
+epoch whose validation accuracy reaches the best student's, attacked like the teacher.
+
+Every DP model is audited (:func:`check_dp_audit`): the one-run ε lower bound of its LiRA scores
+(:func:`tckr.privacy.auditing.epsilon_one_run`, δ = the model's δ) must stay below the accountant's ε.
+
+Files under ``<run>/dp/``: ``teachers/``, ``shadows/eps<ε>/``, ``lora/``, ``students/`` (weights and JSON records),
+``logits/<model>.npy`` (float32 [|P|, queries, classes]); ``<run>/results/dp_models.csv``: :data:`COLUMNS`,
+fractions in [0, 1] with 95% intervals (accuracy: Wilson on the test split; AUC and TPR at 1% FPR: the bootstrap
+of :func:`tckr.privacy.metrics.summarise`). Finished models are skipped, so an interrupted study resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tckr.classification import batches, checkpoints, classifiers, dp, inference, train
+from tckr.core import io
+from tckr.core.progress import tqdm
+from tckr.generation import dp_lora, lora
+from tckr.privacy import attack_results, auditing, ledger, metrics, mia
+from tckr.privacy.attacks import score, stable_logit
+from tckr.runfolder import artifacts
+
+RESULT = "dp_models.csv"
+KINDS = ("dp_teacher", "dp_lora_student", "matched_teacher")
+COLUMNS = ["study", "model", "kind", "accuracy", "accuracy_lo", "accuracy_hi", "tpr_at_1", "tpr_at_1_lo", "tpr_at_1_hi",
+           "auc", "auc_lo", "auc_hi", "eps_lb", "source", "eps_accountant", "delta", "noise_multiplier", "dp_guarantee",
+           "wall_s"]
+LORA_KEY = 100_000  # seed keys: 0 the DP teacher, i + 1 its shadow i (fewer than this), these the DP LoRA and its synthetic set
+
+
+class DPAuditError(AssertionError):
+    """An empirical ε lower bound above the accountant's ε: the DP code, or its accounting, is wrong."""
+
+
+def check_dp_audit(eps_lb: float, eps_accountant: float, name: str = "model") -> None:
+    """Raise :class:`DPAuditError` when the audit's lower bound ``eps_lb`` exceeds the accountant's ``eps_accountant``.
+
+    The lower bound holds with 95% confidence for a correct (ε, δ)-DP training, so a bound above ε means the clipping,
+    the noise or the accounting is broken; a bound below it says nothing beyond that (audits are loose)."""
+    if not (eps_lb >= 0 and eps_accountant >= 0):
+        raise ValueError(f"{name}: eps_lb and eps_accountant must be numbers >= 0, got {eps_lb!r}, {eps_accountant!r}")
+    if eps_lb > eps_accountant:
+        raise DPAuditError(f"{name}: the empirical lower bound eps_lb = {eps_lb:.3f} exceeds the accountant's epsilon "
+                           f"{eps_accountant:.3f}; the DP-SGD code or its accounting is broken (no clipping? no noise?)")
+
+
+def dp_dir(run, *parts: str) -> Path:
+    """``<run>/dp/<parts>``: the one home of the DP study's file paths."""
+    return run.path("dp", *parts)
+
+
+def accuracy_interval(correct: np.ndarray, z: float = 1.959964) -> tuple[float, float, float]:
+    """Accuracy and its 95% Wilson interval from a boolean array of correct predictions."""
+    n = int(np.size(correct))
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p = float(np.mean(correct))
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _tag(eps: float) -> str:
+    return f"eps{eps:g}"
+
+
+def _seed(run, *key: float) -> int:
+    return int(np.random.SeedSequence([run.seed_for(run.cfg.dp.seed), *[int(round(k * 1000)) for k in key]]).generate_state(1)[0])
+
+
+def _logits(run, name: str, model, p: mia.Pool) -> np.ndarray:
+    f = dp_dir(run, "logits", f"{name}.npy")
+    if not f.is_file():
+        io.save_array(f, mia.query_logits(model, p.images, run.cfg, mia.queries(run)))
+    return io.load_array(f)
+
+
+def _test_accuracy(run, model) -> tuple[float, float, float]:
+    test = run.real("test")
+    pred = inference.predict_logits(model, test.images, run.cfg).argmax(1)
+    return accuracy_interval(pred == np.asarray(test.labels))
+
+
+def _attack(run, target_logits: np.ndarray, shadow_logits: list[np.ndarray], keep: np.ndarray, p: mia.Pool,
+            delta: float) -> dict[str, float]:
+    cfg = run.cfg
+    head = ledger.headline_record(cfg.mia.headline, len(keep))["attack"]
+    if not head.startswith("lira") and head != "loss":
+        raise ValueError(f"mia.headline {head!r}: the DP study scores LiRA or LOSS (no population sample); set mia.headline to a LiRA attack")
+    shadow_phi = np.stack([stable_logit(s, p.labels) for s in shadow_logits])
+    s = score(head, stable_logit(target_logits, p.labels), shadow_phi, keep, queries=mia.queries(run))
+    m = metrics.summarise(s, p.member, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed))
+    return {"tpr_at_1": m["tpr_at_1pct"], "tpr_at_1_lo": m["tpr_at_1pct_lo"], "tpr_at_1_hi": m["tpr_at_1pct_hi"],
+            "auc": m["auc"], "auc_lo": m["auc_lo"], "auc_hi": m["auc_hi"],
+            "eps_lb": auditing.epsilon_one_run(s[p.member], s[~p.member], delta=delta)}
+
+
+def _row(run, name: str, kind: str, model, attack: dict[str, float], source: Path, **fields: Any) -> dict[str, Any]:
+    acc, lo, hi = _test_accuracy(run, model)
+    return {"study": run.cfg.study.name, "model": name, "kind": kind, "accuracy": acc, "accuracy_lo": lo, "accuracy_hi": hi,
+            **attack, "source": str(source.relative_to(run.dir)), **fields}
+
+
+def _dp_model(run, path: Path, images: np.ndarray, labels: np.ndarray, eps: float, seed: int, progress: bool, desc: str):
+    """A DP classifier at ``eps`` trained on ``images`` (or loaded when finished) and its record."""
+    if not dp.is_done(path):
+        cfg, val = run.cfg, run.real("val")
+        budget = dp.budget_for(cfg, len(labels), eps)
+        t0 = time.time()
+        model, hist = dp.fit_private(cfg, cfg.classifier.teacher_arch, images, labels, val.images, val.labels, budget,
+                                     seed=seed, num_classes=len(run.class_names), progress=progress, desc=desc)
+        dp.save(model, path, arch=cfg.classifier.teacher_arch, budget=budget, history=hist,
+                extra={"seed": seed, "wall_s": time.time() - t0})
+    return dp.load(path, run.cfg, len(run.class_names))
+
+
+def dp_teacher_row(run, eps: float, p: mia.Pool, keep: np.ndarray, *, progress: bool = True) -> tuple[dict[str, Any], Any]:
+    """Train (or load) the DP teacher at ``eps`` and its DP shadows, attack it and audit it: its row and the model."""
+    D = run.real("D")
+    name = f"dp_teacher_{_tag(eps)}"
+    path = dp_dir(run, "teachers", f"{name}.safetensors")
+    model, rec = _dp_model(run, path, D.images, D.labels, eps, _seed(run, eps, 0), progress, name)
+    shadows = []
+    for i in tqdm(range(len(keep)), desc=f"DP shadows {_tag(eps)}", unit="shadows", disable=not progress, leave=False):
+        sname = f"{_tag(eps)}_{mia.shadow_name(i)}"
+        spath = dp_dir(run, "shadows", _tag(eps), f"{mia.shadow_name(i)}.safetensors")
+        smodel, _ = _dp_model(run, spath, p.images[keep[i]], p.labels[keep[i]], eps, _seed(run, eps, i + 1), progress, sname)
+        shadows.append(_logits(run, sname, smodel, p))
+    attack = _attack(run, _logits(run, name, model, p), shadows, keep, p, rec["delta"])
+    row = _row(run, name, "dp_teacher", model, attack, path.with_suffix(".json"), eps_accountant=rec["epsilon_accountant"],
+               delta=rec["delta"], noise_multiplier=rec["noise_multiplier"], dp_guarantee=f"ε={rec['epsilon_accountant']:.3g} (DP-SGD teacher)",
+               wall_s=rec["wall_s"])
+    return row, model
+
+
+def _run_shadow_logits(run, keep: np.ndarray, progress: bool) -> list[np.ndarray]:
+    """The run's non-private shadows (phase 05's, trained here when missing), for attacking non-DP targets."""
+    mia.train_shadows(run, len(keep), progress=progress)
+    return [io.load_array(artifacts.logits_path(run, mia.shadow_name(i))) for i in range(len(keep))]
+
+
+class _Reached(Exception):
+    pass
+
+
+def matched_teacher_row(run, p: mia.Pool, keep: np.ndarray, *, progress: bool = True) -> dict[str, Any] | None:
+    """The teacher's recipe and seed stopped after the first epoch whose validation accuracy reaches the best
+    student's (histories in ``classifiers/``), attacked like the teacher; None when no epoch reaches it."""
+    cfg = run.cfg
+    hist = artifacts.classifier_histories(run.dir)
+    students = {k: h for k, h in hist.items() if k != "teacher" and "student" in k}
+    if "teacher" not in hist or not students:
+        raise FileNotFoundError(f"{run.dir / 'classifiers'} lacks the teacher's or the students' histories: run phase 04 first")
+    target = max(float(h["val_accuracy"].max()) for h in students.values())
+    epoch = dp.matched_epoch(hist["teacher"], target)
+    if epoch is None:
+        print(f"matched teacher: no teacher epoch reaches the students' best validation accuracy {target:.2f}%: skipped")
+        return None
+    path = dp_dir(run, "teachers", "matched_teacher.safetensors")
+    if not path.is_file():
+        t0, D, val = time.time(), run.real("D"), run.real("val")
+        ck = dp_dir(run, "teachers", "matched_teacher.checkpoint.safetensors")
+
+        def stop(e: int) -> None:
+            if e >= epoch:
+                raise _Reached
+
+        try:
+            train.fit(cfg, cfg.classifier.teacher_arch, D.images, D.labels, val.images, val.labels, seed=run.seed_for(cfg.train.seed),
+                      progress=progress, desc="matched teacher", checkpoint=ck, on_epoch=stop)
+        except _Reached:
+            pass
+        tensors, meta = io.load_weights(ck)
+        state = checkpoints.unpack(meta["tckr_checkpoint"], tensors)
+        model = classifiers.build(cfg.classifier.teacher_arch, len(run.class_names), pretrained=False,
+                                  input_size=cfg.classifier.input_size, stem_stride=cfg.classifier.stem_stride)
+        model.load_state_dict(state["model"])
+        classifiers.save(model.eval(), path, arch=cfg.classifier.teacher_arch, class_names=run.class_names,
+                         normalisation=batches.normalisation(cfg), config_hash=cfg.hash(),
+                         extra={"role": "matched_teacher", "epoch": epoch, "target_val_accuracy": target, "wall_s": time.time() - t0})
+        ck.unlink(missing_ok=True)
+    model = classifiers.load_trained(path)
+    attack = _attack(run, _logits(run, "matched_teacher", model, p), _run_shadow_logits(run, keep, progress), keep, p,
+                     attack_results.EPS_DELTA)
+    return _row(run, "matched_teacher", "matched_teacher", model, attack, classifiers.sidecar_path(path),
+                eps_accountant=math.inf, delta=math.nan, noise_multiplier=0.0,
+                dp_guarantee=f"none (non-private teacher stopped at epoch {model.info['epoch']})", wall_s=model.info["wall_s"])
+
+
+def _student(run, name: str, images: np.ndarray, labels: np.ndarray, teacher_model, progress: bool):
+    path = dp_dir(run, "students", f"{name}.safetensors")
+    if not path.is_file():
+        cfg, val, t0 = run.cfg, run.real("val"), time.time()
+        model, _ = train.fit(cfg, cfg.classifier.student_arch, images, labels, val.images, val.labels,
+                             seed=run.seed_for(cfg.train.seed), progress=progress, desc=name, teacher=teacher_model,
+                             num_classes=len(run.class_names))
+        classifiers.save(model, path, arch=cfg.classifier.student_arch, class_names=run.class_names,
+                         normalisation=batches.normalisation(cfg), config_hash=cfg.hash(),
+                         extra={"role": "dp_lora_student", "name": name, **model.info, "wall_s": time.time() - t0})
+    return classifiers.load_trained(path), path
+
+
+def dp_lora_rows(run, eps: float, p: mia.Pool, keep: np.ndarray, dp_teacher_model, dp_teacher_row: dict[str, Any], *,
+                 progress: bool = True) -> list[dict[str, Any]]:
+    """The DP LoRA at ``eps``, its class-prompted synthetic set and its three students, attacked; their rows."""
+    cfg, D = run.cfg, run.real("D")
+    adapter = dp_dir(run, "lora", f"lora_{_tag(eps)}.safetensors")
+    budget = dp_lora.lora_budget(cfg, len(D), eps, dp.resolved_delta(cfg, len(D)))
+    dp_lora.finetune_private(cfg, D.images, lora.training_prompts(run), budget, adapter, seed=_seed(run, eps, LORA_KEY), progress=progress)
+    rec = dp_lora.adapter_record(adapter)
+    n = int(round(max(cfg.synthesis.cardinalities) * len(D)))
+    synth = dp_dir(run, "lora", f"synthetic_{_tag(eps)}.npz")
+    if not synth.is_file():
+        t0 = time.time()
+        images, labels = dp_lora.sample(cfg, adapter, run.class_names, n, seed=_seed(run, eps, LORA_KEY + 1), progress=progress)
+        with io.atomic_path(synth) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, images=images, labels=labels, seconds=time.time() - t0)
+    with np.load(synth) as f:
+        images, labels, synth_s = f["images"], f["labels"], float(f["seconds"])
+    shadows = _run_shadow_logits(run, keep, progress)
+    teacher_model = train.teacher(run, progress=progress)
+    eps_l = rec["epsilon_accountant"]
+    eps_t = dp_teacher_row["eps_accountant"]
+    variants = [("hard", None, eps_l, f"ε={eps_l:.3g} (LoRA, hard labels)"),
+                ("soft", teacher_model, math.inf, "none (non-private teacher's soft labels)"),
+                ("dp_soft", dp_teacher_model, eps_l + eps_t, f"ε_LoRA+ε_teacher={eps_l + eps_t:.3g} (DP teacher soft labels)")]
+    rows = []
+    for mode, teach, eps_total, guarantee in variants:
+        name = f"dp_lora_{_tag(eps)}_{mode}"
+        model, path = _student(run, name, images, labels, teach, progress)
+        attack = _attack(run, _logits(run, name, model, p), shadows, keep, p, rec["delta"])
+        wall = rec["seconds"] + synth_s + model.info["wall_s"] + (dp_teacher_row["wall_s"] if mode == "dp_soft" else 0.0)
+        rows.append(_row(run, name, "dp_lora_student", model, attack, classifiers.sidecar_path(path), eps_accountant=eps_total,
+                         delta=rec["delta"], noise_multiplier=rec["noise_multiplier"], dp_guarantee=guarantee, wall_s=wall))
+    return rows
+
+
+def _write(run, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    io.save_csv(run.path("results", RESULT), table)
+    return table
+
+
+def run_dp_study(run, *, progress: bool = True) -> pd.DataFrame:
+    """Every model of the DP study (module docstring) trained or loaded, attacked and audited; writes and returns
+    ``results/dp_models.csv``. A model whose audit fails stops the study with :class:`DPAuditError` (its row written)."""
+    cfg = run.cfg
+    if not cfg.dp.enabled:
+        raise ValueError("dp.enabled is false in this run's config: the DP study runs only on a config with dp.enabled: true "
+                         "(configs/mini-dp.yaml)")
+    if not artifacts.weights_file(run, "teacher").is_file():
+        raise FileNotFoundError(f"run {run.dir} has no teacher: the DP study runs on a run that finished phases 00-04 "
+                                "(tckr study <config> --run-dir <run> --phases 00_data,01_captions,02_lora_finetune,03_generate,04_run_evaluate)")
+    keep = mia.ensure_mask(run, cfg.dp.n_shadows or cfg.mia.n_shadows)
+    p = mia.pool(run)
+    rows: list[dict[str, Any]] = []
+    for eps in tqdm(cfg.dp.epsilons, desc="DP study", unit="epsilons", disable=not progress):
+        row, model = dp_teacher_row(run, eps, p, keep, progress=progress)
+        rows.append(row)
+        _write(run, rows)
+        check_dp_audit(row["eps_lb"], row["eps_accountant"], row["model"])
+        if cfg.dp.lora:
+            lora_rows = dp_lora_rows(run, eps, p, keep, model, row, progress=progress)
+            rows += lora_rows
+            _write(run, rows)
+            for r in lora_rows:
+                if math.isfinite(r["eps_accountant"]):
+                    check_dp_audit(r["eps_lb"], r["eps_accountant"], r["model"])
+    if cfg.dp.matched_accuracy:
+        row = matched_teacher_row(run, p, keep, progress=progress)
+        if row is not None:
+            rows.append(row)
+    return _write(run, rows)
