@@ -204,7 +204,7 @@ def test_release_folders_have_model_cards_with_the_measured_values(finished_run,
     assert (card["library_name"], card["license"], card["datasets"]) == ("pytorch", "mit", ["zalando-datasets/fashion_mnist"])
     assert "image-classification" in card["tags"] and card["metrics"] == ["accuracy", "roc_auc"]
     table = pd.read_csv(res / "classifiers.csv").set_index("model")
-    got = {e["name"]: {v["type"]: v["value"] for v in e["results"][0]["metrics"]} for e in card["model-index"]}
+    got = {e["name"]: {v["type"]: v["value"] for r in e["results"] for v in r["metrics"]} for e in card["model-index"]}
     assert sorted(got) == sorted(release.released_models(tmp_path))
     for i, (role, mult, mode) in enumerate(MODELS):
         name = artifacts.model_name(role, mult, mode)
@@ -212,6 +212,7 @@ def test_release_folders_have_model_cards_with_the_measured_values(finished_run,
         assert got[stem] == {"accuracy": table.loc[name, "test_accuracy"], "roc_auc": round(100 * (0.5 + 0.01 * i), 2)}
     lora = _front_matter(tmp_path / "lora_sd2" / "README.md")
     assert (lora["library_name"], lora["base_model"], lora["license"]) == ("diffusers", "models/tiny-sd-fashion", "mit")
+    assert lora["model-index"][0]["name"] == "lora_tiny_fashion_mnist"
     assert lora["model-index"][0]["results"][0]["metrics"][0]["value"] == 61.3
     assert "load_lora" in (tmp_path / "lora_sd2" / "README.md").read_text()
     assert release.check(tmp_path) == []  # the cards are recorded in the manifests

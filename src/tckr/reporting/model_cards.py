@@ -13,7 +13,7 @@ import yaml
 
 from tckr.core import io, registry
 from tckr.privacy import ledger
-from tckr.runfolder import runs
+from tckr.runfolder import artifacts, runs
 
 LORA_README = """\
 # lora_sd2/
@@ -93,7 +93,7 @@ def adapter_metrics(run: runs.Run) -> dict[str, Any]:
     f = run.dir / "results" / "ledger.csv"
     rows = ledger.headlines(ledger.main_rows(pd.read_csv(f))) if f.is_file() else pd.DataFrame({"release": []})
     rows = rows[rows["release"] == "generator"]
-    return {"generator": {"membership": _auc(rows.iloc[0], rows.iloc[0]["attack"])}} if len(rows) else {}
+    return {artifacts.adapter_path(run).stem: {"membership": _auc(rows.iloc[0], rows.iloc[0]["attack"])}} if len(rows) else {}
 
 
 def card(kind: str, datasets: dict[str, Any], bases: list[str]) -> str:
@@ -105,13 +105,22 @@ def card(kind: str, datasets: dict[str, Any], bases: list[str]) -> str:
     index = []
     for d, entry in sorted(datasets.items()):
         for name, m in entry.get("metrics", {}).items():
-            values = [{"type": "accuracy", "value": m["test_accuracy"], "name": "test accuracy (%)"}] if "test_accuracy" in m else []
+            results = []
+            if "test_accuracy" in m:
+                results.append(_result(meta, d, "test", "the real test split",
+                                       {"type": "accuracy", "value": m["test_accuracy"], "name": "test accuracy (%)"}))
             if "membership" in m:
                 mi = m["membership"]
-                values.append({"type": "roc_auc", "value": mi["auc"], "name": f"membership-inference AUC (%), {mi['attack']}, "
-                               f"95% interval [{mi['auc_ci'][0]}, {mi['auc_ci'][1]}]"})
-            index.append({"name": name, "results": [{"task": {"type": meta["pipeline_tag"]}, "metrics": values,
-                                                     "dataset": {"name": d, "type": registry.spec(d).hf_id, "split": "test"}}]})
+                results.append(_result(meta, d, "train", "members (D) against held-out non-members (H) of the train split",
+                                       {"type": "roc_auc", "value": mi["auc"], "name": f"membership-inference AUC (%), "
+                                        f"{mi['attack']}, 95% interval [{mi['auc_ci'][0]}, {mi['auc_ci'][1]}]"}))
+            index += [{"name": name, "results": results}] if results else []
     if index:
-        meta.update({"metrics": sorted({v["type"] for e in index for v in e["results"][0]["metrics"]}), "model-index": index})
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+        meta.update({"metrics": sorted({v["type"] for e in index for r in e["results"] for v in r["metrics"]}),
+                     "model-index": index})
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n\n" + body
+
+
+def _result(meta: dict[str, Any], dataset: str, split: str, what: str, metric: dict[str, Any]) -> dict[str, Any]:
+    return {"task": {"type": meta["pipeline_tag"]}, "metrics": [metric],
+            "dataset": {"name": f"{dataset}: {what}", "type": registry.spec(dataset).hf_id, "split": split}}
