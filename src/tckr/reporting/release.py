@@ -179,7 +179,7 @@ def _write_card(folder: Path, kind: str) -> str:
     bases = sorted({io.read_json(folder / rel).get("base_model") for d in datasets.values() for rel in d["files"]
                     if kind == LORA and rel.endswith(".json")} - {None})
     io.write_text(folder / "README.md", model_cards.card(kind, datasets, bases))
-    _commit(folder, None, [], {}, shared=["README.md"])
+    _commit(folder, None, [], {}, shared=("README.md",))
     return "README.md"
 
 
@@ -187,7 +187,7 @@ def _file_record(path: Path) -> dict[str, Any]:
     return {"sha256": io.sha256_file(path), "bytes": path.stat().st_size}
 
 
-def _commit(folder: Path, dataset: str | None, files: list[str], source: dict[str, Any], shared: list[str] = ()) -> None:
+def _commit(folder: Path, dataset: str | None, files: list[str], source: dict[str, Any], shared: tuple[str, ...] = ()) -> None:
     """Remove the files of the dataset's previous release that this one did not write, then record the new ones (and
     the folder's ``shared`` files; ``dataset`` None records only those)."""
     manifest = read_manifest(folder)
