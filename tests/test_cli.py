@@ -196,12 +196,16 @@ def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, cap
     assert (dest / "results" / "classifiers.csv").read_text() == "model,test_accuracy\nteacher,87.25\n"
     assert (dest / "config.yaml").is_file() and "files ->" in capsys.readouterr().out
     monkeypatch.setattr(report, "block", lambda folders, images: f"{report.BEGIN}\nBLOCK of {len(folders)}\n{report.END}")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# T\n{report.BEGIN}\nOLD\n{report.END}\nafter\n")
+    monkeypatch.setattr(report, "front_block", lambda folders: f"{report.FRONT_BEGIN}\nFRONT of {len(folders)}\n{report.FRONT_END}")
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    readme.write_text(f"# T\n{report.FRONT_BEGIN}\nOLD\n{report.FRONT_END}\nafter\n")
+    page.write_text(f"# R\n{report.BEGIN}\nOLD\n{report.END}\nafter\n")
     assert cli.main(["report", "check", str(dest), "--readme", str(readme)]) == 1  # differs, nothing written
-    assert "OLD" in readme.read_text() and "differs" in capsys.readouterr().err
+    assert "OLD" in readme.read_text() and "OLD" in page.read_text() and "differs" in capsys.readouterr().err
     assert cli.main(["report", "write", str(dest), str(dest), "--readme", str(readme)]) == 0
-    assert readme.read_text() == f"# T\n{report.BEGIN}\nBLOCK of 2\n{report.END}\nafter\n"
+    assert readme.read_text() == f"# T\n{report.FRONT_BEGIN}\nFRONT of 2\n{report.FRONT_END}\nafter\n"
+    assert page.read_text() == f"# R\n{report.BEGIN}\nBLOCK of 2\n{report.END}\nafter\n"
     assert cli.main(["report", "check", str(dest), str(dest), "--readme", str(readme)]) == 0
     drawn = []
     from tckr.reporting import plots
@@ -221,7 +225,7 @@ def test_report_subcommand_collects_writes_and_checks(tmp_path, monkeypatch, cap
         assert said in _err(capsys), argv
     readme.write_text("# no markers\n")
     assert cli.main(["report", "write", str(dest), "--readme", str(readme)]) == 2
-    assert "has no results block" in _err(capsys)
+    assert "README.md has no front-page results block" in _err(capsys)
 
 
 def test_release_subcommand_releases_a_run_and_checks(tmp_path, monkeypatch, capsys):
@@ -288,7 +292,7 @@ def test_tckr_is_the_one_entry_point():
         assert f.parent.name == "cli" or ("__name__ == \"__main__\"" not in text and "import argparse" not in text), f
     old_form = "python -m " + "tckr."  # split so that this file does not name it
     docs = [paths.ROOT / "README.md", paths.ROOT / "Makefile"]
-    for pattern in ("*/README.md", "models/*/README.md", "src/**/*.py", "bench/*.py", "tests/*.py", "notebooks/*.ipynb",
+    for pattern in ("docs/*.md", "*/README.md", "models/*/README.md", "src/**/*.py", "bench/*.py", "tests/*.py", "notebooks/*.ipynb",
                     "configs/**/*.yaml"):
         docs += paths.ROOT.glob(pattern)
     named = [f"{f.relative_to(paths.ROOT)}: {line.strip()[:80]}" for f in docs for line in f.read_text().splitlines()

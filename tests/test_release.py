@@ -172,3 +172,47 @@ def test_the_committed_release_is_intact_and_reproduces_its_recorded_accuracies(
     assert len(table) == len(models) and table["equal"].all(), table
     committed = pd.read_csv(paths.ROOT / "results" / "mini" / "results" / "classifiers.csv").set_index("model")
     assert {r.model: r.recorded for r in table.itertuples()} == committed.loc[table["model"], "test_accuracy"].to_dict()
+
+
+def _front_matter(readme):
+    import yaml
+
+    text = readme.read_text()
+    assert text.startswith("---\n"), text[:80]
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def test_release_folders_have_model_cards_with_the_measured_values(finished_run, tmp_path):
+    """Each model folder's README.md opens with Hugging Face front matter whose metrics are the run's measured values:
+    every classifier's test accuracy (results/classifiers.csv) and pre-registered attack AUC (results/mia.csv), the
+    generator attack's AUC (results/ledger.csv)."""
+    res = finished_run.dir / "results"
+    mia = pd.DataFrame([{"target": m, "role": r, "cardinality": c, "label_mode": lm, "attack": "lira_online_fixed",
+                         "auc": 0.5 + 0.01 * i, "auc_lo": 0.45 + 0.01 * i, "auc_hi": 0.55 + 0.01 * i, "tpr_at_1pct": 0.01}
+                        for i, (r, c, lm) in enumerate(MODELS) for m in [artifacts.model_name(r, c, lm)]])
+    gen = pd.DataFrame([{"release": "generator", "attack": "gen_lira_online_fixed", "headline": True, "auc": 0.613,
+                         "auc_lo": 0.581, "auc_hi": 0.644}])
+    mia.to_csv(res / "mia.csv", index=False)
+    gen.to_csv(res / "ledger.csv", index=False)
+    (res / "headline.json").write_text(json.dumps({"attack": "lira_online_fixed"}))
+    try:
+        release.release(finished_run.dir, tmp_path, log=lambda m: None)
+    finally:
+        for name in ("mia.csv", "ledger.csv", "headline.json"):
+            (res / name).unlink()
+    card = _front_matter(tmp_path / "trained_mbnv3" / "README.md")
+    assert (card["library_name"], card["license"], card["datasets"]) == ("pytorch", "mit", ["zalando-datasets/fashion_mnist"])
+    assert "image-classification" in card["tags"] and card["metrics"] == ["accuracy", "roc_auc"]
+    table = pd.read_csv(res / "classifiers.csv").set_index("model")
+    got = {e["name"]: {v["type"]: v["value"] for r in e["results"] for v in r["metrics"]} for e in card["model-index"]}
+    assert sorted(got) == sorted(release.released_models(tmp_path))
+    for i, (role, mult, mode) in enumerate(MODELS):
+        name = artifacts.model_name(role, mult, mode)
+        stem = release.released_name("fashion_mnist", role, mult, mode)
+        assert got[stem] == {"accuracy": table.loc[name, "test_accuracy"], "roc_auc": round(100 * (0.5 + 0.01 * i), 2)}
+    lora = _front_matter(tmp_path / "lora_sd2" / "README.md")
+    assert (lora["library_name"], lora["base_model"], lora["license"]) == ("diffusers", "models/tiny-sd-fashion", "mit")
+    assert lora["model-index"][0]["name"] == "lora_tiny_fashion_mnist"
+    assert lora["model-index"][0]["results"][0]["metrics"][0]["value"] == 61.3
+    assert "load_lora" in (tmp_path / "lora_sd2" / "README.md").read_text()
+    assert release.check(tmp_path) == []  # the cards are recorded in the manifests

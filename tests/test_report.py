@@ -1,4 +1,5 @@
-"""tckr.report: the README's results block is written from result folders, and the README is checked against it."""
+"""tckr.report: the README's short results table and the results page's block are written from result folders, and
+the committed files are checked against them."""
 
 from __future__ import annotations
 
@@ -132,33 +133,65 @@ def test_report_reads_a_log_of_the_former_phase_list():
     assert phases.phase_list({"00_data", "04_run_evaluate"}) == phases.PHASES
 
 
-def test_readme_block_is_replaced_and_checked(tmp_path):
+def _pages(tmp_path):
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    page.parent.mkdir(exist_ok=True)
+    readme.write_text(f"# T\n\nbefore\n\n{report.FRONT_BEGIN}\nOLD-FRONT\n{report.FRONT_END}\n\nafter\n")
+    page.write_text(f"# Results\n\n{report.BEGIN}\nOLD-BLOCK\n{report.END}\n\nend\n")
+    return readme, page
+
+
+def test_readme_and_results_page_blocks_are_replaced_and_checked(tmp_path):
     run = _run(tmp_path)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# T\n\nbefore\n\n{report.BEGIN}\nOLD-BLOCK\n{report.END}\n\nafter\n")
+    readme, page = _pages(tmp_path)
     assert report.update_readme(readme, [run], check=True)
-    assert "OLD-BLOCK" in readme.read_text()  # check writes nothing
+    assert "OLD-BLOCK" in page.read_text() and "OLD-FRONT" in readme.read_text()  # check writes nothing
     assert report.update_readme(readme, [run])
-    text = readme.read_text()
-    assert "OLD-BLOCK" not in text and text.startswith("# T\n\nbefore\n\n") and text.endswith("\n\nafter\n")
+    text, full = readme.read_text(), page.read_text()
+    assert "OLD-FRONT" not in text and text.startswith("# T\n\nbefore\n\n") and text.endswith("\n\nafter\n")
+    assert "OLD-BLOCK" not in full and full.endswith(f"{report.END}\n\nend\n") and "### mini (`" in full
+    # the front page: the teacher's accuracy and headline attack, read as the sentences read them, linked to the page
+    assert "| `x` | teacher | 87.25 (1 run) | lira_online_fixed AUC 57.0% [56.0, 58.0], ≤ – | **leaks measurably** |" in text
+    assert "(docs/results.md)" in text and "### mini" not in text
     assert not report.update_readme(readme, [run], check=True)
     assert cli.main(["report", "check", str(run), "--readme", str(readme)]) == 0
     readme.write_text(text.replace("87.25", "88.00"))
     assert cli.main(["report", "check", str(run), "--readme", str(readme)]) == 1
+    readme.write_text(text)
+    page.write_text(full.replace("87.25", "88.00"))
+    assert cli.main(["report", "check", str(run), "--readme", str(readme)]) == 1
     readme.write_text("# no markers\n")
     assert cli.main(["report", "write", str(run), "--readme", str(readme)]) == 2
+    assert "88.00" in page.read_text()  # nothing written while a file lacks its markers
+
+
+def test_front_table_takes_accuracy_over_the_seeds_of_the_same_config(tmp_path):
+    run = _run(tmp_path)
+    seeds = tmp_path / "runs" / "seeds"
+    for seed, (t, s) in enumerate([(80.0, 60.0), (82.0, 61.0), (84.0, 65.0)]):
+        _seed_run(seeds, seed, t, s)
+    table = report.front_table([run, seeds])  # both are config `mini`
+    assert "| `x` | teacher | 82.00 ± 4.97 (3 seeds) |" in table
+    assert "| `x` | student_synth0.1x | 62.00 ± 6.57 (3 seeds) | lira_online_fixed AUC 61.0% [60.0, 62.0], ≤ – |" in table
+    # a later folder of the same config is an earlier version of the study: on the results page, not the front page
+    older = tmp_path / "older"
+    import shutil
+
+    shutil.copytree(run, older)
+    assert report.front_table([run, older]) == report.front_table([run])
 
 
 def test_committed_readme_matches_the_committed_result_files(monkeypatch):
-    """The README's results block is what `tckr report write` makes of the committed result folders."""
+    """The README's short table and the results page's block are what `tckr report write` makes of the committed
+    result folders (the command the README's block names)."""
     text = (ROOT / "README.md").read_text()
-    if report.BEGIN not in text:
-        pytest.skip("README.md has no generated results block yet")
-    cmd = text.split(report.BEGIN, 1)[1].split("`tckr report write ", 1)[1].split("`", 1)[0]
+    assert report.FRONT_BEGIN in text and report.BEGIN in (ROOT / report.RESULTS_PAGE).read_text()
+    cmd = text.split(report.FRONT_BEGIN, 1)[1].split("`tckr report write ", 1)[1].split("`", 1)[0]
+    assert f"`tckr report write {cmd}`" in (ROOT / report.RESULTS_PAGE).read_text()  # one command writes both
     monkeypatch.chdir(ROOT)  # the block names the folders as the command was given them, relative to the repository
     folders = [Path(f) for f in cmd.split()]
     assert not report.update_readme(ROOT / "README.md", folders, check=True), (
-        "README.md's results block differs from the committed result files: run tckr report write " + cmd)
+        "README.md's table or docs/results.md's block differs from the committed result files: run tckr report write " + cmd)
 
 
 def _seed_run(root: Path, seed: int, teacher: float, student: float) -> None:
@@ -257,27 +290,27 @@ def test_bench_record_names_the_command_and_the_table_is_written_and_checked(tmp
     table = report.bench_table(folder)
     rows = table.splitlines()
     assert rows[2].startswith("| `a` | first |") and rows[3].startswith("| `b` | ratio 0.9 \\| goal |")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{report.BENCH_BEGIN}\nold\n{report.BENCH_END}\nafter\n")
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "benchmarks.md"
+    page.parent.mkdir()
+    page.write_text(f"# x\n{report.BENCH_BEGIN}\nold\n{report.BENCH_END}\nafter\n")
     assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 1
-    assert "old" in readme.read_text()
+    assert "old" in page.read_text()
     assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
-    text = readme.read_text()
+    text = page.read_text()
     assert table in text and text.endswith(f"{report.BENCH_END}\nafter\n")
     assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 0
     (folder / "a.json").write_text(json.dumps({"x": 3, "record": {**rec, "summary": "second"}}))
     assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 1
 
 
-def test_committed_readme_benchmark_table_matches_the_committed_results(monkeypatch):
-    """The README's benchmark table is what `tckr report bench` makes of the committed bench results."""
-    text = (ROOT / "README.md").read_text()
-    if report.BENCH_BEGIN not in text:
-        pytest.skip("README.md has no generated benchmark table yet")
+def test_committed_benchmark_table_matches_the_committed_results(monkeypatch):
+    """The benchmarks page's table is what `tckr report bench` makes of the committed bench results."""
+    text = (ROOT / report.BENCH_PAGE).read_text()
+    assert report.BENCH_BEGIN in text
     folder = text.split(report.BENCH_BEGIN, 1)[1].split("`tckr report bench ", 1)[1].split("`", 1)[0]
     monkeypatch.chdir(ROOT)
     assert not report.update_bench(ROOT / "README.md", folder, check=True), (
-        "README.md's benchmark table differs from the committed results: run tckr report bench " + folder)
+        "docs/benchmarks.md's table differs from the committed results: run tckr report bench " + folder)
 
 
 def test_tckr_report_bench_writes_and_checks_the_table(tmp_path):
@@ -286,10 +319,16 @@ def test_tckr_report_bench_writes_and_checks_the_table(tmp_path):
     folder = tmp_path / "measured"
     folder.mkdir()
     (folder / "x.json").write_text(json.dumps({"record": report.bench_record("one", argv=["bench/x.py"])}))
-    readme = tmp_path / "R.md"
-    readme.write_text(f"{report.BENCH_BEGIN}\n{report.BENCH_END}\n")
+    readme, page = tmp_path / "R.md", tmp_path / "docs" / "benchmarks.md"
+    page.parent.mkdir()
+    page.write_text(f"{report.BENCH_BEGIN}\n{report.BENCH_END}\n")
     assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 1
     assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
-    assert "| `x` | one | `python bench/x.py` |" in readme.read_text()
+    assert "| `x` | one | `python bench/x.py` |" in page.read_text()
+    # a path outside the repository is not shown as an instruction: --out is the committed file
+    (folder / "x.json").write_text(json.dumps({"record": {**report.bench_record("one", argv=["bench/x.py"]),
+                                                          "command": "python bench/x.py --run /m/a/b/run --out /m/x.json"}}))
+    assert "`python bench/x.py --run …/b/run --out " + (folder / "x.json").as_posix() + "`" in report.bench_table(folder)
+    (folder / "x.json").write_text(json.dumps({"record": report.bench_record("one", argv=["bench/x.py"])}))
     assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 0
     assert cli.main(["report", "bench", str(folder), str(folder), "--readme", str(readme)]) == 2

@@ -16,6 +16,10 @@ Folders (under the repository root, or ``--out``):
   ``git_commit``, ``run_id``, ``history`` (the per-epoch training record) and the file's ``sha256``.
 - ``lora_sd2/<adapter file>`` (:func:`tckr.lora.adapter_name`) with a sidecar (rank, alpha, target modules, base
   model, ...) and ``README.md`` (how adapters, the original release's SD2 ones included, load).
+- ``trained_mbnv3/README.md`` and ``lora_sd2/README.md`` are model cards: Hugging Face YAML front matter
+  (``library_name``, ``license``, ``datasets``, ``tags``, ``base_model`` for the adapter, and ``model-index`` with the
+  measured values the manifest records per dataset, read from the run's result files at release: each classifier's
+  test accuracy and pre-registered membership-inference AUC, the generator attack's AUC), then how to load them.
 - ``prompts/original_order/<dataset>_original_order.txt`` and ``prompts/grouped_by_class/<dataset>_grouped_by_class.json``:
   the run's captions of D in the original release's two formats (:mod:`tckr.captions`).
 
@@ -41,7 +45,7 @@ from tckr.classification import classifiers, evaluate
 from tckr.core import io, paths
 from tckr.datasets.provenance import index_sha256
 from tckr.generation import captions, generator, lora, prompt_files
-from tckr.reporting import plots
+from tckr.reporting import model_cards, plots
 from tckr.runfolder import artifacts, runs
 
 MANIFEST = "release.json"
@@ -79,9 +83,11 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, log: Callable
     written = {TRAINED: _release_classifiers(run, root / TRAINED, source),
                LORA: _release_adapter(run, root / LORA, source),
                PROMPTS: _release_prompts(run, root / PROMPTS)}
-    shared = {LORA: {"README.md": _write_lora_readme(root / LORA)}}
+    measured = {TRAINED: model_cards.classifier_metrics(run, root / TRAINED, written[TRAINED]),
+                LORA: model_cards.adapter_metrics(run)}
     for folder, files in written.items():
-        _commit(root / folder, run.dataset, files, source, shared.get(folder, {}))
+        _commit(root / folder, run.dataset, files, {**source, **({"metrics": measured[folder]} if folder in measured else {})})
+    shared = {folder: {"README.md": _write_card(root / folder, folder)} for folder in (TRAINED, LORA)}
     sizes = {folder: {rel: (root / folder / rel).stat().st_size for rel in [*files, *shared.get(folder, {})]}
              for folder, files in written.items()}
     for folder, files in sizes.items():
@@ -166,37 +172,14 @@ def _release_prompts(run: runs.Run, folder: Path) -> list[str]:
     return [order, grouped]
 
 
-LORA_README = """\
-# lora_sd2/
-
-LoRA adapters of the generator's UNet attention projections, one per dataset, written by
-`tckr release --run-dir runs/<id>` from a finished run (`release.json` lists every file with its sha256;
-each adapter's `.json` sidecar gives its rank, alpha, target modules and base model).
-
-Load one with `tckr.generator`:
-
-```python
-from tckr import generator
-
-pipe = generator.load("models/tiny-sd-fashion", lora="lora_sd2/lora_tiny_fashion_mnist.safetensors")  # mini tier
-pipe = generator.load("stabilityai/stable-diffusion-2")                                                # paper tier
-generator.load_lora(pipe, "lora_sd2/lora_sd2_cifar10.safetensors")
-```
-
-`generator.load_lora(pipe, path)` reads this project's adapters (`unet.<module>.lora_A.weight` / `lora_B`, alpha in
-the metadata) and the original TCKR release's SD2 adapters as they are: diffusers' linear keys
-(`unet.<module>.lora.down.weight` / `.lora.up.weight`) or attention-processor keys
-(`<attn>.processor.to_k_lora.down.weight`, as `unet.save_attn_procs` writes them). The rank comes from the weights;
-alpha from the file's metadata, else alpha = rank (scale 1, as diffusers' attention processors used). Keys that match
-no UNet linear layer, UNet attention projections the file leaves out, and shapes that do not fit the base are errors
-naming them: an SD2 adapter needs the SD2 base (`stabilityai/stable-diffusion-2`), the mini tier's `lora_tiny_*`
-adapters the base in `models/tiny-sd-fashion`. On the mini tier the folder keeps the original's name although the
-adapter is for the tiny generator.
-"""
-
-
-def _write_lora_readme(folder: Path) -> str:
-    io.write_text(folder / "README.md", LORA_README)
+def _write_card(folder: Path, kind: str) -> str:
+    """The folder's README.md: a model card over every dataset in its manifest (:func:`tckr.reporting.model_cards.card`),
+    recorded as a shared file of the manifest."""
+    datasets = read_manifest(folder)["datasets"]
+    bases = sorted({io.read_json(folder / rel).get("base_model") for d in datasets.values() for rel in d["files"]
+                    if kind == LORA and rel.endswith(".json")} - {None})
+    io.write_text(folder / "README.md", model_cards.card(kind, datasets, bases))
+    _commit(folder, None, [], {}, shared=("README.md",))
     return "README.md"
 
 
@@ -204,15 +187,17 @@ def _file_record(path: Path) -> dict[str, Any]:
     return {"sha256": io.sha256_file(path), "bytes": path.stat().st_size}
 
 
-def _commit(folder: Path, dataset: str, files: list[str], source: dict[str, Any], shared: dict[str, str]) -> None:
-    """Remove the files of the dataset's previous release that this one did not write, then record the new ones."""
+def _commit(folder: Path, dataset: str | None, files: list[str], source: dict[str, Any], shared: tuple[str, ...] = ()) -> None:
+    """Remove the files of the dataset's previous release that this one did not write, then record the new ones (and
+    the folder's ``shared`` files; ``dataset`` None records only those)."""
     manifest = read_manifest(folder)
-    old = manifest["datasets"].get(dataset, {}).get("files", {})
-    for rel in sorted(set(old) - set(files)):
-        stale = _inside(folder, rel)
-        if stale.is_file():
-            stale.unlink()
-    manifest["datasets"][dataset] = {**source, "files": {rel: _file_record(folder / rel) for rel in files}}
+    if dataset is not None:
+        old = manifest["datasets"].get(dataset, {}).get("files", {})
+        for rel in sorted(set(old) - set(files)):
+            stale = _inside(folder, rel)
+            if stale.is_file():
+                stale.unlink()
+        manifest["datasets"][dataset] = {**source, "files": {rel: _file_record(folder / rel) for rel in files}}
     manifest["shared"] = {**manifest.get("shared", {}), **{rel: _file_record(folder / rel) for rel in shared}}
     io.write_json(folder / MANIFEST, manifest)
 

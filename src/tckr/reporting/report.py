@@ -1,33 +1,15 @@
-"""The README's results block, written from committed result folders (never typed by hand).
+"""The generated blocks of the README and of the docs pages, written from committed files (never typed by hand).
 
-A *result folder* is the small, committable part of a finished run: its ``config.yaml``,
-``environment.json`` (commit, machine, base generator check), ``seeds.json`` and ``results/`` (every
-CSV/JSON table the phases wrote, the shadow pipelines' stage timings as ``results/pipeline_stages.csv``).
-:func:`collect` copies it out of a run folder (``runs/`` is not committed; ``results/<study>/`` is).
-
-:func:`block` turns result folders into the Markdown of the README's results section: per study, the
-commit, machine and wall time (``results/phases.csv``), the teacher-vs-student table with each model's
-pre-registered headline attack (``tckr.ledger.classifier_headlines``), the headline rows of the privacy
-ledger (estimate, 95% interval, one-sided 95% upper bound, epsilon lower bound) and one sentence per release point
-generated from those numbers (:func:`leakage_sentences`). :func:`update_readme`
-replaces the text between the two markers in ``README.md``; ``tckr report check`` exits 1 when it differs (the
-test suite runs it, so the README cannot drift from the committed files).
-
-    tckr report collect --run-dir runs/<id> results/mini        # copy a finished run's result files
-    tckr report write results/mini results/mini-leaky           # rewrite README.md's results block
-    tckr report check results/mini results/mini-leaky           # exit 1 when README.md differs
-    tckr report figures results/mini results/mini-leaky         # redraw their figures into images/<study>/
-
-Benchmarks are reported the same way: each ``bench/`` script given ``--out bench/measured/<name>.json`` stores with
-its numbers a ``record`` (:func:`bench_record`: the command line, date, commit, machine and a one-line summary computed
-from the numbers), and ``tckr report bench bench/measured`` writes the README's benchmark table between its
-own two markers (:func:`bench_table`); ``check`` and ``bench-check`` compare them.
-
-    tckr report bench bench/measured                            # rewrite README.md's benchmark table
-
-A run of several seeds (``tckr study --seeds 0 1 2``: one ``seed<k>/`` folder per seed) is collected seed by seed
-into ``dest/seed<k>/``; its block is the teacher-vs-student accuracy as mean ± 95% interval over the seeds
-(Student t), each seed's value beside it (:func:`seeds_block`).
+A *result folder* (``results/<study>/``, copied out of a run folder by :func:`collect`) is the small, committable part
+of a finished run: ``config.yaml``, ``environment.json``, ``seeds.json`` and ``results/`` (every CSV/JSON table the
+phases wrote; the shadow pipelines' stage timings as ``results/pipeline_stages.csv``); a several-seed run is
+collected seed by seed into ``seed<k>/``. :func:`block` writes the results page (``docs/results.md``): per study the
+commit, machine and wall time, the teacher-vs-student table with each model's pre-registered headline attack, the
+ledger's headline rows and one sentence per release point read off those numbers (:func:`leakage_sentences`);
+:func:`front_table` is the README's short answer from the same files. ``tckr report write FOLDER...`` rewrites both
+(:func:`update_readme`), ``tckr report check`` exits 1 when either differs. Each ``bench/`` script given ``--out
+bench/measured/<name>.json`` stores a ``record`` beside its numbers (:func:`bench_record`); ``tckr report bench
+bench/measured`` writes the table of ``docs/benchmarks.md`` from them (:func:`bench_table`), ``bench-check`` compares.
 """
 
 from __future__ import annotations
@@ -52,11 +34,13 @@ BEGIN = "<!-- tckr.report:begin (tckr report write ...; do not edit by hand) -->
 END = "<!-- tckr.report:end -->"
 BENCH_BEGIN = "<!-- tckr.bench:begin (tckr report bench ...; do not edit by hand) -->"
 BENCH_END = "<!-- tckr.bench:end -->"
+FRONT_BEGIN = "<!-- tckr.front:begin (tckr report write ...; do not edit by hand) -->"
+FRONT_END = "<!-- tckr.front:end -->"
+RESULTS_PAGE, BENCH_PAGE = Path("docs/results.md"), Path("docs/benchmarks.md")  # the long blocks, beside the README
 BENCH_RECORD_KEYS = ("command", "date", "commit", "machine", "summary")
 RUN_FILES = ("config.yaml", "environment.json", "seeds.json")
 RESULT_SUFFIXES = (".csv", ".json", ".md")
-# what tckr.plots reads besides results/: ROC curves and training histories; and the PNGs of the figures drawn from
-# images (real vs synthetic samples, LoRA samples, audit nearest pairs), whose inputs are too large to commit
+# what tckr.plots reads besides results/, and the PNGs of figures drawn from images too large to commit
 FIGURE_INPUTS = ("mia/roc/*.csv", "classifiers/*_history.csv", "lora/loss.csv")
 IMAGE_PNGS = ("real_vs_synthetic.png", "synthetic_samples.png", "real_samples.png", "lora_samples.png", "audit_pairs.png")
 README_FIGURES = ("ledger", "roc")  # linked below a study's tables when images/<study>/ holds them
@@ -123,7 +107,7 @@ def classifier_table(folder: Path) -> str:
     """Teacher vs students: real-test accuracy and the pre-registered headline attack on each (percent)."""
     clf = _read(folder, "results", "classifiers.csv")
     variant = ledger.headline(folder)
-    heads = ledger.classifier_headlines(folder, variant).set_index("target")
+    heads = ledger.classifier_headlines(folder, variant).set_index("target") if (folder / "results" / "mia.csv").is_file() else pd.DataFrame()
     lines = [f"| model | role | cardinality | labels | test accuracy (%) | {variant} AUC (%) [95% CI] | TPR@1% FPR (%) | shadows |",
              "|---|---|---|---|---|---|---|---|"]
     clf = clf.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first")
@@ -207,8 +191,7 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
                      else f"seed {d.name[4:]}: no phase finished")
         env = io.read_json(d / "environment.json") if (d / "environment.json").is_file() else {}
         commits.add((env.get("git", {}).get("commit") or "unknown")[:10])
-    cfg_file = seeds[0] / "config.yaml"
-    name = yaml.safe_load(cfg_file.read_text())["study"]["name"] if cfg_file.is_file() else folder.name
+    name = _study_name(seeds[0], folder.name)
     allc = pd.concat(frames, ignore_index=True)
     labels = [f"seed {s}" for s in sorted(allc["seed"].unique())]
     lines = [f"### {title or name}, {len(seeds)} seeds (`{folder.as_posix()}`)", "",
@@ -243,7 +226,7 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
     if cfg is None:
         raise ReportError(f"{folder / 'config.yaml'} is missing: collect the run's results first")
     env = io.read_json(folder / "environment.json") if (folder / "environment.json").is_file() else {}
-    name = cfg["study"]["name"]
+    name, seeds = cfg["study"]["name"], cfg["study"].get("seeds", [0])
     log = _read(folder, "results", "phases.csv")
     wt = wall_time(folder, log)
     git = env.get("git", {})
@@ -255,12 +238,13 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
     open_phases = [p for p in phase_list(set(log["phase"])) if last.get(p) != "done"]
     if open_phases:
         phases += f"; **not finished: {', '.join(open_phases)}** (its time is not counted)"
-    seeds = cfg["study"].get("seeds", [0])
     out = [f"### {title or name} (`{folder.as_posix()}`)", "",
            f"Config `{name}` (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, single seed"
            f"{'' if len(seeds) == 1 else 's aggregated elsewhere'}), commit `{commit}`, {machine}. "
            f"Wall time **{wt['total'] / 60:.1f} min** (per phase, min: {phases}).", "",
            classifier_table(folder), ]
+    if not (folder / "results" / "ledger.csv").is_file():  # a study of phases 00-04 only: accuracy alone
+        return "\n".join(out)
     lj = folder / "results" / "ledger.json"
     meta = io.read_json(lj) if lj.is_file() else {}
     heads = headline_rows(folder)
@@ -278,6 +262,7 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
                 "pre-registered attack per release point:", "",
                 ledger.markdown(canaries).rstrip("\n"), ""]
     shown = [(n, f"images/{folder.name}/{n}.png") for n in README_FIGURES if (Path(images) / folder.name / f"{n}.png").is_file()]
+    shown += [(n, f"images/{folder.name}_{n}.png") for n in ("privacy_utility",) if (Path(images) / f"{folder.name}_{n}.png").is_file()]
     if shown:
         out += [" ".join(f"![{folder.name}: {n}]({path})" for n, path in shown), ""]
     return "\n".join(out)
@@ -332,7 +317,7 @@ def control_table(folders: list[str | Path]) -> str:
 
 
 def block(folders: list[str | Path], images: str | Path = "images") -> str:
-    """The README's whole results block for these result folders, markers included."""
+    """The results page's whole block for these result folders, markers included."""
     if not folders:
         raise ReportError("no result folders given (e.g. results/mini results/mini-leaky)")
     body = "\n".join(study_block(f, images=images) for f in folders)
@@ -344,6 +329,42 @@ def block(folders: list[str | Path], images: str | Path = "images") -> str:
                  "shadows that do not replicate a student's training.\n\n" + control_table(with_ledger) + "\n")
     cmd = "tckr report write " + " ".join(Path(f).as_posix() for f in folders)
     return f"{BEGIN}\n_Written by `{cmd}` from the committed result files._\n\n{body}{END}"
+
+
+def _study_name(folder: Path, default: str | None = None) -> str:
+    cfg = folder / "config.yaml"
+    return yaml.safe_load(cfg.read_text())["study"]["name"] if cfg.is_file() else default or folder.name
+
+
+def front_table(folders: list[str | Path]) -> str:
+    """The README's answer: per config with a ledger (its first folder; later ones are earlier versions), teacher and
+    students with their real-test accuracy (mean ± 95% t-interval over a several-seed folder of the same config name,
+    else the one run's) and pre-registered attack (estimate, 95% interval, upper bound), read as :func:`leakage_sentences`."""
+    folders = [Path(f) for f in folders]
+    seeds = {_study_name(s[0]): s for s in map(artifacts.seed_folders, folders) if s}
+    lines = ["| study | model | test accuracy (%) | membership inference | finding |", "|---|---|---|---|---|"]
+    studies: dict[str, Path] = {}
+    for f in [f for f in folders if not artifacts.seed_folders(f) and (f / "results" / "ledger.csv").is_file()]:
+        studies.setdefault(_study_name(f), f)
+    for name, f in studies.items():
+        heads, clf = headline_rows(f).set_index("target"), _read(f, "results", "classifiers.csv")
+        accs = pd.concat([_read(d, "results", "classifiers.csv") for d in seeds.get(name, [f])])
+        for model in clf.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first")["model"]:
+            v = accs.loc[accs["model"] == model, "test_accuracy"].to_numpy(float)
+            acc = f"{v.mean():.2f} ± {metrics.t_halfwidth(v):.2f} ({len(v)} seeds)" if len(v) > 1 else f"{v.mean():.2f} (1 run)"
+            r = heads.loc[model] if model in heads.index else None
+            finding = ("not attacked" if r is None else "**leaks measurably**" if r["auc_interval_above_50"]
+                       else f"AUC interval {'below' if r['auc_hi'] < 0.5 else 'includes'} 50%")
+            lines.append(f"| `{f.name}` | {model} | {acc} | "
+                         f"{'–' if r is None else r['attack'] + ' ' + ledger.effect_text(r, 'auc')} | {finding} |")
+    return "\n".join(lines) + "\n"
+
+
+def front_block(folders: list[str | Path]) -> str:
+    """The README's short results block (:func:`front_table`), markers included."""
+    cmd = "tckr report write " + " ".join(Path(f).as_posix() for f in folders)
+    return (f"{FRONT_BEGIN}\n_Written by `{cmd}` from the committed result files; the other release points are on "
+            f"the [results page]({RESULTS_PAGE.as_posix()})._\n\n{front_table(folders)}{FRONT_END}")
 
 
 def bench_record(summary: str, argv: list[str] | None = None) -> dict[str, str]:
@@ -364,7 +385,7 @@ def bench_record(summary: str, argv: list[str] | None = None) -> dict[str, str]:
 
 
 def bench_table(folder: str | Path) -> str:
-    """The README's benchmark table: one row per ``*.json`` in ``folder`` (each with a :func:`bench_record`),
+    """The benchmark table: one row per ``*.json`` in ``folder`` (each with a :func:`bench_record`),
     sorted by file name."""
     folder = Path(folder)
     files = sorted(folder.glob("*.json"))
@@ -376,39 +397,54 @@ def bench_table(folder: str | Path) -> str:
         missing = [k for k in BENCH_RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
         if missing:
             raise ReportError(f"{f} has no record {missing} (tckr.report.bench_record): rerun its benchmark with --out")
-        rows.append(f"| `{f.stem}` | {artifacts.markdown_cell(rec['summary'])} | `{artifacts.markdown_cell(rec['command'])}` | "
+        rows.append(f"| `{f.stem}` | {artifacts.markdown_cell(rec['summary'])} | `{artifacts.markdown_cell(_shown_command(rec['command'], f))}` | "
                     f"{rec['date']}, {rec['commit']}, {rec['machine']} |")
     return "\n".join(rows) + "\n"
 
 
+def _shown_command(command: str, result: Path) -> str:
+    """A benchmark's command as shown: an absolute ``--out`` is the committed file; another absolute path (a copy of a
+    run on the measuring machine) keeps its last two parts after ``…/``."""
+    args = command.split(" ")
+    for i, a in enumerate(args):
+        if a.startswith("/"):
+            args[i] = result.as_posix() if i and args[i - 1] == "--out" else "…/" + "/".join(Path(a).parts[-2:])
+    return " ".join(args)
+
+
 def bench_block(folder: str | Path) -> str:
-    """The README's whole benchmark block for ``folder``, markers included."""
+    """The whole benchmark block for ``folder``, markers included."""
     cmd = "tckr report bench " + Path(folder).as_posix()
     return f"{BENCH_BEGIN}\n_Written by `{cmd}` from the committed benchmark results._\n\n{bench_table(folder)}{BENCH_END}"
 
 
-def _replace_block(readme: Path, begin: str, end: str, new_block: str, what: str, *, check: bool) -> bool:
-    text = readme.read_text()
+def _replaced(file: Path, begin: str, end: str, new_block: str, what: str) -> tuple[Path, str, str]:
+    """``(file, text, text with the block between the markers replaced)``; an error when the markers are missing."""
+    text = file.read_text() if file.is_file() else ""
     if begin not in text or end not in text:
-        raise ReportError(f"{readme} has no {what} block: put the two marker lines\n{begin}\n{end}\nwhere it goes")
+        raise ReportError(f"{file} has no {what} block: put the two marker lines\n{begin}\n{end}\nwhere it goes")
     head, rest = text.split(begin, 1)
-    new = head + new_block + rest.split(end, 1)[1]
-    if new == text:
-        return False
-    if not check:
-        io.write_text(readme, new)
-    return True
+    return file, text, head + new_block + rest.split(end, 1)[1]
+
+
+def _write_blocks(edits: list[tuple[Path, str, str]], check: bool) -> bool:
+    """Write the files whose text changed (none with ``check``, and none before every file had its markers)."""
+    changed = [(f, new) for f, old, new in edits if new != old]
+    for f, new in [] if check else changed:
+        io.write_text(f, new)
+    return bool(changed)
 
 
 def update_readme(readme: str | Path, folders: list[str | Path], *, check: bool = False) -> bool:
-    """Replace the block between the markers in ``readme``; returns True when it changed (with
-    ``check`` nothing is written). An error when the markers are missing."""
+    """Replace the short block between the front markers of ``readme`` (:func:`front_block`) and the whole results
+    block of the results page beside it (``docs/results.md``, :func:`block`); True when either changed (with
+    ``check`` nothing is written). An error when a file lacks its markers."""
     readme = Path(readme)
-    return _replace_block(readme, BEGIN, END, block(folders, readme.parent / "images"), "results", check=check)
+    return _write_blocks([_replaced(readme.parent / RESULTS_PAGE, BEGIN, END, block(folders, readme.parent / "images"),
+                                    "results"),
+                          _replaced(readme, FRONT_BEGIN, FRONT_END, front_block(folders), "front-page results")], check)
 
 
 def update_bench(readme: str | Path, folder: str | Path, *, check: bool = False) -> bool:
-    """Replace the benchmark block in ``readme`` with :func:`bench_block` of ``folder``; True when it changed."""
-    readme = Path(readme)
-    return _replace_block(readme, BENCH_BEGIN, BENCH_END, bench_block(folder), "benchmark", check=check)
-
+    """Replace the block of ``docs/benchmarks.md`` beside ``readme`` with :func:`bench_block`; True when it changed."""
+    return _write_blocks([_replaced(Path(readme).parent / BENCH_PAGE, BENCH_BEGIN, BENCH_END, bench_block(folder), "benchmark")], check)
