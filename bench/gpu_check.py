@@ -53,7 +53,7 @@ BLIP2_TINY = {
 
 
 def settings(cpu_smoke: bool) -> dict:
-    """The paper's settings (REFERENCE.md), or tiny ones for the CPU smoke test."""
+    """The paper's settings (configs/paper/_base.yaml), or tiny ones for the CPU smoke test."""
     if cpu_smoke:
         return {"arch": "tiny", "resolution": 32, "dtype": "float32", "lora_rank": 4, "grad_accum": 2, "lora_batch": 1,
                 "lora_steps": 1, "synthesis_steps": 2, "guidance": 2.0, "synthesis_batches": [1, 2],

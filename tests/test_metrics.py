@@ -5,7 +5,7 @@ import pytest
 
 from tckr.privacy import metrics
 
-# ../shared/REFERENCE.md headline table: accuracy (%), AUC (%), AOP (%) for teacher and student
+# the paper's headline table (docs/design.md): accuracy (%), AUC (%), AOP (%) for teacher and student
 PAPER = {
     "CIFAR10": (97.52, 97.33, 53.89, 52.81, 83.95, 87.25),
     "CIFAR100": (85.49, 85.74, 70.32, 62.80, 43.22, 54.35),

@@ -13,7 +13,7 @@ The code lives in one subpackage per layer, each importing only the layers below
     datasets        real datasets, splits, canaries, provenance of pretrained models
     core            io, paths, settings, the dataset registry, progress, shards
 
-**The public API facade.** The documented public API (README, "Public Python API") keeps its import paths —
+**The public API facade.** The documented public API (docs/api.md) keeps its import paths —
 ``tckr.data.load_real``, ``tckr.runs.open_run``, ``tckr.mia.lira``, ... — although the code moved into the
 subpackages. :data:`PUBLIC` is that facade, and the only one: each public module path lists, per source module, the
 names it shows. ``import tckr.data`` (or ``tckr.data`` after ``import tckr``) builds a module holding exactly those

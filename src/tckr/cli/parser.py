@@ -142,7 +142,7 @@ def parser() -> argparse.ArgumentParser:
     p = _add(sub, "ledger", "rebuild the privacy ledger (results/ledger.csv) of a run and print it")
     p.add_argument("--headline-only", action="store_true", help="print only the pre-registered headline rows")
 
-    p = _add(sub, "report", "the README's results block from committed result folders (tckr.report): "
+    p = _add(sub, "report", "the README's front table and docs/results.md from committed result folders (tckr.report): "
              "collect a run's result files, write the block, check it (exit 1 when it differs), redraw the figures, "
              "write (bench) / check (bench-check) the benchmark table from bench/measured, or compare a run's headline "
              "numbers with a committed result folder (exit 1 when one lies outside the seed spread)")
@@ -151,7 +151,7 @@ def parser() -> argparse.ArgumentParser:
                    "the run folder when --run-dir is not given; write/check/figures: the result folders, in order; "
                    "bench/bench-check: the folder of benchmark results (default bench/measured); compare: the run "
                    "(when --run-dir is not given), then the committed result folder (e.g. results/mini)")
-    p.add_argument("--readme", default="README.md", help="the file holding the results block (default README.md)")
+    p.add_argument("--readme", default="README.md", help="the file holding the front table (default README.md)")
     p.add_argument("--images", default="images", help="figures: where each folder's PNGs go (<images>/<study>/)")
     p.add_argument("--only", help="figures: comma-separated subset of the figures")
 

@@ -1,5 +1,5 @@
 """Membership inference at two release points of the pipeline: the adapted generator is released, and
-the synthetic set is released (REFERENCE.md, "Attacking a synthetic-data pipeline").
+the synthetic set is released (docs/privacy.md).
 
 **Generator** (threat model: the LoRA-adapted generator is public). Per example x of P = D ∪ H with its
 prompt ``"<class>: <caption>"`` (:func:`pool_prompts`): x is encoded by the VAE (posterior mean × scaling

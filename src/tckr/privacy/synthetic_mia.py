@@ -1,4 +1,4 @@
-"""Membership inference on a released synthetic set (REFERENCE.md, "Attacking a synthetic-data pipeline"), and the
+"""Membership inference on a released synthetic set (docs/privacy.md), and the
 attacked examples and reference models that it shares with the generator attack (:mod:`tckr.generator_mia`).
 
 **Synthetic set** (threat model: the synthetic set is public). Per example x of P (or a class-balanced
