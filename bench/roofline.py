@@ -1,7 +1,12 @@
 """A roofline of the study: every stage's FLOPs, time and fraction of this machine's measured float32 peak.
 
     .venv/bin/python bench/roofline.py --out bench/measured/roofline.json
+    .venv/bin/python bench/roofline.py --threads 1 --processes 2 --out bench/measured/roofline_workers.json
     .venv/bin/python bench/roofline.py --repeats 2 --lira-examples 1000   # plumbing only
+
+With ``--processes N`` every stage runs in N spawned processes of ``--threads`` threads at once, in step (a barrier
+before each stage), as the study's ``study.workers`` processes train independent models: the FLOP/s and items/s of
+the N processes add up, against the peak of one process with all N × threads threads.
 
 The peak is measured, not quoted: the best of ``--peak-repeats`` runs of a 2048×2048 float32 matmul and of a dense
 3×3 convolution at a MobileNet-like shape (64 → 64 channels, 32×32, batch 64), at ``--threads`` torch threads (the
@@ -183,33 +188,16 @@ def summary(result: dict) -> str:
         else:
             parts.append(f"{r['stage']} {r['gflops']:.1f} GFLOP/s = {100 * r['fraction_of_peak']:.0f}%")
     load = result["loadavg_before"][0]
-    return (f"peak at {result['threads']} threads, float32: matmul {p['matmul']['gflops']:.1f} GFLOP/s, 3×3 conv "
+    how = (f"{result['processes']} processes × {result['threads']} thread(s) at once"
+           if result.get("processes", 1) > 1 else f"{result['threads']} threads")
+    return (f"stages in {how}; peak at {result['threads'] * result.get('processes', 1)} threads, float32: matmul {p['matmul']['gflops']:.1f} GFLOP/s, 3×3 conv "
             f"{p['conv3x3']['gflops']:.1f}; of the matmul peak: " + "; ".join(parts) + f" (load average {load:.2f})")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", default="models/tiny-sd-fashion")
-    ap.add_argument("--config", default="configs/mini.yaml")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--peak-repeats", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=5, help="timed runs of each stage (after one warm-up); the median counts")
-    ap.add_argument("--query-batch", type=int, default=512)
-    ap.add_argument("--lira-shadows", type=int, default=16)
-    ap.add_argument("--lira-examples", type=int, default=8000)
-    ap.add_argument("--out", default=None, help="write the numbers as JSON here")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    from tckr.core import config, io
+def stage_list(args, cfg) -> list[tuple[str, str, Callable[[], Callable[[], object]], int]]:
+    """(name, detail, builder of the timed function, items per run) of every stage but LiRA."""
     from tckr.generation import generator
     from tckr.privacy import generator_mia as gm
-
-    cfg = config.load_config(args.config)
-    load_before = os.getloadavg()
-    pk = peak(args.peak_repeats)
-    top = pk["matmul"]["gflops"]
-    print(f"load average {load_before[0]:.2f}; peak ({args.threads} threads, float32): matmul {top:.1f} GFLOP/s, "
-          f"3×3 conv {pk['conv3x3']['gflops']:.1f} GFLOP/s")
 
     pipe = generator.load(args.base, dtype=torch.float32)
     emb = gm.encode_prompts(pipe, ["a photo of a t-shirt"])
@@ -221,7 +209,7 @@ def main() -> None:
                                         cfg.data.image_size, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, size=len(images))
     cc = cfg.classifier
-    stages = [
+    return [
         ("synthesis UNet batch", f"{sb} images × {syn_rows // sb} (guidance {cfg.synthesis.guidance_scale}) = {syn_rows} "
          "UNet rows, forward", lambda: _unet_forward(pipe, syn_rows, emb), syn_rows),
         ("LoRA step", f"batch {cfg.lora.batch_size}, UNet forward + backward + AdamW (rank {cfg.lora.rank})",
@@ -236,16 +224,89 @@ def main() -> None:
         ("generator attack batch", f"{gm.ATTACK_BATCH} examples × 2 (prompt, null) = {att_rows} UNet rows, forward",
          lambda: _unet_forward(pipe, att_rows, emb), att_rows),
     ]
-    rows = []
-    for name, detail, make, items in stages:
+
+
+def _process(k: int, args, barrier, queue) -> None:
+    """One of ``--processes`` concurrent processes: every stage built, then timed in step with the others (a barrier
+    before each stage), so that the processes share the cores stage by stage as the study's workers do."""
+    torch.set_num_threads(args.threads)
+    from tckr.core import config
+
+    cfg = config.load_config(args.config)
+    for name, _detail, make, _items in stage_list(args, cfg):
         fn = make()
-        flops = count_flops(fn)
-        rows.append(stage_row(name, detail, flops, timings(fn, args.repeats), top, items))
+        flops = count_flops(fn) if k == 0 else None
+        barrier.wait()
+        queue.put((k, name, flops, timings(fn, args.repeats)))
+
+
+def concurrent_rows(args, cfg, top: float) -> list[dict]:
+    """Each stage timed in ``--processes`` processes at once: FLOP/s and items/s summed over the processes."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(args.processes), ctx.Queue()
+    procs = [ctx.Process(target=_process, args=(k, args, barrier, queue)) for k in range(args.processes)]
+    for p in procs:
+        p.start()
+    names = [(n, d, items) for n, d, _m, items in stage_list(args, cfg)]
+    got: dict[str, dict[int, tuple]] = {}
+    for _ in range(len(names) * args.processes):
+        k, name, flops, ts = queue.get()
+        got.setdefault(name, {})[k] = (flops, ts)
+    for p in procs:
+        p.join()
+    rows = []
+    for name, detail, items in names:
+        flops = got[name][0][0]
+        medians = [statistics.median(got[name][k][1]) for k in range(args.processes)]
+        row = stage_row(name, f"{detail}; {args.processes} processes × {args.threads} thread(s) at once", flops,
+                        got[name][0][1], top, items)
+        row["process_medians_s"] = medians
+        row["gflops"] = sum(flops / m for m in medians) / 1e9
+        row["fraction_of_peak"] = row["gflops"] / top
+        row["items_per_s"] = sum(items / m for m in medians)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="models/tiny-sd-fashion")
+    ap.add_argument("--config", default="configs/mini.yaml")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (of each process, with --processes)")
+    ap.add_argument("--processes", type=int, default=1, help="time every stage in this many processes at once (the "
+                    "study's study.workers); the peak is measured at processes × threads threads in one process")
+    ap.add_argument("--peak-repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs of each stage (after one warm-up); the median counts")
+    ap.add_argument("--query-batch", type=int, default=512)
+    ap.add_argument("--lira-shadows", type=int, default=16)
+    ap.add_argument("--lira-examples", type=int, default=8000)
+    ap.add_argument("--out", default=None, help="write the numbers as JSON here")
+    args = ap.parse_args()
+    total_threads = args.threads * args.processes
+    torch.set_num_threads(total_threads)
+    from tckr.core import config, io
+
+    cfg = config.load_config(args.config)
+    load_before = os.getloadavg()
+    pk = peak(args.peak_repeats)
+    top = pk["matmul"]["gflops"]
+    print(f"load average {load_before[0]:.2f}; peak ({total_threads} threads, float32): matmul {top:.1f} GFLOP/s, "
+          f"3×3 conv {pk['conv3x3']['gflops']:.1f} GFLOP/s")
+    if args.processes > 1:
+        rows = concurrent_rows(args, cfg, top)
+    else:
+        rows = []
+        for name, detail, make, items in stage_list(args, cfg):
+            fn = make()
+            flops = count_flops(fn)
+            rows.append(stage_row(name, detail, flops, timings(fn, args.repeats), top, items))
     lira = _lira(args.lira_shadows, args.lira_examples)
     rows.append(stage_row("LiRA scoring", f"lira_from_stable, {args.lira_shadows} shadows × {args.lira_examples} examples "
                           "× 2 queries (numpy float64)", None, timings(lira, args.repeats), top, args.lira_examples))
-    result = {"base": args.base, "config": args.config, "threads": args.threads, "dtype": "float32", "peak": pk,
-              "stages": rows, "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+    result = {"base": args.base, "config": args.config, "threads": args.threads, "processes": args.processes,
+              "dtype": "float32", "peak": pk, "stages": rows, "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
 
     print(f"{'stage':24s} {'GFLOP':>8s} {'ms':>9s} {'GFLOP/s':>8s} {'% peak':>7s} {'items/s':>9s}  detail")
     for r in rows:
