@@ -95,8 +95,8 @@ def test_roc_draws_every_headline_row_with_the_tables_auc(study, tmp_path):
             " (hard labels)" if r["release"] == "student" and r["label_mode"] == "hard" else "")
         assert _legend_auc(ln.get_label()) == _table_auc(md, r["release"], card, r["attack"])
         assert len(_legend_auc(ln.get_label())) == 3  # estimate and its 95% interval
-    pipes = heads[heads["source"] == "mia_pipeline.csv"]
-    assert study == "mini-full" or len(pipes)  # students through their shadow pipelines, not mia.csv's rows
+    pipes = heads[heads["source"] == "mia_pipeline.csv"]  # students through their shadow pipelines, not mia.csv's rows
+    assert len(pipes) and all(privacy_figures.roc_stem(r).endswith("_pipeline") for _, r in pipes.iterrows())
     out = canvas.save_figure(fig, tmp_path / "roc")
     w, h = png_size(out[1])
     assert w <= MAX_PX[0] and h <= MAX_PX[1]
@@ -107,7 +107,7 @@ def test_front_page_ledger_has_headline_rows_canaries_apart_and_fits_the_readme(
     folder = RESULTS / study
     t = ledger.with_subset(artifacts.read_result(folder, "ledger.csv"))
     fig = privacy_figures.ledger_headline_figure(folder)
-    n_head, n_canary = int(t["headline"].sum()), 0
+    n_head = int(t["headline"].sum())
     heads = ledger.headlines(t)
     key = ["source", "target", "attack"]
     n_canary = int(t[t["subset"] == "canaries"].set_index(key).index.isin(heads.set_index(key).index).sum())
@@ -225,3 +225,15 @@ def test_privacy_utility_pairs_a_study_with_its_seeds_and_controls(tmp_path):
 def test_figure_names_and_inputs_cover_the_new_figures():
     assert {"ledger_headline", "privacy_utility", "roc"} <= set(plots.FIGURES) <= set(plots.PLOTTERS)
     assert plots.PLOTTERS["roc"] is plots.plot_roc
+
+
+def test_audit_figure_reads_an_audit_summary_written_before_the_resplit_test():
+    fig = plots.audit_distances_figure(RESULTS / "mini")  # its audit_summary.csv has dup_threshold, no _D/_H columns
+    titles = [ax.get_title() for ax in fig.axes]
+    summ = pd.read_csv(RESULTS / "mini" / "results" / "audit_summary.csv")
+    s = summ[summ["source"] == "synthetic"].iloc[0]
+    assert "written before the D/H re-split test" in titles[0]
+    assert f"near copies of D {int(s['near_copies_dup'])}/{int(s['n'])} = {100 * s['frac_near_copies_dup']:.1f}%" in titles[0]
+    thresholds = [ln.get_xdata()[0] for ln in fig.axes[0].lines if ln.get_label() == "duplicate threshold (D)"]
+    assert thresholds == [pytest.approx(s["dup_threshold"])]
+    canvas.pyplot().close(fig)
