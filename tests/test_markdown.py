@@ -79,3 +79,48 @@ def test_the_study_table_escapes_pipes_in_its_cells():
     html = MarkdownIt("commonmark").enable("table").render(md)
     assert "<td>student|D|</td>" in html and "<td>0.1×</td>" in html
     assert artifacts.markdown_cell("a|b\nc") == "a\\|b c"
+
+
+SINGLE_RUNS = ("mini", "mini-full", "mini-leaky", "mini-leaky-t2i", "mini-d5000-s16")  # committed, with a ledger
+SEEDED = ("mini-seeds", "mini-full-seeds")
+
+
+def _generated_tables() -> dict[str, str]:
+    """Every Markdown table the reporting generates, from the committed result folders: the ledger (whole, headline
+    rows, canaries alone), the study table of one run and of several seeds, the README's results block with its
+    per-study, seeds and control tables, the benchmark table and the privacy–utility table."""
+    from tckr.privacy import ledger
+    from tckr.reporting import plane, report
+
+    results = paths.ROOT / "results"
+    out = {}
+    for name in SINGLE_RUNS:
+        f = results / name
+        t = ledger.with_subset(pd.read_csv(f / "results" / "ledger.csv"))
+        out[f"{name} ledger"] = ledger.markdown(t)
+        out[f"{name} ledger headline"] = ledger.markdown(t, headline_only=True)
+        if (t["subset"] == "canaries").any():
+            out[f"{name} ledger canaries"] = ledger.markdown(t[t["subset"] == "canaries"])
+        out[f"{name} study table"] = artifacts.table_markdown(ledger.study_table(f))
+        out[f"{name} classifier table"] = report.classifier_table(f)
+        out[f"{name} privacy-utility"] = plane.markdown(plane.table(f, plane.control_folders(
+            f, [results / n for n in SINGLE_RUNS])))
+    for name in SEEDED:
+        seeds = artifacts.seed_folders(results / name)
+        out[f"{name} seeds table"] = artifacts.table_markdown(ledger.seed_summary(seeds)[1])
+        out[f"{name} seeds block"] = report.seeds_block(results / name)
+    out["results block"] = report.block([results / n for n in ("mini", "mini-seeds", "mini-full", "mini-full-seeds",
+                                                               "mini-leaky", "mini-leaky-t2i")])
+    out["benchmark table"] = report.bench_table(paths.ROOT / "bench" / "measured")
+    return out
+
+
+def test_every_generated_table_parses_as_gfm_with_its_header_cell_count():
+    tables = _generated_tables()
+    for what, text in tables.items():
+        n = sum(t.type == "table_open" for t in MarkdownIt("commonmark").enable("table").parse(text))
+        assert n >= 1, f"{what}: the GFM parser finds no table"
+        assert not bad_rows(text), f"{what}: " + "\n".join(bad_rows(text))
+    # the privacy-utility table renders each row's cells where they belong
+    html = MarkdownIt("commonmark").enable("table").render(tables["mini privacy-utility"])
+    assert "<td>control_student</td>" in html and "<th>TPR@1% FPR (%)</th>" in html

@@ -159,13 +159,16 @@ def test_attack_writes_results_headline_aop_and_figures(tiny_run, quick_fit):
     assert list(aop["attack"]) == ["lira_online_fixed"]
     assert aop["aop"].iloc[0] == pytest.approx(100 * metrics.aop(0.8, by_attack["lira_online_fixed"]))
     (run.dir / "results" / "headline.json").unlink()  # then the config's rule with the shadows of mia.csv
-    assert mia.write_aop(run)["auc"].iloc[0] == pytest.approx(by_attack["lira_online_fixed"])
-    assert mia.write_aop(run, "rmia")["auc"].iloc[0] == pytest.approx(by_attack["rmia"])
+    assert mia.write_aop(run)["auc"].iloc[0] == pytest.approx(100 * by_attack["lira_online_fixed"])  # percent
+    assert mia.write_aop(run, "rmia")["auc"].iloc[0] == pytest.approx(100 * by_attack["rmia"])
+    written = pd.read_csv(run.dir / "results" / "aop.csv").iloc[0]
+    lo_hi = table.set_index("attack").loc["rmia", ["auc_lo", "auc_hi"]]
+    assert [written["auc_lo"], written["auc_hi"]] == pytest.approx(list(100 * lo_hi))
     with pytest.raises(ValueError, match="rmia_offline"):
         mia.write_aop(run, "rmia_offline")
     assert ledger.headline(run.dir) == "lira_online_fixed"
     figs = plots.plot_mia_roc(run.dir)
-    assert {f.name for f in figs} >= {"mia_roc_teacher.pdf", "mia_roc_teacher.png", "roc.png"}
+    assert {f.name for f in figs} >= {"mia_roc_teacher.pdf", "mia_roc_teacher.png", "mia_roc.png"}
     with pytest.raises(FileNotFoundError, match="not trained"):
         mia.attack(run, n_shadows=6)
 

@@ -67,13 +67,13 @@ def test_mia_roc_draws_the_saved_arrays_of_the_headline(tmp_path):
     lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith(("teacher", "student"))]
     assert [ln.get_label().split(" (")[0] for ln in lines] == ["teacher", "student_synth1x"]
     for ln, t in zip(lines, ("teacher", "student_synth1x")):
-        np.testing.assert_array_equal(ln.get_ydata(), pd.read_csv(run_dir / "mia" / "roc" / f"{t}_lira_online_fixed.csv")["tpr"])
+        np.testing.assert_array_equal(ln.get_ydata(), 100 * pd.read_csv(run_dir / "mia" / "roc" / f"{t}_lira_online_fixed.csv")["tpr"])
     per_target = plots.mia_roc_figure(run_dir, "teacher")
     labels = [ln.get_label() for ln in per_target.axes[0].get_lines() if not ln.get_label().startswith("_")]
     assert len(labels) == 3 and sum("[headline]" in x for x in labels) == 1 and "lira_online_fixed [headline]" in labels[1]
     canvas.pyplot().close("all")
     names = sorted(p.name for p in plots.plot_mia_roc(run_dir))
-    assert names == sorted(f"{s}.{e}" for s in ("roc", "mia_roc_teacher", "mia_roc_student_synth1x") for e in ("pdf", "png"))
+    assert names == sorted(f"{s}.{e}" for s in ("mia_roc", "mia_roc_teacher", "mia_roc_student_synth1x") for e in ("pdf", "png"))
 
 
 def test_study_table_reads_only_and_its_writer_writes_it(tmp_path):

@@ -37,8 +37,8 @@ Files in the run folder:
   :func:`tckr.privacy.attack_results.write_attack_results`, the writer of every attack-result file;
 - ``results/headline.json``: ``attack, setting, n_shadows, rule`` (the pre-registered headline);
 - ``results/aop.csv``: ``target, role, cardinality, label_mode, attack, test_accuracy, auc, auc_lo,
-  auc_hi, aop`` with ``test_accuracy`` from ``results/classifiers.csv`` (percent), ``auc`` the
-  headline attack's AUC (fraction) and ``aop`` in percent.
+  auc_hi, aop``, all in percent: ``test_accuracy`` from ``results/classifiers.csv``, ``auc`` the headline attack's AUC
+  with its 95% interval (fractions in files written before 2026-12, whose ``auc`` is at most 1), and ``aop``.
 
 Figures are drawn by :func:`tckr.plots.plot_mia_roc` from ``mia/roc/`` and ``results/``.
 
@@ -330,7 +330,7 @@ def canary_mask(run, positions: np.ndarray | None = None) -> np.ndarray:
 
 def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
     """``results/aop.csv``: test accuracy (``results/classifiers.csv``) and the AUC of one attack per
-    target, with AOP (%). The attack is the run's pre-registered headline (``results/headline.json``,
+    target, with AOP, all in percent. The attack is the run's pre-registered headline (``results/headline.json``,
     else the ``mia.headline`` rule) unless ``attack_name`` names another; a student attacked through
     shadow pipelines takes that row (``shadows`` = ``pipeline``, :func:`tckr.ledger.classifier_headlines`)."""
     clf_file, mia_file = run.dir / "results" / "classifiers.csv", run.dir / "results" / "mia.csv"
@@ -348,6 +348,7 @@ def write_aop(run, attack_name: str | None = None) -> pd.DataFrame:
     res = ledger.classifier_headlines(run.dir, attack_name)
     table = res.merge(clf[["model", "test_accuracy"]].rename(columns={"model": "target"}), on="target", how="inner")
     table["aop"] = [100 * metrics.aop(acc / 100, auc) for acc, auc in zip(table["test_accuracy"], table["auc"])]
+    table[["auc", "auc_lo", "auc_hi"]] = 100 * table[["auc", "auc_lo", "auc_hi"]]  # percent, as every other column
     table = table[["target", "role", "cardinality", "label_mode", "attack", "shadows", "test_accuracy", "auc", "auc_lo",
                    "auc_hi", "aop"]]
     io.save_csv(run.path("results", "aop.csv"), table)

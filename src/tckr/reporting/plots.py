@@ -4,8 +4,10 @@ generation code is imported; ``pyproject.toml``'s import-linter contracts keep i
 
     tckr figures --run-dir runs/<run_id> [--images]   # every figure, PDF and PNG, into <run>/figures/
 
-Inputs (written by the phases): ``results/classifiers.csv`` (04; accuracies in percent), ``results/mia.csv``
-(05; AUC and TPR as fractions), ``results/headline.json`` (05; the pre-registered headline attack),
+Every AUC and TPR is drawn in percent, as the tables show them. Inputs (written by the phases):
+``results/classifiers.csv`` (04; accuracies in percent), ``results/mia.csv`` (05; AUC and TPR as fractions),
+``results/headline.json`` (05; the pre-registered headline attack), ``results/ledger.csv`` (08; the headline rows
+that :mod:`tckr.reporting.privacy_figures` and :mod:`tckr.reporting.plane` draw),
 ``mia/roc/<target>_<attack>.csv`` (05), ``results/audit.csv``, ``audit_control.csv`` and
 ``audit_summary.csv`` (05), ``results/ablation.csv`` (04), ``synthetic/`` shards (03) and the real split
 indices, ``lora/loss.csv`` and ``lora/samples/`` (02). Outputs: ``figures/*.pdf|png``. :func:`tckr.ledger.study_table` (teacher vs
@@ -23,10 +25,11 @@ import pandas as pd
 
 from tckr.core import io
 from tckr.privacy import ledger, metrics
-from tckr.reporting import canvas, phase_figures
+from tckr.reporting import canvas, phase_figures, plane, privacy_figures
 from tckr.runfolder import artifacts, runs, synthetic
 
-FIGURES = ("table", "cardinality", "roc", "ledger", "samples", "ablation", "audit", "curves")
+FIGURES = ("table", "cardinality", "roc", "ledger", "ledger_headline", "privacy_utility", "samples", "ablation", "audit",
+           "curves")
 # drawn from images (real and synthetic, nearest pairs) that a result folder (tckr.report.collect) does not hold
 IMAGE_FIGURES = ("samples", "audit")
 
@@ -70,12 +73,12 @@ def plot_cardinality(run_dir: Path) -> list[Path]:
 
 
 def roc_axes(title: str):
-    """A figure with a linear and a log-log ROC panel, the chance diagonal drawn in both."""
+    """A figure with a linear and a log-log ROC panel (percent), the chance diagonal drawn in both."""
     fig, (lin, log) = canvas.pyplot().subplots(1, 2, figsize=(10, 4.2))
     for ax in (lin, log):
-        ax.plot([1e-5, 1], [1e-5, 1], color="grey", lw=0.8, ls=":")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
+        ax.plot([1e-3, 100], [1e-3, 100], color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("false positive rate (%)")
+        ax.set_ylabel("true positive rate (%)")
         ax.grid(alpha=0.3)
     log.set_xscale("log")
     log.set_yscale("log")
@@ -87,7 +90,8 @@ def roc_axes(title: str):
 def _roc_lines(ax_pair, run_dir: Path, r, label: str, lw: float = 1.3) -> None:
     roc = artifacts.read_roc(run_dir, r["target"], r["attack"])
     for ax in ax_pair:
-        ax.plot(roc["fpr"], roc["tpr"], lw=lw, label=f"{label} (AUC {r['auc']:.3f}, TPR@1% {100 * r['tpr_at_1pct']:.1f}%)")
+        ax.plot(100 * roc["fpr"], 100 * roc["tpr"], lw=lw,
+                label=f"{label} (AUC {100 * r['auc']:.1f}%, TPR@1% {100 * r['tpr_at_1pct']:.1f}%)")
 
 
 def mia_roc_figure(run_dir: str | Path, target: str | None = None):
@@ -110,20 +114,32 @@ def mia_roc_figure(run_dir: str | Path, target: str | None = None):
         for _, r in rows.iterrows():
             is_head = r["attack"] == head
             _roc_lines((lin, log), run_dir, r, r["attack"] + (" [headline]" if is_head else ""), lw=2.2 if is_head else 1.2)
-    log.set_xlim(1.0 / max(n_ex, 1), 1)
-    log.set_ylim(1.0 / max(n_ex, 1), 1)
+    log.set_xlim(100.0 / max(n_ex, 1), 100)
+    log.set_ylim(100.0 / max(n_ex, 1), 100)
     lin.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def plot_mia_roc(run_dir: str | Path) -> list[Path]:
-    """``figures/roc`` (the headline attack, every target) and ``figures/mia_roc_<target>`` (every attack)."""
-    run_dir = Path(run_dir)
-    out = canvas.save_figure(mia_roc_figure(run_dir), run_dir / "figures" / "roc")
+def _per_target_roc(run_dir: Path) -> list[Path]:
+    out = []
     for t in ledger.main_rows(artifacts.read_result(run_dir, "mia.csv"))["target"].unique():
         out += canvas.save_figure(mia_roc_figure(run_dir, t), run_dir / "figures" / f"mia_roc_{t}")
     return out
+
+
+def plot_mia_roc(run_dir: str | Path) -> list[Path]:
+    """What 05_mia_lira shows before the ledger exists: ``figures/mia_roc`` (the headline attack with classifier
+    shadows, every target) and ``figures/mia_roc_<target>`` (every attack)."""
+    run_dir = Path(run_dir)
+    return canvas.save_figure(mia_roc_figure(run_dir), run_dir / "figures" / "mia_roc") + _per_target_roc(run_dir)
+
+
+def plot_roc(run_dir: str | Path) -> list[Path]:
+    """``figures/roc``: the ledger's headline rows of every release point with bootstrap bands
+    (:func:`tckr.reporting.privacy_figures.roc_figure`), and ``figures/mia_roc_<target>`` (every attack)."""
+    run_dir = Path(run_dir)
+    return privacy_figures.plot_roc(run_dir) + _per_target_roc(run_dir)
 
 
 def _synthetic_images(run_dir: Path):
@@ -175,6 +191,9 @@ def audit_distances_figure(run_dir: str | Path):
     run_dir = Path(run_dir)
     table = artifacts.read_result(run_dir, "audit.csv")
     summ = artifacts.read_result(run_dir, "audit_summary.csv")
+    if "dup_threshold_D" not in summ:  # written before the D/H re-split test: near copies of D only
+        summ = summ.rename(columns={"dup_threshold": "dup_threshold_D", "near_copies_dup": "near_copies_dup_D",
+                                    "frac_near_copies_dup": "frac_near_copies_dup_D"})
     ctrl = artifacts.read_optional_result(run_dir, "audit_control.csv")
     spaces = [s for s in ("feature", "pixel") if f"{s}_dist_D" in table.columns]
     mults = sorted(table["multiple"].unique())
@@ -188,24 +207,36 @@ def audit_distances_figure(run_dir: str | Path):
             ax.hist(d_n, bins=bins, alpha=0.6, density=True, label="synthetic: nearest non-member (H)")
             s = summ[(summ["source"] == "synthetic") & (summ["multiple"] == mult) & (summ["space"] == space)].iloc[0]
             c = summ[summ["source"].str.startswith("control") & (summ["space"] == space)]
-            ctrl_rate = (f"; control D {100 * c['frac_near_copies_dup_D'].iloc[0]:.1f}%, H {100 * c['frac_near_copies_dup_H'].iloc[0]:.1f}%"
-                         if len(c) else "")
             if ctrl is not None:
                 ax.hist(ctrl[f"{space}_dist_D"], bins=bins, density=True, histtype="step", color="k", lw=1.0,
                         label="held-out real: nearest member (D)")
             ax.axvline(s["dup_threshold_D"], color="r", ls="--", lw=1.0, label="duplicate threshold (D)")
-            ax.axvline(s["dup_threshold_H"], color="tab:orange", ls=":", lw=1.0, label="duplicate threshold (H)")
-            ax.set_title(f"{mult:g}×, {space}: {100 * s['frac_closer_to_member']:.1f}% closer to D (re-split null 95% "
-                         f"{100 * s['null_lo_frac_closer']:.1f}–{100 * s['null_hi_frac_closer']:.1f}%)\npermutation "
-                         f"p={s['p_perm_frac_closer']:.2g} (one-sided, {int(s['n_permutations'])} D/H re-splits)\n"
-                         f"near copies of D {int(s['near_copies_dup_D'])}/{int(s['n'])} = {100 * s['frac_near_copies_dup_D']:.1f}%, "
-                         f"of H {int(s['near_copies_dup_H'])} = {100 * s['frac_near_copies_dup_H']:.1f}%{ctrl_rate}",
-                         fontsize=7)
+            if "dup_threshold_H" in s:
+                ax.axvline(s["dup_threshold_H"], color="tab:orange", ls=":", lw=1.0, label="duplicate threshold (H)")
+            ax.set_title(_audit_title(s, c, mult, space), fontsize=7)
             ax.set_xlabel("nearest-neighbour distance")
             ax.set_ylabel("density")
             ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def _audit_title(s, c, mult, space: str) -> str:
+    """A panel's title: the share closer to D with its re-split test, and the near-copy rates beside the control's
+    (an ``audit_summary.csv`` written before the re-split test has neither the test nor the rates towards H)."""
+    title = f"{mult:g}×, {space}: {100 * s['frac_closer_to_member']:.1f}% closer to D"
+    if "p_perm_frac_closer" in s:
+        title += (f" (re-split null 95% {100 * s['null_lo_frac_closer']:.1f}–{100 * s['null_hi_frac_closer']:.1f}%)\n"
+                  f"permutation p={s['p_perm_frac_closer']:.2g} (one-sided, {int(s['n_permutations'])} D/H re-splits)")
+    else:
+        title += "\n(audit written before the D/H re-split test)"
+    title += f"\nnear copies of D {int(s['near_copies_dup_D'])}/{int(s['n'])} = {100 * s['frac_near_copies_dup_D']:.1f}%"
+    if "near_copies_dup_H" in s:
+        title += f", of H {int(s['near_copies_dup_H'])} = {100 * s['frac_near_copies_dup_H']:.1f}%"
+    if len(c):
+        title += f"; control D {100 * c['frac_near_copies_dup_D'].iloc[0]:.1f}%"
+        title += f", H {100 * c['frac_near_copies_dup_H'].iloc[0]:.1f}%" if "frac_near_copies_dup_H" in c else ""
+    return title
 
 
 def audit_pairs_figure(run_dir: str | Path):
@@ -293,13 +324,16 @@ def plot_ledger(run_dir: str | Path) -> list[Path]:
     return canvas.save_figure(fig, run_dir / "figures" / "ledger")
 
 
-PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_mia_roc, "ledger": plot_ledger,
+PLOTTERS = {"table": plot_table, "cardinality": plot_cardinality, "roc": plot_roc, "ledger": plot_ledger,
+            "ledger_headline": privacy_figures.plot_ledger_headline, "privacy_utility": plane.plot_privacy_utility,
             "samples": plot_samples, "ablation": plot_ablation, "audit": plot_audit, "curves": plot_curves}
+COPIED = (".png", ".csv", ".md")  # what goes to the images folder: the PNGs and the tables written beside a figure
 
 
 def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_dir: str | Path | None = None,
                  strict: bool = True, log=print) -> dict[str, list[Path]]:
-    """Draw every figure of a finished run from its result files; optionally copy PNGs to ``images_dir``."""
+    """Draw every figure of a finished run from its result files; optionally copy the PNGs (and the tables drawn
+    beside them, :data:`COPIED`) to ``images_dir``."""
     if run_dir is None:
         raise ValueError("run_dir: give a finished run folder, e.g. runs/mini-20261129-190000")
     run_dir = Path(run_dir)
@@ -319,7 +353,7 @@ def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_d
         images_dir.mkdir(parents=True, exist_ok=True)
         for paths_ in out.values():
             for p in paths_:
-                if p.suffix == ".png":
+                if p.suffix in COPIED:
                     shutil.copyfile(p, images_dir / p.name)
     return out
 
@@ -339,7 +373,8 @@ def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
     teacher = allc.loc[allc["role"] == "teacher", "test_accuracy"].to_numpy(float)
     if len(teacher):
         m, h = teacher.mean(), metrics.t_halfwidth(teacher)
-        ax.axhline(m, color="k", ls="--", lw=1, label=f"teacher (real D), {len(teacher)} seeds")
+        ax.axhline(m, color="k", ls="--", lw=1, label=f"teacher (real D): {m:.1f}%"
+                   + (f" ± {h:.1f} (95% CI)" if np.isfinite(h) else "") + f", {len(teacher)} seeds")
         if np.isfinite(h):
             ax.axhspan(m - h, m + h, color="k", alpha=0.1)
     students = allc[allc["role"] == "student"]
@@ -355,6 +390,9 @@ def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
                            label=f"students, {mode} labels (mean ± 95% CI)")
         ax.scatter(g["cardinality"], g["test_accuracy"], s=10, alpha=0.5, color=line[0].get_color())
     ax.set_xscale("log")
+    cards = sorted(students["cardinality"].dropna().unique())  # ticks at the cardinalities run, not powers of ten
+    ax.set_xticks(cards, [f"{c:g}×" for c in cards])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("synthetic cardinality (× |D|)")
     ax.set_ylabel("real-test accuracy (%)")
     ax.set_title(f"{folder.name}: {len(seeds)} seeds")
@@ -367,9 +405,10 @@ def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
 def result_figures(folders: list[str | Path], images: str | Path = "images", which: tuple[str, ...] | None = None,
                    log=print) -> dict[str, list[Path]]:
     """Redraw every figure of each result folder from its committed files (``<folder>/figures/``, ignored by git)
-    and copy the PNGs to ``images/<study>/``. The figures drawn from images (samples, audit pairs) need the run's
-    shards: their PNGs, copied by :func:`tckr.report.collect` into ``<folder>/images/``, are used as they are. Returns the PNGs
-    per folder."""
+    and copy the PNGs (and the tables drawn beside them) to ``images/<study>/``. The figures drawn from images (samples,
+    audit pairs) need the run's shards: their PNGs, copied by :func:`tckr.report.collect` into ``<folder>/images/``, are
+    used as they are. A study's privacy–utility figure sets the students of its positive controls among ``folders``
+    beside its own (:func:`tckr.reporting.plane.control_folders`). Returns the copied files per folder."""
     out = {}
     for folder in map(Path, folders):
         if artifacts.seed_folders(folder) and not (folder / "config.yaml").is_file():  # a several-seed result folder
@@ -377,12 +416,16 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
         elif not (folder / "config.yaml").is_file():
             raise FileNotFoundError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
         else:
-            drawn = make_figures(folder, which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES), log=log)
+            names = which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES)
+            drawn = make_figures(folder, tuple(f for f in names if f != "privacy_utility"), log=log)
+            if "privacy_utility" in names:
+                drawn["privacy_utility"] = plane.plot_privacy_utility(folder, plane.control_folders(folder, folders))
+                log(f"{'privacy_utility':<12} -> {', '.join(str(p) for p in drawn['privacy_utility'])}")
             if (folder / "results" / "audit.csv").is_file():
                 drawn["audit"] = canvas.save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")
             if (folder / "lora" / "loss.csv").is_file():
                 drawn["lora_loss"] = phase_figures.plot_lora_loss(folder)
-        pngs = [p for ps in drawn.values() for p in ps if p.suffix == ".png"]
+        pngs = [p for ps in drawn.values() for p in ps if p.suffix in COPIED]
         pngs += sorted((folder / "images").glob("*.png"))  # drawn from images at collect time, copied as they are
         target = Path(images) / folder.name
         target.mkdir(parents=True, exist_ok=True)

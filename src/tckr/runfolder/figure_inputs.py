@@ -15,7 +15,7 @@ MADE_BY = {
     "classifiers/*_history.csv": "04_run_evaluate",
     "results/ablation.csv": "04_run_evaluate",
     "results/mia.csv": "05_mia_lira",
-    "results/ledger.csv": "05_mia_lira",
+    "results/ledger.csv": "08_audit_ledger",
     "results/audit.csv": "05_mia_lira",
     "results/audit_summary.csv": "05_mia_lira",
 }
@@ -24,8 +24,10 @@ MADE_BY = {
 FIGURE_INPUTS = {
     "table": ("results/classifiers.csv", "results/mia.csv"),
     "cardinality": ("results/classifiers.csv", "results/mia.csv"),
-    "roc": ("results/mia.csv",),
+    "roc": ("results/mia.csv", "results/ledger.csv"),
     "ledger": ("results/ledger.csv",),
+    "ledger_headline": ("results/ledger.csv",),
+    "privacy_utility": ("results/classifiers.csv", "results/ledger.csv"),
     "samples": ("synthetic/manifest.json",),
     "ablation": ("results/ablation.csv",),
     "audit": ("results/audit.csv", "results/audit_summary.csv"),
