@@ -19,7 +19,7 @@ Every DP model is audited (:func:`check_dp_audit`): the one-run ε lower bound o
 
 Files under ``<run>/dp/``: ``teachers/``, ``shadows/eps<ε>/``, ``lora/``, ``students/`` (weights and JSON records),
 ``logits/<model>.npy`` (float32 [|P|, queries, classes]); ``<run>/results/dp_models.csv``: :data:`COLUMNS`,
-fractions in [0, 1] with 95% intervals (accuracy: Wilson on the test split; AUC and TPR at 1% FPR: the bootstrap
+in percent (as every table of the study) with 95% intervals (accuracy: Wilson on the test split; AUC and TPR at 1% FPR: the bootstrap
 of :func:`tckr.privacy.metrics.summarise`). Finished models are skipped, so an interrupted study resumes.
 """
 
@@ -70,14 +70,14 @@ def dp_dir(run, *parts: str) -> Path:
     return run.path("dp", *parts)
 
 
-def accuracy_interval(correct: np.ndarray, z: float = 1.959964) -> tuple[float, float, float]:
-    """Accuracy and its 95% Wilson interval from a boolean array of correct predictions."""
+def accuracy_interval(correct: np.ndarray) -> tuple[float, float, float]:
+    """Accuracy and its 95% Wilson interval (:func:`tckr.privacy.metrics.wilson`), in percent, from a boolean array of
+    correct predictions."""
     n = int(np.size(correct))
     if n == 0:
         return math.nan, math.nan, math.nan
-    p = float(np.mean(correct))
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = metrics.wilson(float(np.sum(correct)), n)
+    return 100 * float(np.mean(correct)), 100 * lo, 100 * hi
 
 
 def _tag(eps: float) -> str:
@@ -110,8 +110,9 @@ def _attack(run, target_logits: np.ndarray, shadow_logits: list[np.ndarray], kee
     shadow_phi = np.stack([stable_logit(s, p.labels) for s in shadow_logits])
     s = score(head, stable_logit(target_logits, p.labels), shadow_phi, keep, queries=mia.queries(run))
     m = metrics.summarise(s, p.member, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed))
-    return {"tpr_at_1": m["tpr_at_1pct"], "tpr_at_1_lo": m["tpr_at_1pct_lo"], "tpr_at_1_hi": m["tpr_at_1pct_hi"],
-            "auc": m["auc"], "auc_lo": m["auc_lo"], "auc_hi": m["auc_hi"],
+    pct = {k: 100 * m[k] for k in ("tpr_at_1pct", "tpr_at_1pct_lo", "tpr_at_1pct_hi", "auc", "auc_lo", "auc_hi")}
+    return {"tpr_at_1": pct["tpr_at_1pct"], "tpr_at_1_lo": pct["tpr_at_1pct_lo"], "tpr_at_1_hi": pct["tpr_at_1pct_hi"],
+            "auc": pct["auc"], "auc_lo": pct["auc_lo"], "auc_hi": pct["auc_hi"],
             "eps_lb": auditing.epsilon_one_run(s[p.member], s[~p.member], delta=delta)}
 
 

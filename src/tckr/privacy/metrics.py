@@ -15,6 +15,8 @@ when fewer than :data:`MIN_FALSE_POSITIVES` non-members could be false positives
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_curve
@@ -147,3 +149,15 @@ def summarise(scores: np.ndarray, members: np.ndarray, n_bootstrap: int = 200, s
             row.update({k: nan, f"{k}_lo": nan, f"{k}_hi": nan, f"{k}_ub": nan})
     row["tpr_note"] = tpr_note(n_out)
     return row
+
+
+def wilson(k: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` as fractions (nan, nan when ``n`` is 0): detection rates of the
+    dose-response control, accuracies over a test split."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = stats.norm.ppf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

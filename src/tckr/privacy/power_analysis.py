@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from tckr.core.power_settings import POWER_TESTS
+from tckr.privacy.metrics import wilson
 
 # Fewer assumptions first, the proposer's tie-break: LOSS thresholds the target alone; RMIA compares likelihood ratios
 # with reference models but fits no distribution; offline LiRA fits Gaussians to OUT models only, online LiRA to IN and
@@ -36,17 +37,6 @@ POWER_COLUMNS = ["rho", "strength", "series", "attack", "test", "n_replicates", 
 MDE_COLUMNS = ["attack", "test", "power_target", "mde_rho", "mde_rho_tested", "auc_at_mde", "tpr_at_1_at_mde",
                "detect_rate_at_tested", "detect_lo_at_tested", "detect_hi_at_tested", "false_positive_rate",
                "n_replicates", "interpolated", "statement"]
-
-
-def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n`` (nan, nan when ``n`` is 0)."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    z = stats.norm.ppf(0.5 + level / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mann_whitney_p(scores: np.ndarray, members: np.ndarray) -> float:

@@ -46,11 +46,9 @@ def control_folders(folder: str | Path, folders) -> list[Path]:
 
 
 def wilson(accuracy_pct: float, n: int) -> tuple[float, float]:
-    """95% Wilson interval (percent) of an accuracy over ``n`` test examples."""
-    p, z2 = accuracy_pct / 100, _Z ** 2
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = _Z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return 100 * (centre - half), 100 * (centre + half)
+    """95% Wilson interval (percent) of an accuracy over ``n`` test examples (:func:`tckr.privacy.metrics.wilson`)."""
+    lo, hi = metrics.wilson(accuracy_pct / 100 * n, n)
+    return 100 * lo, 100 * hi
 
 
 def _accuracies(folder: Path) -> tuple[dict[str, tuple[float, float, float]], str]:
