@@ -11,16 +11,17 @@ CACHE := $(abspath $(VENV_CACHE))
 STAMP := $(VENV)/.tckr-cache-$(shell printf %s "$(CACHE)" | sha256sum | cut -c1-12)  # which cache .venv reads
 INSTALLED := $(VENV)/.tckr-editable
 CONFIG ?= configs/mini.yaml
-RESULTS ?= results/mini results/mini-seeds results/mini-full results/mini-full-seeds results/mini-leaky
+RESULTS ?= results/mini results/mini-seeds results/mini-full results/mini-full-seeds results/mini-leaky results/mini-d5000-s16 results/mini-leaky-t2i
 RUN ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup data venv study figures test test-slow test-all bench lab clean-venv
+.PHONY: help setup data venv study figures docs test test-slow test-all bench lab clean-venv
 
 help:
 	@echo "make study [CONFIG=configs/mini.yaml] [RUN=runs/<id>]  run every phase notebook, 00_data ... 09_figures (papermill)"
 	@echo "make figures [RUN=runs/<id>]                          redraw the figures of the committed result folders"
-	@echo "                                                      (results/mini, -seeds, -full, -full-seeds, -leaky) into images/, or of a run"
+	@echo "                                                      (RESULTS: results/mini, its -seeds, -full, controls ...) into images/, or of a run"
+	@echo "make docs                                             the documentation site (mkdocs-material, --strict) into site/"
 	@echo "make test                                             fast tests + the tiny end-to-end notebook chain"
 	@echo "make test-slow                                        the slow-marked checks (SD2 architecture, ...)"
 	@echo "make bench                                            benchmarks under bench/"
@@ -77,6 +78,9 @@ study: setup
 
 figures: venv
 	$(if $(RUN),$(VENV)/bin/tckr figures --run-dir $(RUN),$(VENV)/bin/tckr report figures $(RESULTS))
+
+docs: venv
+	$(PY) -m mkdocs build --strict
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)

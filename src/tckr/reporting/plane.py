@@ -151,12 +151,12 @@ def markdown(t: pd.DataFrame) -> str:
 
 
 def _short(r) -> str:
-    """``student_synth0.1x_hard`` as ``0.1× hard``; other names as they are."""
+    """``student_synth0.1x_hard`` as ``0.1× hard``; other names as they are; a control's student with its study."""
     name = str(r["model"])
     if name.startswith("student_synth"):
         name = name.removeprefix("student_synth").replace("x_", "× ", 1)
         name = name[:-1] + "×" if name.endswith("x") else name
-    return name
+    return f"{r['study']} {name}" if r["kind"] == "control_student" else name
 
 
 def figure(t: pd.DataFrame, title: str):
