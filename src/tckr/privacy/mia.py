@@ -40,7 +40,8 @@ Files in the run folder:
   auc_hi, aop``, all in percent: ``test_accuracy`` from ``results/classifiers.csv``, ``auc`` the headline attack's AUC
   with its 95% interval (fractions in files written before 2026-12, whose ``auc`` is at most 1), and ``aop``.
 
-Figures are drawn by :func:`tckr.plots.plot_mia_roc` from ``mia/roc/`` and ``results/`` (``figures/mia_roc``: classifier shadows); the headline ROC of every release point is 09's ``figures/roc``.
+Figures are drawn by :func:`tckr.plots.plot_mia_roc` from ``mia/roc/`` and ``results/`` (``figures/mia_roc``: classifier
+shadows); the headline ROC of every release point is 09's ``figures/roc``.
 
 CLI (one shard of the shadows per process or GPU): ``tckr shadows --config configs/mini.yaml
 --run-dir runs/<id> --shard k/n`` (1 <= k <= n) trains shadows ``i`` with ``i % n == k - 1``; ``--attack`` then attacks.
