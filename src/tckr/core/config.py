@@ -38,6 +38,7 @@ class ConfigError(ValueError):
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia", "rmia_offline")
 QUERIES = ("identity", "flip", "shift")
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+PUBLIC_STYLES = ("none", "invert", "edges", "blur8")  # data.public_style; the transforms: tckr.datasets.styles
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a run folder name: no separators, no "..", no spaces
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
 
@@ -61,6 +62,9 @@ class DataConfig:
     split_seed: int = rng(0, ge=0)
     public_size: int = rng(0, ge=0, note="0 = no public partition")  # public partition carved from the train split first (its own seed): what a pretrained base may see
     public_seed: int = rng(0, ge=0)
+    # look of the public images a base generator pretrains on (tckr.datasets.styles): none keeps D's look; invert |
+    # edges | blur8 give the base the concepts without D's look, which the LoRA must then add (the paper's regime)
+    public_style: str = "none"
     holdout: Literal["split", "test"] = "split"  # where the non-members H come from: split = half of the train split (|H| = |D|); test = the test split, D = the whole train split less val (the original's design)
     # datasets whose source has no test split: this share of train becomes the test set (seeded, class-stratified, fixed per dataset)
     carved_test_fraction: float = rng(0.15, gt=0, lt=1, note="a share of the train split")
@@ -344,6 +348,8 @@ def _check(cfg: Config, registry: bool = True) -> None:
         _fail("captions.model", cfg.captions.model, "accepted: a Hugging Face id or local folder")
     if not cfg.generator.base.strip():
         _fail("generator.base", cfg.generator.base, "accepted: a Hugging Face id or local folder such as models/tiny-sd-fashion")
+    if cfg.data.public_style not in PUBLIC_STYLES:
+        _fail("data.public_style", cfg.data.public_style, f"accepted: one of {', '.join(PUBLIC_STYLES)}")
     bad_t = [t for t in cfg.lora.target_modules if t not in LORA_TARGETS]
     if bad_t or not cfg.lora.target_modules or len(set(cfg.lora.target_modules)) != len(cfg.lora.target_modules):
         _fail("lora.target_modules", cfg.lora.target_modules, f"accepted: distinct names among {', '.join(LORA_TARGETS)}")
