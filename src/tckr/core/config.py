@@ -38,6 +38,7 @@ class ConfigError(ValueError):
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia", "rmia_offline")
 QUERIES = ("identity", "flip", "shift")
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+STUDENT_VARIANTS = ("lora_soft", "lora_hard", "base_soft", "public_only")  # gkd.baselines; tckr.classification.baselines
 PUBLIC_STYLES = ("none", "invert", "edges", "blur8")  # data.public_style; the transforms: tckr.datasets.styles
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a run folder name: no separators, no "..", no spaces
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
@@ -156,6 +157,9 @@ class GkdConfig:
     label_mode: Literal["soft", "hard"] = "soft"
     temperature: float = rng(1.0, gt=0)
     regenerate_every: int = rng(0, ge=0, note="0 = never")  # redraw the student's training set from the synthetic pool every k epochs
+    # extra student rows that separate where a student's accuracy comes from (tckr.classification.baselines): lora_soft |
+    # lora_hard (the adapted generator's set) | base_soft | public_only (the base generator's, no LoRA); empty = none
+    baselines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -348,6 +352,11 @@ def _check(cfg: Config, registry: bool = True) -> None:
         _fail("captions.model", cfg.captions.model, "accepted: a Hugging Face id or local folder")
     if not cfg.generator.base.strip():
         _fail("generator.base", cfg.generator.base, "accepted: a Hugging Face id or local folder such as models/tiny-sd-fashion")
+    main = f"lora_{cfg.gkd.label_mode}"
+    bad_v = [v for v in cfg.gkd.baselines if v not in STUDENT_VARIANTS or v == main]
+    if bad_v or len(set(cfg.gkd.baselines)) != len(cfg.gkd.baselines):
+        _fail("gkd.baselines", cfg.gkd.baselines, f"accepted: distinct names among {', '.join(STUDENT_VARIANTS)}, "
+              f"other than the run's own student ({main}, from gkd.label_mode)")
     if cfg.data.public_style not in PUBLIC_STYLES:
         _fail("data.public_style", cfg.data.public_style, f"accepted: one of {', '.join(PUBLIC_STYLES)}")
     bad_t = [t for t in cfg.lora.target_modules if t not in LORA_TARGETS]
