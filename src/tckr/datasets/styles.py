@@ -7,6 +7,10 @@ the base generator trains on, so that D's look is what the LoRA must add. Measur
 images, 5 epochs, 3,000 real test images), trained on the style and tested on the real look (on the style):
 invert 9.7% (76.3%), edges 28.3% (73.5%), blur8 57.1% (70.9%), against 73.8% for the real look.
 
+Only the base generator's pretraining (:mod:`tckr.generation.pretrain`) sees the style. The memorisation audit's
+feature extractor (:mod:`tckr.privacy.audit`) keeps training on the public images as they are: it embeds D, H and
+synthetic images, all in D's look, and a classifier trained on inverted images recognises 9.7% of real-look ones.
+
 Every transform is deterministic, maps ``N×H×W×3`` uint8 to the same shape and dtype, and leaves ``none`` alone.
 """
 
