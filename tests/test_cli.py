@@ -267,7 +267,7 @@ def test_pretrain_help_lists_every_setting_of_pretrain(capsys):
     assert e.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     settings = [k for k in inspect.signature(pretrain.pretrain).parameters if k not in ("config", "work")]
-    assert len(settings) == 18 and not [k for k in settings if f"--{k.replace('_', '-')} " not in out]
+    assert len(settings) == 19 and not [k for k in settings if f"--{k.replace('_', '-')} " not in out]
     assert "--steps STEPS UNet + text encoder training steps (default 12000)" in out
     assert "--run-dir: the working folder of checkpoints, logs and caches (default runs/pretrain-tiny-sd-fashion)" in out
 

@@ -25,7 +25,7 @@ def test_pretrain_saves_a_loadable_pipeline_and_resumes(tmp_path):
     work = tmp_path / "work"
     assert io.read_json(work / "checkpoint" / "state.json")["step"] == 3
     settings = io.read_json(work / "args.json")  # every setting, the defaults of tckr pretrain included
-    assert list(settings)[:4] == ["config", "out", "work", "limit"] and len(settings) == 20
+    assert list(settings)[:4] == ["config", "out", "work", "limit"] and len(settings) == 21
     assert (settings["steps"], settings["limit"], settings["kl_weight"], settings["work"]) == (3, 48, 1e-4, str(work))
     prompts = pd.read_csv(work / "public_prompts.csv")
     assert list(prompts.columns) == ["index", "label", "prompt"] and len(prompts) == 48

@@ -57,6 +57,8 @@ def _add_pretrain(sub) -> None:
         opt("--max-minutes", type=float, default=1e9, help="stop the UNet stage after this long, then save"),
         opt("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)"),
         opt("--seed", type=int, default=0, help="seed of the subset, the initial weights and the steps (default %(default)s)"),
+        opt("--vae-from", default="", metavar="BASE", help="reuse the VAE of this saved base (e.g. models/tiny-sd-fashion) "
+            "instead of training one: no VAE or decoder stage (default: train one)"),
     ]
     p.set_defaults(settings=tuple(s.dest for s in settings))
 

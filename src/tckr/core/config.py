@@ -39,6 +39,8 @@ class ConfigError(ValueError):
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed", "loss", "rmia", "rmia_offline")
 QUERIES = ("identity", "flip", "shift")
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+STUDENT_VARIANTS = ("lora_soft", "lora_hard", "base_soft", "public_only")  # gkd.baselines; tckr.classification.baselines
+PUBLIC_STYLES = ("none", "invert", "edges", "blur8")  # data.public_style; the transforms: tckr.datasets.styles
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a run folder name: no separators, no "..", no spaces
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
 
@@ -65,6 +67,9 @@ class DataConfig:
     split_seed: int = rng(0, ge=0)
     public_size: int = rng(0, ge=0, note="0 = no public partition")  # public partition carved from the train split first (its own seed): what a pretrained base may see
     public_seed: int = rng(0, ge=0)
+    # look of the public images a base generator pretrains on (tckr.datasets.styles): none keeps D's look; invert |
+    # edges | blur8 give the base the concepts without D's look, which the LoRA must then add (the paper's regime)
+    public_style: str = "none"
     holdout: Literal["split", "test"] = "split"  # where the non-members H come from: split = half of the train split (|H| = |D|); test = the test split, D = the whole train split less val (the original's design)
     # datasets whose source has no test split: this share of train becomes the test set (seeded, class-stratified, fixed per dataset)
     carved_test_fraction: float = rng(0.15, gt=0, lt=1, note="a share of the train split")
@@ -130,7 +135,8 @@ class ClassifierConfig:
 OBSERVABILITY_KEYS = (("train", "log"),)  # settings that change what is logged, not what is computed: left out of the hash
 # settings added after runs were made (key None: a whole section), in Config.hash() only when set to another value;
 # a run folder's saved config made before a section existed may lack it (runs.read_saved_config)
-LATER_KEYS = (("study", "workers"), ("power", None), ("dp", None), ("mia", "headline_attack"), ("mia", "headline_test"), ("mia", "headline_reason"))
+LATER_KEYS = (("study", "workers"), ("data", "public_style"), ("gkd", "baselines"), ("power", None), ("dp", None),
+              ("mia", "headline_attack"), ("mia", "headline_test"), ("mia", "headline_reason"))
 
 
 @dataclass
@@ -159,6 +165,9 @@ class GkdConfig:
     label_mode: Literal["soft", "hard"] = "soft"
     temperature: float = rng(1.0, gt=0)
     regenerate_every: int = rng(0, ge=0, note="0 = never")  # redraw the student's training set from the synthetic pool every k epochs
+    # extra student rows that separate where a student's accuracy comes from (tckr.classification.baselines): lora_soft |
+    # lora_hard (the adapted generator's set) | base_soft | public_only (the base generator's, no LoRA); empty = none
+    baselines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -382,6 +391,13 @@ def _check(cfg: Config, registry: bool = True) -> None:
         _fail("captions.model", cfg.captions.model, "accepted: a Hugging Face id or local folder")
     if not cfg.generator.base.strip():
         _fail("generator.base", cfg.generator.base, "accepted: a Hugging Face id or local folder such as models/tiny-sd-fashion")
+    main = f"lora_{cfg.gkd.label_mode}"
+    bad_v = [v for v in cfg.gkd.baselines if v not in STUDENT_VARIANTS or v == main]
+    if bad_v or len(set(cfg.gkd.baselines)) != len(cfg.gkd.baselines):
+        _fail("gkd.baselines", cfg.gkd.baselines, f"accepted: distinct names among {', '.join(STUDENT_VARIANTS)}, "
+              f"other than the run's own student ({main}, from gkd.label_mode)")
+    if cfg.data.public_style not in PUBLIC_STYLES:
+        _fail("data.public_style", cfg.data.public_style, f"accepted: one of {', '.join(PUBLIC_STYLES)}")
     bad_t = [t for t in cfg.lora.target_modules if t not in LORA_TARGETS]
     if bad_t or not cfg.lora.target_modules or len(set(cfg.lora.target_modules)) != len(cfg.lora.target_modules):
         _fail("lora.target_modules", cfg.lora.target_modules, f"accepted: distinct names among {', '.join(LORA_TARGETS)}")

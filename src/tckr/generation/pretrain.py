@@ -3,10 +3,11 @@
 The tiny architecture of :func:`tckr.generator.build_random` is trained in two stages on the real
 images of the config's ``public`` split (:func:`tckr.data.public_split`: carved from the train split
 before D, H, val and pool, with its own seed, so no study setting moves an image into or out of it), with prompts
-``"<class name>: <caption>"`` from the offline attribute captioner (:mod:`tckr.captions`):
+``"<class name>: <caption>"`` from the offline attribute captioner (:mod:`tckr.captions`), both in the config's
+``data.public_style`` (:func:`tckr.datasets.styles.apply_style`; ``none`` keeps the images as they are):
 
-1. the VAE (reconstruction + a small KL term); its latent scaling factor is then set to 1 / std of
-   the public images' latents, as Stable Diffusion's 0.18215 was;
+1. the VAE (reconstruction + a small KL term), or one reused from another base (``vae_from``); its latent scaling
+   factor is then set to 1 / std of the public images' latents, as Stable Diffusion's 0.18215 was;
 2. the UNet and the CLIP text encoder together, on the public images' latents, with the denoising loss of
    :func:`tckr.lora.denoising_loss` (the same code LoRA fine-tuning uses), 10% of prompts dropped
    to ``""`` for classifier-free guidance, min-SNR weighting and an EMA of the weights.
@@ -31,7 +32,7 @@ import pandas as pd
 import torch
 
 from tckr.core import io, paths
-from tckr.datasets import provenance
+from tckr.datasets import provenance, styles
 from tckr.generation import captions, generator, lora, prompt_files
 from tckr.runfolder import environment, runs
 
@@ -44,7 +45,9 @@ def _log(work: Path, msg: str) -> None:
 
 
 def public_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Public images, labels, prompts (``"<class>: <caption>"``) and their train-split indices, cached under ``work``.
+    """Public images in the run's ``data.public_style``, labels, prompts (``"<class>: <caption>"``, captioned from
+    the styled images: the captions describe what the generator is shown) and their train-split indices, cached
+    under ``work``.
 
     ``limit > 0`` keeps a seeded subset of that many public images (sorted order), chosen before
     captioning. The cache ``public_prompts.csv`` holds ``index`` (into the train split), ``label``, ``prompt``."""
@@ -58,6 +61,7 @@ def public_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tu
     if limit and limit < len(public):
         keep = np.sort(np.random.default_rng(seed).choice(len(public), limit, replace=False))
     index = run.splits().public[keep]
+    images = styles.apply_style(public.images[keep], run.cfg.data.public_style)
     if f.is_file():
         cached = pd.read_csv(f)
         by_index = dict(zip(cached["index"].tolist(), cached["prompt"]))
@@ -67,10 +71,21 @@ def public_data(config: str, work: Path, *, limit: int = 0, seed: int = 0) -> tu
                              "with another --limit, --seed or config; use a new working folder (tckr pretrain --run-dir)")
         prompts = [by_index[i] for i in index.tolist()]
     else:
-        caps = captions.attribute_captions(public.images[keep])
+        caps = captions.attribute_captions(images)
         prompts = [prompt_files.prompt_for(public.class_names[y], c) for y, c in zip(public.labels[keep], caps)]
         io.save_csv(f, pd.DataFrame({"index": index, "label": public.labels[keep], "prompt": prompts}))
-    return public.images[keep], public.labels[keep], prompts, index
+    return images, public.labels[keep], prompts, index
+
+
+def reuse_vae(pipe, base: str | Path, work: Path) -> None:
+    """The VAE of the saved base ``base`` in place of training one (its weights to ``work/vae.safetensors``, so
+    that a resumed run and :func:`snapshot` find it); the scaling factor is set afresh by :func:`encode_public`."""
+    f = work / "vae.safetensors"
+    if not f.is_file():
+        io.save_weights(f, generator.load(base).vae.state_dict(), {"from": str(base)})
+    pipe.vae.load_state_dict(io.load_weights(f)[0])
+    pipe.vae.eval()
+    _log(work, f"vae: reused from {base}")
 
 
 def train_vae(pipe, images: np.ndarray, work: Path, *, steps: int, batch: int, lr: float, kl_weight: float, seed: int) -> None:
@@ -274,10 +289,11 @@ def save_model(pipe, out: Path, *, dataset: str, index: np.ndarray, config: str)
 def pretrain(*, config: str, out: str | Path, work: str | Path, limit: int, vae_steps: int, vae_batch: int,
              vae_lr: float, decoder_steps: int, kl_weight: float, steps: int, batch: int, lr: float, warmup: int,
              drop_prompt: float, snr_gamma: float, ema: float, checkpoint_every: int, max_minutes: float, threads: int,
-             seed: int) -> Path:
+             seed: int, vae_from: str = "") -> Path:
     """Both stages, then the ``save_pretrained`` folder ``out``; resumes from the last checkpoint under ``work``.
     Every setting is given (``tckr pretrain --help`` has the defaults and their meaning); they are written to
-    ``work/args.json``. Returns ``out``."""
+    ``work/args.json``. ``vae_from`` (a saved base) reuses that base's VAE: no VAE stage, no decoder stage.
+    Returns ``out``."""
     settings = dict(locals())  # every setting, in the signature's order: work/args.json
     torch.set_num_threads(threads)
     work, out = paths.resolve(work), paths.resolve(out)
@@ -288,15 +304,19 @@ def pretrain(*, config: str, out: str | Path, work: str | Path, limit: int, vae_
     pipe = generator.build_random("tiny", seed=seed)
     images, labels, prompts, index = public_data(config, work, limit=limit, seed=seed)
     _log(work, f"public partition: {len(images)} images, e.g. {prompts[0]!r}")
-    train_vae(pipe, images, work, steps=vae_steps, batch=vae_batch, lr=vae_lr, kl_weight=kl_weight, seed=seed)
+    if vae_from:
+        reuse_vae(pipe, vae_from, work)
+    else:
+        train_vae(pipe, images, work, steps=vae_steps, batch=vae_batch, lr=vae_lr, kl_weight=kl_weight, seed=seed)
     latents = encode_public(pipe, images, work)
     _log(work, f"latents: scaling factor {pipe.vae.config.scaling_factor:.4f}")
-    finetune_decoder(pipe, images, work, steps=decoder_steps, batch=vae_batch, lr=vae_lr / 2, seed=seed)
+    if not vae_from:
+        finetune_decoder(pipe, images, work, steps=decoder_steps, batch=vae_batch, lr=vae_lr / 2, seed=seed)
     train_denoiser(pipe, latents, prompts, work, steps=steps, batch=batch, lr=lr, warmup=warmup,
                    drop_prompt=drop_prompt, snr_gamma=snr_gamma, ema_decay=ema, checkpoint_every=checkpoint_every,
                    seed=seed, max_minutes=max_minutes)
-    dataset = runs.open_run(None, work / "run").dataset
-    save_model(pipe, out, dataset=dataset, index=index, config=config)
+    run = runs.open_run(None, work / "run")
+    save_model(pipe, out, dataset=run.dataset, index=index, config=f"{config} (data.public_style: {run.cfg.data.public_style})")
     step = io.read_json(work / "checkpoint" / "state.json")["step"]
     io.write_json(work / "summary.json", {"steps": step, "seconds_this_session": time.time() - t0, "out": str(out),
                                           "public_size": len(images)})

@@ -46,9 +46,10 @@ _ALL = (
     Phase("03_generate", ("01_captions", "02_lora_finetune"), ("generator", "synthesis"), (ADAPTER, "captions/captions.csv"),
           ("synthetic/", "figures/synthetic_samples.*"),
           ("synthetic/manifest.json", "synthetic/shards/*", "synthetic/subsets/*.npy")),
-    Phase("04_run_evaluate", ("03_generate",), ("classifier", "train", "gkd", "synthesis"),
+    # baselines/: the base generator's synthetic set and the students of gkd.baselines (tckr.classification.baselines)
+    Phase("04_run_evaluate", ("03_generate",), ("classifier", "train", "gkd", "synthesis", "generator"),
           ("synthetic/manifest.json", "synthetic/subsets/*.npy"),
-          ("classifiers/", "ablation/", "results/classifiers.csv", "results/per_class.csv", "results/confusion_*.csv",
+          ("classifiers/", "ablation/", "baselines/", "results/classifiers.csv", "results/per_class.csv", "results/confusion_*.csv",
            "results/ablation.csv", "results/released.csv"),
           ("classifiers/*.safetensors", "results/classifiers.csv")),
     # the membership mask, the classifier shadows (weights and logits: 06 reads them, 05 owns them), the targets'
