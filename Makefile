@@ -15,13 +15,14 @@ RESULTS ?= results/mini results/mini-seeds results/mini-full results/mini-full-s
 RUN ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup data venv study figures docs test test-slow test-all bench lab clean-venv
+.PHONY: help setup data venv study figures docs example test test-slow test-all bench lab clean-venv
 
 help:
 	@echo "make study [CONFIG=configs/mini.yaml] [RUN=runs/<id>]  run every phase notebook, 00_data ... 09_figures (papermill)"
 	@echo "make figures [RUN=runs/<id>]                          redraw the figures of the committed result folders"
 	@echo "                                                      (RESULTS: results/mini, its -seeds, -full, controls ...) into images/, or of a run"
 	@echo "make docs                                             the documentation site (mkdocs-material, --strict) into site/"
+	@echo "make example                                          the docs' executed example: notebook 04 on the released classifiers"
 	@echo "make test                                             fast tests + the tiny end-to-end notebook chain"
 	@echo "make test-slow                                        the slow-marked checks (SD2 architecture, ...)"
 	@echo "make bench                                            benchmarks under bench/"
@@ -65,6 +66,8 @@ $(STAMP): requirements.txt
 	@$(CACHE)/bin/python -m venv --without-pip $(VENV)
 	@$(CACHE)/bin/python -c 'import sysconfig; print("\n".join(dict.fromkeys(sysconfig.get_path(k) for k in ("purelib", "platlib"))))' \
 	  > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/tckr-cache.pth"
+	@# Jupyter's data (nbconvert templates, JupyterLab's assets, kernel specs) is found under sys.prefix/share/jupyter
+	@if [ -d $(CACHE)/share/jupyter ]; then mkdir -p $(VENV)/share && ln -sfn $(CACHE)/share/jupyter $(VENV)/share/jupyter; fi
 	@for f in $(CACHE)/bin/*; do \
 	  n=$$(basename "$$f"); \
 	  if [ -f "$$f" ] && [ ! -e "$(VENV)/bin/$$n" ] && [ "$$n" != tckr ] && head -n1 "$$f" | grep -q '^#!.*python'; then \
@@ -81,6 +84,16 @@ figures: venv
 
 docs: venv
 	$(PY) -m mkdocs build --strict
+
+# The executed example of the docs site: notebook 04 on the released classifiers (phase 00 first, for the splits),
+# converted to Markdown with its figures; the repository's absolute path is written as "." .
+example: setup
+	rm -rf runs/example docs/examples/04_run_evaluate_files
+	$(PY) -m tckr.cli study configs/mini.yaml --run-dir runs/example --phases 00_data
+	$(PY) -m papermill -k python3 notebooks/04_run_evaluate.ipynb runs/example/notebooks/04_run_evaluate.ipynb \
+	  -p run_dir runs/example -p source released
+	$(PY) -m jupyter nbconvert --to markdown runs/example/notebooks/04_run_evaluate.ipynb --output-dir docs/examples
+	sed -i -e "s|$(CURDIR)/|./|g; s|$(CURDIR)|.|g" -e "/TqdmWarning: IProgress not found/,+1d" docs/examples/04_run_evaluate.md
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)

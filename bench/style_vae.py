@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -54,12 +53,18 @@ def main() -> None:
     rows = {"D": reconstruction_mse(vae, d_img)}
     for style in styles.STYLES:
         rows[f"public_{style}"] = reconstruction_mse(vae, styles.apply_style(p_img, style))
-    result = {"command": " ".join(["python", *sys.argv]), "model": a.model, "n": a.n, "seconds": time.time() - t0,
+    result = {"model": a.model, "n": a.n, "seconds": time.time() - t0,
               "mse": {k: {"mean": float(np.mean(v)), "ci95": [float(np.mean(v) - 1.96 * np.std(v) / np.sqrt(len(v))),
                                                                  float(np.mean(v) + 1.96 * np.std(v) / np.sqrt(len(v)))]}
                       for k, v in rows.items()}}
     print(json.dumps(result, indent=1))
     if a.out:
+        from tckr.reporting import report
+
+        mse = {k: v["mean"] for k, v in result["mse"].items()}
+        result["record"] = report.bench_record(
+            f"VAE of {a.model}, reconstruction MSE in [-1, 1] over {a.n:,} images each: D {mse['D']:.4f}; public "
+            + ", ".join(f"{k.removeprefix('public_')} {v:.4f}" for k, v in mse.items() if k != "D"))
         io.write_json(paths.resolve(a.out), result)
 
 
