@@ -270,7 +270,7 @@ def _report(a) -> options.ExitCode | None:
         folder = folders[0] if folders else "bench/measured"
         check, what, cmd = a.action == "bench-check", "benchmark table", f"bench {folder}"
         changed = report.update_bench(a.readme, folder, check=check)
-        return _block_outcome(a.readme, what, cmd, changed, check)
+        return _block_outcome(str(Path(a.readme).parent / report.BENCH_PAGE), what, cmd, changed, check)
     if a.run_dir_opt or options.config(a):
         raise options.UsageError(f"tckr report {a.action} reads result folders (results/<study>), given as arguments; "
                                  "--run-dir and --config do not apply (copy a run with tckr report collect first)")
