@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 import yaml
 
-from tckr.core import paths, power_settings, schema
+from tckr.core import dp_settings, paths, power_settings, schema
 from tckr.core import registry as dataset_registry
+from tckr.core.dp_settings import DpConfig
 from tckr.core.power_settings import PowerConfig
 from tckr.core.schema import rng
 
@@ -205,22 +206,6 @@ class AuditConfig:
     ratio_tau: float = rng(0.5, gt=0, le=1, note="a ratio of distances")  # near-copy when d_D / d_H (nearest member over nearest non-member distance) is below this
     n_permutations: int = rng(200, ge=1, note="the p-value is at least 1 / (1 + n)")  # class-stratified D/H re-splits of P in the audit's permutation test
 
-
-@dataclass
-class DpConfig:
-    """The differentially private defences (docs/dp.md): DP-SGD teachers, a DP LoRA, a teacher at matched accuracy."""
-
-    enabled: bool = False  # `tckr dp` refuses a config without it
-    epsilons: list[float] = rng([1.0, 4.0, 8.0], gt=0, note="each target epsilon must be positive")
-    delta: float | str = "auto"  # 'auto' = 1 / (10 |D|); a number must be below 1 / |D|
-    max_grad_norm: float = rng(1.0, gt=0)  # C: every example's gradient is clipped to this L2 norm
-    epochs: int = rng(0, ge=0, note="0 = train.epochs")  # DP-SGD epochs of the teachers and their shadows
-    batch_size: int = rng(0, ge=0, note="0 = train.batch_size")  # expected Poisson batch size (sampling rate = batch / |D|)
-    accountant: Literal["rdp", "prv"] = "rdp"  # Opacus accountant that calibrates the noise and reports epsilon
-    n_shadows: int = rng(0, ge=0, note="0 = mia.n_shadows; else an even number")  # DP shadows per epsilon (LiRA)
-    lora: bool = True  # also fine-tune a DP LoRA per epsilon and train its students
-    matched_accuracy: bool = False  # also a non-private teacher stopped where it first reaches the student's accuracy
-    seed: int = rng(0, ge=0)
 
 
 @dataclass
@@ -436,23 +421,8 @@ def _check(cfg: Config, registry: bool = True) -> None:
         _fail(key, getattr(m, key.split(".")[1]), "with data.holdout 'test' use 0: shadow pipelines, the generator attack and canaries "
               "caption and train on P = D ∪ H as one train-split index, and there H lies in the test split (use data.holdout 'split')")
     power_settings.check(cfg, ATTACKS, _fail)
-    _check_dp(cfg)
+    dp_settings.check(cfg, _fail)
     extra = [c for c in m.pipeline_cardinalities if not any(math.isclose(c, x) for x in cards)]
     if extra:
         _fail("mia.pipeline_cardinalities", m.pipeline_cardinalities,
               f"accepted: a subset of synthesis.cardinalities {cards} ({extra} not among them)")
-
-
-def _check_dp(cfg: Config) -> None:
-    dp = cfg.dp
-    if isinstance(dp.delta, str) and dp.delta != "auto":
-        _fail("dp.delta", dp.delta, "accepted: 'auto' (1 / (10 |D|)) or a number in (0, 1 / |D|)")
-    if not isinstance(dp.delta, str):
-        top = 1.0 / cfg.data.train_size if cfg.data.train_size else 1.0
-        if not 0 < dp.delta < top:
-            _fail("dp.delta", dp.delta, f"accepted: 'auto' or a number in (0, {top:g}), below 1 / |D|"
-                  + (f" with data.train_size {cfg.data.train_size}" if cfg.data.train_size else ""))
-    if not dp.epsilons or len(set(dp.epsilons)) != len(dp.epsilons):
-        _fail("dp.epsilons", dp.epsilons, "accepted: one or more distinct positive numbers")
-    if dp.n_shadows % 2 or dp.n_shadows == 1:
-        _fail("dp.n_shadows", dp.n_shadows, "accepted: 0 (mia.n_shadows) or an even number >= 2")
