@@ -94,7 +94,7 @@ RESOLVED = {
     "mini-full.yaml": ("a48f9c911926", "3318cbc40582"),
     "mini-leaky.yaml": ("117558f96aa9", "744b280dc6df"),
     "mini-power.yaml": ("517f6f8c1664", "dcf97cbcb556"),
-    "mini-style.yaml": ("11adbeb567e8", "5e790d92b9a2"),
+    "mini-style.yaml": ("f959664db497", "4b6ec11a36fd"),
     "mini.yaml": ("9302fa2fd55b", "c39d0731f10f"),
     "paper/caltech101.yaml": ("71b3e6e56d22", "9bb055ab4481"),
     "paper/cifar10.yaml": ("966ee540c3db", "9501a100be1d"),
