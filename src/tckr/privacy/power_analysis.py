@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from tckr.core.power_settings import POWER_TESTS
-from tckr.privacy.metrics import wilson
+from tckr.privacy.metrics import t_halfwidth, wilson
 
 # Fewer assumptions first, the proposer's tie-break: LOSS thresholds the target alone; RMIA compares likelihood ratios
 # with reference models but fits no distribution; offline LiRA fits Gaussians to OUT models only, online LiRA to IN and
@@ -71,7 +71,7 @@ def power_table(replicates: pd.DataFrame, tests: list[str], alpha: float, rho_st
     rows = []
     for (rho, strength, attack), g in reps.groupby(["rho", "strength", "attack"], sort=True):
         auc = g["auc"].to_numpy(dtype=float)
-        h = stats.t.ppf(0.975, len(auc) - 1) * auc.std(ddof=1) / np.sqrt(len(auc)) if len(auc) > 1 else float("nan")
+        h = t_halfwidth(auc)
         for test in tests:
             k, n = int(rejects(g, test, alpha).sum()), len(g)
             lo, hi = wilson(k, n)

@@ -29,7 +29,6 @@ EXTRA_ROWS = "dp_models.csv"  # results/dp_models.csv: DP-trained models, rows o
 SEEDS_SUFFIX = "-seeds"  # results/<study>-seeds: the study's several-seed folder
 CONTROL_INFIX = "-leaky"  # results/<study>-leaky*: the study's positive controls (built to leak)
 NAME = "privacy_utility"
-_Z = 1.959963984540054  # the 97.5th percentile of the standard normal
 
 
 def seeds_folder(folder: str | Path) -> Path | None:
