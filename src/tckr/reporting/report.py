@@ -27,6 +27,7 @@ import yaml
 
 from tckr.core import io
 from tckr.privacy import ledger, metrics
+from tckr.reporting import attribution
 from tckr.runfolder import artifacts
 from tckr.runfolder.phases import phase_list
 
@@ -211,9 +212,8 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
                      + ("" if np.isnan(ci) else f" ± {ci:.2f}") + f" | {len(v)} | "
                      + " | ".join(per.get(lab, "–") for lab in labels) + " |")
     shown = [n for n in SEEDS_FIGURES if (Path(images) / folder.name / f"{n}.png").is_file()]
-    if shown:
-        lines += ["", " ".join(f"![{folder.name}: {n}](images/{folder.name}/{n}.png)" for n in shown)]
-    return "\n".join(lines) + "\n"
+    lines += ["", " ".join(f"![{folder.name}: {n}](images/{folder.name}/{n}.png)" for n in shown)] if shown else []
+    return "\n".join(lines) + "\n" + ("\n" + gaps if (gaps := attribution.contributions_block(folder)) else "")
 
 
 def study_block(folder: str | Path, title: str | None = None, images: str | Path = "images") -> str:
