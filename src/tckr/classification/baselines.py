@@ -14,21 +14,30 @@ variant         synthetic set                       labels
 
 The run's own student (``student_synth<m>x``, ``gkd.label_mode``) is always made; ``gkd.baselines`` lists the others.
 The base generator's set is made once per run in a sub-run folder, ``<run>/baselines/base/`` (an ordinary run
-folder with the run's splits, so :func:`tckr.generation.synthesis.generate` and :func:`tckr.train.student` run on
-it unchanged), with **class-name prompts and no image-to-image start** (``synthesis.prompt_mode: class``,
-``init_strength: 0``): it depends on no image or caption of D, so ``public_only`` owes nothing to D, and the
-same set serves the run and every shadow pipeline (only ``base_soft``'s teacher differs between them). The base set's
-noise seeds and class order are the run's plan. Its students are written to the sub-run's ``classifiers/`` and
-their rows to the run's ``results/classifiers.csv`` as ``student_base<m>x`` (soft) and ``student_base<m>x_hard``.
+folder holding a copy of the run's splits and canaries, so :func:`tckr.generation.synthesis.generate` and
+:func:`tckr.train.student` run on it unchanged), with **class-name prompts and no image-to-image start**
+(``synthesis.prompt_mode: class``, ``init_strength: 0``): it depends on no image or caption of D, so ``public_only``
+owes nothing to D. The base set's noise seeds and class order are the run's plan. Its students are written to the
+sub-run's ``classifiers/`` and their rows to the run's ``results/classifiers.csv`` as ``student_base<m>x`` (soft) and
+``student_base<m>x_hard``.
+
+Every row is attacked through shadow pipelines that replicate its training (:mod:`tckr.pipelines`): a pipeline is a
+sub-run, so it has its own base sub-run (``<pipeline>/baselines/base/``, the pipeline's seed and half of P) and
+trains each variant's student there with :func:`student`, ``base_soft`` from the pipeline's teacher; its base set is
+drawn by the target's procedure with the pipeline's own noise seeds and class order (the base set depends on no
+private image, but a shadow that reused the target's would share its public randomness too), and only the rows of the
+attacked cardinalities are made (:func:`base_synthetic` with ``multiples``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from torch import nn
 
 from tckr.classification import classifiers, evaluate, train
+from tckr.core import io
 from tckr.core.config import Config, config_from_dict
 from tckr.generation import synthesis
 from tckr.runfolder import artifacts, runs, synthetic
@@ -58,18 +67,35 @@ def variant_name(variant: str, multiple: float) -> str:
 
 def open_base(run: runs.Run) -> runs.Run:
     """The sub-run holding the base generator's synthetic sets and their students: the run's config and seed (hence
-    its splits, noise seeds and class order) with class-name prompts and text-to-image only (no D in any prompt)."""
+    its noise seeds and class order) with class-name prompts and text-to-image only (no D in any prompt), and the
+    run's own splits and canaries (a shadow pipeline's half of P, not the one its config would draw)."""
     cfg = config_from_dict(run.cfg.to_dict(), {"synthesis.prompt_mode": "class", "synthesis.init_strength": 0.0})
-    return runs.open_run(cfg, run.dir.joinpath(*BASE_DIR), seed=run.seed)
+    folder = run.dir.joinpath(*BASE_DIR)
+    have = {**run.splits().as_dict(), "test": run.test_index()}
+    for name, index in have.items():  # before the sub-run opens: its provenance check reads them
+        if not (f := folder / "splits" / f"{name}.npy").is_file():
+            io.save_array(f, index)
+    canaries, f = run.canaries(), folder / "splits" / runs.CANARIES_FILE
+    if len(canaries) and not f.is_file():
+        runs.write_canaries(f, canaries)
+    return runs.open_run(cfg, folder, seed=run.seed)
 
 
-def base_synthetic(run: runs.Run, *, progress: bool = True) -> runs.Run:
-    """The base sub-run with every synthetic set of ``synthesis.cardinalities`` made by the base generator (no
-    adapter); finished shards are kept."""
+def base_synthetic(run: runs.Run, *, multiples: list[float] | None = None, progress: bool = True) -> runs.Run:
+    """The base sub-run with every synthetic set of ``synthesis.cardinalities`` (of ``multiples`` only: the rows those
+    sets use, as :func:`tckr.generation.synthesis.generate`) made by the base generator (no adapter); finished shards
+    are kept."""
     base = open_base(run)
     if not synthetic.is_complete(base):
-        synthesis.generate(base, synthesis.load_generator(base, use_lora=False), progress=progress)
+        synthesis.generate(base, synthesis.load_generator(base, use_lora=False), progress=progress, multiples=multiples)
     return base
+
+
+def student_file(run: runs.Run, variant: str, multiple: float) -> Path:
+    """Where ``variant``'s student of ``multiple`` × |D| is saved: the run's ``classifiers/`` for the adapted
+    generator's variants, the base sub-run's (:func:`open_base`) for the base generator's."""
+    source, mode = VARIANTS[variant]
+    return artifacts.weights_file(run if source == "lora" else open_base(run), "student", multiple, mode)
 
 
 def student(run: runs.Run, variant: str, multiple: float, teacher_model: classifiers.TrainedClassifier | nn.Module | None,

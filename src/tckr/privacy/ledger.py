@@ -79,30 +79,31 @@ def auc_interval_above_50(table: pd.DataFrame) -> pd.Series:
 
 
 def lopo_summary(lopo: pd.DataFrame) -> pd.DataFrame:
-    """The leave-one-pipeline-out AUCs (``results/mia_pipeline_lopo.csv``: one row per cardinality, pipeline and
-    attack) pooled per (cardinality, attack), the pipelines' students as replicate targets: ``lopo_n_pipelines``,
+    """The leave-one-pipeline-out AUCs (``results/mia_pipeline_lopo.csv``; ``student`` only with ``gkd.baselines``)
+    pooled per ([student,] cardinality, attack), the pipelines' students as replicate targets: ``lopo_n_pipelines``,
     ``lopo_auc`` (mean), ``lopo_auc_lo`` / ``lopo_auc_hi`` (95% Student-t interval) and ``lopo_share_above_50``."""
-    rows = []
-    for (card, attack), g in lopo.groupby(["cardinality", "attack"], sort=False):
+    keys, rows = ["student"] * ("student" in lopo) + ["cardinality", "attack"], []
+    for key, g in lopo.groupby(keys, sort=False):
         p = metrics.t_interval(g["auc"])
-        rows.append({"cardinality": card, "attack": attack, "lopo_n_pipelines": p["n"], "lopo_auc": p["mean"],
+        rows.append({**dict(zip(keys, key)), "lopo_n_pipelines": p["n"], "lopo_auc": p["mean"],
                      "lopo_auc_lo": p["lo"], "lopo_auc_hi": p["hi"], "lopo_share_above_50": p["share_above"]})
-    return pd.DataFrame(rows, columns=["cardinality", "attack", *_DERIVED[1:]])
+    return pd.DataFrame(rows, columns=[*keys, *_DERIVED[1:]])
 
 
 def with_lopo(table: pd.DataFrame, lopo: pd.DataFrame | None) -> pd.DataFrame:
     """Ledger rows with the ``lopo_*`` columns of :func:`lopo_summary` filled in on the rows of students attacked
-    through shadow pipelines (``source`` = ``mia_pipeline.csv``, ``subset`` = ``all``) of the same cardinality and
-    attack; ``lopo`` is ``results/mia_pipeline_lopo.csv`` (None: the columns stay empty)."""
+    through shadow pipelines (``source`` = ``mia_pipeline.csv``, ``subset`` = ``all``) of the same [student (target),]
+    cardinality and attack; ``lopo`` is ``results/mia_pipeline_lopo.csv`` (None: the columns stay empty)."""
     table = with_subset(table).copy()
     for c in _DERIVED[1:]:
         if c not in table:
             table[c] = np.nan
     if lopo is None or not len(lopo):
         return table
-    pooled = lopo_summary(lopo).set_index(["cardinality", "attack"])
+    pooled, named = lopo_summary(lopo), "student" in lopo
+    pooled = pooled.set_index(list(pooled.columns[: 2 + named]))
     for i in table.index[(table["source"] == "mia_pipeline.csv") & (table["subset"] == "all")]:
-        key = (float(table.at[i, "cardinality"]), table.at[i, "attack"])
+        key = (table.at[i, "target"],) * named + (float(table.at[i, "cardinality"]), table.at[i, "attack"])
         if key in pooled.index:
             for c in _DERIVED[1:]:
                 table.at[i, c] = pooled.at[key, c]
@@ -240,7 +241,8 @@ def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
     out["headline"] = False
     rules = headline_rules(variant)
     regular = out[out["subset"] == "all"]  # canary rows are reported apart, never a headline
-    for (release, card, mode), group in regular.groupby(["release", "cardinality", "label_mode"], dropna=False):
+    student = regular["target"].where(regular["release"] == "student", "")  # one headline per student row (gkd.baselines)
+    for (release, card, mode, _), group in regular.groupby(["release", "cardinality", "label_mode", student], dropna=False):
         for kind, attack in rules[release]:
             hit = group.index[(kinds[group.index] == kind) & (group["attack"] == attack)]
             if len(hit):

@@ -50,6 +50,7 @@ CLI (one shard of the shadows per process or GPU): ``tckr shadows --config confi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -270,12 +271,18 @@ def query_targets(run, targets: str | Iterable[str] = "all", *, train_teacher: b
     if train_teacher:
         train.teacher(run, progress=progress)
     chosen = select_targets(run, targets)
-    todo = [t for t in chosen if not _done(run, t)]
+    return query_models(run, {t: info["path"] for t, info in chosen.items()})
+
+
+def query_models(run, models: dict[str, Path]) -> list[str]:
+    """Write the query logits ``mia/logits/<name>[_population].npy`` of saved models by name (those not written yet):
+    the run's targets, and students saved elsewhere (the base generator's, :mod:`tckr.classification.baselines`)."""
+    todo = [t for t in models if not _done(run, t)]
     if todo:
         p = pool(run)
         for t in todo:
-            _write_logits(run, t, classifiers.load_trained(chosen[t]["path"]), p)
-    return list(chosen)
+            _write_logits(run, t, classifiers.load_trained(models[t]), p)
+    return list(models)
 
 
 # ---------------------------------------------------------------- attacks and results

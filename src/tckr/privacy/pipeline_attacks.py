@@ -1,13 +1,21 @@
 """Attacks with shadow *pipelines* (:mod:`tckr.pipelines` trains them): LiRA on each target student whose shadows are
-the pipeline students of its cardinality, and the spread of that attack over the pipelines themselves.
+the pipeline students trained its way, and the spread of that attack over the pipelines themselves.
 
-:func:`attack_students`: each target student of a pipeline cardinality is scored with LiRA (online/offline,
-per-example/fixed variance) using the pipeline students of that cardinality as shadows and ``keep[:n_pipelines]`` as
-their membership; raw scores ``mia/scores/<target>_pipeline_<attack>.npy``, ROC ``mia/roc/<target>_pipeline_<attack>.csv``
-and ``results/mia_pipeline.csv`` (the columns of ``results/mia.csv`` plus ``shadow_kind``, ``n_pipelines`` and
-``note``). :func:`pipeline_spread` attacks each pipeline's student with the others (leave one pipeline out): the
-spread of the attack over training randomness at no extra training cost, ``results/mia_pipeline_lopo.csv``, pooled
-per cardinality and attack by :func:`tckr.ledger.lopo_summary` (the pipelines' students as replicate targets).
+Each student row is attacked through shadow pipelines that replicate that row's training: the target student of
+variant ``v`` (the run's own, ``lora_<gkd.label_mode>``, and each of ``gkd.baselines``:
+:mod:`tckr.classification.baselines`) and cardinality ``m`` has as shadows the pipelines' students of the same ``v``
+and ``m`` (:func:`tckr.pipelines.variant_logits_name`); the targets are read where the run saved them
+(``classifiers/``, or the base sub-run's for the base generator's variants, :func:`tckr.classification.baselines.student_file`).
+
+:func:`attack_students`: each such target is scored with LiRA (online/offline, per-example/fixed variance) using its
+pipeline students as shadows and ``keep[:n_pipelines]`` as their membership; raw scores
+``mia/scores/<target>_pipeline_<attack>.npy``, ROC ``mia/roc/<target>_pipeline_<attack>.csv`` and
+``results/mia_pipeline.csv`` (the columns of ``results/mia.csv`` plus ``shadow_kind``, ``n_pipelines`` and ``note``;
+``target`` is the variant's student name, ``student_base<m>x`` say). :func:`pipeline_spread` attacks each pipeline's
+student with the others (leave one pipeline out): the spread of the attack over training randomness at no extra
+training cost, ``results/mia_pipeline_lopo.csv`` (with a ``student`` column, the variant's student name, only when
+``gkd.baselines`` is set: without it every row is the run's own student), pooled per student, cardinality and attack
+by :func:`tckr.ledger.lopo_summary` (the pipelines' students as replicate targets).
 :func:`run_all` is the whole phase: train the pipelines, then both attacks.
 """
 
@@ -19,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tckr.classification import baselines
 from tckr.core import io
 from tckr.privacy import attack_results, attacks, ledger, metrics, mia, pipelines
 from tckr.runfolder import artifacts
@@ -45,11 +54,11 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_in: np.nd
     return out
 
 
-def _stable_pipelines(run, multiple: float, n: int, labels: np.ndarray) -> np.ndarray:
-    names = [pipelines.student_logits_name(i, multiple, run.cfg.gkd.label_mode) for i in range(n)]
+def _stable_pipelines(run, variant: str, multiple: float, n: int, labels: np.ndarray) -> np.ndarray:
+    names = [pipelines.variant_logits_name(i, variant, multiple) for i in range(n)]
     missing = [nm for nm in names if not artifacts.logits_path(run, nm).is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {n} shadow pipelines have no query logits for {multiple:g}×|D| "
+        raise FileNotFoundError(f"{len(missing)} of {n} shadow pipelines have no query logits for {variant}'s {multiple:g}×|D| student "
                                 f"(e.g. {artifacts.logits_path(run, missing[0])}): run tckr.pipelines.train_pipelines(run) "
                                 "or `tckr pipelines --run-dir <run> --shard k/n` first")
     return np.stack([attacks.stable_logit(io.load_array(artifacts.logits_path(run, nm)), labels) for nm in names])
@@ -58,41 +67,61 @@ def _stable_pipelines(run, multiple: float, n: int, labels: np.ndarray) -> np.nd
 RESULT_EXTRA_COLUMNS = ("shadow_kind", "n_pipelines", "note")
 
 
-def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.DataFrame:
-    """Score every target student of a pipeline cardinality (``gkd.label_mode``) with LiRA whose shadows
-    are the pipeline students of that cardinality; writes raw scores, ROC arrays and
-    ``results/mia_pipeline.csv`` (rows of other targets kept). Returns this call's rows."""
+def target_students(run) -> dict[str, dict[str, Any]]:
+    """The target students attacked through the pipelines, by name: every variant (``baselines.variants``) and pipeline
+    cardinality whose student the run saved -> ``{"variant", "multiple", "label_mode", "path"}``. A missing one is
+    said and left out; no student of the run's own variant is an error."""
     cfg = run.cfg
+    cards = pipelines.cardinalities(cfg)
+    own = {t: info for t, info in mia.available_targets(run).items() if info["role"] == "student"}
+    has_base = run.dir.joinpath(*baselines.BASE_DIR).is_dir()  # opened only where 04 made it
+    out = {}
+    for variant in baselines.variants(cfg):
+        source, mode = baselines.VARIANTS[variant]
+        for m in cards:
+            name = baselines.variant_name(variant, m)
+            if source == "lora":
+                info = own.get(name)
+                path = info["path"] if info and math.isclose(float(info.get("multiple") or 0), m) else None
+            else:
+                path = baselines.student_file(run, variant, m) if has_base else None
+            if path is not None and path.is_file():
+                out[name] = {"variant": variant, "multiple": m, "label_mode": mode, "path": path}
+            elif variant == baselines.main_variant(cfg):
+                print(f"no target student of {m:g}×|D| in {run.dir / 'classifiers'}: its pipeline students are not used")
+            else:
+                print(f"no target student {name} ({variant}) of the run: its pipeline students are not used")
+    if not any(info["variant"] == baselines.main_variant(cfg) for info in out.values()):
+        raise FileNotFoundError(f"no {cfg.gkd.label_mode}-label target student of cardinality {cards} in {run.dir / 'classifiers'}; "
+                                "run notebooks/04_run_evaluate.ipynb first")
+    return out
+
+
+def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """Score every target student of a pipeline cardinality (:func:`target_students`: the run's own variant and each of
+    ``gkd.baselines``) with LiRA whose shadows are the pipeline students of the same variant and cardinality; writes
+    raw scores, ROC arrays and ``results/mia_pipeline.csv`` (rows of other targets kept). Returns this call's rows."""
     n = pipelines.n_pipelines(run, n)
     keep = mia.ensure_mask(run, n)
-    mode = cfg.gkd.label_mode
-    cards = pipelines.cardinalities(cfg)
-    students = {t: info for t, info in mia.available_targets(run).items()
-                if info["role"] == "student" and info.get("label_mode") == mode
-                and any(math.isclose(float(info.get("multiple") or 0), m) for m in cards)}
-    if not students:
-        raise FileNotFoundError(f"no {mode}-label target student of cardinality {cards} in {run.dir / 'classifiers'}; "
-                                "run notebooks/04_run_evaluate.ipynb first")
-    for m in cards:
-        if not any(math.isclose(float(info["multiple"]), m) for info in students.values()):
-            print(f"no target student of {m:g}×|D| in {run.dir / 'classifiers'}: its pipeline students are not used")
-    mia.query_targets(run, list(students), train_teacher=False, progress=progress)
+    students = target_students(run)
+    mia.query_models(run, {t: info["path"] for t, info in students.items()})
     saved = np.load(artifacts.mia_dir(run, "pool.npz"))
     labels = saved["labels"]
     io.save_array(artifacts.mia_dir(run, "scores", "membership.npy"), saved["member"])
     scored = []
-    shadow_cache: dict[float, np.ndarray] = {}
+    shadow_cache: dict[tuple[str, float], np.ndarray] = {}
     for t, info in students.items():
-        m = next(c for c in cards if math.isclose(float(info["multiple"]), c))
-        if m not in shadow_cache:
-            shadow_cache[m] = _stable_pipelines(run, m, n, labels)
+        key = (info["variant"], info["multiple"])
+        if key not in shadow_cache:
+            shadow_cache[key] = _stable_pipelines(run, *key, n, labels)
         t_phi = attacks.stable_logit(io.load_array(artifacts.logits_path(run, t)), labels)
-        scores = lira_scores(t_phi, shadow_cache[m], keep)
+        scores = lira_scores(t_phi, shadow_cache[key], keep)
         for a, s in scores.items():
             if isinstance(s, str):
                 print(f"{t} {a}: {s}")
-        scored.append(attack_results.TargetScores(t, scores, {"role": "student", "cardinality": m, "label_mode": mode,
-                                                              "shadow_kind": "pipeline", "n_pipelines": n},
+        scored.append(attack_results.TargetScores(t, scores, {"role": "student", "cardinality": info["multiple"],
+                                                              "label_mode": info["label_mode"], "shadow_kind": "pipeline",
+                                                              "n_pipelines": n},
                                                   n_shadows=n, stem=f"{t}_pipeline", table=False))
     new = attack_results.write_attack_results(run, "mia_pipeline.csv", scored, extra_columns=RESULT_EXTRA_COLUMNS)
     return new
@@ -100,11 +129,12 @@ def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.D
 
 def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
     """Leave one pipeline out: pipeline ``j``'s student as the target (members = ``keep[j]``), the other
-    pipelines as shadows, fixed-variance online and offline LiRA, on P without its mislabeled canaries;
-    ``results/mia_pipeline_lopo.csv``.
+    pipelines' students of the same variant as shadows, fixed-variance online and offline LiRA, on P without its
+    mislabeled canaries; ``results/mia_pipeline_lopo.csv`` (a ``student`` column first when ``gkd.baselines`` is set).
     Needs at least 4 pipelines (with 2, the one left has each example only IN or only OUT)."""
     n = pipelines.n_pipelines(run, n)
-    cols = ["cardinality", "pipeline", "attack", "auc", "tpr_at_1pct", "tpr_at_0.1pct"]
+    named = bool(run.cfg.gkd.baselines)  # without baselines the file stays as it was: every row the run's own student
+    cols = ["student"] * named + ["cardinality", "pipeline", "attack", "auc", "tpr_at_1pct", "tpr_at_0.1pct"]
     if n < 4:
         print(f"leave-one-pipeline-out needs at least 4 shadow pipelines, the config has {n}: skipped")
         return pd.DataFrame(columns=cols)
@@ -112,8 +142,9 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
     labels = np.load(artifacts.mia_dir(run, "pool.npz"))["labels"]
     regular = ~mia.canary_mask(run)  # the spread of the ordinary rows: P without its mislabeled canaries
     rows = []
-    for m in pipelines.cardinalities(run.cfg):
-        phi = _stable_pipelines(run, m, n, labels)
+    for variant, m in pipelines.students(run.cfg):
+        phi = _stable_pipelines(run, variant, m, n, labels)
+        who = {"student": baselines.variant_name(variant, m)} if named else {}
         for j in range(n):
             others = np.arange(n) != j
             # each example's references balanced (k-1 IN, k-1 OUT): left unbalanced by the target's own membership,
@@ -123,7 +154,7 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
                 s = attacks.lira_from_stable(phi[j], phi[others], keep[others], online="online" in a,
                                              fixed_variance=a.endswith("fixed"), use=use)
                 r = metrics.attack_metrics(s[regular], keep[j][regular])
-                rows.append({"cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[3:]}})
+                rows.append({**who, "cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[-3:]}})
     table = pd.DataFrame(rows, columns=cols)
     io.save_csv(run.path("results", "mia_pipeline_lopo.csv"), table)
     print(f"leave-one-pipeline-out AUC over {n} pipelines (mean, 95% t-interval, share above 0.5):\n"

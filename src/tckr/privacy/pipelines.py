@@ -28,8 +28,13 @@ stage it was in; LoRA and synthesis also resume inside the stage from their own 
    run's own captions file, H's from the run's captioner, made once per run.
 3. ``lora``: ``lora.finetune(sub)`` (same base, the target's recipe, the sub-run's seed).
 4. ``synthesis``: ``synthesis.generate(sub, multiples=<the pipeline cardinalities>)``.
-5. ``student_synth<m>x``: ``train.student(sub, m, teacher, label_mode=gkd.label_mode)`` per cardinality.
-6. ``queries``: the students' logits on P and on the population Z, ``mia/logits/pipeline_<i>_<student>.npy``
+5. ``base_synthesis`` (only when ``gkd.baselines`` has a base-generator variant): the sub-run's own base set,
+   ``baselines.base_synthetic(sub, multiples=<the pipeline cardinalities>)`` in ``<pipeline>/baselines/base/``.
+6. ``student_synth<m>x``: ``train.student(sub, m, teacher, label_mode=gkd.label_mode)`` per cardinality; then, per
+   variant of ``gkd.baselines`` and cardinality, ``<student>`` (``baselines.variant_name``: ``student_synth<m>x_hard``,
+   ``student_base<m>x``, ``student_base<m>x_hard``): ``baselines.student(sub, variant, m, teacher)``, the pipeline's
+   teacher for soft labels and none for hard ones, so each row of the target's table has shadows trained its way.
+7. ``queries``: every student's logits on P and on the population Z, ``mia/logits/pipeline_<i>_<student>.npy``
    (+ ``_population``), the same layout as the classifier shadows' logits.
 
 ``mia/pipelines/stages.csv``: one row per stage that actually ran (``pipeline, stage, seconds,
@@ -53,7 +58,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from tckr.classification import classifiers, train
+from tckr.classification import baselines, classifiers, train
 from tckr.core import io, shards
 from tckr.core.progress import note
 from tckr.generation import captions, lora, prompt_files, synthesis
@@ -123,6 +128,17 @@ def open_pipeline(run, i: int) -> runs.Run:
 def student_logits_name(i: int, multiple: float, label_mode: str = "soft") -> str:
     """``pipeline_<i>_student_synth<m>x``: the name of pipeline ``i``'s student in ``mia/logits/``."""
     return f"{pipeline_name(i)}_{artifacts.model_name('student', multiple, label_mode)}"
+
+
+def variant_logits_name(i: int, variant: str, multiple: float) -> str:
+    """``pipeline_<i>_<student>``: pipeline ``i``'s student of ``variant`` (``baselines.variant_name``) in ``mia/logits/``;
+    for the run's own variant, :func:`student_logits_name`."""
+    return f"{pipeline_name(i)}_{baselines.variant_name(variant, multiple)}"
+
+
+def students(cfg) -> list[tuple[str, float]]:
+    """(variant, cardinality) of every student a pipeline trains: the run's own variant first, then ``gkd.baselines``."""
+    return [(v, m) for v in baselines.variants(cfg) for m in cardinalities(cfg)]
 
 
 def reuses_shadow(cfg) -> bool:
@@ -237,10 +253,16 @@ def _synthesis_stage(run, sub, i: int, n: int, progress: bool) -> str:
     return f"{summary['images_made']} images made now"
 
 
-def _student_stage(multiple: float) -> Callable[..., str]:
+def _base_synthesis_stage(run, sub, i: int, n: int, progress: bool) -> str:
+    base = baselines.base_synthetic(sub, multiples=cardinalities(run.cfg), progress=progress)
+    return f"base generator's sets of {', '.join(f'{m:g}' for m in synthetic.available_multiples(base))}x|D|"
+
+
+def _student_stage(variant: str, multiple: float) -> Callable[..., str]:
     def stage(run, sub, i: int, n: int, progress: bool) -> str:
-        teacher = train.teacher(sub, progress=progress)
-        model = train.student(sub, multiple, teacher, label_mode=run.cfg.gkd.label_mode, progress=progress)
+        soft = baselines.VARIANTS[variant][1] == "soft"
+        teacher = train.teacher(sub, progress=progress) if soft else None
+        model = baselines.student(sub, variant, multiple, teacher, progress=progress)
         return f"{model.info.get('train_size')} synthetic images"
 
     return stage
@@ -250,13 +272,12 @@ def _queries_stage(pool_loader: Callable[[], Any]) -> Callable[..., str]:
     def stage(run, sub, i: int, n: int, progress: bool) -> str:
         p = pool_loader()
         qs = mia.queries(run)
-        mode = run.cfg.gkd.label_mode
         made = []
-        for m in cardinalities(run.cfg):
-            name = student_logits_name(i, m, mode)
+        for variant, m in students(run.cfg):
+            name = variant_logits_name(i, variant, m)
             if artifacts.logits_path(run, name).is_file() and artifacts.logits_path(run, name, True).is_file():
                 continue
-            model = classifiers.load_trained(artifacts.weights_file(sub, "student", m, mode))
+            model = classifiers.load_trained(baselines.student_file(sub, variant, m))
             io.save_array(artifacts.logits_path(run, name, True), mia.query_logits(model, p.population_images, run.cfg, qs))
             io.save_array(artifacts.logits_path(run, name), mia.query_logits(model, p.images, run.cfg, qs))
             made.append(name)
@@ -267,8 +288,7 @@ def _queries_stage(pool_loader: Callable[[], Any]) -> Callable[..., str]:
 
 def _stages(run, sub, i: int, pool_loader: Callable[[], Any]) -> list[tuple[str, Callable[[], bool], Callable[..., str]]]:
     """(name, done?, run) of pipeline ``i``'s stages, in order."""
-    mode = run.cfg.gkd.label_mode
-    cards = cardinalities(run.cfg)
+    pairs = students(run.cfg)
 
     def teacher_done() -> bool:
         path = artifacts.weights_file(sub, "teacher")
@@ -278,10 +298,12 @@ def _stages(run, sub, i: int, pool_loader: Callable[[], Any]) -> list[tuple[str,
            ("captions", lambda: _captions_done(sub), _captions_stage),
            ("lora", lambda: artifacts.adapter_path(sub).is_file(), _lora_stage),
            ("synthesis", lambda: synthetic.is_complete(sub), _synthesis_stage)]
-    for m in cards:
-        out.append((artifacts.model_name("student", m, mode), lambda m=m: artifacts.weights_file(sub, "student", m, mode).is_file(),
-                    _student_stage(m)))
-    names = [student_logits_name(i, m, mode) for m in cards]
+    if any(baselines.VARIANTS[v][0] == "base" for v in run.cfg.gkd.baselines):
+        out.append(("base_synthesis", lambda: synthetic.is_complete(baselines.open_base(sub)), _base_synthesis_stage))
+    for v, m in pairs:
+        out.append((baselines.variant_name(v, m), lambda v=v, m=m: baselines.student_file(sub, v, m).is_file(),
+                    _student_stage(v, m)))
+    names = [variant_logits_name(i, v, m) for v, m in pairs]
     out.append(("queries", lambda: all(artifacts.logits_path(run, nm).is_file() and artifacts.logits_path(run, nm, True).is_file() for nm in names),
                 _queries_stage(pool_loader)))
     return out
