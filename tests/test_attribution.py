@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tckr.privacy import metrics
-from tckr.reporting import attribution, report
+from tckr.reporting import attribution, canvas, plots, report
 
 ROWS = ("teacher", "student_synth1x", "student_synth1x_hard", "student_base1x", "student_base1x_hard", "student_synth0.2x")
 
@@ -14,7 +14,7 @@ def _seed(folder, k, acc):
     d = folder / f"seed{k}" / "results"
     d.mkdir(parents=True)
     roles = ["teacher" if m == "teacher" else "student" for m in acc]
-    pd.DataFrame({"model": list(acc), "role": roles, "cardinality": [None if m == "teacher" else 1.0 for m in acc],
+    pd.DataFrame({"model": list(acc), "role": roles, "cardinality": [None if m == "teacher" else (0.2 if "0.2x" in m else 1.0) for m in acc],
                   "label_mode": ["real" if m == "teacher" else ("hard" if m.endswith("_hard") else "soft") for m in acc],
                   "test_accuracy": list(acc.values())}).to_csv(d / "classifiers.csv", index=False)
     pd.DataFrame({"started": ["2026-01-01T00:00:00"], "phase": ["04_run_evaluate"], "status": ["done"],
@@ -68,3 +68,23 @@ def test_single_run_has_no_interval(tmp_path):
     assert row["mean"] == 15.0 and np.isnan(row["lo"]) and row["n_seeds"] == 1
     with pytest.raises(FileNotFoundError, match="classifiers.csv is missing"):
         attribution.contributions(tmp_path)
+
+
+def test_seeds_figure_draws_each_student_row_apart(study, monkeypatch):
+    folder, values = study
+    drawn = {}
+    save = canvas.save_figure
+
+    def keep(fig, stem):
+        drawn["ax"] = fig.axes[0]
+        return save(fig, stem)
+
+    monkeypatch.setattr(canvas, "save_figure", keep)
+    plots.seeds_cardinality_figure(folder)
+    lines = {c.get_label(): c.lines[0] for c in drawn["ax"].containers}  # errorbar containers carry the labels
+    base = lines["students, base generator, teacher soft labels (mean ± 95% CI)"]
+    assert base.get_ydata()[0] == pytest.approx(np.mean([values[k]["student_base1x"] for k in range(3)]))
+    lora = lines["students, LoRA, teacher soft labels (mean ± 95% CI)"]
+    assert list(lora.get_ydata()) == pytest.approx([np.mean([values[k][m] for k in range(3)])
+                                                    for m in ("student_synth0.2x", "student_synth1x")])
+    assert "students, base generator, prompted-class labels (mean ± 95% CI)" in lines

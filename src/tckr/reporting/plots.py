@@ -378,16 +378,20 @@ def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
         if np.isfinite(h):
             ax.axhspan(m - h, m + h, color="k", alpha=0.1)
     students = allc[allc["role"] == "student"]
-    modes = sorted(students["label_mode"].dropna().unique())
-    for k, (mode, g) in enumerate(students.groupby("label_mode", sort=True)):
-        shift = 1.0 + 0.04 * (k - (len(modes) - 1) / 2)  # label modes side by side at one cardinality (log axis)
+    # one line per student row: the generator (base = gkd.baselines' base-generator rows) and the labels
+    kind = np.where(students["model"].str.startswith("student_base"), "base generator", "LoRA")
+    students = students.assign(row=[f"{k}, {'teacher soft' if m == 'soft' else 'prompted-class' if m == 'hard' else m} labels"
+                                    for k, m in zip(kind, students["label_mode"])])
+    modes = sorted(students["row"].unique())
+    for k, (mode, g) in enumerate(students.groupby("row", sort=True)):
+        shift = 1.0 + 0.04 * (k - (len(modes) - 1) / 2)  # the rows side by side at one cardinality (log axis)
         g = g.assign(cardinality=g["cardinality"] * shift)
         stats = [(c, v["test_accuracy"].to_numpy(float)) for c, v in g.groupby("cardinality")]
         xs = np.array([c for c, _ in stats])
         means = np.array([v.mean() for _, v in stats])
         half = np.array([metrics.t_halfwidth(v) for _, v in stats])
         line = ax.errorbar(xs, means, yerr=np.where(np.isfinite(half), half, 0), marker="o", capsize=3,
-                           label=f"students, {mode} labels (mean ± 95% CI)")
+                           label=f"students, {mode} (mean ± 95% CI)")
         ax.scatter(g["cardinality"], g["test_accuracy"], s=10, alpha=0.5, color=line[0].get_color())
     ax.set_xscale("log")
     cards = sorted(students["cardinality"].dropna().unique())  # ticks at the cardinalities run, not powers of ten
