@@ -111,9 +111,9 @@ def test_subcommands_pass_the_common_options_on(monkeypatch, capsys):
     assert cli.main(["pretrain", "--config", "configs/tiny.yaml", "--run-dir", "runs/w", "--steps", "3", "--lr", "5e-4"]) == 0
     name, args, kwargs = rec.calls[-1]
     assert name == "pretrain" and args == () and (kwargs["config"], kwargs["work"]) == ("configs/tiny.yaml", "runs/w")
-    assert (kwargs["steps"], kwargs["lr"], kwargs["out"], kwargs["vae_steps"]) == (3, 5e-4, "models/tiny-sd-fashion", 300)
+    assert (kwargs["steps"], kwargs["lr"], kwargs["out"], kwargs["vae_steps"]) == (3, 5e-4, "models/tiny-sd-fashion-blur8", 300)
     assert cli.main(["pretrain"]) == 0  # the defaults: the mini config's public partition, the committed model's folder
-    assert (rec.calls[-1][2]["config"], rec.calls[-1][2]["work"]) == ("configs/mini.yaml", "runs/pretrain-tiny-sd-fashion")
+    assert (rec.calls[-1][2]["config"], rec.calls[-1][2]["work"]) == ("configs/mini.yaml", "runs/pretrain-tiny-sd-fashion-blur8")
     assert cli.main(["pretrain", "--set", "train.epochs=2"]) == 2
     assert "--set does not apply" in _err(capsys)
     assert cli.main(["lora", "configs/tiny.yaml", "runs/r", "--config", "configs/mini.yaml"]) == 2
@@ -269,7 +269,7 @@ def test_pretrain_help_lists_every_setting_of_pretrain(capsys):
     settings = [k for k in inspect.signature(pretrain.pretrain).parameters if k not in ("config", "work")]
     assert len(settings) == 19 and not [k for k in settings if f"--{k.replace('_', '-')} " not in out]
     assert "--steps STEPS UNet + text encoder training steps (default 12000)" in out
-    assert "--run-dir: the working folder of checkpoints, logs and caches (default runs/pretrain-tiny-sd-fashion)" in out
+    assert "--run-dir: the working folder of checkpoints, logs and caches (default runs/pretrain-tiny-sd-fashion-blur8)" in out
 
 
 def test_python_m_tckr_cli_is_the_command_and_its_help_imports_no_torch():

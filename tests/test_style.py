@@ -69,8 +69,8 @@ def test_unknown_style_or_bad_images_fail_with_what_is_accepted():
 
 
 def test_config_key_defaults_to_none_and_rejects_unknown_styles():
-    assert load_config("configs/mini.yaml").data.public_style == "none"
-    assert load_config("configs/mini-style.yaml").data.public_style in styles.STYLES[1:]
+    assert load_config("configs/tiny.yaml").data.public_style == "none"
+    assert load_config("configs/mini.yaml").data.public_style in styles.STYLES[1:]
     with pytest.raises(ConfigError, match=r"data.public_style: 'sepia' is not accepted; accepted: one of none, invert"):
         load_config("configs/tiny.yaml", {"data.public_style": "sepia"})
 

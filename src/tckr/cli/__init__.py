@@ -5,7 +5,7 @@
     tckr shadows --run-dir DIR --shard 1/8 [--attack]      tckr figures --run-dir latest
     tckr report collect --run-dir DIR results/mini         tckr report check results/mini
     tckr release --run-dir DIR [--out .]                    tckr release --check
-    tckr pretrain --run-dir WORK --out models/tiny-sd-fashion --steps 12000
+    tckr pretrain --run-dir WORK --out models/tiny-sd-fashion-blur8 --vae-from models/tiny-sd-fashion --steps 3500
     tckr launch CONFIG --run-dir DIR --phases 03_generate --shards 32 [--local | --slurm-partition gpu ...]
 
 Every subcommand takes the same options: ``--config`` (a study YAML), ``--run-dir`` (a run folder, or ``latest``

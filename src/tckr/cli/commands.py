@@ -175,7 +175,7 @@ def _ledger(a) -> None:
     print(ledger.markdown(table, headline_only=a.headline_only))
 
 
-PRETRAIN_CONFIG, PRETRAIN_WORK = "configs/mini.yaml", "runs/pretrain-tiny-sd-fashion"  # tckr pretrain's defaults
+PRETRAIN_CONFIG, PRETRAIN_WORK = "configs/mini.yaml", "runs/pretrain-tiny-sd-fashion-blur8"  # tckr pretrain's defaults
 
 
 def _pretrain(a) -> None:

@@ -37,7 +37,7 @@ def _add_pretrain(sub) -> None:
     g = p.add_argument_group("pretraining settings (written to <run-dir>/args.json)")
     opt = g.add_argument
     settings = [
-        opt("--out", default="models/tiny-sd-fashion", help="the save_pretrained folder to write (default %(default)s)"),
+        opt("--out", default="models/tiny-sd-fashion-blur8", help="the save_pretrained folder to write (default %(default)s)"),
         opt("--limit", type=int, default=0, help="seeded subset of the public partition used (default 0 = all)"),
         opt("--vae-steps", type=int, default=300, help="VAE training steps (default %(default)s)"),
         opt("--vae-batch", type=int, default=32, help="VAE batch size (default %(default)s)"),

@@ -415,7 +415,8 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
     beside its own (:func:`tckr.reporting.plane.control_folders`). Returns the copied files per folder."""
     out = {}
     for folder in map(Path, folders):
-        if artifacts.seed_folders(folder) and not (folder / "config.yaml").is_file():  # a several-seed result folder
+        # a several-seed result folder: seed<k>/ runs (its own config.yaml, when collected with one, is their parent's)
+        if artifacts.seed_folders(folder) and not (folder / "results" / "classifiers.csv").is_file():
             drawn = {"seeds_cardinality": seeds_cardinality_figure(folder)}
         elif not (folder / "config.yaml").is_file():
             raise FileNotFoundError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
