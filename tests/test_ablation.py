@@ -63,6 +63,15 @@ def test_class_prompt_sub_run_shares_the_adapter_with_its_record(stand_ins):
     assert lora.adapter_problem(sub) is None  # its sha256 came along: the copy is checked like the original
 
 
+def test_class_prompt_sub_run_of_a_power_study_opens(tmp_path):
+    """A power study's dosed cardinality need not be the ablation's: the sub-run doses nothing."""
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={
+        "study.num_threads": 1, "synthesis.cardinalities": [0.25, 0.5], "mia.pipeline_cardinalities": [0.25, 0.5],
+        "mia.n_pipelines": 4, "power.cardinality": 0.5})
+    sub = ablation.class_prompt_run(run, 0.25)
+    assert sub.cfg.synthesis.cardinalities == [0.25] and sub.cfg.power.cardinality == 0.0
+
+
 def test_run_ablation_tabulates_the_four_students(stand_ins):
     run, calls = stand_ins
     table = ablation.run_ablation(run, progress=False)

@@ -30,9 +30,10 @@ SUBRUN = ("ablation", "class_prompts")
 
 def class_prompt_run(run: runs.Run, multiple: float) -> runs.Run:
     """The sub-run that holds the class-only-prompt synthetic set of ``multiple`` × |D|."""
-    # mia.pipeline_cardinalities must stay a subset of synthesis.cardinalities; the sub-run attacks nothing
+    # mia.pipeline_cardinalities (and power.cardinality among them) must stay within synthesis.cardinalities; the
+    # sub-run attacks nothing and doses nothing
     cfg = config_from_dict(run.cfg.to_dict(), {"synthesis.prompt_mode": "class", "synthesis.cardinalities": [float(multiple)],
-                                               "mia.pipeline_cardinalities": []})
+                                               "mia.pipeline_cardinalities": [], "power.cardinality": 0.0})
     sub = runs.open_run(cfg, run.dir.joinpath(*SUBRUN), seed=run.seed)
     adapter = artifacts.adapter_path(run)
     if adapter.is_file() and not artifacts.adapter_path(sub).is_file():
