@@ -172,8 +172,35 @@ def test_the_power_config_extends_mini_and_sets_the_grid():
     cfg, mini = load_config("configs/mini-power.yaml"), load_config("configs/mini.yaml")
     assert cfg.power.rhos[0] == 0 and len(dose_response.doses(cfg)) >= 6
     same = {k: v for k, v in cfg.to_dict().items() if k not in ("study", "power")}
-    assert same == {k: v for k, v in mini.to_dict().items() if k not in ("study", "power")}
+    want = {k: v for k, v in mini.to_dict().items() if k not in ("study", "power")}
+    assert same["gkd"].pop("baselines") == [] and want["gkd"].pop("baselines")  # the dosed students are the run's own
+    assert same == want and cfg.study.seeds == mini.study.seeds and cfg.study.workers == mini.study.workers
     assert cfg.mia.n_pipelines >= 4
+
+
+def test_a_power_grid_extended_by_more_doses_resumes_and_any_other_change_is_refused(tmp_path):
+    from tckr.runfolder import runs
+
+    over = {"mia.n_pipelines": 4, "mia.n_shadows": 4, "power.rhos": [0.0, 0.25], "power.strengths": [0.5],
+            "power.strength_rho": 0.25}
+    run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides=over)
+    first = dose_response._plan(run, 4)
+    wider = runs.open_run("configs/tiny.yaml", tmp_path / "wide", overrides={**over, "power.rhos": [0.0, 0.25, 0.5]})
+    (wider.dir / "power").mkdir(parents=True, exist_ok=True)
+    (wider.dir / "power" / "plan.json").write_bytes((run.dir / "power" / "plan.json").read_bytes())
+    second = dose_response._plan(wider, 4)  # resumes: the old rows are a prefix of the new ones
+    assert second["rows"][:len(first["rows"])] == first["rows"] and len(second["rows"]) > len(first["rows"])
+    assert [0.5, 0.3] in second["doses"] and all(d in second["doses"] for d in first["doses"])
+    seeded = runs.open_run("configs/tiny.yaml", tmp_path / "seed", overrides={**over, "power.seed": 1})
+    (seeded.dir / "power").mkdir(parents=True, exist_ok=True)
+    (seeded.dir / "power" / "plan.json").write_bytes((run.dir / "power" / "plan.json").read_bytes())
+    with pytest.raises(ValueError, match="other power settings .*seed.* differ"):
+        dose_response._plan(seeded, 4)
+    narrower = runs.open_run("configs/tiny.yaml", tmp_path / "narrow", overrides={**over, "power.rhos": [0.0]})
+    (narrower.dir / "power").mkdir(parents=True, exist_ok=True)
+    (narrower.dir / "power" / "plan.json").write_bytes((wider.dir / "power" / "plan.json").read_bytes())
+    with pytest.raises(ValueError, match="other power settings"):
+        dose_response._plan(narrower, 4)  # a dose made before would be dropped
 
 
 def test_the_power_study_needs_four_pipelines(tmp_path):

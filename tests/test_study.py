@@ -177,6 +177,29 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
         assert f.read_text().strip() == str(os.getpid())
 
 
+def test_a_study_warns_of_another_study_on_the_same_cores(tmp_path):
+    child = _hold_in_child(tmp_path / "other")
+    dead = _hold_in_child(tmp_path / "dead")
+    os.kill(dead.pid, signal.SIGKILL)
+    dead.wait()
+    (tmp_path / "released").mkdir()
+    (tmp_path / "released" / lock.LOCK_FILE).write_text("")  # a lock released normally is truncated
+    try:
+        assert lock.held_elsewhere(tmp_path) == [(tmp_path / "other", child.pid)]
+        with lock.hold(tmp_path / "mine"):  # this process's own hold is not "elsewhere"
+            assert lock.held_elsewhere(tmp_path) == [(tmp_path / "other", child.pid)]
+        lines = []
+        with pytest.raises(Exception):  # the study itself stops at the missing config; the warning came first
+            study.run_study(tmp_path / "missing.yaml", tmp_path / "mine", log=lines.append)
+        lines = []
+        study.run_study("configs/tiny.yaml", tmp_path / "mine", phases=(), log=lines.append)
+        assert any(f"{tmp_path / 'other'} is in use by process {child.pid}" in m and "num_threads=1" in m for m in lines)
+        assert not any("dead" in m for m in lines)
+    finally:
+        child.kill()
+        child.wait()
+
+
 @pytest.mark.e2e
 def test_figures_regenerate_from_result_files_without_training_code(tiny_chain, tmp_path):
     import shutil

@@ -347,6 +347,10 @@ def run_study(config: str | Path, run_dir: str | Path | None = None, *, phases: 
     total = time.perf_counter()
     with lock.hold(root):  # before anything is written: a second study on this folder stops here
         log(f"study {cfg.study.name} ({cfg.study.dataset}, {cfg.study.tier} tier) -> {root}")
+        for other, pid in lock.held_elsewhere(root.parent):  # sharing the cores costs far more than waiting
+            log(f"warning: {other} is in use by process {pid}: two studies on the same cores each run study.num_threads "
+                f"({cfg.study.num_threads or 'the default number of'}) torch threads, whose OpenMP threads then spin against each other and run "
+                "both far slower than one after the other; wait for it, or give each study.num_threads=1")
         for seed in seeds:
             folder = root if len(seeds) == 1 else root / f"seed{seed}"
             run = runs.open_run(cfg, folder, seed=seed)

@@ -170,9 +170,15 @@ def _plan(run, n: int) -> dict:
     if f.is_file():
         old = io.read_json(f)
         changed = [k for k in plan if old.get(k) != plan[k]]
-        if changed:
+        # a grid extended with more doses keeps every dose made before (the same rows: a prefix of one permutation)
+        extended = {"doses", "rows"}.issuperset(changed) and all(d in plan["doses"] for d in old["doses"]) \
+            and plan["rows"][:len(old["rows"])] == old["rows"]
+        if changed and not extended:
             raise ValueError(f"{f} was made with other power settings ({', '.join(changed)} differ); delete {f.parent} "
-                             "to start the power study over")
+                             "to start the power study over (a grid extended by more doses resumes)")
+        if changed:
+            note(f"power grid extended: {len(plan['doses']) - len(old['doses'])} more doses; the {len(old['doses'])} made are kept")
+            io.write_json(f, plan)
     else:
         io.write_json(f, plan)
     return plan

@@ -25,7 +25,7 @@ import pandas as pd
 
 from tckr.core import io
 from tckr.privacy import ledger, metrics
-from tckr.reporting import canvas, phase_figures, plane, privacy_figures
+from tckr.reporting import canvas, phase_figures, plane, power_figure, privacy_figures
 from tckr.runfolder import artifacts, runs, synthetic
 
 FIGURES = ("table", "cardinality", "roc", "ledger", "ledger_headline", "privacy_utility", "samples", "ablation", "audit",
@@ -430,6 +430,8 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
                 drawn["audit"] = canvas.save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")
             if (folder / "lora" / "loss.csv").is_file():
                 drawn["lora_loss"] = phase_figures.plot_lora_loss(folder)
+            if (folder / "results" / "power.csv").is_file():  # a dose-response study (tckr power)
+                drawn["power"] = power_figure.plot_power(folder, stem=folder / "figures" / "power")
         pngs = [p for ps in drawn.values() for p in ps if p.suffix in COPIED]
         pngs += sorted((folder / "images").glob("*.png"))  # drawn from images at collect time, copied as they are
         target = Path(images) / folder.name

@@ -22,9 +22,9 @@ def power_curves(power: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {f"{a} / {t}": g.sort_values("rho").reset_index(drop=True) for (a, t), g in curve.groupby(["attack", "test"], sort=True)}
 
 
-def plot_power(run_dir: str | Path, target: float | None = None) -> list[Path]:
-    """Draw ``<run>/images/power.{pdf,png}`` from ``<run>/results/power.csv``; ``target``: the power target line
-    (default: the run's ``power.power_target``). Returns the files written."""
+def plot_power(run_dir: str | Path, target: float | None = None, stem: str | Path | None = None) -> list[Path]:
+    """Draw ``<run>/images/power.{pdf,png}`` (or ``stem``.{pdf,png}) from ``<run>/results/power.csv``; ``target``: the
+    power target line (default: the run's ``power.power_target``). Returns the files written."""
     run_dir = Path(run_dir)
     power = artifacts.read_result(run_dir, "power.csv")
     if target is None:
@@ -44,4 +44,4 @@ def plot_power(run_dir: str | Path, target: float | None = None) -> list[Path]:
     n = int(power["n_replicates"].max()) if len(power) else 0
     ax.set_title(f"Dose-response control: {n} replicate targets per dose (95% Wilson bands)", fontsize=10)
     ax.legend(fontsize=6, ncol=2, loc="upper left")
-    return canvas.save_figure(fig, run_dir.joinpath(*FIGURE))
+    return canvas.save_figure(fig, Path(stem) if stem is not None else run_dir.joinpath(*FIGURE))

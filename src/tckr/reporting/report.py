@@ -27,7 +27,7 @@ import yaml
 
 from tckr.core import io
 from tckr.privacy import ledger, metrics
-from tckr.reporting import attribution
+from tckr.reporting import attribution, power_report
 from tckr.runfolder import artifacts
 from tckr.runfolder.phases import phase_list
 
@@ -243,8 +243,8 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
            f"{'' if len(seeds) == 1 else 's aggregated elsewhere'}), commit `{commit}`, {machine}. "
            f"Wall time **{wt['total'] / 60:.1f} min** (per phase, min: {phases}).", "",
            classifier_table(folder), ]
-    if not (folder / "results" / "ledger.csv").is_file():  # a study of phases 00-04 only: accuracy alone
-        return "\n".join(out)
+    if not (folder / "results" / "ledger.csv").is_file():  # phases 00-04 only (and a dose-response study's block)
+        return "\n".join(out) + power_report.power_block(folder, images)
     lj = folder / "results" / "ledger.json"
     meta = io.read_json(lj) if lj.is_file() else {}
     heads = headline_rows(folder)

@@ -54,3 +54,26 @@ def hold(run_dir: str | os.PathLike) -> Iterator[Path]:
         os.ftruncate(fd, 0)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def held_elsewhere(runs_root: str | os.PathLike) -> list[tuple[Path, int]]:
+    """The run folders directly under ``runs_root`` that another live process holds: (folder, PID). Read from the lock
+    files' recorded PIDs (a released lock is truncated; a killed holder's PID is checked for life), never by taking a
+    lock, so asking cannot make another process's :func:`hold` fail."""
+    mine = {f.parent for f in _held}
+    out = []
+    for f in sorted(Path(runs_root).glob(f"*/{LOCK_FILE}")):
+        try:
+            pid = int(f.read_text().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if not pid or pid == os.getpid() or f.parent.resolve() in mine:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue  # the holder died; its lock went with it
+        except PermissionError:
+            pass  # alive, another user's
+        out.append((f.parent, pid))
+    return out
