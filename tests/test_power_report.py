@@ -1,5 +1,7 @@
 """The results page's block of a dose-response study (tckr.reporting.power_report), from planted result files."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -53,3 +55,21 @@ def test_accuracy_only_study_block_carries_the_power_block(tmp_path):
     text = report.study_block(folder, images=tmp_path / "images")
     assert "Dose-response control" in text and "| lira_online_fixed | auc_ci | 0 |" in text
     assert power_report.power_block(tmp_path / "nothing") == ""
+
+
+def test_make_figures_draws_the_committed_power_study_without_its_missing_privacy_phases(tmp_path):
+    import shutil
+
+    from tckr.core import paths
+    from tckr.reporting import plots
+
+    folder = Path(shutil.copytree(paths.ROOT / "results" / "mini-power", tmp_path / "mini-power",
+                                  ignore=shutil.ignore_patterns("figures")))
+    assert not (folder / "results" / "mia.csv").is_file()  # phases 00-04 and the pipelines only
+    out = plots.result_figures([folder], images=tmp_path / "images", log=lambda m: None)
+    names = {p.name for p in out[folder.as_posix()]}
+    assert "power.png" in names and not names & {"roc.png", "ledger.png", "privacy_utility.png"}
+    assert (tmp_path / "images" / "mini-power" / "power.png").read_bytes()[:4] == b"\x89PNG"
+    text = power_report.power_block(folder, images=tmp_path / "images")
+    mde = pd.read_csv(folder / "results" / "mde.csv")
+    assert len([ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| attack")]) == len(mde)

@@ -422,6 +422,8 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
             raise FileNotFoundError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
         else:
             names = which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES)
+            if not which and not (folder / "results" / "mia.csv").is_file():  # phases 00-04 only: no privacy figures
+                names = tuple(f for f in names if f not in ("table", "cardinality", "roc", "ledger", "ledger_headline", "privacy_utility"))
             drawn = make_figures(folder, tuple(f for f in names if f != "privacy_utility"), log=log)
             if "privacy_utility" in names:
                 drawn["privacy_utility"] = plane.plot_privacy_utility(folder, plane.control_folders(folder, folders))
