@@ -15,8 +15,9 @@ from tckr.runfolder import phases, runs, synthetic
 
 
 def test_config_defaults_to_no_baselines_and_names_what_is_accepted():
-    cfg = load_config("configs/mini.yaml")
+    cfg = load_config("configs/tiny.yaml")  # the default: no baseline rows; the mini tier lists all three
     assert cfg.gkd.baselines == [] and baselines.variants(cfg) == ["lora_soft"]
+    assert baselines.variants(load_config("configs/mini.yaml")) == ["lora_soft", "lora_hard", "base_soft", "public_only"]
     cfg = load_config("configs/tiny.yaml", {"gkd.baselines": ["public_only", "base_soft", "lora_hard"]})
     assert baselines.variants(cfg) == ["lora_soft", "public_only", "base_soft", "lora_hard"]
     for bad in (["lora_soft"], ["base"], ["public_only", "public_only"]):  # the run's own student, unknown, repeated
