@@ -189,9 +189,9 @@ def test_a_study_warns_of_another_study_on_the_same_cores(tmp_path):
         with lock.hold(tmp_path / "mine"):  # this process's own hold is not "elsewhere"
             assert lock.held_elsewhere(tmp_path) == [(tmp_path / "other", child.pid)]
         lines = []
-        with pytest.raises(Exception):  # the study itself stops at the missing config; the warning came first
+        with pytest.raises(FileNotFoundError):  # a missing config stops the study before its lock and any warning
             study.run_study(tmp_path / "missing.yaml", tmp_path / "mine", log=lines.append)
-        lines = []
+        assert lines == []
         study.run_study("configs/tiny.yaml", tmp_path / "mine", phases=(), log=lines.append)
         assert any(f"{tmp_path / 'other'} is in use by process {child.pid}" in m and "num_threads=1" in m for m in lines)
         assert not any("dead" in m for m in lines)

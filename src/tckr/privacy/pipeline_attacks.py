@@ -21,7 +21,6 @@ by :func:`tckr.ledger.lopo_summary` (the pipelines' students as replicate target
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -73,18 +72,13 @@ def target_students(run) -> dict[str, dict[str, Any]]:
     said and left out; no student of the run's own variant is an error."""
     cfg = run.cfg
     cards = pipelines.cardinalities(cfg)
-    own = {t: info for t, info in mia.available_targets(run).items() if info["role"] == "student"}
-    has_base = run.dir.joinpath(*baselines.BASE_DIR).is_dir()  # opened only where 04 made it
+    has_base = run.dir.joinpath(*baselines.BASE_DIR).is_dir()  # opened (and so made) only where 04 made it
     out = {}
     for variant in baselines.variants(cfg):
         source, mode = baselines.VARIANTS[variant]
         for m in cards:
             name = baselines.variant_name(variant, m)
-            if source == "lora":
-                info = own.get(name)
-                path = info["path"] if info and math.isclose(float(info.get("multiple") or 0), m) else None
-            else:
-                path = baselines.student_file(run, variant, m) if has_base else None
+            path = baselines.student_file(run, variant, m) if source == "lora" or has_base else None
             if path is not None and path.is_file():
                 out[name] = {"variant": variant, "multiple": m, "label_mode": mode, "path": path}
             elif variant == baselines.main_variant(cfg):

@@ -126,13 +126,13 @@ def open_pipeline(run, i: int) -> runs.Run:
 
 
 def student_logits_name(i: int, multiple: float, label_mode: str = "soft") -> str:
-    """``pipeline_<i>_student_synth<m>x``: the name of pipeline ``i``'s student in ``mia/logits/``."""
-    return f"{pipeline_name(i)}_{artifacts.model_name('student', multiple, label_mode)}"
+    """``pipeline_<i>_student_synth<m>x``: the name of pipeline ``i``'s student in ``mia/logits/`` (the adapted
+    generator's variant of ``label_mode``, :func:`variant_logits_name`)."""
+    return variant_logits_name(i, f"lora_{label_mode}", multiple)
 
 
 def variant_logits_name(i: int, variant: str, multiple: float) -> str:
-    """``pipeline_<i>_<student>``: pipeline ``i``'s student of ``variant`` (``baselines.variant_name``) in ``mia/logits/``;
-    for the run's own variant, :func:`student_logits_name`."""
+    """``pipeline_<i>_<student>``: pipeline ``i``'s student of ``variant`` (``baselines.variant_name``) in ``mia/logits/``."""
     return f"{pipeline_name(i)}_{baselines.variant_name(variant, multiple)}"
 
 

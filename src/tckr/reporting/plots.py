@@ -32,6 +32,7 @@ FIGURES = ("table", "cardinality", "roc", "ledger", "ledger_headline", "privacy_
            "curves")
 # drawn from images (real and synthetic, nearest pairs) that a result folder (tckr.report.collect) does not hold
 IMAGE_FIGURES = ("samples", "audit")
+PRIVACY_FIGURES = ("table", "cardinality", "roc", "ledger", "ledger_headline", "privacy_utility")  # need results/mia.csv
 
 
 def plot_table(run_dir: Path) -> list[Path]:
@@ -423,7 +424,7 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
         else:
             names = which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES)
             if not which and not (folder / "results" / "mia.csv").is_file():  # phases 00-04 only: no privacy figures
-                names = tuple(f for f in names if f not in ("table", "cardinality", "roc", "ledger", "ledger_headline", "privacy_utility"))
+                names = tuple(f for f in names if f not in PRIVACY_FIGURES)
             drawn = make_figures(folder, tuple(f for f in names if f != "privacy_utility"), log=log)
             if "privacy_utility" in names:
                 drawn["privacy_utility"] = plane.plot_privacy_utility(folder, plane.control_folders(folder, folders))

@@ -32,14 +32,15 @@ def plot_power(run_dir: str | Path, target: float | None = None, stem: str | Pat
     plt = canvas.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colours = plt.get_cmap("tab20")  # 6 attacks x 2 tests: tab10 would repeat its colours
-    for k, (label, g) in enumerate(power_curves(power).items()):
+    curves = power_curves(power)
+    for k, (label, g) in enumerate(curves.items()):
         x = 100 * g["rho"]
         line, = ax.plot(x, 100 * g["detect_rate"], marker="o", ms=3, lw=1.2, label=label, color=colours(k % 20),
                         ls="-" if label.endswith("mann_whitney") else "--")
         ax.fill_between(x, 100 * g["detect_lo"], 100 * g["detect_hi"], color=line.get_color(), alpha=0.08, lw=0)
     ax.axhline(100 * target, color="k", lw=0.8, ls=":", label=f"{100 * target:.0f}% power")
     ax.set_xscale("symlog", linthresh=0.25)
-    rhos = sorted({100 * float(r) for g in power_curves(power).values() for r in g["rho"]})
+    rhos = sorted({100 * float(r) for g in curves.values() for r in g["rho"]})
     if rhos:  # ticks at the doses tested, nothing left of rho 0
         ax.set_xticks(rhos, [f"{r:g}" for r in rhos], fontsize=7)
         ax.set_xticks([], minor=True)

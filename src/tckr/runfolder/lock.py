@@ -60,14 +60,13 @@ def held_elsewhere(runs_root: str | os.PathLike) -> list[tuple[Path, int]]:
     """The run folders directly under ``runs_root`` that another live process holds: (folder, PID). Read from the lock
     files' recorded PIDs (a released lock is truncated; a killed holder's PID is checked for life), never by taking a
     lock, so asking cannot make another process's :func:`hold` fail."""
-    mine = {f.parent for f in _held}
     out = []
     for f in sorted(Path(runs_root).glob(f"*/{LOCK_FILE}")):
         try:
             pid = int(f.read_text().strip() or 0)
         except (OSError, ValueError):
             continue
-        if not pid or pid == os.getpid() or f.parent.resolve() in mine:
+        if not pid or pid == os.getpid():  # this process's own holds carry its PID
             continue
         try:
             os.kill(pid, 0)
