@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tckr.privacy import ledger
+from tckr.privacy import ledger, metrics
 
 
 def _rows(targets, attacks, auc, **extra):
@@ -83,7 +83,27 @@ def test_effect_text_reads_estimate_interval_and_upper_bound():
     assert ledger.effect_text(row) == "AUC 51.2% [50.4, 52.6], ≤ 52.4%"
     assert ledger.effect_text(row, "tpr_at_1pct") == "TPR@1% 2.1% [1.5, 2.8], ≤ –"  # a file without the bound
     assert ledger.effect_text(row, "tpr_at_0.1pct") == "TPR@0.1% – (needs ≥ 20,000 non-members; have 4,000)"
-    assert list(ledger.auc_interval_above_50(pd.DataFrame({"auc_lo": [0.504, 0.5, np.nan]}))) == [True, False, False]
+    assert list(ledger.leaks_measurably(pd.DataFrame({"auc_lo": [0.504, 0.5, np.nan]}))) == [True, False, False]
+    pooled = pd.DataFrame({"auc_lo": [0.504, 0.49, 0.49], "lopo_auc_lo": [0.499, 0.501, np.nan]})
+    assert list(ledger.leaks_measurably(pooled)) == [False, True, False]  # the pooled interval decides where there is one
+
+
+def test_a_pre_registered_rank_test_reads_the_rows_without_a_pooled_interval(tmp_path):
+    rows = pd.DataFrame({"auc": [0.52, 0.505, 0.52], "auc_lo": [0.49, 0.49, 0.49], "n_members": [2000, 2000, 2000],
+                         "n_nonmembers": [2000, 2000, 2000], "lopo_auc_lo": [np.nan, np.nan, 0.49]})
+    assert list(ledger.leak_rule(rows)) == ["auc_ci", "auc_ci", "pooled"] and not ledger.leaks_measurably(rows).any()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "ledger.json").write_text('{"headline_test": "mann_whitney"}')
+    assert list(ledger.leak_rule(rows, tmp_path)) == ["mann_whitney", "mann_whitney", "pooled"]
+    # AUC 52% over 2,000 + 2,000: z = 0.02 / sqrt(4001 / (12 * 2000^2)) = 2.19, p = 0.014; 50.5%: p = 0.35
+    assert list(ledger.leaks_measurably(rows, tmp_path)) == [True, False, False]
+    from scipy import stats
+    s = np.random.default_rng(0).normal(size=600)
+    m = np.arange(600) < 250
+    s[m] += 0.15
+    auc = stats.mannwhitneyu(s[m], s[~m]).statistic / (250 * 350)
+    exact = stats.mannwhitneyu(s[m], s[~m], alternative="greater", method="asymptotic", use_continuity=False).pvalue
+    assert metrics.mann_whitney_p_from_auc(auc, 250, 350) == pytest.approx(exact, rel=1e-6)
 
 
 def test_without_pipelines_the_student_headline_falls_back_to_classifier_shadows(tmp_path):

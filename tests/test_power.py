@@ -116,6 +116,53 @@ def test_proposer_picks_the_smallest_mde_and_breaks_ties_toward_fewer_assumption
     assert "no headline is proposed" in power_analysis.proposal_yaml(None, "runs/x")
 
 
+def _power_rows(rates: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    rhos = [0.0, 0.01, 0.02, 0.04]
+    return pd.DataFrame([{"rho": r, "strength": 0.3 if r else 0.0, "series": "rho", "attack": a, "test": t, "n_replicates": 8,
+                          "n_detected": round(8 * v), "detect_rate": v, "detect_lo": v / 2, "detect_hi": (1 + v) / 2}
+                         for (a, t), vs in rates.items() for r, v in zip(rhos, vs)])
+
+
+def test_without_an_mde_the_proposer_ranks_by_mean_detection_and_drops_pairs_the_null_rejects():
+    rates = {("lira_online", "auc_ci"): [0.5, 0.5, 0.5, 0.75], ("rmia", "mann_whitney"): [0.25, 0.375, 0.5, 0.625],
+             ("loss", "auc_ci"): [0.0, 0.125, 0.125, 0.125]}
+    table = _mde_rows({k: np.nan for k in rates})
+    assert power_analysis.propose(table) is None  # the MDE rule alone has nothing to propose
+    best = power_analysis.propose(table, _power_rows(rates))
+    # the mean over the dosed doses (rho > 0), not the rate at rho = 0 nor at the largest dose alone
+    assert (best["attack"], best["test"], best["by"]) == ("lira_online", "auc_ci", "mean_power")
+    assert "58%" in best["statement"] and "75% [38, 88] at rho = 4%" in best["statement"]
+    null = pd.DataFrame([{"attack": "lira_online", "test": "auc_ci", "rejection_lo": 0.2},  # rejects far above alpha
+                         {"attack": "rmia", "test": "mann_whitney", "rejection_lo": 0.01},
+                         {"attack": "loss", "test": "auc_ci", "rejection_lo": 0.0}])
+    assert power_analysis.calibrated(null, 0.05) == {("rmia", "mann_whitney"), ("loss", "auc_ci")}
+    fair = power_analysis.propose(table, _power_rows(rates), null, 0.05)
+    assert (fair["attack"], fair["test"]) == ("rmia", "mann_whitney") and "2 of 3 pairs calibrated" in fair["statement"]
+    reason = yaml.safe_load(power_analysis.proposal_yaml(fair, "runs/x"))["mia"]["headline_reason"]
+    assert reason.startswith("largest mean detection rate (no minimum detectable effect within the grid)")
+    # an MDE among the calibrated pairs still wins over the mean detection rate
+    with_mde = _mde_rows({("lira_online", "auc_ci"): 0.01, ("loss", "auc_ci"): 0.04, ("rmia", "mann_whitney"): np.nan})
+    assert power_analysis.propose(with_mde, _power_rows(rates), null, 0.05)["attack"] == "loss"
+
+
+def test_null_pairs_take_one_label_per_other_pair_and_the_null_table_counts_false_positives():
+    pairs = dose_response.null_pairs(8)
+    assert len(pairs) == 8 * 3 and all(j // 2 != k // 2 and k % 2 == 0 for j, k in pairs)
+    rng = np.random.default_rng(0)
+    members = rng.random(400) < 0.5
+    rows = []
+    for i in range(200):  # scores independent of membership: the one-sided tests reject about alpha of the time
+        s = rng.normal(size=400)
+        rows.append({"attack": "loss", "auc": power_analysis.stats.mannwhitneyu(s[members], s[~members]).statistic
+                     / (members.sum() * (~members).sum()), "auc_lo": 0.5 + (i % 40 == 0) * 0.01,
+                     "p_mann_whitney": power_analysis.mann_whitney_p(s, members)})
+    null = power_analysis.null_table(pd.DataFrame(rows), ["auc_ci", "mann_whitney"], 0.05)
+    ci, mw = null.iloc[0], null.iloc[1]
+    assert (ci["n_rejected"], ci["rejection_rate"]) == (5, 0.025)  # the planted rejections, counted exactly
+    assert 0 < mw["rejection_rate"] < 0.12 and mw["rejection_lo"] <= 0.05 <= mw["rejection_hi"]
+    assert ci["mean_auc_lo"] < 0.5 < ci["mean_auc_hi"]
+
+
 def _ledger_run(folder, mia_settings: str) -> None:
     res = folder / "results"
     res.mkdir(parents=True)
@@ -157,7 +204,9 @@ def test_the_ledger_uses_the_configured_headline_and_auto_stays_as_it_was(tmp_pa
     ({"power.tests": ["t_test"]}, "power.tests: .* accepted: one or more distinct names among auc_ci, mann_whitney"),
     ({"power.power_target": 1.0}, "power.power_target: 1.0 is not accepted"),
     ({"power.cardinality": 0.5}, "power.cardinality: 0.5 is not accepted; accepted: 0 .* pipeline cardinalities"),
-    ({"mia.headline_attack": "rmia"}, "set mia.headline_attack, headline_test and headline_reason together"),
+    ({"mia.headline_attack": "rmia", "mia.headline_test": "", "mia.headline_reason": ""},
+     "set mia.headline_attack, headline_test and headline_reason together"),
+    ({"mia.headline_test": ""}, "set mia.headline_attack, headline_test and headline_reason together"),
     ({"mia.headline_attack": "best", "mia.headline_test": "auc_ci", "mia.headline_reason": "x"},
      "mia.headline_attack: 'best' is not accepted"),
     ({"mia.headline_attack": "rmia", "mia.headline_test": "z", "mia.headline_reason": "x"}, "mia.headline_test: 'z'"),

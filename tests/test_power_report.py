@@ -34,13 +34,21 @@ def test_block_orders_by_minimum_detectable_effect_and_names_the_two_nulls(tmp_p
     text = power_report.power_block(tmp_path / "p", images=tmp_path / "images")
     rows = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| attack")]
     # 80% is crossed between rho 1% (50%) and 2% (100%): at 1.6%
-    assert rows[0].startswith("| lira_offline_fixed | mann_whitney | 0 | 1.60 |")
-    assert "| loss | auc_ci | 0 | above the grid |" in text and "| rmia | auc_ci | 88 | not calibrated |" in text
+    assert rows[0].startswith("| lira_offline_fixed | mann_whitney | – | 0 | 1.60 |")
+    assert "| loss | auc_ci | – | 0 | above the grid |" in text and "| rmia | auc_ci | – | 88 | not calibrated |" in text
+    assert "null replicates" not in text  # no null measured: said by the dash, not by a rate
     assert "rho in {0, 1, 2, 4}%" in text and "8 leave-one-pipeline-out replicate targets" in text
     assert "power.png" not in text
     (tmp_path / "images" / "p").mkdir(parents=True)
     (tmp_path / "images" / "p" / "power.png").write_bytes(b"\x89PNG")
     assert "![p: power](images/p/power.png)" in power_report.power_block(tmp_path / "p", images=tmp_path / "images")
+    null = pd.DataFrame([{"attack": "loss", "test": "auc_ci", "n_replicates": 24, "n_rejected": 1, "rejection_rate": 1 / 24,
+                          "rejection_lo": 0.007, "rejection_hi": 0.2, "mean_auc": 0.5, "mean_auc_lo": 0.49, "mean_auc_hi": 0.51}],
+                        columns=power_analysis.NULL_COLUMNS)
+    null.to_csv(tmp_path / "p" / "results" / "power_null.csv", index=False)
+    text = power_report.power_block(tmp_path / "p", images=tmp_path / "images")
+    assert "| loss | auc_ci | 4 [1, 20] | 0 | above the grid |" in text and "measured on 24 null replicates" in text
+    assert "| rmia | auc_ci | – | 88 |" in text
 
 
 def test_accuracy_only_study_block_carries_the_power_block(tmp_path):
@@ -53,7 +61,7 @@ def test_accuracy_only_study_block_carries_the_power_block(tmp_path):
     pd.DataFrame({"started": ["2026-01-01T00:00:00"], "phase": ["04_run_evaluate"], "status": ["done"], "seconds": [60.0],
                   "reason": ["has not finished"]}).to_csv(folder / "results" / "phases.csv", index=False)
     text = report.study_block(folder, images=tmp_path / "images")
-    assert "Dose-response control" in text and "| lira_online_fixed | auc_ci | 0 |" in text
+    assert "Dose-response control" in text and "| lira_online_fixed | auc_ci | – | 0 |" in text
     assert power_report.power_block(tmp_path / "nothing") == ""
 
 

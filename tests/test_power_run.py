@@ -1,7 +1,7 @@
-"""The dose-response control end to end on a tiny run with four shadow pipelines (real training, LoRA and synthesis,
+"""The dose-response control end to end on a tiny run with six shadow pipelines (real training, LoRA and synthesis,
 at toy sizes): rho 0 gives the original students bit for bit, the near-copies replace exactly the planned rows with
-images of each set's own members, and two doses run through ``tckr power`` to power.csv, mde.csv, the figure and the
-proposed headline. Measured: 93 s on two busy cores (the run with its 4 pipelines 42 s, `tckr power` 17 s, the
+images of each set's own members, and two doses run through ``tckr power`` to power.csv, mde.csv, the null, the figure
+and the proposed headline. Measured: 93 s on two busy cores (the run with its 4 pipelines 42 s, `tckr power` 17 s, the
 rho-0 retraining check the rest): slow."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 OVERRIDES = {"data.train_size": 10, "data.val_size": 10, "mia.population_size": 10, "mia.n_bootstrap": 10,
              "classifier.input_size": 16, "study.num_threads": 1, "train.epochs": 1,
-             "mia.n_shadows": 4, "mia.n_pipelines": 4, "mia.shadow_epochs": 0,
+             "mia.n_shadows": 6, "mia.n_pipelines": 6, "mia.shadow_epochs": 0,
              "synthesis.cardinalities": [1.0, 2.0], "mia.pipeline_cardinalities": [2.0],
              "synthesis.steps": 2, "lora.max_steps": 2, "lora.checkpoint_every": 1,
              "power.rhos": [0.0, 0.25], "power.strength": 0.5, "power.strengths": [0.5], "power.strength_rho": 0.25,
@@ -88,16 +88,22 @@ def test_two_doses_run_end_to_end_through_the_command(powered, capsys):
     assert info["exit"] == 0
     reps = pd.read_csv(run.dir / "results" / "power_replicates.csv")
     assert set(zip(reps["rho"], reps["strength"])) == {(0.0, 0.0), (0.25, 0.5)}
-    assert set(reps["set"]) == {"target", *(f"pipeline_00{i}" for i in range(4))}
+    assert set(reps["set"]) == {"target", *(f"pipeline_00{i}" for i in range(6))}
     assert set(reps.loc[reps["rho"] == 0.25, "n_replaced"]) == {5} and reps["auc"].notna().sum() > 0
     power = pd.read_csv(run.dir / "results" / "power.csv")
-    assert set(power["n_replicates"]) == {4} and set(power["test"]) == {"auc_ci", "mann_whitney"}
+    assert set(power["n_replicates"]) == {6} and set(power["test"]) == {"auc_ci", "mann_whitney"}
     assert power["detect_rate"].between(0, 1).all() and (power["detect_lo"] <= power["detect_rate"]).all()
     mde = pd.read_csv(run.dir / "results" / "mde.csv")
     assert len(mde) == len(power[["attack", "test"]].drop_duplicates()) and mde["statement"].str.len().gt(20).all()
     assert (run.dir / "images" / "power.png").is_file()
+    null = pd.read_csv(run.dir / "results" / "power_null_replicates.csv")
+    pairs = {(int(a[-1]), int(b[-1])) for a, b in zip(null["set"], null["label"])}
+    assert pairs == set(dose_response.null_pairs(6)) and len(pairs) == 6 * 2  # never the target's own pair
+    assert set(null["n_references"]) == {2} and len(null) == len(pairs) * len(OVERRIDES["power.attacks"])
+    summary = pd.read_csv(run.dir / "results" / "power_null.csv")
+    assert set(summary["n_replicates"]) == {12} and summary["rejection_rate"].between(0, 1).all()
     students = sorted((run.dir / "power" / "students").rglob("*.safetensors"))
-    assert len(students) == 5  # one dose with near-copies x (target + 4 pipelines); rho 0 reuses the study's
+    assert len(students) == 7  # one dose with near-copies x (target + 6 pipelines); rho 0 reuses the study's
     stamp = [f.stat().st_mtime_ns for f in students]
     assert dose_response.train_doses(run, progress=False) == []  # resumed: nothing made again
     assert [f.stat().st_mtime_ns for f in students] == stamp

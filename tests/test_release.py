@@ -214,5 +214,7 @@ def test_release_folders_have_model_cards_with_the_measured_values(finished_run,
     assert (lora["library_name"], lora["base_model"], lora["license"]) == ("diffusers", "models/tiny-sd-fashion", "mit")
     assert lora["model-index"][0]["name"] == "lora_tiny_fashion_mnist"
     assert lora["model-index"][0]["results"][0]["metrics"][0]["value"] == 61.3
-    assert "load_lora" in (tmp_path / "lora_sd2" / "README.md").read_text()
+    text = (tmp_path / "lora_sd2" / "README.md").read_text()
+    assert "load_lora" in text and 'generator.load("models/tiny-sd-fashion", lora=' in text  # the adapter's own base
+    assert "{mini_base}" not in text
     assert release.check(tmp_path) == []  # the cards are recorded in the manifests

@@ -81,13 +81,19 @@ def test_leakage_sentences_for_a_leaking_and_a_null_row():
          "eps_lb": 0.0, "lopo_auc": 0.506, "lopo_auc_lo": 0.5, "lopo_auc_hi": 0.513, "lopo_n_pipelines": 8,
          "lopo_share_above_50": 0.75},
         {**base, "release": "generator", "auc": 0.495, "auc_lo": 0.48, "auc_hi": 0.51, "auc_ub": 0.507, "eps_lb": 0.0}])
-    rows = rows.assign(auc_interval_above_50=ledger.auc_interval_above_50(rows))
-    teacher, student, generator = report.leakage_sentences(rows)
+    pooled = {**rows.iloc[1].to_dict(), "cardinality": 0.2, "auc_lo": 0.49, "lopo_auc_lo": 0.503, "lopo_share_above_50": 1.0}
+    rows = pd.concat([rows, pd.DataFrame([pooled])], ignore_index=True)
+    rows = rows.assign(leaks=ledger.leaks_measurably(rows), rule=ledger.leak_rule(rows))
+    assert list(rows["leaks"]) == [True, False, False, True]  # a student by its pooled interval, not its own
+    teacher, student, generator, student2 = report.leakage_sentences(rows)
     assert teacher == ("teacher leaks measurably (AUC interval above 50%): AUC 59.9% [58.7, 61.1], ≤ 60.9%, "
                        "TPR@1% 1.2% [0.8, 1.6], ≤ 1.5%, ε ≥ 0.41 (δ = 1e-05).")
-    assert student == ("student 0.1× leaks measurably (AUC interval above 50%): AUC 51.2% [50.4, 52.6], ≤ 52.4%, "
+    # its own interval lies above 50%, the pooled one (the pre-registered reading for a student) does not
+    assert student == ("student 0.1×: pooled AUC interval includes 50%; AUC 51.2% [50.4, 52.6], ≤ 52.4%, "
                        "TPR@1% 1.2% [0.8, 1.6], ≤ 1.5%, ε ≥ 0.00 (δ = 1e-05), leave-one-pipeline-out AUC 50.6% "
-                       "[50.0, 51.3] (6 of 8 pipelines above 50%) (teacher: AUC 59.9% [58.7, 61.1], ≤ 60.9%).")
+                       "[50.0, 51.3] (6 of 8 pipelines above 50%).")
+    assert student2.startswith("student 0.2× leaks measurably (pooled AUC interval above 50%): AUC 51.2% [49.0, 52.6]")
+    assert "leave-one-pipeline-out AUC 50.6% [50.3, 51.3] (8 of 8 pipelines above 50%) (teacher: AUC 59.9%" in student2
     # a null reads as its bound: "AUC ≤ 50.7%", never "not detected"
     assert generator == ("generator: AUC interval includes 50%; AUC 49.5% [48.0, 51.0], ≤ 50.7%, "
                          "TPR@1% 1.2% [0.8, 1.6], ≤ 1.5%, ε ≥ 0.00 (δ = 1e-05).")

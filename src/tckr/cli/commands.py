@@ -144,8 +144,10 @@ def _power(a) -> None:
         power_figure.plot_power(run.dir)
     from tckr.runfolder import artifacts  # lazy: pandas
 
-    table = artifacts.read_result(run.dir, "mde.csv")
-    print(power_analysis.proposal_yaml(power_analysis.propose(table), str(run.dir)), end="")
+    table, power = artifacts.read_result(run.dir, "mde.csv"), artifacts.read_result(run.dir, "power.csv")
+    null = artifacts.read_optional_result(run.dir, "power_null.csv")
+    proposal = power_analysis.propose(table, power, null, run.cfg.power.alpha)
+    print(power_analysis.proposal_yaml(proposal, str(run.dir)), end="")
 
 
 def _dp(a) -> None:

@@ -131,7 +131,8 @@ def parser() -> argparse.ArgumentParser:
              "a share rho of near-copies of members, every attack's detection probability and minimum detectable effect "
              "(results/power.csv, results/mde.csv, images/power.png; resumable)", run_pos=True)
     p.add_argument("--propose", action="store_true", help="only print the mia.headline_* lines that the run's "
-                   "results/mde.csv pre-registers (smallest minimum detectable effect)")
+                   "results pre-register (smallest minimum detectable effect; without one within the grid, largest mean detection "
+                   "rate; only pairs the null calibrates)")
     p.add_argument("--no-progress", action="store_true")
 
     p = _add(sub, "generator-attack", "attack the adapted generator and the synthetic set (tckr.generator_mia)")

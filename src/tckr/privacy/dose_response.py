@@ -22,7 +22,8 @@ Files, all written to a temporary name and renamed: ``power/plan.json`` (the dos
 a resumed study with other settings is refused), ``power/nearcopies/<set>_s<strength>.npy`` (the near-copies of the
 largest rho at that strength), ``power/students/<dose>/<set>.safetensors`` (+ sidecar, history),
 ``power/logits/<dose>/<set>.npy`` (+ ``_population``), ``results/power_replicates.csv``, ``results/power.csv`` and
-``results/mde.csv``. A killed study resumes per (dose, set): students whose weights exist are not trained again.
+``results/mde.csv``, and the null (:func:`attack_null`, from 6 pipelines): ``results/power_null_replicates.csv`` and
+``results/power_null.csv``. A killed study resumes per (dose, set): students whose weights exist are not trained again.
 
 CLI: ``tckr power --run-dir RUN`` (``--propose``: the headline lines to paste into the config).
 """
@@ -48,6 +49,8 @@ POWER_DIR = "power"
 TARGET = "target"
 REPLICATE_COLUMNS = ["rho", "strength", "set", "attack", "auc", "auc_lo", "auc_hi", "tpr_at_1pct", "p_mann_whitney",
                      "auc_dosed", "n_replaced", "n_members", "n_nonmembers", "n_references", "note"]
+NULL_REPLICATE_COLUMNS = ["set", "label", "attack", "auc", "auc_lo", "auc_hi", "tpr_at_1pct", "p_mann_whitney", "n_members",
+                          "n_nonmembers", "n_references", "note"]
 
 
 @dataclass(frozen=True)
@@ -325,8 +328,48 @@ def attack_doses(run, n: int | None = None, *, progress: bool = True) -> pd.Data
     return table
 
 
+def null_pairs(n: int) -> list[tuple[int, int]]:
+    """(target, label) pipeline indices of the null replicates: each pipeline's student scored against the membership
+    of the first pipeline of every other complementary pair (the second's is the first's complement: not a new draw)."""
+    return [(j, 2 * q) for j in range(n) for q in range(n // 2) if q != j // 2]
+
+
+def attack_null(run, n: int | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """The null of every attack of ``power.attacks`` (``results/power_null_replicates.csv``): pipeline ``j``'s undosed
+    student scored with the references of neither ``j``'s pair nor ``k``'s, and judged against pipeline ``k``'s
+    membership (:func:`null_pairs`). Pairs draw their halves independently, so the scores carry no information on
+    ``k``'s membership by construction: every rejection is a false positive. Needs 6 pipelines (2 pairs of references)."""
+    cfg = run.cfg
+    n = _replicates(run, n)
+    if n < 6:
+        raise ValueError(f"mia.n_pipelines: {n} is too few for the null; accepted: an even number >= 6 (the references "
+                         "leave out both the target's pair and the label's pair)")
+    m = cardinality(cfg)
+    keep = mia.ensure_mask(run, n)
+    saved = np.load(artifacts.mia_dir(run, "pool.npz"))
+    regular = ~mia.canary_mask(run)
+    d, names = Dose(0.0, 0.0), [pipelines.pipeline_name(i) for i in range(n)]
+    phi = np.stack([attacks.stable_logit(io.load_array(_logits(run, nm, d, m)), saved["labels"]) for nm in names])
+    z = np.stack([attacks.stable_logit(io.load_array(_logits(run, nm, d, m, True)), saved["population_labels"]) for nm in names])
+    out = []
+    for j, k in tqdm(null_pairs(n), desc="power: null", unit="pairs", disable=not progress):
+        refs = np.array([i for i in range(n) if i // 2 not in (j // 2, k // 2)])
+        for a in cfg.power.attacks:
+            s = _score(a, phi[j], phi[refs], keep[refs], z[j], z[refs], cfg)
+            base = {"set": names[j], "label": names[k], "attack": a, "n_references": len(refs)}
+            if isinstance(s, str):
+                out.append({**base, "note": s})
+                continue
+            row = _row(s[regular], keep[k][regular], np.zeros(int(regular.sum()), bool), cfg, cfg.mia.seed + j)
+            out.append({**base, **{c: row[c] for c in NULL_REPLICATE_COLUMNS if c in row}, "note": ""})
+    table = pd.DataFrame(out, columns=NULL_REPLICATE_COLUMNS)
+    io.save_csv(run.path("results", "power_null_replicates.csv"), table)
+    return table
+
+
 def summarise(run, replicates: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``results/power.csv`` and ``results/mde.csv`` from ``results/power_replicates.csv``."""
+    """``results/power.csv`` and ``results/mde.csv`` from ``results/power_replicates.csv``, and
+    ``results/power_null.csv`` from ``results/power_null_replicates.csv`` where the run has it."""
     p = run.cfg.power
     reps = artifacts.read_result(run.dir, "power_replicates.csv") if replicates is None else replicates
     reps = reps[reps["auc"].notna()]
@@ -334,6 +377,9 @@ def summarise(run, replicates: pd.DataFrame | None = None) -> tuple[pd.DataFrame
     table = power_analysis.mde(power, p.power_target)
     io.save_csv(run.path("results", "power.csv"), power)
     io.save_csv(run.path("results", "mde.csv"), table)
+    if run.path("results", "power_null_replicates.csv").is_file():
+        null = artifacts.read_result(run.dir, "power_null_replicates.csv")
+        io.save_csv(run.path("results", "power_null.csv"), power_analysis.null_table(null, list(p.tests), p.alpha))
     return power, table
 
 
@@ -341,5 +387,7 @@ def run_all(run, *, progress: bool = True) -> dict[str, pd.DataFrame]:
     """The whole power study on a finished run: dosed students, attacks, power and minimum detectable effects."""
     train_doses(run, progress=progress)
     reps = attack_doses(run, progress=progress)
+    if _replicates(run, None) >= 6:
+        attack_null(run, progress=progress)
     power, table = summarise(run, reps)
     return {"replicates": reps, "power": power, "mde": table}

@@ -1,32 +1,24 @@
 """The privacy ledger: leakage at each release point under each attack family, in one table.
 
-A TCKR study can release four things, each with its own threat model (REFERENCE.md, "Attacking a
-synthetic-data pipeline"): the **teacher** (trained on D), the **generator** (the LoRA-adapted base),
-the **synthetic set** of each cardinality, and the **student** of each cardinality. This module reads
-the attack result files a run wrote and lays every (release point, attack) pair side by side:
+A TCKR study can release four things, each with its own threat model (``docs/privacy.md``): the **teacher** (trained
+on D), the **generator** (the LoRA-adapted base), the **synthetic set** and the **student** of each cardinality. This
+module lays every (release point, attack) pair of the run's attack result files side by side: ``results/mia.csv``
+(classifier-shadow LiRA, LOSS, RMIA on teacher and students), ``mia_pipeline.csv`` (students with shadow
+*pipelines*, :mod:`tckr.privacy.pipelines`), ``mia_generator.csv`` and ``mia_synthetic.csv`` (the adapted generator
+and the released synthetic sets, :mod:`tckr.privacy.generator_mia`).
 
-- ``results/mia.csv``: classifier-shadow attacks (LiRA, LOSS, RMIA) on the teacher and the students;
-- ``results/mia_pipeline.csv``: LiRA on the students with shadow *pipelines* (:mod:`tckr.pipelines`);
-- ``results/mia_generator.csv``: attacks on the adapted generator (:mod:`tckr.generator_mia`);
-- ``results/mia_synthetic.csv``: attacks on the released synthetic sets (:mod:`tckr.generator_mia`).
-
-The run's pre-registered headline attack is resolved here and nowhere else (:func:`headline`: the attack
-``results/headline.json`` records, else the ``mia.headline`` rule of :func:`tckr.attacks.headline_attack`), and so are
-the tables built on it: the study table (:func:`study_table`, teacher vs students) and its mean over seeds
-(:func:`seed_summary`). One attack per release point is the **pre-registered headline** (:func:`headline_rules`), fixed
-before looking at any score: the configured LiRA variant (``mia.headline``) with the shadows that
-replicate that release point's training (pipelines for students, generators and synthetic sets once
-a run has them); every other row is reported beside it, never maximised over. Intervals are 95%
-bootstrap intervals of each row on its own; ``results/ledger.json`` states how many comparisons the
-table makes and the Bonferroni level that a reader who wants family-wise control should apply. A null is read as a
-bound, never as "no leakage": each row carries one-sided 95% upper bounds (``auc_ub``, ``tpr_at_<x>_ub``: the 95th
-percentile of the same bootstrap), the empirical epsilon lower bound of its scores (``eps_lb`` on P, ``eps_lb_canaries``
-on the canaries alone, at ``eps_delta``) and, for a student attacked through shadow pipelines, the pooled
-leave-one-pipeline-out AUC (``lopo_*``: mean over the pipelines' students as replicate targets, its 95% Student-t
-interval and the share above 50%, :func:`lopo_summary`). :func:`auc_interval_above_50` is the one place that says when
-a row leaks measurably. Rows scored on
-the run's mislabeled canaries alone (``subset`` = ``canaries``, ``mia.canaries``) come after all the others and are
-never a headline; every other row is on P without the canaries (``subset`` = ``all``).
+The run's pre-registered headline attack is resolved here and nowhere else (:func:`headline`: ``mia.headline_attack``
+when a power study set it, else the attack ``results/headline.json`` records, else the ``mia.headline`` rule), and so
+are the tables built on it (:func:`study_table`, teacher vs students; :func:`seed_summary`, its mean over seeds). One
+attack per release point is the headline (:func:`headline_rules`), with the shadows that replicate that release
+point's training; every other row is reported beside it, never maximised over. Intervals are 95% bootstrap intervals
+of each row; ``results/ledger.json`` gives the number of comparisons and the Bonferroni level. A null is read as a
+bound, never as "no leakage": each row carries one-sided 95% upper bounds (``auc_ub``, ``tpr_at_<x>_ub``), the
+empirical epsilon lower bound of its scores (``eps_lb`` on P, ``eps_lb_canaries`` on the canaries, at ``eps_delta``)
+and, for a student attacked through shadow pipelines, the pooled leave-one-pipeline-out AUC (``lopo_*``, the
+pipelines' students as replicate targets, :func:`lopo_summary`). :func:`leaks_measurably` is the one place that says
+when a row leaks measurably (:func:`leak_rule`, which rule reads it). Rows on the mislabeled canaries alone
+(``subset`` = ``canaries``) come last and are never a headline; every other row is on P without them.
 
 Pure reading and tabulating: no training, no drawing (``tckr.plots.plot_ledger`` draws it).
 """
@@ -73,9 +65,28 @@ def main_rows(table: pd.DataFrame) -> pd.DataFrame:
     return t[t["subset"] == "all"]
 
 
-def auc_interval_above_50(table: pd.DataFrame) -> pd.Series:
-    """Per ledger row: whether its 95% AUC interval lies above 50% (the model leaks measurably under that attack)."""
-    return table["auc_lo"] > 0.5
+def leak_rule(table: pd.DataFrame, run_dir: str | Path | None = None) -> pd.Series:
+    """Per ledger row, the pre-registered rule that reads it (:func:`leaks_measurably`): ``pooled`` for a student with
+    a pooled leave-one-pipeline-out AUC, else the ``headline_test`` of ``run_dir``'s ledger.json (``mann_whitney`` or
+    ``auc_ci``; ``auc_ci`` where none was pre-registered)."""
+    f = Path(run_dir or ".") / "results" / "ledger.json"
+    test = (io.read_json(f).get("headline_test") if run_dir is not None and f.is_file() else "") or "auc_ci"
+    pooled = pd.Series(pd.to_numeric(table.get("lopo_auc_lo", np.nan), errors="coerce"), index=table.index).notna()
+    return pd.Series(np.where(pooled, "pooled", test), index=table.index)
+
+
+def leaks_measurably(table: pd.DataFrame, run_dir: str | Path | None = None) -> pd.Series:
+    """Per ledger row, whether it leaks measurably under its :func:`leak_rule`: ``pooled``, the 95% t-interval of the
+    mean over the pipelines' students lies above 50% (the replicate mean: more powerful than one target's test in the
+    dose-response control, ``docs/power.md``); ``mann_whitney``, the one-sided rank test from the row's AUC has
+    p < 0.05; ``auc_ci``, the row's own 95% AUC interval lies above 50%."""
+    rule = leak_rule(table, run_dir)
+    pooled = pd.Series(pd.to_numeric(table.get("lopo_auc_lo", np.nan), errors="coerce"), index=table.index) > 0.5
+    ranks = pd.Series(False, index=table.index)
+    if (rule == "mann_whitney").any():
+        ranks = pd.Series(metrics.mann_whitney_p_from_auc(table["auc"], table["n_members"], table["n_nonmembers"]) < 0.05,
+                          index=table.index)
+    return pooled.where(rule == "pooled", ranks.where(rule == "mann_whitney", table["auc_lo"] > 0.5)).astype(bool)
 
 
 def lopo_summary(lopo: pd.DataFrame) -> pd.DataFrame:
@@ -140,15 +151,13 @@ def headline(run_dir: str | Path) -> str:
     """The run's pre-registered headline attack: ``mia.headline_attack`` of its settings when set (by a power study),
     else the one ``results/headline.json`` records (written by :func:`tckr.mia.attack`), else the ``mia.headline`` rule
     of the run's saved settings with the shadow count of ``results/mia.csv`` (of the settings before any attack ran)."""
-    if _mia_settings(run_dir).get("headline_attack"):
-        return _mia_settings(run_dir)["headline_attack"]
-    record = artifacts.read_headline_record(run_dir)
-    if record is not None:
+    if attack := _mia_settings(run_dir).get("headline_attack"):
+        return attack
+    if (record := artifacts.read_headline_record(run_dir)) is not None:
         return record["attack"]
     mia_cfg = artifacts.settings(run_dir).get("mia") or {}
     n_shadows = mia_cfg.get("n_shadows", MiaConfig.n_shadows)
-    res = artifacts.read_optional_result(run_dir, "mia.csv")
-    if res is not None:
+    if (res := artifacts.read_optional_result(run_dir, "mia.csv")) is not None:
         n_shadows = int(res["n_shadows"].max())
     return headline_record(mia_cfg.get("headline", MiaConfig.headline), n_shadows)["attack"]
 
@@ -168,11 +177,7 @@ def headline_rules(variant: str) -> dict[str, list[tuple[str, str]]]:
 def _rows(run_dir: Path) -> pd.DataFrame:
     frames = []
     for name in SOURCES:
-        f = run_dir / "results" / name
-        if not f.is_file():
-            continue
-        t = pd.read_csv(f)
-        if t.empty:
+        if not (f := run_dir / "results" / name).is_file() or (t := pd.read_csv(f)).empty:
             continue
         t["source"] = name
         frames.append(with_subset(t))
@@ -199,12 +204,8 @@ def shadow_gaps(table: pd.DataFrame) -> pd.Series:
 
 
 def _release(row: pd.Series) -> str:
-    kind = SOURCES[row["source"]]
-    if kind == "generator":
-        return "generator"
-    if kind == "synthetic":
-        return "synthetic set"
-    return "teacher" if row.get("role") == "teacher" else "student"
+    kind = {"generator": "generator", "synthetic": "synthetic set"}.get(SOURCES[row["source"]])
+    return kind or ("teacher" if row.get("role") == "teacher" else "student")
 
 
 def build(run_dir: str | Path, variant: str | None = None) -> pd.DataFrame:
@@ -292,9 +293,8 @@ def _num(r, c):
 
 
 def _left_out(r, metric: str) -> bool:
-    n_out = _num(r, "n_nonmembers")
-    return metric in metrics.FPR_LEVELS and not np.isnan(n_out) and not metrics.tpr_shown(int(n_out),
-                                                                                          metrics.FPR_LEVELS[metric])
+    n = _num(r, "n_nonmembers")
+    return metric in metrics.FPR_LEVELS and not np.isnan(n) and not metrics.tpr_shown(int(n), metrics.FPR_LEVELS[metric])
 
 
 def effect_cell(r, metric: str = "auc") -> str:

@@ -161,3 +161,10 @@ def wilson(k: float, n: int, level: float = 0.95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mann_whitney_p_from_auc(auc, n_members, n_nonmembers) -> np.ndarray:
+    """One-sided p-value of the Mann-Whitney test that members score above non-members, from the AUC (U = AUC x n1 x n0)
+    by the normal approximation without a tie correction (slightly conservative where scores tie)."""
+    n1, n0 = np.asarray(n_members, dtype=float), np.asarray(n_nonmembers, dtype=float)
+    return stats.norm.sf((np.asarray(auc, dtype=float) - 0.5) / np.sqrt((n1 + n0 + 1) / (12 * n1 * n0)))

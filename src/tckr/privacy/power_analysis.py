@@ -11,7 +11,9 @@ on a replicate at level ``alpha`` (:func:`rejects`):
 - ``mann_whitney``: the one-sided Mann-Whitney test of member scores above non-member scores has p < alpha.
 
 The detection probability of a (dose, attack, test) is the share of replicates that reject, with a 95% Wilson interval
-(:func:`wilson`); at rho = 0 it is the test's false-positive rate. The minimum detectable effect (:func:`mde`) is the
+(:func:`wilson`); at rho = 0 it is the rate at which the test sees the undosed students' own leakage. A test's
+false-positive rate comes from the null replicates instead (:func:`null_table`: scores against another pipeline's
+independent membership, no signal by construction). The minimum detectable effect (:func:`mde`) is the
 smallest rho of the rho series whose detection probability reaches ``power_target``: the dose tested, and a rho
 interpolated linearly between it and the dose below (said as such), with the AUC and TPR@1% measured there.
 """
@@ -34,6 +36,8 @@ from tckr.privacy.metrics import t_halfwidth, wilson
 ASSUMPTIONS = ("loss", "rmia_offline", "rmia", "lira_offline_fixed", "lira_online_fixed", "lira_offline", "lira_online")
 POWER_COLUMNS = ["rho", "strength", "series", "attack", "test", "n_replicates", "n_detected", "detect_rate", "detect_lo",
                  "detect_hi", "mean_auc", "mean_auc_lo", "mean_auc_hi", "mean_tpr_at_1", "mean_auc_dosed", "n_replaced"]
+NULL_COLUMNS = ["attack", "test", "n_replicates", "n_rejected", "rejection_rate", "rejection_lo", "rejection_hi", "mean_auc",
+                "mean_auc_lo", "mean_auc_hi"]
 MDE_COLUMNS = ["attack", "test", "power_target", "mde_rho", "mde_rho_tested", "auc_at_mde", "tpr_at_1_at_mde",
                "detect_rate_at_tested", "detect_lo_at_tested", "detect_hi_at_tested", "false_positive_rate",
                "n_replicates", "interpolated", "statement"]
@@ -140,16 +144,76 @@ def _assumption_rank(attack: str, test: str) -> tuple[int, int]:
     return a, 0 if test == "mann_whitney" else 1
 
 
-def propose(mde_table: pd.DataFrame) -> dict | None:
-    """The headline the power study pre-registers: the attack × test with the smallest minimum detectable effect
-    (``mde_rho``), ties going to fewer assumptions (:data:`ASSUMPTIONS`, then the rank test); None when none has one."""
-    ok = mde_table[mde_table["mde_rho"].notna()]
-    if not len(ok):
+def null_table(replicates: pd.DataFrame, tests: list[str], alpha: float) -> pd.DataFrame:
+    """``results/power_null.csv``: per attack × test, how often the test rejects on the null replicates (scores of
+    one pipeline's student against another pipeline's independent membership,
+    :func:`tckr.privacy.dose_response.attack_null`): the test's false-positive rate with its 95% Wilson interval, and
+    the mean AUC (95% t-interval), which should hold 50%."""
+    rows = []
+    for attack, g in replicates[replicates["auc"].notna()].groupby("attack", sort=False):
+        auc = g["auc"].to_numpy(dtype=float)
+        h = t_halfwidth(auc)
+        for test in tests:
+            k, n = int(rejects(g, test, alpha).sum()), len(g)
+            lo, hi = wilson(k, n)
+            rows.append({"attack": attack, "test": test, "n_replicates": n, "n_rejected": k, "rejection_rate": k / n,
+                         "rejection_lo": lo, "rejection_hi": hi, "mean_auc": auc.mean(), "mean_auc_lo": auc.mean() - h,
+                         "mean_auc_hi": auc.mean() + h})
+    return pd.DataFrame(rows, columns=NULL_COLUMNS)
+
+
+def calibrated(null: pd.DataFrame | None, alpha: float) -> set[tuple[str, str]] | None:
+    """The attack × test pairs whose null rejection rate is not above ``alpha`` (its Wilson interval reaches down to
+    ``alpha``); None without a null table (no pair is excluded)."""
+    if null is None or not len(null):
         return None
-    best = min(ok.itertuples(index=False), key=lambda r: (round(float(r.mde_rho), 12), *_assumption_rank(r.attack, r.test)))
-    ties = ok[np.isclose(ok["mde_rho"].astype(float), float(best.mde_rho))]
-    return {"attack": best.attack, "test": best.test, "mde_rho": float(best.mde_rho), "statement": best.statement,
-            "tie_break": len(ties) > 1, "candidates": len(mde_table)}
+    return {(r.attack, r.test) for r in null.itertuples() if r.rejection_lo <= alpha}
+
+
+def _mean_power(power: pd.DataFrame) -> pd.DataFrame:
+    """Per attack × test: the mean detection rate over the dosed doses (rho > 0) of the rho series, and the rate at
+    the largest dose with its interval."""
+    curve = power[power["series"].isin(["rho", "both"]) & (power["rho"] > 0)].sort_values("rho")
+    rows = []
+    for (attack, test), g in curve.groupby(["attack", "test"], sort=False):
+        last = g.iloc[-1]
+        rows.append({"attack": attack, "test": test, "mean_detect": float(g["detect_rate"].mean()), "n_doses": len(g),
+                     "max_rho": float(last["rho"]), "last": float(last["detect_rate"]), "last_lo": float(last["detect_lo"]),
+                     "last_hi": float(last["detect_hi"]), "n_replicates": int(g["n_replicates"].min())})
+    return pd.DataFrame(rows)
+
+
+def propose(mde_table: pd.DataFrame, power: pd.DataFrame | None = None, null: pd.DataFrame | None = None,
+            alpha: float = 0.05) -> dict | None:
+    """The headline the power study pre-registers, among the pairs the null calibrates (:func:`calibrated`; all of
+    them without a null table): the attack × test with the smallest minimum detectable effect (``mde_rho``), ties
+    going to fewer assumptions (:data:`ASSUMPTIONS`, then the rank test). When none reaches the power target within
+    the grid and ``power`` is given, the one with the largest mean detection rate over the dosed rho doses (``by`` =
+    ``mean_power``; the same tie-break). None when neither gives one."""
+    ok_pairs = calibrated(null, alpha)
+    usable = (lambda a, t: True) if ok_pairs is None else (lambda a, t: (a, t) in ok_pairs)
+    tables = mde_table[[usable(a, t) for a, t in zip(mde_table["attack"], mde_table["test"])]]
+    ok = tables[tables["mde_rho"].notna()]
+    n_null = "" if ok_pairs is None else f"; {len(tables)} of {len(mde_table)} pairs calibrated by the null"
+    if len(ok):
+        best = min(ok.itertuples(index=False), key=lambda r: (round(float(r.mde_rho), 12), *_assumption_rank(r.attack, r.test)))
+        ties = ok[np.isclose(ok["mde_rho"].astype(float), float(best.mde_rho))]
+        return {"attack": best.attack, "test": best.test, "mde_rho": float(best.mde_rho), "statement": best.statement + n_null,
+                "tie_break": len(ties) > 1, "candidates": len(mde_table), "by": "mde"}
+    if power is None:
+        return None
+    mp = _mean_power(power)
+    mp = mp[[usable(a, t) for a, t in zip(mp["attack"], mp["test"])]] if len(mp) else mp
+    if not len(mp):
+        return None
+    best = min(mp.itertuples(index=False), key=lambda r: (-round(r.mean_detect, 12), *_assumption_rank(r.attack, r.test)))
+    ties = mp[np.isclose(mp["mean_detect"], best.mean_detect)]
+    statement = (f"{best.attack} / {best.test}: no pair reaches the power target within the grid; this one has the "
+                 f"largest mean detection rate over the {best.n_doses} dosed rho doses, {100 * best.mean_detect:.0f}% "
+                 f"({100 * best.last:.0f}% [{100 * best.last_lo:.0f}, {100 * best.last_hi:.0f}] at rho = "
+                 f"{100 * best.max_rho:g}%, {best.n_replicates} replicates){n_null}")
+    return {"attack": best.attack, "test": best.test, "mde_rho": float("nan"), "statement": statement,
+            "tie_break": len(ties) > 1, "candidates": len(mde_table), "by": "mean_power"}
 
 
 def proposal_yaml(proposal: dict | None, source: str) -> str:
@@ -157,7 +221,9 @@ def proposal_yaml(proposal: dict | None, source: str) -> str:
     if proposal is None:
         return ("# no attack reached the power target within the dose grid: no headline is proposed; keep mia.headline "
                 f"(power study: {source})\n")
-    reason = (f"smallest minimum detectable effect of {proposal['candidates']} attack x test pairs in the power study "
+    what = ("smallest minimum detectable effect" if proposal.get("by", "mde") == "mde"
+            else "largest mean detection rate (no minimum detectable effect within the grid)")
+    reason = (f"{what} of {proposal['candidates']} attack x test pairs in the power study "
               f"{source}" + (" (tie broken toward fewer assumptions)" if proposal["tie_break"] else "")
               + f": {proposal['statement']}")
     return (f"mia:\n  headline_attack: {proposal['attack']}\n  headline_test: {proposal['test']}\n"

@@ -27,7 +27,7 @@ Load one with `tckr.generator`:
 ```python
 from tckr import generator
 
-pipe = generator.load("models/tiny-sd-fashion", lora="lora_sd2/lora_tiny_fashion_mnist.safetensors")  # mini tier
+pipe = generator.load("{mini_base}", lora="lora_sd2/lora_tiny_fashion_mnist.safetensors")  # mini tier
 pipe = generator.load("stabilityai/stable-diffusion-2")                                                # paper tier
 generator.load_lora(pipe, "lora_sd2/lora_sd2_cifar10.safetensors")
 ```
@@ -39,8 +39,8 @@ the metadata) and the original TCKR release's SD2 adapters as they are: diffuser
 alpha from the file's metadata, else alpha = rank (scale 1, as diffusers' attention processors used). Keys that match
 no UNet linear layer, UNet attention projections the file leaves out, and shapes that do not fit the base are errors
 naming them: an SD2 adapter needs the SD2 base (`stabilityai/stable-diffusion-2`), the mini tier's `lora_tiny_*`
-adapters the base in `models/tiny-sd-fashion`. On the mini tier the folder keeps the original's name although the
-adapter is for the tiny generator.
+adapters the base they were trained on (`{mini_base}`, their sidecar's `base_model`). On the mini tier the folder
+keeps the original's name although the adapter is for the tiny generator.
 """
 
 
@@ -61,6 +61,7 @@ model = release.load_released("fashion_mnist_teacher")      # a torch module in 
 clf = release.load_released_trained("fashion_mnist_teacher")  # the same with its metadata
 ```
 """
+MINI_BASE = "models/tiny-sd-fashion-blur8"  # the mini tier's base (configs/mini.yaml), named where no released adapter names its own
 CARDS = {  # folder -> (front matter besides license, datasets, base_model and model-index; the card's text)
     "trained_mbnv3": ({"library_name": "pytorch", "pipeline_tag": "image-classification",
                        "tags": ["image-classification", "knowledge-distillation", "synthetic-data", "membership-inference",
@@ -118,6 +119,8 @@ def card(kind: str, datasets: dict[str, Any], bases: list[str]) -> str:
     if index:
         meta.update({"metrics": sorted({v["type"] for e in index for r in e["results"] for v in r["metrics"]}),
                      "model-index": index})
+    local = [b for b in bases if b.startswith("models/")]
+    body = body.replace("{mini_base}", local[0] if local else MINI_BASE)
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n\n" + body
 
 

@@ -46,7 +46,7 @@ FIGURE_INPUTS = ("mia/roc/*.csv", "classifiers/*_history.csv", "lora/loss.csv")
 IMAGE_PNGS = ("real_vs_synthetic.png", "synthetic_samples.png", "real_samples.png", "lora_samples.png", "audit_pairs.png")
 README_FIGURES = ("ledger", "roc")  # linked below a study's tables when images/<study>/ holds them
 SEEDS_FIGURES = ("seeds_cardinality",)  # linked below a several-seed study's table
-LEAKS = "AUC interval above 50%"  # what ledger.auc_interval_above_50 tests, in words
+LEAKS = {"auc_ci": "AUC interval above 50%", "pooled": "pooled AUC interval above 50%", "mann_whitney": "Mann-Whitney p < 0.05"}
 
 
 class ReportError(ValueError):
@@ -68,8 +68,7 @@ def collect(run_dir: str | Path, dest: str | Path) -> list[Path]:
     pairs = [(run_dir / name, dest / name) for name in RUN_FILES if (run_dir / name).is_file()]
     pairs += [(f, dest / "results" / f.name) for f in sorted(res.iterdir())
               if f.is_file() and f.suffix in RESULT_SUFFIXES and not f.name.startswith(".")]
-    stages = run_dir / "mia" / "pipelines" / "stages.csv"
-    if stages.is_file():
+    if (stages := run_dir / "mia" / "pipelines" / "stages.csv").is_file():
         pairs.append((stages, dest / "results" / "pipeline_stages.csv"))
     for pattern in FIGURE_INPUTS:
         pairs += [(f, dest / f.relative_to(run_dir)) for f in sorted(run_dir.glob(pattern)) if f.is_file()]
@@ -98,10 +97,8 @@ def wall_time(folder: Path, phases: pd.DataFrame | None = None) -> dict[str, flo
 
 
 def _pct(v, lo=np.nan, hi=np.nan, digits: int = 1) -> str:
-    if pd.isna(v):
-        return "–"
-    s = f"{100 * v:.{digits}f}"
-    return s + (f" [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]" if not (pd.isna(lo) or pd.isna(hi)) else "")
+    ci = "" if pd.isna(lo) or pd.isna(hi) else f" [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]"
+    return "–" if pd.isna(v) else f"{100 * v:.{digits}f}{ci}"
 
 
 def classifier_table(folder: Path) -> str:
@@ -122,10 +119,9 @@ def classifier_table(folder: Path) -> str:
 
 
 def headline_rows(folder: Path) -> pd.DataFrame:
-    """The headline ledger rows of a study, each with ``auc_interval_above_50``
-    (:func:`tckr.ledger.auc_interval_above_50`)."""
+    """The headline ledger rows of a study, each with ``leaks`` (:func:`tckr.ledger.leaks_measurably`)."""
     t = ledger.headlines(_ledger(folder))
-    return t.assign(auc_interval_above_50=ledger.auc_interval_above_50(t))
+    return t.assign(leaks=ledger.leaks_measurably(t, folder), rule=ledger.leak_rule(t, folder))
 
 
 def _ledger(folder: Path) -> pd.DataFrame:
@@ -157,6 +153,13 @@ def _bounds_text(r) -> str:
     return ", ".join(parts)
 
 
+def _no_finding(r) -> str:
+    """Where a row does not leak measurably under its rule (:func:`tckr.ledger.leak_rule`), what the rule saw."""
+    if r["rule"] == "mann_whitney":
+        return "Mann-Whitney p ≥ 0.05"
+    return f"{'pooled ' * (r['rule'] == 'pooled')}AUC interval {'below' if r[('lopo_' if r['rule'] == 'pooled' else '') + 'auc_hi'] < 0.5 else 'includes'} 50%"
+
+
 def leakage_sentences(rows: pd.DataFrame) -> list[str]:
     """One sentence per headline ledger row (of :func:`headline_rows`), every word about leakage read off its numbers:
     where the AUC interval lies above 50% the release point leaks measurably, its size beside the teacher's; elsewhere
@@ -165,12 +168,11 @@ def leakage_sentences(rows: pd.DataFrame) -> list[str]:
     beside = f" (teacher: {ledger.effect_text(teacher.iloc[0], 'auc')})" if len(teacher) else ""
     out = []
     for _, r in rows.iterrows():
-        if r["auc_interval_above_50"]:
-            out.append(f"{_release_label(r)} leaks measurably ({LEAKS}): {_bounds_text(r)}"
+        if r["leaks"]:
+            out.append(f"{_release_label(r)} leaks measurably ({LEAKS[r['rule']]}): {_bounds_text(r)}"
                        + ("" if r["release"] == "teacher" else beside) + ".")
         else:
-            where = "below" if r["auc_hi"] < 0.5 else "includes"
-            out.append(f"{_release_label(r)}: AUC interval {where} 50%; {_bounds_text(r)}.")
+            out.append(f"{_release_label(r)}: {_no_finding(r)}; {_bounds_text(r)}.")
     return out
 
 
@@ -184,8 +186,7 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
         raise ReportError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
     frames, times, commits = [], [], set()
     for d in seeds:
-        clf = _read(d, "results", "classifiers.csv").assign(seed=int(d.name[4:]))
-        frames.append(clf)
+        frames.append(_read(d, "results", "classifiers.csv").assign(seed=int(d.name[4:])))
         log = _read(d, "results", "phases.csv")
         done = [p for p in phase_list(set(log["phase"])) if p in set(log.loc[log["status"] == "done", "phase"])]
         times.append(f"seed {d.name[4:]} {wall_time(d, log)['total'] / 60:.1f} min ({done[0]}–{done[-1]})" if done
@@ -203,8 +204,7 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
              "|---|---|---|---|---|---|" + "---|" * len(labels)]
     allc = allc.sort_values(["role", "cardinality", "model"], ascending=[False, True, True], na_position="first")
     for model, g in allc.groupby("model", sort=False):
-        r = g.iloc[0]
-        v = g["test_accuracy"].to_numpy(float)
+        r, v = g.iloc[0], g["test_accuracy"].to_numpy(float)
         ci = metrics.t_halfwidth(v)
         card = "–" if pd.isna(r.get("cardinality")) else artifacts.markdown_cell(f"{float(r['cardinality']):g}× |D|")
         per = {f"seed {s}": f"{a:.2f}" for s, a in zip(g["seed"], v)}
@@ -229,8 +229,7 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
     name, seeds = cfg["study"]["name"], cfg["study"].get("seeds", [0])
     log = _read(folder, "results", "phases.csv")
     wt = wall_time(folder, log)
-    git = env.get("git", {})
-    commit = (git.get("commit") or "unknown")[:10] + (" (dirty tree)" if git.get("dirty") else "")
+    commit = ((git := env.get("git", {})).get("commit") or "unknown")[:10] + (" (dirty tree)" if git.get("dirty") else "")
     machine = f"{env.get('cpu_count', '?')} CPU cores, {env.get('torch_threads', '?')} torch threads" + (
         f", GPU {env['gpu']}" if env.get("gpu") else ", no GPU")
     phases = ", ".join(f"{p} {s / 60:.1f}" for p, s in wt.items() if p != "total")
@@ -245,8 +244,7 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
            classifier_table(folder), ]
     if not (folder / "results" / "ledger.csv").is_file():  # phases 00-04 only (and a dose-response study's block)
         return "\n".join(out) + power_report.power_block(folder, images)
-    lj = folder / "results" / "ledger.json"
-    meta = io.read_json(lj) if lj.is_file() else {}
+    meta = io.read_json(lj) if (lj := folder / "results" / "ledger.json").is_file() else {}
     heads = headline_rows(folder)
     out += [f"Privacy ledger, pre-registered headline per release point (`{meta.get('headline_variant', '?')}` or its "
             f"analogue; {meta.get('n_comparisons', '?')} rows in `results/ledger.csv`, Bonferroni level "
@@ -273,20 +271,18 @@ def canary_rows(folder: str | Path) -> pd.DataFrame:
     headline of their release point (same release, cardinality, label mode, family and attack); empty without canaries."""
     t = ledger.with_subset(_read(Path(folder), "results", "ledger.csv"))
     keys = ["release", "cardinality", "label_mode", "family", "attack"]
-    heads = ledger.headlines(t)[keys]
-    can = t[t["subset"] == "canaries"]
-    return can.merge(heads, on=keys, how="inner").reset_index(drop=True)
+    return t[t["subset"] == "canaries"].merge(ledger.headlines(t)[keys], on=keys, how="inner").reset_index(drop=True)
 
 
 def _control_rows(folder: Path) -> pd.DataFrame:
     """A study's headline ledger rows and, for the students, the classifier-shadow row of the same LiRA variant
-    (the attack the pipeline-aware one replaces), each with ``auc_interval_above_50``."""
+    (the attack the pipeline-aware one replaces), each with ``leaks``."""
     t = ledger.main_rows(_ledger(folder))
     variant = io.read_json(folder / "results" / "ledger.json").get("headline_variant") if (
         folder / "results" / "ledger.json").is_file() else None
     beside = (t["release"] == "student") & (t["family"] == "LiRA, classifier shadows") & (t["attack"] == variant)
     t = t[t["headline"] | beside]
-    return t.assign(auc_interval_above_50=ledger.auc_interval_above_50(t))
+    return t.assign(leaks=ledger.leaks_measurably(t, folder), rule=ledger.leak_rule(t, folder))
 
 
 def control_table(folders: list[str | Path]) -> str:
@@ -295,11 +291,7 @@ def control_table(folders: list[str | Path]) -> str:
     marked where its AUC interval lies above 50%. A bound of one study is read beside the same attack in the control."""
     folders = [Path(f) for f in folders]
     rows = {f.name: _control_rows(f) for f in folders}
-    keys = []
-    for t in rows.values():
-        for k in zip(t["release"], t["label_mode"].fillna("–"), t["family"]):
-            if k not in keys:
-                keys.append(k)
+    keys = list(dict.fromkeys(k for t in rows.values() for k in zip(t["release"], t["label_mode"].fillna("–"), t["family"])))
     order = {"teacher": 0, "generator": 1, "synthetic set": 2, "student": 3}
     keys.sort(key=lambda k: (order.get(k[0], 9), k[1] == "hard", k[2] != "LiRA, shadow pipelines"))
     lines = ["| release | attack family | " + " | ".join(f"`{n}`" for n in rows) + " |", "|---|---|" + "---|" * len(rows)]
@@ -310,7 +302,7 @@ def control_table(folders: list[str | Path]) -> str:
             cells.append("<br>".join(
                 ("" if pd.isna(r["cardinality"]) else f"{float(r['cardinality']):g}×: ")
                 + f"{r['attack']} {ledger.effect_text(r, 'auc')}, {ledger.effect_text(r, 'tpr_at_1pct')}"
-                + (" **leaks measurably**" if r["auc_interval_above_50"] else "") for _, r in g.iterrows()) or "–")
+                + (" **leaks measurably**" if r["leaks"] else "") for _, r in g.iterrows()) or "–")
         label = release + (" (hard labels)" if mode == "hard" else "")
         lines.append(f"| {label} | {family} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -324,7 +316,8 @@ def block(folders: list[str | Path], images: str | Path = "images") -> str:
     with_ledger = [f for f in folders if (Path(f) / "results" / "ledger.csv").is_file()]
     if len(with_ledger) > 1:
         body += ("\n### Each attack beside its positive control\n\nThe pre-registered attack per release point in each "
-                 f"study (**leaks measurably**: {LEAKS}; elsewhere the upper bound is the finding); a student's "
+                 "study (**leaks measurably** under the study's pre-registered rule, `tckr.privacy.ledger.leak_rule`; elsewhere the "
+                 "upper bound is the finding); a student's "
                  "classifier-shadow row is the same LiRA variant with "
                  "shadows that do not replicate a student's training.\n\n" + control_table(with_ledger) + "\n")
     cmd = "tckr report write " + " ".join(Path(f).as_posix() for f in folders)
@@ -353,11 +346,17 @@ def front_table(folders: list[str | Path]) -> str:
             v = accs.loc[accs["model"] == model, "test_accuracy"].to_numpy(float)
             acc = f"{v.mean():.2f} ± {metrics.t_halfwidth(v):.2f} ({len(v)} seeds)" if len(v) > 1 else f"{v.mean():.2f} (1 run)"
             r = heads.loc[model] if model in heads.index else None
-            finding = ("not attacked" if r is None else "**leaks measurably**" if r["auc_interval_above_50"]
-                       else f"AUC interval {'below' if r['auc_hi'] < 0.5 else 'includes'} 50%")
-            lines.append(f"| `{f.name}` | {model} | {acc} | "
-                         f"{'–' if r is None else r['attack'] + ' ' + ledger.effect_text(r, 'auc')} | {finding} |")
+            finding = "not attacked" if r is None else "**leaks measurably**" if r["leaks"] else _no_finding(r)
+            lines.append(f"| `{f.name}` | {model} | {acc} | {'–' if r is None else _front_effect(r)} | {finding} |")
     return "\n".join(lines) + "\n"
+
+
+def _front_effect(r) -> str:
+    """The front table's attack cell: the headline AUC, and a student's pooled leave-one-pipeline-out AUC."""
+    lopo = pd.to_numeric(r.get("lopo_auc"), errors="coerce")
+    pooled = "" if pd.isna(lopo) else (f"; pooled over {int(r['lopo_n_pipelines'])} pipelines "
+                                       f"{_pct(lopo, r['lopo_auc_lo'], r['lopo_auc_hi']).replace(' ', '% ', 1)}")
+    return f"{r['attack']} {ledger.effect_text(r, 'auc')}{pooled}"
 
 
 def front_block(folders: list[str | Path]) -> str:
