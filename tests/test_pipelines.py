@@ -226,16 +226,18 @@ def test_attack_students_writes_rows_scores_and_roc(piped):
     out = pipeline_attacks.run_all(run, progress=False)
     rows = out["students"]
     assert sorted(rows["target"].unique()) == ["student_synth0.5x", "student_synth1x"]
-    assert set(rows["attack"]) == set(pipeline_attacks.LIRA_ATTACKS) and (rows["shadow_kind"] == "pipeline").all()
+    assert pipeline_attacks.reference_attacks(run.cfg) == ("rmia",)  # the tiny config lists rmia: scored through pipelines too
+    assert set(rows["attack"]) == {*pipeline_attacks.LIRA_ATTACKS, "rmia"} and (rows["shadow_kind"] == "pipeline").all()
     assert (rows["n_pipelines"] == 2).all() and (rows["n_shadows"] == 2).all()
     fixed = rows[rows["attack"].str.endswith("fixed")]
     assert np.isfinite(fixed["auc"]).all() and ((fixed["auc"] >= 0) & (fixed["auc"] <= 1)).all() and (fixed["note"] == "").all()
-    per_example = rows[~rows["attack"].str.endswith("fixed")]
+    assert np.isfinite(rows.loc[rows["attack"] == "rmia", "auc"]).all()  # RMIA averages 1 IN and 1 OUT reference
+    per_example = rows[rows["attack"].isin(["lira_online", "lira_offline"])]
     assert per_example["auc"].isna().all() and per_example["note"].str.contains("at least 2").all()
     table = pd.read_csv(run.dir / "results" / "mia_pipeline.csv")
     mia_cols = ["target", "role", "cardinality", "label_mode", "attack", "auc", "auc_lo", "auc_hi", "tpr_at_0.1pct",
                 "tpr_at_1pct", "balanced_accuracy", "n_shadows", "n_members", "n_nonmembers"]
-    assert set(mia_cols + ["shadow_kind", "n_pipelines"]) <= set(table.columns) and len(table) == 8
+    assert set(mia_cols + ["shadow_kind", "n_pipelines"]) <= set(table.columns) and len(table) == 2 * 5  # 2 students x 5 attacks
     member = np.load(run.dir / "mia" / "scores" / "membership.npy")
     for _, r in fixed.iterrows():
         s = np.load(run.dir / "mia" / "scores" / f"{r['target']}_pipeline_{r['attack']}.npy")
@@ -255,7 +257,7 @@ def _planted_logits(phi: np.ndarray, labels: np.ndarray, c: int = 10) -> np.ndar
 
 def test_attack_and_leave_one_out_find_planted_members(tmp_path):
     """Four pipelines whose students' confidence rises by delta on their own half of P; the target
-    student's on D. Every LiRA variant (2 IN / 2 OUT per example) and every left-out pipeline is found."""
+    student's on D. Every LiRA variant (2 IN / 2 OUT per example), RMIA, and every left-out pipeline is found."""
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run", overrides={
         "data.train_size": 200, "data.val_size": 20, "mia.population_size": 20, "mia.n_bootstrap": 10,
         "mia.n_pipelines": 4, "mia.pipeline_cardinalities": [1.0]})
@@ -280,10 +282,11 @@ def test_attack_and_leave_one_out_find_planted_members(tmp_path):
                      normalisation=batches.normalisation(run.cfg), config_hash=run.cfg.hash(),
                      extra={"role": "student", "name": "student_synth1x", "label_mode": "soft", "multiple": 1.0})
     rows = pipeline_attacks.attack_students(run, progress=False).set_index("attack")
-    assert list(rows.index) == list(pipeline_attacks.LIRA_ATTACKS) and (rows["note"] == "").all()
+    assert list(rows.index) == [*pipeline_attacks.LIRA_ATTACKS, "rmia"] and (rows["note"] == "").all()
     assert (rows["auc"] > 0.75).all(), rows["auc"]
     lopo = pipeline_attacks.pipeline_spread(run)
-    assert len(lopo) == 4 * 2 and sorted(lopo["pipeline"].unique()) == [0, 1, 2, 3]
+    assert len(lopo) == 4 * 3 and sorted(lopo["pipeline"].unique()) == [0, 1, 2, 3]
+    assert list(lopo.loc[lopo["pipeline"] == 0, "attack"]) == [*pipeline_attacks.LOPO_ATTACKS, "rmia"]
     assert (lopo["auc"] > 0.85).all() and lopo.equals(pd.read_csv(run.dir / "results" / "mia_pipeline_lopo.csv"))
     with pytest.raises(FileNotFoundError, match="train_pipelines"):
         pipeline_attacks.pipeline_spread(run, 6)
@@ -360,3 +363,13 @@ def test_pipelines_with_real_training_and_the_attack(tmp_path):
     assert np.isfinite(rows[rows["attack"].str.endswith("fixed")]["auc"]).all()
     stages = pipelines.load_stages(run)
     assert len(stages) == 2 * len(STAGES) and (stages["seconds"] > 0).all()
+
+
+def test_lopo_references_leave_out_the_target_and_for_rmia_its_complementary_pair():
+    assert list(pipeline_attacks.lopo_references("lira_online_fixed", 2, 6)) == [0, 1, 3, 4, 5]
+    assert list(pipeline_attacks.lopo_references("rmia", 2, 6)) == [0, 1, 4, 5]
+    assert list(pipeline_attacks.lopo_references("rmia", 5, 6)) == [0, 1, 2, 3]
+    labels = np.repeat(np.arange(10), 20)
+    keep = attacks.membership_mask(6, labels, seed=0)
+    refs = pipeline_attacks.lopo_references("rmia", 2, 6)
+    assert (keep[refs].sum(0) == len(refs) // 2).all()  # every example IN for exactly half, whatever its membership in 2

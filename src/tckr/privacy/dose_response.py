@@ -42,7 +42,7 @@ from tckr.classification import batches, checkpoints, classifiers, train
 from tckr.core import io
 from tckr.core.progress import note, tqdm
 from tckr.generation import synthesis
-from tckr.privacy import attacks, metrics, mia, pipelines, power_analysis
+from tckr.privacy import attacks, metrics, mia, pipeline_attacks, pipelines, power_analysis
 from tckr.runfolder import artifacts, environment, synthetic
 
 POWER_DIR = "power"
@@ -309,14 +309,12 @@ def attack_doses(run, n: int | None = None, *, progress: bool = True) -> pd.Data
                 others, member, use = np.arange(1, n + 1), saved["member"], None
             else:
                 j = t - 1
-                others, member = np.array([i + 1 for i in range(n) if i != j]), keep[j]
+                others, member = pipeline_attacks.lopo_references("lira", j, n) + 1, keep[j]
                 use = attacks.balanced_use(keep[others - 1], seed=cfg.mia.seed + j)  # as pipeline_spread: no bias from j's own membership
             for a in cfg.power.attacks:
                 refs = others
-                if a.startswith("rmia") and name != TARGET:
-                    # RMIA averages every reference: drop j's complementary pair, so that each example is IN for exactly
-                    # half of the references whatever its membership in j (left in, members would look more member-like)
-                    refs = np.array([i + 1 for i in range(n) if i // 2 != (t - 1) // 2])
+                if a.startswith("rmia") and name != TARGET:  # without j's complementary pair, as pipeline_spread
+                    refs = pipeline_attacks.lopo_references(a, t - 1, n) + 1
                 s = _score(a, phi[t], phi[refs], keep[refs - 1], z[t], z[refs], cfg, use if refs is others else None)
                 base = {"rho": d.rho, "strength": d.strength, "set": name, "attack": a, "n_replaced": k, "n_references": len(refs)}
                 if isinstance(s, str):

@@ -106,9 +106,7 @@ def with_lopo(table: pd.DataFrame, lopo: pd.DataFrame | None) -> pd.DataFrame:
     through shadow pipelines (``source`` = ``mia_pipeline.csv``, ``subset`` = ``all``) of the same [student (target),]
     cardinality and attack; ``lopo`` is ``results/mia_pipeline_lopo.csv`` (None: the columns stay empty)."""
     table = with_subset(table).copy()
-    for c in _DERIVED[1:]:
-        if c not in table:
-            table[c] = np.nan
+    table = table.assign(**{c: np.nan for c in _DERIVED[1:] if c not in table})
     if lopo is None or not len(lopo):
         return table
     pooled, named = lopo_summary(lopo), "student" in lopo
@@ -122,15 +120,11 @@ def with_lopo(table: pd.DataFrame, lopo: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def _family(source: str, attack: str) -> str:
-    kind = SOURCES[source]
-    if kind == "classifier":
-        if attack.startswith("lira"):
-            return "LiRA, classifier shadows"
-        return {"loss": "LOSS threshold", "rmia": "RMIA, classifier references",
-                "rmia_offline": "RMIA, classifier references"}.get(attack, attack)
-    if kind == "pipeline":
-        return "LiRA, shadow pipelines"
-    lira = "lira" in attack
+    kind, lira = SOURCES[source], "lira" in attack
+    if kind in ("classifier", "pipeline"):
+        name = "LiRA" if lira else "RMIA" if attack.startswith("rmia") else "LOSS threshold" if attack == "loss" else attack
+        return name + ("" if name in ("LOSS threshold", attack) else ", shadow pipelines" if kind == "pipeline"
+                       else ", classifier shadows" if lira else ", classifier references")
     if kind == "generator":
         return "LiRA, shadow LoRAs" if lira else "denoising-error threshold"
     return "LiRA, shadow synthetic sets" if lira else "distance threshold"
@@ -163,9 +157,10 @@ def headline(run_dir: str | Path) -> str:
 
 
 def headline_rules(variant: str) -> dict[str, list[tuple[str, str]]]:
-    """Per release point, the (source kind, attack) pairs tried in order for the headline: the first
-    present is the headline. ``variant`` is the run's pre-registered LiRA variant (e.g. ``lira_online_fixed``)."""
-    short = variant.replace("lira_", "")
+    """Per release point, the (source kind, attack) pairs tried in order for the headline: the first present is the
+    headline. ``variant`` is the run's pre-registered attack; generator and synthetic set take its LiRA analogue, and
+    fixed-variance online LiRA for an attack without one (RMIA, LOSS: the power study measured the students only)."""
+    short = variant.replace("lira_", "") if variant.startswith("lira_") else "online_fixed"
     return {
         "teacher": [("classifier", variant)],
         "student": [("pipeline", variant), ("classifier", variant)],
@@ -340,6 +335,12 @@ def _lopo_cell(r) -> str:
     return f"{100 * v:.1f}{ci}, {int(round(share * n))}/{int(n)} > 50"
 
 
+def variant_label(r) -> str:
+    """How a student row was made, in words: `` (hard labels)``, `` (base generator)`` or both; "" otherwise."""
+    parts = ["base generator"] * ("_base" in str(r.get("target", ""))) + ["hard labels"] * (r.get("label_mode") == "hard")
+    return f" ({', '.join(parts)})" if r.get("release") == "student" and parts else ""
+
+
 def markdown(ledger: pd.DataFrame, headline_only: bool = False) -> str:
     """The ledger as a Markdown table (percent: estimate [95% interval], ≤ one-sided 95% upper bound; the epsilon lower
     bound; the pooled leave-one-pipeline-out AUC), with a line saying why a TPR is left out; mislabeled-canary rows,
@@ -354,9 +355,7 @@ def markdown(ledger: pd.DataFrame, headline_only: bool = False) -> str:
                  f"TPR@10% FPR (%) | {eps_head} | leave-one-pipeline-out AUC (%) |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in rows.iterrows():
-            card = "–" if pd.isna(r["cardinality"]) else f"{r['cardinality']:g}×"
-            if r["release"] == "student" and r.get("label_mode") == "hard":
-                card += " (hard labels)"
+            card = "–" if pd.isna(r["cardinality"]) else f"{r['cardinality']:g}×{variant_label(r)}"
             name = f"**{r['attack']}**" if r["headline"] else r["attack"]
             lines.append(f"| {r['release']} | {card} | {r['family']} | {name} | {effect_cell(r, 'auc')} | "
                          f"{effect_cell(r, 'tpr_at_1pct')} | {effect_cell(r, 'tpr_at_0.1pct')} | "

@@ -7,8 +7,9 @@ variant ``v`` (the run's own, ``lora_<gkd.label_mode>``, and each of ``gkd.basel
 and ``m`` (:func:`tckr.pipelines.variant_logits_name`); the targets are read where the run saved them
 (``classifiers/``, or the base sub-run's for the base generator's variants, :func:`tckr.classification.baselines.student_file`).
 
-:func:`attack_students`: each such target is scored with LiRA (online/offline, per-example/fixed variance) using its
-pipeline students as shadows and ``keep[:n_pipelines]`` as their membership; raw scores
+:func:`attack_students`: each such target is scored with LiRA (online/offline, per-example/fixed variance), and with
+RMIA where ``mia.attacks`` lists it (:func:`reference_attacks`), using its pipeline students as shadows and
+``keep[:n_pipelines]`` as their membership; raw scores
 ``mia/scores/<target>_pipeline_<attack>.npy``, ROC ``mia/roc/<target>_pipeline_<attack>.csv`` and
 ``results/mia_pipeline.csv`` (the columns of ``results/mia.csv`` plus ``shadow_kind``, ``n_pipelines`` and ``note``;
 ``target`` is the variant's student name, ``student_base<m>x`` say). :func:`pipeline_spread` attacks each pipeline's
@@ -33,6 +34,22 @@ from tckr.runfolder import artifacts
 
 LIRA_ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed", "lira_offline_fixed")
 LOPO_ATTACKS = ("lira_online_fixed", "lira_offline_fixed")
+REFERENCE_ATTACKS = ("rmia", "rmia_offline")  # scored through the pipelines too, where mia.attacks lists them
+
+
+def reference_attacks(cfg) -> tuple[str, ...]:
+    """The attacks besides LiRA scored with the pipelines' students as references: those of :data:`REFERENCE_ATTACKS`
+    in ``mia.attacks`` (a power study may pre-register one: the students' headline is then read through pipelines)."""
+    return tuple(a for a in REFERENCE_ATTACKS if a in cfg.mia.attacks)
+
+
+def lopo_references(attack: str, j: int, n: int) -> np.ndarray:
+    """Indices of the references when pipeline ``j`` of ``n`` is the target: every other pipeline for LiRA (balanced
+    per example with :func:`tckr.privacy.attacks.balanced_use`); for RMIA, which averages every reference, all but
+    ``j``'s complementary pair, so that each example is IN for exactly half of them whatever its membership in ``j``."""
+    if attack.startswith("rmia"):
+        return np.array([i for i in range(n) if i // 2 != j // 2])
+    return np.array([i for i in range(n) if i != j])
 
 
 def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_in: np.ndarray,
@@ -53,14 +70,14 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_in: np.nd
     return out
 
 
-def _stable_pipelines(run, variant: str, multiple: float, n: int, labels: np.ndarray) -> np.ndarray:
+def _stable_pipelines(run, variant: str, multiple: float, n: int, labels: np.ndarray, population: bool = False) -> np.ndarray:
     names = [pipelines.variant_logits_name(i, variant, multiple) for i in range(n)]
-    missing = [nm for nm in names if not artifacts.logits_path(run, nm).is_file()]
+    missing = [nm for nm in names if not artifacts.logits_path(run, nm, population).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {n} shadow pipelines have no query logits for {variant}'s {multiple:g}×|D| student "
                                 f"(e.g. {artifacts.logits_path(run, missing[0])}): run tckr.pipelines.train_pipelines(run) "
                                 "or `tckr pipelines --run-dir <run> --shard k/n` first")
-    return np.stack([attacks.stable_logit(io.load_array(artifacts.logits_path(run, nm)), labels) for nm in names])
+    return np.stack([attacks.stable_logit(io.load_array(artifacts.logits_path(run, nm, population)), labels) for nm in names])
 
 
 RESULT_EXTRA_COLUMNS = ("shadow_kind", "n_pipelines", "note")
@@ -100,16 +117,24 @@ def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.D
     students = target_students(run)
     mia.query_models(run, {t: info["path"] for t, info in students.items()})
     saved = np.load(artifacts.mia_dir(run, "pool.npz"))
-    labels = saved["labels"]
+    labels, z_labels = saved["labels"], saved["population_labels"]
     io.save_array(artifacts.mia_dir(run, "scores", "membership.npy"), saved["member"])
     scored = []
-    shadow_cache: dict[tuple[str, float], np.ndarray] = {}
+    shadow_cache: dict[tuple[str, float], tuple[np.ndarray, np.ndarray | None]] = {}
+    cfg, extra = run.cfg, reference_attacks(run.cfg)
     for t, info in students.items():
         key = (info["variant"], info["multiple"])
         if key not in shadow_cache:
-            shadow_cache[key] = _stable_pipelines(run, *key, n, labels)
+            shadow_cache[key] = (_stable_pipelines(run, *key, n, labels),
+                                 _stable_pipelines(run, *key, n, z_labels, population=True) if extra else None)
         t_phi = attacks.stable_logit(io.load_array(artifacts.logits_path(run, t)), labels)
-        scores = lira_scores(t_phi, shadow_cache[key], keep)
+        scores = lira_scores(t_phi, shadow_cache[key][0], keep)
+        if extra:
+            t_z = attacks.stable_logit(io.load_array(artifacts.logits_path(run, t, True)), z_labels)
+            for a in extra:
+                scores[a] = attacks.score(a, t_phi, shadow_cache[key][0], keep, target_z_phi=t_z,
+                                          shadow_z_phi=shadow_cache[key][1], queries=list(cfg.mia.queries),
+                                          rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
         for a, s in scores.items():
             if isinstance(s, str):
                 print(f"{t} {a}: {s}")
@@ -123,8 +148,9 @@ def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.D
 
 def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
     """Leave one pipeline out: pipeline ``j``'s student as the target (members = ``keep[j]``), the other
-    pipelines' students of the same variant as shadows, fixed-variance online and offline LiRA, on P without its
-    mislabeled canaries; ``results/mia_pipeline_lopo.csv`` (a ``student`` column first when ``gkd.baselines`` is set).
+    pipelines' students of the same variant as shadows (:func:`lopo_references`), fixed-variance online and offline
+    LiRA and each of :func:`reference_attacks`, on P without its mislabeled canaries; ``results/mia_pipeline_lopo.csv``
+    (a ``student`` column first when ``gkd.baselines`` is set).
     Needs at least 4 pipelines (with 2, the one left has each example only IN or only OUT)."""
     n = pipelines.n_pipelines(run, n)
     named = bool(run.cfg.gkd.baselines)  # without baselines the file stays as it was: every row the run's own student
@@ -133,11 +159,13 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
         print(f"leave-one-pipeline-out needs at least 4 shadow pipelines, the config has {n}: skipped")
         return pd.DataFrame(columns=cols)
     keep = mia.ensure_mask(run, n)
-    labels = np.load(artifacts.mia_dir(run, "pool.npz"))["labels"]
+    saved = np.load(artifacts.mia_dir(run, "pool.npz"))
+    labels, z_labels = saved["labels"], saved["population_labels"]
     regular = ~mia.canary_mask(run)  # the spread of the ordinary rows: P without its mislabeled canaries
-    rows = []
+    rows, cfg, extra = [], run.cfg, reference_attacks(run.cfg)
     for variant, m in pipelines.students(run.cfg):
         phi = _stable_pipelines(run, variant, m, n, labels)
+        z = _stable_pipelines(run, variant, m, n, z_labels, population=True) if extra else None
         who = {"student": baselines.variant_name(variant, m)} if named else {}
         for j in range(n):
             others = np.arange(n) != j
@@ -147,6 +175,12 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
             for a in LOPO_ATTACKS:
                 s = attacks.lira_from_stable(phi[j], phi[others], keep[others], online="online" in a,
                                              fixed_variance=a.endswith("fixed"), use=use)
+                r = metrics.attack_metrics(s[regular], keep[j][regular])
+                rows.append({**who, "cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[-3:]}})
+            for a in extra:
+                refs = lopo_references(a, j, n)
+                s = attacks.score(a, phi[j], phi[refs], keep[refs], target_z_phi=z[j], shadow_z_phi=z[refs],
+                                  queries=list(cfg.mia.queries), rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
                 r = metrics.attack_metrics(s[regular], keep[j][regular])
                 rows.append({**who, "cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[-3:]}})
     table = pd.DataFrame(rows, columns=cols)

@@ -302,10 +302,11 @@ def plot_ledger(run_dir: str | Path) -> list[Path]:
     card = ["" if pd.isna(c) else f" {c:g}×" for c in t["cardinality"]]
     subset = ledger.with_subset(t)["subset"]
     # a student's LiRA variants run twice (shadow pipelines and classifier shadows): the family tells them apart
-    via = [" via pipelines" if f == "LiRA, shadow pipelines" else " via classifier shadows" if r == "student" and str(f).startswith("LiRA") else ""
+    via = [" via pipelines" if str(f).endswith("shadow pipelines") else " via classifier shadows" if r == "student" and str(f).startswith(("LiRA", "RMIA")) else ""
            for r, f in zip(t["release"], t["family"])]
-    labels = [f"{r}{c}: {a}{v}" + (" (hard)" if m == "hard" else "") + (" [canaries]" if sub == "canaries" else "")
-              for r, c, a, v, m, sub in zip(t["release"], card, t["attack"], via, t["label_mode"], subset)]
+    labels = [f"{r}{c}: {a}{v}" + (" (base)" if "_base" in str(tg) else "") + (" (hard)" if m == "hard" else "")
+              + (" [canaries]" if sub == "canaries" else "")
+              for r, c, a, v, m, sub, tg in zip(t["release"], card, t["attack"], via, t["label_mode"], subset, t["target"])]
     y = np.arange(len(t))[::-1]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.26 * len(t) + 1.4), sharey=True)
     for ax, col, name, ref in ((axes[0], "auc", "AUC (%)", 50.0), (axes[1], "tpr_at_1pct", "TPR at 1% FPR (%)", 1.0)):

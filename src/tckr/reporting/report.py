@@ -134,8 +134,7 @@ def _ledger(folder: Path) -> pd.DataFrame:
 
 
 def _release_label(r) -> str:
-    return (f"{r['release']}{'' if pd.isna(r['cardinality']) else ' ' + format(float(r['cardinality']), 'g') + '×'}"
-            f"{' (hard labels)' if r.get('label_mode') == 'hard' else ''}")
+    return f"{r['release']}{'' if pd.isna(r['cardinality']) else ' ' + format(float(r['cardinality']), 'g') + '×'}{ledger.variant_label(r)}"
 
 
 def _bounds_text(r) -> str:
@@ -162,8 +161,8 @@ def _no_finding(r) -> str:
 
 def leakage_sentences(rows: pd.DataFrame) -> list[str]:
     """One sentence per headline ledger row (of :func:`headline_rows`), every word about leakage read off its numbers:
-    where the AUC interval lies above 50% the release point leaks measurably, its size beside the teacher's; elsewhere
-    the estimate, interval and upper bound are the finding."""
+    where its rule (:func:`tckr.ledger.leak_rule`) fires the release point leaks measurably, its size beside the
+    teacher's; elsewhere the estimate, interval and upper bound are the finding."""
     teacher = rows[rows["release"] == "teacher"]
     beside = f" (teacher: {ledger.effect_text(teacher.iloc[0], 'auc')})" if len(teacher) else ""
     out = []
@@ -280,7 +279,7 @@ def _control_rows(folder: Path) -> pd.DataFrame:
     t = ledger.main_rows(_ledger(folder))
     variant = io.read_json(folder / "results" / "ledger.json").get("headline_variant") if (
         folder / "results" / "ledger.json").is_file() else None
-    beside = (t["release"] == "student") & (t["family"] == "LiRA, classifier shadows") & (t["attack"] == variant)
+    beside = (t["release"] == "student") & (t["source"] == "mia.csv") & (t["attack"] == variant)
     t = t[t["headline"] | beside]
     return t.assign(leaks=ledger.leaks_measurably(t, folder), rule=ledger.leak_rule(t, folder))
 
@@ -293,14 +292,14 @@ def control_table(folders: list[str | Path]) -> str:
     rows = {f.name: _control_rows(f) for f in folders}
     keys = list(dict.fromkeys(k for t in rows.values() for k in zip(t["release"], t["label_mode"].fillna("–"), t["family"])))
     order = {"teacher": 0, "generator": 1, "synthetic set": 2, "student": 3}
-    keys.sort(key=lambda k: (order.get(k[0], 9), k[1] == "hard", k[2] != "LiRA, shadow pipelines"))
+    keys.sort(key=lambda k: (order.get(k[0], 9), k[1] == "hard", not k[2].endswith("shadow pipelines")))
     lines = ["| release | attack family | " + " | ".join(f"`{n}`" for n in rows) + " |", "|---|---|" + "---|" * len(rows)]
     for release, mode, family in keys:
         cells = []
         for t in rows.values():
             g = t[(t["release"] == release) & (t["label_mode"].fillna("–") == mode) & (t["family"] == family)]
             cells.append("<br>".join(
-                ("" if pd.isna(r["cardinality"]) else f"{float(r['cardinality']):g}×: ")
+                ("" if pd.isna(r["cardinality"]) else f"{float(r['cardinality']):g}×{ledger.variant_label(r)}: ")
                 + f"{r['attack']} {ledger.effect_text(r, 'auc')}, {ledger.effect_text(r, 'tpr_at_1pct')}"
                 + (" **leaks measurably**" if r["leaks"] else "") for _, r in g.iterrows()) or "–")
         label = release + (" (hard labels)" if mode == "hard" else "")
