@@ -1,7 +1,7 @@
 """What closes the gap between a student and its teacher? Student recipes side by side on one run's synthetic set.
 
 On a finished run (teacher trained, synthetic set of ``--multiple`` × |D| generated; e.g. one seed of
-``results/mini-seeds``), trains the GKD student of that cardinality under each recipe below, in one process and on
+``results/mini-earlier-base-seeds``), trains the GKD student of that cardinality under each recipe below, in one process and on
 the same threads, and reports each one's real-test accuracy and its gap to the run's teacher:
 
 - ``run``: the run's own student recipe (``train.*``, ``gkd.*``): the reference; it should match the run's student;

@@ -103,11 +103,11 @@ def test_each_pipeline_trains_every_variants_student_its_way(based):
 def test_each_target_row_is_attacked_with_its_own_variants_pipeline_students(based):
     run, rows = based.run, based.out["students"]
     assert sorted(rows["target"].unique()) == sorted(NAMES.values())
-    assert (rows.groupby("target").size() == len(pipeline_attacks.LIRA_ATTACKS)).all()
+    assert (rows.groupby("target").size() == len(pipeline_attacks.LIRA_ATTACKS) + 1).all()  # and RMIA, through pipelines
     assert rows.set_index("target")["label_mode"].groupby(level=0).first().to_dict() == \
         {n: baselines.VARIANTS[v][1] for v, n in NAMES.items()}
     table = pd.read_csv(run.dir / "results" / "mia_pipeline.csv")
-    assert len(table) == 4 * len(pipeline_attacks.LIRA_ATTACKS) and "student" not in table
+    assert len(table) == 4 * (len(pipeline_attacks.LIRA_ATTACKS) + 1) and "student" not in table
     keep = np.load(run.dir / "mia" / "keep.npy")[:4]
     labels = np.load(run.dir / "mia" / "pool.npz")["labels"]
 
@@ -128,19 +128,19 @@ def test_each_target_row_is_attacked_with_its_own_variants_pipeline_students(bas
 def test_leave_one_pipeline_out_per_variant_and_the_ledger_keeps_rows_apart(based):
     run, lopo = based.run, based.out["lopo"]
     assert list(lopo.columns[:2]) == ["student", "cardinality"]
-    assert lopo.groupby("student").size().to_dict() == {n: 4 * 2 for n in NAMES.values()}
+    assert lopo.groupby("student").size().to_dict() == {n: 4 * 3 for n in NAMES.values()}  # 2 LiRA variants and RMIA
     assert lopo.equals(pd.read_csv(run.dir / "results" / "mia_pipeline_lopo.csv"))
     per = lopo[lopo["attack"] == "lira_offline_fixed"].pivot(index="pipeline", columns="student", values="auc")
     assert per.T.drop_duplicates().shape[0] == 4  # four variants, four different spreads
     pooled = ledger.lopo_summary(lopo)
-    assert len(pooled) == 4 * 2 and set(pooled["student"]) == set(NAMES.values())
+    assert len(pooled) == 4 * 3 and set(pooled["student"]) == set(NAMES.values())
     old = ledger.lopo_summary(lopo[lopo["student"] == NAMES["lora_soft"]].drop(columns="student"))  # a file before
-    assert len(old) == 2 and "student" not in old
+    assert len(old) == 3 and "student" not in old
     table = ledger.build(run.dir)
     piped = table[(table["source"] == "mia_pipeline.csv") & (table["subset"] == "all")]
     for name in NAMES.values():
         mine = piped[piped["target"] == name]
-        assert len(mine) == 4 and mine["headline"].sum() == 1  # one headline per student row, not per label mode
+        assert len(mine) == 5 and mine["headline"].sum() == 1  # one headline per student row, not per label mode
         fixed = mine[mine["attack"].isin(pipeline_attacks.LOPO_ATTACKS)].set_index("attack")["lopo_auc"]
         want = pooled[pooled["student"] == name].set_index("attack")["lopo_auc"]
         assert len(fixed) == 2 and np.allclose(fixed, want[fixed.index])

@@ -44,20 +44,24 @@ def test_committed_folder_beside_itself_is_identical(capsys):
     n_models = len(pd.read_csv(MINI / "results" / "classifiers.csv"))
     assert len(c.rows) > n_models  # accuracies and the ledger's headline AUC / TPR rows
     assert set(c.rows["verdict"]) == {"identical"} and (c.rows["difference"] == 0).all()
-    assert "teacher: test accuracy" in out and "teacher: AUC (lira_online_fixed)" in out
+    assert "teacher: test accuracy" in out and "teacher: AUC (rmia)" in out
     assert f"{len(c.rows)} identical (of {len(c.rows)} numbers)" in out
-    assert "CPU model: not recorded" in out  # results/mini's environment.json predates the CPU record
+    assert "generator: TPR@1% FPR" not in out  # left out for too few non-members: not a number to compare
+    assert "CPU model: same" in out
+    old = paths.ROOT / "results" / "mini-earlier-base"
+    assert cli.main(["report", "compare", str(old), str(old)]) == 0
+    assert "CPU model: not recorded" in capsys.readouterr().out  # its environment.json predates the CPU record
 
 
 def test_accuracy_far_outside_the_seed_spread_fails(tmp_path, capsys):
     run = _run_copy(tmp_path)
-    moved = _set_accuracy(run, "teacher", 10.0)  # the teacher's sd over results/mini-seeds is about 0.6
+    moved = _set_accuracy(run, "teacher", 10.0)  # the teacher's sd over results/mini-seeds is about 1.3
     assert cli.main(["report", "compare", str(run), str(MINI)]) == 1
     out = capsys.readouterr().out
     v = _verdicts(compare.compare(run, MINI))
     assert v.pop("teacher: test accuracy") == "outside"
     assert set(v.values()) == {"identical"}
-    assert f"| teacher: test accuracy | {moved:.2f} | 82.36 | +10.00 | sd " in out
+    assert f"| teacher: test accuracy | {moved:.2f} | 83.11 | +10.00 | sd " in out
 
 
 def test_accuracy_moved_a_little_is_within_the_seed_spread(tmp_path):
@@ -77,11 +81,11 @@ def test_attack_numbers_are_judged_by_the_reference_interval(tmp_path):
     head = t["headline"] & (t["target"] == "teacher")
     lo, hi = float(t.loc[head, "auc_lo"].iloc[0]), float(t.loc[head, "auc_hi"].iloc[0])
     t.loc[head, "auc"] = (lo + hi) / 2 + 1e-4
-    t.loc[t["headline"] & (t["target"] == "generator"), "tpr_at_1pct"] = 0.5  # its interval ends at 2.6%
+    t.loc[t["headline"] & (t["target"] == "synthetic_x0.1"), "tpr_at_1pct"] = 0.05  # its interval ends at 1.5%
     t.to_csv(f, index=False)
     v = _verdicts(compare.compare(run, MINI))
-    assert v["teacher: AUC (lira_online_fixed)"] == "within the interval"
-    assert v["generator: TPR@1% FPR (gen_lira_online_fixed)"] == "outside"
+    assert v["teacher: AUC (rmia)"] == "within the interval"
+    assert v["synthetic_x0.1: TPR@1% FPR (syn_lira_online_fixed)"] == "outside"
     assert v["teacher: test accuracy"] == "identical"
 
 

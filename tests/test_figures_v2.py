@@ -91,8 +91,7 @@ def test_roc_draws_every_headline_row_with_the_tables_auc(study, tmp_path):
         ln = drawn[privacy_figures.row_label(r)]
         roc = artifacts.read_roc(folder, privacy_figures.roc_stem(r), r["attack"])
         np.testing.assert_allclose(ln.get_ydata(), 100 * roc["tpr"])
-        card = "–" if pd.isna(r["cardinality"]) else f"{r['cardinality']:g}×" + (
-            " (hard labels)" if r["release"] == "student" and r["label_mode"] == "hard" else "")
+        card = "–" if pd.isna(r["cardinality"]) else f"{r['cardinality']:g}×{ledger.variant_label(r)}"
         assert _legend_auc(ln.get_label()) == _table_auc(md, r["release"], card, r["attack"])
         assert len(_legend_auc(ln.get_label())) == 3  # estimate and its 95% interval
     pipes = heads[heads["source"] == "mia_pipeline.csv"]  # students through their shadow pipelines, not mia.csv's rows
@@ -228,9 +227,9 @@ def test_figure_names_and_inputs_cover_the_new_figures():
 
 
 def test_audit_figure_reads_an_audit_summary_written_before_the_resplit_test():
-    fig = plots.audit_distances_figure(RESULTS / "mini")  # its audit_summary.csv has dup_threshold, no _D/_H columns
+    fig = plots.audit_distances_figure(RESULTS / "mini-earlier-base")  # its audit_summary.csv has dup_threshold, no _D/_H columns
     titles = [ax.get_title() for ax in fig.axes]
-    summ = pd.read_csv(RESULTS / "mini" / "results" / "audit_summary.csv")
+    summ = pd.read_csv(RESULTS / "mini-earlier-base" / "results" / "audit_summary.csv")
     s = summ[summ["source"] == "synthetic"].iloc[0]
     assert "written before the D/H re-split test" in titles[0]
     assert f"near copies of D {int(s['near_copies_dup'])}/{int(s['n'])} = {100 * s['frac_near_copies_dup']:.1f}%" in titles[0]

@@ -258,3 +258,11 @@ def test_the_power_study_needs_four_pipelines(tmp_path):
     run = runs.open_run("configs/tiny.yaml", tmp_path / "run")  # tiny has 2 pipelines
     with pytest.raises(ValueError, match="mia.n_pipelines: 2 is not accepted by the power study; accepted: an even number >= 4"):
         dose_response.train_doses(run, progress=False)
+
+
+@pytest.mark.parametrize("n", [1, 4, 6, 8, 24, 1000])
+def test_wilson_interval_holds_its_estimate_exactly_at_zero_and_all(n):
+    assert power_analysis.wilson(0, n)[0] == 0.0 and power_analysis.wilson(n, n)[1] == 1.0
+    for k in range(0, n + 1, max(1, n // 7)):
+        lo, hi = power_analysis.wilson(k, n)
+        assert 0.0 <= lo <= k / n <= hi <= 1.0

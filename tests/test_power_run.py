@@ -1,8 +1,8 @@
 """The dose-response control end to end on a tiny run with six shadow pipelines (real training, LoRA and synthesis,
 at toy sizes): rho 0 gives the original students bit for bit, the near-copies replace exactly the planned rows with
 images of each set's own members, and two doses run through ``tckr power`` to power.csv, mde.csv, the null, the figure
-and the proposed headline. Measured: 93 s on two busy cores (the run with its 4 pipelines 42 s, `tckr power` 17 s, the
-rho-0 retraining check the rest): slow."""
+and the proposed headline. Measured: 28 s on two idle cores (the run with its 6 pipelines 13 s, `tckr power` 6 s,
+the rho-0 retraining check the rest): slow."""
 
 from __future__ import annotations
 

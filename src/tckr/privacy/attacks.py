@@ -225,7 +225,7 @@ def balanced_use(shadow_in: np.ndarray, seed: int = 0) -> np.ndarray:
     balanced design: a member keeps k-1 IN and k OUT references, a non-member k IN and k-1 OUT), the better-estimated
     mean sits on the non-member side for members and on the member side for non-members, and LiRA ranks members
     *below* non-members where there is no signal at all (measured: online fixed-variance AUC 0.47 instead of 0.50
-    over 8 mini pipelines, ``results/mini/results/mia_pipeline_lopo.csv`` before this fix)."""
+    over 8 mini pipelines, ``results/mini-earlier-base/results/mia_pipeline_lopo.csv`` before this fix)."""
     shadow_in = np.asarray(shadow_in, dtype=bool)
     m, n = shadow_in.shape
     rng = np.random.default_rng(seed)

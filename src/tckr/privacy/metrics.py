@@ -160,7 +160,7 @@ def wilson(k: float, n: int, level: float = 0.95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))  # exact at k = 0 and k = n (no rounding past p)
 
 
 def mann_whitney_p_from_auc(auc, n_members, n_nonmembers) -> np.ndarray:

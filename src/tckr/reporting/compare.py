@@ -60,13 +60,13 @@ def result_folder(folder: str | Path) -> Path:
     if not folder.is_dir():
         raise report.ReportError(f"{folder} is not a folder: give a run folder (runs/<id>) or a result folder "
                                  "(results/<study>)")
+    if artifacts.seed_folders(folder):  # before results/: a several-seed folder holds the table over its seeds there
+        raise report.ReportError(f"{folder} holds seed<k>/ folders: compare one seed's folder "
+                                 f"(e.g. {folder / artifacts.seed_folders(folder)[0].name})")
     if (folder / artifacts.RESULTS_DIR).is_dir():
         return folder
     if folder.name == artifacts.RESULTS_DIR and (folder / "classifiers.csv").is_file():
         return folder.parent
-    if artifacts.seed_folders(folder):
-        raise report.ReportError(f"{folder} holds seed<k>/ folders: compare one seed's folder "
-                                 f"(e.g. {folder / artifacts.seed_folders(folder)[0].name})")
     raise report.ReportError(f"{folder} has no results/ folder: give a run folder (runs/<id>) or a result folder "
                              "(results/<study>)")
 
@@ -81,6 +81,8 @@ def numbers(folder: str | Path) -> pd.DataFrame:
     if artifacts.result_path(folder, "ledger.csv").is_file():
         for _, r in report.headline_rows(folder).iterrows():
             for metric, name in LEDGER_METRICS.items():
+                if pd.isna(r[metric]):  # a number the folder does not hold (a TPR left out for too few non-members)
+                    continue
                 rows.append({"key": (metric, r["target"], r["attack"]),
                              "number": f"{r['target']}: {name} ({r['attack']})",
                              "value": 100 * float(r[metric]), "lo": 100 * float(r.get(f"{metric}_lo", np.nan)),

@@ -64,7 +64,8 @@ def roc_band(fpr, tpr, n_members: int, n_nonmembers: int, grid, n_draws: int = B
 def row_label(r) -> str:
     """A headline row as a short name: ``teacher``, ``student 0.1× (hard labels, classifier shadows)``, ..."""
     card = "" if pd.isna(r["cardinality"]) else f" {r['cardinality']:g}×"
-    notes = (["hard labels"] if r["release"] == "student" and r.get("label_mode") == "hard" else [])
+    notes = ["base generator"] * (r["release"] == "student" and "_base" in str(r.get("target", "")))
+    notes += (["hard labels"] if r["release"] == "student" and r.get("label_mode") == "hard" else [])
     notes += ["classifier shadows"] if r["release"] == "student" and r["source"] == "mia.csv" else []
     return f"{r['release']}{card}" + (f" ({', '.join(notes)})" if notes else "")
 
@@ -152,6 +153,12 @@ def _ledger_panel(ax, rows: pd.DataFrame, col: str, color: str) -> None:
             ax.set_xticks([])
     err = np.nan_to_num(np.abs(np.vstack([v - lo, hi - v])))
     ax.errorbar(v, y, xerr=err, fmt="o", color=color, ms=4, capsize=2)
+    pooled = pd.to_numeric(rows.get("lopo_auc", pd.Series(np.nan, index=rows.index)), errors="coerce").notna().to_numpy()
+    if col == "auc" and pooled.any():  # a student's pooled leave-one-pipeline-out AUC: the interval its finding reads
+        pv, plo, phi = (100 * pd.to_numeric(rows[c], errors="coerce").to_numpy(float)[pooled] for c in ("lopo_auc", "lopo_auc_lo", "lopo_auc_hi"))
+        ax.errorbar(pv, y[pooled] - 0.3, xerr=np.abs(np.vstack([pv - plo, phi - pv])), fmt="D", color="tab:blue", ms=3,
+                    capsize=2, label="pooled over the pipelines' students (t-interval)")
+        ax.legend(fontsize=6, loc="lower right")
     ax.axvline(50.0 if col == "auc" else 100 * metrics.FPR_LEVELS[col], ls="--", lw=1, color="tab:red")
     ax.set_yticks(y, [f"{row_label(r)}: {r['attack']}" for _, r in rows.iterrows()], fontsize=7)
     ax.set_ylim(-0.7, len(rows) - 0.3)

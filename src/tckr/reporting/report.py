@@ -330,10 +330,11 @@ def _study_name(folder: Path, default: str | None = None) -> str:
 
 def front_table(folders: list[str | Path]) -> str:
     """The README's answer: per config with a ledger (its first folder; later ones are earlier versions), teacher and
-    students with their real-test accuracy (mean ± 95% t-interval over a several-seed folder of the same config name,
-    else the one run's) and pre-registered attack (estimate, 95% interval, upper bound), read as :func:`leakage_sentences`."""
+    students with their real-test accuracy (mean ± 95% t-interval over a several-seed folder of the same config name or
+    named ``<study>-seeds``, else the one run's) and pre-registered attack (estimate, 95% interval, upper bound), read as :func:`leakage_sentences`."""
     folders = [Path(f) for f in folders]
     seeds = {_study_name(s[0]): s for s in map(artifacts.seed_folders, folders) if s}
+    seeds |= {f.name.removesuffix("-seeds"): s for f in folders if f.name.endswith("-seeds") and (s := artifacts.seed_folders(f))}
     lines = ["| study | model | test accuracy (%) | membership inference | finding |", "|---|---|---|---|---|"]
     studies: dict[str, Path] = {}
     for f in [f for f in folders if not artifacts.seed_folders(f) and (f / "results" / "ledger.csv").is_file()]:
