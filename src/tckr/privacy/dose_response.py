@@ -267,8 +267,7 @@ def _score(attack: str, phi, refs, ref_in, z, refs_z, cfg, use=None) -> np.ndarr
             return f"skipped: {attack} needs {need} IN and OUT references per example (have {n_in} IN, {n_out} OUT)"
         return attacks.lira_from_stable(phi, refs, ref_in, online="online" in attack, fixed_variance=attack.endswith("fixed"),
                                         use=use)
-    return attacks.score(attack, phi, refs, ref_in, target_z_phi=z, shadow_z_phi=refs_z, queries=list(cfg.mia.queries),
-                         rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
+    return pipeline_attacks.reference_score(cfg, attack, phi, refs, ref_in, z, refs_z)
 
 
 def _row(scores: np.ndarray, members: np.ndarray, dosed: np.ndarray, cfg, seed: int) -> dict:

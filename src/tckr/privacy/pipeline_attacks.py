@@ -43,6 +43,13 @@ def reference_attacks(cfg) -> tuple[str, ...]:
     return tuple(a for a in REFERENCE_ATTACKS if a in cfg.mia.attacks)
 
 
+def reference_score(cfg, attack: str, target_phi, ref_phi, ref_in, target_z, ref_z) -> np.ndarray:
+    """Scores of a reference attack (RMIA, LOSS: :func:`tckr.privacy.attacks.score`) with the run's settings
+    (``mia.queries``, ``mia.rmia_a``, ``mia.rmia_gamma``)."""
+    return attacks.score(attack, target_phi, ref_phi, ref_in, target_z_phi=target_z, shadow_z_phi=ref_z,
+                         queries=list(cfg.mia.queries), rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
+
+
 def lopo_references(attack: str, j: int, n: int) -> np.ndarray:
     """Indices of the references when pipeline ``j`` of ``n`` is the target: every other pipeline for LiRA (balanced
     per example with :func:`tckr.privacy.attacks.balanced_use`); for RMIA, which averages every reference, all but
@@ -132,9 +139,7 @@ def attack_students(run, n: int | None = None, *, progress: bool = True) -> pd.D
         if extra:
             t_z = attacks.stable_logit(io.load_array(artifacts.logits_path(run, t, True)), z_labels)
             for a in extra:
-                scores[a] = attacks.score(a, t_phi, shadow_cache[key][0], keep, target_z_phi=t_z,
-                                          shadow_z_phi=shadow_cache[key][1], queries=list(cfg.mia.queries),
-                                          rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
+                scores[a] = reference_score(cfg, a, t_phi, shadow_cache[key][0], keep, t_z, shadow_cache[key][1])
         for a, s in scores.items():
             if isinstance(s, str):
                 print(f"{t} {a}: {s}")
@@ -179,8 +184,7 @@ def pipeline_spread(run, n: int | None = None) -> pd.DataFrame:
                 rows.append({**who, "cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[-3:]}})
             for a in extra:
                 refs = lopo_references(a, j, n)
-                s = attacks.score(a, phi[j], phi[refs], keep[refs], target_z_phi=z[j], shadow_z_phi=z[refs],
-                                  queries=list(cfg.mia.queries), rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
+                s = reference_score(cfg, a, phi[j], phi[refs], keep[refs], z[j], z[refs])
                 r = metrics.attack_metrics(s[regular], keep[j][regular])
                 rows.append({**who, "cardinality": m, "pipeline": j, "attack": a, **{k: r[k] for k in cols[-3:]}})
     table = pd.DataFrame(rows, columns=cols)

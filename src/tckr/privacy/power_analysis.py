@@ -66,6 +66,17 @@ def series_of(rho: float, strength: float, rho_strength: float, strength_rho: fl
     return "both" if in_rho and in_strength else "rho" if in_rho else "strength"
 
 
+def _rates(g: pd.DataFrame, test: str, alpha: float) -> dict:
+    """Over the replicate rows ``g`` of one attack: how many ``test`` rejects of how many, with the 95% Wilson
+    interval of the share, and the mean AUC with its 95% t-interval."""
+    k, n = int(rejects(g, test, alpha).sum()), len(g)
+    lo, hi = wilson(k, n)
+    auc = g["auc"].to_numpy(dtype=float)
+    h = t_halfwidth(auc)
+    return {"k": k, "n": n, "rate": k / n, "lo": lo, "hi": hi, "mean_auc": auc.mean(), "mean_auc_lo": auc.mean() - h,
+            "mean_auc_hi": auc.mean() + h}
+
+
 def power_table(replicates: pd.DataFrame, tests: list[str], alpha: float, rho_strength: float,
                 strength_rho: float) -> pd.DataFrame:
     """``results/power.csv``: one row per dose × attack × test over the replicate targets (rows of ``replicates``
@@ -74,15 +85,12 @@ def power_table(replicates: pd.DataFrame, tests: list[str], alpha: float, rho_st
     reps = replicates[replicates["set"] != "target"]
     rows = []
     for (rho, strength, attack), g in reps.groupby(["rho", "strength", "attack"], sort=True):
-        auc = g["auc"].to_numpy(dtype=float)
-        h = t_halfwidth(auc)
         for test in tests:
-            k, n = int(rejects(g, test, alpha).sum()), len(g)
-            lo, hi = wilson(k, n)
+            r = _rates(g, test, alpha)
             rows.append({"rho": rho, "strength": strength, "series": series_of(rho, strength, rho_strength, strength_rho),
-                         "attack": attack, "test": test, "n_replicates": n, "n_detected": k, "detect_rate": k / n,
-                         "detect_lo": lo, "detect_hi": hi, "mean_auc": auc.mean(), "mean_auc_lo": auc.mean() - h,
-                         "mean_auc_hi": auc.mean() + h, "mean_tpr_at_1": g["tpr_at_1pct"].mean(),
+                         "attack": attack, "test": test, "n_replicates": r["n"], "n_detected": r["k"], "detect_rate": r["rate"],
+                         "detect_lo": r["lo"], "detect_hi": r["hi"], "mean_auc": r["mean_auc"], "mean_auc_lo": r["mean_auc_lo"],
+                         "mean_auc_hi": r["mean_auc_hi"], "mean_tpr_at_1": g["tpr_at_1pct"].mean(),
                          "mean_auc_dosed": g["auc_dosed"].mean(), "n_replaced": int(g["n_replaced"].iloc[0])})
     return pd.DataFrame(rows, columns=POWER_COLUMNS)
 
@@ -151,14 +159,11 @@ def null_table(replicates: pd.DataFrame, tests: list[str], alpha: float) -> pd.D
     the mean AUC (95% t-interval), which should hold 50%."""
     rows = []
     for attack, g in replicates[replicates["auc"].notna()].groupby("attack", sort=False):
-        auc = g["auc"].to_numpy(dtype=float)
-        h = t_halfwidth(auc)
         for test in tests:
-            k, n = int(rejects(g, test, alpha).sum()), len(g)
-            lo, hi = wilson(k, n)
-            rows.append({"attack": attack, "test": test, "n_replicates": n, "n_rejected": k, "rejection_rate": k / n,
-                         "rejection_lo": lo, "rejection_hi": hi, "mean_auc": auc.mean(), "mean_auc_lo": auc.mean() - h,
-                         "mean_auc_hi": auc.mean() + h})
+            r = _rates(g, test, alpha)
+            rows.append({"attack": attack, "test": test, "n_replicates": r["n"], "n_rejected": r["k"],
+                         "rejection_rate": r["rate"], "rejection_lo": r["lo"], "rejection_hi": r["hi"],
+                         **{c: r[c] for c in ("mean_auc", "mean_auc_lo", "mean_auc_hi")}})
     return pd.DataFrame(rows, columns=NULL_COLUMNS)
 
 
