@@ -187,6 +187,19 @@ def test_front_table_takes_accuracy_over_the_seeds_of_the_same_config(tmp_path):
     assert report.front_table([run, older]) == report.front_table([run])
 
 
+def test_front_table_leaves_seeds_named_for_another_folder_to_that_folder(tmp_path):
+    """``earlier-seeds`` (config `mini`, as the run) are the seeds of the folder ``earlier``, an earlier version of the
+    study: the current run's accuracy is its own, not theirs."""
+    import shutil
+
+    run = _run(tmp_path)
+    shutil.copytree(run, tmp_path / "earlier")
+    for seed, (t, s) in enumerate([(80.0, 60.0), (82.0, 61.0), (84.0, 65.0)]):
+        _seed_run(tmp_path / "earlier-seeds", seed, t, s)
+    table = report.front_table([run, tmp_path / "earlier", tmp_path / "earlier-seeds"])
+    assert "| `x` | teacher | 87.25 (1 run) |" in table and "seeds)" not in table
+
+
 def test_committed_readme_matches_the_committed_result_files(monkeypatch):
     """The README's short table and the results page's block are what `tckr report write` makes of the committed
     result folders (the command the README's block names)."""

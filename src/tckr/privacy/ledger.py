@@ -75,12 +75,12 @@ def leak_rule(table: pd.DataFrame, run_dir: str | Path | None = None) -> pd.Seri
     return pd.Series(np.where(pooled, "pooled", test), index=table.index)
 
 
-def leaks_measurably(table: pd.DataFrame, run_dir: str | Path | None = None) -> pd.Series:
-    """Per ledger row, whether it leaks measurably under its :func:`leak_rule`: ``pooled``, the 95% t-interval of the
-    mean over the pipelines' students lies above 50% (the replicate mean: more powerful than one target's test in the
-    dose-response control, ``docs/power.md``); ``mann_whitney``, the one-sided rank test from the row's AUC has
-    p < 0.05; ``auc_ci``, the row's own 95% AUC interval lies above 50%."""
-    rule = leak_rule(table, run_dir)
+def leaks_measurably(table: pd.DataFrame, run_dir: str | Path | None = None, rule: pd.Series | None = None) -> pd.Series:
+    """Per ledger row, whether it leaks measurably under its :func:`leak_rule` (``rule``, if already read): ``pooled``,
+    the 95% t-interval of the mean over the pipelines' students lies above 50% (the replicate mean: more powerful than
+    one target's test in the dose-response control, ``docs/power.md``); ``mann_whitney``, the one-sided rank test from
+    the row's AUC has p < 0.05; ``auc_ci``, the row's own 95% AUC interval lies above 50%."""
+    rule = leak_rule(table, run_dir) if rule is None else rule
     pooled = pd.Series(pd.to_numeric(table.get("lopo_auc_lo", np.nan), errors="coerce"), index=table.index) > 0.5
     ranks = pd.Series(False, index=table.index)
     if (rule == "mann_whitney").any():
@@ -335,10 +335,15 @@ def _lopo_cell(r) -> str:
     return f"{100 * v:.1f}{ci}, {int(round(share * n))}/{int(n)} > 50"
 
 
-def variant_label(r) -> str:
-    """How a student row was made, in words: `` (hard labels)``, `` (base generator)`` or both; "" otherwise."""
+def variant_notes(r) -> list[str]:
+    """How a student row was made: ``["base generator"]``, ``["hard labels"]``, both, or ``[]`` (any other row)."""
     parts = ["base generator"] * ("_base" in str(r.get("target", ""))) + ["hard labels"] * (r.get("label_mode") == "hard")
-    return f" ({', '.join(parts)})" if r.get("release") == "student" and parts else ""
+    return parts if r.get("release") == "student" else []
+
+
+def variant_label(r) -> str:
+    """:func:`variant_notes` in words: `` (hard labels)``, `` (base generator, hard labels)``; "" without notes."""
+    return f" ({', '.join(variant_notes(r))})" if variant_notes(r) else ""
 
 
 def markdown(ledger: pd.DataFrame, headline_only: bool = False) -> str:
@@ -430,12 +435,7 @@ def seed_summary(seed_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     :func:`tckr.study.run_study` writes them (:func:`tckr.artifacts.write_study_table`). When a seed has no attack
     results (a study of phases 00–04), the table is of accuracies only, its attack columns empty."""
     attacks = all(artifacts.result_path(d, "mia.csv").is_file() for d in seed_dirs)
-    frames = []
-    for i, d in enumerate(seed_dirs):
-        t = study_table(d, attacks=attacks)
-        t["seed_run"] = i
-        frames.append(t)
-    allt = pd.concat(frames, ignore_index=True)
+    allt = pd.concat([study_table(d, attacks=attacks).assign(seed_run=i) for i, d in enumerate(seed_dirs)], ignore_index=True)
     columns = ["accuracy", "auc_mia", "tpr_at_1pct", "aop"]
     rows = []
     for (model, role), g in allt.groupby(["model", "role"], sort=False):

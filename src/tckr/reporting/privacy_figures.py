@@ -64,9 +64,7 @@ def roc_band(fpr, tpr, n_members: int, n_nonmembers: int, grid, n_draws: int = B
 def row_label(r) -> str:
     """A headline row as a short name: ``teacher``, ``student 0.1× (hard labels, classifier shadows)``, ..."""
     card = "" if pd.isna(r["cardinality"]) else f" {r['cardinality']:g}×"
-    notes = ["base generator"] * (r["release"] == "student" and "_base" in str(r.get("target", "")))
-    notes += (["hard labels"] if r["release"] == "student" and r.get("label_mode") == "hard" else [])
-    notes += ["classifier shadows"] if r["release"] == "student" and r["source"] == "mia.csv" else []
+    notes = ledger.variant_notes(r) + ["classifier shadows"] * (r["release"] == "student" and r["source"] == "mia.csv")
     return f"{r['release']}{card}" + (f" ({', '.join(notes)})" if notes else "")
 
 

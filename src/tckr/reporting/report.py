@@ -121,7 +121,8 @@ def classifier_table(folder: Path) -> str:
 def headline_rows(folder: Path) -> pd.DataFrame:
     """The headline ledger rows of a study, each with ``leaks`` (:func:`tckr.ledger.leaks_measurably`)."""
     t = ledger.headlines(_ledger(folder))
-    return t.assign(leaks=ledger.leaks_measurably(t, folder), rule=ledger.leak_rule(t, folder))
+    rule = ledger.leak_rule(t, folder)
+    return t.assign(leaks=ledger.leaks_measurably(t, rule=rule), rule=rule)
 
 
 def _ledger(folder: Path) -> pd.DataFrame:
@@ -330,18 +331,18 @@ def _study_name(folder: Path, default: str | None = None) -> str:
 
 def front_table(folders: list[str | Path]) -> str:
     """The README's answer: per config with a ledger (its first folder; later ones are earlier versions), teacher and
-    students with their real-test accuracy (mean ± 95% t-interval over a several-seed folder of the same config name or
-    named ``<study>-seeds``, else the one run's) and pre-registered attack (estimate, 95% interval, upper bound), read as :func:`leakage_sentences`."""
+    students with real-test accuracy (mean ± 95% t-interval over the seeds of ``<folder>-seeds``, else of an unclaimed
+    several-seed folder of the same config, else one run's) and pre-registered attack, read as :func:`leakage_sentences`."""
     folders = [Path(f) for f in folders]
-    seeds = {_study_name(s[0]): s for s in map(artifacts.seed_folders, folders) if s}
-    seeds |= {f.name.removesuffix("-seeds"): s for f in folders if f.name.endswith("-seeds") and (s := artifacts.seed_folders(f))}
+    named = {f.name.removesuffix("-seeds"): s for f in folders if f.name.endswith("-seeds") and (s := artifacts.seed_folders(f))}
+    seeds = {_study_name(s[0]): s for f in folders if f.name.removesuffix("-seeds") not in named and (s := artifacts.seed_folders(f))}
     lines = ["| study | model | test accuracy (%) | membership inference | finding |", "|---|---|---|---|---|"]
     studies: dict[str, Path] = {}
     for f in [f for f in folders if not artifacts.seed_folders(f) and (f / "results" / "ledger.csv").is_file()]:
         studies.setdefault(_study_name(f), f)
     for name, f in studies.items():
         heads, clf = headline_rows(f).set_index("target"), _read(f, "results", "classifiers.csv")
-        accs = pd.concat([_read(d, "results", "classifiers.csv") for d in seeds.get(name, [f])])
+        accs = pd.concat([_read(d, "results", "classifiers.csv") for d in named.get(f.name) or seeds.get(name, [f])])
         for model in clf.sort_values(["role", "cardinality"], ascending=[False, True], na_position="first")["model"]:
             v = accs.loc[accs["model"] == model, "test_accuracy"].to_numpy(float)
             acc = f"{v.mean():.2f} ± {metrics.t_halfwidth(v):.2f} ({len(v)} seeds)" if len(v) > 1 else f"{v.mean():.2f} (1 run)"
