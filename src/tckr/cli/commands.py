@@ -284,8 +284,16 @@ def _report(a) -> options.ExitCode | None:
 
         plots.result_figures(folders, a.images, _figure_names(a.only, plots.FIGURES))
         return None
-    changed = report.update_readme(a.readme, folders, check=a.action == "check")
-    return _block_outcome(a.readme, "results block", "write " + " ".join(folders), changed, a.action == "check")
+    from tckr.reporting import cell_times  # lazy: pandas
+
+    check, cmd = a.action == "check", "write " + " ".join(folders)
+    changed = report.update_readme(a.readme, folders, check=check)
+    notebooks = cell_times.update_notebooks(Path(a.readme).parent / "notebooks", folders[0], check=check)
+    for nb in notebooks:
+        print(f"{nb}: the measured cell times {'differ from' if check else 'rewritten by'} `tckr report {cmd}`",
+              file=sys.stderr if check else sys.stdout)
+    return _block_outcome(a.readme, "results block", cmd, changed, check) or (
+        options.ExitCode(options.EXIT_FAILED) if check and notebooks else None)
 
 
 def _compare(a, folders: list[str]) -> options.ExitCode | None:
