@@ -146,3 +146,18 @@ def test_the_stale_check_sees_each_kind():
     text = "cd /work/x; see REFERENCE.md; bench/results/a.json; huggingface-cli login; (issue 3)"
     assert sum(bool(re.search(p, text)) for p in STALE) == 5
     assert not re.search(next(iter(STALE)), "runs/<id>/tmp/ and ~/work/ and $HOME/tmp/")
+
+
+def test_the_executed_example_evaluates_the_released_classifiers():
+    """``docs/examples/04_run_evaluate.md`` (``make example``) shows every released classifier at the accuracy its
+    sidecar records, recomputed equal: an example left from an earlier release fails here."""
+    import json
+
+    example = (ROOT / "docs" / "examples" / "04_run_evaluate.md").read_text()
+    rows = {m[1]: (m[2], m[3], m[4]) for m in re.finditer(
+        r"<td>([\w.]+\.safetensors)</td>\s*<td>([\d.]+)</td>\s*<td>([\d.]+)</td>\s*<td>(\w+)</td>", example)}
+    sidecars = sorted((ROOT / "trained_mbnv3").glob("*/*.json"))
+    assert sidecars and len(rows) == len(sidecars), (sorted(rows), [s.name for s in sidecars])
+    for side in sidecars:
+        acc = f"{json.loads(side.read_text())['test_accuracy']:.2f}"
+        assert rows.get(side.with_suffix(".safetensors").name) == (acc, acc, "True"), side.name

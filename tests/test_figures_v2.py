@@ -123,7 +123,7 @@ def test_front_page_ledger_has_headline_rows_canaries_apart_and_fits_the_readme(
     assert w <= MAX_PX[0] and h <= MAX_PX[1]
 
 
-@pytest.mark.parametrize("study", ["mini-seeds", "mini-full-seeds"])
+@pytest.mark.parametrize("study", ["mini-seeds", "mini-full-earlier-base-seeds"])
 def test_seeds_figure_ticks_are_the_cardinalities_and_the_teacher_has_its_band(study, tmp_path, monkeypatch):
     folder = _copy(study, tmp_path)
     drawn = {}

@@ -81,8 +81,9 @@ def test_the_study_table_escapes_pipes_in_its_cells():
     assert artifacts.markdown_cell("a|b\nc") == "a\\|b c"
 
 
-SINGLE_RUNS = ("mini", "mini-full", "mini-leaky", "mini-leaky-t2i", "mini-d5000-s16")  # committed, with a ledger
-SEEDED = ("mini-seeds", "mini-full-seeds")
+# committed, with a ledger
+SINGLE_RUNS = ("mini", "mini-full", "mini-full-earlier-base", "mini-leaky", "mini-leaky-t2i", "mini-d5000-s16")
+SEEDED = ("mini-seeds", "mini-full-earlier-base-seeds")
 
 
 def _generated_tables() -> dict[str, str]:
@@ -109,7 +110,7 @@ def _generated_tables() -> dict[str, str]:
         seeds = artifacts.seed_folders(results / name)
         out[f"{name} seeds table"] = artifacts.table_markdown(ledger.seed_summary(seeds)[1])
         out[f"{name} seeds block"] = report.seeds_block(results / name)
-    out["results block"] = report.block([results / n for n in ("mini", "mini-seeds", "mini-full", "mini-full-seeds",
+    out["results block"] = report.block([results / n for n in ("mini", "mini-seeds", "mini-full", "mini-full-earlier-base-seeds",
                                                                "mini-leaky", "mini-leaky-t2i")])
     out["benchmark table"] = report.bench_table(paths.ROOT / "bench" / "measured")
     return out
