@@ -343,7 +343,8 @@ def variant_notes(r) -> list[str]:
 
 def variant_label(r) -> str:
     """:func:`variant_notes` in words: `` (hard labels)``, `` (base generator, hard labels)``; "" without notes."""
-    return f" ({', '.join(variant_notes(r))})" if variant_notes(r) else ""
+    notes = variant_notes(r)
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def markdown(ledger: pd.DataFrame, headline_only: bool = False) -> str:

@@ -93,9 +93,8 @@ def texts(folder: str | Path) -> dict[str, str]:
     return out
 
 
-def rewritten(notebook: Path, sentences: dict[str, str]) -> tuple[str, str]:
-    """``(text, text with every marked sentence replaced)`` of one notebook; an error naming a key without a sentence."""
-    text = notebook.read_text()
+def rewritten(notebook: Path, text: str, sentences: dict[str, str]) -> str:
+    """The notebook ``text`` (of ``notebook``) with every marked sentence replaced; an error naming a key without one."""
     nb = json.loads(text)
     for cell in nb["cells"]:
         source = "".join(cell["source"])
@@ -107,15 +106,15 @@ def rewritten(notebook: Path, sentences: dict[str, str]) -> tuple[str, str]:
                              f"(keys it has: {', '.join(sorted(sentences))})")
         source = MARK.sub(lambda m: f"{m[1]}{sentences[m['key']]}{m[4]}", source)
         cell["source"] = source.splitlines(keepends=True)
-    return text, json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
 def update_notebooks(notebooks: str | Path, folder: str | Path, *, check: bool = False) -> list[Path]:
     """Rewrite the marked times of every notebook under ``notebooks`` from ``folder`` (:func:`texts`); the notebooks
     that changed (with ``check``, that would change: nothing is written)."""
-    files = [f for f in sorted(Path(notebooks).glob("*.ipynb")) if MARK.search(f.read_text())]
+    files = {f: text for f in sorted(Path(notebooks).glob("*.ipynb")) if MARK.search(text := f.read_text())}
     sentences = texts(folder) if files else {}
-    changed = [(f, new) for f in files for old, new in [rewritten(f, sentences)] if new != old]
+    changed = [(f, new) for f, old in files.items() if (new := rewritten(f, old, sentences)) != old]
     for f, new in [] if check else changed:
         io.write_text(f, new)
     return [f for f, _ in changed]

@@ -30,7 +30,6 @@ from tckr.core import io
 from tckr.reporting import report
 from tckr.runfolder import artifacts, phases
 
-SEEDS_SUFFIX = "-seeds"  # how the committed several-seed folders are named: results/mini -> results/mini-seeds
 # |difference| <= 2 sd over the seeds. A run that differs from the reference only by its seed lands inside with
 # probability 0.84 for a normal spread (the difference of two draws has sd sqrt(2) sd: P(|Z| <= sqrt(2)))
 SPREAD_SDS = 2.0
@@ -90,14 +89,6 @@ def numbers(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["key", "number", "value", "lo", "hi"])
 
 
-def seeds_folder(reference: str | Path) -> Path | None:
-    """``<reference>-seeds`` beside the reference when it holds ``seed<k>/`` folders, else None."""
-    reference = Path(reference)
-    reference = reference if reference.name else reference.absolute()  # "." has no name
-    d = reference.parent / f"{reference.name}{SEEDS_SUFFIX}"
-    return d if artifacts.seed_folders(d) else None
-
-
 def seed_sd(seeds: Path | None) -> dict[tuple, tuple[float, int]]:
     """Per number: (standard deviation over the seeds, number of seeds), for numbers two or more seeds hold."""
     if seeds is None:
@@ -141,9 +132,9 @@ def _diff_text(d: float) -> str:
 
 def compare(run: str | Path, reference: str | Path, seeds: str | Path | None = None) -> Comparison:
     """Every headline number of ``reference`` beside ``run``'s (:func:`numbers`), judged against the seed spread of
-    ``seeds`` (default :func:`seeds_folder` of the reference) or the reference row's interval."""
+    ``seeds`` (default :func:`tckr.runfolder.artifacts.seeds_folder` of the reference) or the reference row's interval."""
     run, reference = result_folder(run), result_folder(reference)
-    seeds = seeds_folder(reference) if seeds is None else Path(seeds)
+    seeds = artifacts.seeds_folder(reference) if seeds is None else Path(seeds)
     ours, theirs = numbers(run), numbers(reference)
     sds = seed_sd(seeds)
     found = dict(zip(ours["key"], ours["value"]))

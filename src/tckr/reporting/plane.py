@@ -26,16 +26,8 @@ from tckr.runfolder import artifacts
 COLUMNS = ["study", "model", "kind", "accuracy", "accuracy_lo", "accuracy_hi", "tpr_at_1", "tpr_at_1_lo", "tpr_at_1_hi",
            "auc", "auc_lo", "auc_hi", "eps_lb", "source"]
 EXTRA_ROWS = "dp_models.csv"  # results/dp_models.csv: DP-trained models, rows of COLUMNS
-SEEDS_SUFFIX = "-seeds"  # results/<study>-seeds: the study's several-seed folder
 CONTROL_INFIX = "-leaky"  # results/<study>-leaky*: the study's positive controls (built to leak)
 NAME = "privacy_utility"
-
-
-def seeds_folder(folder: str | Path) -> Path | None:
-    """The several-seed folder of a study (``<study>-seeds`` beside it, holding ``seed<k>/``), or None."""
-    folder = Path(folder)
-    seeds = folder.parent / f"{folder.name}{SEEDS_SUFFIX}"
-    return seeds if artifacts.seed_folders(seeds) else None
 
 
 def control_folders(folder: str | Path, folders) -> list[Path]:
@@ -52,7 +44,7 @@ def wilson(accuracy_pct: float, n: int) -> tuple[float, float]:
 
 def _accuracies(folder: Path) -> tuple[dict[str, tuple[float, float, float]], str]:
     """Per model over the study's seeds: (mean, lo, hi) with its 95% Student-t interval, and the source text."""
-    seeds = seeds_folder(folder)
+    seeds = artifacts.seeds_folder(folder)
     if seeds is None:
         return {}, ""
     dirs = artifacts.seed_folders(seeds)
@@ -192,7 +184,7 @@ def plot_privacy_utility(folder: str | Path, controls=()) -> list[Path]:
     folder = Path(folder)
     t = table(folder, controls)
     out = folder / "figures" / NAME
-    seeds = seeds_folder(folder)
+    seeds = artifacts.seeds_folder(folder)
     title = (f"{folder.name}: privacy–utility, headline attack per model; accuracy "
              + (f"over the seeds of {seeds.name}" if seeds else "of one run") + " (95% intervals)")
     paths = canvas.save_figure(figure(t, title), out)

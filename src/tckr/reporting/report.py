@@ -330,12 +330,12 @@ def _study_name(folder: Path, default: str | None = None) -> str:
 
 
 def front_table(folders: list[str | Path]) -> str:
-    """The README's answer: per config with a ledger (its first folder; later ones are earlier versions), teacher and
-    students with real-test accuracy (mean ± 95% t-interval over the seeds of ``<folder>-seeds``, else of an unclaimed
-    several-seed folder of the same config, else one run's) and pre-registered attack, read as :func:`leakage_sentences`."""
+    """Per config with a ledger (its first folder; later ones are earlier versions): teacher and students, accuracy (mean ± 95%
+    t-interval over ``<folder>-seeds``, else an unclaimed several-seed folder of its config) and headline (:func:`leakage_sentences`)."""
     folders = [Path(f) for f in folders]
-    named = {f.name.removesuffix("-seeds"): s for f in folders if f.name.endswith("-seeds") and (s := artifacts.seed_folders(f))}
-    seeds = {_study_name(s[0]): s for f in folders if f.name.removesuffix("-seeds") not in named and (s := artifacts.seed_folders(f))}
+    sfx = artifacts.SEEDS_SUFFIX
+    named = {f.name.removesuffix(sfx): s for f in folders if f.name.endswith(sfx) and (s := artifacts.seed_folders(f))}
+    seeds = {_study_name(s[0]): s for f in folders if f.name.removesuffix(sfx) not in named and (s := artifacts.seed_folders(f))}
     lines = ["| study | model | test accuracy (%) | membership inference | finding |", "|---|---|---|---|---|"]
     studies: dict[str, Path] = {}
     for f in [f for f in folders if not artifacts.seed_folders(f) and (f / "results" / "ledger.csv").is_file()]:

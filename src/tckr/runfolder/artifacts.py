@@ -51,6 +51,17 @@ def seed_folders(folder) -> list[Path]:
     return sorted(found, key=lambda d: int(d.name[4:]))
 
 
+SEEDS_SUFFIX = "-seeds"  # results/<study>-seeds: a study's several-seed folder, beside it (results/mini -> mini-seeds)
+
+
+def seeds_folder(folder) -> Path | None:
+    """The several-seed folder of a study (``<folder>-seeds`` beside it, holding ``seed<k>/``), or None."""
+    folder = Path(folder)
+    folder = folder if folder.name else folder.absolute()  # "." has no name
+    seeds = folder.parent / f"{folder.name}{SEEDS_SUFFIX}"
+    return seeds if seed_folders(seeds) else None
+
+
 def settings(run_dir) -> dict[str, Any]:
     """The run's saved settings (``config.yaml``) as a plain dict."""
     f = run_folder(run_dir) / "config.yaml"
