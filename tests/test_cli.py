@@ -363,3 +363,25 @@ def test_an_offline_unreachable_dataset_is_told_before_torch_and_leaves_no_run_f
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("tckr: error: ") == 1 and "'cifar10' (train) is not reachable" in res.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_each_subcommand_lists_only_the_shared_options_it_accepts_and_refuses_the_others(capsys):
+    """--shard and --set show in a subcommand's help only where it takes them; where hidden, giving one is refused
+    in a sentence saying why (exit 2), before anything heavy is imported."""
+    from tckr.cli import commands, options, parser
+
+    subs = next(a for a in parser.parser()._actions if a.dest == "command").choices
+    assert set(subs) == set(commands.COMMANDS)
+    for name, sub in subs.items():
+        text = sub.format_help()
+        assert ("--shard k/n" in text) == (name in options.SHARDED), name
+        assert ("--set section.key=value" in text) == (name not in options.READ_ONLY), name
+        assert "--config" in text and "--run-dir" in text and "--debug" in text, name
+        if name not in options.SHARDED:
+            extra = {"launch": ["--phases", "05_mia_lira", "--shards", "2"], "report": ["check"]}.get(name, [])
+            assert cli.main([name, *extra, "--run-dir", "runs/none", "--shard", "1/2"]) == 2, name
+            assert "--shard" in _err(capsys), name
+        if name in options.READ_ONLY:
+            extra = {"report": ["check"]}.get(name, [])
+            assert cli.main([name, *extra, "--run-dir", "runs/none", "--set", "train.epochs=2"]) == 2, name
+            assert "--set does not apply" in _err(capsys), name

@@ -181,21 +181,19 @@ PRETRAIN_CONFIG, PRETRAIN_WORK = "configs/mini.yaml", "runs/pretrain-tiny-sd-fas
 
 
 def _pretrain(a) -> None:
-    from tckr.generation import pretrain  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-
     options.unsharded(a)
     if a.sets:
         raise options.UsageError("tckr pretrain takes its settings as options (tckr pretrain --help); --set does not apply")
+    from tckr.generation import pretrain  # lazy, and after the checks: a usage error imports no torch
     pretrain.pretrain(config=options.config(a) or PRETRAIN_CONFIG, work=options.run_dir(a) or PRETRAIN_WORK,
                       **{k: getattr(a, k) for k in a.settings})
 
 
 def _launch(a) -> options.ExitCode | None:
-    from tckr.orchestration import launch  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-
     if a.shard is not None:
         raise options.UsageError("tckr launch submits every share of the work: give their number with --shards N, "
                                  "not --shard k/n")
+    from tckr.orchestration import launch  # lazy, and after the checks: a usage error imports no torch
     phases = _phases(a.phases, launch.SHARDED, "unknown or unsharded phase(s)")
     config, folder = options.config(a), options.run_dir(a)
     if folder is None:
@@ -246,11 +244,10 @@ def _phases(text: str, accepted: tuple[str, ...], what: str = "unknown phase(s)"
 
 
 def _report(a) -> options.ExitCode | None:
-    from tckr.reporting import report  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from tckr.runfolder import runs
-
     options.unsharded(a)
     options.no_set(a)
+    from tckr.reporting import report  # lazy, and after the checks: a usage error imports no torch
+    from tckr.runfolder import runs
     folders = list(a.folders)
     if a.action == "compare":
         return _compare(a, folders)
@@ -325,11 +322,10 @@ def _block_outcome(readme: str, what: str, cmd: str, changed: bool, check: bool)
 
 
 def _release(a) -> options.ExitCode | None:
-    from tckr.reporting import release  # lazy: a subcommand's module is imported when it runs (tckr --help imports no torch)
-    from tckr.runfolder import runs
-
     options.unsharded(a)
     options.no_set(a)
+    from tckr.reporting import release  # lazy, and after the checks: a usage error imports no torch
+    from tckr.runfolder import runs
     run_dir = options.run_dir(a)
     if run_dir is None and options.config(a):
         raise options.UsageError("tckr release writes the release of a finished run: give --run-dir (a run folder or 'latest')")

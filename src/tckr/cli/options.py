@@ -65,13 +65,22 @@ def key_value(item: str, option: str, expected: str) -> tuple[str, Any]:
         raise UsageError(f"{option} {item!r}: the value is not a YAML scalar ({' '.join(str(e).split())})") from None
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
+SHARDED = ("synthesis", "shadows", "pipelines")  # the subcommands that split their work (--shard k/n)
+READ_ONLY = ("figures", "power", "ledger", "report", "release", "pretrain")  # they read a finished run: no --set
+
+
+def add_common(p: argparse.ArgumentParser, name: str) -> None:
+    """The shared options of subcommand ``name``. ``--shard`` and ``--set`` are listed in its help only where it
+    accepts them; elsewhere they are still parsed (hidden), so that giving one gets a sentence saying why it does not
+    apply and where it does, rather than argparse's bare "unrecognized arguments"."""
     g = p.add_argument_group("common options")
     g.add_argument("--config", dest="config_opt", metavar="CONFIG", help="study config YAML (default: the run folder's own)")
     g.add_argument("--run-dir", dest="run_dir_opt", metavar="DIR", help="run folder, or 'latest' (the newest run of the config)")
-    g.add_argument("--shard", metavar="k/n", help="do share k of n of the work (1-based, tckr.shards)")
+    g.add_argument("--shard", metavar="k/n", help="do share k of n of the work (1-based, tckr.shards)"
+                   if name in SHARDED else argparse.SUPPRESS)
     g.add_argument("--set", dest="sets", action="append", default=[], metavar="section.key=value",
-                   help="override one config key (repeatable), validated like the YAML")
+                   help="override one config key (repeatable), validated like the YAML"
+                   if name not in READ_ONLY else argparse.SUPPRESS)
     g.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
@@ -99,7 +108,8 @@ def check_shard(a) -> None:
 
 def unsharded(a) -> None:
     if parse_shard(a.shard)[1] > 1:
-        raise UsageError(f"tckr {a.command} does not split its work; --shard applies to synthesis, shadows and pipelines")
+        raise UsageError(f"tckr {a.command} does not split its work; --shard applies to {', '.join(SHARDED[:-1])} and "
+                         f"{SHARDED[-1]}")
 
 
 def no_set(a) -> None:

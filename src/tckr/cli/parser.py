@@ -17,7 +17,7 @@ def _add(sub, name: str, help_: str, *, config_pos: bool = False, run_pos: bool 
         p.add_argument("config", nargs="?", help="study config (same as --config)")
     if run_pos:
         p.add_argument("run_dir", nargs="?", help="run folder (same as --run-dir)")
-    options.add_common(p)
+    options.add_common(p, name)
     p.set_defaults(func=commands.COMMANDS[name])
     return p
 
@@ -95,7 +95,9 @@ def _add_launch(sub) -> None:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tckr", description="TCKR: the whole study, or one resumable phase, on a run folder.",
                                  epilog="exit codes: 0 done, 1 a phase failed, 2 a usage error. "
-                                        "Options common to every subcommand: --config, --run-dir, --shard, --set, --debug.")
+                                        "Options of every subcommand: --config, --run-dir, --debug; --set (override a config key) "
+                                        "where a subcommand makes or runs a study, not where it reads a finished "
+                                        "run; --shard k/n on synthesis, shadows and pipelines.")
     ap.add_argument("--version", action=_Version, help="print the installed tckr package's version and exit")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
