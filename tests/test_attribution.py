@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tckr.privacy import metrics
-from tckr.reporting import attribution, canvas, plots, report
+from tckr.reporting import attribution, canvas, report, seeds_figure
 
 ROWS = ("teacher", "student_synth1x", "student_synth1x_hard", "student_base1x", "student_base1x_hard", "student_synth0.2x")
 
@@ -48,15 +48,20 @@ def test_contrasts_are_paired_within_seeds(study):
     assert set(table.xs(0.2, level="cardinality").index) == {"student_gap"}
 
 
-def test_block_in_seeds_page_only_with_baselines(study, tmp_path):
+def test_block_in_seeds_page_with_baselines_and_only_the_gap_without(study, tmp_path):
     folder, _ = study
     text = report.seeds_block(folder, images=tmp_path / "images")
     assert "Where the students' accuracy comes from" in text and "| lora | 1× \\|D\\|" in text
     plain = tmp_path / "plain"
     for k in range(2):
         _seed(plain, k, {"teacher": 83.0, "student_synth1x": 80.0 - k})
-    assert attribution.contributions_block(plain) == ""
+    block = attribution.contributions_block(plain)
+    assert block.startswith("How far each student is below the teacher") and block.count("| student_gap |") == 1
+    assert "| student_gap | 1× \\|D\\| | teacher − TCKR student | +3.50 |" in block  # 3.0 and 4.0 over the two seeds
     assert "Where the students'" not in report.seeds_block(plain, images=tmp_path / "images")
+    empty = tmp_path / "empty"
+    _seed(empty, 0, {"teacher": 83.0})
+    assert attribution.contributions_block(empty) == ""
 
 
 def test_single_run_has_no_interval(tmp_path):
@@ -80,7 +85,7 @@ def test_seeds_figure_draws_each_student_row_apart(study, monkeypatch):
         return save(fig, stem)
 
     monkeypatch.setattr(canvas, "save_figure", keep)
-    plots.seeds_cardinality_figure(folder)
+    seeds_figure.seeds_cardinality_figure(folder)
     lines = {c.get_label(): c.lines[0] for c in drawn["ax"].containers}  # errorbar containers carry the labels
     base = lines["students, base generator, teacher soft labels (mean ± 95% CI)"]
     assert base.get_ydata()[0] == pytest.approx(np.mean([values[k]["student_base1x"] for k in range(3)]))
@@ -88,3 +93,33 @@ def test_seeds_figure_draws_each_student_row_apart(study, monkeypatch):
     assert list(lora.get_ydata()) == pytest.approx([np.mean([values[k][m] for k in range(3)])
                                                     for m in ("student_synth0.2x", "student_synth1x")])
     assert "students, base generator, prompted-class labels (mean ± 95% CI)" in lines
+
+
+def test_a_companion_folder_carries_the_seeds_curve_further(study, tmp_path, monkeypatch):
+    """Another several-seed folder with the same teachers (same seeds, equal accuracies) and a config that differs
+    only in which students it trains joins the curve; a different teacher, or another setting, keeps it apart."""
+    folder, values = study
+    more = tmp_path / "more"
+    for k in range(3):
+        _seed(more, k, {"teacher": values[k]["teacher"], "student_synth1x": 0.0})  # a row both hold: drawn from `folder`
+        pd.DataFrame({"model": ["teacher", "student_synth1x", "student_synth5x"], "role": ["teacher", "student", "student"],
+                      "cardinality": [None, 1.0, 5.0], "label_mode": ["real", "soft", "soft"],
+                      "test_accuracy": [values[k]["teacher"], 0.0, 81.0 + k]}).to_csv(
+            more / f"seed{k}" / "results" / "classifiers.csv", index=False)
+    other = tmp_path / "other"
+    for k in range(3):
+        _seed(other, k, {"teacher": values[k]["teacher"] + (k == 2), "student_synth1x": 70.0})
+    for f, extra in ((folder, ""), (more, "synthesis:\n  cardinalities: [5.0]\n"), (other, "")):
+        (f / "config.yaml").write_text("study:\n  name: " + f.name + "\ntrain:\n  epochs: 30\n" + extra)
+    assert seeds_figure.companions(folder, [folder, more, other]) == [more]
+    (more / "config.yaml").write_text("study:\n  name: more\ntrain:\n  epochs: 8\n")  # another recipe: not a companion
+    assert seeds_figure.companions(folder, [folder, more, other]) == []
+    (more / "config.yaml").write_text("study:\n  name: more\ntrain:\n  epochs: 30\n")
+    drawn = {}
+    save = canvas.save_figure
+    monkeypatch.setattr(canvas, "save_figure", lambda fig, stem: drawn.setdefault("ax", fig.axes[0]) and save(fig, stem))
+    seeds_figure.seeds_cardinality_figure(folder, seeds_figure.companions(folder, [more]))
+    lora = {c.get_label(): c.lines[0] for c in drawn["ax"].containers}["students, LoRA, teacher soft labels (mean ± 95% CI)"]
+    assert list(lora.get_ydata()) == pytest.approx([np.mean([values[k]["student_synth0.2x"] for k in range(3)]),
+                                                    np.mean([values[k]["student_synth1x"] for k in range(3)]), 82.0])
+    assert drawn["ax"].get_title() == "study: 3 seeds + more"

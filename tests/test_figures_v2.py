@@ -13,7 +13,7 @@ import pytest
 
 from tckr.core import paths
 from tckr.privacy import ledger, metrics
-from tckr.reporting import canvas, plane, plots, privacy_figures
+from tckr.reporting import canvas, plane, plots, privacy_figures, seeds_figure
 from tckr.runfolder import artifacts
 
 RESULTS = paths.ROOT / "results"
@@ -136,7 +136,7 @@ def test_seeds_figure_ticks_are_the_cardinalities_and_the_teacher_has_its_band(s
         return save(fig, stem)
 
     monkeypatch.setattr(canvas, "save_figure", keep)
-    out = plots.seeds_cardinality_figure(folder)
+    out = seeds_figure.seeds_cardinality_figure(folder)
     allc = pd.concat([pd.read_csv(d / "results" / "classifiers.csv") for d in artifacts.seed_folders(folder)])
     cards = sorted(allc.loc[allc["role"] == "student", "cardinality"].unique())
     assert drawn["ticks"] == pytest.approx(cards)

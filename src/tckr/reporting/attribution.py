@@ -80,12 +80,17 @@ def contributions(folder: str | Path) -> pd.DataFrame:
 
 
 def contributions_block(folder: str | Path) -> str:
-    """The Markdown table of :func:`contributions` (empty string when the folder has no baseline rows)."""
+    """The Markdown table of :func:`contributions`; a folder without baseline rows lists only ``student_gap`` (how far
+    each TCKR student is below the teacher); empty string when it has none either."""
     table = contributions(folder)
-    if not table["contrast"].isin(["lora", "public_gap"]).any():
+    if table["contrast"].isin(["lora", "public_gap"]).any():
+        title = "Where the students' accuracy comes from"
+    else:
+        table = table[table["contrast"] == "student_gap"]
+        title = "How far each student is below the teacher"
+    if table.empty:
         return ""
-    lines = ["Where the students' accuracy comes from (points of real-test accuracy, a − b within each seed; mean, "
-             "95% t-interval over the seeds):", "",
+    lines = [f"{title} (points of real-test accuracy, a − b within each seed; mean, 95% t-interval over the seeds):", "",
              "| contrast | cardinality | a − b | mean (points) | 95% CI | n | per seed |", "|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         ci = "–" if np.isnan(r.lo) else f"[{r.lo:+.2f}, {r.hi:+.2f}]"

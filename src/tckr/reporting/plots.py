@@ -25,7 +25,7 @@ import pandas as pd
 
 from tckr.core import io
 from tckr.privacy import ledger, metrics
-from tckr.reporting import canvas, phase_figures, plane, power_figure, privacy_figures
+from tckr.reporting import canvas, phase_figures, plane, power_figure, privacy_figures, seeds_figure
 from tckr.runfolder import artifacts, runs, synthetic
 
 FIGURES = ("table", "cardinality", "roc", "ledger", "ledger_headline", "privacy_utility", "samples", "ablation", "audit",
@@ -360,54 +360,6 @@ def make_figures(run_dir: str | Path, which: tuple[str, ...] = FIGURES, images_d
     return out
 
 
-def seeds_cardinality_figure(folder: str | Path) -> list[Path]:
-    """Real-test accuracy against synthetic cardinality over the seeds of a several-seed result folder
-    (``seed<k>/results/classifiers.csv``): each seed's students as dots, their mean with its 95% Student-t
-    interval per label mode, the teacher's mean and interval as a band. Saved as ``figures/seeds_cardinality``."""
-    folder = Path(folder)
-    seeds = artifacts.seed_folders(folder)
-    if not seeds:
-        raise FileNotFoundError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
-    allc = pd.concat([pd.read_csv(d / "results" / "classifiers.csv").assign(seed=int(d.name[4:])) for d in seeds],
-                     ignore_index=True)
-    plt = canvas.pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    teacher = allc.loc[allc["role"] == "teacher", "test_accuracy"].to_numpy(float)
-    if len(teacher):
-        m, h = teacher.mean(), metrics.t_halfwidth(teacher)
-        ax.axhline(m, color="k", ls="--", lw=1, label=f"teacher (real D): {m:.1f}%"
-                   + (f" ± {h:.1f} (95% CI)" if np.isfinite(h) else "") + f", {len(teacher)} seeds")
-        if np.isfinite(h):
-            ax.axhspan(m - h, m + h, color="k", alpha=0.1)
-    students = allc[allc["role"] == "student"]
-    # one line per student row: the generator (base = gkd.baselines' base-generator rows) and the labels
-    kind = np.where(students["model"].str.startswith("student_base"), "base generator", "LoRA")
-    students = students.assign(row=[f"{k}, {'teacher soft' if m == 'soft' else 'prompted-class' if m == 'hard' else m} labels"
-                                    for k, m in zip(kind, students["label_mode"])])
-    modes = sorted(students["row"].unique())
-    for k, (mode, g) in enumerate(students.groupby("row", sort=True)):
-        shift = 1.0 + 0.04 * (k - (len(modes) - 1) / 2)  # the rows side by side at one cardinality (log axis)
-        g = g.assign(cardinality=g["cardinality"] * shift)
-        stats = [(c, v["test_accuracy"].to_numpy(float)) for c, v in g.groupby("cardinality")]
-        xs = np.array([c for c, _ in stats])
-        means = np.array([v.mean() for _, v in stats])
-        half = np.array([metrics.t_halfwidth(v) for _, v in stats])
-        line = ax.errorbar(xs, means, yerr=np.where(np.isfinite(half), half, 0), marker="o", capsize=3,
-                           label=f"students, {mode} (mean ± 95% CI)")
-        ax.scatter(g["cardinality"], g["test_accuracy"], s=10, alpha=0.5, color=line[0].get_color())
-    ax.set_xscale("log")
-    cards = sorted(students["cardinality"].dropna().unique())  # ticks at the cardinalities run, not powers of ten
-    ax.set_xticks(cards, [f"{c:g}×" for c in cards])
-    ax.set_xticks([], minor=True)
-    ax.set_xlabel("synthetic cardinality (× |D|)")
-    ax.set_ylabel("real-test accuracy (%)")
-    ax.set_title(f"{folder.name}: {len(seeds)} seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return canvas.save_figure(fig, folder / "figures" / "seeds_cardinality")
-
-
 def result_figures(folders: list[str | Path], images: str | Path = "images", which: tuple[str, ...] | None = None,
                    log=print) -> dict[str, list[Path]]:
     """Redraw every figure of each result folder from its committed files (``<folder>/figures/``, ignored by git)
@@ -418,8 +370,9 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
     out = {}
     for folder in map(Path, folders):
         # a several-seed result folder: seed<k>/ runs (its own config.yaml, when collected with one, is their parent's)
-        if artifacts.seed_folders(folder) and not (folder / "results" / "classifiers.csv").is_file():
-            drawn = {"seeds_cardinality": seeds_cardinality_figure(folder)}
+        if seeds_figure.is_seeds_folder(folder):
+            drawn = {"seeds_cardinality": seeds_figure.seeds_cardinality_figure(
+                folder, seeds_figure.companions(folder, folders))}
         elif not (folder / "config.yaml").is_file():
             raise FileNotFoundError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
         else:
