@@ -2,7 +2,14 @@
 
     .venv/bin/python bench/roofline.py --out bench/measured/roofline.json
     .venv/bin/python bench/roofline.py --threads 1 --processes 2 --out bench/measured/roofline_workers.json
+    .venv/bin/python bench/roofline.py --dtype bfloat16 --out bench/measured/roofline_bf16.json
     .venv/bin/python bench/roofline.py --repeats 2 --lira-examples 1000   # plumbing only
+
+``--dtype bfloat16`` measures what bfloat16 would buy on a CPU with bf16 instructions (AVX512-BF16, AMX): the peak's
+matmul and convolution in bfloat16, the UNet forwards (synthesis, generator attack) with bfloat16 weights as
+``generator.dtype: bfloat16`` loads them, and the LoRA, classifier and query stages under CPU autocast to bfloat16
+(float32 weights and optimiser, as ``lora.mixed_precision: bf16`` trains). Without such instructions bfloat16 is
+emulated and many times slower.
 
 With ``--processes N`` every stage runs in N spawned processes of ``--threads`` threads at once, in step (a barrier
 before each stage), as the study's ``study.workers`` processes train independent models: the FLOP/s and items/s of
@@ -45,6 +52,22 @@ from typing import Callable
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+
+DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRECISION = {"dtype": torch.float32}  # set once from --dtype (in every process) before anything is built
+
+
+def _autocast():
+    """CPU autocast to bfloat16 under ``--dtype bfloat16``; a no-op context under float32."""
+    dtype = PRECISION["dtype"]
+    return torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32)
+
+
+def _in_precision(fn: Callable[[], object]) -> Callable[[], object]:
+    def run():
+        with _autocast():
+            return fn()
+    return run
 
 
 def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
@@ -93,11 +116,11 @@ def stage_row(stage: str, detail: str, flops: int | None, seconds: list[float], 
 
 
 def peak(repeats: int, n: int = 2048) -> dict:
-    """Best-of-``repeats`` GFLOP/s of an ``n``×``n`` matmul and of a dense 3×3 convolution, float32."""
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-    x = torch.randn(64, 64, 32, 32, generator=g)
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    """Best-of-``repeats`` GFLOP/s of an ``n``×``n`` matmul and of a dense 3×3 convolution, in ``--dtype``."""
+    g, dtype = torch.Generator().manual_seed(0), PRECISION["dtype"]
+    a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)
+    x = torch.randn(64, 64, 32, 32, generator=g).to(dtype)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(dtype)
     out = {}
     with torch.inference_mode():
         for name, fn, shape in [("matmul", lambda: a @ b, f"{n}×{n} @ {n}×{n}"),
@@ -111,9 +134,9 @@ def peak(repeats: int, n: int = 2048) -> dict:
 def _unet_forward(pipe, rows: int, prompt_emb: torch.Tensor) -> Callable[[], object]:
     unet = pipe.unet
     c, size = unet.config.in_channels, unet.config.sample_size
-    x = torch.randn(rows, c, size, size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(rows, c, size, size, generator=torch.Generator().manual_seed(0)).to(unet.dtype)
     t = torch.full((rows,), 500, dtype=torch.long)
-    emb = prompt_emb.expand(rows, -1, -1)
+    emb = prompt_emb.to(unet.dtype).expand(rows, -1, -1)
 
     def run():
         with torch.inference_mode():
@@ -135,7 +158,9 @@ def _lora_step(base: str, cfg) -> Callable[[], object]:
     emb = gm.encode_prompts(pipe, ["a photo of a t-shirt"]).expand(lc.batch_size, -1, -1).contiguous()
 
     def step():
-        lora.denoising_loss(pipe.unet, pipe.scheduler, z, emb, generator=g).backward()
+        with _autocast():
+            loss = lora.denoising_loss(pipe.unet, pipe.scheduler, z, emb, generator=g)
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     return step
@@ -155,7 +180,7 @@ def _classifier_step(cfg, arch: str, teacher_arch: str | None, images: np.ndarra
     tr.model.train()
     rng = torch.Generator().manual_seed(0)
     bs = cfg.train.batch_size
-    return lambda: loop.train_step(tr, torch.randperm(len(images), generator=rng)[:bs])
+    return _in_precision(lambda: loop.train_step(tr, torch.randperm(len(images), generator=rng)[:bs]))
 
 
 def _query_pass(cfg, images: np.ndarray) -> Callable[[], object]:
@@ -163,7 +188,7 @@ def _query_pass(cfg, images: np.ndarray) -> Callable[[], object]:
 
     cc = cfg.classifier
     model = classifiers.build(cc.teacher_arch, 10, pretrained=False, input_size=cc.input_size, stem_stride=cc.stem_stride)
-    return lambda: inference.predict_logits(model, images, cfg, batch_size=len(images))
+    return _in_precision(lambda: inference.predict_logits(model, images, cfg, batch_size=len(images)))
 
 
 def _lira(shadows: int, examples: int) -> Callable[[], object]:
@@ -190,7 +215,7 @@ def summary(result: dict) -> str:
     load = result["loadavg_before"][0]
     how = (f"{result['processes']} processes × {result['threads']} thread(s) at once"
            if result.get("processes", 1) > 1 else f"{result['threads']} threads")
-    return (f"stages in {how}; peak at {result['threads'] * result.get('processes', 1)} threads, float32: matmul {p['matmul']['gflops']:.1f} GFLOP/s, 3×3 conv "
+    return (f"stages in {how}; peak at {result['threads'] * result.get('processes', 1)} threads, {result.get('dtype', 'float32')}: matmul {p['matmul']['gflops']:.1f} GFLOP/s, 3×3 conv "
             f"{p['conv3x3']['gflops']:.1f}; of the matmul peak: " + "; ".join(parts) + f" (load average {load:.2f})")
 
 
@@ -199,7 +224,7 @@ def stage_list(args, cfg) -> list[tuple[str, str, Callable[[], Callable[[], obje
     from tckr.generation import generator
     from tckr.privacy import generator_mia as gm
 
-    pipe = generator.load(args.base, dtype=torch.float32)
+    pipe = generator.load(args.base, dtype=PRECISION["dtype"])  # the UNet forwards: weights in --dtype, as synthesis loads them
     emb = gm.encode_prompts(pipe, ["a photo of a t-shirt"])
     sb = cfg.synthesis.batch_size
     syn_rows = sb * (2 if cfg.synthesis.guidance_scale > 1 else 1)
@@ -230,6 +255,7 @@ def _process(k: int, args, barrier, queue) -> None:
     """One of ``--processes`` concurrent processes: every stage built, then timed in step with the others (a barrier
     before each stage), so that the processes share the cores stage by stage as the study's workers do."""
     torch.set_num_threads(args.threads)
+    PRECISION["dtype"] = DTYPE[args.dtype]
     from tckr.core import config
 
     cfg = config.load_config(args.config)
@@ -282,17 +308,20 @@ def main() -> None:
     ap.add_argument("--query-batch", type=int, default=512)
     ap.add_argument("--lira-shadows", type=int, default=16)
     ap.add_argument("--lira-examples", type=int, default=8000)
+    ap.add_argument("--dtype", choices=tuple(DTYPE), default="float32", help="the precision of every stage and of the "
+                    "peak (the module docstring says how; default %(default)s)")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = ap.parse_args()
     total_threads = args.threads * args.processes
     torch.set_num_threads(total_threads)
+    PRECISION["dtype"] = DTYPE[args.dtype]
     from tckr.core import config, io
 
     cfg = config.load_config(args.config)
     load_before = os.getloadavg()
     pk = peak(args.peak_repeats)
     top = pk["matmul"]["gflops"]
-    print(f"load average {load_before[0]:.2f}; peak ({total_threads} threads, float32): matmul {top:.1f} GFLOP/s, "
+    print(f"load average {load_before[0]:.2f}; peak ({total_threads} threads, {args.dtype}): matmul {top:.1f} GFLOP/s, "
           f"3×3 conv {pk['conv3x3']['gflops']:.1f} GFLOP/s")
     if args.processes > 1:
         rows = concurrent_rows(args, cfg, top)
@@ -306,7 +335,7 @@ def main() -> None:
     rows.append(stage_row("LiRA scoring", f"lira_from_stable, {args.lira_shadows} shadows × {args.lira_examples} examples "
                           "× 2 queries (numpy float64)", None, timings(lira, args.repeats), top, args.lira_examples))
     result = {"base": args.base, "config": args.config, "threads": args.threads, "processes": args.processes,
-              "dtype": "float32", "peak": pk, "stages": rows, "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+              "dtype": args.dtype, "peak": pk, "stages": rows, "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
 
     print(f"{'stage':24s} {'GFLOP':>8s} {'ms':>9s} {'GFLOP/s':>8s} {'% peak':>7s} {'items/s':>9s}  detail")
     for r in rows:

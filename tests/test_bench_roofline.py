@@ -46,3 +46,18 @@ def test_stage_row_divides_flops_by_the_median_and_the_peak():
     assert lira["gflops"] is None and lira["fraction_of_peak"] is None and lira["items_per_s"] == pytest.approx(5.0)
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         rf.timings(lambda: None, 0)
+
+
+def test_dtype_bfloat16_runs_the_peak_and_the_autocast_stages_in_bfloat16():
+    """--dtype bfloat16: the peak's operands are bfloat16 and a stage wrapped by _in_precision computes in bfloat16
+    (float32 weights kept, as lora.mixed_precision bf16 trains); float32 leaves both alone."""
+    rf = _module()
+    lin = torch.nn.Linear(8, 4)
+    x = torch.randn(2, 8)
+    try:
+        rf.PRECISION["dtype"] = torch.bfloat16
+        assert rf._in_precision(lambda: lin(x))().dtype == torch.bfloat16 and lin.weight.dtype == torch.float32
+        assert set(rf.peak(1, n=64)) == {"matmul", "conv3x3"}
+    finally:
+        rf.PRECISION["dtype"] = torch.float32
+    assert rf._in_precision(lambda: lin(x))().dtype == torch.float32
