@@ -14,6 +14,10 @@ the same threads, and reports each one's real-test accuracy and its gap to the r
   GKD at this size (what ``bench_gkd_sanity.py`` measures).
 
     .venv/bin/python bench/student_gap.py --run runs/mini-seeds/seed0 --multiple 1 --real-h --out bench/measured/student_gap.json
+    .venv/bin/python bench/student_gap.py --run runs/mini-seeds-5x/seed{0,1,2} --recipes --real-h --out bench/measured/student_gap_real_h.json
+
+With several ``--run`` folders (the seeds of a several-seed run) each recipe's gap is summarised as its mean and 95%
+t-interval over them; ``--recipes`` with no name trains only what ``--real-h`` asks for.
 
 Students are trained in memory and not saved (the run's own classifiers are not touched).
 """
@@ -31,21 +35,13 @@ RECIPES = {"run": {}, "epochs x2": {"train.epochs": "x2", "train.patience": 0}, 
            "crop": {"train.crop_padding": 0.125}}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="a finished run folder (teacher and synthetic set present)")
-    ap.add_argument("--multiple", type=float, default=1.0, help="the synthetic set's cardinality (× |D|)")
-    ap.add_argument("--recipes", nargs="+", default=[r for r in RECIPES if r != "epochs x4"], choices=list(RECIPES))
-    ap.add_argument("--real-h", action="store_true", help="also train on real H with the teacher's labels")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=None, help="write the numbers as JSON here")
-    a = ap.parse_args(argv)
+def _one(run_dir: str, a) -> dict:
+    """Every recipe of ``a`` on the run folder ``run_dir``: its teacher's test accuracy and one row per recipe."""
     from tckr.classification import inference, train
-    from tckr.core import io
     from tckr.core.config import config_from_dict
     from tckr.runfolder import runs, synthetic
 
-    run = runs.open_run(None, a.run)
+    run = runs.open_run(None, run_dir)
     torch.set_num_threads(a.threads)
     teacher = train.teacher(run, progress=False)
     test, val = run.real("test"), run.real("val")
@@ -54,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
         return 100 * float(np.mean(inference.predict_logits(model, test.images, cfg).argmax(1) == test.labels))
 
     t_acc = accuracy(teacher, run.cfg)
-    synth = synthetic.stream_synthetic(run, a.multiple)
+    synth = synthetic.stream_synthetic(run, a.multiple) if a.recipes else None
     rows = []
     jobs = [(name, RECIPES[name], "synthetic") for name in a.recipes] + ([("real H", {}, "real H")] if a.real_h else [])
     for name, over, source in jobs:
@@ -75,18 +71,56 @@ def main(argv: list[str] | None = None) -> dict:
                      "epochs": int(cfg.train.epochs), "test_accuracy": acc, "gap_to_teacher": t_acc - acc,
                      "best_epoch": int(model.info.get("best_epoch", -1)), "epochs_run": int(len(hist)),
                      "seconds": time.perf_counter() - start})
-        print(f"{name:10s} {source:9s} {len(labels):6d} images  test {acc:6.2f}%  gap {t_acc - acc:+6.2f} points  "
-              f"({rows[-1]['seconds']:.0f} s)")
-    result = {"run": str(run.dir), "multiple": a.multiple, "teacher_test_accuracy": t_acc, "recipes": rows}
-    print(f"teacher {t_acc:.2f}%")
+        print(f"{run_dir}: {name:10s} {source:9s} {len(labels):6d} images  test {acc:6.2f}%  gap {t_acc - acc:+6.2f} "
+              f"points  ({rows[-1]['seconds']:.0f} s)")
+    print(f"{run_dir}: teacher {t_acc:.2f}%")
+    return {"run": str(run.dir), "multiple": a.multiple, "teacher_test_accuracy": t_acc, "recipes": rows}
+
+
+def _summary(results: list[dict], multiple: float) -> str:
+    """The record's line: each recipe's accuracy and gap (one run), or its mean gap with a 95% t-interval (several)."""
+    from tckr.privacy import metrics
+
+    what = f"{multiple:g}× |D| synthetic" if any(r["data"] == "synthetic" for r in results[0]["recipes"]) else "no synthetic recipe"
+    if len(results) == 1:
+        res, rows = results[0], results[0]["recipes"]
+        parts = "; ".join(f"{r['recipe']} {r['test_accuracy']:.2f}% ({r['gap_to_teacher']:+.2f})" for r in rows)
+        synth = [r for r in rows if r["data"] == "synthetic"]
+        best = f"; closest on synthetic data: {min(synth, key=lambda r: r['gap_to_teacher'])['recipe']}" if synth else ""
+        return f"{what} against the teacher's {res['teacher_test_accuracy']:.2f}%: {parts} (gap in points, teacher − student){best}"
+    parts = []
+    for k, row in enumerate(results[0]["recipes"]):
+        gaps = np.array([r["recipes"][k]["gap_to_teacher"] for r in results])
+        half = metrics.t_halfwidth(gaps)
+        parts.append(f"{row['recipe']} ({row['data']}, {row['images']:,} images) gap {gaps.mean():+.2f} points "
+                     f"[{gaps.mean() - half:+.2f}, {gaps.mean() + half:+.2f}] (per run {', '.join(f'{g:+.2f}' for g in gaps)})")
+    teachers = ", ".join(f"{r['teacher_test_accuracy']:.2f}" for r in results)
+    return (f"{len(results)} runs (teachers {teachers}%), teacher − student, mean and 95% t-interval over the runs: "
+            + "; ".join(parts))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, nargs="+", help="finished run folder(s) (teacher and synthetic set present); "
+                    "several (e.g. the seeds of a several-seed run) give each recipe's mean gap over them")
+    ap.add_argument("--multiple", type=float, default=1.0, help="the synthetic set's cardinality (× |D|)")
+    ap.add_argument("--recipes", nargs="*", default=[r for r in RECIPES if r != "epochs x4"], choices=list(RECIPES),
+                    help="the synthetic-data recipes (none: only --real-h)")
+    ap.add_argument("--real-h", action="store_true", help="also train on real H with the teacher's labels")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="write the numbers as JSON here")
+    a = ap.parse_args(argv)
+    if not a.recipes and not a.real_h:
+        ap.error("nothing to train: give --recipes or --real-h")
+    from tckr.core import io
+
+    results = [_one(r, a) for r in a.run]
+    result = results[0] if len(results) == 1 else {"runs": results, "multiple": a.multiple}
     if a.out:
         from tckr.reporting import report
 
-        best = min((r for r in rows if r["data"] == "synthetic"), key=lambda r: r["gap_to_teacher"])
-        parts = "; ".join(f"{r['recipe']} {r['test_accuracy']:.2f}% ({r['gap_to_teacher']:+.2f})" for r in rows)
-        result["record"] = report.bench_record(argv=None if argv is None else [__file__, *argv], summary=
-            f"{a.multiple:g}× |D| synthetic ({synth.labels.shape[0]:,} images) against the teacher's {t_acc:.2f}%: "
-            f"{parts} (gap in points, teacher − student); closest on synthetic data: {best['recipe']}")
+        result["record"] = report.bench_record(argv=None if argv is None else [__file__, *argv],
+                                               summary=_summary(results, a.multiple))
         io.write_json(a.out, result)
         print(f"wrote {a.out}")
     return result

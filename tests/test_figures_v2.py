@@ -215,6 +215,8 @@ def test_privacy_utility_pairs_a_study_with_its_seeds_and_controls(tmp_path):
     folders = [tmp_path / n for n in ("mini", "mini-leaky", "mini-leaky-t2i", "mini-full", "mini-seeds")]
     assert plane.control_folders(folders[0], folders) == folders[1:3]
     assert plane.control_folders(folders[1], folders) == []
+    versions = [RESULTS / n for n in ("mini-leaky", "mini-leaky-earlier-base", "mini-leaky-t2i")]  # one config, three versions
+    assert plane.control_folders(RESULTS / "mini", [RESULTS / "mini", *versions]) == versions[:1]
     assert artifacts.seeds_folder(RESULTS / "mini") == RESULTS / "mini-seeds"
     assert artifacts.seeds_folder(RESULTS / "mini-leaky") is None
     lo, hi = plane.wilson(80.0, 10_000)

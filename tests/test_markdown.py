@@ -82,8 +82,9 @@ def test_the_study_table_escapes_pipes_in_its_cells():
 
 
 # committed, with a ledger
-SINGLE_RUNS = ("mini", "mini-full", "mini-full-earlier-base", "mini-leaky", "mini-leaky-t2i", "mini-d5000-s16")
-SEEDED = ("mini-seeds", "mini-full-earlier-base-seeds")
+SINGLE_RUNS = ("mini", "mini-full", "mini-full-earlier-base", "mini-leaky", "mini-leaky-earlier-base", "mini-leaky-t2i",
+               "mini-d5000-s16")
+SEEDED = ("mini-seeds", "mini-seeds-5x", "mini-full-earlier-base-seeds")
 
 
 def _generated_tables() -> dict[str, str]:

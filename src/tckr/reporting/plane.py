@@ -31,9 +31,15 @@ NAME = "privacy_utility"
 
 
 def control_folders(folder: str | Path, folders) -> list[Path]:
-    """The positive controls of a study among ``folders``: those named ``<study>-leaky...``."""
-    name = Path(folder).name + CONTROL_INFIX
-    return [Path(f) for f in folders if Path(f).name.startswith(name)]
+    """The positive controls of a study among ``folders``: those named ``<study>-leaky...``, the first folder of each
+    control config (:func:`tckr.runfolder.artifacts.study_name`; later ones are its earlier versions, as in the front
+    table)."""
+    name, seen, out = Path(folder).name + CONTROL_INFIX, set(), []
+    for f in map(Path, folders):
+        if f.name.startswith(name) and (study := artifacts.study_name(f)) not in seen:
+            seen.add(study)
+            out.append(f)
+    return out
 
 
 def wilson(accuracy_pct: float, n: int) -> tuple[float, float]:

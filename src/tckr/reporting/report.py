@@ -193,7 +193,7 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
                      else f"seed {d.name[4:]}: no phase finished")
         env = io.read_json(d / "environment.json") if (d / "environment.json").is_file() else {}
         commits.add((env.get("git", {}).get("commit") or "unknown")[:10])
-    name = _study_name(seeds[0], folder.name)
+    name = artifacts.study_name(seeds[0], folder.name)
     allc = pd.concat(frames, ignore_index=True)
     labels = [f"seed {s}" for s in sorted(allc["seed"].unique())]
     lines = [f"### {title or name}, {len(seeds)} seeds (`{folder.as_posix()}`)", "",
@@ -324,22 +324,17 @@ def block(folders: list[str | Path], images: str | Path = "images") -> str:
     return f"{BEGIN}\n_Written by `{cmd}` from the committed result files._\n\n{body}{END}"
 
 
-def _study_name(folder: Path, default: str | None = None) -> str:
-    cfg = folder / "config.yaml"
-    return yaml.safe_load(cfg.read_text())["study"]["name"] if cfg.is_file() else default or folder.name
-
-
 def front_table(folders: list[str | Path]) -> str:
     """Per config with a ledger (its first folder; later ones are earlier versions): teacher and students, accuracy (mean ± 95%
     t-interval over ``<folder>-seeds``, else an unclaimed several-seed folder of its config) and headline (:func:`leakage_sentences`)."""
     folders = [Path(f) for f in folders]
     sfx = artifacts.SEEDS_SUFFIX
     named = {f.name.removesuffix(sfx): s for f in folders if f.name.endswith(sfx) and (s := artifacts.seed_folders(f))}
-    seeds = {_study_name(s[0]): s for f in folders if f.name.removesuffix(sfx) not in named and (s := artifacts.seed_folders(f))}
+    seeds = {artifacts.study_name(s[0]): s for f in folders if f.name.removesuffix(sfx) not in named and (s := artifacts.seed_folders(f))}
     lines = ["| study | model | test accuracy (%) | membership inference | finding |", "|---|---|---|---|---|"]
     studies: dict[str, Path] = {}
     for f in [f for f in folders if not artifacts.seed_folders(f) and (f / "results" / "ledger.csv").is_file()]:
-        studies.setdefault(_study_name(f), f)
+        studies.setdefault(artifacts.study_name(f), f)
     for name, f in studies.items():
         heads, clf = headline_rows(f).set_index("target"), _read(f, "results", "classifiers.csv")
         accs = pd.concat([_read(d, "results", "classifiers.csv") for d in named.get(f.name) or seeds.get(name, [f])])

@@ -62,6 +62,14 @@ def seeds_folder(folder) -> Path | None:
     return seeds if seed_folders(seeds) else None
 
 
+def study_name(folder, default: str | None = None) -> str:
+    """The ``study.name`` a result or run folder was made under (its ``config.yaml``); ``default`` (else the folder's
+    name) without one. Folders of one name are versions of one study: the first listed is the current one."""
+    folder = Path(folder)
+    cfg = folder / "config.yaml"
+    return yaml.safe_load(cfg.read_text())["study"]["name"] if cfg.is_file() else default or folder.name
+
+
 def settings(run_dir) -> dict[str, Any]:
     """The run's saved settings (``config.yaml``) as a plain dict."""
     f = run_folder(run_dir) / "config.yaml"
