@@ -8,6 +8,7 @@ seconds, in LoRA steps and in generation steps, with the study's total for ``mia
 
     .venv/bin/python bench/bench_pipeline_cost.py --config configs/mini.yaml --out bench/measured/pipeline_cost.json
     .venv/bin/python bench/bench_pipeline_cost.py --config configs/tiny.yaml --run /tmp/pc-tiny   # seconds, plumbing only
+    .venv/bin/python bench/bench_pipeline_cost.py --set generator.dtype=bfloat16 --out bench/measured/pipeline_cost_bf16.json
 
 A run folder given with ``--run`` that already holds the pipeline is resumed (finished stages are not
 re-timed: use a fresh folder for a measurement). The machine's load average is printed: other processes on
@@ -44,7 +45,7 @@ def stage_table(stages, lora_s: float, gen_s: float, n_pipelines: int) -> list[d
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/mini.yaml")
     ap.add_argument("--run", default=None, help="scratch run folder (default: a temporary folder, removed after)")
@@ -52,15 +53,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lora-steps", type=int, default=8)
     ap.add_argument("--generation-steps", type=int, default=6)
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="section.key=value",
+                    help="override one config key (repeatable, as tckr's --set), e.g. --set generator.dtype=bfloat16 "
+                    "to cost the pipeline at another precision beside the config's own")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    from tckr.cli.options import parse_set
     from tckr.core import config, io
+
+    overrides = parse_set(args.sets)  # a mistyped key is refused here, before any work
     from tckr.datasets import real
     from tckr.generation import captions, prompt_files, synthesis
     from tckr.privacy import pipelines
     from tckr.runfolder import environment, runs
 
-    cfg = config.load_config(args.config)
+    cfg = config.load_config(args.config, overrides or None)
     scratch = args.run is None
     folder = Path(tempfile.mkdtemp(prefix="tckr-pipeline-cost-")) if scratch else Path(args.run)
     load_before = os.getloadavg()
@@ -88,7 +95,7 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     lora_s, gen_s = statistics.median(lstep), statistics.median(gen)
     rows = stage_table(stages, lora_s, gen_s, int(cfg.mia.n_pipelines))
-    result = {"config": args.config, "threads": args.threads, "pipeline": args.pipeline,
+    result = {"config": args.config, "overrides": overrides, "threads": args.threads, "pipeline": args.pipeline,
               "lora_step": {"batch": cfg.lora.batch_size, "median_s": lora_s, "all_s": lstep},
               "generation_step": {"batch": cfg.synthesis.batch_size, "guidance": cfg.synthesis.guidance_scale,
                                   "median_s": gen_s, "all_s": gen},
@@ -105,7 +112,8 @@ def main() -> None:
         one = next(r for r in rows if r["stage"] == "total (one pipeline)")
         parts = ", ".join(f"{r['stage']} {r['seconds']:.0f} s" for r in rows if not r["stage"].startswith("total"))
         result["record"] = report.bench_record(
-            f"one shadow pipeline of {args.config}: {one['seconds'] / 60:.1f} min = {one['lora_steps']:.0f} LoRA steps "
+            f"one shadow pipeline of {args.config}"
+            + "".join(f" --set {k}={v}" for k, v in overrides.items()) + f": {one['seconds'] / 60:.1f} min = {one['lora_steps']:.0f} LoRA steps "
             f"({lora_s * 1e3:.0f} ms each) = {one['generation_steps']:.0f} generation steps ({gen_s * 1e3:.0f} ms each, "
             f"batch {cfg.synthesis.batch_size}); by stage: {parts}")
         io.write_json(args.out, result)
