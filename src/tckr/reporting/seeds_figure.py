@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from tckr.privacy import metrics
 from tckr.reporting import canvas
@@ -27,20 +26,18 @@ STUDENT_KEYS = (("study", "name"), ("study", "seeds"), ("synthesis", "cardinalit
 def is_seeds_folder(folder: str | Path) -> bool:
     """A collected several-seed folder: ``seed<k>/`` runs and no results of its own."""
     folder = Path(folder)
-    return bool(artifacts.seed_folders(folder)) and not (folder / "results" / "classifiers.csv").is_file()
+    return bool(artifacts.seed_folders(folder)) and not artifacts.result_path(folder, "classifiers.csv").is_file()
 
 
 def _classifiers(folder: Path) -> pd.DataFrame:
-    return pd.concat([pd.read_csv(d / "results" / "classifiers.csv").assign(seed=int(d.name[4:]))
+    return pd.concat([pd.read_csv(artifacts.result_path(d, "classifiers.csv")).assign(seed=int(d.name[4:]))
                       for d in artifacts.seed_folders(folder)], ignore_index=True)
 
 
 def _settings(folder: Path) -> dict:
     """The folder's config without :data:`STUDENT_KEYS` (its own ``config.yaml``, else its first seed's)."""
-    f = folder / "config.yaml"
-    if not f.is_file():
-        f = artifacts.seed_folders(folder)[0] / "config.yaml"
-    cfg = yaml.safe_load(f.read_text()) if f.is_file() else {}
+    source = folder if (folder / "config.yaml").is_file() else artifacts.seed_folders(folder)[0]
+    cfg = artifacts.settings(source) if (source / "config.yaml").is_file() else {}
     for section, key in STUDENT_KEYS:
         (cfg.get(section) or {}).pop(key, None)
     return {section: v for section, v in cfg.items() if v not in ({}, None)}
