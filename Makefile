@@ -11,7 +11,7 @@ CACHE := $(abspath $(VENV_CACHE))
 STAMP := $(VENV)/.tckr-cache-$(shell printf %s "$(CACHE)" | sha256sum | cut -c1-12)  # which cache .venv reads
 INSTALLED := $(VENV)/.tckr-editable
 CONFIG ?= configs/mini.yaml
-RESULTS ?= results/mini results/mini-seeds results/mini-seeds-5x results/mini-full results/mini-full-earlier-base results/mini-full-earlier-base-seeds results/mini-leaky results/mini-leaky-earlier-base results/mini-power results/mini-earlier-base results/mini-earlier-base-seeds results/mini-d5000-s16 results/mini-leaky-t2i results/mini-2x
+RESULTS ?= results/mini results/mini-seeds results/mini-seeds-5x results/mini-dp results/mini-full results/mini-full-earlier-base results/mini-full-earlier-base-seeds results/mini-leaky results/mini-leaky-earlier-base results/mini-power results/mini-earlier-base results/mini-earlier-base-seeds results/mini-d5000-s16 results/mini-leaky-t2i results/mini-2x
 RUN ?=
 PYTEST_ARGS ?=
 

@@ -99,3 +99,15 @@ def test_tckr_figures_of_a_run_stopped_early_is_one_line_naming_the_phase(tmp_pa
     assert "synthetic/manifest.json (phase 03_generate; for samples)" in err
     assert "results/classifiers.csv (phase 04_run_evaluate; for table)" in err
     assert not (run.dir / "figures").exists()
+
+
+def test_seed_classifiers_joins_every_seeds_table_with_its_seed_and_names_a_missing_one(tmp_path):
+    for k, acc in ((0, 80.0), (2, 82.0), (1, 81.0)):
+        (tmp_path / f"seed{k}" / "results").mkdir(parents=True)
+        pd.DataFrame({"model": ["teacher"], "test_accuracy": [acc]}).to_csv(
+            tmp_path / f"seed{k}" / "results" / "classifiers.csv", index=False)
+    t = artifacts.seed_classifiers(tmp_path)
+    assert t["seed"].tolist() == [0, 1, 2] and t["test_accuracy"].tolist() == [80.0, 81.0, 82.0]
+    (tmp_path / "seed1" / "results" / "classifiers.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"seed1/results/classifiers.csv is missing"):
+        artifacts.seed_classifiers(tmp_path)

@@ -220,3 +220,42 @@ def test_dp_study_refuses_a_run_without_dp_enabled():
     run = SimpleNamespace(cfg=load_config("configs/tiny.yaml"), dir="runs/x")
     with pytest.raises(ValueError, match="dp.enabled is false"):
         dp_study.run_dp_study(run)
+
+
+def test_dp_attack_scores_the_runs_preregistered_headline_with_its_population_sample(monkeypatch):
+    """Every point of the plane is measured by one attack: the DP models by the run's pre-registered headline (RMIA
+    at the mini tier, which needs the population sample Z), not by a LiRA of their own."""
+    from types import SimpleNamespace
+
+    from tckr.privacy import attacks, metrics, mia
+
+    cfg = load_config("configs/mini-dp.yaml")
+    run = SimpleNamespace(cfg=cfg, seed_for=lambda base: int(base))
+    assert dp_study.headline_attack(run) == cfg.mia.headline_attack == "rmia"
+    unset = SimpleNamespace(cfg=load_config("configs/mini-dp.yaml", {"mia.headline_attack": "", "mia.headline_test": "",
+                                                                      "mia.headline_reason": ""}))
+    assert dp_study.headline_attack(unset) == "lira_online_fixed"  # the mia.headline rule below 64 shadows
+    monkeypatch.setattr(mia, "queries", lambda r: list(r.cfg.mia.queries))
+    rng = np.random.default_rng(0)
+    n, nz, m, q, c = 200, 60, 4, len(cfg.mia.queries), 10
+    labels, z_labels = rng.integers(0, c, n), rng.integers(0, c, nz)
+    member = np.arange(n) < n // 2
+    keep = rng.random((m, n)) < 0.5
+
+    def logits(boost):  # a model more confident on the examples it trained on
+        x = rng.normal(size=(n, q, c)).astype(np.float32)
+        x[np.arange(n), :, labels] += 2.0 * boost[:, None]
+        return x, rng.normal(size=(nz, q, c)).astype(np.float32)
+
+    target = logits(member.astype(float))
+    shadows = [logits(k.astype(float)) for k in keep]
+    pool = SimpleNamespace(labels=labels, member=member, population_labels=z_labels)
+    out = dp_study._attack(run, target, shadows, keep, pool, 1e-5, "test shadows")
+    assert out["attack"] == "rmia" and out["references"] == "4 test shadows"
+    expected = attacks.score("rmia", attacks.stable_logit(target[0], labels),
+                             np.stack([attacks.stable_logit(s[0], labels) for s in shadows]), keep,
+                             target_z_phi=attacks.stable_logit(target[1], z_labels),
+                             shadow_z_phi=np.stack([attacks.stable_logit(s[1], z_labels) for s in shadows]),
+                             queries=list(cfg.mia.queries), rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
+    assert out["auc"] == pytest.approx(100 * metrics.summarise(expected, member, cfg.mia.n_bootstrap, cfg.mia.seed)["auc"])
+    assert out["auc"] > 70

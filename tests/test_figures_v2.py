@@ -238,3 +238,38 @@ def test_audit_figure_reads_an_audit_summary_written_before_the_resplit_test():
     thresholds = [ln.get_xdata()[0] for ln in fig.axes[0].lines if ln.get_label() == "duplicate threshold (D)"]
     assert thresholds == [pytest.approx(s["dup_threshold"])]
     canvas.pyplot().close(fig)
+
+
+def _dp_study(tmp_path: Path, name: str, **changes) -> Path:
+    """A DP study's result folder beside a copied mini: mini's config with ``dp`` (and ``changes``) set, one DP row."""
+    import yaml
+
+    folder = tmp_path / name
+    (folder / "results").mkdir(parents=True)
+    cfg = yaml.safe_load((RESULTS / "mini" / "config.yaml").read_text())
+    cfg["study"]["name"], cfg["dp"]["enabled"] = name, True
+    for section, kv in changes.items():
+        cfg[section].update(kv)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    row = {c: 1.0 for c in plane.COLUMNS} | {"study": name, "model": "dp_teacher_eps1", "kind": "dp_teacher", "source": "x"}
+    pd.DataFrame([row]).to_csv(folder / "results" / "dp_models.csv", index=False)
+    return folder
+
+
+def test_a_dp_study_puts_its_models_on_its_studys_plane_and_draws_that_plane(tmp_path):
+    mini = _copy("mini", tmp_path)
+    _copy("mini-seeds", tmp_path)
+    dp_ = _dp_study(tmp_path, "mini-dp")
+    folders = [mini, dp_]
+    assert plane.dp_folders(mini, folders) == [dp_] and plane.base_study(dp_, folders) == mini
+    assert plane.base_study(mini, folders) is None and plane.dp_folders(dp_, folders) == []
+    t = plane.table(mini, dp=plane.dp_folders(mini, folders))
+    assert t["kind"].tolist()[-1] == "dp_teacher" and t["study"].tolist()[-1] == "mini-dp"
+    out = plots.result_figures(folders, tmp_path / "images", which=("privacy_utility",), log=lambda *_: None)
+    for f in (mini, dp_):  # the same plane in both folders: the study's with the DP study's models
+        drawn = pd.read_csv(tmp_path / "images" / f.name / "privacy_utility.csv")
+        pd.testing.assert_frame_equal(drawn, t.reset_index(drop=True), check_dtype=False)
+        assert tmp_path / "images" / f.name / "privacy_utility.png" in out[f.as_posix()]
+    other = _dp_study(tmp_path, "mini-dp-other", train={"epochs": 3})  # another recipe under the study's name
+    with pytest.raises(ValueError, match=r"mini-dp-other is named as a DP study of .*differs .* in more than the sections study, dp"):
+        plane.dp_folders(mini, [mini, other])

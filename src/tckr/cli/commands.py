@@ -14,7 +14,6 @@ from tckr.runfolder import phases
 
 
 def _study(a) -> None:
-    options.unsharded(a)
     config, run_dir = options.config(a), options.run_dir(a)
     overrides = options.parse_set(a.sets) or None
     selected = _phases(a.phases, phases.PHASES) if a.phases else phases.PHASES
@@ -68,8 +67,6 @@ def _saved_config(run_dir: str | Path) -> str:
 
 
 def _figures(a) -> None:
-    options.unsharded(a)
-    options.no_set(a)
     run = options.open_run(a, new=False)
     from tckr.reporting import plots  # lazy: after the options are checked (matplotlib)
     from tckr.runfolder import figure_inputs
@@ -91,7 +88,6 @@ def _figure_names(only: str | None, accepted: tuple[str, ...]) -> tuple[str, ...
 
 
 def _lora(a) -> None:
-    options.unsharded(a)
     run = options.open_run(a)
     from tckr.generation import lora  # lazy: after the options are checked (torch, diffusers)
 
@@ -132,8 +128,6 @@ def _pipelines(a) -> None:
 
 
 def _power(a) -> None:
-    options.unsharded(a)
-    options.no_set(a)
     run = options.open_run(a, new=False)
     from tckr.privacy import dose_response, power_analysis  # lazy: after the options are checked (torch)
     from tckr.reporting import power_figure
@@ -151,7 +145,6 @@ def _power(a) -> None:
 
 
 def _dp(a) -> None:
-    options.unsharded(a)
     run = options.open_run(a, new=False)
     from tckr.privacy import dp_study  # lazy: after the options are checked (torch, opacus)
 
@@ -159,7 +152,6 @@ def _dp(a) -> None:
 
 
 def _generator_attack(a) -> None:
-    options.unsharded(a)
     run = options.open_run(a, new=False)
     from tckr.privacy import generator_mia  # lazy: after the options are checked (torch)
 
@@ -168,8 +160,6 @@ def _generator_attack(a) -> None:
 
 
 def _ledger(a) -> None:
-    options.unsharded(a)
-    options.no_set(a)
     run = options.open_run(a, new=False)
     from tckr.privacy import ledger  # lazy: after the options are checked
 
@@ -181,18 +171,12 @@ PRETRAIN_CONFIG, PRETRAIN_WORK = "configs/mini.yaml", "runs/pretrain-tiny-sd-fas
 
 
 def _pretrain(a) -> None:
-    options.unsharded(a)
-    if a.sets:
-        raise options.UsageError("tckr pretrain takes its settings as options (tckr pretrain --help); --set does not apply")
     from tckr.generation import pretrain  # lazy, and after the checks: a usage error imports no torch
     pretrain.pretrain(config=options.config(a) or PRETRAIN_CONFIG, work=options.run_dir(a) or PRETRAIN_WORK,
                       **{k: getattr(a, k) for k in a.settings})
 
 
 def _launch(a) -> options.ExitCode | None:
-    if a.shard is not None:
-        raise options.UsageError("tckr launch submits every share of the work: give their number with --shards N, "
-                                 "not --shard k/n")
     from tckr.orchestration import launch  # lazy, and after the checks: a usage error imports no torch
     phases = _phases(a.phases, launch.SHARDED, "unknown or unsharded phase(s)")
     config, folder = options.config(a), options.run_dir(a)
@@ -244,8 +228,6 @@ def _phases(text: str, accepted: tuple[str, ...], what: str = "unknown phase(s)"
 
 
 def _report(a) -> options.ExitCode | None:
-    options.unsharded(a)
-    options.no_set(a)
     from tckr.reporting import report  # lazy, and after the checks: a usage error imports no torch
     from tckr.runfolder import runs
     folders = list(a.folders)
@@ -322,8 +304,6 @@ def _block_outcome(readme: str, what: str, cmd: str, changed: bool, check: bool)
 
 
 def _release(a) -> options.ExitCode | None:
-    options.unsharded(a)
-    options.no_set(a)
     from tckr.reporting import release  # lazy, and after the checks: a usage error imports no torch
     from tckr.runfolder import runs
     run_dir = options.run_dir(a)

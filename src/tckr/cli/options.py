@@ -106,15 +106,19 @@ def check_shard(a) -> None:
             raise UsageError(f"--shard: {e}") from None
 
 
-def unsharded(a) -> None:
-    if parse_shard(a.shard)[1] > 1:
+def check_applies(a) -> None:
+    """Refuse ``--shard`` and ``--set`` where subcommand ``a.command`` does not take them (:data:`SHARDED`,
+    :data:`READ_ONLY`), in one sentence that says where they apply: the one check of every subcommand, made by
+    :func:`tckr.cli.parser.invoke` before the subcommand imports or does anything."""
+    if a.command == "launch" and a.shard is not None:
+        raise UsageError("tckr launch submits every share of the work: give their number with --shards N, not --shard k/n")
+    if a.command not in SHARDED and parse_shard(a.shard)[1] > 1:
         raise UsageError(f"tckr {a.command} does not split its work; --shard applies to {', '.join(SHARDED[:-1])} and "
                          f"{SHARDED[-1]}")
-
-
-def no_set(a) -> None:
-    if a.sets:
-        raise UsageError(f"tckr {a.command} reads a finished run; --set does not apply (its settings are the run's)")
+    if a.command in READ_ONLY and a.sets:
+        raise UsageError("tckr pretrain takes its settings as options (tckr pretrain --help); --set does not apply"
+                         if a.command == "pretrain" else
+                         f"tckr {a.command} reads a finished run; --set does not apply (its settings are the run's)")
 
 
 def open_run(a, *, new: bool = True):

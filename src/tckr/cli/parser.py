@@ -246,6 +246,7 @@ def invoke(argv: list[str] | None = None) -> tuple[int, Any]:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         options.check_shard(a)
+        options.check_applies(a)
         result = a.func(a)
     except Exception as e:
         status = _exit_status(e)

@@ -4,17 +4,19 @@ and attacked on a run folder that has finished phases 00-04, with the privacy-ut
 For each target ε of ``dp.epsilons``:
 
 - ``dp_teacher``: the teacher's architecture trained with DP-SGD on D (:func:`tckr.classification.dp.fit_private`),
-  attacked by the headline LiRA over ``dp.n_shadows`` shadows trained by the same DP recipe on the halves of P that
+  attacked by the run's pre-registered headline attack (:func:`headline_attack`, with its population sample Z)
+  over ``dp.n_shadows`` shadows trained by the same DP recipe on the halves of P that
   the run's membership mask (``mia/keep.npy``) gives;
 - ``dp_lora_student`` (``dp.lora``): a DP LoRA (:func:`tckr.generation.dp_lora.finetune_private`), a class-prompted
   synthetic set of the largest cardinality, and three students on it: hard labels (ε-DP by post-processing), the
   non-private teacher's soft labels (no guarantee) and the DP teacher's soft labels (ε_LoRA + ε_teacher, basic
-  composition); attacked like the run's students, by the headline LiRA over the run's shadows.
+  composition); attacked by the same attack over the run's classifier shadows (reference models on real halves of P,
+  not DP-LoRA pipelines: weaker than the pipeline attack the run's students get, and said so in ``references``).
 
 And ``matched_teacher`` (``dp.matched_accuracy``): the non-private teacher's recipe and seed stopped at the first
 epoch whose validation accuracy reaches the best student's, attacked like the teacher.
 
-Every DP model is audited (:func:`check_dp_audit`): the one-run ε lower bound of its LiRA scores
+Every DP model is audited (:func:`check_dp_audit`): the one-run ε lower bound of its attack scores
 (:func:`tckr.privacy.auditing.epsilon_one_run`, δ = the model's δ) must stay below the accountant's ε.
 
 Files under ``<run>/dp/``: ``teachers/``, ``shadows/eps<ε>/``, ``lora/``, ``students/`` (weights and JSON records),
@@ -45,7 +47,7 @@ RESULT = "dp_models.csv"
 KINDS = ("dp_teacher", "dp_lora_student", "matched_teacher")
 COLUMNS = ["study", "model", "kind", "accuracy", "accuracy_lo", "accuracy_hi", "tpr_at_1", "tpr_at_1_lo", "tpr_at_1_hi",
            "auc", "auc_lo", "auc_hi", "eps_lb", "source", "eps_accountant", "delta", "noise_multiplier", "dp_guarantee",
-           "wall_s"]
+           "wall_s", "attack", "references"]
 LORA_KEY = 100_000  # seed keys: 0 the DP teacher, i + 1 its shadow i (fewer than this), these the DP LoRA and its synthetic set
 
 
@@ -88,11 +90,15 @@ def _seed(run, *key: float) -> int:
     return int(np.random.SeedSequence([run.seed_for(run.cfg.dp.seed), *[int(round(k * 1000)) for k in key]]).generate_state(1)[0])
 
 
-def _logits(run, name: str, model, p: mia.Pool) -> np.ndarray:
-    f = dp_dir(run, "logits", f"{name}.npy")
-    if not f.is_file():
-        io.save_array(f, mia.query_logits(model, p.images, run.cfg, mia.queries(run)))
-    return io.load_array(f)
+def _logits(run, name: str, model, p: mia.Pool) -> tuple[np.ndarray, np.ndarray]:
+    """A model's query logits on P and on the population sample Z (RMIA's z samples), written once."""
+    out = []
+    for images, suffix in ((p.images, ""), (p.population_images, "_population")):
+        f = dp_dir(run, "logits", f"{name}{suffix}.npy")
+        if not f.is_file():
+            io.save_array(f, mia.query_logits(model, images, run.cfg, mia.queries(run)))
+        out.append(io.load_array(f))
+    return out[0], out[1]
 
 
 def _test_accuracy(run, model) -> tuple[float, float, float]:
@@ -101,19 +107,30 @@ def _test_accuracy(run, model) -> tuple[float, float, float]:
     return accuracy_interval(pred == np.asarray(test.labels))
 
 
-def _attack(run, target_logits: np.ndarray, shadow_logits: list[np.ndarray], keep: np.ndarray, p: mia.Pool,
-            delta: float) -> dict[str, float]:
+def headline_attack(run) -> str:
+    """The attack the DP study scores: the run's pre-registered headline (``mia.headline_attack`` when a power study
+    fixed it, else the ``mia.headline`` rule at the DP study's shadow count), the one its ledger reads for the
+    teacher, so every point of the privacy-utility plane is measured by one attack."""
     cfg = run.cfg
-    head = ledger.headline_record(cfg.mia.headline, len(keep))["attack"]
-    if not head.startswith("lira") and head != "loss":
-        raise ValueError(f"mia.headline {head!r}: the DP study scores LiRA or LOSS (no population sample); set mia.headline to a LiRA attack")
-    shadow_phi = np.stack([stable_logit(s, p.labels) for s in shadow_logits])
-    s = score(head, stable_logit(target_logits, p.labels), shadow_phi, keep, queries=mia.queries(run))
+    return ledger.headline_record(cfg.mia.headline, cfg.dp.n_shadows or cfg.mia.n_shadows,
+                                  attack=cfg.mia.headline_attack)["attack"]
+
+
+def _attack(run, target: tuple[np.ndarray, np.ndarray], shadows: list[tuple[np.ndarray, np.ndarray]], keep: np.ndarray,
+            p: mia.Pool, delta: float, references: str) -> dict[str, Any]:
+    """Score ``target`` (logits on P and Z) with the headline attack over ``shadows`` (the same pairs; membership
+    ``keep``), summarised in percent with the one-run ε lower bound at ``delta``."""
+    cfg, head = run.cfg, headline_attack(run)
+    shadow_phi = np.stack([stable_logit(s[0], p.labels) for s in shadows])
+    shadow_z = np.stack([stable_logit(s[1], p.population_labels) for s in shadows])
+    s = score(head, stable_logit(target[0], p.labels), shadow_phi, keep, target_z_phi=stable_logit(target[1], p.population_labels),
+              shadow_z_phi=shadow_z, queries=mia.queries(run), rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
     m = metrics.summarise(s, p.member, cfg.mia.n_bootstrap, run.seed_for(cfg.mia.seed))
     pct = {k: 100 * m[k] for k in ("tpr_at_1pct", "tpr_at_1pct_lo", "tpr_at_1pct_hi", "auc", "auc_lo", "auc_hi")}
     return {"tpr_at_1": pct["tpr_at_1pct"], "tpr_at_1_lo": pct["tpr_at_1pct_lo"], "tpr_at_1_hi": pct["tpr_at_1pct_hi"],
             "auc": pct["auc"], "auc_lo": pct["auc_lo"], "auc_hi": pct["auc_hi"],
-            "eps_lb": auditing.epsilon_one_run(s[p.member], s[~p.member], delta=delta)}
+            "eps_lb": auditing.epsilon_one_run(s[p.member], s[~p.member], delta=delta), "attack": head,
+            "references": f"{len(shadows)} {references}"}
 
 
 def _row(run, name: str, kind: str, model, attack: dict[str, float], source: Path, **fields: Any) -> dict[str, Any]:
@@ -147,17 +164,18 @@ def dp_teacher_row(run, eps: float, p: mia.Pool, keep: np.ndarray, *, progress: 
         spath = dp_dir(run, "shadows", _tag(eps), f"{mia.shadow_name(i)}.safetensors")
         smodel, _ = _dp_model(run, spath, p.images[keep[i]], p.labels[keep[i]], eps, _seed(run, eps, i + 1), progress, sname)
         shadows.append(_logits(run, sname, smodel, p))
-    attack = _attack(run, _logits(run, name, model, p), shadows, keep, p, rec["delta"])
+    attack = _attack(run, _logits(run, name, model, p), shadows, keep, p, rec["delta"], "DP shadows (the same DP-SGD recipe)")
     row = _row(run, name, "dp_teacher", model, attack, path.with_suffix(".json"), eps_accountant=rec["epsilon_accountant"],
                delta=rec["delta"], noise_multiplier=rec["noise_multiplier"], dp_guarantee=f"ε={rec['epsilon_accountant']:.3g} (DP-SGD teacher)",
                wall_s=rec["wall_s"])
     return row, model
 
 
-def _run_shadow_logits(run, keep: np.ndarray, progress: bool) -> list[np.ndarray]:
-    """The run's non-private shadows (phase 05's, trained here when missing), for attacking non-DP targets."""
+def _run_shadow_logits(run, keep: np.ndarray, progress: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The run's non-private classifier shadows (phase 05's, trained here when missing): their logits on P and Z."""
     mia.train_shadows(run, len(keep), progress=progress)
-    return [io.load_array(artifacts.logits_path(run, mia.shadow_name(i))) for i in range(len(keep))]
+    return [(io.load_array(artifacts.logits_path(run, mia.shadow_name(i))),
+             io.load_array(artifacts.logits_path(run, mia.shadow_name(i), True))) for i in range(len(keep))]
 
 
 class _Reached(Exception):
@@ -202,7 +220,7 @@ def matched_teacher_row(run, p: mia.Pool, keep: np.ndarray, *, progress: bool = 
         ck.unlink(missing_ok=True)
     model = classifiers.load_trained(path)
     attack = _attack(run, _logits(run, "matched_teacher", model, p), _run_shadow_logits(run, keep, progress), keep, p,
-                     attack_results.EPS_DELTA)
+                     attack_results.EPS_DELTA, "classifier shadows (the teacher's recipe)")
     return _row(run, "matched_teacher", "matched_teacher", model, attack, classifiers.sidecar_path(path),
                 eps_accountant=math.inf, delta=math.nan, noise_multiplier=0.0,
                 dp_guarantee=f"none (non-private teacher stopped at epoch {model.info['epoch']})", wall_s=model.info["wall_s"])
@@ -250,7 +268,8 @@ def dp_lora_rows(run, eps: float, p: mia.Pool, keep: np.ndarray, dp_teacher_mode
     for mode, teach, eps_total, guarantee in variants:
         name = f"dp_lora_{_tag(eps)}_{mode}"
         model, path = _student(run, name, images, labels, teach, progress)
-        attack = _attack(run, _logits(run, name, model, p), shadows, keep, p, rec["delta"])
+        attack = _attack(run, _logits(run, name, model, p), shadows, keep, p, rec["delta"],
+                         "classifier shadows (real halves of P, not DP-LoRA pipelines: a weaker attack than a pipeline's)")
         wall = rec["seconds"] + synth_s + model.info["wall_s"] + (dp_teacher_row["wall_s"] if mode == "dp_soft" else 0.0)
         rows.append(_row(run, name, "dp_lora_student", model, attack, classifiers.sidecar_path(path), eps_accountant=eps_total,
                          delta=rec["delta"], noise_multiplier=rec["noise_multiplier"], dp_guarantee=guarantee, wall_s=wall))

@@ -1,8 +1,10 @@
 """The privacy–utility plane of a study: real-test accuracy against leakage, one point per released classifier
-(teacher, each student), with the students of a positive-control study beside them and any rows of
-``results/dp_models.csv`` (DP-trained models, the same columns). Written, never by hand, by the figure command:
+(teacher, each student), with the students of a positive-control study beside them and the rows of
+``results/dp_models.csv`` (DP-trained models, the same columns) of the study and of its DP studies (``<study>-dp``
+folders made under the same config apart from its ``study`` and ``dp`` sections: the same data, teacher and students,
+:func:`dp_folders`). Written, never by hand, by the figure command:
 
-    tckr report figures results/mini results/mini-leaky   # images/mini/privacy_utility.png|csv|md
+    tckr report figures results/mini results/mini-dp results/mini-leaky   # images/mini/privacy_utility.png|csv|md
 
 Leakage is the ledger's pre-registered headline attack of each model (:func:`tckr.ledger.headlines`): TPR at 1% FPR
 with its 95% bootstrap interval, left out (empty) where the ledger leaves it out for too few non-members, and AUC
@@ -27,6 +29,8 @@ COLUMNS = ["study", "model", "kind", "accuracy", "accuracy_lo", "accuracy_hi", "
            "auc", "auc_lo", "auc_hi", "eps_lb", "source"]
 EXTRA_ROWS = "dp_models.csv"  # results/dp_models.csv: DP-trained models, rows of COLUMNS
 CONTROL_INFIX = "-leaky"  # results/<study>-leaky*: the study's positive controls (built to leak)
+DP_INFIX = "-dp"  # results/<study>-dp*: the study's DP studies (tckr dp on the same config with a dp section)
+SAME_APART_FROM = ("study", "dp")  # the config sections a DP study may change against its study
 NAME = "privacy_utility"
 
 
@@ -42,6 +46,40 @@ def control_folders(folder: str | Path, folders) -> list[Path]:
     return out
 
 
+def _comparable(a: Path, b: Path) -> bool:
+    """Whether two folders' saved configs agree apart from :data:`SAME_APART_FROM`."""
+    sa, sb = ({k: v for k, v in artifacts.settings(f).items() if k not in SAME_APART_FROM} for f in (a, b))
+    return sa == sb
+
+
+def dp_folders(folder: str | Path, folders) -> list[Path]:
+    """The DP studies of a study among ``folders``: named ``<study>-dp...``, holding ``results/dp_models.csv`` and made
+    under the study's config apart from :data:`SAME_APART_FROM` (so their DP models stand beside the study's teacher and
+    students); the first folder of each config, as :func:`control_folders`. A folder of the name made under another
+    config is refused: its points would sit on a plane they do not belong to."""
+    name, seen, out = Path(folder).name + DP_INFIX, set(), []
+    for f in map(Path, folders):
+        if not f.name.startswith(name) or artifacts.read_optional_result(f, EXTRA_ROWS) is None:
+            continue
+        if not _comparable(Path(folder), f):
+            raise ValueError(f"{f} is named as a DP study of {folder} but its config.yaml differs from {folder}'s in more "
+                             f"than the sections {', '.join(SAME_APART_FROM)}: its models were not made on the same data and recipe")
+        if (study := artifacts.study_name(f)) not in seen:
+            seen.add(study)
+            out.append(f)
+    return out
+
+
+def base_study(folder: str | Path, folders) -> Path | None:
+    """The study a DP study (``<study>-dp...``, :func:`dp_folders`) belongs to among ``folders``, or None."""
+    folder = Path(folder)
+    for f in map(Path, folders):
+        if f != folder and folder.name.startswith(f.name + DP_INFIX) and (f / "results" / "ledger.csv").is_file() \
+                and folder in dp_folders(f, folders):
+            return f
+    return None
+
+
 def wilson(accuracy_pct: float, n: int) -> tuple[float, float]:
     """95% Wilson interval (percent) of an accuracy over ``n`` test examples (:func:`tckr.privacy.metrics.wilson`)."""
     lo, hi = metrics.wilson(accuracy_pct / 100 * n, n)
@@ -54,7 +92,7 @@ def _accuracies(folder: Path) -> tuple[dict[str, tuple[float, float, float]], st
     if seeds is None:
         return {}, ""
     dirs = artifacts.seed_folders(seeds)
-    allc = pd.concat([pd.read_csv(artifacts.result_path(d, "classifiers.csv")) for d in dirs], ignore_index=True)
+    allc = artifacts.seed_classifiers(seeds)
     out = {}
     for model, g in allc.groupby("model", sort=False):
         v = g["test_accuracy"].to_numpy(float)
@@ -119,14 +157,13 @@ def extra_rows(folder: str | Path) -> pd.DataFrame | None:
     return t
 
 
-def table(folder: str | Path, controls=()) -> pd.DataFrame:
+def table(folder: str | Path, controls=(), dp=()) -> pd.DataFrame:
     """The privacy–utility table of a study: its teacher and students, the students of each control study
-    (``kind`` = ``control_student``) and the rows of its ``results/dp_models.csv``."""
+    (``kind`` = ``control_student``) and the rows of the ``results/dp_models.csv`` of the study and of each ``dp``
+    folder (:func:`dp_folders`)."""
     frames = [study_rows(folder)]
     frames += [study_rows(c, {"student": "control_student"}) for c in controls]
-    extra = extra_rows(folder)
-    if extra is not None:
-        frames.append(extra)
+    frames += [e for e in map(extra_rows, (folder, *dp)) if e is not None]
     return pd.concat([f for f in frames if len(f)], ignore_index=True).reindex(columns=COLUMNS)
 
 
@@ -148,29 +185,77 @@ def markdown(t: pd.DataFrame) -> str:
 
 
 def _short(r) -> str:
-    """``student_synth0.1x_hard`` as ``0.1× hard``; other names as they are; a control's student with its study."""
+    """A point's label: ``0.1×`` (TCKR student), ``0.1× hard``, ``public-only 0.1×`` and ``base-soft 0.1×`` (the
+    base generator's sets: prompted labels, teacher's labels), ``T ε8`` (DP teacher), ``L ε8 hard`` (DP-LoRA student),
+    ``matched``; a control's student with its study."""
     name = str(r["model"])
-    if name.startswith("student_synth"):
-        name = name.removeprefix("student_synth").replace("x_", "× ", 1)
+    if name.startswith("student_base"):
+        card, _, hard = name.removeprefix("student_base").partition("_")
+        name = ("public-only " if hard else "base-soft ") + card.removesuffix("x") + "×"
+    elif name.startswith("student_"):
+        name = name.removeprefix("student_").removeprefix("synth").replace("x_", "× ", 1)
         name = name[:-1] + "×" if name.endswith("x") else name
+    elif name.startswith("dp_teacher_eps"):
+        name = "T ε" + name.removeprefix("dp_teacher_eps")
+    elif name.startswith("dp_lora_eps"):
+        eps, _, mode = name.removeprefix("dp_lora_eps").partition("_")
+        name = f"L ε{eps} {mode.replace('_', '-')}"
+    elif name == "matched_teacher":
+        name = "matched"
     return f"{r['study']} {name}" if r["kind"] == "control_student" else name
 
 
+def shown_kind(r) -> str:
+    """The legend's group of a point: the TCKR students (the LoRA's sets, soft labels) apart from the study's other
+    students (baselines and hard-label ablations)."""
+    if r["kind"] == "student":
+        name = str(r["model"])
+        return "TCKR student" if name.startswith("student_synth") and not name.endswith("_hard") else "baseline / ablation"
+    return str(r["kind"])
+
+
+def guaranteed(t: pd.DataFrame) -> pd.Series:
+    """The rows with a DP guarantee: DP teachers and DP-LoRA students on hard or DP-teacher labels (not ``_soft``
+    alone: the non-private teacher's soft labels void it)."""
+    m = t["model"].astype(str)
+    return (t["kind"] == "dp_teacher") | ((t["kind"] == "dp_lora_student") & ~(m.str.endswith("_soft") & ~m.str.endswith("_dp_soft")))
+
+
+def pareto(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats (less leakage ``x`` and more accuracy ``y``), by increasing ``x``."""
+    order, best, out = np.lexsort((-y, x)), -np.inf, []
+    for i in order:
+        if y[i] > best:
+            best = y[i]
+            out.append(i)
+    return np.asarray(out, int)
+
+
 def figure(t: pd.DataFrame, title: str):
-    """Accuracy (y) against TPR at 1% FPR and against AUC (x), one point per row with its intervals, by kind."""
-    fig, axes = canvas.pyplot().subplots(1, 2, figsize=(10, 4.3), sharey=True)
-    kinds = list(dict.fromkeys(t["kind"]))
+    """Accuracy (y) against TPR at 1% FPR and against AUC (x), one point per row with its intervals, by
+    :func:`shown_kind`; the DP frontier (the Pareto front of the :func:`guaranteed` rows) as a dashed step."""
+    fig, axes = canvas.pyplot().subplots(1, 2, figsize=(10.5, 5), sharey=True)
+    t = t.assign(shown=[shown_kind(r) for _, r in t.iterrows()])
+    kinds = list(dict.fromkeys(t["shown"]))
     for ax, col, name, ref in ((axes[0], "tpr_at_1", "TPR at 1% FPR (%)", 1.0), (axes[1], "auc", "AUC (%)", 50.0)):
         for k, kind in enumerate(kinds):
-            g = t[(t["kind"] == kind) & t[col].notna()]
+            g = t[(t["shown"] == kind) & t[col].notna()]
             if g.empty:
                 continue
             x, y = g[col].to_numpy(float), g["accuracy"].to_numpy(float)
             xerr = np.nan_to_num(np.abs(np.vstack([x - g[f"{col}_lo"].to_numpy(float), g[f"{col}_hi"].to_numpy(float) - x])))
             yerr = np.nan_to_num(np.abs(np.vstack([y - g["accuracy_lo"].to_numpy(float), g["accuracy_hi"].to_numpy(float) - y])))
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="os^Dv<>p"[k % 8], color=f"C{k}", ms=5, capsize=2, lw=1, label=kind)
+            faint = kind == "baseline / ablation"  # in the table; drawn light, only the public-only points named
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="os^Dv<>p"[k % 8], color=f"C{k}", ms=4 if faint else 5, capsize=2,
+                        lw=0.8, alpha=0.35 if faint else 0.9, label=kind)
             for (_, r), xi, yi in zip(g.iterrows(), x, y):
-                ax.annotate(_short(r), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                if not faint or str(r["model"]).endswith("_hard") and str(r["model"]).startswith("student_base"):
+                    ax.annotate(_short(r), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=6.5, color=f"C{k}")
+        dp_ = t[guaranteed(t) & t[col].notna()]
+        if len(dp_) > 1:
+            x, y = dp_[col].to_numpy(float), dp_["accuracy"].to_numpy(float)
+            front = pareto(x, y)
+            ax.step(x[front], y[front], where="post", ls="--", lw=1, color="0.4", label="DP frontier (Pareto)")
         ax.axvline(ref, ls="--", lw=1, color="tab:red")
         ax.set_xlabel(name)
         ax.grid(alpha=0.3)
@@ -179,17 +264,18 @@ def figure(t: pd.DataFrame, title: str):
         axes[0].text(0.02, 0.02, f"TPR@1% left out (too few non-members): {', '.join(left_out['study'].unique())}",
                      transform=axes[0].transAxes, fontsize=7, color="0.3")
     axes[0].set_ylabel("real-test accuracy (%)")
-    axes[1].legend(fontsize=8, loc="best")
+    axes[1].legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def plot_privacy_utility(folder: str | Path, controls=()) -> list[Path]:
-    """``figures/privacy_utility.pdf|png`` with ``privacy_utility.csv`` and ``.md`` beside them (:func:`table`)."""
+def plot_privacy_utility(folder: str | Path, controls=(), dp=(), into: str | Path | None = None) -> list[Path]:
+    """``figures/privacy_utility.pdf|png`` with ``privacy_utility.csv`` and ``.md`` beside them (:func:`table`), in
+    ``folder`` or in ``into`` (a DP study's folder, drawing the plane of the study it belongs to)."""
     folder = Path(folder)
-    t = table(folder, controls)
-    out = folder / "figures" / NAME
+    t = table(folder, controls, dp)
+    out = Path(into or folder) / "figures" / NAME
     seeds = artifacts.seeds_folder(folder)
     title = (f"{folder.name}: privacy–utility, headline attack per model; accuracy "
              + (f"over the seeds of {seeds.name}" if seeds else "of one run") + " (95% intervals)")

@@ -366,7 +366,9 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
     and copy the PNGs (and the tables drawn beside them) to ``images/<study>/``. The figures drawn from images (samples,
     audit pairs) need the run's shards: their PNGs, copied by :func:`tckr.report.collect` into ``<folder>/images/``, are
     used as they are. A study's privacy–utility figure sets the students of its positive controls among ``folders``
-    beside its own (:func:`tckr.reporting.plane.control_folders`). Returns the copied files per folder."""
+    beside its own (:func:`tckr.reporting.plane.control_folders`) and the models of its DP studies
+    (:func:`tckr.reporting.plane.dp_folders`); a DP study's folder gets the plane of the study it belongs to. Returns
+    the copied files per folder."""
     out = {}
     for folder in map(Path, folders):
         # a several-seed result folder: seed<k>/ runs (its own config.yaml, when collected with one, is their parent's)
@@ -380,8 +382,14 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
             if not which and not (folder / "results" / "mia.csv").is_file():  # phases 00-04 only: no privacy figures
                 names = tuple(f for f in names if f not in PRIVACY_FIGURES)
             drawn = make_figures(folder, tuple(f for f in names if f != "privacy_utility"), log=log)
-            if "privacy_utility" in names:
-                drawn["privacy_utility"] = plane.plot_privacy_utility(folder, plane.control_folders(folder, folders))
+            has_mia = (folder / "results" / "mia.csv").is_file()
+            base = folder if has_mia else plane.base_study(folder, folders)  # a DP study's folder: its study's plane
+            if which and "privacy_utility" in which and base is None:
+                raise FileNotFoundError(f"{folder}: no privacy-utility plane: it has no results/mia.csv and is no DP study "
+                                        "of a study among the folders given (plane.base_study)")
+            if base is not None and (not which or "privacy_utility" in which):
+                drawn["privacy_utility"] = plane.plot_privacy_utility(
+                    base, plane.control_folders(base, folders), plane.dp_folders(base, folders), into=folder)
                 log(f"{'privacy_utility':<12} -> {', '.join(str(p) for p in drawn['privacy_utility'])}")
             if (folder / "results" / "audit.csv").is_file():
                 drawn["audit"] = canvas.save_figure(audit_distances_figure(folder), folder / "figures" / "audit_distances")

@@ -27,7 +27,7 @@ import yaml
 
 from tckr.core import io
 from tckr.privacy import ledger, metrics
-from tckr.reporting import attribution, power_report
+from tckr.reporting import attribution, plane_report, power_report
 from tckr.runfolder import artifacts
 from tckr.runfolder.phases import phase_list
 
@@ -184,9 +184,8 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
     seeds = artifacts.seed_folders(folder)
     if not seeds:
         raise ReportError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
-    frames, times, commits = [], [], set()
+    times, commits = [], set()
     for d in seeds:
-        frames.append(_read(d, "results", "classifiers.csv").assign(seed=int(d.name[4:])))
         log = _read(d, "results", "phases.csv")
         done = [p for p in phase_list(set(log["phase"])) if p in set(log.loc[log["status"] == "done", "phase"])]
         times.append(f"seed {d.name[4:]} {wall_time(d, log)['total'] / 60:.1f} min ({done[0]}–{done[-1]})" if done
@@ -194,7 +193,7 @@ def seeds_block(folder: str | Path, title: str | None = None, images: str | Path
         env = io.read_json(d / "environment.json") if (d / "environment.json").is_file() else {}
         commits.add((env.get("git", {}).get("commit") or "unknown")[:10])
     name = artifacts.study_name(seeds[0], folder.name)
-    allc = pd.concat(frames, ignore_index=True)
+    allc = artifacts.seed_classifiers(folder)
     labels = [f"seed {s}" for s in sorted(allc["seed"].unique())]
     lines = [f"### {title or name}, {len(seeds)} seeds (`{folder.as_posix()}`)", "",
              f"Config `{name}`, seeds {', '.join(d.name[4:] for d in seeds)} (training, LoRA, synthesis and attack "
@@ -260,7 +259,6 @@ def study_block(folder: str | Path, title: str | None = None, images: str | Path
                 "pre-registered attack per release point:", "",
                 ledger.markdown(canaries).rstrip("\n"), ""]
     shown = [(n, f"images/{folder.name}/{n}.png") for n in README_FIGURES if (Path(images) / folder.name / f"{n}.png").is_file()]
-    shown += [(n, f"images/{folder.name}_{n}.png") for n in ("privacy_utility",) if (Path(images) / f"{folder.name}_{n}.png").is_file()]
     if shown:
         out += [" ".join(f"![{folder.name}: {n}]({path})" for n, path in shown), ""]
     return "\n".join(out)
@@ -312,7 +310,7 @@ def block(folders: list[str | Path], images: str | Path = "images") -> str:
     """The results page's whole block for these result folders, markers included."""
     if not folders:
         raise ReportError("no result folders given (e.g. results/mini results/mini-leaky)")
-    body = "\n".join(study_block(f, images=images) for f in folders)
+    body = "\n".join(study_block(f, images=images) for f in folders) + plane_report.block(folders, images)
     with_ledger = [f for f in folders if (Path(f) / "results" / "ledger.csv").is_file()]
     if len(with_ledger) > 1:
         body += ("\n### Each attack beside its positive control\n\nThe pre-registered attack per release point in each "
@@ -359,7 +357,8 @@ def front_block(folders: list[str | Path]) -> str:
     """The README's short results block (:func:`front_table`), markers included."""
     cmd = "tckr report write " + " ".join(Path(f).as_posix() for f in folders)
     return (f"{FRONT_BEGIN}\n_Written by `{cmd}` from the committed result files; the other release points are on "
-            f"the [results page]({RESULTS_PAGE.as_posix()})._\n\n{front_table(folders)}{FRONT_END}")
+            f"the [results page]({RESULTS_PAGE.as_posix()})._\n\n{front_table(folders)}"
+            + "".join(["\n"] + [f"- {s}\n" for s in lines] if (lines := plane_report.front_sentences(folders)) else []) + FRONT_END)
 
 
 def bench_record(summary: str, argv: list[str] | None = None) -> dict[str, str]:

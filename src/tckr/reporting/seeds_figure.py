@@ -29,11 +29,6 @@ def is_seeds_folder(folder: str | Path) -> bool:
     return bool(artifacts.seed_folders(folder)) and not artifacts.result_path(folder, "classifiers.csv").is_file()
 
 
-def _classifiers(folder: Path) -> pd.DataFrame:
-    return pd.concat([pd.read_csv(artifacts.result_path(d, "classifiers.csv")).assign(seed=int(d.name[4:]))
-                      for d in artifacts.seed_folders(folder)], ignore_index=True)
-
-
 def _settings(folder: Path) -> dict:
     """The folder's config without :data:`STUDENT_KEYS` (its own ``config.yaml``, else its first seed's)."""
     source = folder if (folder / "config.yaml").is_file() else artifacts.seed_folders(folder)[0]
@@ -44,7 +39,7 @@ def _settings(folder: Path) -> dict:
 
 
 def _teachers(folder: Path) -> dict[int, float]:
-    c = _classifiers(folder)
+    c = artifacts.seed_classifiers(folder)
     return dict(zip(c.loc[c["role"] == "teacher", "seed"], c.loc[c["role"] == "teacher", "test_accuracy"]))
 
 
@@ -74,9 +69,9 @@ def seeds_cardinality_figure(folder: str | Path, also: list[str | Path] = ()) ->
     seeds = artifacts.seed_folders(folder)
     if not seeds:
         raise FileNotFoundError(f"{folder} has no seed<k>/ folders: collect a several-seed run (tckr study --seeds 0 1 2)")
-    allc = _classifiers(folder)
+    allc = artifacts.seed_classifiers(folder)
     for other in map(Path, also):
-        more = _classifiers(other)
+        more = artifacts.seed_classifiers(other)
         more = more[(more["role"] == "student") & ~more["model"].isin(allc["model"])]
         allc = pd.concat([allc, more], ignore_index=True)
     plt = canvas.pyplot()

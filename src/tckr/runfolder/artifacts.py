@@ -98,6 +98,13 @@ def read_optional_result(run_dir, name: str) -> pd.DataFrame | None:
     return pd.read_csv(f) if f.is_file() else None
 
 
+def seed_classifiers(folder) -> pd.DataFrame:
+    """Every seed's ``results/classifiers.csv`` of a several-seed folder (:func:`seed_folders`), one table with a
+    ``seed`` column; a seed without the file is an error naming it."""
+    return pd.concat([read_result(d, "classifiers.csv").assign(seed=int(d.name[4:])) for d in seed_folders(folder)],
+                     ignore_index=True)
+
+
 def headline_path(run_dir) -> Path:
     """``results/headline.json``: the pre-registered headline attack (written by :func:`tckr.mia.attack`)."""
     return result_path(run_dir, "headline.json")
