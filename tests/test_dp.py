@@ -259,3 +259,25 @@ def test_dp_attack_scores_the_runs_preregistered_headline_with_its_population_sa
                              queries=list(cfg.mia.queries), rmia_a=cfg.mia.rmia_a, rmia_gamma=cfg.mia.rmia_gamma)
     assert out["auc"] == pytest.approx(100 * metrics.summarise(expected, member, cfg.mia.n_bootstrap, cfg.mia.seed)["auc"])
     assert out["auc"] > 70
+
+
+def test_dp_costs_lists_every_model_made_with_its_seconds(tmp_path):
+    """``results/dp_costs.csv`` reads each model's seconds from the record written beside it."""
+    from types import SimpleNamespace
+
+    from tckr.core import io
+
+    run = SimpleNamespace(path=lambda *p: tmp_path.joinpath(*p))
+    io.write_json(tmp_path / "dp" / "teachers" / "dp_teacher_eps1.json", {"wall_s": 170.0})
+    io.write_json(tmp_path / "dp" / "shadows" / "eps1" / "shadow_000.json", {"wall_s": 160.0})
+    io.write_json(tmp_path / "dp" / "lora" / "lora_eps1.json", {"seconds": 300.0})
+    io.write_json(tmp_path / "dp" / "students" / "dp_lora_eps1_hard.json", {"extra": {"wall_s": 20.0}})
+    io.write_json(tmp_path / "dp" / "teachers" / "matched_teacher.json", {"extra": {"wall_s": 30.0}})
+    with open(tmp_path / "dp" / "lora" / "synthetic_eps1.npz", "wb") as fh:
+        np.savez(fh, images=np.zeros(1), labels=np.zeros(1), seconds=40.0)
+    t = dp_study.costs(run).set_index("model")
+    assert t.loc["teachers/dp_teacher_eps1", ["kind", "seconds"]].tolist() == ["dp_teacher", 170.0]
+    assert t.loc["shadows/eps1/shadow_000", "kind"] == "dp_shadow" and t.loc["lora/lora_eps1", "seconds"] == 300.0
+    assert t.loc["students/dp_lora_eps1_hard", "seconds"] == 20.0 and t.loc["teachers/matched_teacher", "kind"] == "matched_teacher"
+    assert t.loc["lora/synthetic_eps1", ["kind", "seconds"]].tolist() == ["dp_synthetic_set", 40.0]
+    assert len(t) == 6

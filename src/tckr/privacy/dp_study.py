@@ -20,7 +20,8 @@ Every DP model is audited (:func:`check_dp_audit`): the one-run ε lower bound o
 (:func:`tckr.privacy.auditing.epsilon_one_run`, δ = the model's δ) must stay below the accountant's ε.
 
 Files under ``<run>/dp/``: ``teachers/``, ``shadows/eps<ε>/``, ``lora/``, ``students/`` (weights and JSON records),
-``logits/<model>.npy`` (float32 [|P|, queries, classes]); ``<run>/results/dp_models.csv``: :data:`COLUMNS`,
+``logits/<model>[_population].npy`` (float32 [|P| or |Z|, queries, classes]); ``<run>/results/dp_costs.csv``: the wall
+seconds of every model made (:func:`costs`); ``<run>/results/dp_models.csv``: :data:`COLUMNS`,
 in percent (as every table of the study) with 95% intervals (accuracy: Wilson on the test split; AUC and TPR at 1% FPR: the bootstrap
 of :func:`tckr.privacy.metrics.summarise`). Finished models are skipped, so an interrupted study resumes.
 """
@@ -276,9 +277,31 @@ def dp_lora_rows(run, eps: float, p: mia.Pool, keep: np.ndarray, dp_teacher_mode
     return rows
 
 
+COSTS = "dp_costs.csv"
+
+
+def costs(run) -> pd.DataFrame:
+    """``results/dp_costs.csv``: the wall seconds of every model the DP study made (from the records beside them):
+    DP teachers and DP shadows, DP LoRAs, their synthetic sets, the students and the matched teacher."""
+    rows = []
+    for kind, pattern in (("dp_teacher", "teachers/dp_teacher_*.json"), ("dp_shadow", "shadows/*/shadow_*.json"),
+                          ("dp_lora", "lora/lora_*.json"), ("dp_lora_student", "students/*.json"),
+                          ("matched_teacher", "teachers/matched_teacher.json")):
+        for f in sorted(dp_dir(run).glob(pattern)):
+            rec = io.read_json(f)
+            seconds = rec.get("wall_s", rec.get("seconds", (rec.get("extra") or {}).get("wall_s")))
+            rows.append({"model": str(f.relative_to(dp_dir(run)).with_suffix("")), "kind": kind, "seconds": seconds})
+    for f in sorted(dp_dir(run).glob("lora/synthetic_*.npz")):
+        with np.load(f) as z:
+            rows.append({"model": str(f.relative_to(dp_dir(run)).with_suffix("")), "kind": "dp_synthetic_set",
+                         "seconds": float(z["seconds"])})
+    return pd.DataFrame(rows, columns=["model", "kind", "seconds"])
+
+
 def _write(run, rows: list[dict[str, Any]]) -> pd.DataFrame:
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     io.save_csv(run.path("results", RESULT), table)
+    io.save_csv(run.path("results", COSTS), costs(run))
     return table
 
 
