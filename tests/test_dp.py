@@ -281,3 +281,19 @@ def test_dp_costs_lists_every_model_made_with_its_seconds(tmp_path):
     assert t.loc["students/dp_lora_eps1_hard", "seconds"] == 20.0 and t.loc["teachers/matched_teacher", "kind"] == "matched_teacher"
     assert t.loc["lora/synthetic_eps1", ["kind", "seconds"]].tolist() == ["dp_synthetic_set", 40.0]
     assert len(t) == 6
+
+
+def test_dp_jobs_deal_the_loras_first_and_the_shards_split_them_without_overlap():
+    from types import SimpleNamespace
+
+    cfg = load_config("configs/mini-dp.yaml")
+    run = SimpleNamespace(cfg=cfg)
+    todo = dp_study.jobs(run)
+    n = cfg.mia.n_shadows
+    assert todo[:3] == [("lora", 1.0, 0), ("lora", 4.0, 0), ("lora", 8.0, 0)]
+    assert len(todo) == 3 + 3 * (1 + n) and todo[3] == ("teacher", 1.0, 0) and todo[4] == ("shadow", 1.0, 0)
+    shares = [[j for i, j in enumerate(todo) if i % 2 == k] for k in range(2)]
+    assert sorted(shares[0] + shares[1]) == sorted(todo) and not set(shares[0]) & set(shares[1])
+    assert {j[0] for j in shares[0]} == {j[0] for j in shares[1]} == {"lora", "teacher", "shadow"}
+    no_lora = SimpleNamespace(cfg=load_config("configs/mini-dp.yaml", {"dp.lora": False}))
+    assert all(j[0] != "lora" for j in dp_study.jobs(no_lora))

@@ -37,12 +37,12 @@ import numpy as np
 import pandas as pd
 
 from tckr.classification import batches, checkpoints, classifiers, dp, inference, train
-from tckr.core import io
+from tckr.core import io, shards
 from tckr.core.progress import tqdm
 from tckr.generation import dp_lora, lora
 from tckr.privacy import attack_results, auditing, ledger, metrics, mia
 from tckr.privacy.attacks import score, stable_logit
-from tckr.runfolder import artifacts
+from tckr.runfolder import artifacts, parallel
 
 RESULT = "dp_models.csv"
 KINDS = ("dp_teacher", "dp_lora_student", "matched_teacher")
@@ -240,22 +240,75 @@ def _student(run, name: str, images: np.ndarray, labels: np.ndarray, teacher_mod
     return classifiers.load_trained(path), path
 
 
-def dp_lora_rows(run, eps: float, p: mia.Pool, keep: np.ndarray, dp_teacher_model, dp_teacher_row: dict[str, Any], *,
-                 progress: bool = True) -> list[dict[str, Any]]:
-    """The DP LoRA at ``eps``, its class-prompted synthetic set and its three students, attacked; their rows."""
+def _synthetic_path(run, eps: float) -> Path:
+    return dp_dir(run, "lora", f"synthetic_{_tag(eps)}.npz")
+
+
+def dp_lora_set(run, eps: float, progress: bool) -> tuple[Path, Path]:
+    """The DP LoRA at ``eps`` and its class-prompted synthetic set of the largest cardinality, trained and made (or
+    found finished): their paths."""
     cfg, D = run.cfg, run.real("D")
     adapter = dp_dir(run, "lora", f"lora_{_tag(eps)}.safetensors")
     budget = dp_lora.lora_budget(cfg, len(D), eps, dp.resolved_delta(cfg, len(D)))
     dp_lora.finetune_private(cfg, D.images, lora.training_prompts(run), budget, adapter, seed=_seed(run, eps, LORA_KEY), progress=progress)
-    rec = dp_lora.adapter_record(adapter)
-    n = int(round(max(cfg.synthesis.cardinalities) * len(D)))
-    synth = dp_dir(run, "lora", f"synthetic_{_tag(eps)}.npz")
+    synth = _synthetic_path(run, eps)
     if not synth.is_file():
         t0 = time.time()
+        n = int(round(max(cfg.synthesis.cardinalities) * len(D)))
         images, labels = dp_lora.sample(cfg, adapter, run.class_names, n, seed=_seed(run, eps, LORA_KEY + 1), progress=progress)
         with io.atomic_path(synth) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, images=images, labels=labels, seconds=time.time() - t0)
+    return adapter, synth
+
+
+def jobs(run) -> list[tuple[str, float, int]]:
+    """Every model the DP study trains before it attacks, as ``(what, ε, shadow index)``, in the order the shards
+    of :func:`train_share` deal them: the DP LoRAs first (the longest, so that they spread over the shards), then per ε
+    the DP teacher and its DP shadows."""
+    cfg = run.cfg
+    out = [("lora", float(eps), 0) for eps in cfg.dp.epsilons] if cfg.dp.lora else []
+    for eps in cfg.dp.epsilons:
+        out += [("teacher", float(eps), 0)] + [("shadow", float(eps), i) for i in range(cfg.dp.n_shadows or cfg.mia.n_shadows)]
+    return out
+
+
+def _job_done(run, job: tuple[str, float, int]) -> bool:
+    what, eps, i = job
+    if what == "lora":
+        return _synthetic_path(run, eps).is_file()
+    if what == "teacher":
+        return dp.is_done(dp_dir(run, "teachers", f"dp_teacher_{_tag(eps)}.safetensors"))
+    return dp.is_done(dp_dir(run, "shadows", _tag(eps), f"{mia.shadow_name(i)}.safetensors"))
+
+
+def train_share(run, shard: str = "1/1", progress: bool = True) -> int:
+    """Train the DP study's models of share ``shard`` (``"k/n"``: jobs ``i`` of :func:`jobs` with ``i mod n == k - 1``),
+    skipping finished ones; a model's seed depends on the model only, so which share trains it does not matter.
+    Returns how many it trained. :func:`run_dp_study` calls it in ``study.workers`` processes before it attacks."""
+    k, n = shards.parse_shard(shard)
+    keep, p, D = mia.ensure_mask(run, run.cfg.dp.n_shadows or run.cfg.mia.n_shadows), None, run.real("D")
+    trained = 0
+    for what, eps, i in [j for idx, j in enumerate(jobs(run)) if idx % n == k - 1 and not _job_done(run, j)]:
+        if what == "lora":
+            dp_lora_set(run, eps, progress)
+        elif what == "teacher":
+            _dp_model(run, dp_dir(run, "teachers", f"dp_teacher_{_tag(eps)}.safetensors"), D.images, D.labels, eps,
+                      _seed(run, eps, 0), progress, f"dp_teacher_{_tag(eps)}")
+        else:
+            p = p or mia.pool(run)
+            _dp_model(run, dp_dir(run, "shadows", _tag(eps), f"{mia.shadow_name(i)}.safetensors"), p.images[keep[i]],
+                      p.labels[keep[i]], eps, _seed(run, eps, i + 1), progress, f"{_tag(eps)}_{mia.shadow_name(i)}")
+        trained += 1
+    return trained
+
+
+def dp_lora_rows(run, eps: float, p: mia.Pool, keep: np.ndarray, dp_teacher_model, dp_teacher_row: dict[str, Any], *,
+                 progress: bool = True) -> list[dict[str, Any]]:
+    """The DP LoRA at ``eps``, its class-prompted synthetic set and its three students, attacked; their rows."""
+    cfg = run.cfg
+    adapter, synth = dp_lora_set(run, eps, progress)
+    rec = dp_lora.adapter_record(adapter)
     with np.load(synth) as f:
         images, labels, synth_s = f["images"], f["labels"], float(f["seconds"])
     shadows = _run_shadow_logits(run, keep, progress)
@@ -316,6 +369,10 @@ def run_dp_study(run, *, progress: bool = True) -> pd.DataFrame:
         raise FileNotFoundError(f"run {run.dir} has no teacher: the DP study runs on a run that finished phases 00-04 "
                                 "(tckr study <config> --run-dir <run> --phases 00_data,01_captions,02_lora_finetune,03_generate,04_run_evaluate)")
     keep = mia.ensure_mask(run, cfg.dp.n_shadows or cfg.mia.n_shadows)
+    todo = jobs(run)
+    if cfg.study.workers > 1 and not all(_job_done(run, j) for j in todo):  # independent models: study.workers processes
+        parallel.run_shards(run, "tckr.privacy.dp_study:train_share", done=lambda: sum(_job_done(run, j) for j in todo),
+                            total=len(todo), desc="DP models", progress=progress)
     p = mia.pool(run)
     rows: list[dict[str, Any]] = []
     for eps in tqdm(cfg.dp.epsilons, desc="DP study", unit="epsilons", disable=not progress):
