@@ -297,3 +297,19 @@ def test_dp_jobs_deal_the_loras_first_and_the_shards_split_them_without_overlap(
     assert {j[0] for j in shares[0]} == {j[0] for j in shares[1]} == {"lora", "teacher", "shadow"}
     no_lora = SimpleNamespace(cfg=load_config("configs/mini-dp.yaml", {"dp.lora": False}))
     assert all(j[0] != "lora" for j in dp_study.jobs(no_lora))
+
+
+def test_the_matched_teacher_is_saved_at_the_configs_input_size(tmp_path):
+    """A bare module saved without its input size is loaded at 224 px: the matched teacher keeps the config's."""
+    from types import SimpleNamespace
+
+    from tckr.classification import classifiers
+
+    cfg = load_config("configs/mini-dp.yaml")
+    run = SimpleNamespace(cfg=cfg, class_names=[str(i) for i in range(10)])
+    model = classifiers.build(cfg.classifier.teacher_arch, 10, pretrained=False, input_size=cfg.classifier.input_size,
+                              stem_stride=cfg.classifier.stem_stride)
+    path = dp_study.save_bare(run, model.eval(), tmp_path / "matched_teacher.safetensors", {"role": "matched_teacher"})
+    back = classifiers.load_trained(path)
+    assert back.input_size == cfg.classifier.input_size == 32 and back.stem_stride == model.conv_stem.stride[0]
+    assert back.info["role"] == "matched_teacher"

@@ -85,6 +85,7 @@ def test_the_study_table_escapes_pipes_in_its_cells():
 SINGLE_RUNS = ("mini", "mini-full", "mini-full-earlier-base", "mini-leaky", "mini-leaky-earlier-base", "mini-leaky-t2i",
                "mini-d5000-s16")
 SEEDED = ("mini-seeds", "mini-seeds-5x", "mini-full-earlier-base-seeds")
+DP_STUDIES = ("mini-dp",)  # committed DP studies: their models on their study's plane
 
 
 def _generated_tables() -> dict[str, str]:
@@ -105,14 +106,15 @@ def _generated_tables() -> dict[str, str]:
             out[f"{name} ledger canaries"] = ledger.markdown(t[t["subset"] == "canaries"])
         out[f"{name} study table"] = artifacts.table_markdown(ledger.study_table(f))
         out[f"{name} classifier table"] = report.classifier_table(f)
-        out[f"{name} privacy-utility"] = plane.markdown(plane.table(f, plane.control_folders(
-            f, [results / n for n in SINGLE_RUNS])))
+        every = [results / n for n in (*SINGLE_RUNS, *DP_STUDIES)]
+        out[f"{name} privacy-utility"] = plane.markdown(plane.table(f, plane.control_folders(f, every),
+                                                                    plane.dp_folders(f, every)))
     for name in SEEDED:
         seeds = artifacts.seed_folders(results / name)
         out[f"{name} seeds table"] = artifacts.table_markdown(ledger.seed_summary(seeds)[1])
         out[f"{name} seeds block"] = report.seeds_block(results / name)
     out["results block"] = report.block([results / n for n in ("mini", "mini-seeds", "mini-full", "mini-full-earlier-base-seeds",
-                                                               "mini-leaky", "mini-leaky-t2i")])
+                                                               "mini-leaky", "mini-leaky-t2i", *DP_STUDIES)])
     out["benchmark table"] = report.bench_table(paths.ROOT / "bench" / "measured")
     return out
 
@@ -126,3 +128,4 @@ def test_every_generated_table_parses_as_gfm_with_its_header_cell_count():
     # the privacy-utility table renders each row's cells where they belong
     html = MarkdownIt("commonmark").enable("table").render(tables["mini privacy-utility"])
     assert "<td>control_student</td>" in html and "<th>TPR@1% FPR (%)</th>" in html
+    assert "<td>dp_teacher</td>" in html and "<td>matched_teacher</td>" in html  # mini-dp's models on mini's plane

@@ -179,6 +179,16 @@ def _run_shadow_logits(run, keep: np.ndarray, progress: bool) -> list[tuple[np.n
              io.load_array(artifacts.logits_path(run, mia.shadow_name(i), True))) for i in range(len(keep))]
 
 
+def save_bare(run, model, path: Path, extra: dict[str, Any]) -> Path:
+    """Save a bare module of the teacher's architecture as a trained classifier of the run: with the config's input
+    size recorded (a bare module's would be 0, and it would be loaded and queried at 224 px; the stem stride is read
+    from the module)."""
+    cfg = run.cfg
+    return classifiers.save(model, path, arch=cfg.classifier.teacher_arch, class_names=run.class_names,
+                            normalisation=batches.normalisation(cfg), config_hash=cfg.hash(), extra=extra,
+                            input_size=cfg.classifier.input_size)
+
+
 class _Reached(Exception):
     pass
 
@@ -215,9 +225,8 @@ def matched_teacher_row(run, p: mia.Pool, keep: np.ndarray, *, progress: bool = 
         model = classifiers.build(cfg.classifier.teacher_arch, len(run.class_names), pretrained=False,
                                   input_size=cfg.classifier.input_size, stem_stride=cfg.classifier.stem_stride)
         model.load_state_dict(state["model"])
-        classifiers.save(model.eval(), path, arch=cfg.classifier.teacher_arch, class_names=run.class_names,
-                         normalisation=batches.normalisation(cfg), config_hash=cfg.hash(),
-                         extra={"role": "matched_teacher", "epoch": epoch, "target_val_accuracy": target, "wall_s": time.time() - t0})
+        save_bare(run, model.eval(), path, {"role": "matched_teacher", "epoch": epoch, "target_val_accuracy": target,
+                                            "wall_s": time.time() - t0})
         ck.unlink(missing_ok=True)
     model = classifiers.load_trained(path)
     attack = _attack(run, _logits(run, "matched_teacher", model, p), _run_shadow_logits(run, keep, progress), keep, p,
