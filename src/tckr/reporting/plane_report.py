@@ -56,29 +56,48 @@ def student_sentence(s, front: pd.DataFrame) -> str:
     as_good = front[front["accuracy"] >= s["accuracy"]]
     if as_good.empty:
         best = front.loc[front["accuracy"].idxmax()]
-        resolved = "" if not _overlap(s, best, "accuracy") else "; the accuracy intervals overlap, so this is not resolved"
-        return (f"{head} sits **above the DP frontier**: no DP model reaches its accuracy; the most accurate, "
-                f"`{best['model']}` (ε = {best['eps_accountant']:.2g}, {_point(best)}), is "
-                f"{s['accuracy'] - best['accuracy']:.1f} points below it{resolved}.")
+        resolved = ("by point estimates only: the accuracy intervals overlap, so the position is not resolved"
+                    if _overlap(s, best, "accuracy") else "and the accuracy intervals do not overlap")
+        return (f"{head} sits **above the DP frontier**: no DP model reaches its accuracy, {resolved}. The most "
+                f"accurate, `{best['model']}` (ε = {best['eps_accountant']:.2g}, {_point(best)}), is "
+                f"{s['accuracy'] - best['accuracy']:.1f} points below it.")
     cheapest = as_good.loc[as_good["eps_accountant"].idxmin()]
     leaks_less = as_good[as_good["tpr_at_1"] <= s["tpr_at_1"]]
-    where = ("**below the DP frontier**: a DP model is at least as accurate and leaks no more"
-             if len(leaks_less) else "**above the DP frontier**: every DP model at least as accurate leaks more")
-    resolved = ("the TPR intervals overlap, so the difference in leakage is not resolved at this power"
-                if _overlap(s, cheapest, "tpr_at_1") else "the TPR intervals do not overlap")
-    return (f"{head} sits {where} (point estimates). The DP model at least as accurate with the smallest ε is "
-            f"`{cheapest['model']}` (ε = {cheapest['eps_accountant']:.2g}, {_point(cheapest)}); {resolved}.")
+    where = ("**below the DP frontier**: a DP model at least as accurate leaks no more" if len(leaks_less) else
+             "**above the DP frontier**: every DP model at least as accurate leaks more")
+    resolved = ("by point estimates only: the TPR intervals overlap, so the position is not resolved at this power"
+                if _overlap(s, cheapest, "tpr_at_1") else "and the TPR intervals do not overlap")
+    return (f"{head} sits {where}, {resolved}. The DP model at least as accurate with the smallest ε is "
+            f"`{cheapest['model']}` (ε = {cheapest['eps_accountant']:.2g}, {_point(cheapest)}).")
+
+
+def _tckr(t: pd.DataFrame) -> pd.DataFrame:
+    """The TCKR students of a plane table (the LoRA's sets with soft labels)."""
+    m = t["model"].astype(str)
+    return t[(t["kind"] == "student") & m.str.startswith(TCKR_PREFIX) & ~m.str.endswith("_hard")]
 
 
 def matched_sentence(t: pd.DataFrame) -> str | None:
-    """The matched-accuracy teacher beside the teacher, or None without one."""
-    m, teacher = t[t["kind"] == "matched_teacher"], t[t["kind"] == "teacher"]
+    """The matched-accuracy teacher beside the teacher and the most accurate TCKR student, or None without one."""
+    m, teacher, students = t[t["kind"] == "matched_teacher"], t[t["kind"] == "teacher"], _tckr(t)
     if m.empty or teacher.empty:
         return None
     m, teacher = m.iloc[0], teacher.iloc[0]
-    return (f"The teacher's recipe stopped at the students' accuracy (`matched_teacher`: {_point(m)}, AUC "
-            f"{_num(m['auc'], m['auc_lo'], m['auc_hi'])}) against the teacher trained to its plateau ({_point(teacher)}, "
-            f"AUC {_num(teacher['auc'], teacher['auc_lo'], teacher['auc_hi'])}): the fair comparison for a student's leakage.")
+
+    def auc(r) -> str:
+        return f"AUC {_num(r['auc'], r['auc_lo'], r['auc_hi'])}"
+
+    out = (f"The teacher's recipe stopped at the first epoch whose validation accuracy reaches the best student's "
+           f"(`matched_teacher`: {_point(m)}, {auc(m)}), against the teacher trained to its plateau ({_point(teacher)}, "
+           f"{auc(teacher)})")
+    if students.empty:
+        return out + "."
+    best = students.loc[students["accuracy"].idxmax()]
+    out += f", beside the most accurate TCKR student `{best['model']}` ({_point(best)}, {auc(best)})."
+    if m["accuracy_lo"] > best["accuracy_hi"]:
+        out += (f" Epochs are coarse: the matched teacher is {m['accuracy'] - best['accuracy']:.1f} points more accurate "
+                "than that student, so it is matched from above.")
+    return out
 
 
 def sentences(folder: str | Path, folders) -> list[str]:
@@ -89,8 +108,7 @@ def sentences(folder: str | Path, folders) -> list[str]:
         return []
     t = plane.table(folder, dp=dps)
     front = frontier(dps)
-    out = [student_sentence(s, front) for _, s in t[(t["kind"] == "student") & t["model"].str.startswith(TCKR_PREFIX)
-                                                     & ~t["model"].str.endswith("_hard")].iterrows()]
+    out = [student_sentence(s, front) for _, s in _tckr(t).iterrows()]
     if (m := matched_sentence(t)) is not None:
         out.append(m)
     if not front.empty:
@@ -110,7 +128,7 @@ def block(folders, images: str | Path = "images") -> str:
             continue
         out += [f"### Privacy–utility plane: `{f.name}` with {', '.join(f'`{d.name}`' for d in dps)}", "",
                 "One point per model: real-test accuracy against the pre-registered attack (percent, 95% intervals; "
-                "for the DP-LoRA students over classifier references, weaker than a pipeline's; docs/dp.md).", "",
+                "for the DP-LoRA students over classifier references, weaker than a pipeline's; [differential privacy](dp.md)).", "",
                 plane.markdown(plane.table(f, plane.control_folders(f, folders), dps)).rstrip("\n"), ""]
         if (Path(images) / f.name / f"{plane.NAME}.png").is_file():
             out += [f"![{f.name}: privacy-utility plane](images/{f.name}/{plane.NAME}.png)", ""]
