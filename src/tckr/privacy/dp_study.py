@@ -113,7 +113,7 @@ def headline_attack(run) -> str:
     fixed it, else the ``mia.headline`` rule at the DP study's shadow count), the one its ledger reads for the
     teacher, so every point of the privacy-utility plane is measured by one attack."""
     cfg = run.cfg
-    return ledger.headline_record(cfg.mia.headline, cfg.dp.n_shadows or cfg.mia.n_shadows,
+    return ledger.headline_record(cfg.mia.headline, n_shadows(cfg),
                                   attack=cfg.mia.headline_attack)["attack"]
 
 
@@ -153,17 +153,39 @@ def _dp_model(run, path: Path, images: np.ndarray, labels: np.ndarray, eps: floa
     return dp.load(path, run.cfg, len(run.class_names))
 
 
+def n_shadows(cfg) -> int:
+    """The DP shadows per ε: ``dp.n_shadows``, else ``mia.n_shadows``."""
+    return cfg.dp.n_shadows or cfg.mia.n_shadows
+
+
+def _classifier(run, eps: float, shadow: int | None) -> tuple[str, Path, int]:
+    """Name, weights path and seed of the DP teacher at ``eps`` (``shadow`` None) or of its DP shadow ``shadow``."""
+    if shadow is None:
+        name = f"dp_teacher_{_tag(eps)}"
+        return name, dp_dir(run, "teachers", f"{name}.safetensors"), _seed(run, eps, 0)
+    return (f"{_tag(eps)}_{mia.shadow_name(shadow)}", dp_dir(run, "shadows", _tag(eps), f"{mia.shadow_name(shadow)}.safetensors"),
+            _seed(run, eps, shadow + 1))
+
+
+def _dp_classifier(run, eps: float, shadow: int | None, p: mia.Pool | None, keep: np.ndarray, progress: bool):
+    """The DP teacher at ``eps`` (on D) or its DP shadow ``shadow`` (on the half of P that ``keep`` gives), trained or
+    loaded: ``(name, path, model, record)``."""
+    name, path, seed = _classifier(run, eps, shadow)
+    if shadow is None:
+        D = run.real("D")
+        images, labels = D.images, D.labels
+    else:
+        images, labels = p.images[keep[shadow]], p.labels[keep[shadow]]
+    model, rec = _dp_model(run, path, images, labels, eps, seed, progress, name)
+    return name, path, model, rec
+
+
 def dp_teacher_row(run, eps: float, p: mia.Pool, keep: np.ndarray, *, progress: bool = True) -> tuple[dict[str, Any], Any]:
     """Train (or load) the DP teacher at ``eps`` and its DP shadows, attack it and audit it: its row and the model."""
-    D = run.real("D")
-    name = f"dp_teacher_{_tag(eps)}"
-    path = dp_dir(run, "teachers", f"{name}.safetensors")
-    model, rec = _dp_model(run, path, D.images, D.labels, eps, _seed(run, eps, 0), progress, name)
+    name, path, model, rec = _dp_classifier(run, eps, None, p, keep, progress)
     shadows = []
     for i in tqdm(range(len(keep)), desc=f"DP shadows {_tag(eps)}", unit="shadows", disable=not progress, leave=False):
-        sname = f"{_tag(eps)}_{mia.shadow_name(i)}"
-        spath = dp_dir(run, "shadows", _tag(eps), f"{mia.shadow_name(i)}.safetensors")
-        smodel, _ = _dp_model(run, spath, p.images[keep[i]], p.labels[keep[i]], eps, _seed(run, eps, i + 1), progress, sname)
+        sname, _, smodel, _ = _dp_classifier(run, eps, i, p, keep, progress)
         shadows.append(_logits(run, sname, smodel, p))
     attack = _attack(run, _logits(run, name, model, p), shadows, keep, p, rec["delta"], "DP shadows (the same DP-SGD recipe)")
     row = _row(run, name, "dp_teacher", model, attack, path.with_suffix(".json"), eps_accountant=rec["epsilon_accountant"],
@@ -278,7 +300,7 @@ def jobs(run) -> list[tuple[str, float, int]]:
     cfg = run.cfg
     out = [("lora", float(eps), 0) for eps in cfg.dp.epsilons] if cfg.dp.lora else []
     for eps in cfg.dp.epsilons:
-        out += [("teacher", float(eps), 0)] + [("shadow", float(eps), i) for i in range(cfg.dp.n_shadows or cfg.mia.n_shadows)]
+        out += [("teacher", float(eps), 0)] + [("shadow", float(eps), i) for i in range(n_shadows(cfg))]
     return out
 
 
@@ -286,9 +308,7 @@ def _job_done(run, job: tuple[str, float, int]) -> bool:
     what, eps, i = job
     if what == "lora":
         return _synthetic_path(run, eps).is_file()
-    if what == "teacher":
-        return dp.is_done(dp_dir(run, "teachers", f"dp_teacher_{_tag(eps)}.safetensors"))
-    return dp.is_done(dp_dir(run, "shadows", _tag(eps), f"{mia.shadow_name(i)}.safetensors"))
+    return dp.is_done(_classifier(run, eps, None if what == "teacher" else i)[1])
 
 
 def train_share(run, shard: str = "1/1", progress: bool = True) -> int:
@@ -296,18 +316,14 @@ def train_share(run, shard: str = "1/1", progress: bool = True) -> int:
     skipping finished ones; a model's seed depends on the model only, so which share trains it does not matter.
     Returns how many it trained. :func:`run_dp_study` calls it in ``study.workers`` processes before it attacks."""
     k, n = shards.parse_shard(shard)
-    keep, p, D = mia.ensure_mask(run, run.cfg.dp.n_shadows or run.cfg.mia.n_shadows), None, run.real("D")
+    keep, p = mia.ensure_mask(run, n_shadows(run.cfg)), None
     trained = 0
     for what, eps, i in [j for idx, j in enumerate(jobs(run)) if idx % n == k - 1 and not _job_done(run, j)]:
         if what == "lora":
             dp_lora_set(run, eps, progress)
-        elif what == "teacher":
-            _dp_model(run, dp_dir(run, "teachers", f"dp_teacher_{_tag(eps)}.safetensors"), D.images, D.labels, eps,
-                      _seed(run, eps, 0), progress, f"dp_teacher_{_tag(eps)}")
         else:
-            p = p or mia.pool(run)
-            _dp_model(run, dp_dir(run, "shadows", _tag(eps), f"{mia.shadow_name(i)}.safetensors"), p.images[keep[i]],
-                      p.labels[keep[i]], eps, _seed(run, eps, i + 1), progress, f"{_tag(eps)}_{mia.shadow_name(i)}")
+            p = p or (mia.pool(run) if what == "shadow" else None)
+            _dp_classifier(run, eps, None if what == "teacher" else i, p, keep, progress)
         trained += 1
     return trained
 
@@ -377,7 +393,7 @@ def run_dp_study(run, *, progress: bool = True) -> pd.DataFrame:
     if not artifacts.weights_file(run, "teacher").is_file():
         raise FileNotFoundError(f"run {run.dir} has no teacher: the DP study runs on a run that finished phases 00-04 "
                                 "(tckr study <config> --run-dir <run> --phases 00_data,01_captions,02_lora_finetune,03_generate,04_run_evaluate)")
-    keep = mia.ensure_mask(run, cfg.dp.n_shadows or cfg.mia.n_shadows)
+    keep = mia.ensure_mask(run, n_shadows(cfg))
     todo = jobs(run)
     if cfg.study.workers > 1 and not all(_job_done(run, j) for j in todo):  # independent models: study.workers processes
         parallel.run_shards(run, "tckr.privacy.dp_study:train_share", done=lambda: sum(_job_done(run, j) for j in todo),

@@ -205,12 +205,17 @@ def _short(r) -> str:
     return f"{r['study']} {name}" if r["kind"] == "control_student" else name
 
 
+def is_tckr_student(model: str) -> bool:
+    """Whether a study's student is a TCKR student: the adapted generator's set with the teacher's soft labels (not
+    the hard-label ablation, not a base-generator baseline)."""
+    return str(model).startswith("student_synth") and not str(model).endswith("_hard")
+
+
 def shown_kind(r) -> str:
-    """The legend's group of a point: the TCKR students (the LoRA's sets, soft labels) apart from the study's other
+    """The legend's group of a point: the TCKR students (:func:`is_tckr_student`) apart from the study's other
     students (baselines and hard-label ablations)."""
     if r["kind"] == "student":
-        name = str(r["model"])
-        return "TCKR student" if name.startswith("student_synth") and not name.endswith("_hard") else "baseline / ablation"
+        return "TCKR student" if is_tckr_student(r["model"]) else "baseline / ablation"
     return str(r["kind"])
 
 

@@ -19,9 +19,6 @@ import pandas as pd
 from tckr.reporting import plane
 from tckr.runfolder import artifacts
 
-TCKR_PREFIX = "student_synth"  # the TCKR students: the adapted generator's sets (soft labels; `_hard` is the ablation)
-
-
 def _num(v, lo=np.nan, hi=np.nan, unit: str = "%") -> str:
     if pd.isna(v):
         return "–"
@@ -72,9 +69,8 @@ def student_sentence(s, front: pd.DataFrame) -> str:
 
 
 def _tckr(t: pd.DataFrame) -> pd.DataFrame:
-    """The TCKR students of a plane table (the LoRA's sets with soft labels)."""
-    m = t["model"].astype(str)
-    return t[(t["kind"] == "student") & m.str.startswith(TCKR_PREFIX) & ~m.str.endswith("_hard")]
+    """The TCKR students of a plane table (:func:`tckr.reporting.plane.is_tckr_student`)."""
+    return t[(t["kind"] == "student") & t["model"].map(plane.is_tckr_student)]
 
 
 def matched_sentence(t: pd.DataFrame) -> str | None:

@@ -379,10 +379,10 @@ def result_figures(folders: list[str | Path], images: str | Path = "images", whi
             raise FileNotFoundError(f"{folder / 'config.yaml'} is missing: {folder} is not a result folder (collect one first)")
         else:
             names = which or tuple(f for f in FIGURES if f not in IMAGE_FIGURES)
-            if not which and not (folder / "results" / "mia.csv").is_file():  # phases 00-04 only: no privacy figures
+            has_mia = (folder / "results" / "mia.csv").is_file()
+            if not which and not has_mia:  # phases 00-04 only: no privacy figures
                 names = tuple(f for f in names if f not in PRIVACY_FIGURES)
             drawn = make_figures(folder, tuple(f for f in names if f != "privacy_utility"), log=log)
-            has_mia = (folder / "results" / "mia.csv").is_file()
             base = folder if has_mia else plane.base_study(folder, folders)  # a DP study's folder: its study's plane
             if which and "privacy_utility" in which and base is None:
                 raise FileNotFoundError(f"{folder}: no privacy-utility plane: it has no results/mia.csv and is no DP study "

@@ -356,9 +356,10 @@ def _front_effect(r) -> str:
 def front_block(folders: list[str | Path]) -> str:
     """The README's short results block (:func:`front_table`), markers included."""
     cmd = "tckr report write " + " ".join(Path(f).as_posix() for f in folders)
+    reading = plane_report.front_sentences(folders)  # the privacy-utility plane's, where a study has a DP study
+    bullets = "\n" + "".join(f"- {s}\n" for s in reading) if reading else ""
     return (f"{FRONT_BEGIN}\n_Written by `{cmd}` from the committed result files; the other release points are on "
-            f"the [results page]({RESULTS_PAGE.as_posix()})._\n\n{front_table(folders)}"
-            + "".join(["\n"] + [f"- {s}\n" for s in lines] if (lines := plane_report.front_sentences(folders)) else []) + FRONT_END)
+            f"the [results page]({RESULTS_PAGE.as_posix()})._\n\n{front_table(folders)}{bullets}{FRONT_END}")
 
 
 def bench_record(summary: str, argv: list[str] | None = None) -> dict[str, str]:
