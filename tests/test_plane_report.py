@@ -52,7 +52,8 @@ def test_frontier_keeps_the_models_with_a_guarantee_and_the_sentences_place_each
     assert "**above the DP frontier**" in by_model["student_synth0.2x"] and "`dp_teacher_eps8` (ε = 7.9" in by_model["student_synth0.2x"]
     assert "do not overlap" in by_model["student_synth0.2x"]
     assert f"accuracy {s02['accuracy']:.1f}% [{s02['accuracy_lo']:.1f}, {s02['accuracy_hi']:.1f}]" in by_model["student_synth0.2x"]
-    assert lines[-1].startswith("The DP frontier of `mini-dp`: `dp_teacher_eps1` 50.0% at ε = 0.99")
+    assert lines[-1].startswith("The DP frontier of `mini-dp`: `dp_teacher_eps1` 50.0% at ε = 0.99 (AUC 50.0% [49.0, 51.0])")
+    assert plane_report.above_chance({"auc_lo": 50.1}) == ", above chance" and plane_report.above_chance({"auc_lo": 50.0}) == ""
     # no DP model as accurate: above, with the distance to the most accurate
     mini2, dp2 = _folders(tmp_path / "b", [_dp_row("dp_teacher_eps1", "dp_teacher", 40.0, 1.0, 0.99)])
     s = [x for x in plane_report.sentences(mini2, [mini2, dp2]) if x.startswith("`student_synth0.2x`")][0]

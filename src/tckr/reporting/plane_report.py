@@ -31,6 +31,11 @@ def _point(r) -> str:
             f"TPR at 1% FPR {_num(r['tpr_at_1'], r['tpr_at_1_lo'], r['tpr_at_1_hi'])}")
 
 
+def above_chance(r) -> str:
+    """``", above chance"`` where a row's 95% AUC interval lies above 50%: a measurable leak, whatever a rule says."""
+    return ", above chance" if r["auc_lo"] > 50 else ""
+
+
 def _overlap(a, b, col: str) -> bool:
     return not (a[f"{col}_hi"] < b[f"{col}_lo"] or b[f"{col}_hi"] < a[f"{col}_lo"])
 
@@ -108,9 +113,11 @@ def sentences(folder: str | Path, folders) -> list[str]:
     if (m := matched_sentence(t)) is not None:
         out.append(m)
     if not front.empty:
-        dp_range = ", ".join(f"`{r['model']}` {r['accuracy']:.1f}% at ε = {r['eps_accountant']:.2g}"
+        dp_range = ", ".join(f"`{r['model']}` {r['accuracy']:.1f}% at ε = {r['eps_accountant']:.2g} "
+                             f"(AUC {_num(r['auc'], r['auc_lo'], r['auc_hi'])}{above_chance(r)})"
                              for _, r in front.sort_values("eps_accountant").iterrows())
-        out.append(f"The DP frontier of {', '.join(f'`{d.name}`' for d in dps)}: {dp_range}.")
+        out.append(f"The DP frontier of {', '.join(f'`{d.name}`' for d in dps)}: {dp_range}. A DP model whose AUC "
+                   "interval lies above 50% leaks measurably, within what its ε allows.")
     return out
 
 
