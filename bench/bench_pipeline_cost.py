@@ -10,6 +10,13 @@ seconds, in LoRA steps and in generation steps, with the study's total for ``mia
     .venv/bin/python bench/bench_pipeline_cost.py --config configs/tiny.yaml --run /tmp/pc-tiny   # seconds, plumbing only
     .venv/bin/python bench/bench_pipeline_cost.py --set generator.dtype=bfloat16 --out bench/measured/pipeline_cost_bf16.json
 
+``--before CHECKOUT`` costs the same pipeline with the code of another checkout first (``git worktree add
+/tmp/before <commit>``; its own ``bench/bench_pipeline_cost.py``, in a fresh interpreter with its ``src`` first on the
+path), then with this one, in the same sitting: each stage's speed-up, and which of the pipeline's files (models,
+adapter, synthetic sets, logits) are identical bit for bit between the two (:func:`compare_files`).
+
+    .venv/bin/python bench/bench_pipeline_cost.py --before /tmp/before --out bench/measured/pipeline_speedup.json
+
 A run folder given with ``--run`` that already holds the pipeline is resumed (finished stages are not
 re-timed: use a fresh folder for a measurement). The machine's load average is printed: other processes on
 the same cores lower every number alike, the ratios much less.
@@ -18,9 +25,12 @@ the same cores lower every number alike, the ratios much less.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,6 +55,121 @@ def stage_table(stages, lora_s: float, gen_s: float, n_pipelines: int) -> list[d
     return rows
 
 
+#: The files of a pipeline that its stages make, compared between two checkouts (relative to the run folder).
+COMPARED = ("mia/pipelines/pipeline_{i:03d}/lora/*.safetensors", "mia/pipelines/pipeline_{i:03d}/synthetic/**/*.npy",
+            "mia/pipelines/pipeline_{i:03d}/classifiers/*.safetensors", "mia/pipelines/pipeline_{i:03d}/baselines/**/*.safetensors",
+            "mia/pipelines/pipeline_{i:03d}/baselines/**/*.npy", "mia/shadows/*.safetensors", "mia/logits/*pipe*")
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file; of a safetensors file, of its tensors (names, dtypes, shapes, bytes) only: its metadata
+    records the training's wall time, which differs between any two runs."""
+    h = hashlib.sha256()
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        for name, t in sorted(load_file(str(path)).items()):
+            h.update(f"{name}|{t.dtype}|{t.shape}|".encode())
+            h.update(t.tobytes())
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def compare_files(before: Path, after: Path, pipeline: int) -> dict:
+    """Which of pipeline ``pipeline``'s files (:data:`COMPARED`) the two run folders hold identically (:func:`_digest`),
+    which differ, and which only one of them holds."""
+    def files(root: Path) -> dict[str, str]:
+        found = {}
+        for pattern in COMPARED:
+            for f in root.glob(pattern.format(i=pipeline)):
+                found[f.relative_to(root).as_posix()] = _digest(f)
+        return found
+
+    a, b = files(before), files(after)
+    return {"identical": sorted(k for k in a.keys() & b.keys() if a[k] == b[k]),
+            "different": sorted(k for k in a.keys() & b.keys() if a[k] != b[k]),
+            "only_before": sorted(a.keys() - b.keys()), "only_after": sorted(b.keys() - a.keys())}
+
+
+def speedups(before: dict, after: dict) -> list[dict]:
+    """Per stage (and total): seconds before and after and their ratio, from two results of this benchmark."""
+    old = {r["stage"]: r["seconds"] for r in before["stages"]}
+    rows = []
+    for r in after["stages"]:
+        if r["stage"] in old and not r["stage"].startswith("total (") or r["stage"] == "total (one pipeline)":
+            b = old.get(r["stage"])
+            rows.append({"stage": r["stage"], "before_s": b, "after_s": r["seconds"],
+                         "speedup": b / r["seconds"] if b and r["seconds"] > 0 else None})
+    return rows
+
+
+def before_variant(checkout: Path, args, folder: Path) -> dict:
+    """This benchmark as ``checkout``'s code runs it (its own script and sources), on run folder ``folder``."""
+    script = checkout / "bench" / "bench_pipeline_cost.py"
+    if not (checkout / "src" / "tckr").is_dir() or not script.is_file():
+        raise SystemExit(f"--before {checkout}: no src/tckr or bench/bench_pipeline_cost.py there; make it with "
+                         f"`git worktree add {checkout} <commit>`")
+    out = folder.parent / "before.json"
+    cmd = [sys.executable, str(script), "--config", str(Path(args.config).resolve()), "--run", str(folder),
+           "--pipeline", str(args.pipeline), "--threads", str(args.threads), "--lora-steps", str(args.lora_steps),
+           "--generation-steps", str(args.generation_steps), "--out", str(out)]
+    for s in args.sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
+    done = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the pipeline with {checkout}'s code failed:\n{done.stderr[-3000:]}")
+    result = json.loads(out.read_text())
+    result["commit"] = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                      text=True).stdout.strip()
+    return result
+
+
+def side_by_side(args) -> None:
+    """``--before``: the pipeline with the other checkout's code, then with this one's, compared."""
+    work = Path(tempfile.mkdtemp(prefix="tckr-pipeline-speedup-"))
+    try:
+        load0 = os.getloadavg()
+        before = before_variant(Path(args.before).resolve(), args, work / "before" / "run")
+        rest = ["--config", args.config, "--pipeline", str(args.pipeline), "--threads", str(args.threads),
+                "--lora-steps", str(args.lora_steps), "--generation-steps", str(args.generation_steps)]
+        for s in args.sets + args.after_sets:
+            rest += ["--set", s]
+        after_json = work / "after.json"
+        main([*rest, "--run", str(work / "after" / "run"), "--out", str(after_json)])
+        after = json.loads(after_json.read_text())
+        same = compare_files(work / "before" / "run", work / "after" / "run", args.pipeline)
+    finally:
+        load1 = os.getloadavg()
+    rows = speedups(before, after)
+    total = next(r for r in rows if r["stage"] == "total (one pipeline)")
+    print(f"\nbefore ({before['commit']}) -> after, same settings, one after the other (load average {load0[0]:.2f} -> {load1[0]:.2f}):")
+    for r in rows:
+        print(f"{r['stage']:28s} {r['before_s']:9.1f} {r['after_s']:9.1f}  {r['speedup'] or float('nan'):5.2f}x")
+    print(f"files identical bit for bit: {len(same['identical'])}; different: {len(same['different'])} {same['different'][:6]}")
+    shutil.rmtree(work, ignore_errors=True)
+    if args.out:
+        from tckr.cli.options import parse_set
+        from tckr.core import io
+        from tckr.reporting import report
+
+        result = {"config": args.config, "threads": args.threads, "before_commit": before["commit"],
+                  "after_overrides": parse_set(args.after_sets), "before": before,
+                  "after": after, "speedups": rows, "files": same, "loadavg_before": load0, "loadavg_after": load1}
+        teacher = next((r for r in rows if r["stage"] == "teacher"), None)
+        result["record"] = report.bench_record(
+            f"one shadow pipeline of {args.config}, {before['commit']} against this code"
+            + "".join(f" with {k}={v}" for k, v in parse_set(args.after_sets).items()) + ", side by side: "
+            f"{total['before_s'] / 60:.1f} -> {total['after_s'] / 60:.1f} min ({total['speedup']:.2f}x)"
+            + (f", its teacher (a classifier shadow) {teacher['speedup']:.2f}x" if teacher else "")
+            + f"; {len(same['identical'])} of {len(same['identical']) + len(same['different'])} files identical")
+        io.write_json(args.out, result)
+        print(f"wrote {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/mini.yaml")
@@ -57,11 +182,22 @@ def main(argv: list[str] | None = None) -> None:
                     help="override one config key (repeatable, as tckr's --set), e.g. --set generator.dtype=bfloat16 "
                     "to cost the pipeline at another precision beside the config's own")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
+    ap.add_argument("--before", default=None, metavar="CHECKOUT",
+                    help="cost the pipeline with this checkout's code first, then with this one, and compare")
+    ap.add_argument("--after-set", dest="after_sets", action="append", default=[], metavar="section.key=value",
+                    help="with --before: override one config key for this code's run only (a recipe change costed "
+                    "against the code before at its own settings)")
     args = ap.parse_args(argv)
-    from tckr.cli.options import parse_set
+    from tckr.cli.options import UsageError, parse_set
     from tckr.core import config, io
 
+    if args.after_sets and not args.before:
+        raise UsageError("--after-set goes with --before (it changes this code's run of a side-by-side only); "
+                         "use --set to cost one configuration")
     overrides = parse_set(args.sets)  # a mistyped key is refused here, before any work
+    config.load_config(args.config, {**overrides, **parse_set(args.after_sets)} or None)  # and a bad value
+    if args.before:
+        return side_by_side(args)
     from tckr.datasets import real
     from tckr.generation import captions, prompt_files, synthesis
     from tckr.privacy import pipelines

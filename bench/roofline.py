@@ -26,8 +26,9 @@ base (``models/tiny-sd-fashion``), float32 on the CPU:
   ``lora.batch_size`` (the VAE and text encoder, which run without gradients, are left out: latents and prompt
   embeddings are precomputed);
 - teacher / student step: ``loop.train_step`` (augmentation, forward, backward, AdamW, schedule) of
-  ``classifier.teacher_arch`` / ``student_arch`` at ``train.batch_size``; the student's step includes its GKD
-  teacher's forward;
+  ``classifier.teacher_arch`` / ``student_arch`` at ``train.batch_size``; the student's GKD targets are its teacher's
+  outputs, computed once before the steps (``loop.teacher_views``, when the augmentation is at most a flip, as in the
+  mini configs) or by a teacher forward in the step (otherwise);
 - query pass: ``inference.predict_logits`` of ``--query-batch`` images in one batch;
 - generator attack: one UNet forward of ``generator_mia.ATTACK_BATCH`` examples (×2 rows: prompt and null);
 - LiRA: ``attacks.lira_from_stable`` on ``--lira-shadows`` × ``--lira-examples`` × 2 queries. It is numpy
@@ -221,6 +222,7 @@ def summary(result: dict) -> str:
 
 def stage_list(args, cfg) -> list[tuple[str, str, Callable[[], Callable[[], object]], int]]:
     """(name, detail, builder of the timed function, items per run) of every stage but LiRA."""
+    from tckr.classification import augment
     from tckr.generation import generator
     from tckr.privacy import generator_mia as gm
 
@@ -241,8 +243,8 @@ def stage_list(args, cfg) -> list[tuple[str, str, Callable[[], Callable[[], obje
          lambda: _lora_step(args.base, cfg), cfg.lora.batch_size),
         ("teacher step", f"{cc.teacher_arch} {cc.input_size}px, batch {cfg.train.batch_size}, forward + backward + AdamW",
          lambda: _classifier_step(cfg, cc.teacher_arch, None, images, labels), cfg.train.batch_size),
-        ("student step", f"{cc.student_arch} {cc.input_size}px, batch {cfg.train.batch_size}, GKD (teacher forward) + "
-         "forward + backward + AdamW", lambda: _classifier_step(cfg, cc.student_arch, cc.teacher_arch, images, labels),
+        ("student step", f"{cc.student_arch} {cc.input_size}px, batch {cfg.train.batch_size}, GKD "
+         f"({'teacher outputs computed once' if augment.flip_only(cfg) else 'teacher forward'}) + forward + backward + AdamW", lambda: _classifier_step(cfg, cc.student_arch, cc.teacher_arch, images, labels),
          cfg.train.batch_size),
         ("query pass", f"{cc.teacher_arch} inference, batch {args.query_batch}",
          lambda: _query_pass(cfg, images[:args.query_batch]), args.query_batch),

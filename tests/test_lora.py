@@ -72,6 +72,25 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path, base_dir, monkey
     assert list(pd.read_csv(run.dir / "lora" / "loss.csv")["step"]) == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("flip", [True, False], ids=["flip", "no-flip"])
+def test_encoding_d_once_trains_the_same_adapter_as_encoding_each_batch(tmp_path, base_dir, monkeypatch, flip):
+    """lora.encoded_d (D's posteriors and prompt embeddings, computed before the steps) changes the cost, not the
+    adapter: bit for bit the one trained with every step encoding its own batch (lora.ENCODED_BYTES 0)."""
+    def adapter(name, budget):
+        monkeypatch.setattr(lora, "ENCODED_BYTES", budget)
+        run = runs.open_run("configs/tiny.yaml", tmp_path / name, overrides={
+            "generator.base": str(base_dir), "lora.random_flip": flip, "lora.max_steps": 6})
+        captions.caption_run(run, progress=False)
+        return io.load_weights(lora.finetune(run, progress=False))[0]
+
+    made = []
+    encoded_d = lora.encoded_d
+    monkeypatch.setattr(lora, "encoded_d", lambda *a, **k: made.append(r := encoded_d(*a, **k)) or r)
+    once, each = adapter("once", 1 << 30), adapter("each", 0)
+    assert made[0] is not None and made[0].mean.shape[0] == (2 if flip else 1) and made[1] is None
+    assert once.keys() == each.keys() and all(torch.equal(once[k], each[k]) for k in once)
+
+
 def test_missing_captions_say_which_notebook(tmp_path, base_dir):
     run = runs.open_run("configs/tiny.yaml", tmp_path / "nocap", overrides={"generator.base": str(base_dir)})
     with pytest.raises(FileNotFoundError, match="01_captions"):

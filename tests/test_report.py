@@ -351,3 +351,48 @@ def test_tckr_report_bench_writes_and_checks_the_table(tmp_path):
     (folder / "x.json").write_text(json.dumps({"record": report.bench_record("one", argv=["bench/x.py"])}))
     assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 0
     assert cli.main(["report", "bench", str(folder), str(folder), "--readme", str(readme)]) == 2
+
+
+def test_speed_row_is_written_from_the_before_and_after_rooflines(tmp_path):
+    """With roofline_before.json and roofline.json in the benchmark folder, `tckr report bench` also writes the
+    README's speed row: each stage both time, before and after, with its share of the peak and its speed-up; the
+    pipeline's side-by-side sentence when pipeline_speedup.json is there. Rooflines of other settings are refused."""
+    from tckr import cli
+    from tckr.reporting import speed_report
+
+    folder = tmp_path / "measured"
+    folder.mkdir()
+    rec = report.bench_record("r", argv=["bench/roofline.py"])
+
+    def roofline(commit, lora_s, frac, threads=2):
+        return {"config": "configs/mini.yaml", "threads": threads, "processes": 1, "dtype": "float32", "base": "b",
+                "peak": {"matmul": {"gflops": 184.0}}, "record": {**rec, "commit": commit},
+                "stages": [{"stage": "LoRA step", "median_s": lora_s, "fraction_of_peak": frac},
+                           {"stage": "LiRA scoring", "median_s": 0.003, "fraction_of_peak": None}]}
+
+    (folder / "roofline.json").write_text(json.dumps(roofline("bbbbbbb", 0.05, 0.6)))
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "benchmarks.md"
+    page.parent.mkdir()
+    page.write_text(f"{report.BENCH_BEGIN}\n{report.BENCH_END}\n")
+    readme.write_text("# R\n")
+    assert not speed_report.has_speed(folder)  # one roofline alone: the README is not touched
+    assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0 and readme.read_text() == "# R\n"
+    (folder / "roofline_before.json").write_text(json.dumps(roofline("aaaaaaa", 0.1, 0.3)))
+    with pytest.raises(report.ReportError, match="no speed block"):
+        report.update_bench(readme, folder)
+    readme.write_text(f"# R\n{speed_report.SPEED_BEGIN}\n{speed_report.SPEED_END}\nend\n")
+    assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "| LoRA step | 100 ms, 30% | 50 ms, 60% | 2.00× |" in text and "| LiRA scoring | 3 ms, – | 3 ms, – | 1.00× |" in text
+    assert "(aaaaaaa)" in text and "(bbbbbbb)" in text and text.endswith(f"{speed_report.SPEED_END}\nend\n")
+    assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 0
+    (folder / "pipeline_speedup.json").write_text(json.dumps({
+        "config": "configs/mini.yaml", "threads": 2, "before_commit": "aaaaaaa", "record": {**rec, "commit": "bbbbbbb"},
+        "speedups": [{"stage": "total (one pipeline)", "before_s": 250.0, "after_s": 125.0, "speedup": 2.0}],
+        "files": {"identical": ["x", "y"], "different": ["z"]}}))
+    assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 1
+    assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
+    assert "250 s → 125 s (2.00×); 2 of 3 of its files identical" in readme.read_text()
+    (folder / "roofline_before.json").write_text(json.dumps(roofline("aaaaaaa", 0.1, 0.3, threads=1)))
+    with pytest.raises(speed_report.SpeedError, match="other settings"):
+        speed_report.speed_rows(folder)

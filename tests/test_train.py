@@ -243,6 +243,31 @@ def test_gkd_student_on_held_out_data_matches_teacher(cfg, fitted):
     assert acc_s >= acc_t - 2, (acc_t, acc_s)
 
 
+@pytest.mark.parametrize("flip", [True, False], ids=["flip", "no-flip"])
+def test_gkd_with_the_teachers_views_computed_once_trains_the_same_weights(cfg, fitted, monkeypatch, flip):
+    """A student whose teacher outputs come from loop.teacher_views (computed once) ends with the very weights of
+    one whose teacher runs on every augmented batch, history included; with a crop the views are not used."""
+    from tckr.classification import loop
+
+    teacher = fitted[0]
+    c = load_config("configs/tiny.yaml", {"train.epochs": 3, "train.batch_size": 32, "train.flip": flip,
+                                          "train.crop_padding": 0.0, "study.num_threads": 1})
+    (x, y), (xv, yv) = toy(150, 21), toy(50, 22)
+    soft = np.full((len(x), 10), 0.1, dtype=np.float32)
+    calls = []
+    views = loop.teacher_views
+    monkeypatch.setattr(loop, "teacher_views", lambda tr: calls.append(1) or views(tr))
+    cached, hist_a = train.fit(c, ARCH, x, soft, xv, yv, seed=4, teacher=teacher, progress=False)
+    assert calls and views(loop.start(c, ARCH, 10, torch.device("cpu"), teacher, 0, 1, *loop.training_set(x, soft))).shape == (2 if flip else 1, 150, 10)
+    monkeypatch.setattr(loop, "teacher_views", lambda tr: None)
+    online, hist_b = train.fit(c, ARCH, x, soft, xv, yv, seed=4, teacher=teacher, progress=False)
+    a, b = cached.state_dict(), online.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(hist_a.drop(columns=["seconds", "images_per_second"]), hist_b.drop(columns=["seconds", "images_per_second"]))
+    cropped = load_config("configs/tiny.yaml", {"train.crop_padding": 0.125, "study.num_threads": 1})
+    assert views(loop.start(cropped, ARCH, 10, torch.device("cpu"), teacher, 0, 1, *loop.training_set(x, soft))) is None
+
+
 AUG_OFF = {"train.epochs": 1, "train.batch_size": 20, "train.flip": False, "train.crop_padding": 0.0, "train.augmix": False,
            "train.mixup_alpha": 0.0, "train.patience": 0, "study.num_threads": 1}
 
@@ -370,6 +395,7 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     np.testing.assert_array_equal(draw(2)[0], a)
     written, write = [], checkpoints.write_checkpoint
     monkeypatch.setattr(checkpoints, "write_checkpoint", lambda path, *a: written.append(path.name) or write(path, *a))
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
     t = train.teacher(run, progress=False)
     assert artifacts.weights_file(run, "teacher").name == "fashion_mnist_mbnv3_real.safetensors"
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_real.json").is_file()
@@ -380,7 +406,7 @@ def test_teacher_students_and_result_files(tmp_path, fake_synthesis, monkeypatch
     studs = [*train.students(run, [0.5], t).values(), *train.students(run, [0.5], t, label_mode="hard").values()]
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x.safetensors").is_file()
     assert (run.dir / "classifiers" / "fashion_mnist_mbnv3_synth0.5x_hard.safetensors").is_file()
-    # every epoch checkpointed beside the weights, and the checkpoints deleted once the weights were written
+    # every epoch checkpointed beside the weights (at CHECKPOINT_SECONDS 0), and the checkpoints deleted once the weights were written
     assert sorted(set(written)) == ["fashion_mnist_mbnv3_real.ckpt", "fashion_mnist_mbnv3_synth0.5x.ckpt",
                                     "fashion_mnist_mbnv3_synth0.5x_hard.ckpt"] and len(written) == 6
     assert not list((run.dir / "classifiers").glob("*.ckpt"))
@@ -441,6 +467,21 @@ def test_notebook_04_in_the_chain(tiny_chain):
     assert (tiny_chain / "notebooks" / "04_run_evaluate.ipynb").is_file()
 
 
+def test_checkpoints_are_written_every_checkpoint_seconds_or_every_epoch_with_on_epoch(cfg, monkeypatch, tmp_path):
+    (x, y), (xv, yv) = toy(40, 31), toy(20, 32)
+    written, write = [], checkpoints.write_checkpoint
+    monkeypatch.setattr(checkpoints, "write_checkpoint", lambda path, *a: written.append(path.name) or write(path, *a))
+    c = load_config("configs/tiny.yaml", {"train.epochs": 3, "train.batch_size": 20, "train.patience": 0, "study.num_threads": 1})
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 3600.0)
+    train.fit(c, ARCH, x, y, xv, yv, seed=0, checkpoint=tmp_path / "a.ckpt", progress=False)
+    assert written == []  # three short epochs: none written
+    train.fit(c, ARCH, x, y, xv, yv, seed=0, checkpoint=tmp_path / "b.ckpt", progress=False, on_epoch=lambda e: None)
+    assert written == ["b.ckpt"] * 3  # a caller acting after each epoch gets each epoch's state
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
+    train.fit(c, ARCH, x, y, xv, yv, seed=0, checkpoint=tmp_path / "c.ckpt", progress=False)
+    assert written[3:] == ["c.ckpt"] * 3
+
+
 def test_fit_reads_memory_mapped_images(cfg, tmp_path):
     x, y = toy(60, 5)
     np.save(tmp_path / "x.npy", x)
@@ -468,7 +509,7 @@ RESUME_OVERRIDES = {"train.epochs": 2, "train.batch_size": 20, "train.mixup_alph
                     "train.crop_padding": 0.1, "study.num_threads": 1}
 
 
-def test_killed_training_resumes_bit_identical(tmp_path, capsys):
+def test_killed_training_resumes_bit_identical(tmp_path, capsys, monkeypatch):
     """A fit killed after epoch 1 and rerun ends with the weights and history of an uninterrupted fit (MixUp and
     AugMix draw from the global RNGs, crop and flip from fit's generator: all of them must be restored)."""
     import os
@@ -484,6 +525,7 @@ def test_killed_training_resumes_bit_identical(tmp_path, capsys):
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path), "1"], cwd=os.getcwd(), capture_output=True, text=True)
     assert done.returncode == 17, done.stderr[-2000:]
     epoch_1_seconds = checkpoints.read_checkpoint(ckpt, {})["progress"]["rows"][0]["seconds"]
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)  # the resumed fit rewrites it after epoch 2 (checked below)
     resumed, hist_r = train.fit(cfg, ARCH, x, y, xv, yv, seed=3, checkpoint=ckpt, progress=False)
     whole, hist_w = train.fit(cfg, ARCH, x, y, xv, yv, seed=3, progress=False)
     a, b = resumed.state_dict(), whole.state_dict()
@@ -496,11 +538,12 @@ def test_killed_training_resumes_bit_identical(tmp_path, capsys):
     assert checkpoints.read_checkpoint(ckpt, {})["progress"]["epoch"] == 2  # kept: the caller deletes it after saving
 
 
-def test_unusable_checkpoint_is_said_and_training_starts_over(tmp_path, capsys):
+def test_unusable_checkpoint_is_said_and_training_starts_over(tmp_path, capsys, monkeypatch):
     cfg = load_config("configs/tiny.yaml", {**RESUME_OVERRIDES, "train.epochs": 1, "train.augmix": False})
     x, y = toy(40, 6)
     ckpt = tmp_path / "m.ckpt"
     ckpt.write_bytes(b"not a checkpoint")
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)  # each fit writes its own checkpoint over the damaged one
     damaged, _ = train.fit(cfg, ARCH, x, y, x[:20], y[:20], seed=0, checkpoint=ckpt, progress=False)
     assert "not usable" in capsys.readouterr().out and ckpt.is_file()
     other, _ = train.fit(cfg, ARCH, x, y, x[:20], y[:20], seed=1, checkpoint=ckpt, progress=False)  # another training's

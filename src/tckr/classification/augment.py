@@ -20,9 +20,18 @@ from tckr.core.config import Config
 AUGMIX_CHUNK = 8
 
 
-def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(len(x), generator=gen, device=gen.device) < 0.5
+def flip_draw(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Which of ``n`` images :func:`random_flip` mirrors: one draw of ``gen``, a bool mask."""
+    return torch.rand(n, generator=gen, device=gen.device) < 0.5
+
+
+def flipped(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """``x`` with the images of the mask ``flip`` mirrored horizontally."""
     return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return flipped(x, flip_draw(len(x), gen))
 
 
 def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -53,6 +62,13 @@ def augmix(x: torch.Tensor) -> torch.Tensor:
 
 def crop_pixels(cfg: Config) -> int:
     return int(round(cfg.train.crop_padding * cfg.data.image_size))
+
+
+def flip_only(cfg: Config) -> bool:
+    """True when ``cfg.train``'s augmentation of an image is at most a horizontal flip (no crop, AugMix or
+    MixUp): then an image has at most two views, and a frozen teacher's outputs on them can be computed once
+    (:func:`tckr.classification.loop.teacher_views`)."""
+    return crop_pixels(cfg) <= 0 and not cfg.train.augmix and cfg.train.mixup_alpha <= 0
 
 
 def augment_batch(x: torch.Tensor, cfg: Config, gen: torch.Generator) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tckr.classification import checkpoints, classifiers
-from tckr.classification.augment import augment_batch, mixup
+from tckr.classification.augment import augment_batch, flip_draw, flip_only, flipped, mixup
 from tckr.classification.batches import (
     Preprocess,
     as_tensor,
@@ -63,6 +63,7 @@ class Training:
     temp: float
     x: Any  # training images: uint8 tensor, read-only memory-map or streamed synthetic set
     t: torch.Tensor  # int64 labels or float class distributions
+    views: torch.Tensor | None = None  # the frozen teacher's logits on every training image's views (teacher_views)
 
 
 @dataclass
@@ -92,6 +93,30 @@ def redrawn(redraw: Callable[[int], tuple[np.ndarray, np.ndarray]], epoch: int) 
     """The training set ``redraw(epoch)`` returns (``gkd.regenerate_every``), as tensors."""
     new_x, new_t = redraw(epoch)
     return as_tensor(new_x), torch.as_tensor(np.asarray(new_t))
+
+
+def teacher_views(tr: Training, batch_size: int = 512) -> torch.Tensor | None:
+    """The teacher's float logits ``V×N×C`` on every training image, un-flipped (``V`` = 0) and, with
+    ``train.flip``, mirrored (``V`` = 1); None without a teacher or when the augmentation is more than a flip
+    (:func:`~tckr.classification.augment.flip_only`).
+
+    GKD's target for an augmented batch is the frozen teacher's softmax on that batch. When an image can only be
+    itself or its mirror, those outputs are computed here once instead of in every epoch's every step: a student
+    step then costs one forward fewer. The same numbers, not close ones: the teacher is in eval mode and its
+    per-image output does not depend on the batch it is in (``tests/test_train.py`` trains a student both ways and
+    compares the weights bit for bit)."""
+    if tr.teacher is None or not flip_only(tr.cfg):
+        return None
+    n = len(tr.x)
+    out = torch.empty((2 if tr.cfg.train.flip else 1, n, tr.n_cls), dtype=torch.float32)
+    with torch.no_grad():
+        for first in range(0, n, batch_size):
+            idx = torch.arange(first, min(first + batch_size, n))
+            raw = take(tr.x, idx, tr.dev)
+            for v in range(len(out)):
+                with autocast(tr.dev, tr.cfg):
+                    out[v, idx] = tr.teacher(tr.pre(raw.flip(-1) if v else raw)).float().cpu()
+    return out
 
 
 def lr_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -124,7 +149,15 @@ def start(cfg: Config, arch: str, n_cls: int, dev: torch.device, teacher: classi
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(warmup, total))
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and tc.amp)
     temp = cfg.gkd.temperature if teacher is not None else 1.0
-    return Training(cfg, model, norm, pre, teacher, opt, sched, scaler, gen, dev, n_cls, temp, x, t)
+    tr = Training(cfg, model, norm, pre, teacher, opt, sched, scaler, gen, dev, n_cls, temp, x, t)
+    tr.views = teacher_views(tr)
+    return tr
+
+
+def new_training_set(tr: Training, x: Any, t: torch.Tensor) -> None:
+    """Train on ``(x, t)`` from now on (``gkd.regenerate_every``): the teacher's views are those of the new images."""
+    tr.x, tr.t = x, t
+    tr.views = teacher_views(tr)
 
 
 def resume(tr: Training, saved: dict[str, Any], redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None) -> tuple[Progress, int]:
@@ -144,7 +177,7 @@ def resume(tr: Training, saved: dict[str, Any], redraw: Callable[[int], tuple[np
     if redraw is not None and k > 0:
         last = max((e for e in range(2, start_epoch) if (e - 1) % k == 0), default=None)
         if last is not None:  # the training set the interrupted run was using
-            tr.x, tr.t = redrawn(redraw, last)
+            new_training_set(tr, *redrawn(redraw, last))
     return state, start_epoch
 
 
@@ -160,6 +193,15 @@ def checkpoint_state(tr: Training, state: Progress, epoch: int) -> dict[str, Any
 def train_step(tr: Training, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimiser step on the training images ``idx``: (loss, logits, target distributions)."""
     cfg, tc = tr.cfg, tr.cfg.train
+    if tr.views is not None:  # the teacher's outputs were computed once (teacher_views): the same draws, no teacher forward
+        flip = flip_draw(len(idx), tr.gen) if tc.flip else None
+        raw = take(tr.x, idx, tr.dev)
+        xb = tr.pre(raw if flip is None else flipped(raw, flip))
+        t_logits = tr.views[0, idx] if flip is None else torch.where(flip[:, None], tr.views[-1, idx], tr.views[0, idx])
+        tb = F.softmax(t_logits.to(tr.dev) / tr.temp, dim=1)
+        with autocast(tr.dev, cfg):
+            logits = tr.model(xb)
+        return _optimise(tr, logits, tb)
     xb = tr.pre(augment_batch(take(tr.x, idx, tr.dev), cfg, tr.gen))
     if tr.teacher is None:
         tb = tr.t[idx].to(tr.dev)
@@ -172,6 +214,10 @@ def train_step(tr: Training, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
             with torch.no_grad():
                 tb = F.softmax(tr.teacher(xb).float() / tr.temp, dim=1)
         logits = tr.model(xb)
+    return _optimise(tr, logits, tb)
+
+
+def _optimise(tr: Training, logits: torch.Tensor, tb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     loss = soft_cross_entropy(logits / tr.temp, tb) * tr.temp ** 2
     tr.opt.zero_grad(set_to_none=True)
     tr.scaler.scale(loss).backward()

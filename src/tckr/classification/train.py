@@ -11,7 +11,9 @@ checkpoints are :mod:`tckr.classification.checkpoints`; inference of the trained
 
 GKD (:func:`student`): the student's target for each augmented synthetic batch is the teacher's
 softmax on that same batch at temperature ``gkd.temperature`` (loss: soft cross-entropy between
-student and teacher at that temperature, times T²); ``gkd.label_mode: hard`` trains on the
+student and teacher at that temperature, times T²; when an image can only be itself or its mirror, the teacher's
+outputs are computed once per image and view, :func:`tckr.classification.loop.teacher_views`, with the same
+numbers); ``gkd.label_mode: hard`` trains on the
 synthetic set's prompted class labels instead (the paper's ablation). ``gkd.regenerate_every: k``
 redraws the student's training subset from the largest synthetic set every k epochs.
 
@@ -27,6 +29,7 @@ Used by other phases: :func:`fit` (LiRA shadows), :func:`teacher`.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,6 +64,11 @@ def tensorboard_writer(logdir: Path):
 
 
 # ---------------------------------------------------------------- the training loop
+#: A training's checkpoint is rewritten after an epoch once this many seconds have passed since it was last
+#: written (after every epoch when ``fit`` has an ``on_epoch`` callback, which may stop there): a killed fit loses
+#: at most this much work, and a student of a few seconds an epoch does not spend 7% of its time writing them.
+CHECKPOINT_SECONDS = 30.0
+
 def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, *,
         seed: int, epochs: int | None = None, history_path: str | Path | None = None, progress: bool = True, desc: str = "",
         teacher: classifiers.TrainedClassifier | nn.Module | None = None, redraw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
@@ -74,7 +82,7 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     targets (online GKD). ``redraw(epoch)`` returns a new ``(images, targets)`` training set; it is
     called every ``gkd.regenerate_every`` epochs when that is set.
 
-    ``checkpoint``: a file (safetensors, written atomically after every epoch) holding everything the next
+    ``checkpoint``: a file (safetensors, written atomically after an epoch, every :data:`CHECKPOINT_SECONDS`) holding everything the next
     epoch depends on: weights, best weights, optimiser, schedule, AMP scaler, every RNG state and the history.
     When it exists and was made by the same training (config hash, architecture, seed, epochs, data sizes and
     targets), training continues after its last finished epoch and ends bit-identical to an uninterrupted run;
@@ -101,10 +109,11 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
     if saved is not None:
         state, start_epoch = loop.resume(tr, saved, redraw)
     board = _board(cfg, history_path)
+    written = time.monotonic()
     bar = tqdm(range(start_epoch, 1 if state.stopped else epochs + 1), desc=desc or arch, unit="epochs", disable=not progress, leave=False)
     for epoch in bar:
         if redraw is not None and cfg.gkd.regenerate_every > 0 and epoch > 1 and (epoch - 1) % cfg.gkd.regenerate_every == 0:
-            tr.x, tr.t = loop.redrawn(redraw, epoch)
+            loop.new_training_set(tr, *loop.redrawn(redraw, epoch))
         train_loss, train_acc, seconds, speed = loop.train_epoch(tr)
         val_loss, val_acc = loop.validate(tr.model, tr.pre, xv, yv, dev, cfg)
         is_best = loop.select(state, tr.model, epoch, val_acc, cfg.train.patience)
@@ -113,8 +122,9 @@ def fit(cfg: Config, arch: str, images: np.ndarray, targets: np.ndarray, val_ima
                            "images_per_second": speed, "best": is_best})
         _log_epoch(state, epoch, history_path, board)
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_acc:.1f}", best=f"{state.best_acc:.1f}@{state.best_epoch}")
-        if checkpoint is not None:
+        if checkpoint is not None and (on_epoch is not None or time.monotonic() - written >= CHECKPOINT_SECONDS):
             checkpoints.write_checkpoint(checkpoint, fingerprint, loop.checkpoint_state(tr, state, epoch))
+            written = time.monotonic()
         if on_epoch is not None:
             on_epoch(epoch)
         if state.stopped:

@@ -194,7 +194,8 @@ class _Version(argparse.Action):
 USER_ERRORS = (("tckr.cli.options", "UsageError"), ("tckr.core.config", "ConfigError"), ("builtins", "FileNotFoundError"),
                ("tckr.orchestration.study", "PhaseBlocked"), ("tckr.datasets.provenance", "DataLeakError"),
                ("tckr.core.io", "CorruptFileError"), ("tckr.datasets.real", "DatasetUnavailableError"),
-               ("tckr.reporting.report", "ReportError"), ("tckr.reporting.release", "ReleaseError"),
+               ("tckr.reporting.report", "ReportError"), ("tckr.reporting.speed_report", "SpeedError"),
+               ("tckr.reporting.release", "ReleaseError"),
                ("tckr.runfolder.lock", "RunLocked"))
 FAILURES = (("tckr.orchestration.study", "PhaseFailed"),)
 

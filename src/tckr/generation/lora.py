@@ -5,7 +5,9 @@
 trains it on the images of D with their prompts (``"<class>: <caption>"``, the run's
 ``captions/captions.csv`` from :mod:`tckr.captions`): resize to ``generator.resolution`` with centre
 crop, random horizontal flip, batch ``lora.batch_size`` × gradient accumulation ``lora.grad_accum``,
-AdamW at ``lora.learning_rate``, for ``lora.epochs`` epochs or ``lora.max_steps`` optimiser steps.
+AdamW at ``lora.learning_rate``, for ``lora.epochs`` epochs or ``lora.max_steps`` optimiser steps. The frozen VAE
+and text encoder run once over D before the steps (:func:`encoded_d`, when their outputs fit :data:`ENCODED_BYTES`),
+not once per step and epoch: the same adapter, bit for bit.
 Devices, mixed precision and multi-GPU data parallelism come from ``accelerate``
 (``accelerate launch -m tckr.cli lora configs/paper/cifar10.yaml runs/<id>`` runs it on every GPU).
 
@@ -157,6 +159,53 @@ def training_prompts(run) -> list[str]:
     return table["prompt"].to_numpy()[order.loc[d_index].to_numpy()].tolist()
 
 
+#: The most bytes :func:`encoded_d` may hold; above it every step encodes its own batch (the paper's tier: D's
+#: 512-pixel latents and 77-token embeddings would take tens of GB).
+ENCODED_BYTES = 2 << 30
+
+
+class EncodedD:
+    """The frozen encoders' outputs on every image of D, computed once before :func:`finetune`'s steps: the VAE
+    posterior's mean and standard deviation of each image (and of its mirror, with ``lora.random_flip``) and the
+    text encoder's embedding of its prompt. A step then only draws the posterior noise and runs the UNet. The
+    encoders are frozen and their per-image outputs do not depend on the batch they are computed in, so the
+    adapter is the same, bit for bit, as when each step encodes its batch (``tests/test_lora.py``)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, emb: torch.Tensor):
+        self.mean, self.std, self.emb = mean, std, emb  # V×N×latent, V×N×latent, N×tokens×width
+
+    def posterior(self, idx: np.ndarray, flip: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) of the images ``idx``, mirrored where ``flip`` says."""
+        view = torch.zeros(len(idx), dtype=torch.long) if flip is None else torch.from_numpy(flip[idx]).long()
+        rows = torch.from_numpy(np.asarray(idx))
+        return self.mean[view, rows], self.std[view, rows]
+
+
+def encoded_d(pipe, images: np.ndarray, ids: torch.Tensor, resolution: int, lc, device, dtype,
+              chunk: int = 256) -> EncodedD | None:
+    """:class:`EncodedD` of D's ``images`` and prompt token ``ids``; None when it would exceed :data:`ENCODED_BYTES`."""
+    n, views = len(images), 2 if lc.random_flip else 1
+    f = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    latent = pipe.vae.config.latent_channels * (resolution // f) ** 2
+    width = pipe.text_encoder.config.hidden_size
+    item = torch.tensor([], dtype=dtype).element_size()
+    if item * n * (2 * views * latent + ids.shape[1] * width) > ENCODED_BYTES:
+        return None
+    means, stds, embs = [], [], []
+    with torch.no_grad():
+        for v in range(views):
+            for first in range(0, n, chunk):
+                part = images[first:first + chunk]
+                flip = np.ones(len(part), dtype=bool) if v else None
+                post = pipe.vae.encode(preprocess(part, resolution, center_crop=lc.center_crop, flip=flip).to(device, dtype)).latent_dist
+                means.append(post.mean)
+                stds.append(post.std)
+        for first in range(0, n, chunk):
+            embs.append(pipe.text_encoder(ids[first:first + chunk].to(device))[0])
+    shape = (views, n, *means[0].shape[1:])
+    return EncodedD(torch.cat(means).reshape(shape), torch.cat(stds).reshape(shape), torch.cat(embs))
+
+
 def _checkpoints(folder: Path) -> list[Path]:
     found = [p for p in folder.glob("checkpoint-*") if (p / "state.json").is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
@@ -241,6 +290,7 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
         if loss_csv.is_file():
             old = pd.read_csv(loss_csv)
             history = old[old["step"] <= step].to_dict("records")
+    encoded = None if step >= total else encoded_d(pipe, D.images, ids, cfg.generator.resolution, lc, acc.device, wdtype)
     unet, opt = acc.prepare(pipe.unet, opt)
     unet.train()
     scheduler = pipe.scheduler
@@ -260,14 +310,19 @@ def finetune(run, *, progress: bool = True, overwrite: bool = False, pipe=None) 
             losses = []
             for micro, b in enumerate(group):
                 idx = perm[b * lc.batch_size:(b + 1) * lc.batch_size]
-                x = preprocess(D.images[idx], cfg.generator.resolution, center_crop=lc.center_crop,
-                               flip=None if flips is None else flips[idx]).to(acc.device, wdtype)
                 g = torch.Generator().manual_seed(int(seed) * 1_000_003 + step * 1009 + micro * 31 + acc.process_index)
                 with torch.no_grad():
-                    post = pipe.vae.encode(x).latent_dist
-                    noise = torch.randn(post.mean.shape, generator=g).to(post.mean)
-                    z = (post.mean + post.std * noise) * pipe.vae.config.scaling_factor
-                    emb = pipe.text_encoder(ids[idx].to(acc.device))[0]
+                    if encoded is not None:
+                        mean, std = encoded.posterior(idx, flips)
+                        emb = encoded.emb[torch.from_numpy(idx)]
+                    else:
+                        x = preprocess(D.images[idx], cfg.generator.resolution, center_crop=lc.center_crop,
+                                       flip=None if flips is None else flips[idx]).to(acc.device, wdtype)
+                        post = pipe.vae.encode(x).latent_dist
+                        mean, std = post.mean, post.std
+                        emb = pipe.text_encoder(ids[idx].to(acc.device))[0]
+                    noise = torch.randn(mean.shape, generator=g).to(mean)
+                    z = (mean + std * noise) * pipe.vae.config.scaling_factor
                 with acc.autocast():
                     loss = denoising_loss(unet, scheduler, z, emb, generator=g)
                 acc.backward(loss / len(group))

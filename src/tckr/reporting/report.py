@@ -441,5 +441,9 @@ def update_readme(readme: str | Path, folders: list[str | Path], *, check: bool 
 
 
 def update_bench(readme: str | Path, folder: str | Path, *, check: bool = False) -> bool:
-    """Replace the block of ``docs/benchmarks.md`` beside ``readme`` with :func:`bench_block`; True when it changed."""
-    return _write_blocks([_replaced(Path(readme).parent / BENCH_PAGE, BENCH_BEGIN, BENCH_END, bench_block(folder), "benchmark")], check)
+    """Replace the block of ``docs/benchmarks.md`` beside ``readme`` with :func:`bench_block`, and the README's speed
+    row when ``folder`` holds the before/after rooflines (:mod:`tckr.reporting.speed_report`); True when either changed."""
+    from tckr.reporting import speed_report as sr
+    edits = [_replaced(Path(readme).parent / BENCH_PAGE, BENCH_BEGIN, BENCH_END, bench_block(folder), "benchmark")]
+    speed = [_replaced(Path(readme), sr.SPEED_BEGIN, sr.SPEED_END, sr.speed_block(folder), "speed")] if sr.has_speed(folder) else []
+    return _write_blocks(edits + speed, check)

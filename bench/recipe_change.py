@@ -1,0 +1,108 @@
+"""What a recipe change costs in accuracy and buys in time: two several-seed studies of phases 00-04 on the same seeds.
+
+Reads two result folders (or run folders) made by ``tckr study`` with ``study.seeds`` (``seed<k>/results/``): the
+reference (``results/mini-seeds``) and the same config with the change (``--set`` on the command line), e.g.
+
+    tckr study results/mini-seeds/config.yaml --run-dir runs/mini-fast-seeds --set study.name=mini-fast-seeds \\
+        --set classifier.stem_stride=2 --set generator.dtype=bfloat16 --phases 00_data,...,04_run_evaluate
+    python bench/recipe_change.py results/mini-seeds runs/mini-fast-seeds --out bench/measured/recipe_fast.json
+
+For every model both hold on every seed: each seed's real-test accuracy in both, the paired difference (changed −
+reference) with its mean and 95% t-interval over the seeds, and whether each changed value lies within the
+reference's seed spread (its mean ± 2 sd over the seeds). For every phase: the mean seconds over the seeds in both
+and the ratio. The two were run at different times: the phase times are as each study recorded them (its own
+machine load), the ratio a guide, not a side-by-side measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def per_seed(folder: Path, name: str) -> pd.DataFrame:
+    """``name`` (``classifiers.csv`` or ``phases.csv``) of every ``seed<k>`` of ``folder``, with a ``seed_run`` column."""
+    seeds = sorted(folder.glob("seed*/results/" + name))
+    if not seeds:
+        raise SystemExit(f"{folder} holds no seed<k>/results/{name}: give a several-seed study's result or run folder")
+    return pd.concat([pd.read_csv(f).assign(seed_run=int(f.parts[-3][4:])) for f in seeds], ignore_index=True)
+
+
+def accuracy_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
+    """Per model on the seeds both hold: accuracies, the paired difference's mean and t-interval, within-spread flags."""
+    a = ref.pivot(index="model", columns="seed_run", values="test_accuracy")
+    b = new.pivot(index="model", columns="seed_run", values="test_accuracy")
+    seeds = sorted(set(a.columns) & set(b.columns))
+    rows = []
+    for model in sorted(set(a.index) & set(b.index), key=lambda m: (m != "teacher", m)):
+        x, y = a.loc[model, seeds].to_numpy(float), b.loc[model, seeds].to_numpy(float)
+        d = y - x
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
+        lo, hi = x.mean() - 2 * x.std(ddof=1), x.mean() + 2 * x.std(ddof=1)
+        rows.append({"model": model, "seeds": seeds, "reference": x.round(2).tolist(), "changed": y.round(2).tolist(),
+                     "mean_difference": float(d.mean()), "ci_low": float(d.mean() - half), "ci_high": float(d.mean() + half),
+                     "within_spread": [bool(lo <= v <= hi) for v in y]})
+    return rows
+
+
+def phase_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
+    a, b = ref.groupby("phase")["seconds"].mean(), new.groupby("phase")["seconds"].mean()
+    return [{"phase": p, "reference_s": float(a[p]), "changed_s": float(b[p]), "speedup": float(a[p] / b[p])}
+            for p in sorted(set(a.index) & set(b.index))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("reference", help="several-seed folder of the recipe as committed (e.g. results/mini-seeds)")
+    ap.add_argument("changed", help="several-seed folder of the same config with the change")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    from tckr.core import io
+    from tckr.runfolder import runs
+
+    ref_dir, new_dir = Path(args.reference), Path(args.changed)
+    flat_a, flat_b = (flat(runs.read_saved_config(f / "config.yaml").to_dict()) for f in (ref_dir, new_dir))
+    changes = {k: v for k, v in flat_b.items() if flat_a.get(k) != v and k != "study.name"}
+    acc = accuracy_rows(per_seed(ref_dir, "classifiers.csv"), per_seed(new_dir, "classifiers.csv"))
+    phases = phase_rows(per_seed(ref_dir, "phases.csv"), per_seed(new_dir, "phases.csv"))
+    print(f"{new_dir} against {ref_dir}: {changes}")
+    for r in acc:
+        print(f"{r['model']:24s} {r['reference']} -> {r['changed']}  difference {r['mean_difference']:+.2f} "
+              f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]  within the reference's spread: {r['within_spread']}")
+    for p in phases:
+        print(f"{p['phase']:18s} {p['reference_s']:7.1f} s -> {p['changed_s']:7.1f} s  {p['speedup']:.2f}x")
+    if args.out:
+        from tckr.reporting import report
+
+        total_a = sum(p["reference_s"] for p in phases)
+        total_b = sum(p["changed_s"] for p in phases)
+        outside = [r["model"] for r in acc if not all(r["within_spread"])]
+        teacher = next((r for r in acc if r["model"] == "teacher"), None)
+        summary = (", ".join(f"{k}={v}" for k, v in changes.items()) + f" over {len(acc[0]['seeds'])} seeds: phases "
+                   f"{total_a / 60:.1f} -> {total_b / 60:.1f} min a seed ({total_a / total_b:.2f}x, each study's own timing)"
+                   + (f"; teacher {teacher['mean_difference']:+.2f} points [{teacher['ci_low']:+.2f}, {teacher['ci_high']:+.2f}]"
+                      if teacher else "")
+                   + f"; {len(acc) - len(outside)} of {len(acc)} models within the reference's seed spread on every seed"
+                   + (f" (not: {', '.join(outside)})" if outside else ""))
+        io.write_json(args.out, {"reference": str(ref_dir), "changed": str(new_dir), "changes": changes,
+                                 "accuracy": acc, "phases": phases, "record": report.bench_record(summary)})
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The README's speed row: each stage's share of the machine before and after the last speed work, from the
+committed benchmark results (``tckr report bench`` writes it beside the benchmarks page's table).
+
+It reads three files of the benchmark folder: ``roofline_before.json`` and ``roofline.json`` (``bench/roofline.py``
+run on the code before and on this code, one after the other on the same machine, same config, threads and
+precision) and ``pipeline_speedup.json`` (``bench/bench_pipeline_cost.py --before``: one shadow pipeline, stage by
+stage, side by side, with the files the two made compared bit for bit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tckr.core import io
+
+SPEED_BEGIN = "<!-- tckr.speed:begin (tckr report bench ...; do not edit by hand) -->"
+SPEED_END = "<!-- tckr.speed:end -->"
+BEFORE, AFTER, PIPELINE = "roofline_before.json", "roofline.json", "pipeline_speedup.json"
+
+
+class SpeedError(ValueError):
+    """The speed row cannot be written from the benchmark folder (a file is missing or the two rooflines differ in setting)."""
+
+
+def has_speed(folder: str | Path) -> bool:
+    """True when ``folder`` holds the before/after roofline pair the speed row is written from."""
+    return (Path(folder) / BEFORE).is_file() and (Path(folder) / AFTER).is_file()
+
+
+def _setting(result: dict) -> tuple:
+    return result.get("config"), result.get("threads"), result.get("processes", 1), result.get("dtype"), result.get("base")
+
+
+def speed_rows(folder: str | Path) -> list[dict]:
+    """One row per stage both rooflines time: seconds and fraction of peak before and after, and the speed-up."""
+    folder = Path(folder)
+    before, after = io.read_json(folder / BEFORE), io.read_json(folder / AFTER)
+    if _setting(before) != _setting(after):
+        raise SpeedError(f"{folder / BEFORE} and {folder / AFTER} were measured with other settings "
+                         f"({_setting(before)} vs {_setting(after)}): rerun bench/roofline.py on both codes with the same ones")
+    old = {s["stage"]: s for s in before["stages"]}
+    rows = []
+    for s in after["stages"]:
+        b = old.get(s["stage"])
+        if b is None:
+            continue
+        rows.append({"stage": s["stage"], "before_s": b["median_s"], "after_s": s["median_s"],
+                     "before_fraction": b.get("fraction_of_peak"), "after_fraction": s.get("fraction_of_peak"),
+                     "speedup": b["median_s"] / s["median_s"]})
+    return rows
+
+
+def _fraction(v) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
+def speed_block(folder: str | Path) -> str:
+    """The README's speed block, markers included."""
+    folder = Path(folder)
+    before, after = io.read_json(folder / BEFORE), io.read_json(folder / AFTER)
+    head = (f"{SPEED_BEGIN}\n_Written by `tckr report bench {folder.as_posix()}` from `{BEFORE}` ({before['record']['commit']}) "
+            f"and `{AFTER}` ({after['record']['commit']}): each stage's median time and share of the machine's float32 "
+            f"matmul peak ({after['peak']['matmul']['gflops']:.0f} GFLOP/s at {after['threads']} threads)._\n\n"
+            "| stage | before | after | speed-up |\n|---|---|---|---|\n")
+    body = "".join(f"| {r['stage']} | {1e3 * r['before_s']:.0f} ms, {_fraction(r['before_fraction'])} | "
+                   f"{1e3 * r['after_s']:.0f} ms, {_fraction(r['after_fraction'])} | {r['speedup']:.2f}× |\n"
+                   for r in speed_rows(folder))
+    tail = ""
+    if (folder / PIPELINE).is_file():
+        p = io.read_json(folder / PIPELINE)
+        total = next(r for r in p["speedups"] if r["stage"] == "total (one pipeline)")
+        files = p["files"]
+        tail = (f"\nOne shadow pipeline of `{p['config']}` ({p['threads']} threads), {p['before_commit']} against "
+                f"{p['record']['commit']} one after the other: {total['before_s']:.0f} s → {total['after_s']:.0f} s "
+                f"({total['speedup']:.2f}×); {len(files['identical'])} of {len(files['identical']) + len(files['different'])} "
+                f"of its files identical bit for bit (`{PIPELINE}`).\n")
+    return head + body + tail + SPEED_END

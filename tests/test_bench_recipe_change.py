@@ -1,0 +1,57 @@
+"""bench/recipe_change.py: a recipe change's paired accuracy differences over seeds and its phase times (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from tckr.core import paths
+from tckr.core.config import load_config
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("recipe_change", paths.ROOT / "bench" / "recipe_change.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _study(folder, teacher, student, seconds, stem):
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(
+        load_config(paths.ROOT / "configs" / "mini.yaml", {"classifier.stem_stride": stem}).to_dict()))
+    for k, (t, s) in enumerate(zip(teacher, student)):
+        d = folder / f"seed{k}" / "results"
+        d.mkdir(parents=True)
+        pd.DataFrame({"model": ["teacher", "student_synth0.1x"], "test_accuracy": [t, s]}).to_csv(d / "classifiers.csv", index=False)
+        pd.DataFrame({"phase": ["03_generate", "04_run_evaluate"], "seconds": seconds}).to_csv(d / "phases.csv", index=False)
+
+
+def test_paired_differences_spread_and_phase_ratios(tmp_path):
+    bench = _module()
+    _study(tmp_path / "ref", [83.0, 84.0, 82.0], [60.0, 62.0, 58.0], [100.0, 400.0], 0)
+    _study(tmp_path / "new", [82.0, 84.0, 80.0], [60.0, 62.0, 70.0], [50.0, 200.0], 2)
+    bench.main([str(tmp_path / "ref"), str(tmp_path / "new"), "--out", str(tmp_path / "r.json")])
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["changes"] == {"classifier.stem_stride": 2}
+    teacher, student = r["accuracy"]
+    # teacher differences -1, 0, -2: mean -1, t(0.975, 2) = 4.303 x 1 / sqrt(3) = 2.48; spread 83 +- 2 leaves out 80
+    assert teacher["model"] == "teacher" and teacher["mean_difference"] == pytest.approx(-1.0)
+    assert teacher["ci_low"] == pytest.approx(-3.484, abs=1e-3) and teacher["within_spread"] == [True, True, False]
+    assert student["within_spread"] == [True, True, False]  # 70 lies outside 60 +- 4
+    assert [(p["phase"], p["speedup"]) for p in r["phases"]] == [("03_generate", 2.0), ("04_run_evaluate", 2.0)]
+    assert "0 of 2 models within the reference's seed spread on every seed (not: teacher, student_synth0.1x)" in r["record"]["summary"]
+    assert "teacher -1.00 points [-3.48, +1.48]" in r["record"]["summary"]
+
+
+def test_a_folder_without_seeds_is_refused(tmp_path):
+    bench = _module()
+    _study(tmp_path / "ref", [83.0], [60.0], [1.0, 1.0], 0)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.yaml").write_text((tmp_path / "ref" / "config.yaml").read_text())
+    with pytest.raises(SystemExit, match="seed<k>/results/classifiers.csv"):
+        bench.main([str(tmp_path / "ref"), str(tmp_path / "empty")])
