@@ -36,3 +36,21 @@ def tiny_sd_base(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny_sd") / "base"
     generator.build_random("tiny", seed=1).save_pretrained(str(d), safe_serialization=True)
     return d
+
+
+def bench_script(name: str):
+    """``bench/<name>.py`` imported as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    from tckr.core import paths
+
+    spec = importlib.util.spec_from_file_location(name, paths.ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def bench():
+    """:func:`bench_script`: ``bench("roofline")`` is ``bench/roofline.py`` as a module."""
+    return bench_script

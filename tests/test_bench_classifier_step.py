@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
-from tckr.core import paths
 from tckr.core.config import load_config
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("classifier_step", paths.ROOT / "bench" / "classifier_step.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_variants_time_a_step_and_the_backend_comes_back():
-    bench = _module()
+def test_variants_time_a_step_and_the_backend_comes_back(bench):
+    mod = bench("classifier_step")
     cfg = load_config("configs/tiny.yaml", {"train.batch_size": 8})
     before = (torch.backends.mkldnn.enabled, torch.backends.mkldnn.conv.fp32_precision)
-    with bench.backend(False, "bf16"):
+    with mod.backend(False, "bf16"):
         assert not torch.backends.mkldnn.enabled and torch.backends.mkldnn.conv.fp32_precision == "bf16"
     assert (torch.backends.mkldnn.enabled, torch.backends.mkldnn.conv.fp32_precision) == before
     for kwargs in ({}, {"fmt": torch.contiguous_format}, {"stem_stride": 2}, {"teacher": True}):
-        r = bench.step_seconds(cfg, steps=2, **kwargs)
+        r = mod.step_seconds(cfg, steps=2, **kwargs)
         assert r["median_s"] > 0 and len(r["all_s"]) == 2 and r["warm_up_s"] > 0

@@ -2,46 +2,36 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from tckr.cli.options import UsageError
-from tckr.core import paths
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_pipeline_cost", paths.ROOT / "bench" / "bench_pipeline_cost.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_a_bad_set_is_refused_before_any_work(tmp_path):
-    bench = _module()
+def test_a_bad_set_is_refused_before_any_work(bench, tmp_path):
+    mod = bench("bench_pipeline_cost")
     with pytest.raises(UsageError, match="--set 'generator.dtyp=bfloat16'"):
-        bench.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--set", "generator.dtyp=bfloat16"])
+        mod.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--set", "generator.dtyp=bfloat16"])
     with pytest.raises(UsageError, match="generator.dtype"):
-        bench.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--set", "generator.dtype=int8"])
+        mod.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--set", "generator.dtype=int8"])
     assert not (tmp_path / "run").exists()
 
 
-def test_after_set_needs_before_and_is_checked_first(tmp_path):
-    bench = _module()
+def test_after_set_needs_before_and_is_checked_first(bench, tmp_path):
+    mod = bench("bench_pipeline_cost")
     with pytest.raises(UsageError, match="--after-set goes with --before"):
-        bench.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--after-set", "classifier.stem_stride=2"])
+        mod.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--after-set", "classifier.stem_stride=2"])
     with pytest.raises(UsageError, match="classifier.stem_strid"):
-        bench.main(["--config", "configs/tiny.yaml", "--before", str(tmp_path), "--after-set", "classifier.stem_strid=2"])
+        mod.main(["--config", "configs/tiny.yaml", "--before", str(tmp_path), "--after-set", "classifier.stem_strid=2"])
     assert not (tmp_path / "run").exists()
 
 
-def test_files_are_compared_by_tensors_and_stages_by_ratio(tmp_path):
+def test_files_are_compared_by_tensors_and_stages_by_ratio(bench, tmp_path):
     """Two runs' pipeline files: a safetensors file whose metadata alone differs (the training's wall time) is
     identical; another tensor or another array is different; the stages' ratios come from the two tables."""
     import numpy as np
     from safetensors.numpy import save_file
 
-    bench = _module()
+    mod = bench("bench_pipeline_cost")
     for name, meta, value in (("a", "1.0", 1.0), ("b", "2.0", 1.0)):
         d = tmp_path / name / "mia" / "pipelines" / "pipeline_000" / "classifiers"
         d.mkdir(parents=True)
@@ -49,10 +39,10 @@ def test_files_are_compared_by_tensors_and_stages_by_ratio(tmp_path):
         save_file({"w": np.full(3, value if name == "a" else 2.0, np.float32)}, str(d / "n.safetensors"))
         (tmp_path / name / "mia" / "logits").mkdir(parents=True)
         np.save(tmp_path / name / "mia" / "logits" / "pipeline_000_s.npy", np.arange(4) * (1 if name == "a" else 2))
-    same = bench.compare_files(tmp_path / "a", tmp_path / "b", 0)
+    same = mod.compare_files(tmp_path / "a", tmp_path / "b", 0)
     assert same["identical"] == ["mia/pipelines/pipeline_000/classifiers/m.safetensors"]
     assert same["different"] == ["mia/logits/pipeline_000_s.npy", "mia/pipelines/pipeline_000/classifiers/n.safetensors"]
-    rows = bench.speedups({"stages": [{"stage": "lora", "seconds": 90.0}, {"stage": "total (one pipeline)", "seconds": 100.0},
+    rows = mod.speedups({"stages": [{"stage": "lora", "seconds": 90.0}, {"stage": "total (one pipeline)", "seconds": 100.0},
                                       {"stage": "total (8 pipelines)", "seconds": 800.0}]},
                           {"stages": [{"stage": "lora", "seconds": 45.0}, {"stage": "queries", "seconds": 5.0},
                                       {"stage": "total (one pipeline)", "seconds": 50.0}, {"stage": "total (8 pipelines)", "seconds": 400.0}]})

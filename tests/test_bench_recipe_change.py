@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pandas as pd
@@ -11,13 +10,6 @@ import yaml
 
 from tckr.core import paths
 from tckr.core.config import load_config
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("recipe_change", paths.ROOT / "bench" / "recipe_change.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _study(folder, teacher, student, seconds, stem):
@@ -31,11 +23,11 @@ def _study(folder, teacher, student, seconds, stem):
         pd.DataFrame({"phase": ["03_generate", "04_run_evaluate"], "seconds": seconds}).to_csv(d / "phases.csv", index=False)
 
 
-def test_paired_differences_spread_and_phase_ratios(tmp_path):
-    bench = _module()
+def test_paired_differences_spread_and_phase_ratios(bench, tmp_path):
+    mod = bench("recipe_change")
     _study(tmp_path / "ref", [83.0, 84.0, 82.0], [60.0, 62.0, 58.0], [100.0, 400.0], 0)
     _study(tmp_path / "new", [82.0, 84.0, 80.0], [60.0, 62.0, 70.0], [50.0, 200.0], 2)
-    bench.main([str(tmp_path / "ref"), str(tmp_path / "new"), "--out", str(tmp_path / "r.json")])
+    mod.main([str(tmp_path / "ref"), str(tmp_path / "new"), "--out", str(tmp_path / "r.json")])
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["changes"] == {"classifier.stem_stride": 2}
     teacher, student = r["accuracy"]
@@ -48,10 +40,10 @@ def test_paired_differences_spread_and_phase_ratios(tmp_path):
     assert "teacher -1.00 points [-3.48, +1.48]" in r["record"]["summary"]
 
 
-def test_a_folder_without_seeds_is_refused(tmp_path):
-    bench = _module()
+def test_a_folder_without_seeds_is_refused(bench, tmp_path):
+    mod = bench("recipe_change")
     _study(tmp_path / "ref", [83.0], [60.0], [1.0, 1.0], 0)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "config.yaml").write_text((tmp_path / "ref" / "config.yaml").read_text())
     with pytest.raises(SystemExit, match="seed<k>/results/classifiers.csv"):
-        bench.main([str(tmp_path / "ref"), str(tmp_path / "empty")])
+        mod.main([str(tmp_path / "ref"), str(tmp_path / "empty")])

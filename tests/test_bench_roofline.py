@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
-from tckr.core import paths
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("roofline", paths.ROOT / "bench" / "roofline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_a_matmul_counts_two_flops_per_multiply_add():
-    rf = _module()
+def test_a_matmul_counts_two_flops_per_multiply_add(bench):
+    rf = bench("roofline")
     a, b = torch.randn(48, 32), torch.randn(32, 40)
     assert rf.count_flops(lambda: a @ b) == 2 * 48 * 32 * 40
 
 
 @pytest.mark.parametrize("groups", [1, 4, 16])
-def test_a_convolution_backward_counts_its_forward_once_per_gradient(groups):
+def test_a_convolution_backward_counts_its_forward_once_per_gradient(bench, groups):
     """Forward + backward of a conv is 3× its forward whatever ``groups`` is (torch's own formula counted the
     weight gradient of a grouped conv ``groups`` times)."""
-    rf = _module()
+    rf = bench("roofline")
     conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=groups, bias=False)
     x = torch.randn(2, 16, 8, 8, requires_grad=True)
     forward = 2 * 2 * 8 * 8 * 16 * (16 // groups) * 9
@@ -37,8 +26,8 @@ def test_a_convolution_backward_counts_its_forward_once_per_gradient(groups):
     assert rf.count_flops(lambda: conv(x).sum().backward()) == 2 * forward
 
 
-def test_stage_row_divides_flops_by_the_median_and_the_peak():
-    rf = _module()
+def test_stage_row_divides_flops_by_the_median_and_the_peak(bench):
+    rf = bench("roofline")
     row = rf.stage_row("s", "d", 6 * 10**9, [1.0, 3.0, 2.0], peak_gflops=6.0, items=10)
     assert row["median_s"] == 2.0 and row["gflops"] == pytest.approx(3.0)
     assert row["fraction_of_peak"] == pytest.approx(0.5) and row["items_per_s"] == pytest.approx(5.0)
@@ -48,10 +37,10 @@ def test_stage_row_divides_flops_by_the_median_and_the_peak():
         rf.timings(lambda: None, 0)
 
 
-def test_dtype_bfloat16_runs_the_peak_and_the_autocast_stages_in_bfloat16():
+def test_dtype_bfloat16_runs_the_peak_and_the_autocast_stages_in_bfloat16(bench):
     """--dtype bfloat16: the peak's operands are bfloat16 and a stage wrapped by _in_precision computes in bfloat16
     (float32 weights kept, as lora.mixed_precision bf16 trains); float32 leaves both alone."""
-    rf = _module()
+    rf = bench("roofline")
     lin = torch.nn.Linear(8, 4)
     x = torch.randn(2, 8)
     try:
