@@ -1,5 +1,6 @@
 """One training of :func:`tckr.classification.train.fit`, in the pieces its driver calls: :func:`start` (model,
-AdamW, warm-up + cosine schedule, AMP scaler, the augmentation generator), :func:`train_epoch` (one pass of
+AdamW, warm-up + cosine schedule, AMP scaler, the augmentation generator, and a GKD teacher's outputs computed
+once when they can be: :func:`teacher_views`), :func:`train_epoch` (one pass of
 :func:`train_step`: augmentation, MixUp, the GKD or label targets, one optimiser step), :func:`validate`,
 :func:`select` (best-epoch selection and early stopping), :func:`checkpoint_state` / :func:`resume` (what an epoch
 checkpoint holds and its restoration) and :func:`finish` (the kept weights as a
