@@ -64,17 +64,16 @@ COMPARED = ("mia/pipelines/pipeline_{i:03d}/lora/*.safetensors", "mia/pipelines/
 def _digest(path: Path) -> str:
     """sha256 of a file; of a safetensors file, of its tensors (names, dtypes, shapes, bytes) only: its metadata
     records the training's wall time, which differs between any two runs."""
-    h = hashlib.sha256()
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
+    if path.suffix != ".safetensors":
+        from tckr.core import io
 
-        for name, t in sorted(load_file(str(path)).items()):
-            h.update(f"{name}|{t.dtype}|{t.shape}|".encode())
-            h.update(t.tobytes())
-        return h.hexdigest()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+        return io.sha256_file(path)
+    from safetensors.numpy import load_file
+
+    h = hashlib.sha256()
+    for name, t in sorted(load_file(str(path)).items()):
+        h.update(f"{name}|{t.dtype}|{t.shape}|".encode())
+        h.update(t.tobytes())
     return h.hexdigest()
 
 
@@ -99,7 +98,7 @@ def speedups(before: dict, after: dict) -> list[dict]:
     old = {r["stage"]: r["seconds"] for r in before["stages"]}
     rows = []
     for r in after["stages"]:
-        if r["stage"] in old and not r["stage"].startswith("total (") or r["stage"] == "total (one pipeline)":
+        if r["stage"] == "total (one pipeline)" or (r["stage"] in old and not r["stage"].startswith("total (")):
             b = old.get(r["stage"])
             rows.append({"stage": r["stage"], "before_s": b, "after_s": r["seconds"],
                          "speedup": b / r["seconds"] if b and r["seconds"] > 0 else None})
@@ -144,25 +143,26 @@ def side_by_side(args) -> None:
         same = compare_files(work / "before" / "run", work / "after" / "run", args.pipeline)
     finally:
         load1 = os.getloadavg()
+        shutil.rmtree(work, ignore_errors=True)
     rows = speedups(before, after)
     total = next(r for r in rows if r["stage"] == "total (one pipeline)")
     print(f"\nbefore ({before['commit']}) -> after, same settings, one after the other (load average {load0[0]:.2f} -> {load1[0]:.2f}):")
     for r in rows:
         print(f"{r['stage']:28s} {r['before_s']:9.1f} {r['after_s']:9.1f}  {r['speedup'] or float('nan'):5.2f}x")
     print(f"files identical bit for bit: {len(same['identical'])}; different: {len(same['different'])} {same['different'][:6]}")
-    shutil.rmtree(work, ignore_errors=True)
     if args.out:
         from tckr.cli.options import parse_set
         from tckr.core import io
         from tckr.reporting import report
 
+        changed = parse_set(args.after_sets)
         result = {"config": args.config, "threads": args.threads, "before_commit": before["commit"],
-                  "after_overrides": parse_set(args.after_sets), "before": before,
+                  "after_overrides": changed, "before": before,
                   "after": after, "speedups": rows, "files": same, "loadavg_before": load0, "loadavg_after": load1}
         teacher = next((r for r in rows if r["stage"] == "teacher"), None)
         result["record"] = report.bench_record(
             f"one shadow pipeline of {args.config}, {before['commit']} against this code"
-            + "".join(f" with {k}={v}" for k, v in parse_set(args.after_sets).items()) + ", side by side: "
+            + "".join(f" with {k}={v}" for k, v in changed.items()) + ", side by side: "
             f"{total['before_s'] / 60:.1f} -> {total['after_s'] / 60:.1f} min ({total['speedup']:.2f}x)"
             + (f", its teacher (a classifier shadow) {teacher['speedup']:.2f}x" if teacher else "")
             + f"; {len(same['identical'])} of {len(same['identical']) + len(same['different'])} files identical")

@@ -31,10 +31,15 @@ def _setting(result: dict) -> tuple:
     return result.get("config"), result.get("threads"), result.get("processes", 1), result.get("dtype"), result.get("base")
 
 
-def speed_rows(folder: str | Path) -> list[dict]:
-    """One row per stage both rooflines time: seconds and fraction of peak before and after, and the speed-up."""
+def _pair(folder: Path) -> tuple[dict, dict]:
+    return io.read_json(folder / BEFORE), io.read_json(folder / AFTER)
+
+
+def speed_rows(folder: str | Path, pair: tuple[dict, dict] | None = None) -> list[dict]:
+    """One row per stage both rooflines time: seconds and fraction of peak before and after, and the speed-up
+    (``pair``: the two rooflines, when already read)."""
     folder = Path(folder)
-    before, after = io.read_json(folder / BEFORE), io.read_json(folder / AFTER)
+    before, after = pair or _pair(folder)
     if _setting(before) != _setting(after):
         raise SpeedError(f"{folder / BEFORE} and {folder / AFTER} were measured with other settings "
                          f"({_setting(before)} vs {_setting(after)}): rerun bench/roofline.py on both codes with the same ones")
@@ -57,14 +62,14 @@ def _fraction(v) -> str:
 def speed_block(folder: str | Path) -> str:
     """The README's speed block, markers included."""
     folder = Path(folder)
-    before, after = io.read_json(folder / BEFORE), io.read_json(folder / AFTER)
+    before, after = pair = _pair(folder)
     head = (f"{SPEED_BEGIN}\n_Written by `tckr report bench {folder.as_posix()}` from `{BEFORE}` ({before['record']['commit']}) "
             f"and `{AFTER}` ({after['record']['commit']}): each stage's median time and share of the machine's float32 "
             f"matmul peak ({after['peak']['matmul']['gflops']:.0f} GFLOP/s at {after['threads']} threads)._\n\n"
             "| stage | before | after | speed-up |\n|---|---|---|---|\n")
     body = "".join(f"| {r['stage']} | {1e3 * r['before_s']:.0f} ms, {_fraction(r['before_fraction'])} | "
                    f"{1e3 * r['after_s']:.0f} ms, {_fraction(r['after_fraction'])} | {r['speedup']:.2f}× |\n"
-                   for r in speed_rows(folder))
+                   for r in speed_rows(folder, pair))
     tail = ""
     if (folder / PIPELINE).is_file():
         p = io.read_json(folder / PIPELINE)
