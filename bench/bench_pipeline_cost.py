@@ -17,6 +17,11 @@ adapter, synthetic sets, logits) are identical bit for bit between the two (:fun
 
     .venv/bin/python bench/bench_pipeline_cost.py --before /tmp/before --out bench/measured/pipeline_speedup.json
 
+One side-by-side pair carries the host's drift between its two halves. ``--rounds N`` repeats the pair N times,
+alternating the order (before, after; after, before; ...), each run in a fresh scratch folder: every stage's median
+over the rounds before and after, and the whole pipeline's ratio in every round with their geometric mean and its 95%
+t-interval on the log scale (:func:`rounds_summary`). Files are compared in the first round.
+
 A run folder given with ``--run`` that already holds the pipeline is resumed (finished stages are not
 re-timed: use a fresh folder for a measurement). The machine's load average is printed: other processes on
 the same cores lower every number alike, the ratios much less.
@@ -105,6 +110,25 @@ def speedups(before: dict, after: dict) -> list[dict]:
     return rows
 
 
+def rounds_summary(per_round: list[list[dict]]) -> tuple[list[dict], dict]:
+    """Rows of :func:`speedups` from several rounds -> per stage the median seconds before and after over the rounds,
+    their ratio and each round's ratio; and the whole pipeline's ratios per round with their geometric mean and its
+    95% Student-t interval on the log scale (nan bounds with one round)."""
+    from tckr.privacy import metrics
+
+    rows = []
+    for stage in [r["stage"] for r in per_round[0]]:
+        pairs = [(r["before_s"], r["after_s"]) for rs in per_round for r in rs if r["stage"] == stage]
+        b, a = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+        rows.append({"stage": stage, "before_s": b, "after_s": a, "speedup": b / a if b and a > 0 else None,
+                     "per_round": [x / y if x and y > 0 else None for x, y in pairs]})
+    total = next(r for r in rows if r["stage"] == "total (one pipeline)")
+    logs = np.log(np.asarray(total["per_round"], dtype=float))
+    half = metrics.t_halfwidth(logs)
+    return rows, {"per_round": total["per_round"], "geometric_mean": float(np.exp(logs.mean())),
+                  "ci_low": float(np.exp(logs.mean() - half)), "ci_high": float(np.exp(logs.mean() + half))}
+
+
 def before_variant(checkout: Path, args, folder: Path) -> dict:
     """This benchmark as ``checkout``'s code runs it (its own script and sources), on run folder ``folder``."""
     script = checkout / "bench" / "bench_pipeline_cost.py"
@@ -130,21 +154,34 @@ def before_variant(checkout: Path, args, folder: Path) -> dict:
 def side_by_side(args) -> None:
     """``--before``: the pipeline with the other checkout's code, then with this one's, compared."""
     work = Path(tempfile.mkdtemp(prefix="tckr-pipeline-speedup-"))
+    rest = ["--config", args.config, "--pipeline", str(args.pipeline), "--threads", str(args.threads),
+            "--lora-steps", str(args.lora_steps), "--generation-steps", str(args.generation_steps)]
+    for s in args.sets + args.after_sets:
+        rest += ["--set", s]
+    results = []
     try:
         load0 = os.getloadavg()
-        before = before_variant(Path(args.before).resolve(), args, work / "before" / "run")
-        rest = ["--config", args.config, "--pipeline", str(args.pipeline), "--threads", str(args.threads),
-                "--lora-steps", str(args.lora_steps), "--generation-steps", str(args.generation_steps)]
-        for s in args.sets + args.after_sets:
-            rest += ["--set", s]
-        after_json = work / "after.json"
-        main([*rest, "--run", str(work / "after" / "run"), "--out", str(after_json)])
-        after = json.loads(after_json.read_text())
-        same = compare_files(work / "before" / "run", work / "after" / "run", args.pipeline)
+        for k in range(args.rounds):
+            res = {}
+            for variant in ("before", "after") if k % 2 == 0 else ("after", "before"):
+                folder = work / f"{variant}{k}" / "run"
+                if variant == "before":
+                    res["before"] = before_variant(Path(args.before).resolve(), args, folder)
+                else:
+                    main([*rest, "--run", str(folder), "--out", str(work / f"after{k}.json")])
+                    res["after"] = json.loads((work / f"after{k}.json").read_text())
+            if k == 0:
+                same = compare_files(work / "before0" / "run", work / "after0" / "run", args.pipeline)
+            for variant in ("before", "after"):  # a round's folders go once measured: disk, and no resuming by mistake
+                shutil.rmtree(work / f"{variant}{k}", ignore_errors=True)
+            results.append(res)
+            whole = next(r for r in speedups(res["before"], res["after"]) if r["stage"] == "total (one pipeline)")
+            print(f"round {k + 1}/{args.rounds}: the whole pipeline {whole['speedup']:.3f}x", flush=True)
     finally:
         load1 = os.getloadavg()
         shutil.rmtree(work, ignore_errors=True)
-    rows = speedups(before, after)
+    before, after = results[0]["before"], results[0]["after"]
+    rows, ratio = rounds_summary([speedups(r["before"], r["after"]) for r in results])
     total = next(r for r in rows if r["stage"] == "total (one pipeline)")
     print(f"\nbefore ({before['commit']}) -> after, same settings, one after the other (load average {load0[0]:.2f} -> {load1[0]:.2f}):")
     for r in rows:
@@ -158,12 +195,16 @@ def side_by_side(args) -> None:
         changed = parse_set(args.after_sets)
         result = {"config": args.config, "threads": args.threads, "before_commit": before["commit"],
                   "after_overrides": changed, "before": before,
-                  "after": after, "speedups": rows, "files": same, "loadavg_before": load0, "loadavg_after": load1}
+                  "after": after, "speedups": rows, "rounds": args.rounds, "total_ratio": ratio, "files": same,
+                  "loadavg_before": load0, "loadavg_after": load1}
         teacher = next((r for r in rows if r["stage"] == "teacher"), None)
         result["record"] = report.bench_record(
             f"one shadow pipeline of {args.config}, {before['commit']} against this code"
-            + "".join(f" with {k}={v}" for k, v in changed.items()) + ", side by side: "
+            + "".join(f" with {k}={v}" for k, v in changed.items()) + ", side by side"
+            + (f", {args.rounds} rounds in alternating order (medians)" if args.rounds > 1 else "") + ": "
             f"{total['before_s'] / 60:.1f} -> {total['after_s'] / 60:.1f} min ({total['speedup']:.2f}x)"
+            + (f", per round {', '.join(f'{x:.2f}x' for x in ratio['per_round'])}, geometric mean "
+               f"{ratio['geometric_mean']:.2f}x [{ratio['ci_low']:.2f}, {ratio['ci_high']:.2f}]" if args.rounds > 1 else "")
             + (f", its teacher (a classifier shadow) {teacher['speedup']:.2f}x" if teacher else "")
             + f"; {len(same['identical'])} of {len(same['identical']) + len(same['different'])} files identical")
         io.write_json(args.out, result)
@@ -184,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     ap.add_argument("--before", default=None, metavar="CHECKOUT",
                     help="cost the pipeline with this checkout's code first, then with this one, and compare")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="with --before: repeat the pair this many times in alternating order (before/after, after/before, ...)")
     ap.add_argument("--after-set", dest="after_sets", action="append", default=[], metavar="section.key=value",
                     help="with --before: override one config key for this code's run only (a recipe change costed "
                     "against the code before at its own settings)")
@@ -194,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.after_sets and not args.before:
         raise UsageError("--after-set goes with --before (it changes this code's run of a side-by-side only); "
                          "use --set to cost one configuration")
+    if args.rounds < 1 or (args.rounds > 1 and not args.before):
+        raise UsageError(f"--rounds {args.rounds}: give a count of 1 or more, and more than 1 only with --before")
     overrides = parse_set(args.sets)  # a mistyped key is refused here, before any work
     config.load_config(args.config, {**overrides, **parse_set(args.after_sets)} or None)  # and a bad value
     if args.before:

@@ -9,7 +9,12 @@ reference (``results/mini-seeds``) and the same config with the change (``--set`
 
 For every model both hold on every seed: each seed's real-test accuracy in both, the paired difference (changed −
 reference) with its mean and 95% t-interval over the seeds, and whether each changed value lies within the
-reference's seed spread (its mean ± 2 sd over the seeds). For every phase: the mean seconds over the seeds in both
+reference's seed spread (its mean ± 2 sd over the seeds). For every contrast of
+:mod:`tckr.reporting.attribution` (``lora``: the LoRA student − the base generator's, what D adds through the
+generator; ``teacher``, ``public_gap``, ``student_gap``) at every cardinality both hold: its value per seed in both
+and the paired change of the contrast (changed − reference), mean and 95% t-interval; with several cardinalities
+also ``mean``: each seed's contrast averaged over them, paired the same way. A change can keep every model
+within the spread and still narrow the ``lora`` contrast, the mechanism the mini tier exists to exercise. For every phase: the mean seconds over the seeds in both
 and the ratio. The two were run at different times: the phase times are as each study recorded them (its own
 machine load), the ratio a guide, not a side-by-side measurement.
 """
@@ -60,6 +65,54 @@ def accuracy_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def contrast_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
+    """Per attribution contrast and cardinality both hold on their common seeds: the contrast (a − b, points) per seed
+    in each, their means, and the paired change (changed − reference) with its mean and 95% t-interval."""
+    from tckr.privacy import metrics
+    from tckr.reporting import attribution
+
+    a = ref.pivot(index="model", columns="seed_run", values="test_accuracy")
+    b = new.pivot(index="model", columns="seed_run", values="test_accuracy")
+    seeds = sorted(set(a.columns) & set(b.columns))
+    parts = sorted({m.removeprefix("student_synth") for m in set(a.index) & set(b.index)
+                    if m.startswith("student_synth") and not m.endswith("_hard")}, key=lambda p: float(p.rstrip("x")))
+
+    def row(name, part, what, x, y):
+        d, half = y - x, metrics.t_halfwidth(y - x)
+        return {"contrast": name, "cardinality": part, "what": what, "seeds": seeds,
+                "reference": x.round(2).tolist(), "changed": y.round(2).tolist(),
+                "reference_mean": float(x.mean()), "changed_mean": float(y.mean()),
+                "mean_difference": float(d.mean()), "ci_low": float(d.mean() - half), "ci_high": float(d.mean() + half)}
+
+    rows = []
+    for name, (ra, rb, what) in attribution.CONTRASTS.items():
+        xs, ys = {}, {}
+        for part in parts:
+            ma, mb = ra.format(m=part), rb.format(m=part)
+            if {ma, mb} <= set(a.index) & set(b.index):
+                xs[part] = (a.loc[ma, seeds] - a.loc[mb, seeds]).to_numpy(float)
+                ys[part] = (b.loc[ma, seeds] - b.loc[mb, seeds]).to_numpy(float)
+                rows.append(row(name, part, what, xs[part], ys[part]))
+        if len(xs) > 1:  # each seed's mean over the cardinalities: one reading of the contrast, paired over seeds
+            rows.append(row(name, "mean", what, np.mean(list(xs.values()), axis=0), np.mean(list(ys.values()), axis=0)))
+    return rows
+
+
+def lora_summary(contrasts: list[dict]) -> str:
+    """The ``lora`` contrast's reading for the record's summary: each cardinality's mean before -> after, and the
+    paired change of its mean over the cardinalities (of the one cardinality when there is one)."""
+    lora = [c for c in contrasts if c["contrast"] == "lora"]
+    if not lora:
+        return ""
+    pooled = lora[-1]
+    each = ", ".join(f"{c['cardinality']} {c['reference_mean']:+.2f} -> {c['changed_mean']:+.2f}" for c in lora if c is not pooled
+                     or len(lora) == 1)
+    where = "averaged over the cardinalities" if pooled["cardinality"] == "mean" else "its change"
+    return (f"; lora contrast (points) {each}; {where} {pooled['mean_difference']:+.2f} "
+            f"[{pooled['ci_low']:+.2f}, {pooled['ci_high']:+.2f}] (per seed "
+            + ", ".join(f"{b - a:+.2f}" for a, b in zip(pooled["reference"], pooled["changed"])) + ")")
+
+
 def phase_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
     a, b = ref.groupby("phase")["seconds"].mean(), new.groupby("phase")["seconds"].mean()
     return [{"phase": p, "reference_s": float(a[p]), "changed_s": float(b[p]), "speedup": float(a[p] / b[p])}
@@ -78,12 +131,16 @@ def main(argv: list[str] | None = None) -> None:
     ref_dir, new_dir = Path(args.reference), Path(args.changed)
     flat_a, flat_b = (flat(runs.read_saved_config(f / "config.yaml").to_dict()) for f in (ref_dir, new_dir))
     changes = {k: v for k, v in flat_b.items() if flat_a.get(k) != v and k != "study.name"}
-    acc = accuracy_rows(per_seed(ref_dir, "classifiers.csv"), per_seed(new_dir, "classifiers.csv"))
+    ref_acc, new_acc = per_seed(ref_dir, "classifiers.csv"), per_seed(new_dir, "classifiers.csv")
+    acc, contrasts = accuracy_rows(ref_acc, new_acc), contrast_rows(ref_acc, new_acc)
     phases = phase_rows(per_seed(ref_dir, "phases.csv"), per_seed(new_dir, "phases.csv"))
     print(f"{new_dir} against {ref_dir}: {changes}")
     for r in acc:
         print(f"{r['model']:24s} {r['reference']} -> {r['changed']}  difference {r['mean_difference']:+.2f} "
               f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]  within the reference's spread: {r['within_spread']}")
+    for c in contrasts:
+        print(f"{c['contrast']:12s} {c['cardinality']:>5s} {c['reference_mean']:+6.2f} -> {c['changed_mean']:+6.2f} points, "
+              f"change {c['mean_difference']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]  ({c['what']})")
     for p in phases:
         print(f"{p['phase']:18s} {p['reference_s']:7.1f} s -> {p['changed_s']:7.1f} s  {p['speedup']:.2f}x")
     if args.out:
@@ -98,9 +155,10 @@ def main(argv: list[str] | None = None) -> None:
                    + (f"; teacher {teacher['mean_difference']:+.2f} points [{teacher['ci_low']:+.2f}, {teacher['ci_high']:+.2f}]"
                       if teacher else "")
                    + f"; {len(acc) - len(outside)} of {len(acc)} models within the reference's seed spread on every seed"
-                   + (f" (not: {', '.join(outside)})" if outside else ""))
+                   + (f" (not: {', '.join(outside)})" if outside else "")
+                   + lora_summary(contrasts))
         io.write_json(args.out, {"reference": str(ref_dir), "changed": str(new_dir), "changes": changes,
-                                 "accuracy": acc, "phases": phases, "record": report.bench_record(summary)})
+                                 "accuracy": acc, "contrasts": contrasts, "phases": phases, "record": report.bench_record(summary)})
         print(f"wrote {args.out}")
 
 

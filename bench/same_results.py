@@ -8,7 +8,12 @@ that hold wall-clock time, dates or the git commit differ between any two runs a
 are printed). Prints the differences and one verdict line; exit 0 when identical, 1 otherwise.
 
     nice -n 19 .venv/bin/python bench/same_results.py 4fc9d55 HEAD [--keep DIR]
-    .venv/bin/python bench/same_results.py --runs RUN_A RUN_B     # compare two finished tiny runs only
+    .venv/bin/python bench/same_results.py --runs RUN_A RUN_B     # compare two finished runs only
+
+``--runs`` compares any two finished run or result folders (``results/<study>`` as collected by
+``tckr report collect``), e.g. a fresh ``make study`` against the committed ``results/mini`` after a change meant to
+be exact; collect the run first so that both hold the same files. ``--out FILE`` writes the verdict with the
+benchmark record (``tckr.report.bench_record``).
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
 # wall time, dates and provenance of the run itself: never equal between two runs
 VOLATILE = re.compile(r"second|time|elapsed|started|finished|created|date|commit|duration|per_s|host|python|version|run_id|path|dir",
                       re.IGNORECASE)
+# logs written as parallel workers finish: their rows are compared in this order, not in the order written
+LOGGED_ORDER = {"pipeline_stages.csv": ["pipeline", "stage"]}
 CHAIN = "from tckr import study; study.run_study('configs/tiny.yaml', {run!r}, log=lambda m: print(m, flush=True))"
 
 
@@ -89,6 +97,8 @@ def compare(a: Path, b: Path) -> tuple[list[str], int, set[str], int]:
                     diffs.append(f"{name}: {k}: {va[k]!r} != {vb[k]!r}")
             continue
         da, db = pd.read_csv(pa, keep_default_na=False), pd.read_csv(pb, keep_default_na=False)
+        if name in LOGGED_ORDER and list(da.columns) == list(db.columns):  # rows in the order the workers finished
+            da, db = (d.sort_values(LOGGED_ORDER[name], kind="stable", ignore_index=True) for d in (da, db))
         if list(da.columns) != list(db.columns) or len(da) != len(db):
             diffs.append(f"{name}: shape or columns differ: {da.shape} {list(da.columns)} vs {db.shape} {list(db.columns)}")
             continue
@@ -97,10 +107,11 @@ def compare(a: Path, b: Path) -> tuple[list[str], int, set[str], int]:
                 skipped.add(f"{name}:{col}")
                 continue
             compared += len(da)
-            bad = [i for i, (x, y) in enumerate(zip(da[col].tolist(), db[col].tolist())) if not _same(x, y)]
+            xs, ys = da[col].tolist(), db[col].tolist()
+            bad = [i for i, (x, y) in enumerate(zip(xs, ys)) if not _same(x, y)]
             if bad:
                 i = bad[0]
-                diffs.append(f"{name}: column {col}: {len(bad)} of {len(da)} rows differ (row {i}: {da[col][i]!r} != {db[col][i]!r})")
+                diffs.append(f"{name}: column {col}: {len(bad)} of {len(da)} rows differ (row {i}: {xs[i]!r} != {ys[i]!r})")
     return diffs, compared, skipped, len(fa & fb) - ("phases.csv" in skipped)
 
 
@@ -110,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("after", nargs="?", default="HEAD", help="a commit (default HEAD)")
     ap.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary folder, removed)")
     ap.add_argument("--runs", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
-                    help="compare these two finished run folders of configs/tiny.yaml instead of running the chain")
+                    help="compare these two finished run (or result) folders instead of running the tiny chain")
+    ap.add_argument("--out", type=Path, help="write the verdict as JSON with the benchmark record")
     a = ap.parse_args(argv)
     if a.runs:
-        return verdict(*a.runs, a.runs[0].name, a.runs[1].name)
+        return verdict(*a.runs, a.runs[0].as_posix(), a.runs[1].as_posix(), out=a.out)
     if a.before is None:
         ap.error("give a commit to compare with (or --runs RUN_A RUN_B)")
     commits = [subprocess.run(["git", "-C", str(REPO), "rev-parse", c], check=True, capture_output=True, text=True).stdout.strip()
@@ -122,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         runs = [run_chain(c, work) for c in commits]
-        return verdict(*runs, commits[0][:10], commits[1][:10])
+        return verdict(*runs, commits[0][:10], commits[1][:10], out=a.out)
     finally:
         for c in commits:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / f"tree-{c[:12]}")],
@@ -131,15 +143,36 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["rm", "-rf", str(work)])
 
 
-def verdict(run_a: Path, run_b: Path, name_a: str, name_b: str) -> int:
-    """Print the differences and the one-line verdict; 0 when identical."""
+def wall_seconds(run: Path) -> dict[str, dict[str, float]]:
+    """Each run's own wall times, as its logs hold them (not side by side: another sitting's load differs): seconds
+    per phase (``phases.csv``) and per pipeline stage summed over the pipelines (``pipeline_stages.csv``)."""
+    out = {}
+    for name, key in (("phases.csv", "phase"), ("pipeline_stages.csv", "stage")):
+        f = run / "results" / name
+        if f.is_file():
+            out[name] = {k: round(float(v), 3) for k, v in pd.read_csv(f).groupby(key, sort=True)["seconds"].sum().items()}
+    return out
+
+
+def verdict(run_a: Path, run_b: Path, name_a: str, name_b: str, out: Path | None = None) -> int:
+    """Print the differences and the one-line verdict (and write it to ``out``); 0 when identical."""
     diffs, compared, skipped, n_files = compare(run_a, run_b)
     for d in diffs:
         print(d)
     print(f"left out (wall time, dates, commit): {', '.join(sorted(skipped))}")
     same = not diffs
-    print(f"{'IDENTICAL' if same else 'DIFFERENT'}: tiny study results of {name_a} vs {name_b}: "
-          f"{compared} values in {n_files} result files compared, {len(diffs)} differences")
+    line = (f"{'IDENTICAL' if same else 'DIFFERENT'}: study results of {name_a} vs {name_b}: "
+            f"{compared} values in {n_files} result files compared, {len(diffs)} differences")
+    print(line)
+    if out is not None:
+        from tckr.core import io
+        from tckr.reporting import report
+
+        io.write_json(out, {"a": str(run_a), "b": str(run_b), "identical": same, "values_compared": compared,
+                            "files_compared": n_files, "differences": diffs, "left_out": sorted(skipped),
+                            "wall_seconds": {name: wall_seconds(run) for name, run in ((name_a, run_a), (name_b, run_b))},
+                            "record": report.bench_record(line)})
+        print(f"wrote {out}")
     return 0 if same else 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tckr.cli.options import UsageError
@@ -47,3 +48,29 @@ def test_files_are_compared_by_tensors_and_stages_by_ratio(bench, tmp_path):
                           {"stages": [{"stage": "lora", "seconds": 45.0}, {"stage": "queries", "seconds": 5.0},
                                       {"stage": "total (one pipeline)", "seconds": 50.0}, {"stage": "total (8 pipelines)", "seconds": 400.0}]})
     assert [(r["stage"], r["speedup"]) for r in rows] == [("lora", 2.0), ("total (one pipeline)", 2.0)]
+
+
+def test_rounds_give_medians_and_the_geometric_mean_of_the_pipeline_ratios(bench):
+    mod = bench("bench_pipeline_cost")
+
+    def pair(lora_b, lora_a, total_b, total_a):
+        return mod.speedups({"stages": [{"stage": "lora", "seconds": lora_b}, {"stage": "total (one pipeline)", "seconds": total_b}]},
+                            {"stages": [{"stage": "lora", "seconds": lora_a}, {"stage": "total (one pipeline)", "seconds": total_a}]})
+
+    rows, ratio = mod.rounds_summary([pair(90.0, 60.0, 100.0, 100.0), pair(80.0, 40.0, 200.0, 100.0), pair(70.0, 70.0, 400.0, 100.0)])
+    lora, total = rows
+    assert (lora["before_s"], lora["after_s"], lora["speedup"]) == (80.0, 60.0, 80.0 / 60.0)
+    assert lora["per_round"] == [1.5, 2.0, 1.0]
+    assert total["per_round"] == [1.0, 2.0, 4.0] and ratio["geometric_mean"] == pytest.approx(2.0)
+    # log ratios 0, ln 2, 2 ln 2: sd ln 2, half-width 4.303 ln 2 / sqrt(3) -> 2 x/÷ 2^2.484
+    assert ratio["ci_high"] == pytest.approx(2.0 * 2 ** 2.4843, rel=1e-3) and ratio["ci_low"] == pytest.approx(2.0 / 2 ** 2.4843, rel=1e-3)
+    one_rows, one = mod.rounds_summary([pair(90.0, 60.0, 100.0, 50.0)])
+    assert one_rows[1]["speedup"] == 2.0 and one["geometric_mean"] == pytest.approx(2.0) and np.isnan(one["ci_low"])
+
+
+def test_rounds_need_before(bench, tmp_path):
+    mod = bench("bench_pipeline_cost")
+    with pytest.raises(UsageError, match="--rounds 2: .* only with --before"):
+        mod.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--rounds", "2"])
+    with pytest.raises(UsageError, match="--rounds 0"):
+        mod.main(["--config", "configs/tiny.yaml", "--before", str(tmp_path), "--rounds", "0"])

@@ -47,3 +47,23 @@ def test_a_folder_without_seeds_is_refused(bench, tmp_path):
     (tmp_path / "empty" / "config.yaml").write_text((tmp_path / "ref" / "config.yaml").read_text())
     with pytest.raises(SystemExit, match="seed<k>/results/classifiers.csv"):
         mod.main([str(tmp_path / "ref"), str(tmp_path / "empty")])
+
+
+def test_the_lora_contrast_is_paired_within_seeds(bench, tmp_path):
+    """A change can keep each model within its spread yet narrow what the LoRA adds: the contrast per seed, its change."""
+    mod = bench("recipe_change")
+    for name, base, stem in (("ref", [40.0, 38.0, 42.0], 0), ("new", [50.0, 47.0, 50.0], 2)):
+        _study(tmp_path / name, [83.0, 84.0, 82.0], [60.0, 62.0, 58.0], [1.0, 1.0], stem)
+        for k, b in enumerate(base):
+            f = tmp_path / name / f"seed{k}" / "results" / "classifiers.csv"
+            table = pd.read_csv(f)
+            pd.concat([table, pd.DataFrame({"model": ["student_base0.1x"], "test_accuracy": [b]})]).to_csv(f, index=False)
+    mod.main([str(tmp_path / "ref"), str(tmp_path / "new"), "--out", str(tmp_path / "r.json")])
+    r = json.loads((tmp_path / "r.json").read_text())
+    lora = next(c for c in r["contrasts"] if c["contrast"] == "lora")
+    # reference 20, 24, 16 (mean 20); changed 10, 15, 8 (mean 11); changes -10, -9, -8: mean -9, half-width 4.303 / sqrt(3)
+    assert lora["cardinality"] == "0.1x" and lora["reference"] == [20.0, 24.0, 16.0] and lora["changed"] == [10.0, 15.0, 8.0]
+    assert lora["mean_difference"] == pytest.approx(-9.0) and lora["ci_high"] == pytest.approx(-9.0 + 2.484, abs=1e-3)
+    gap = next(c for c in r["contrasts"] if c["contrast"] == "student_gap")
+    assert gap["mean_difference"] == pytest.approx(0.0)
+    assert "; lora contrast (points) 0.1x +20.00 -> +11.00; its change -9.00 [-11.48, -6.52] (per seed -10.00, -9.00, -8.00)" in r["record"]["summary"]

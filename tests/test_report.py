@@ -393,6 +393,24 @@ def test_speed_row_is_written_from_the_before_and_after_rooflines(tmp_path):
     assert cli.main(["report", "bench-check", str(folder), "--readme", str(readme)]) == 1
     assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
     assert "250 s → 125 s (2.00×); 2 of 3 of its files identical" in readme.read_text()
+    p = json.loads((folder / "pipeline_speedup.json").read_text())
+    (folder / "pipeline_speedup.json").write_text(json.dumps({**p, "rounds": 2, "total_ratio": {
+        "per_round": [1.8, 2.2], "geometric_mean": 1.99, "ci_low": 0.5, "ci_high": 7.9}}))
+    assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
+    assert ("bbbbbbb, 2 pairs run in alternating order: median 250 s → 125 s (2.00×), per round 1.80×, 2.20×, geometric mean 1.99× "
+            "(95% interval 0.50–7.90); 2 of 3 of its files identical") in readme.read_text()
+    lora = [{"contrast": "lora", "cardinality": c, "seeds": [0, 1], "reference": ref, "changed": new,
+             "reference_mean": sum(ref) / 2, "changed_mean": sum(new) / 2, "mean_difference": d, "ci_low": d - 1, "ci_high": d + 1}
+            for c, ref, new, d in (("0.1x", [20.0, 22.0], [12.0, 14.0], -8.0), ("mean", [20.0, 22.0], [12.0, 14.0], -8.0))]
+    (folder / "recipe_stem2.json").write_text(json.dumps({"changes": {"classifier.stem_stride": 2}, "contrasts": lora,
+                                                                "record": rec}))
+    (folder / "classifier_step.json").write_text(json.dumps({"variants": [{"variant": "stem stride 2", "speedup": 2.0}],
+                                                                   "record": rec}))
+    assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
+    assert ("With `classifier.stem_stride=2` a classifier's training step runs 2.00× faster (`classifier_step.json`), but "
+            "what the LoRA adds narrows") in readme.read_text()
+    assert ": 0.1× |D| +21.0 → +13.0; averaged over the cardinalities -8.0 [-9.0, -7.0], per seed -8.0, -8.0 (`recipe_stem2.json`)." \
+        in readme.read_text()
     (folder / "roofline_before.json").write_text(json.dumps(roofline("aaaaaaa", 0.1, 0.3, threads=1)))
     with pytest.raises(speed_report.SpeedError, match="other settings"):
         speed_report.speed_rows(folder)
