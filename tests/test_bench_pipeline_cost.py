@@ -17,12 +17,18 @@ def test_a_bad_set_is_refused_before_any_work(bench, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_after_set_needs_before_and_is_checked_first(bench, tmp_path):
+@pytest.mark.parametrize("extra, match", [
+    (["--run", "RUN", "--after-set", "classifier.stem_stride=2"], "--after-set goes with --before"),
+    (["--before", "TMP", "--after-set", "classifier.stem_strid=2"], "classifier.stem_strid"),
+    (["--run", "RUN", "--rounds", "2"], "--rounds 2: .* only with --before"),
+    (["--before", "TMP", "--rounds", "0"], "--rounds 0"),
+])
+def test_side_by_side_options_are_checked_first(bench, tmp_path, extra, match):
+    """--after-set and --rounds > 1 go with --before; a bad key or count is refused before any work."""
     mod = bench("bench_pipeline_cost")
-    with pytest.raises(UsageError, match="--after-set goes with --before"):
-        mod.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--after-set", "classifier.stem_stride=2"])
-    with pytest.raises(UsageError, match="classifier.stem_strid"):
-        mod.main(["--config", "configs/tiny.yaml", "--before", str(tmp_path), "--after-set", "classifier.stem_strid=2"])
+    argv = [str(tmp_path / "run") if a == "RUN" else str(tmp_path) if a == "TMP" else a for a in extra]
+    with pytest.raises(UsageError, match=match):
+        mod.main(["--config", "configs/tiny.yaml", *argv])
     assert not (tmp_path / "run").exists()
 
 
@@ -66,11 +72,3 @@ def test_rounds_give_medians_and_the_geometric_mean_of_the_pipeline_ratios(bench
     assert ratio["ci_high"] == pytest.approx(2.0 * 2 ** 2.4843, rel=1e-3) and ratio["ci_low"] == pytest.approx(2.0 / 2 ** 2.4843, rel=1e-3)
     one_rows, one = mod.rounds_summary([pair(90.0, 60.0, 100.0, 50.0)])
     assert one_rows[1]["speedup"] == 2.0 and one["geometric_mean"] == pytest.approx(2.0) and np.isnan(one["ci_low"])
-
-
-def test_rounds_need_before(bench, tmp_path):
-    mod = bench("bench_pipeline_cost")
-    with pytest.raises(UsageError, match="--rounds 2: .* only with --before"):
-        mod.main(["--config", "configs/tiny.yaml", "--run", str(tmp_path / "run"), "--rounds", "2"])
-    with pytest.raises(UsageError, match="--rounds 0"):
-        mod.main(["--config", "configs/tiny.yaml", "--before", str(tmp_path), "--rounds", "0"])
