@@ -22,6 +22,7 @@ machine load), the ratio a guide, not a side-by-side measurement.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def accuracy_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Real-test accuracy, one row per model and one column per seed, of :func:`per_seed`'s ``classifiers.csv``."""
+    return frame.pivot(index="model", columns="seed_run", values="test_accuracy")
+
+
 def per_seed(folder: Path, name: str) -> pd.DataFrame:
     """``name`` (``classifiers.csv`` or ``phases.csv``) of every ``seed<k>`` of ``folder``, with a ``seed_run`` column."""
     seeds = sorted(folder.glob("seed*/results/" + name))
@@ -48,10 +54,9 @@ def per_seed(folder: Path, name: str) -> pd.DataFrame:
     return pd.concat([pd.read_csv(f).assign(seed_run=int(f.parts[-3][4:])) for f in seeds], ignore_index=True)
 
 
-def accuracy_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
-    """Per model on the seeds both hold: accuracies, the paired difference's mean and t-interval, within-spread flags."""
-    a = ref.pivot(index="model", columns="seed_run", values="test_accuracy")
-    b = new.pivot(index="model", columns="seed_run", values="test_accuracy")
+def accuracy_rows(a: pd.DataFrame, b: pd.DataFrame) -> list[dict]:
+    """Per model on the seeds both hold (``a``, ``b``: :func:`accuracy_table` of the reference and the change):
+    accuracies, the paired difference's mean and t-interval, within-spread flags."""
     seeds = sorted(set(a.columns) & set(b.columns))
     rows = []
     for model in sorted(set(a.index) & set(b.index), key=lambda m: (m != "teacher", m)):
@@ -65,17 +70,15 @@ def accuracy_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def contrast_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
-    """Per attribution contrast and cardinality both hold on their common seeds: the contrast (a − b, points) per seed
-    in each, their means, and the paired change (changed − reference) with its mean and 95% t-interval."""
+def contrast_rows(a: pd.DataFrame, b: pd.DataFrame) -> list[dict]:
+    """Per attribution contrast and cardinality both hold on their common seeds (``a``, ``b``: :func:`accuracy_table`
+    of the reference and the change; the pairs are :func:`tckr.reporting.attribution.contrast_pairs`): the contrast
+    (a − b, points) per seed in each, their means, and the paired change (changed − reference) with its mean and 95%
+    t-interval."""
     from tckr.privacy import metrics
     from tckr.reporting import attribution
 
-    a = ref.pivot(index="model", columns="seed_run", values="test_accuracy")
-    b = new.pivot(index="model", columns="seed_run", values="test_accuracy")
     seeds = sorted(set(a.columns) & set(b.columns))
-    parts = sorted({m.removeprefix("student_synth") for m in set(a.index) & set(b.index)
-                    if m.startswith("student_synth") and not m.endswith("_hard")}, key=lambda p: float(p.rstrip("x")))
 
     def row(name, part, what, x, y):
         d, half = y - x, metrics.t_halfwidth(y - x)
@@ -85,16 +88,15 @@ def contrast_rows(ref: pd.DataFrame, new: pd.DataFrame) -> list[dict]:
                 "mean_difference": float(d.mean()), "ci_low": float(d.mean() - half), "ci_high": float(d.mean() + half)}
 
     rows = []
-    for name, (ra, rb, what) in attribution.CONTRASTS.items():
-        xs, ys = {}, {}
-        for part in parts:
-            ma, mb = ra.format(m=part), rb.format(m=part)
-            if {ma, mb} <= set(a.index) & set(b.index):
-                xs[part] = (a.loc[ma, seeds] - a.loc[mb, seeds]).to_numpy(float)
-                ys[part] = (b.loc[ma, seeds] - b.loc[mb, seeds]).to_numpy(float)
-                rows.append(row(name, part, what, xs[part], ys[part]))
+    pairs = attribution.contrast_pairs(set(a.index) & set(b.index))
+    for name, group in itertools.groupby(pairs, key=lambda p: p[0]):  # contrast_pairs gives a contrast's pairs together
+        xs, ys = [], []
+        for _, _, part, ma, mb, what in group:
+            xs.append((a.loc[ma, seeds] - a.loc[mb, seeds]).to_numpy(float))
+            ys.append((b.loc[ma, seeds] - b.loc[mb, seeds]).to_numpy(float))
+            rows.append(row(name, part, what, xs[-1], ys[-1]))
         if len(xs) > 1:  # each seed's mean over the cardinalities: one reading of the contrast, paired over seeds
-            rows.append(row(name, "mean", what, np.mean(list(xs.values()), axis=0), np.mean(list(ys.values()), axis=0)))
+            rows.append(row(name, "mean", what, np.mean(xs, axis=0), np.mean(ys, axis=0)))
     return rows
 
 
@@ -104,10 +106,10 @@ def lora_summary(contrasts: list[dict]) -> str:
     lora = [c for c in contrasts if c["contrast"] == "lora"]
     if not lora:
         return ""
-    pooled = lora[-1]
-    each = ", ".join(f"{c['cardinality']} {c['reference_mean']:+.2f} -> {c['changed_mean']:+.2f}" for c in lora if c is not pooled
-                     or len(lora) == 1)
+    each = [c for c in lora if c["cardinality"] != "mean"]
+    pooled = next((c for c in lora if c["cardinality"] == "mean"), each[-1])
     where = "averaged over the cardinalities" if pooled["cardinality"] == "mean" else "its change"
+    each = ", ".join(f"{c['cardinality']} {c['reference_mean']:+.2f} -> {c['changed_mean']:+.2f}" for c in each)
     return (f"; lora contrast (points) {each}; {where} {pooled['mean_difference']:+.2f} "
             f"[{pooled['ci_low']:+.2f}, {pooled['ci_high']:+.2f}] (per seed "
             + ", ".join(f"{b - a:+.2f}" for a, b in zip(pooled["reference"], pooled["changed"])) + ")")
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     ref_dir, new_dir = Path(args.reference), Path(args.changed)
     flat_a, flat_b = (flat(runs.read_saved_config(f / "config.yaml").to_dict()) for f in (ref_dir, new_dir))
     changes = {k: v for k, v in flat_b.items() if flat_a.get(k) != v and k != "study.name"}
-    ref_acc, new_acc = per_seed(ref_dir, "classifiers.csv"), per_seed(new_dir, "classifiers.csv")
+    ref_acc, new_acc = (accuracy_table(per_seed(d, "classifiers.csv")) for d in (ref_dir, new_dir))
     acc, contrasts = accuracy_rows(ref_acc, new_acc), contrast_rows(ref_acc, new_acc)
     phases = phase_rows(per_seed(ref_dir, "phases.csv"), per_seed(new_dir, "phases.csv"))
     print(f"{new_dir} against {ref_dir}: {changes}")

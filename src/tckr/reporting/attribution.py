@@ -56,26 +56,35 @@ def _part(multiple: float) -> str:
     return artifacts.model_name("student", multiple, "soft").removeprefix("student_synth")
 
 
+def contrast_pairs(models) -> list[tuple[str, float, str, str, str, str]]:
+    """``(contrast, cardinality, its name part, row a, row b, what)`` for every contrast of ``CONTRASTS`` at every
+    student cardinality whose two rows are among ``models`` (model names), contrasts in ``CONTRASTS`` order, each by
+    increasing cardinality."""
+    models = set(models)
+    cards = sorted({float(m[len("student_synth"):].split("x")[0]) for m in models if m.startswith("student_synth")})
+    out = []
+    for name, (a, b, what) in CONTRASTS.items():
+        for m in cards:
+            ra, rb = a.format(m=_part(m)), b.format(m=_part(m))
+            if ra in models and rb in models:
+                out.append((name, m, _part(m), ra, rb, what))
+    return out
+
+
 def contributions(folder: str | Path) -> pd.DataFrame:
     """The paired contrasts of the module docstring at every student cardinality of ``folder`` (columns ``COLUMNS``;
     ``per_seed`` is the differences joined by ``;``). Points of real-test accuracy."""
     acc = accuracies(folder)
-    cards = sorted({float(m[len("student_synth"):].split("x")[0]) for m in acc.index
-                    if m.startswith("student_synth")})
     rows = []
-    for name, (a, b, what) in CONTRASTS.items():
-        for m in cards:
-            ra, rb = a.format(m=_part(m)), b.format(m=_part(m))
-            if ra not in acc.index or rb not in acc.index:
-                continue
-            pair = acc.loc[[ra, rb]].dropna(axis=1)
-            if pair.shape[1] == 0:
-                continue
-            diff = (pair.loc[ra] - pair.loc[rb]).to_numpy(float)
-            half = metrics.t_halfwidth(diff)
-            rows.append({"contrast": name, "cardinality": m, "a": ra, "b": rb, "what": what, "n_seeds": len(diff),
-                         "mean": diff.mean(), "lo": diff.mean() - half, "hi": diff.mean() + half,
-                         "per_seed": ";".join(f"{v:.2f}" for v in diff)})
+    for name, m, _, ra, rb, what in contrast_pairs(acc.index):
+        pair = acc.loc[[ra, rb]].dropna(axis=1)
+        if pair.shape[1] == 0:
+            continue
+        diff = (pair.loc[ra] - pair.loc[rb]).to_numpy(float)
+        half = metrics.t_halfwidth(diff)
+        rows.append({"contrast": name, "cardinality": m, "a": ra, "b": rb, "what": what, "n_seeds": len(diff),
+                     "mean": diff.mean(), "lo": diff.mean() - half, "hi": diff.mean() + half,
+                     "per_seed": ";".join(f"{v:.2f}" for v in diff)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -77,11 +77,13 @@ def speed_block(folder: str | Path) -> str:
         total = next(r for r in p["speedups"] if r["stage"] == "total (one pipeline)")
         files = p["files"]
         rounds, ratio = p.get("rounds", 1), p.get("total_ratio")
-        how = (f", {rounds} pairs run in alternating order: median {total['before_s']:.0f} s → {total['after_s']:.0f} s "
-               f"({total['speedup']:.2f}×), per round " + ", ".join(f"{x:.2f}×" for x in ratio["per_round"])
-               + f", geometric mean {ratio['geometric_mean']:.2f}× (95% interval {ratio['ci_low']:.2f}–{ratio['ci_high']:.2f})"
-               if rounds > 1 and ratio else
-               f" one after the other: {total['before_s']:.0f} s → {total['after_s']:.0f} s ({total['speedup']:.2f}×)")
+        times = f"{total['before_s']:.0f} s → {total['after_s']:.0f} s ({total['speedup']:.2f}×)"
+        if rounds > 1 and ratio:
+            how = (f", {rounds} pairs run in alternating order: median {times}, per round "
+                   + ", ".join(f"{x:.2f}×" for x in ratio["per_round"])
+                   + f", geometric mean {ratio['geometric_mean']:.2f}× (95% interval {ratio['ci_low']:.2f}–{ratio['ci_high']:.2f})")
+        else:
+            how = f" one after the other: {times}"
         tail = (f"\nOne shadow pipeline of `{p['config']}` ({p['threads']} threads), {p['before_commit']} against "
                 f"{p['record']['commit']}{how}; {len(files['identical'])} of "
                 f"{len(files['identical']) + len(files['different'])} of its files identical bit for bit (`{PIPELINE}`).\n")
@@ -100,11 +102,12 @@ def recipe_sentence(folder: str | Path) -> str:
     changes = ", ".join(f"`{k}={v}`" for k, v in r["changes"].items())
     step = next((v for v in io.read_json(folder / STEP)["variants"] if v["variant"].startswith("stem stride")), None) \
         if (folder / STEP).is_file() and "classifier.stem_stride" in r["changes"] else None
-    pooled = lora[-1]
+    each = [c for c in lora if c["cardinality"] != "mean"]  # bench/recipe_change.py marks the mean over them "mean"
+    pooled = next((c for c in lora if c["cardinality"] == "mean"), each[-1])
     narrows = pooled["mean_difference"] < 0
     buys = f" a classifier's training step runs {step['speedup']:.2f}× faster (`{STEP}`), {'but' if narrows else 'and'}" if step else ""
     each = ", ".join(f"{c['cardinality'].replace('x', '×')} |D| {c['reference_mean']:+.1f} → {c['changed_mean']:+.1f}"
-                     for c in lora if c is not pooled or len(lora) == 1)
+                     for c in each)
     mean = "averaged over the cardinalities" if pooled["cardinality"] == "mean" else "the change"
     per_seed = ", ".join(f"{b - a:+.1f}" for a, b in zip(pooled["reference"], pooled["changed"]))
     return (f"\nWith {changes}{buys} what the LoRA adds {'narrows' if narrows else 'does not narrow'} (the LoRA student's lead over the base generator's, "
