@@ -408,9 +408,15 @@ def test_speed_row_is_written_from_the_before_and_after_rooflines(tmp_path):
                                                                    "record": rec}))
     assert cli.main(["report", "bench", str(folder), "--readme", str(readme)]) == 0
     assert ("With `classifier.stem_stride=2` a classifier's training step runs 2.00× faster (`classifier_step.json`), but "
-            "what the LoRA adds narrows") in readme.read_text()
+            "what the LoRA adds (the LoRA student's lead") in readme.read_text()
+    assert "over seeds 0, 1) narrows: 0.1× |D|" in readme.read_text()
     assert ": 0.1× |D| +21.0 → +13.0; averaged over the cardinalities -8.0 [-9.0, -7.0], per seed -8.0, -8.0 (`recipe_stem2.json`)." \
         in readme.read_text()
+    wide = [{**c, "ci_high": 0.5} for c in lora]  # the same fall, its interval reaching no change
+    (folder / "recipe_stem2.json").write_text(json.dumps({"changes": {"classifier.stem_stride": 2}, "contrasts": wide,
+                                                                "record": rec}))
+    assert "over seeds 0, 1) narrows on average, by an interval that reaches no change: 0.1× |D|" \
+        in speed_report.recipe_sentence(folder)
     (folder / "roofline_before.json").write_text(json.dumps(roofline("aaaaaaa", 0.1, 0.3, threads=1)))
     with pytest.raises(speed_report.SpeedError, match="other settings"):
         speed_report.speed_rows(folder)

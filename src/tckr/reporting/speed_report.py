@@ -105,12 +105,15 @@ def recipe_sentence(folder: str | Path) -> str:
     each = [c for c in lora if c["cardinality"] != "mean"]  # bench/recipe_change.py marks the mean over them "mean"
     pooled = next((c for c in lora if c["cardinality"] == "mean"), each[-1])
     narrows = pooled["mean_difference"] < 0
+    # the reading follows the interval: a fall whose interval reaches no change is said to be one on average only
+    verb = ("narrows" if pooled["ci_high"] < 0 else "narrows on average, by an interval that reaches no change"
+            if narrows else "does not narrow")
     buys = f" a classifier's training step runs {step['speedup']:.2f}× faster (`{STEP}`), {'but' if narrows else 'and'}" if step else ""
     each = ", ".join(f"{c['cardinality'].replace('x', '×')} |D| {c['reference_mean']:+.1f} → {c['changed_mean']:+.1f}"
                      for c in each)
     mean = "averaged over the cardinalities" if pooled["cardinality"] == "mean" else "the change"
     per_seed = ", ".join(f"{b - a:+.1f}" for a, b in zip(pooled["reference"], pooled["changed"]))
-    return (f"\nWith {changes}{buys} what the LoRA adds {'narrows' if narrows else 'does not narrow'} (the LoRA student's lead over the base generator's, "
-            f"the teacher's labels on both, points of real-test accuracy over seeds "
-            f"{', '.join(str(k) for k in pooled['seeds'])}): {each}; {mean} {pooled['mean_difference']:+.1f} "
+    return (f"\nWith {changes}{buys} what the LoRA adds (the LoRA student's lead over the base generator's, the "
+            f"teacher's labels on both, points of real-test accuracy over seeds {', '.join(str(k) for k in pooled['seeds'])}) "
+            f"{verb}: {each}; {mean} {pooled['mean_difference']:+.1f} "
             f"[{pooled['ci_low']:+.1f}, {pooled['ci_high']:+.1f}], per seed {per_seed} (`{RECIPE}`).\n")
